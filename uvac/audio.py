@@ -1,0 +1,312 @@
+"""Audio in: decode a recording with libsndfile, check it, mix it to mono, resample it.
+
+``load_audio`` is the file boundary of the engine: everything past it sees a finite, non-empty,
+mono float32 signal at the model's sample rate. Whatever is wrong with the input becomes one of
+the typed errors in ``uvac.errors`` with a message a person can act on; no libsndfile or NumPy
+exception escapes.
+
+Formats: whatever libsndfile reads, in particular WAV (8/16/24/32-bit PCM, 32/64-bit float),
+FLAC and Ogg Vorbis/Opus.
+
+Safety: the header is read first and a recording whose declared length exceeds
+``max_seconds`` is refused before any sample is decoded. Samples are then decoded in bounded
+blocks, so a header that declares billions of frames never turns into one huge allocation.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import math
+import os
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from uvac.errors import (
+    AudioTooLongError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    NotAudioError,
+    UnsupportedEncodingError,
+)
+
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "load_audio"]
+
+logger = logging.getLogger(__name__)
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+
+# Samples (frames x channels) decoded per block: 4 MiB of float32 at a time.
+_BLOCK_SAMPLES = 1 << 20
+
+# A resampling kernel has about (new/gcd) x (orig/gcd) taps; unusual rates (44101 Hz) would
+# make it gigabytes, so ratios with larger terms are approximated (see _resampling_ratio).
+_MAX_RATIO_TERM = 1_000
+
+# libsndfile error codes that mean "a container we know, an encoding we cannot decode".
+_UNSUPPORTED_ENCODING_CODES = frozenset({4, 18, 78, 92, 100, 106, 110, 117, 123, 159, 176})
+
+# WAV format tags libsndfile decodes (PCM, ADPCM, float, A-law, mu-law, IMA ADPCM, GSM 6.10,
+# G.721, extensible); any other tag in a 'fmt ' chunk is an encoding we do not support.
+_WAV_TAGS_DECODED = frozenset(
+    {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0xFFFE}
+)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A decoded recording, mono, at ``sample_rate``.
+
+    ``source_sample_rate`` and ``source_channels`` describe the file as it came in;
+    ``duration_s`` is the length of ``samples`` at ``sample_rate``.
+    """
+
+    samples: np.ndarray  # (N,) float32, finite, N >= 1
+    sample_rate: int
+    source_sample_rate: int
+    source_channels: int
+    duration_s: float
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, *, sample_rate: int) -> Audio:
+        """Wrap an in-memory mono signal (tests, synthetic data), with the loader's checks."""
+        array = np.asarray(samples, dtype=np.float32)
+        if array.ndim != 1:
+            raise ValueError(f"samples must be one-dimensional (mono), got shape {array.shape}")
+        if array.size == 0:
+            raise EmptyAudioError("The recording holds no samples.")
+        if not np.isfinite(array).all():
+            raise NonFiniteAudioError("The recording holds NaN or infinite samples.")
+        _check_sample_rate(sample_rate)
+        return cls(
+            samples=array,
+            sample_rate=sample_rate,
+            source_sample_rate=sample_rate,
+            source_channels=1,
+            duration_s=array.size / sample_rate,
+        )
+
+
+def load_audio(
+    source: bytes | str | os.PathLike[str] | BinaryIO,
+    *,
+    sample_rate: int,
+    max_seconds: float | None = None,
+) -> Audio:
+    """Decode ``source`` to mono float32 at ``sample_rate`` Hz.
+
+    ``source`` is the file's bytes, a path, or a binary file object (read from its current
+    position; a non-seekable stream is read into memory first). Raises ``NotAudioError``,
+    ``UnsupportedEncodingError``, ``EmptyAudioError``, ``NonFiniteAudioError`` or
+    ``AudioTooLongError``; a missing path raises ``FileNotFoundError`` as usual.
+
+    >>> audio = load_audio(wav_bytes, sample_rate=16000, max_seconds=60)  # doctest: +SKIP
+    >>> audio.samples.dtype, audio.sample_rate
+    (dtype('float32'), 16000)
+    """
+    _check_sample_rate(sample_rate)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as stream:
+            return _load_stream(stream, sample_rate=sample_rate, max_seconds=max_seconds)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _load_stream(io.BytesIO(source), sample_rate=sample_rate, max_seconds=max_seconds)
+    stream = source
+    if not _is_seekable(stream):
+        stream = io.BytesIO(stream.read())
+    return _load_stream(stream, sample_rate=sample_rate, max_seconds=max_seconds)
+
+
+def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | None) -> Audio:
+    if _remaining_bytes(stream) == 0:
+        raise EmptyAudioError("The file is empty (0 bytes).")
+    start = stream.tell()
+    try:
+        sound_file = sf.SoundFile(stream)
+    except sf.LibsndfileError as error:
+        stream.seek(start)
+        raise _open_error(error, head=stream.read(4096)) from None
+    except (RuntimeError, ValueError, TypeError, OverflowError, struct.error) as error:
+        raise NotAudioError(f"The file could not be read as audio ({error}).") from None
+
+    with sound_file:
+        source_rate = int(sound_file.samplerate)
+        channels = int(sound_file.channels)
+        declared_frames = int(sound_file.frames)
+        _check_header(
+            source_rate=source_rate,
+            channels=channels,
+            declared_frames=declared_frames,
+            max_seconds=max_seconds,
+        )
+        max_frames = None if max_seconds is None else math.floor(max_seconds * source_rate)
+        mono = _decode_mono(sound_file, channels=channels, max_frames=max_frames)
+
+    if mono.size == 0:
+        raise EmptyAudioError("The recording holds no samples.")
+    samples = _resample(mono, orig_rate=source_rate, new_rate=sample_rate)
+    return Audio(
+        samples=samples,
+        sample_rate=sample_rate,
+        source_sample_rate=source_rate,
+        source_channels=channels,
+        duration_s=samples.size / sample_rate,
+    )
+
+
+def _check_header(
+    *, source_rate: int, channels: int, declared_frames: int, max_seconds: float | None
+) -> None:
+    if channels < 1:
+        raise NotAudioError("The file declares zero audio channels.")
+    if not MIN_SAMPLE_RATE <= source_rate <= MAX_SAMPLE_RATE:
+        raise UnsupportedEncodingError(
+            f"The file declares a sample rate of {source_rate} Hz; rates from "
+            f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz are accepted."
+        )
+    if declared_frames == 0:
+        raise EmptyAudioError("The recording holds no samples.")
+    if max_seconds is not None and declared_frames / source_rate > max_seconds:
+        raise AudioTooLongError(
+            f"The recording lasts {declared_frames / source_rate:.1f} s; "
+            f"the limit is {max_seconds:g} s."
+        )
+
+
+def _decode_mono(sound_file: sf.SoundFile, *, channels: int, max_frames: int | None) -> np.ndarray:
+    """Decode block by block, averaging channels; refuse NaN/inf and overlong streams."""
+    block_frames = max(1, _BLOCK_SAMPLES // channels)
+    blocks: list[np.ndarray] = []
+    decoded = 0
+    while True:
+        try:
+            block = sound_file.read(block_frames, dtype="float32", always_2d=True)  # (F, C)
+        except sf.LibsndfileError as error:
+            raise NotAudioError(
+                f"The audio data is corrupt or truncated ({error.error_string})."
+            ) from None
+        except (RuntimeError, ValueError, MemoryError, struct.error) as error:
+            raise NotAudioError(f"The audio data could not be decoded ({error}).") from None
+        if block.shape[0] == 0:
+            break
+        if not np.isfinite(block).all():
+            raise NonFiniteAudioError(
+                "The recording holds NaN or infinite samples (or float values beyond the "
+                "32-bit float range)."
+            )
+        decoded += block.shape[0]
+        if max_frames is not None and decoded > max_frames:
+            # The header understated the length (streams); stop decoding right here.
+            raise AudioTooLongError(
+                f"The recording lasts more than {max_frames / sound_file.samplerate:g} s, the "
+                "limit."
+            )
+        blocks.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0])
+    if not blocks:
+        return np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+
+
+def _resample(samples: np.ndarray, *, orig_rate: int, new_rate: int) -> np.ndarray:
+    if orig_rate == new_rate:
+        return samples
+    orig_term, new_term = _resampling_ratio(orig_rate, new_rate)
+    waveform = torch.from_numpy(samples).unsqueeze(0)  # (1, N)
+    with torch.inference_mode():
+        resampled = _resampler(orig_term, new_term)(waveform)  # (1, N * new / orig)
+    return resampled.squeeze(0).numpy().astype(np.float32, copy=False)
+
+
+def _resampling_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """The ratio orig:new in lowest terms, approximated when its terms are large.
+
+    The sinc kernel grows with the product of the terms; an approximation with terms of at most
+    ``_MAX_RATIO_TERM`` changes the duration by well under 0.1% (1e-6 for 44101 Hz), inaudible
+    and irrelevant to the features, while keeping the kernel a few megabytes at most.
+    """
+    ratio = Fraction(orig_rate, new_rate)
+    if max(ratio.numerator, ratio.denominator) <= _MAX_RATIO_TERM:
+        return ratio.numerator, ratio.denominator
+    max_denominator = max(1, int(_MAX_RATIO_TERM / max(1.0, float(ratio))))
+    approx = ratio.limit_denominator(max_denominator)
+    logger.debug("Resampling %d -> %d Hz through the ratio %s", orig_rate, new_rate, approx)
+    return approx.numerator, approx.denominator
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_term: int, new_term: int) -> torchaudio.transforms.Resample:
+    # The kernel depends only on the ratio; the module is never mutated after construction,
+    # so sharing it between threads is safe.
+    return torchaudio.transforms.Resample(orig_term, new_term, dtype=torch.float32)
+
+
+def _check_sample_rate(sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, "
+            f"got {sample_rate}"
+        )
+
+
+def _open_error(
+    error: sf.LibsndfileError, *, head: bytes
+) -> NotAudioError | UnsupportedEncodingError:
+    """Translate libsndfile's refusal to open a file into our error with a human message."""
+    detail = error.error_string.strip() or "unknown libsndfile error"
+    wav_tag = _wav_format_tag(head)
+    if wav_tag is not None and wav_tag not in _WAV_TAGS_DECODED:
+        return UnsupportedEncodingError(
+            f"This WAV file holds an encoding we cannot decode (format tag 0x{wav_tag:04X}). "
+            "Send PCM or float WAV, FLAC or Ogg."
+        )
+    if error.code in _UNSUPPORTED_ENCODING_CODES:
+        return UnsupportedEncodingError(
+            f"The file's audio encoding is not supported ({detail}). "
+            "Send PCM or float WAV, FLAC or Ogg."
+        )
+    if error.code == 32:
+        return NotAudioError("The file declares zero audio channels.")
+    return NotAudioError(
+        f"The file could not be read as audio ({detail}). "
+        "It may be truncated, corrupt or not audio at all; send WAV, FLAC or Ogg."
+    )
+
+
+def _wav_format_tag(head: bytes) -> int | None:
+    """The format tag of a RIFF/WAVE 'fmt ' chunk within ``head``, if there is one."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    endian = "<" if head[:4] == b"RIFF" else ">"
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id = head[offset : offset + 4]
+        (chunk_size,) = struct.unpack(endian + "I", head[offset + 4 : offset + 8])
+        if chunk_id == b"fmt ":
+            if offset + 10 > len(head):
+                return None
+            (tag,) = struct.unpack(endian + "H", head[offset + 8 : offset + 10])
+            return int(tag)
+        offset += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def _is_seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _remaining_bytes(stream: BinaryIO) -> int:
+    position = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(position)
+    return end - position
