@@ -1,0 +1,109 @@
+"""What every clustering model offers: the `ClusterModel` interface.
+
+Three model types implement it (`uvac.models.build_model` builds them by name):
+
+- ``"cat-uvac"``: the categorical UVAC of the paper (`uvac.models.cat_uvac.CatUVAC`);
+- ``"uvac-gmm"``: UVAC with a Gaussian-mixture prior (`uvac.models.gmm_uvac.GmmUVAC`);
+- ``"kmeans"``: K-means on the normalised input features (`uvac.models.kmeans.KMeansClusterer`).
+
+All take features shaped ``(B, 1, T, M)`` in [0, 1] (B windows, T frames, M mel bins) and an
+optional sound-activity mask ``(B, T)`` (1 = real audio, 0 = padding). Every model is an
+`nn.Module` whose whole state lives in its ``state_dict`` (tensors only), so that it saves to
+safetensors and rebuilds from ``hyperparameters()`` plus those tensors.
+
+The two variational models also implement `VariationalClusterModel.loss`; the training loop
+knows nothing else about them. K-means fits in closed form (`KMeansClusterer.fit`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ClusterModel", "LossParts", "VariationalClusterModel"]
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """The negative ELBO of a batch and its parts, each a scalar averaged over the batch.
+
+    ``total = reconstruction + lambda_kl * (kl_z + kl_y)``.
+    """
+
+    total: Tensor
+    reconstruction: Tensor
+    kl_z: Tensor
+    kl_y: Tensor
+
+
+class ClusterModel(nn.Module, abc.ABC):
+    """A model that maps feature windows to cluster probabilities pi."""
+
+    model_type: ClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def n_clusters(self) -> int:
+        """K, the number of clusters."""
+
+    @abc.abstractmethod
+    def cluster_probabilities(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """pi for each window: ``(B, 1, T, M)`` (and mask ``(B, T)``) -> ``(B, K)``, rows sum to 1.
+
+        The inference fast path: callers run it in eval mode under `torch.inference_mode()`.
+        """
+
+    @abc.abstractmethod
+    def latent(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The model's own representation of each window, ``(B, D)``, for internal metrics."""
+
+    @abc.abstractmethod
+    def hyperparameters(self) -> dict[str, Any]:
+        """JSON-able constructor arguments: ``type(self)(**hyperparameters())`` rebuilds it."""
+
+    def assignments(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Sharp cluster of each window, ``(B,)`` int64: argmax of pi."""
+        return self.cluster_probabilities(x, mask).argmax(dim=1)
+
+
+class VariationalClusterModel(ClusterModel):
+    """A cluster model trained by gradient descent on a negative ELBO."""
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        temperature: float,
+        lambda_kl: float,
+    ) -> LossParts:
+        """Negative ELBO of a batch ``(B, 1, T, M)``; ``temperature`` is the Gumbel-Softmax tau
+        (models without a categorical sample ignore it)."""
+
+
+def check_features(x: Tensor, mask: Tensor | None, *, n_mels: int) -> None:
+    """Raise ValueError unless ``x`` is ``(B, 1, T, n_mels)`` and ``mask`` is ``(B, T)``."""
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[3] != n_mels:
+        raise ValueError(f"expected features of shape (B, 1, T, {n_mels}), got {tuple(x.shape)}")
+    if mask is not None and tuple(mask.shape) != (x.shape[0], x.shape[2]):
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match features (B, T) = "
+            f"{(x.shape[0], x.shape[2])}"
+        )
+
+
+def apply_mask(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Zero the padded frames: ``(B, 1, T, M)`` times mask ``(B, T)``."""
+    if mask is None:
+        return x
+    return x * mask[:, None, :, None].to(x.dtype)  # (B, 1, T, M)
+
+
+def one_hot_probabilities(indices: Tensor, n_clusters: int, *, dtype: torch.dtype) -> Tensor:
+    """``(B,)`` cluster ids -> ``(B, K)`` one-hot rows."""
+    return nn.functional.one_hot(indices, n_clusters).to(dtype)

@@ -1,0 +1,237 @@
+"""Categorical UVAC (Fiorio, Nikoloska, Aarts, arXiv 2504.07652): a VAE with a Gumbel-Softmax
+categorical latent y (the cluster) and a continuous latent z.
+
+Three networks, as the paper states them:
+
+- h(x) -> K logits; pi = softmax(logits) = q(y | x) is what the service returns;
+- f(x, y) -> (mu, log-variance) of q(z | x, y);
+- g(y, z) -> x_hat, the reconstruction.
+
+h and f: four Conv2d (16, 32, 64, 128 channels; kernel 8, stride 2, padding 3) each followed by
+BatchNorm2d and ReLU, then a two-layer GRU of 128 units. g: four ConvTranspose2d (64, 32, 16, 1
+channels, same kernel/stride/padding), ReLU after all but the last, sigmoid last.
+
+Design choices where the paper is silent (documented in docs/model-spec.md as one reading that
+makes the shapes close):
+
+- The GRUs run over time with the frequency axis folded into the features: the conv stack
+  turns ``(Tp, Mp)`` into ``(Tp/16, Mp/16)`` maps of 128 channels, so each GRU step sees
+  ``128 * Mp/16`` values for 16 input frames.
+- h pools its GRU outputs over time by a mean, weighted by each step's share of active (unpadded)
+  frames when a mask is given, then a linear layer gives the K logits.
+- f's linear layer maps every GRU step to ``d_z`` values, so z has shape ``(Tp/16, d_z)``; g sees
+  it as a one-channel map ``(1, Tp/16, d_z)`` with y broadcast as K more channels, and its four
+  transposed convolutions restore ``(Tp, 16 d_z)``. Hence ``d_z = Mp / 16`` (8 for 128 mel bins,
+  4 for 64) is not a free hyperparameter.
+- Inputs whose T or M is not a multiple of 16 are zero-padded (padding masked out of the loss)
+  and the reconstruction is cropped back to ``(T, M)``.
+- y and z are sampled only in training mode (Gumbel-Softmax, soft, and the reparameterisation);
+  in eval mode the loss uses their means (y = pi, z = mu), so validation losses are deterministic.
+
+Loss (negative ELBO) = reconstruction + lambda * (KL_z + KL_y), averaged over the batch:
+
+- reconstruction: binary cross-entropy of the sigmoid output against the [0, 1] input, summed
+  over mel bins and averaged over active frames, times T (`masked_reconstruction_bce`). Binary
+  cross-entropy rather than MSE because the decoder ends in a sigmoid and the targets lie in
+  [0, 1]: its gradient does not vanish when the sigmoid saturates, it is computed from logits
+  (stable, and allowed under bf16 autocast), and it is the Bernoulli likelihood whose scale the
+  ELBO's KL weight lambda refers to.
+- KL_z = KL(q(z | x, y) || N(0, I)), analytic, summed over all latent steps and dimensions.
+- KL_y = KL(q(y | x) || Uniform(K)) = log K - H(pi).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from uvac.models.base import LossParts, VariationalClusterModel, check_features
+from uvac.models.layers import (
+    BLOCK,
+    ConvRecurrentEncoder,
+    TransposedConvDecoder,
+    block_activity,
+    masked_reconstruction_bce,
+    masked_time_mean,
+    pad_to_blocks,
+    padded_size,
+)
+
+__all__ = ["CatUVAC", "CatUVACOutput"]
+
+PAPER_CONV_CHANNELS = (16, 32, 64, 128)
+PAPER_DECONV_CHANNELS = (64, 32, 16)
+
+
+@dataclass(frozen=True)
+class CatUVACOutput:
+    """Everything the loss needs from one forward pass (S = Tp/16 latent steps)."""
+
+    cluster_logits: Tensor  # (B, K)
+    probabilities: Tensor  # (B, K), pi = q(y | x)
+    y: Tensor  # (B, K), the Gumbel-Softmax sample (pi itself in eval mode)
+    z_mean: Tensor  # (B, S, d_z)
+    z_logvar: Tensor  # (B, S, d_z)
+    z: Tensor  # (B, S, d_z)
+    reconstruction_logits: Tensor  # (B, 1, T, M); x_hat = sigmoid of it
+    mask: Tensor  # (B, T), 1 = real audio
+
+    @property
+    def reconstruction(self) -> Tensor:
+        """x_hat in [0, 1], ``(B, 1, T, M)``."""
+        return torch.sigmoid(self.reconstruction_logits)
+
+
+class CatUVAC(VariationalClusterModel):
+    """Categorical UVAC; see the module docstring for the architecture and the loss."""
+
+    model_type = "cat-uvac"
+
+    def __init__(
+        self,
+        *,
+        n_clusters: int = 10,
+        n_mels: int = 64,
+        conv_channels: Sequence[int] = PAPER_CONV_CHANNELS,
+        gru_hidden: int = 128,
+        gru_layers: int = 2,
+        deconv_channels: Sequence[int] = PAPER_DECONV_CHANNELS,
+    ) -> None:
+        super().__init__()
+        if n_clusters < 2:
+            raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
+        self._n_clusters = n_clusters
+        self.n_mels = n_mels
+        self.conv_channels = tuple(int(c) for c in conv_channels)
+        self.gru_hidden = gru_hidden
+        self.gru_layers = gru_layers
+        self.deconv_channels = tuple(int(c) for c in deconv_channels)
+        mels_padded = padded_size(n_mels)
+        # One latent value per 16 mel bins, so that g's four doublings restore Mp bins.
+        self.latent_dim = mels_padded // BLOCK
+        encoder_args = dict(
+            n_mels_padded=mels_padded,
+            channels=self.conv_channels,
+            gru_hidden=gru_hidden,
+            gru_layers=gru_layers,
+        )
+        self.h_encoder = ConvRecurrentEncoder(in_channels=1, **encoder_args)  # type: ignore[arg-type]
+        self.h_head = nn.Linear(gru_hidden, n_clusters)
+        self.f_encoder = ConvRecurrentEncoder(in_channels=1 + n_clusters, **encoder_args)  # type: ignore[arg-type]
+        self.f_head = nn.Linear(gru_hidden, 2 * self.latent_dim)
+        self.g_decoder = TransposedConvDecoder(
+            in_channels=1 + n_clusters, channels=self.deconv_channels
+        )
+
+    @property
+    def n_clusters(self) -> int:
+        return self._n_clusters
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "n_clusters": self._n_clusters,
+            "n_mels": self.n_mels,
+            "conv_channels": list(self.conv_channels),
+            "gru_hidden": self.gru_hidden,
+            "gru_layers": self.gru_layers,
+            "deconv_channels": list(self.deconv_channels),
+        }
+
+    # -- h: the inference fast path -------------------------------------------------------
+
+    def _cluster_logits(self, x_padded: Tensor, mask_padded: Tensor) -> Tensor:
+        sequence = self.h_encoder(x_padded)  # (B, S, hidden)
+        pooled = masked_time_mean(sequence, block_activity(mask_padded))  # (B, hidden)
+        return self.h_head(pooled)  # (B, K)
+
+    def cluster_probabilities(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        check_features(x, mask, n_mels=self.n_mels)
+        x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
+        return torch.softmax(self._cluster_logits(x_padded, mask_padded).float(), dim=1)
+
+    def latent(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """pi itself: Cat. UVAC's cluster representation is q(y | x), ``(B, K)``."""
+        return self.cluster_probabilities(x, mask)
+
+    # -- the full model -------------------------------------------------------------------
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, temperature: float = 1.0
+    ) -> CatUVACOutput:
+        check_features(x, mask, n_mels=self.n_mels)
+        batch, _, n_frames, n_mels = x.shape
+        x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
+        _, _, frames_padded, mels_padded = x_padded.shape
+
+        logits = self._cluster_logits(x_padded, mask_padded).float()  # (B, K)
+        probabilities = torch.softmax(logits, dim=1)  # (B, K)
+        if self.training:
+            y = F.gumbel_softmax(logits, tau=temperature, hard=False)  # (B, K)
+        else:
+            y = probabilities
+        y = y.to(x_padded.dtype)
+
+        # f(x, y): y broadcast over time and frequency as K extra channels.
+        y_maps = y[:, :, None, None].expand(batch, self._n_clusters, frames_padded, mels_padded)
+        f_input = torch.cat([x_padded, y_maps], dim=1)  # (B, 1 + K, Tp, Mp)
+        z_params = self.f_head(self.f_encoder(f_input)).float()  # (B, S, 2 d_z)
+        z_mean, z_logvar = z_params.chunk(2, dim=2)  # (B, S, d_z) each
+        if self.training:
+            z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
+        else:
+            z = z_mean
+
+        # g(y, z): z as a one-channel map, y broadcast as K more channels.
+        steps = z.shape[1]
+        z_map = z[:, None, :, :].to(x_padded.dtype)  # (B, 1, S, d_z)
+        y_small = y[:, :, None, None].expand(batch, self._n_clusters, steps, self.latent_dim)
+        g_input = torch.cat([z_map, y_small], dim=1)  # (B, 1 + K, S, d_z)
+        reconstruction_logits = self.g_decoder(g_input)  # (B, 1, Tp, Mp)
+        reconstruction_logits = reconstruction_logits[:, :, :n_frames, :n_mels]  # (B, 1, T, M)
+
+        return CatUVACOutput(
+            cluster_logits=logits,
+            probabilities=probabilities,
+            y=y,
+            z_mean=z_mean,
+            z_logvar=z_logvar,
+            z=z,
+            reconstruction_logits=reconstruction_logits,
+            mask=mask_padded[:, :n_frames],
+        )
+
+    def loss(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        temperature: float,
+        lambda_kl: float,
+    ) -> LossParts:
+        output = self(x, mask, temperature)
+        reconstruction = masked_reconstruction_bce(
+            output.reconstruction_logits, x, output.mask
+        ).mean()
+        kl_z = gaussian_kl_to_standard_normal(output.z_mean, output.z_logvar).mean()
+        kl_y = categorical_kl_to_uniform(output.cluster_logits).mean()
+        total = reconstruction + lambda_kl * (kl_z + kl_y)
+        return LossParts(total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y)
+
+
+def gaussian_kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per sample, summed over all but the batch axis."""
+    per_value = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
+    return per_value.flatten(start_dim=1).sum(dim=1)  # (B,)
+
+
+def categorical_kl_to_uniform(logits: Tensor) -> Tensor:
+    """KL(softmax(logits) || Uniform(K)) = sum_k pi_k (log pi_k + log K), ``(B, K)`` -> ``(B,)``."""
+    log_probabilities = torch.log_softmax(logits.float(), dim=1)  # (B, K)
+    n_clusters = logits.shape[1]
+    return (log_probabilities.exp() * (log_probabilities + math.log(n_clusters))).sum(dim=1)

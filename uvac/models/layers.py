@@ -1,0 +1,174 @@
+"""Building blocks shared by the two variational models: the paper's conv-recurrent encoder,
+its transposed-convolution decoder, and the masking helpers around them.
+
+Every (transposed) convolution has kernel 8, stride 2, padding 3, so each halves (or doubles)
+both time and frequency exactly when the size is even. Four of them divide by 16, so inputs are
+zero-padded to multiples of 16 on both axes (`pad_to_blocks`) and outputs cropped back; the
+padded frames carry mask 0 and never enter a loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = [
+    "BLOCK",
+    "ConvRecurrentEncoder",
+    "TransposedConvDecoder",
+    "block_activity",
+    "masked_reconstruction_bce",
+    "masked_time_mean",
+    "pad_to_blocks",
+    "padded_size",
+]
+
+# Four stride-2 stages: one step of the encoder's sequence covers 16 frames (and 16 mel bins).
+BLOCK = 16
+KERNEL, STRIDE, PADDING = 8, 2, 3
+
+
+def padded_size(n: int) -> int:
+    """The smallest multiple of 16 that holds ``n``."""
+    return -(-n // BLOCK) * BLOCK
+
+
+def pad_to_blocks(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Zero-pad ``x (B, 1, T, M)`` to ``(B, 1, Tp, Mp)`` with Tp, Mp multiples of 16.
+
+    Returns the padded features and a padded mask ``(B, Tp)`` (all ones over the original
+    frames when ``mask`` is None, zeros over the added ones).
+    """
+    batch, _, n_frames, n_mels = x.shape
+    pad_t = padded_size(n_frames) - n_frames
+    pad_m = padded_size(n_mels) - n_mels
+    if mask is None:
+        mask = x.new_ones(batch, n_frames)  # (B, T)
+    mask = mask.to(x.dtype)
+    if pad_t or pad_m:
+        x = F.pad(x, (0, pad_m, 0, pad_t))  # (B, 1, Tp, Mp)
+        mask = F.pad(mask, (0, pad_t))  # (B, Tp)
+    return x, mask
+
+
+def block_activity(mask: Tensor) -> Tensor:
+    """Share of active frames in each 16-frame block: ``(B, Tp)`` -> ``(B, Tp / 16)``."""
+    batch, n_frames = mask.shape
+    return mask.reshape(batch, n_frames // BLOCK, BLOCK).mean(dim=2)
+
+
+def masked_time_mean(sequence: Tensor, weights: Tensor | None) -> Tensor:
+    """Weighted mean over time: ``(B, S, C)`` with weights ``(B, S)`` -> ``(B, C)``.
+
+    A row whose weights are all zero (a window of pure padding) falls back to the plain mean,
+    so the result is always defined.
+    """
+    if weights is None:
+        return sequence.mean(dim=1)
+    weights = weights.to(sequence.dtype)
+    total = weights.sum(dim=1, keepdim=True)  # (B, 1)
+    weights = torch.where(total > 0, weights, torch.ones_like(weights))
+    weights = weights / weights.sum(dim=1, keepdim=True)  # (B, S), rows sum to 1
+    return torch.einsum("bsc,bs->bc", sequence, weights)
+
+
+def masked_reconstruction_bce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Bernoulli reconstruction error of each window over its active frames, ``(B,)``.
+
+    ``logits`` and ``target`` are ``(B, 1, T, M)``, ``mask`` is ``(B, T)``. The error is summed
+    over mel bins, averaged over active frames, then multiplied by T: for an unpadded window this
+    is exactly the negative log-likelihood of the whole window (the ELBO's term, on the scale the
+    paper's lambda refers to), and a zero-padded window is scored on its real frames only, at the
+    same scale, as the successor paper's activity mask prescribes.
+    """
+    n_frames = target.shape[2]
+    per_bin = F.binary_cross_entropy_with_logits(
+        logits.float(), target.float(), reduction="none"
+    )  # (B, 1, T, M)
+    per_frame = per_bin.sum(dim=3).squeeze(1)  # (B, T)
+    mask = mask.to(per_frame.dtype)
+    active = mask.sum(dim=1).clamp_min(1.0)  # (B,)
+    return (per_frame * mask).sum(dim=1) / active * n_frames  # (B,)
+
+
+def _conv_stage(in_channels: int, out_channels: int) -> nn.Sequential:
+    # No conv bias: the batch norm right after it has its own shift.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, KERNEL, STRIDE, PADDING, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvRecurrentEncoder(nn.Module):
+    """Four conv stages (each Conv2d + BatchNorm2d + ReLU), then a GRU over time.
+
+    ``(B, C_in, Tp, Mp)`` -> ``(B, Tp / 16, hidden)``: frequency is folded into the GRU's
+    features (``channels[-1] * Mp / 16`` per step).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        n_mels_padded: int,
+        channels: Sequence[int],
+        gru_hidden: int,
+        gru_layers: int,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"the encoder has four conv stages, got channels={channels}")
+        if n_mels_padded % BLOCK:
+            raise ValueError(f"n_mels_padded must be a multiple of {BLOCK}")
+        stages = []
+        previous = in_channels
+        for width in channels:
+            stages.append(_conv_stage(previous, width))
+            previous = width
+        self.convs = nn.Sequential(*stages)
+        self.gru = nn.GRU(
+            input_size=channels[-1] * (n_mels_padded // BLOCK),
+            hidden_size=gru_hidden,
+            num_layers=gru_layers,
+            batch_first=True,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.convs(x)  # (B, C, S, Mb) with S = Tp/16, Mb = Mp/16
+        batch, channels, steps, mel_blocks = maps.shape
+        sequence = maps.permute(0, 2, 1, 3).reshape(batch, steps, channels * mel_blocks)
+        outputs, _ = self.gru(sequence)  # (B, S, hidden)
+        return outputs
+
+
+class TransposedConvDecoder(nn.Module):
+    """Four ConvTranspose2d stages, ReLU after all but the last: ``(B, C_in, S, Mb)`` ->
+    logits ``(B, 1, 16 S, 16 Mb)``.
+
+    It returns logits; the sigmoid of the paper's last layer is applied by the caller (or folded
+    into the binary cross-entropy, which is more accurate and safe under autocast).
+    """
+
+    def __init__(self, *, in_channels: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        if len(channels) != 3:
+            raise ValueError(
+                f"the decoder has three hidden transposed-conv stages, got channels={channels}"
+            )
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in channels:
+            layers += [
+                nn.ConvTranspose2d(previous, width, KERNEL, STRIDE, PADDING),
+                nn.ReLU(inplace=True),
+            ]
+            previous = width
+        layers.append(nn.ConvTranspose2d(previous, 1, KERNEL, STRIDE, PADDING))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return self.layers(maps)  # (B, 1, 16 S, 16 Mb)
