@@ -1,0 +1,47 @@
+"""Versioned model store: immutable versions, aliases with rollback, checksums.
+
+See ``model_store.store`` for the layout and guarantees and ``model_store.locking`` for the
+lock that makes concurrent publishers (processes or hosts sharing a volume) safe.
+"""
+
+from model_store.errors import (
+    AliasConflict,
+    AlreadyExists,
+    Corrupted,
+    InvalidReference,
+    NotFound,
+    StoreBusy,
+    StoreError,
+)
+from model_store.records import ModelSummary, ModelVersion, StagingPath
+from model_store.refs import (
+    ALIAS_PATTERN,
+    LATEST_ALIAS,
+    NAME_PATTERN,
+    ModelRef,
+    parse_ref,
+    validate_alias,
+    validate_name,
+)
+from model_store.store import ModelStore
+
+__all__ = [
+    "ALIAS_PATTERN",
+    "LATEST_ALIAS",
+    "NAME_PATTERN",
+    "AliasConflict",
+    "AlreadyExists",
+    "Corrupted",
+    "InvalidReference",
+    "ModelRef",
+    "ModelStore",
+    "ModelSummary",
+    "ModelVersion",
+    "NotFound",
+    "StagingPath",
+    "StoreBusy",
+    "StoreError",
+    "parse_ref",
+    "validate_alias",
+    "validate_name",
+]
