@@ -1,0 +1,226 @@
+"""Evaluation on tiny generated data sets: a transparent fake model, then a real untrained one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from uvac.audio import load_audio
+from uvac.errors import DatasetError
+from uvac.evaluation import (
+    FEATURES_DESCRIPTION,
+    evaluate_clusterer,
+    evaluate_with_baselines,
+    kmeans_baseline,
+    labels_as_clusters,
+)
+from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.models.base import ClusterModel
+
+SAMPLE_RATE = 8000
+FEATURE_CONFIG = FeatureConfig(
+    sample_rate=SAMPLE_RATE, n_fft=256, win_length=256, hop_length=128, n_mels=16,
+    window_seconds=0.5, window_hop_seconds=0.25,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@dataclass
+class Item:
+    """Stands in for uvac.datasets.DatasetItem: evaluation reads only path and label."""
+
+    path: Path
+    label: str | None
+
+
+@dataclass
+class Trained:
+    """Stands in for uvac.artifact.TrainedModel: the fields evaluation reads."""
+
+    model: ClusterModel
+    feature_config: FeatureConfig
+    norm_stats: Any
+    info: dict[str, Any]
+
+
+class LowVersusHigh(ClusterModel):
+    """A transparent clusterer: pi from the energy in the lower versus the upper mel bins; its
+    latent is pi, as for Cat. UVAC."""
+
+    model_type = "cat-uvac"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sharpness = torch.nn.Parameter(torch.tensor(20.0))
+
+    @property
+    def n_clusters(self) -> int:
+        return 2
+
+    def latent(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.cluster_probabilities(x, mask)
+
+    def cluster_probabilities(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        assert not torch.is_grad_enabled()  # evaluation runs under inference_mode
+        half = x.shape[3] // 2
+        low = x[:, 0, :, :half].mean(dim=(1, 2))  # (B,)
+        high = x[:, 0, :, half:].mean(dim=(1, 2))  # (B,)
+        return torch.softmax(self.sharpness * torch.stack([low - high, high - low], 1), dim=1)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+
+def _tone(path: Path, *, frequency: float, seconds: float, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    samples = 0.5 * np.sin(2 * np.pi * frequency * t) + 0.01 * rng.standard_normal(t.size)
+    sf.write(path, samples.astype(np.float32), SAMPLE_RATE)
+    return path
+
+
+@pytest.fixture
+def tone_items(tmp_path: Path) -> list[Item]:
+    items = []
+    for i in range(4):  # lengths below, at and above one window (0.5 s)
+        seconds = (0.3, 0.5, 0.9, 1.4)[i]
+        items.append(Item(_tone(tmp_path / f"low_{i}.wav", frequency=300 + 20 * i,
+                                seconds=seconds, seed=i), "low"))  # fmt: skip
+        items.append(Item(_tone(tmp_path / f"high_{i}.wav", frequency=3000 + 50 * i,
+                                seconds=seconds, seed=10 + i), "high"))  # fmt: skip
+    return items
+
+
+def _trained(model: ClusterModel, items: list[Item]) -> Trained:
+    extractor = FeatureExtractor(FEATURE_CONFIG)
+    log_mels = [extractor.log_mel(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
+    return Trained(model, FEATURE_CONFIG, fit_norm_stats(log_mels, FEATURE_CONFIG), {})
+
+
+def test_separable_tones_are_clustered_perfectly_and_report_is_json(
+    tone_items: list[Item],
+) -> None:
+    model = LowVersusHigh()
+    model.train()
+    seen: list[tuple[int, int]] = []
+
+    report = evaluate_clusterer(
+        _trained(model, tone_items), tone_items, batch_size=3,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+
+    assert model.training  # the caller's mode is restored
+    assert seen[-1] == (8, 8) and len(seen) == 8
+    assert report.accuracy == 1.0 and report.nmi == pytest.approx(1.0)
+    assert report.n_clips == report.n_labelled == 8
+    assert report.cluster_sizes == [4, 4] and report.clusters_used == 2
+    assert set(report.cluster_to_label.values()) == {"low", "high"}  # type: ignore[union-attr]
+    assert report.probabilities is not None and report.probabilities.shape == (8, 2)
+    np.testing.assert_allclose(report.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert report.representations["latent"].shape == (8, 2)
+    t, m = FEATURE_CONFIG.frames_per_window, FEATURE_CONFIG.n_mels
+    assert report.representations["features"].shape == (8, t * m)
+    assert report.scores["features"].description == FEATURES_DESCRIPTION
+    assert report.scores["features"].silhouette is not None
+    assert report.scores["latent"].silhouette is not None
+    # both spaces separate the tones; the model's own 2-D latent flatters it (the padding of
+    # short clips spreads them out in the features space)
+    assert 0.0 < report.scores["features"].silhouette < report.scores["latent"].silhouette
+    assert report.scores["latent"].silhouette > 0.5
+
+    document = json.loads(json.dumps(report.to_dict()))
+    assert document["accuracy"] == 1.0
+    assert document["internal"]["latent"]["dimension"] == 2
+    assert "representations" not in document and "probabilities" not in document
+
+
+def test_clip_values_are_activity_weighted_means_of_window_values(
+    tone_items: list[Item],
+) -> None:
+    trained = _trained(LowVersusHigh(), tone_items)
+    long_item = tone_items[-1]  # 1.4 s: several windows, the last one overlapping
+
+    report = evaluate_clusterer(trained, [long_item])
+
+    windows = FeatureExtractor(FEATURE_CONFIG, trained.norm_stats).windows(
+        load_audio(long_item.path, sample_rate=SAMPLE_RATE)
+    )
+    assert len(windows) > 1
+    weights = windows.activity / windows.activity.sum()  # (W,)
+    with torch.inference_mode():
+        pi = trained.model.cluster_probabilities(windows.features, windows.mask)  # (W, 2)
+    expected_pi = (pi * weights[:, None]).sum(dim=0)
+    expected_features = (windows.features.flatten(1) * weights[:, None]).sum(dim=0)
+    assert report.probabilities is not None
+    np.testing.assert_allclose(report.probabilities[0], expected_pi.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        report.representations["features"][0], expected_features.numpy(), rtol=1e-5, atol=1e-6
+    )
+    # one clip is one cluster: internal metrics are undefined, and the report says so
+    assert report.scores["features"].silhouette is None
+    assert "1 cluster(s) used" in str(report.scores["features"].note)
+
+
+def test_bad_files_are_skipped_and_listed(tone_items: list[Item], tmp_path: Path) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00 definitely not audio")
+    items = [*tone_items, Item(bad, "low")]
+
+    report = evaluate_clusterer(_trained(LowVersusHigh(), tone_items), items)
+
+    assert report.n_clips == 8
+    assert [entry["path"] for entry in report.skipped] == [str(bad)]
+    assert report.skipped[0]["reason"]
+    with pytest.raises(DatasetError):
+        evaluate_clusterer(_trained(LowVersusHigh(), tone_items), [Item(bad, None)])
+
+
+def test_reference_rows_use_the_same_clips(tone_items: list[Item]) -> None:
+    items = [*tone_items, Item(tone_items[0].path, None)]  # one unlabelled clip
+    report = evaluate_clusterer(_trained(LowVersusHigh(), tone_items), items)
+
+    kmeans = kmeans_baseline(report, seed=0)
+    reference = labels_as_clusters(report)
+
+    assert report.n_labelled == 8 and report.n_clips == 9
+    assert kmeans.n_clips == 9 and kmeans.n_clusters == 2
+    assert kmeans.model_type == "kmeans"
+    assert kmeans.paths == report.paths
+    assert kmeans.accuracy is not None and 0.5 <= kmeans.accuracy <= 1.0
+    assert kmeans.scores["latent"].silhouette == kmeans.scores["features"].silhouette
+    assert kmeans_baseline(report, seed=0).assignments.tolist() == kmeans.assignments.tolist()
+
+    assert reference is not None
+    assert reference.n_clips == 8  # only labelled clips
+    assert reference.accuracy == 1.0 and reference.nmi == pytest.approx(1.0)
+    assert reference.cluster_to_label == {0: "high", 1: "low"}
+    assert set(reference.scores) == {"latent", "features"}
+    # the model matches the labels exactly, so both score the same in the features space
+    labelled_only = evaluate_clusterer(_trained(LowVersusHigh(), tone_items), tone_items)
+    assert reference.scores["features"].silhouette == pytest.approx(
+        labelled_only.scores["features"].silhouette
+    )
+
+
+def test_labels_as_clusters_without_labels_is_none(tone_items: list[Item]) -> None:
+    unlabelled = [Item(item.path, None) for item in tone_items]
+
+    rows = evaluate_with_baselines(_trained(LowVersusHigh(), tone_items), unlabelled)
+
+    assert [row.method for row in rows] == ["cat-uvac", "K-means (same features)"]
+    assert rows[0].accuracy is None and rows[0].nmi is None
+    assert rows[0].cluster_to_label is None
+    row = rows[1].table_row(dataset="tones", space="features")
+    assert row.k == 2 and row.accuracy is None and row.silhouette is not None
