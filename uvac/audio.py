@@ -115,13 +115,11 @@ def load_audio(
     """
     _check_sample_rate(sample_rate)
     if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as stream:
-            return _load_stream(stream, sample_rate=sample_rate, max_seconds=max_seconds)
+        with open(source, "rb") as file:
+            return _load_stream(file, sample_rate=sample_rate, max_seconds=max_seconds)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _load_stream(io.BytesIO(source), sample_rate=sample_rate, max_seconds=max_seconds)
-    stream = source
-    if not _is_seekable(stream):
-        stream = io.BytesIO(stream.read())
+    stream: BinaryIO = source if _is_seekable(source) else io.BytesIO(source.read())
     return _load_stream(stream, sample_rate=sample_rate, max_seconds=max_seconds)
 
 
