@@ -23,6 +23,7 @@ from uvac.evaluation import (
     labels_as_clusters,
 )
 from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.models import build_model
 from uvac.models.base import ClusterModel
 
 SAMPLE_RATE = 8000
@@ -224,3 +225,45 @@ def test_labels_as_clusters_without_labels_is_none(tone_items: list[Item]) -> No
     assert rows[0].cluster_to_label is None
     row = rows[1].table_row(dataset="tones", space="features")
     assert row.k == 2 and row.accuracy is None and row.silhouette is not None
+
+
+def _real_model(model_type: str, items: list[Item], trained_stats: Any) -> ClusterModel:
+    tiny = {"conv_channels": [2, 2, 2, 4], "gru_hidden": 4, "gru_layers": 1}
+    n_frames = FEATURE_CONFIG.frames_per_window
+    if model_type == "cat-uvac":
+        return build_model(model_type, n_clusters=3, n_mels=16, deconv_channels=[2, 2, 2], **tiny)
+    if model_type == "uvac-gmm":
+        return build_model(
+            model_type, n_clusters=3, n_mels=16, n_frames=n_frames, latent_dim=5,
+            deconv_channels=[2, 2, 2], **tiny,
+        )  # fmt: skip
+    model = build_model("kmeans", n_clusters=3, n_mels=16, n_frames=n_frames)
+    extractor = FeatureExtractor(FEATURE_CONFIG, trained_stats)
+    windows = [extractor.windows(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
+    features = torch.cat([w.features for w in windows])
+    mask = torch.cat([w.mask for w in windows])
+    model.fit(features, mask, seed=0)  # type: ignore[operator]
+    return model
+
+
+@pytest.mark.parametrize(("model_type", "latent_dim"), [
+    ("cat-uvac", 3), ("uvac-gmm", 5), ("kmeans", FEATURE_CONFIG.frames_per_window * 16),
+])  # fmt: skip
+def test_real_model_types_report_their_own_latent(
+    tone_items: list[Item], model_type: str, latent_dim: int
+) -> None:
+    torch.manual_seed(0)
+    trained = _trained(LowVersusHigh(), tone_items)
+    trained.model = _real_model(model_type, tone_items, trained.norm_stats)
+
+    rows = evaluate_with_baselines(trained, tone_items, batch_size=5)
+
+    report = rows[0]
+    assert report.method == model_type and report.n_clusters == 3
+    assert report.representations["latent"].shape == (8, latent_dim)
+    assert report.probabilities is not None
+    np.testing.assert_allclose(report.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert sum(report.cluster_sizes) == 8
+    assert report.accuracy is not None and 0.5 <= report.accuracy <= 1.0
+    assert [row.method for row in rows[1:]] == ["K-means (same features)", "labels as clusters"]
+    json.dumps([row.to_dict() for row in rows])
