@@ -1,0 +1,385 @@
+"""Data sets on the shared volume: safe ingestion of uploaded archives, and their manifests.
+
+Layout under the store root (``UVAC_DATASETS_DIR``)::
+
+    ds_0123456789ab/
+        manifest.json      id, created_at, files, rejected, labels, digest
+        files/             the accepted recordings (and labels.csv when one was uploaded)
+    .staging/              half-built data sets; renamed into place when complete
+
+A data set appears all at once (staging folder + rename) or not at all. Every accepted file
+was decoded with `uvac.audio.load_audio`; files that are not audio or cannot be decoded are
+deleted and listed under ``rejected`` with the reason, rather than failing the whole upload.
+The ``digest`` is the SHA-256 of the canonical JSON of the files (path, duration, label and
+content hash) and labels, so the same recordings give the same digest whatever the id; a
+trained model records it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from uvac.audio import load_audio
+from uvac.errors import AudioError
+from worker.archives import UnpackLimits, unpack_archive
+from worker.errors import ArchiveRejected, DatasetNotFound
+
+__all__ = [
+    "DatasetFile",
+    "DatasetManifest",
+    "DatasetStore",
+    "IngestLimits",
+    "RejectedFile",
+    "new_dataset_id",
+]
+
+logger = logging.getLogger(__name__)
+
+MEGABYTE = 1024 * 1024
+LABELS_FILE = "labels.csv"
+MANIFEST_FILE = "manifest.json"
+FILES_FOLDER = "files"
+_DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
+_HASH_CHUNK = 1 << 20
+
+
+def new_dataset_id() -> str:
+    """``"ds_"`` and 12 random hex digits."""
+    return "ds_" + secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one upload may unpack to, and how its recordings are decoded."""
+
+    max_total_bytes: int = 2048 * MEGABYTE
+    max_file_bytes: int = 256 * MEGABYTE
+    max_files: int = 20_000
+    max_audio_seconds: float | None = 600.0
+    # Decoding rate used only to check every file and measure its duration.
+    sample_rate: int = 16_000
+
+    def unpack_limits(self) -> UnpackLimits:
+        return UnpackLimits(
+            max_total_bytes=self.max_total_bytes,
+            max_file_bytes=self.max_file_bytes,
+            max_files=self.max_files,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    path: str  # relative to the data set's files/ folder, "/"-separated
+    duration_s: float
+    label: str | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """What a data set holds; JSON-able through `to_dict` / `from_dict`."""
+
+    id: str
+    created_at: str  # ISO 8601, UTC
+    files: list[DatasetFile]
+    rejected: list[RejectedFile]
+    labels: list[str]
+    digest: str
+    source: str | None = None  # the uploaded file's name, for people
+    total_duration_s: float = field(default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> DatasetManifest:
+        return cls(
+            id=document["id"],
+            created_at=document["created_at"],
+            files=[DatasetFile(**item) for item in document["files"]],
+            rejected=[RejectedFile(**item) for item in document["rejected"]],
+            labels=list(document["labels"]),
+            digest=document["digest"],
+            source=document.get("source"),
+            total_duration_s=float(document.get("total_duration_s", 0.0)),
+        )
+
+
+def manifest_digest(files: Iterable[DatasetFile], labels: Iterable[str]) -> str:
+    """SHA-256 of the canonical JSON of the content (not of the id or the date)."""
+    canonical = {
+        "files": [
+            {
+                "path": item.path,
+                "duration_s": round(item.duration_s, 6),
+                "label": item.label,
+                "sha256": item.sha256,
+            }
+            for item in sorted(files, key=lambda item: item.path)
+        ],
+        "labels": sorted(labels),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class DatasetStore:
+    """Data sets under ``root``: ingest, get, list, delete."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def path(self, dataset_id: str) -> Path:
+        """The folder holding the data set's recordings (and its labels.csv, if any)."""
+        return self._folder(dataset_id) / FILES_FOLDER
+
+    def get(self, dataset_id: str) -> DatasetManifest:
+        manifest_path = self._folder(dataset_id) / MANIFEST_FILE
+        try:
+            document = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise DatasetNotFound(f"No data set {dataset_id!r}.") from error
+        return DatasetManifest.from_dict(document)
+
+    def list(self, *, offset: int = 0, limit: int = 50) -> tuple[list[DatasetManifest], int]:
+        """Data sets, newest first, and how many there are in all."""
+        manifests = []
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if _DATASET_ID.match(folder.name) and (folder / MANIFEST_FILE).is_file():
+                    try:
+                        manifests.append(self.get(folder.name))
+                    except (DatasetNotFound, ValueError, KeyError):
+                        logger.warning("skipping unreadable data set folder %s", folder)
+        manifests.sort(key=lambda manifest: (manifest.created_at, manifest.id), reverse=True)
+        return manifests[offset : offset + limit], len(manifests)
+
+    def delete(self, dataset_id: str) -> None:
+        folder = self._folder(dataset_id)
+        if not folder.is_dir():
+            raise DatasetNotFound(f"No data set {dataset_id!r}.")
+        # Rename first, so readers see the data set vanish at once rather than file by file.
+        trash = self._staging_root() / f"deleted-{dataset_id}-{uuid.uuid4().hex}"
+        folder.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        logger.info("deleted data set %s", dataset_id)
+
+    # --- writing -----------------------------------------------------------------------
+
+    def ingest_archive(
+        self, stream: BinaryIO, *, filename: str, limits: IngestLimits | None = None
+    ) -> DatasetManifest:
+        """Unpack an uploaded zip or tar archive into a new data set.
+
+        Raises `ArchiveRejected` (unsafe entries, no usable recording), `ArchiveTooLarge` or
+        `UnsupportedArchive`; nothing is left behind then.
+        """
+        limits = limits or IngestLimits()
+        with self._staging() as staging:
+            files_root = staging / FILES_FOLDER
+            files_root.mkdir()
+            unpack_archive(stream, destination=files_root, limits=limits.unpack_limits())
+            _strip_single_top_folder(files_root)
+            return self._finish(staging, source=filename, limits=limits)
+
+    def register_folder(
+        self, source: Path, *, limits: IngestLimits | None = None
+    ) -> DatasetManifest:
+        """Copy a local folder of recordings (CLI, benchmarks) into a new data set.
+
+        Symbolic links are skipped; the same checks and manifest as for an upload apply.
+        """
+        limits = limits or IngestLimits()
+        source = Path(source)
+        if not source.is_dir():
+            raise DatasetNotFound(f"{source} is not a folder.")
+        with self._staging() as staging:
+            files_root = staging / FILES_FOLDER
+            copied = 0
+            for path in sorted(source.rglob("*")):
+                if path.is_symlink() or not path.is_file():
+                    continue
+                copied += 1
+                if copied > limits.max_files:
+                    raise ArchiveRejected(f"{source} holds more than {limits.max_files} files.")
+                target = files_root / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            files_root.mkdir(exist_ok=True)
+            return self._finish(staging, source=str(source), limits=limits)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _folder(self, dataset_id: str) -> Path:
+        # The id reaches us from a URL: only the exact format may become a path.
+        if not _DATASET_ID.match(dataset_id):
+            raise DatasetNotFound(f"No data set {dataset_id!r}.")
+        return self.root / dataset_id
+
+    def _staging_root(self) -> Path:
+        staging_root = self.root / ".staging"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        return staging_root
+
+    def _staging(self) -> _StagingFolder:
+        return _StagingFolder(self._staging_root() / uuid.uuid4().hex)
+
+    def _finish(self, staging: Path, *, source: str, limits: IngestLimits) -> DatasetManifest:
+        files_root = staging / FILES_FOLDER
+        labels_by_path = _read_labels_csv(files_root / LABELS_FILE)
+        accepted: list[DatasetFile] = []
+        rejected: list[RejectedFile] = []
+        for path in sorted(p for p in files_root.rglob("*") if p.is_file()):
+            relative = path.relative_to(files_root).as_posix()
+            if relative == LABELS_FILE:
+                continue
+            try:
+                audio = load_audio(
+                    path, sample_rate=limits.sample_rate, max_seconds=limits.max_audio_seconds
+                )
+            except AudioError as error:
+                rejected.append(
+                    RejectedFile(path=relative, reason=f"{type(error).__name__}: {error}")
+                )
+                path.unlink()
+                continue
+            accepted.append(
+                DatasetFile(
+                    path=relative,
+                    duration_s=round(audio.duration_s, 6),
+                    label=_label_for(relative, labels_by_path),
+                    sha256=_file_sha256(path),
+                )
+            )
+        if not accepted:
+            reasons = "; ".join(f"{item.path}: {item.reason}" for item in rejected[:5])
+            raise ArchiveRejected(
+                "The archive holds no decodable audio file"
+                + (f" ({len(rejected)} rejected: {reasons})." if rejected else ".")
+            )
+        labels = sorted({item.label for item in accepted if item.label is not None})
+        dataset_id = new_dataset_id()
+        manifest = DatasetManifest(
+            id=dataset_id,
+            created_at=datetime.now(UTC).isoformat(),
+            files=accepted,
+            rejected=rejected,
+            labels=labels,
+            digest=manifest_digest(accepted, labels),
+            source=source,
+            total_duration_s=round(sum(item.duration_s for item in accepted), 6),
+        )
+        (staging / MANIFEST_FILE).write_text(
+            json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        staging.rename(self.root / dataset_id)
+        logger.info(
+            "data set %s: %d files accepted, %d rejected, digest %s",
+            dataset_id,
+            len(accepted),
+            len(rejected),
+            manifest.digest[:12],
+        )
+        return manifest
+
+
+class _StagingFolder:
+    """A fresh staging folder, removed on exit unless it was renamed into place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> Path:
+        self.path.mkdir(parents=True)
+        return self.path
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _strip_single_top_folder(files_root: Path) -> None:
+    """Archives often wrap everything in one folder ("mydata/..."); lift its content up."""
+    entries = list(files_root.iterdir())
+    if len(entries) != 1 or not entries[0].is_dir():
+        return
+    wrapper = entries[0].rename(files_root.parent / f"wrapper-{uuid.uuid4().hex}")
+    for child in wrapper.iterdir():
+        child.rename(files_root / child.name)
+    wrapper.rmdir()
+
+
+def _read_labels_csv(path: Path) -> dict[str, str]:
+    """``labels.csv``: a header row naming a file column (path/file/filename) and ``label``.
+
+    Keys are the paths as written (relative to the data set root) and also their base names,
+    so either form matches.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            file_column = next(
+                (columns[name] for name in ("path", "file", "filename", "name") if name in columns),
+                None,
+            )
+            label_column = columns.get("label")
+            if file_column is None or label_column is None:
+                raise ArchiveRejected(
+                    "labels.csv needs a header with a 'path' (or 'file') column "
+                    "and a 'label' column."
+                )
+            labels: dict[str, str] = {}
+            for row in reader:
+                file_name = (
+                    (row.get(file_column) or "").strip().replace("\\", "/").removeprefix("./")
+                )
+                label = (row.get(label_column) or "").strip()
+                if file_name and label:
+                    labels[file_name] = label
+                    labels.setdefault(Path(file_name).name, label)
+            return labels
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ArchiveRejected(f"labels.csv cannot be read: {error}") from error
+
+
+def _label_for(relative: str, labels_by_path: dict[str, str]) -> str | None:
+    """labels.csv first, else the parent folder's name; None for loose files."""
+    if relative in labels_by_path:
+        return labels_by_path[relative]
+    name = Path(relative).name
+    if name in labels_by_path:
+        return labels_by_path[name]
+    parent = Path(relative).parent
+    if parent != Path("."):
+        return parent.name
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
