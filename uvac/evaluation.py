@@ -117,7 +117,7 @@ class EvaluationReport:
     scores: dict[str, RepresentationScores]
     skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-    # Per-clip arrays (N = n_clips), not serialised.
+    # Per-clip arrays (N = n_clips), not serialised; paths are relative to the data set root.
     paths: list[str] = dataclasses.field(default_factory=list, repr=False)
     labels: list[str | None] = dataclasses.field(default_factory=list, repr=False)
     assignments: np.ndarray = dataclasses.field(
@@ -197,10 +197,10 @@ def evaluate_clusterer(
             windows = extractor.windows(audio)
         except AudioError as error:
             logger.warning("skipping %s: %s", item.path, error)
-            skipped.append({"path": str(item.path), "reason": str(error)})
+            skipped.append({"path": item.relpath, "reason": str(error)})
         else:
             runner.add(windows.features, windows.mask, windows.activity)
-            paths.append(str(item.path))
+            paths.append(item.relpath)
             labels.append(None if item.label is None else str(item.label))
         if progress is not None:
             progress(done, len(items))

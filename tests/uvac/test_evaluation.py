@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from uvac.audio import load_audio
+from uvac.datasets import DatasetItem
 from uvac.errors import DatasetError
 from uvac.evaluation import (
     FEATURES_DESCRIPTION,
@@ -36,14 +37,6 @@ FEATURE_CONFIG = FeatureConfig(
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-@dataclass
-class Item:
-    """Stands in for uvac.datasets.DatasetItem: evaluation reads only path and label."""
-
-    path: Path
-    label: str | None
 
 
 @dataclass
@@ -84,6 +77,10 @@ class LowVersusHigh(ClusterModel):
         return {}
 
 
+def item(path: Path, label: str | None) -> DatasetItem:
+    return DatasetItem(path=path, label=label, relpath=path.name)
+
+
 def _tone(path: Path, *, frequency: float, seconds: float, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
@@ -93,25 +90,25 @@ def _tone(path: Path, *, frequency: float, seconds: float, seed: int) -> Path:
 
 
 @pytest.fixture
-def tone_items(tmp_path: Path) -> list[Item]:
+def tone_items(tmp_path: Path) -> list[DatasetItem]:
     items = []
     for i in range(4):  # lengths below, at and above one window (0.5 s)
         seconds = (0.3, 0.5, 0.9, 1.4)[i]
-        items.append(Item(_tone(tmp_path / f"low_{i}.wav", frequency=300 + 20 * i,
+        items.append(item(_tone(tmp_path / f"low_{i}.wav", frequency=300 + 20 * i,
                                 seconds=seconds, seed=i), "low"))  # fmt: skip
-        items.append(Item(_tone(tmp_path / f"high_{i}.wav", frequency=3000 + 50 * i,
+        items.append(item(_tone(tmp_path / f"high_{i}.wav", frequency=3000 + 50 * i,
                                 seconds=seconds, seed=10 + i), "high"))  # fmt: skip
     return items
 
 
-def _trained(model: ClusterModel, items: list[Item]) -> Trained:
+def _trained(model: ClusterModel, items: list[DatasetItem]) -> Trained:
     extractor = FeatureExtractor(FEATURE_CONFIG)
     log_mels = [extractor.log_mel(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
     return Trained(model, FEATURE_CONFIG, fit_norm_stats(log_mels, FEATURE_CONFIG), {})
 
 
 def test_separable_tones_are_clustered_perfectly_and_report_is_json(
-    tone_items: list[Item],
+    tone_items: list[DatasetItem],
 ) -> None:
     model = LowVersusHigh()
     model.train()
@@ -148,7 +145,7 @@ def test_separable_tones_are_clustered_perfectly_and_report_is_json(
 
 
 def test_clip_values_are_activity_weighted_means_of_window_values(
-    tone_items: list[Item],
+    tone_items: list[DatasetItem],
 ) -> None:
     trained = _trained(LowVersusHigh(), tone_items)
     long_item = tone_items[-1]  # 1.4 s: several windows, the last one overlapping
@@ -174,22 +171,22 @@ def test_clip_values_are_activity_weighted_means_of_window_values(
     assert "1 cluster(s) used" in str(report.scores["features"].note)
 
 
-def test_bad_files_are_skipped_and_listed(tone_items: list[Item], tmp_path: Path) -> None:
+def test_bad_files_are_skipped_and_listed(tone_items: list[DatasetItem], tmp_path: Path) -> None:
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00 definitely not audio")
-    items = [*tone_items, Item(bad, "low")]
+    items = [*tone_items, item(bad, "low")]
 
     report = evaluate_clusterer(_trained(LowVersusHigh(), tone_items), items)
 
     assert report.n_clips == 8
-    assert [entry["path"] for entry in report.skipped] == [str(bad)]
+    assert [entry["path"] for entry in report.skipped] == ["broken.wav"]
     assert report.skipped[0]["reason"]
     with pytest.raises(DatasetError):
-        evaluate_clusterer(_trained(LowVersusHigh(), tone_items), [Item(bad, None)])
+        evaluate_clusterer(_trained(LowVersusHigh(), tone_items), [item(bad, None)])
 
 
-def test_reference_rows_use_the_same_clips(tone_items: list[Item]) -> None:
-    items = [*tone_items, Item(tone_items[0].path, None)]  # one unlabelled clip
+def test_reference_rows_use_the_same_clips(tone_items: list[DatasetItem]) -> None:
+    items = [*tone_items, item(tone_items[0].path, None)]  # one unlabelled clip
     report = evaluate_clusterer(_trained(LowVersusHigh(), tone_items), items)
 
     kmeans = kmeans_baseline(report, seed=0)
@@ -199,6 +196,7 @@ def test_reference_rows_use_the_same_clips(tone_items: list[Item]) -> None:
     assert kmeans.n_clips == 9 and kmeans.n_clusters == 2
     assert kmeans.model_type == "kmeans"
     assert kmeans.paths == report.paths
+    assert report.paths[0] == "low_0.wav"
     assert kmeans.accuracy is not None and 0.5 <= kmeans.accuracy <= 1.0
     assert kmeans.scores["latent"].silhouette == kmeans.scores["features"].silhouette
     assert kmeans_baseline(report, seed=0).assignments.tolist() == kmeans.assignments.tolist()
@@ -215,8 +213,8 @@ def test_reference_rows_use_the_same_clips(tone_items: list[Item]) -> None:
     )
 
 
-def test_labels_as_clusters_without_labels_is_none(tone_items: list[Item]) -> None:
-    unlabelled = [Item(item.path, None) for item in tone_items]
+def test_labels_as_clusters_without_labels_is_none(tone_items: list[DatasetItem]) -> None:
+    unlabelled = [item(tone.path, None) for tone in tone_items]
 
     rows = evaluate_with_baselines(_trained(LowVersusHigh(), tone_items), unlabelled)
 
@@ -227,7 +225,7 @@ def test_labels_as_clusters_without_labels_is_none(tone_items: list[Item]) -> No
     assert row.k == 2 and row.accuracy is None and row.silhouette is not None
 
 
-def _real_model(model_type: str, items: list[Item], trained_stats: Any) -> ClusterModel:
+def _real_model(model_type: str, items: list[DatasetItem], trained_stats: Any) -> ClusterModel:
     tiny = {"conv_channels": [2, 2, 2, 4], "gru_hidden": 4, "gru_layers": 1}
     n_frames = FEATURE_CONFIG.frames_per_window
     if model_type == "cat-uvac":
@@ -250,7 +248,7 @@ def _real_model(model_type: str, items: list[Item], trained_stats: Any) -> Clust
     ("cat-uvac", 3), ("uvac-gmm", 5), ("kmeans", FEATURE_CONFIG.frames_per_window * 16),
 ])  # fmt: skip
 def test_real_model_types_report_their_own_latent(
-    tone_items: list[Item], model_type: str, latent_dim: int
+    tone_items: list[DatasetItem], model_type: str, latent_dim: int
 ) -> None:
     torch.manual_seed(0)
     trained = _trained(LowVersusHigh(), tone_items)
