@@ -57,7 +57,7 @@ def scan_tree(directory: Path) -> tuple[list[str], list[str], list[str]]:
     """Walk ``directory`` without following links.
 
     Returns (regular files, sub-folders, anything else such as symlinks or sockets), each as
-    sorted relative POSIX paths. The manifest itself is left out of the files.
+    sorted relative POSIX paths.
     """
     files: list[str] = []
     folders: list[str] = []
@@ -76,8 +76,6 @@ def scan_tree(directory: Path) -> tuple[list[str], list[str], list[str]]:
         for file_name in file_names:
             full = current_path / file_name
             relative = full.relative_to(directory).as_posix()
-            if relative == MANIFEST_NAME:
-                continue
             mode = os.lstat(full).st_mode
             (files if stat.S_ISREG(mode) else others).append(relative)
     return sorted(files), sorted(folders), sorted(others)
@@ -104,7 +102,8 @@ def verify_tree(directory: Path, manifest: Any) -> dict[str, str]:
     expected = _expected_files(manifest)
     if expected is None:
         return {MANIFEST_NAME: "malformed manifest"}
-    files, _folders, others = scan_tree(directory)
+    all_files, _folders, others = scan_tree(directory)
+    files = [relative for relative in all_files if relative != MANIFEST_NAME]
     problems: dict[str, str] = {relative: "not a regular file" for relative in others}
     present = set(files)
     for relative in sorted(set(expected) - present - set(others)):
