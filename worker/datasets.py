@@ -17,7 +17,6 @@ trained model records it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -28,11 +27,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from uvac.audio import load_audio
-from uvac.errors import AudioError
+from uvac.datasets import LABELS_FILE, AudioFolder
+from uvac.errors import AudioError, DatasetError
 from worker.archives import UnpackLimits, unpack_archive
 from worker.errors import ArchiveRejected, DatasetNotFound
 
@@ -48,7 +48,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MEGABYTE = 1024 * 1024
-LABELS_FILE = "labels.csv"
 MANIFEST_FILE = "manifest.json"
 FILES_FOLDER = "files"
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
@@ -246,12 +245,17 @@ class DatasetStore:
 
     def _finish(self, staging: Path, *, source: str, limits: IngestLimits) -> DatasetManifest:
         files_root = staging / FILES_FOLDER
-        labels_by_path = _read_labels_csv(files_root / LABELS_FILE)
-        accepted: list[DatasetFile] = []
+        decoded: list[tuple[str, float, str]] = []  # (relative path, duration, sha256)
         rejected: list[RejectedFile] = []
         for path in sorted(p for p in files_root.rglob("*") if p.is_file()):
             relative = path.relative_to(files_root).as_posix()
             if relative == LABELS_FILE:
+                continue
+            if any(_is_hidden(part) for part in PurePosixPath(relative).parts):
+                # The engine's folder scan skips hidden files and folders (.DS_Store,
+                # __MACOSX, AppleDouble ._x.wav); keeping them would make the two disagree.
+                rejected.append(RejectedFile(path=relative, reason="hidden file"))
+                path.unlink()
                 continue
             try:
                 audio = load_audio(
@@ -263,20 +267,20 @@ class DatasetStore:
                 )
                 path.unlink()
                 continue
-            accepted.append(
-                DatasetFile(
-                    path=relative,
-                    duration_s=round(audio.duration_s, 6),
-                    label=_label_for(relative, labels_by_path),
-                    sha256=_file_sha256(path),
-                )
-            )
-        if not accepted:
+            decoded.append((relative, round(audio.duration_s, 6), _file_sha256(path)))
+        if not decoded:
             reasons = "; ".join(f"{item.path}: {item.reason}" for item in rejected[:5])
             raise ArchiveRejected(
                 "The archive holds no decodable audio file"
                 + (f" ({len(rejected)} rejected: {reasons})." if rejected else ".")
             )
+        labels_by_path = _engine_labels(files_root, [relative for relative, _, _ in decoded])
+        accepted = [
+            DatasetFile(
+                path=relative, duration_s=duration, label=labels_by_path.get(relative), sha256=sha
+            )
+            for relative, duration, sha in decoded
+        ]
         labels = sorted({item.label for item in accepted if item.label is not None})
         dataset_id = new_dataset_id()
         manifest = DatasetManifest(
@@ -328,53 +332,19 @@ def _strip_single_top_folder(files_root: Path) -> None:
     wrapper.rmdir()
 
 
-def _read_labels_csv(path: Path) -> dict[str, str]:
-    """``labels.csv``: a header row naming a file column (path/file/filename) and ``label``.
-
-    Keys are the paths as written (relative to the data set root) and also their base names,
-    so either form matches.
-    """
-    if not path.is_file():
-        return {}
+def _engine_labels(files_root: Path, relpaths: list[str]) -> dict[str, str]:
+    """Labels by the engine's rules (labels.csv, else folders, else file-name prefixes), so a
+    data set is labelled the same whether it was uploaded or scanned by the CLI."""
+    extensions = sorted({PurePosixPath(relpath).suffix.lower() for relpath in relpaths})
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-            file_column = next(
-                (columns[name] for name in ("path", "file", "filename", "name") if name in columns),
-                None,
-            )
-            label_column = columns.get("label")
-            if file_column is None or label_column is None:
-                raise ArchiveRejected(
-                    "labels.csv needs a header with a 'path' (or 'file') column "
-                    "and a 'label' column."
-                )
-            labels: dict[str, str] = {}
-            for row in reader:
-                file_name = (
-                    (row.get(file_column) or "").strip().replace("\\", "/").removeprefix("./")
-                )
-                label = (row.get(label_column) or "").strip()
-                if file_name and label:
-                    labels[file_name] = label
-                    labels.setdefault(Path(file_name).name, label)
-            return labels
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise ArchiveRejected(f"labels.csv cannot be read: {error}") from error
+        folder = AudioFolder.scan(files_root, extensions=extensions)
+    except DatasetError as error:
+        raise ArchiveRejected(str(error)) from error
+    return {item.relpath: item.label for item in folder.items if item.label is not None}
 
 
-def _label_for(relative: str, labels_by_path: dict[str, str]) -> str | None:
-    """labels.csv first, else the parent folder's name; None for loose files."""
-    if relative in labels_by_path:
-        return labels_by_path[relative]
-    name = Path(relative).name
-    if name in labels_by_path:
-        return labels_by_path[name]
-    parent = Path(relative).parent
-    if parent != Path("."):
-        return parent.name
-    return None
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _file_sha256(path: Path) -> str:

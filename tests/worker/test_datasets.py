@@ -113,6 +113,26 @@ def test_labels_csv_overrides_folder_names_and_single_top_folder_is_lifted(
     assert (store.path(manifest.id) / "labels.csv").is_file()
 
 
+def test_hidden_files_are_rejected_and_a_bad_labels_csv_refuses_the_upload(
+    store: DatasetStore,
+) -> None:
+    entries = {
+        "a.wav": wav_bytes(220.0),
+        "__MACOSX/._a.wav": b"apple double",
+        ".hidden.wav": wav_bytes(440.0),
+    }
+    manifest = store.ingest_archive(make_zip(entries), filename="mac.zip")
+    assert [item.path for item in manifest.files] == ["a.wav"]
+    assert {item.path: item.reason for item in manifest.rejected} == {
+        "__MACOSX/._a.wav": "hidden file",
+        ".hidden.wav": "hidden file",
+    }
+
+    bad_csv = {"a.wav": wav_bytes(220.0), "labels.csv": b"file;class\na.wav;x\n"}
+    with pytest.raises(ArchiveRejected, match=r"labels\.csv"):
+        store.ingest_archive(make_zip(bad_csv), filename="bad.zip")
+
+
 def test_a_stream_that_cannot_seek_is_accepted(store: DatasetStore) -> None:
     class ForwardOnly(io.RawIOBase):
         def __init__(self, data: bytes) -> None:
