@@ -1,0 +1,176 @@
+"""Micro-batching: concurrent requests share one forward pass.
+
+Each request puts `(model, audio)` on an asyncio queue and awaits a future. One consumer
+task takes the first waiting item, then keeps collecting until it has `max_batch` clips,
+`max_batch_seconds` of audio, or `max_wait_s` has passed since the first item; then it runs
+`Clusterer.cluster_batch` for each model version in the batch on a single dedicated thread
+(torch is never called from two request threads at once, and the event loop never runs it)
+and resolves the futures. While a batch runs, new requests queue up and form the next one,
+so under load batches grow by themselves; `max_wait_s` only matters when traffic is light.
+
+Requests whose caller went away (cancelled futures) are dropped before the forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from uvac.inference import ClipResult
+
+from app.problems import ApiProblem
+from uvac.audio import Audio
+
+logger = logging.getLogger(__name__)
+
+
+class BatchModel(Protocol):
+    """What the batcher needs from a loaded model (app.serving.LoadedModel has it)."""
+
+    @property
+    def key(self) -> tuple[str, str]: ...
+
+    @property
+    def clusterer(self) -> _ClusterBatch: ...
+
+
+class _ClusterBatch(Protocol):
+    def cluster_batch(self, audios: Sequence[Audio]) -> list[ClipResult]: ...
+
+
+@dataclass(eq=False)
+class _Pending:
+    model: BatchModel
+    audio: Audio
+    future: asyncio.Future[ClipResult] = field(repr=False)
+
+
+T = TypeVar("T")
+
+BatchObserver = Callable[[int, float], None]
+"""Called with (clips in the forward pass, seconds it took) after every forward pass."""
+
+
+class MicroBatcher:
+    """Collects concurrent clips into batches; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_batch_seconds: float = 600.0,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._max_batch = max_batch
+        self._max_wait_s = max(0.0, max_wait_s)
+        self._max_batch_seconds = max_batch_seconds
+        self._observer = observer
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._executor: ThreadPoolExecutor | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvac-inference")
+        self._consumer = asyncio.create_task(self._consume_forever(), name="uvac-batcher")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(_shutting_down())
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def run_in_inference_thread(self, function: Callable[[], T]) -> T:
+        """Run other torch work on the inference thread (so it never overlaps a batch)."""
+        if self._executor is None:
+            raise _shutting_down()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
+    async def submit(self, *, model: BatchModel, audio: Audio) -> ClipResult:
+        """Cluster one clip with `model`, batched with whatever else is waiting."""
+        if self._closed or self._consumer is None:
+            raise _shutting_down()
+        future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(model=model, audio=audio, future=future))
+        return await future
+
+    async def _consume_forever(self) -> None:
+        while True:
+            batch = await self._collect()
+            live = [pending for pending in batch if not pending.future.done()]
+            for group in _group_by_model(live):
+                await self._run(group)
+
+    async def _collect(self) -> list[_Pending]:
+        loop = asyncio.get_running_loop()
+        first = await self._queue.get()
+        batch = [first]
+        seconds = first.audio.duration_s
+        deadline = loop.time() + self._max_wait_s
+        while len(batch) < self._max_batch and seconds < self._max_batch_seconds:
+            if self._queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout=remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            batch.append(item)
+            seconds += item.audio.duration_s
+        return batch
+
+    async def _run(self, group: list[_Pending]) -> None:
+        assert self._executor is not None
+        clusterer = group[0].model.clusterer
+        audios = [pending.audio for pending in group]
+        started = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, clusterer.cluster_batch, audios
+            )
+        except Exception as error:
+            logger.exception("inference failed for a batch of %d clips", len(group))
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        if self._observer is not None:
+            self._observer(len(group), time.perf_counter() - started)
+        for pending, result in zip(group, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+
+def _group_by_model(batch: list[_Pending]) -> list[list[_Pending]]:
+    """Split a batch by model version, keeping arrival order within each group."""
+    groups: dict[tuple[str, str], list[_Pending]] = {}
+    for pending in batch:
+        groups.setdefault(pending.model.key, []).append(pending)
+    return list(groups.values())
+
+
+def _shutting_down() -> ApiProblem:
+    return ApiProblem(
+        status=503, slug="shutting-down", detail="The server is shutting down; retry shortly."
+    )

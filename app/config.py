@@ -1,0 +1,100 @@
+"""Service settings: one typed class, read from `UVAC_*` environment variables.
+
+The shared names (data folders, Redis, the served model, torch threads, device) are the
+ones in docs/architecture.md, so the API and the worker read the same environment. Tests
+build a `Settings(...)` and pass it to `create_app`; they never touch the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MEGABYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the API can be configured with (environment prefix `UVAC_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="UVAC_", extra="ignore", frozen=True)
+
+    # Shared with the worker (docs/architecture.md).
+    data_dir: Path = Path("./var")
+    model_store_dir: Path | None = None
+    datasets_dir: Path | None = None
+    checkpoints_dir: Path | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    serve_model: str = "scenes@production"
+    torch_threads: int = Field(default=1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Upload and request limits.
+    max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
+    max_dataset_upload_bytes: int = Field(default=1024 * MEGABYTE, ge=1)
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    max_batch_files: int = Field(default=16, ge=1)
+
+    # Micro-batching of inference.
+    inference_max_batch: int = Field(default=64, ge=1)
+    inference_max_wait_ms: float = Field(default=2.0, ge=0)
+
+    # Model serving.
+    model_poll_seconds: float = Field(default=2.0, gt=0)
+    model_cache_size: int = Field(default=4, ge=1)
+
+    # Jobs.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Access. Empty `api_keys` switches authentication off; empty `cors_origins` allows no
+    # cross-origin browser calls.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_comma_separated(cls, value: object) -> object:
+        # The environment gives "a,b,c"; Python callers may pass a list or tuple.
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _derive_folders(self) -> Settings:
+        # Folders default to sub-folders of data_dir, as the architecture page says.
+        defaults = {
+            "model_store_dir": self.data_dir / "models",
+            "datasets_dir": self.data_dir / "datasets",
+            "checkpoints_dir": self.data_dir / "checkpoints",
+        }
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        return self
+
+    @property
+    def model_store_path(self) -> Path:
+        assert self.model_store_dir is not None  # filled by _derive_folders
+        return self.model_store_dir
+
+    @property
+    def datasets_path(self) -> Path:
+        assert self.datasets_dir is not None
+        return self.datasets_dir
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

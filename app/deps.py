@@ -1,0 +1,120 @@
+"""`Annotated` dependency aliases: a route's signature says what it needs.
+
+Authentication lives here too: when `settings.api_keys` is non-empty every business route
+requires a key, in `X-API-Key` or as `Authorization: Bearer <key>`; no key is 401, an
+unknown key 403. Health, metrics and the docs are not behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.batching import MicroBatcher
+from app.config import Settings
+from app.metrics import AppMetrics
+from app.problems import ApiProblem
+from app.services import Services
+from app.serving import ModelHolder
+from model_store import ModelStore
+from worker.datasets import DatasetStore
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings_of_app(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+def get_model_store(services: ServicesDep) -> ModelStore:
+    return services.store
+
+
+def get_model_holder(services: ServicesDep) -> ModelHolder:
+    return services.holder
+
+
+def get_batcher(services: ServicesDep) -> MicroBatcher:
+    return services.batcher
+
+
+def get_dataset_store(services: ServicesDep) -> DatasetStore:
+    return services.datasets
+
+
+def get_redis(services: ServicesDep) -> redis.Redis:
+    return services.redis
+
+
+def get_metrics(services: ServicesDep) -> AppMetrics:
+    return services.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
+ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+MetricsDep = Annotated[AppMetrics, Depends(get_metrics)]
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key, when keys are configured."
+)
+_bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
+
+
+def require_api_key(
+    request: Request,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's identity: a digest of its key, or "anonymous" when auth is off."""
+    settings: Settings = request.app.state.settings
+    if not settings.auth_enabled:
+        return "anonymous"
+    presented = api_key or (bearer.credentials if bearer is not None else None)
+    if not presented:
+        raise ApiProblem(
+            status=401,
+            slug="unauthenticated",
+            detail="Send an API key in the X-API-Key header or as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="uvac"'},
+        )
+    presented_bytes = presented.encode("utf-8")
+    # Compare against every key, in constant time, so timing says nothing about the keys.
+    matched = False
+    for key in settings.api_keys:
+        matched |= hmac.compare_digest(presented_bytes, key.encode("utf-8"))
+    if not matched:
+        raise ApiProblem(status=403, slug="forbidden", detail="The API key is not valid.")
+    return hashlib.sha256(presented_bytes).hexdigest()[:16]
+
+
+CallerDep = Annotated[str, Depends(require_api_key)]
+
+
+class Page:
+    """`offset`/`limit` query parameters shared by the list routes."""
+
+    def __init__(
+        self,
+        offset: Annotated[int, Query(ge=0, description="How many items to skip.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+    ) -> None:
+        self.offset = offset
+        self.limit = limit
+
+
+PageDep = Annotated[Page, Depends()]

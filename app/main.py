@@ -1,0 +1,91 @@
+"""The FastAPI application factory.
+
+    uvicorn app.main:create_app --factory
+
+`create_app(settings)` builds a fresh app; its lifespan opens the model store, loads the
+served model, starts the micro-batcher and creates the Redis client (which connects lazily,
+so the API starts and clusters even while Redis is down). Nothing happens at import time.
+
+Business routes live on one router mounted twice: under `/v1` (documented) and at the root
+(`POST /cluster`, `POST /train`: the fitting backend's existing contract). The root mount
+is left out of the OpenAPI document so generated clients get one method per operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.config import Settings, get_settings
+from app.logging import configure_logging
+from app.metrics import AppMetrics, MetricsMiddleware
+from app.middleware import RequestIdMiddleware
+from app.openapi_docs import install_openapi
+from app.problems import register_problem_handlers
+from app.routes import build_business_router, health
+from app.services import open_services
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """Unsupervised acoustic-environment clustering (categorical UVAC).
+
+Upload a recording to `POST /v1/cluster` to get its cluster posterior; train and evaluate
+models on uploaded data sets through jobs; manage model versions and aliases.
+Every error is an RFC 9457 `application/problem+json` document.
+"""
+
+OPENAPI_TAGS = [
+    {"name": "clustering", "description": "Cluster recordings with a trained model."},
+    {"name": "jobs", "description": "Training and evaluation jobs run by the worker."},
+    {"name": "datasets", "description": "Uploaded archives of recordings."},
+    {"name": "models", "description": "Model versions, aliases and evaluation reports."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Without `settings` (the uvicorn factory path: a process entry point)
+    the environment is read and JSON logging is configured; tests pass their own settings
+    and leave the process's logging alone."""
+    if settings is None:
+        settings = get_settings()
+        configure_logging(level=settings.log_level)
+    metrics = AppMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, metrics=metrics) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="UVAC acoustic clustering service",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    register_problem_handlers(app, redis_retry_after_seconds=settings.redis_retry_after_seconds)
+
+    # add_middleware wraps: the last one added runs first. Request ids outermost, so even
+    # CORS refusals and metrics-timed responses carry one.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(health.router)
+    business = build_business_router()
+    app.include_router(business, prefix="/v1")
+    app.include_router(business, include_in_schema=False)
+    install_openapi(app)
+    return app

@@ -1,0 +1,79 @@
+"""Request id middleware: every response carries `X-Request-ID`, every log line its value.
+
+An incoming `X-Request-ID` is honoured when it is short and printable (so a caller can
+trace a request through its own systems); otherwise a new id is generated. The id is put in
+`scope["state"]["request_id"]` too, so error handlers that run outside this middleware
+(the 500 handler) can still read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def choose_request_id(incoming: str | None) -> str:
+    """The caller's id when it is safe to echo and log, else a fresh one."""
+    if incoming and _ACCEPTABLE_REQUEST_ID.match(incoming):
+        return incoming
+    return new_request_id()
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer streamed bodies)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = choose_request_id(incoming)
+        scope.setdefault("state", {})["request_id"] = request_id
+        # Not reset afterwards: each request runs in its own task (its own context), and the
+        # 500 handler, which runs after this middleware has unwound, still logs with the id.
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            logger.info(
+                "%s %s -> %d",
+                scope.get("method"),
+                scope.get("path"),
+                status_code,
+                extra={"duration_ms": round((time.perf_counter() - started) * 1000, 3)},
+            )

@@ -1,0 +1,222 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Every error the API answers with is an `application/problem+json` document::
+
+    {"type": "https://uvac.dev/problems/not-audio", "title": "Not an audio file",
+     "status": 415, "detail": "...", "instance": "/v1/cluster", "request_id": "..."}
+
+Domain errors (`uvac.errors.UvacError`, the model store's `StoreError`, the worker's job and
+data set errors) carry `status` and `slug` (and optionally `title`) themselves; this module
+finds the handler by walking the exception's class hierarchy, so a new subclass needs no
+new code here. Errors the API raises on its own account (no model yet, Redis down, auth)
+are `ApiProblem`s. Validation errors add an `errors` list; an unexpected exception is a 500
+whose detail names only the request id (a 5xx is a bug, and its text is not for callers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://uvac.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# Titles for the slugs we know; anything else gets a title from its HTTP status.
+_TITLES: dict[str, str] = {
+    "internal": "Internal server error",
+    "invalid-audio": "Invalid audio",
+    "not-audio": "Not an audio file",
+    "unsupported-encoding": "Unsupported audio encoding",
+    "empty-audio": "Empty audio",
+    "non-finite-audio": "Audio contains NaN or infinite samples",
+    "audio-too-long": "Audio too long",
+    "invalid-model-artifact": "Invalid model artifact",
+    "invalid-dataset": "Invalid data set",
+    "validation-error": "Request validation failed",
+    "upload-too-large": "Upload too large",
+    "too-many-files": "Too many files",
+    "no-model": "No model to serve",
+    "model-unavailable": "Model unavailable",
+    "redis-unavailable": "Job queue unavailable",
+    "unauthenticated": "Authentication required",
+    "forbidden": "Invalid API key",
+    "idempotency-key-reused": "Idempotency key reused with a different request",
+    "not-ready": "Service not ready",
+}
+
+
+class ApiProblem(Exception):
+    """An error raised by the API layer itself (not by the engine, store or worker)."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        slug: str,
+        detail: str,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title or _TITLES.get(slug) or HTTPStatus(status).phrase
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The parts of a problem document that do not depend on the request."""
+
+    status: int
+    slug: str
+    title: str
+    detail: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    def document(self, *, instance: str | None, request_id: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        if request_id is not None:
+            body["request_id"] = request_id
+        body.update(self.extensions)
+        return body
+
+
+def _slug_for_status(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) -> Problem:
+    """Translate any exception into a `Problem` (also used for per-file batch errors).
+
+    `retry_after_seconds` is what a 503 for an unreachable Redis advises callers to wait.
+    """
+    if isinstance(exc, ApiProblem):
+        return Problem(exc.status, exc.slug, exc.title, exc.detail, exc.headers, exc.extensions)
+    if isinstance(exc, RequestValidationError):
+        return _validation_problem(exc)
+    if isinstance(exc, StarletteHTTPException):
+        slug = _slug_for_status(exc.status_code)
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return Problem(
+            exc.status_code,
+            slug,
+            HTTPStatus(exc.status_code).phrase,
+            detail,
+            dict(exc.headers or {}),
+        )
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return _redis_unavailable_problem(retry_after_seconds)
+    status = getattr(exc, "status", None)
+    slug = getattr(exc, "slug", None)
+    if isinstance(status, int) and isinstance(slug, str) and 400 <= status < 600:
+        title = getattr(exc, "title", None)
+        if not isinstance(title, str) or not title:
+            title = _TITLES.get(slug) or HTTPStatus(status).phrase
+        detail = str(exc) or title
+        return Problem(status, slug, title, detail)
+    return Problem(
+        500,
+        "internal",
+        _TITLES["internal"],
+        "An unexpected error occurred; please report it with the request id.",
+    )
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "message": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
+        for error in jsonable_encoder(exc.errors())
+    ]
+    summary = "; ".join(f"{'.'.join(e['loc'])}: {e['message']}" for e in errors[:5])
+    noun = "error" if len(errors) == 1 else "errors"
+    detail = f"{len(errors)} validation {noun}: {summary}" if errors else "Invalid request."
+    return Problem(
+        422, "validation-error", _TITLES["validation-error"], detail, extensions={"errors": errors}
+    )
+
+
+def _redis_unavailable_problem(retry_after_seconds: int) -> Problem:
+    return Problem(
+        503,
+        "redis-unavailable",
+        _TITLES["redis-unavailable"],
+        "The job queue (Redis) cannot be reached; job routes are unavailable, "
+        "clustering keeps working. Retry later.",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body = problem.document(instance=request.url.path, request_id=request_id_of(request))
+    headers = dict(problem.headers)
+    request_id = request_id_of(request)
+    if request_id is not None:
+        # The 500 handler runs outside RequestIdMiddleware, so set the header here too.
+        headers.setdefault("X-Request-ID", request_id)
+    return JSONResponse(
+        body, status_code=problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _domain_error_classes() -> list[type[BaseException]]:
+    """The base classes of every error that carries its own status and slug."""
+    from model_store.errors import StoreError
+    from uvac.errors import UvacError
+    from worker.errors import WorkerError
+
+    return [UvacError, StoreError, WorkerError]
+
+
+def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 5) -> None:
+    """Install the handlers once; Starlette walks each exception's MRO to find them."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)
+        if problem.status >= 500 and problem.slug == "internal":
+            logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return problem_response(request, problem)
+
+    handled: list[type[BaseException]] = [
+        ApiProblem,
+        RequestValidationError,
+        StarletteHTTPException,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        *_domain_error_classes(),
+    ]
+    for exception_class in handled:
+        app.add_exception_handler(exception_class, handle)  # type: ignore[arg-type]
+    # Anything else is a bug: a 500 problem (Starlette still re-raises it for the server log).
+    app.add_exception_handler(Exception, handle)  # type: ignore[arg-type]

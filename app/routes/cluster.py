@@ -1,0 +1,159 @@
+"""`POST /cluster` and `POST /cluster/batch`: cluster uploaded clips with a loaded model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from uvac.inference import ClipResult
+
+from app.deps import BatcherDep, ModelHolderDep, SettingsDep
+from app.openapi_docs import problem_responses
+from app.problems import problem_from_exception
+from app.schemas import (
+    BatchItemResult,
+    BatchResult,
+    ClusterResult,
+    ModelRefPublic,
+    ProblemPublic,
+    WindowPublic,
+)
+from app.schemas.jobs import MODEL_REF_PATTERN
+from app.serving import LoadedModel
+from app.uploads import UploadedPart, decode_audio, multipart_openapi, read_multipart_files
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["clustering"])
+
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        alias="model",
+        pattern=MODEL_REF_PATTERN,
+        description="Use this model instead of the served one: `name:vN` or `name@alias`.",
+        examples=["scenes:v3"],
+    ),
+]
+
+
+def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
+    version = model.version
+    windows = None
+    if len(clip.windows) > 1:  # longer than one window: give the timeline
+        windows = [
+            WindowPublic(
+                start_s=window.start_s,
+                end_s=window.end_s,
+                probabilities=list(window.probabilities),
+                assignment=window.assignment,
+            )
+            for window in clip.windows
+        ]
+    names = model.cluster_names
+    return ClusterResult(
+        model=ModelRefPublic(
+            name=version.name, version=version.version, ref=version.ref, sha256=version.sha256
+        ),
+        n_clusters=len(clip.probabilities),
+        probabilities=list(clip.probabilities),
+        assignment=clip.assignment,
+        confidence=clip.confidence,
+        duration_s=clip.duration_s,
+        windows=windows,
+        cluster_name=names[clip.assignment] if names is not None else None,
+    )
+
+
+async def _cluster_part(
+    part: UploadedPart,
+    *,
+    model: LoadedModel,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+) -> ClusterResult:
+    try:
+        audio = await decode_audio(
+            part.read_bytes(),
+            sample_rate=model.sample_rate,
+            max_seconds=settings.max_audio_seconds,
+        )
+    finally:
+        part.close()
+    clip = await batcher.submit(model=model, audio=audio)
+    return to_cluster_result(model, clip)
+
+
+@router.post(
+    "/cluster",
+    response_model=ClusterResult,
+    summary="Cluster one audio clip",
+    description="Upload one recording (WAV, FLAC, Ogg; any rate, mono or multi-channel) as "
+    "the multipart field `file`. Answers the cluster posterior pi of the served model "
+    "(or of `?model=`), and a per-window timeline for clips longer than one window.",
+    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    openapi_extra=multipart_openapi(field_name="file", description="The audio file."),
+)
+async def cluster(
+    request: Request,
+    holder: ModelHolderDep,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    model_ref: ModelQuery = None,
+) -> ClusterResult:
+    # Resolve the model before reading the body: without one, do not read 20 MB for nothing.
+    model = await holder.resolve(model_ref)
+    (part,) = await read_multipart_files(
+        request, field_name="file", max_part_bytes=settings.max_upload_bytes
+    )
+    return await _cluster_part(part, model=model, batcher=batcher, settings=settings)
+
+
+@router.post(
+    "/cluster/batch",
+    response_model=BatchResult,
+    summary="Cluster several audio clips",
+    description="Upload up to `max_batch_files` recordings as repeated multipart fields "
+    "`files`. Each file gets a result or a problem; one bad file does not fail the others. "
+    "The whole request body is capped at `max_upload_bytes`.",
+    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    openapi_extra=multipart_openapi(
+        field_name="files", description="The audio files.", multiple=True
+    ),
+)
+async def cluster_batch(
+    request: Request,
+    holder: ModelHolderDep,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    model_ref: ModelQuery = None,
+) -> BatchResult:
+    model = await holder.resolve(model_ref)
+    parts = await read_multipart_files(
+        request,
+        field_name="files",
+        max_part_bytes=settings.max_upload_bytes,
+        max_body_bytes=settings.max_upload_bytes,
+        max_files=settings.max_batch_files,
+    )
+    outcomes = await asyncio.gather(
+        *(_cluster_part(part, model=model, batcher=batcher, settings=settings) for part in parts),
+        return_exceptions=True,
+    )
+    items = []
+    for part, outcome in zip(parts, outcomes, strict=True):
+        if isinstance(outcome, ClusterResult):
+            items.append(BatchItemResult(filename=part.filename, result=outcome))
+            continue
+        if not isinstance(outcome, Exception):
+            raise outcome  # CancelledError and friends are not per-file errors
+        problem = problem_from_exception(outcome)
+        if problem.status >= 500:
+            logger.error("batch item %s failed", part.filename, exc_info=outcome)
+        document = problem.document(instance=request.url.path, request_id=None)
+        items.append(
+            BatchItemResult(filename=part.filename, error=ProblemPublic.model_validate(document))
+        )
+    return BatchResult(data=items, count=len(items))

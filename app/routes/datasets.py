@@ -1,0 +1,89 @@
+"""Data sets: upload an archive of recordings, list, get, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from app.deps import DatasetStoreDep, PageDep, SettingsDep
+from app.openapi_docs import problem_responses
+from app.schemas import DatasetList, DatasetPublic
+from app.uploads import multipart_openapi, read_multipart_files
+from worker.datasets import DatasetManifest, IngestLimits
+
+router = APIRouter(tags=["datasets"])
+
+DATASET_ID_PATH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+DatasetIdPath = Annotated[str, Path(pattern=DATASET_ID_PATH_PATTERN)]
+# Archives larger than this are spooled to a temporary file while they arrive.
+_SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+
+
+def _public(manifest: DatasetManifest) -> DatasetPublic:
+    return DatasetPublic.model_validate(manifest.to_dict())
+
+
+@router.post(
+    "/datasets",
+    status_code=201,
+    response_model=DatasetPublic,
+    summary="Upload a data set",
+    description="A zip or tar (optionally gzip-compressed) of audio files as the multipart "
+    "field `file`, optionally with a `labels.csv` (`path,label`). Every file is decoded; "
+    "the ones that cannot be used are listed under `rejected` with the reason.",
+    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    openapi_extra=multipart_openapi(field_name="file", description="The archive."),
+)
+async def upload_dataset(
+    request: Request, response: Response, datasets: DatasetStoreDep, settings: SettingsDep
+) -> DatasetPublic:
+    (part,) = await read_multipart_files(
+        request,
+        field_name="file",
+        max_part_bytes=settings.max_dataset_upload_bytes,
+        spool_bytes=_SPOOL_IN_MEMORY_BYTES,
+    )
+    limits = IngestLimits(max_audio_seconds=settings.max_audio_seconds)
+    try:
+        part.file.seek(0)
+        manifest = await asyncio.to_thread(
+            datasets.ingest_archive, part.file, filename=part.filename, limits=limits
+        )
+    finally:
+        part.close()
+    response.headers["Location"] = f"/v1/datasets/{manifest.id}"
+    return _public(manifest)
+
+
+@router.get(
+    "/datasets",
+    response_model=DatasetList,
+    summary="List data sets (newest first)",
+    responses=problem_responses(401, 403, 422),
+)
+def list_datasets(datasets: DatasetStoreDep, page: PageDep) -> DatasetList:
+    manifests, total = datasets.list(offset=page.offset, limit=page.limit)
+    return DatasetList(data=[_public(manifest) for manifest in manifests], count=total)
+
+
+@router.get(
+    "/datasets/{dataset_id}",
+    response_model=DatasetPublic,
+    summary="Get a data set's manifest",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_dataset(dataset_id: DatasetIdPath, datasets: DatasetStoreDep) -> DatasetPublic:
+    return _public(datasets.get(dataset_id))
+
+
+@router.delete(
+    "/datasets/{dataset_id}",
+    status_code=204,
+    summary="Delete a data set",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def delete_dataset(dataset_id: DatasetIdPath, datasets: DatasetStoreDep) -> Response:
+    datasets.delete(dataset_id)
+    return Response(status_code=204)

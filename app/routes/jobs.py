@@ -1,0 +1,204 @@
+"""Training and evaluation jobs: submit (`POST /train`, `POST /evaluate`), list, get, cancel.
+
+These routes are plain `def`s: redis-py and RQ block, so FastAPI runs them in its thread
+pool. When Redis cannot be reached the redis-py error becomes a 503 problem with
+`Retry-After` (app/problems.py); nothing else in the API needs Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+
+from app.deps import (
+    CallerDep,
+    DatasetStoreDep,
+    MetricsDep,
+    ModelStoreDep,
+    PageDep,
+    RedisDep,
+    SettingsDep,
+)
+from app.idempotency import release, reserve_job_id
+from app.openapi_docs import problem_responses
+from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
+from model_store import ModelStore
+from worker import queues
+from worker.errors import JobNotFound
+
+router = APIRouter(tags=["jobs"])
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+JobIdPath = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id.")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retrying with the same key (and body) returns the same job instead "
+        "of starting another; the same key with a different body is a 409.",
+    ),
+]
+
+
+def job_location(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def _job_public(info: dict[str, Any]) -> JobPublic:
+    return JobPublic.model_validate(info)
+
+
+def _submit(
+    *,
+    kind: str,
+    params: dict[str, Any],
+    enqueue: Any,
+    response: Response,
+    caller: str,
+    redis: RedisDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    idempotency_key: str | None,
+) -> JobPublic:
+    reservation = reserve_job_id(
+        redis,
+        idempotency_key=idempotency_key,
+        caller=caller,
+        scope=kind,
+        params=params,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+    )
+    if not reservation.replayed:
+        try:
+            enqueue(redis, params, job_id=reservation.job_id)
+        except BaseException:
+            release(redis, idempotency_key=idempotency_key, caller=caller, scope=kind)
+            raise
+        metrics.jobs_submitted.labels(kind=kind).inc()
+    response.headers["Location"] = job_location(reservation.job_id)
+    if reservation.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    info = queues.get_job_info(redis, reservation.job_id)
+    if info is None:  # a concurrent first request has reserved the id but not enqueued yet
+        info = {"id": reservation.job_id, "kind": kind, "status": "queued", "params": params}
+    return _job_public(info)
+
+
+@router.post(
+    "/train",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Start a training job",
+    description="Trains a model on an uploaded data set in the worker. Answers 202 with "
+    "`Location: /v1/jobs/{id}`; poll that for progress. The finished job's result names the "
+    "published model version (promote it with `PUT /v1/models/{name}/aliases/{alias}`).",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+def submit_training(
+    body: TrainRequest,
+    response: Response,
+    caller: CallerDep,
+    redis: RedisDep,
+    datasets: DatasetStoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobPublic:
+    datasets.get(body.dataset_id)  # 404 now rather than a failed job later
+    return _submit(
+        kind="train",
+        params=body.job_params(),
+        enqueue=queues.enqueue_training,
+        response=response,
+        caller=caller,
+        redis=redis,
+        settings=settings,
+        metrics=metrics,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post(
+    "/evaluate",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Start an evaluation job",
+    description="Evaluates a model version on a data set; the job's result points at the "
+    "report (`GET /v1/models/{name}/versions/{v}/report`).",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+def submit_evaluation(
+    body: EvaluateRequest,
+    response: Response,
+    caller: CallerDep,
+    redis: RedisDep,
+    datasets: DatasetStoreDep,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobPublic:
+    _check_model_exists(store, body.model_ref)
+    datasets.get(body.dataset_id)
+    return _submit(
+        kind="evaluate",
+        params=body.job_params(),
+        enqueue=queues.enqueue_evaluation,
+        response=response,
+        caller=caller,
+        redis=redis,
+        settings=settings,
+        metrics=metrics,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _check_model_exists(store: ModelStore, ref: str) -> None:
+    store.get(ref)  # NotFound -> 404, InvalidReference -> 422
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    summary="List jobs",
+    responses=problem_responses(401, 403, 422, 503),
+)
+def list_jobs(
+    redis: RedisDep,
+    page: PageDep,
+    status: Annotated[JobStatusFilter | None, Query(description="Only jobs in this state.")] = None,
+) -> JobList:
+    infos, total = queues.list_jobs(
+        redis,
+        status=status.value if status is not None else None,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    return JobList(data=[_job_public(info) for info in infos], count=total)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobPublic,
+    summary="Get a job: status, progress, result or error",
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+def get_job(job_id: JobIdPath, redis: RedisDep) -> JobPublic:
+    info = queues.get_job_info(redis, job_id)
+    if info is None:
+        raise JobNotFound(f"No job {job_id!r} (it never existed or its record expired).")
+    return _job_public(info)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Cancel a queued or running job",
+    description="A queued job is cancelled at once; a running one stops at its next batch "
+    "(poll the job to see it reach `canceled`). A job that already ended is a 409.",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+def cancel_job(job_id: JobIdPath, redis: RedisDep) -> JobPublic:
+    return _job_public(queues.cancel_job(redis, job_id))

@@ -1,0 +1,182 @@
+"""Model store views: list models and versions, read reports, move aliases."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
+
+from app.deps import ModelHolderDep, ModelStoreDep, PageDep
+from app.openapi_docs import problem_responses
+from app.schemas import (
+    AliasPublic,
+    AliasUpdate,
+    ModelList,
+    ModelSummary,
+    ModelVersionList,
+    ModelVersionPublic,
+)
+from model_store import ModelVersion as StoredVersion
+from model_store import NotFound
+
+router = APIRouter(tags=["models"])
+
+REPORT_FILE = "report.json"
+ModelNamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+VersionPath = Annotated[int, Path(ge=1, le=999_999_999)]
+AliasPath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+# Report files are flat names with an extension we know how to serve.
+_REPORT_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}\.(html|png|svg|json|csv|txt)$")
+_MEDIA_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+# A report page may show its own figures and inline styles, and nothing else.
+_REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+
+
+def _metrics_of(version: StoredVersion, report_dir: FilePath | None) -> dict[str, Any] | None:
+    metrics = version.metadata.get("metrics")
+    if isinstance(metrics, dict):
+        return metrics
+    if report_dir is not None and (report_dir / REPORT_FILE).is_file():
+        report = json.loads((report_dir / REPORT_FILE).read_text(encoding="utf-8"))
+        found = report.get("metrics") if isinstance(report, dict) else None
+        return found if isinstance(found, dict) else None
+    return None
+
+
+def version_public(
+    version: StoredVersion, *, report_dir: FilePath | None = None, with_metrics: bool = True
+) -> ModelVersionPublic:
+    return ModelVersionPublic(
+        name=version.name,
+        version=version.version,
+        ref=version.ref,
+        sha256=version.sha256,
+        created_at=version.created_at,
+        aliases=list(version.aliases),
+        metadata=version.metadata,
+        metrics=_metrics_of(version, report_dir) if with_metrics else None,
+        has_report=report_dir is not None,
+    )
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="List models",
+    responses=problem_responses(401, 403),
+)
+def list_models(store: ModelStoreDep) -> ModelList:
+    summaries = [ModelSummary.model_validate(summary.to_dict()) for summary in store.list_models()]
+    return ModelList(data=summaries, count=len(summaries))
+
+
+@router.get(
+    "/models/{name}/versions",
+    response_model=ModelVersionList,
+    summary="List a model's versions (newest first)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def list_versions(name: ModelNamePath, store: ModelStoreDep, page: PageDep) -> ModelVersionList:
+    versions, total = store.list_versions(name, offset=page.offset, limit=page.limit)
+    return ModelVersionList(
+        data=[version_public(version, with_metrics=False) for version in versions], count=total
+    )
+
+
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelVersionPublic,
+    summary="Get one version: metadata, aliases and metrics",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_version(
+    name: ModelNamePath, version: VersionPath, store: ModelStoreDep
+) -> ModelVersionPublic:
+    ref = f"{name}:v{version}"
+    stored = store.get(ref)
+    return version_public(stored, report_dir=store.report_path(ref))
+
+
+def _report_dir(store: ModelStoreDep, name: str, version: int) -> FilePath:
+    ref = f"{name}:v{version}"
+    report_dir = store.report_path(ref)
+    if report_dir is None:
+        raise NotFound(f"{ref} has no report yet; run POST /v1/evaluate to make one.")
+    return report_dir
+
+
+@router.get(
+    "/models/{name}/versions/{version}/report",
+    summary="Get a version's evaluation report (report.json)",
+    response_model=dict[str, Any],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_report(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) -> dict[str, Any]:
+    path = _report_dir(store, name, version) / REPORT_FILE
+    if not path.is_file():
+        raise NotFound(f"{name}:v{version} has no {REPORT_FILE}.")
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return document
+
+
+@router.get(
+    "/models/{name}/versions/{version}/report/{file_name}",
+    summary="Get one file of a version's report (HTML page, PNG figures)",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The file", "content": {"text/html": {}, "image/png": {}}},
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+def get_report_file(
+    name: ModelNamePath, version: VersionPath, file_name: str, store: ModelStoreDep
+) -> FileResponse:
+    match = _REPORT_FILE_NAME.fullmatch(file_name)
+    if match is None:
+        raise NotFound(f"No report file {file_name!r}.")
+    report_dir = _report_dir(store, name, version)
+    path = report_dir / file_name
+    # The name pattern already excludes separators and "..": this is the second lock.
+    if path.resolve().parent != report_dir.resolve() or not path.is_file():
+        raise NotFound(f"No report file {file_name!r} for {name}:v{version}.")
+    return FileResponse(
+        path,
+        media_type=_MEDIA_TYPES[match.group(1)],
+        headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    response_model=AliasPublic,
+    summary="Promote a version to an alias, or roll the alias back",
+    description='`{"version": N}` points `name@alias` at version N; `{"rollback": true}` '
+    "moves it back to its previous target. The API picks up a change of the alias it "
+    "serves within `model_poll_seconds` (at once when the change goes through this route).",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+def set_alias(
+    name: ModelNamePath,
+    alias: AliasPath,
+    body: AliasUpdate,
+    store: ModelStoreDep,
+    holder: ModelHolderDep,
+) -> AliasPublic:
+    if body.rollback:
+        target = store.rollback(name, alias)
+    else:
+        target = store.promote(f"{name}:v{body.version}", alias)
+    if holder.serve_ref == f"{name}@{alias}":
+        holder.poke()  # load the new target now rather than at the next poll
+    return AliasPublic(name=name, alias=alias, version=target.version, ref=target.ref)

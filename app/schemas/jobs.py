@@ -1,0 +1,150 @@
+"""Training and evaluation jobs (`/v1/train`, `/v1/evaluate`, `/v1/jobs`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+DATASET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MODEL_REF_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}((:v[0-9]+)|(@[a-z0-9][a-z0-9._-]{0,63}))?$"
+
+
+class JobStatusFilter(StrEnum):
+    """The RQ job statuses (mirrors worker.queues.JobStatus)."""
+
+    queued = "queued"
+    started = "started"
+    finished = "finished"
+    failed = "failed"
+    canceled = "canceled"
+    deferred = "deferred"
+    scheduled = "scheduled"
+    stopped = "stopped"
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "dataset_id": "ds_0123456789ab",
+                    "model_type": "cat-uvac",
+                    "n_clusters": 8,
+                    "model_name": "scenes",
+                    "epochs": 30,
+                    "lambda_kl": 1.0,
+                    "temperature_start": 1.0,
+                    "temperature_end": 0.5,
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    dataset_id: str = Field(pattern=DATASET_ID_PATTERN)
+    model_type: Literal["cat-uvac", "uvac-gmm", "kmeans"] = "cat-uvac"
+    n_clusters: int = Field(ge=2, le=256, description="K, the number of clusters.")
+    model_name: str = Field(default="scenes", pattern=MODEL_NAME_PATTERN)
+    epochs: int | None = Field(default=None, ge=1, le=10_000)
+    lambda_kl: float | None = Field(default=None, ge=0, description="Weight of the KL terms.")
+    temperature_start: float | None = Field(default=None, gt=0)
+    temperature_end: float | None = Field(default=None, gt=0)
+    seed: int | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _temperature_anneals_downwards(self) -> TrainRequest:
+        start, end = self.temperature_start, self.temperature_end
+        if start is not None and end is not None and end > start:
+            raise ValueError("temperature_end must not exceed temperature_start")
+        return self
+
+    def job_params(self) -> dict[str, Any]:
+        """The worker's params dict: optional values that were not given are left out."""
+        return self.model_dump(exclude_none=True)
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model_ref": "scenes@production", "dataset_id": "ds_0123456789ab"}]
+        },
+    )
+
+    model_ref: str = Field(pattern=MODEL_REF_PATTERN, description="`name`, `name:vN`, `name@alias`")
+    dataset_id: str = Field(pattern=DATASET_ID_PATTERN)
+
+    def job_params(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class JobProgress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    loss: float | None = None
+    reconstruction: float | None = None
+    kl_z: float | None = None
+    kl_y: float | None = None
+    temperature: float | None = None
+    learning_rate: float | None = None
+    accuracy: float | None = None
+    nmi: float | None = None
+    eta_seconds: float | None = None
+    updated_at: str | None = None
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6a1f0e4c-51b2-4d7e-9c1a-0f2e3d4c5b6a",
+                    "kind": "train",
+                    "status": "started",
+                    "params": {
+                        "dataset_id": "ds_0123456789ab",
+                        "model_type": "cat-uvac",
+                        "n_clusters": 8,
+                    },
+                    "progress": {"epoch": 3, "epochs": 30, "loss": 41.2, "eta_seconds": 95.0},
+                    "result": None,
+                    "error": None,
+                    "enqueued_at": "2025-01-01T10:00:00+00:00",
+                    "started_at": "2025-01-01T10:00:01+00:00",
+                    "ended_at": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    kind: str = Field(description="`train` or `evaluate`.")
+    status: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    progress: JobProgress | None = None
+    result: dict[str, Any] | None = Field(
+        default=None, description="For a finished job: the published model version or report."
+    )
+    error: JobError | None = None
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class JobList(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Total number of matching jobs (not just this page).")

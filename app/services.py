@@ -1,0 +1,92 @@
+"""The long-lived objects one app instance works with, opened and closed by its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis
+
+from app.batching import MicroBatcher
+from app.config import Settings
+from app.metrics import AppMetrics
+from app.serving import LoadedModel, ModelHolder
+from model_store import ModelStore
+from uvac.device import configure_threads, resolve_device
+from worker.datasets import DatasetStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    metrics: AppMetrics
+    store: ModelStore
+    datasets: DatasetStore
+    holder: ModelHolder
+    batcher: MicroBatcher
+    redis: redis.Redis
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    """A client for RQ (bytes responses); it connects lazily, on the first command."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.redis_timeout_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIterator[Services]:
+    """Open everything the routes need; the served model is loaded before this yields."""
+    configure_threads(settings.torch_threads)
+    device = str(resolve_device(settings.device))
+    # A short lock wait: an alias move must not hold a request for a minute.
+    store = ModelStore(settings.model_store_path, lock_timeout_s=5.0)
+    holder = ModelHolder(
+        store=store,
+        serve_ref=settings.serve_model,
+        device=device,
+        poll_seconds=settings.model_poll_seconds,
+        cache_size=settings.model_cache_size,
+    )
+
+    def publish_model_info(loaded: LoadedModel) -> None:
+        version = loaded.version
+        metrics.set_served_model(
+            name=version.name, version=version.version, ref=version.ref, sha256=version.sha256
+        )
+
+    holder.on_swap(publish_model_info)
+    batcher = MicroBatcher(
+        max_batch=settings.inference_max_batch,
+        max_wait_s=settings.inference_max_wait_ms / 1000.0,
+        observer=metrics.observe_batch,
+    )
+    client = connect_redis(settings)
+    await batcher.start()
+    await holder.start()
+    logger.info(
+        "API ready: serving %s on %s (%s)",
+        settings.serve_model,
+        device,
+        "model loaded" if holder.current else f"no model: {holder.unavailable_reason}",
+    )
+    try:
+        yield Services(
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            datasets=DatasetStore(settings.datasets_path),
+            holder=holder,
+            batcher=batcher,
+            redis=client,
+        )
+    finally:
+        await holder.close()
+        await batcher.close()
+        client.close()
