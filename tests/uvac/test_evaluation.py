@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
+from uvac.artifact import TrainedModel
 from uvac.audio import load_audio
 from uvac.datasets import DatasetItem
 from uvac.errors import DatasetError
@@ -23,7 +23,7 @@ from uvac.evaluation import (
     kmeans_baseline,
     labels_as_clusters,
 )
-from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
 from uvac.models import build_model
 from uvac.models.base import ClusterModel
 
@@ -37,16 +37,6 @@ FEATURE_CONFIG = FeatureConfig(
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-@dataclass
-class Trained:
-    """Stands in for uvac.artifact.TrainedModel: the fields evaluation reads."""
-
-    model: ClusterModel
-    feature_config: FeatureConfig
-    norm_stats: Any
-    info: dict[str, Any]
 
 
 class LowVersusHigh(ClusterModel):
@@ -101,10 +91,11 @@ def tone_items(tmp_path: Path) -> list[DatasetItem]:
     return items
 
 
-def _trained(model: ClusterModel, items: list[DatasetItem]) -> Trained:
+def _trained(model: ClusterModel, items: list[DatasetItem]) -> TrainedModel:
     extractor = FeatureExtractor(FEATURE_CONFIG)
     log_mels = [extractor.log_mel(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
-    return Trained(model, FEATURE_CONFIG, fit_norm_stats(log_mels, FEATURE_CONFIG), {})
+    stats = fit_norm_stats(log_mels, FEATURE_CONFIG)
+    return TrainedModel(model=model, feature_config=FEATURE_CONFIG, norm_stats=stats)
 
 
 def test_separable_tones_are_clustered_perfectly_and_report_is_json(
@@ -225,7 +216,7 @@ def test_labels_as_clusters_without_labels_is_none(tone_items: list[DatasetItem]
     assert row.k == 2 and row.accuracy is None and row.silhouette is not None
 
 
-def _real_model(model_type: str, items: list[DatasetItem], trained_stats: Any) -> ClusterModel:
+def _real_model(model_type: str, items: list[DatasetItem], stats: NormStats) -> ClusterModel:
     tiny = {"conv_channels": [2, 2, 2, 4], "gru_hidden": 4, "gru_layers": 1}
     n_frames = FEATURE_CONFIG.frames_per_window
     if model_type == "cat-uvac":
@@ -236,7 +227,7 @@ def _real_model(model_type: str, items: list[DatasetItem], trained_stats: Any) -
             deconv_channels=[2, 2, 2], **tiny,
         )  # fmt: skip
     model = build_model("kmeans", n_clusters=3, n_mels=16, n_frames=n_frames)
-    extractor = FeatureExtractor(FEATURE_CONFIG, trained_stats)
+    extractor = FeatureExtractor(FEATURE_CONFIG, stats)
     windows = [extractor.windows(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
     features = torch.cat([w.features for w in windows])
     mask = torch.cat([w.mask for w in windows])
