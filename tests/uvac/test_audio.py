@@ -142,7 +142,7 @@ def test_sources_bytes_path_file_object_and_unseekable_stream(tmp_path: Path) ->
         def seekable(self) -> bool:
             return False
 
-        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
             chunk = self._inner.read(len(buffer))
             buffer[: len(chunk)] = chunk
             return len(chunk)

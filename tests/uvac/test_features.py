@@ -301,7 +301,7 @@ def test_long_clip_windows_cover_every_frame_and_end_at_the_clip_end() -> None:
     start_frames = [round(start / hop_s) for start in windows.starts_s]
     assert start_frames[:-1] == list(range(0, start_frames[-2] + 1, config.window_hop_frames))
     assert start_frames[-1] == clip_frames - config.window_frames  # aligned to the end
-    covered = set()
+    covered: set[int] = set()
     for index, start in enumerate(start_frames):
         torch.testing.assert_close(
             windows.features[index, 0], normalised[start : start + config.window_frames]
