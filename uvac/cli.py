@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 SPACES = ("features", "latent")  # the spaces Table I is printed for, in this order
 
 
-class CommandFailed(Exception):
-    """A failure the user can act on: printed as one line, exit code 1."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``uvac`` console script; returns the exit code."""
     parser = _parser()
@@ -57,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
-    except (CommandFailed, UvacError, ValueError, OSError) as error:
+    except (UvacError, ValueError, OSError) as error:
         logger.debug("uvac %s failed", args.command_name, exc_info=True)
         print(f"uvac {args.command_name}: error: {error}", file=sys.stderr)
         return 1
