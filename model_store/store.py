@@ -173,7 +173,13 @@ class ModelStore:
         table = self._aliases(parsed.name)
         number = self._resolve(parsed, table)
         version, manifest = self._load(parsed.name, number, table)
-        problems = verify_tree(version.path, manifest)
+        try:
+            problems = verify_tree(version.path, manifest)
+        except FileNotFoundError:
+            problems = {"?": "vanished while hashing"}
+        if problems and not version.path.is_dir():
+            # Deleted by a writer while we hashed it: gone, not corrupted.
+            raise NotFound(f"{version.ref} was deleted while being verified")
         if problems:
             listing = ", ".join(f"{path} ({problem})" for path, problem in problems.items())
             logger.warning("%s failed verification: %s", version.ref, listing)
