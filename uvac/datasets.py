@@ -11,7 +11,8 @@ Labels, decided once per data set, first rule that applies:
    the root, ``/`` separated). Files it does not list, or lists with an empty label, have no
    label; rows naming missing files are ignored with a warning.
 2. the parent folder's name, when the files live in two or more distinct folders
-   (ESC-10: ``001 - Dog bark/1-100032-A.ogg`` -> ``001 - Dog bark``);
+   (ESC-10: ``001 - Dog bark/1-100032-A.ogg`` -> ``001 - Dog bark``); folders named like a
+   split (``train``, ``test``, ``val``, ...) are looked past, to the next folder up;
 3. the file-name prefix before the first underscore, when every file name has one
    (FSDD: ``recordings/7_jackson_32.wav`` -> ``7``);
 4. otherwise no labels.
@@ -50,6 +51,11 @@ LABELS_FILE = "labels.csv"
 HASH_TEST_PERCENT = 20
 FSDD_TEST_TAKES = range(0, 5)
 ESC_TEST_FOLD = 1
+# Folders named like a split say where a file belongs, not what it is: the folder label rule
+# looks past them (train/dog/x.wav -> dog; train/7_theo_3.wav is labelled by its name).
+SPLIT_FOLDER_NAMES = frozenset(
+    {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval"}
+)
 
 _FSDD_NAME = re.compile(r"^[^_]+_.+_(?P<take>\d+)$")
 _ESC_NAME = re.compile(r"^(?P<fold>\d+)-[^-]+-[A-Za-z]+$")
@@ -170,17 +176,21 @@ def _labels(root: Path, relpaths: list[str]) -> tuple[dict[str, str], LabelSourc
     labels_file = root / LABELS_FILE
     if labels_file.is_file():
         return _labels_from_csv(labels_file, relpaths), "labels.csv"
-    parents = {relpath.rpartition("/")[0] for relpath in relpaths}
-    if len(parents) >= 2:
-        return {
-            relpath: relpath.rpartition("/")[0].rpartition("/")[2]
-            for relpath in relpaths
-            if "/" in relpath
-        }, "folder"
+    folders = {relpath: _label_folder(relpath) for relpath in relpaths}
+    if len({folder for folder in folders.values() if folder is not None}) >= 2:
+        return {relpath: folder for relpath, folder in folders.items() if folder}, "folder"
     stems = {relpath: _stem(relpath) for relpath in relpaths}
     if all("_" in stem and not stem.startswith("_") for stem in stems.values()):
         return {relpath: stem.split("_", 1)[0] for relpath, stem in stems.items()}, "filename"
     return {}, "none"
+
+
+def _label_folder(relpath: str) -> str | None:
+    """The nearest enclosing folder whose name is not a split name ("train", "test", ...)."""
+    for folder in reversed(relpath.split("/")[:-1]):
+        if folder.lower() not in SPLIT_FOLDER_NAMES:
+            return folder
+    return None
 
 
 def _labels_from_csv(labels_file: Path, relpaths: list[str]) -> dict[str, str]:

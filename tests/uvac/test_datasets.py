@@ -82,6 +82,18 @@ def test_nested_folders_take_the_immediate_parent(tmp_path: Path) -> None:
     assert labels == {"animals/cat/b.wav": "cat", "animals/dog/a.wav": "dog"}
 
 
+def test_split_named_folders_are_not_labels(tmp_path: Path) -> None:
+    touch(tmp_path, "train/7_theo_9.wav", "test/3_theo_1.wav")
+    by_name = AudioFolder.scan(tmp_path)
+    assert by_name.label_source == "filename"
+    assert [item.label for item in by_name.items] == ["3", "7"]
+    touch(tmp_path / "other", "train/dog/a.wav", "Test/cat/b.wav", "val/c.wav")
+    by_folder = AudioFolder.scan(tmp_path / "other")
+    assert by_folder.label_source == "folder"
+    labels = {item.relpath: item.label for item in by_folder.items}
+    assert labels == {"Test/cat/b.wav": "cat", "train/dog/a.wav": "dog", "val/c.wav": None}
+
+
 def test_labels_csv_wins_over_folders_and_names(tmp_path: Path) -> None:
     make_esc(tmp_path)
     (tmp_path / "labels.csv").write_text(
