@@ -1,0 +1,371 @@
+"""The job functions RQ runs: ``train_job(params)`` and ``evaluate_job(params)``.
+
+Both take a JSON dict and return a small JSON dict. They run inside the work horse, so this
+is the first place torch and the engine are imported.
+
+Failures: a failure that may pass (Redis unreachable or timing out) is re-raised with the job's
+retry policy intact, so RQ retries it with back-off. Anything else (a missing data set, bad
+parameters, undecodable audio, a bug) fails at once: the job records ``meta["error"] =
+{"type", "message"}`` for the API and turns its remaining retries off before re-raising.
+
+Training writes its checkpoints to ``UVAC_CHECKPOINTS_DIR/<job id>``; a re-run of the same job
+(after its worker was killed, see `worker.recovery`) continues from there. A run that was
+asked to stop returns ``{"canceled": true}`` and publishes nothing; the worker then marks the
+job canceled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+from rq import get_current_job
+from rq.job import Job
+
+from model_store import ModelStore
+from uvac.errors import TrainingCancelled
+from worker.config import WorkerSettings, get_worker_settings
+from worker.datasets import DatasetManifest, DatasetStore
+from worker.errors import WorkerError
+from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
+
+if TYPE_CHECKING:
+    from uvac.artifact import TrainedModel
+    from uvac.datasets import DatasetItem
+
+__all__ = ["TRANSIENT_ERRORS", "evaluate_job", "train_job"]
+
+logger = logging.getLogger(__name__)
+
+# Failures worth a retry: the job itself was fine, Redis was not.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+DEFAULT_MODEL_NAME = "scenes"
+# Job parameters that go straight to TrainConfig (the rest are listed in _TRAIN_KEYS).
+_TRAIN_CONFIG_KEYS = frozenset(
+    {
+        "model_type",
+        "n_clusters",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "final_learning_rate",
+        "lambda_kl",
+        "temperature_start",
+        "temperature_end",
+        "seed",
+        "model_hyperparameters",
+    }
+)
+_TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {"dataset_id", "model_name", "preset", "features"}
+_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed"})
+
+TrainFunction = Callable[..., "TrainedModel"]
+
+
+class InvalidJobParameters(WorkerError):
+    status = 422
+    slug = "invalid-job-parameters"
+    title = "Invalid job parameters"
+
+
+# --- failure policy --------------------------------------------------------------------
+
+
+def _record(job: Job | None, changes: Mapping[str, Any]) -> None:
+    if job is None:
+        return
+    try:
+        update_job_meta(job, changes)
+    except redis.RedisError as error:
+        logger.warning("job %s: meta not written (%s)", job.id, error)
+
+
+@contextlib.contextmanager
+def _failure_policy(job: Job | None) -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT_ERRORS as error:
+        logger.warning("job %s: transient failure, RQ may retry: %r", job and job.id, error)
+        _record(job, {"last_error": {"type": type(error).__name__, "message": str(error)}})
+        raise
+    except Exception as error:
+        # Bad input or a bug: the same parameters would fail the same way again.
+        if job is not None:
+            job.retries_left = 0
+        message = str(error) or repr(error)
+        logger.error("job %s failed: %s: %s", job and job.id, type(error).__name__, message)
+        _record(job, {"error": {"type": type(error).__name__, "message": message}})
+        raise
+
+
+def _configure_torch(settings: WorkerSettings) -> None:
+    from uvac.device import configure_threads
+
+    configure_threads(settings.torch_threads)
+
+
+# --- shared steps ----------------------------------------------------------------------
+
+
+def _check_keys(params: Mapping[str, Any], allowed: frozenset[str], required: set[str]) -> None:
+    if not isinstance(params, Mapping):
+        raise InvalidJobParameters(
+            f"job parameters must be a JSON object, got {type(params).__name__}"
+        )
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidJobParameters(f"unknown job parameters: {', '.join(unknown)}")
+    missing = sorted(required - set(params))
+    if missing:
+        raise InvalidJobParameters(f"missing job parameters: {', '.join(missing)}")
+
+
+def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[DatasetItem]:
+    """The engine's items for every accepted file of a data set, labels from its manifest."""
+    from uvac.datasets import DatasetItem
+
+    root = store.path(manifest.id)
+    return [
+        DatasetItem(path=root / item.path, label=item.label, relpath=item.path)
+        for item in manifest.files
+    ]
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def train_job(params: dict[str, Any]) -> dict[str, Any]:
+    """Train on a data set and publish the model; ``{"model": "name:vN", "sha256", "metrics"}``."""
+    job = get_current_job()
+    settings = get_worker_settings()
+    with _failure_policy(job):
+        _configure_torch(settings)
+        from uvac.training import train_model
+
+        return run_training(params, job=job, settings=settings, train_function=train_model)
+
+
+def run_training(
+    params: Mapping[str, Any],
+    *,
+    job: Job | None,
+    settings: WorkerSettings,
+    train_function: TrainFunction,
+) -> dict[str, Any]:
+    """The body of `train_job`, with the training function as a seam for tests."""
+    from uvac.presets import DEFAULT_PRESET, build_configs
+
+    _check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
+    if job is not None and job.meta.get("published"):
+        # A re-run after the publish step (the worker died before RQ recorded success):
+        # the version exists, publishing again would make a duplicate.
+        logger.info("job %s already published %s", job.id, job.meta["published"]["model"])
+        return dict(job.meta["published"])
+
+    reporter = (
+        ProgressReporter(
+            job,
+            interval_seconds=settings.progress_interval_seconds,
+            cancel_poll_seconds=settings.cancel_poll_seconds,
+        )
+        if job is not None
+        else None
+    )
+    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
+    try:
+        train_overrides = {key: params[key] for key in _TRAIN_CONFIG_KEYS if key in params}
+        train_overrides.setdefault("device", settings.device)
+        try:
+            feature_config, train_config = build_configs(
+                str(params.get("preset", DEFAULT_PRESET)),
+                feature_overrides=params.get("features") or {},
+                train_overrides=train_overrides,
+            )
+        except (TypeError, ValueError) as error:
+            raise InvalidJobParameters(str(error)) from error
+
+        datasets = DatasetStore(settings.datasets_path)
+        manifest = datasets.get(str(params["dataset_id"]))
+        items = dataset_items(datasets, manifest)
+        if reporter is not None and reporter.should_stop():
+            raise TrainingCancelled("cancelled before training started")
+        _record(job, {"phase": "training", "started_training_at": utc_now_iso()})
+        started = time.monotonic()
+        trained = train_function(
+            items,
+            config=train_config,
+            feature_config=feature_config,
+            progress=reporter,
+            should_stop=reporter.should_stop if reporter is not None else None,
+            checkpoint_dir=checkpoint_dir,
+            dataset_digest=manifest.digest,
+        )
+        # A request that arrived during the last batches still wins over publishing.
+        if reporter is not None and reporter.should_stop():
+            raise TrainingCancelled("cancelled after the last epoch, before publishing")
+        history = _training_history(trained, checkpoint_dir)
+        _record(job, {"phase": "publishing"})
+        result = _publish(
+            trained,
+            params=params,
+            job=job,
+            settings=settings,
+            manifest=manifest,
+            history=history,
+            resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
+            train_seconds=time.monotonic() - started,
+        )
+    except TrainingCancelled as stop:
+        logger.info("job %s: %s", job and job.id, stop)
+        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
+        _remove_checkpoints(checkpoint_dir)
+        return {"canceled": True}
+    _record(job, {"published": result, "phase": "done"})
+    _remove_checkpoints(checkpoint_dir)
+    return result
+
+
+def _training_history(trained: TrainedModel, checkpoint_dir: Path | None) -> list[dict[str, Any]]:
+    """Every epoch's record (including those before a resume), for the training curves."""
+    recorded = trained.info.get("history")
+    if isinstance(recorded, list):
+        return recorded
+    if checkpoint_dir is not None:
+        from uvac.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(checkpoint_dir)
+        if checkpoint is not None:
+            return list(checkpoint.history)
+    return []
+
+
+def _publish(
+    trained: TrainedModel,
+    *,
+    params: Mapping[str, Any],
+    job: Job | None,
+    settings: WorkerSettings,
+    manifest: DatasetManifest,
+    history: list[dict[str, Any]],
+    resumed_from_epoch: int | None,
+    train_seconds: float,
+) -> dict[str, Any]:
+    from uvac.artifact import code_version, save_trained_model
+
+    info = trained.info
+    final = dict((info.get("training") or {}).get("final") or {})
+    metadata = {
+        "model_type": trained.model_type,
+        "n_clusters": trained.n_clusters,
+        "hyperparameters": trained.model.hyperparameters(),
+        "feature_config": trained.feature_config.to_dict(),
+        "train_config": info.get("train_config"),
+        "seed": (info.get("train_config") or {}).get("seed"),
+        "dataset": {
+            "id": manifest.id,
+            "digest": manifest.digest,
+            "files": len(manifest.files),
+            "labels": manifest.labels,
+        },
+        "training": info.get("training"),
+        "training_history": history,
+        "code_version": code_version(),
+        "created_at": utc_now_iso(),
+        "job_id": job.id if job is not None else None,
+        "resumed_from_epoch": resumed_from_epoch,
+        "resumes": int(job.meta.get("resumes", 0)) if job is not None else 0,
+        "train_seconds_this_run": round(train_seconds, 3),
+    }
+    store = ModelStore(settings.model_store_path)
+    name = str(params.get("model_name", DEFAULT_MODEL_NAME))
+    with store.publish(name, metadata=metadata) as staging:
+        save_trained_model(staging, trained)
+    version = staging.version
+    metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
+    logger.info("job %s published %s", job and job.id, version.ref)
+    return {"model": version.ref, "sha256": version.sha256, "metrics": metrics}
+
+
+def _remove_checkpoints(checkpoint_dir: Path | None) -> None:
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+# --- evaluation ------------------------------------------------------------------------
+
+
+def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate a model version on a data set and store its report with the version.
+
+    Returns ``{"model": "name:vN", "report": {summary}}``.
+    """
+    job = get_current_job()
+    settings = get_worker_settings()
+    with _failure_policy(job):
+        _configure_torch(settings)
+        return run_evaluation(params, job=job, settings=settings)
+
+
+def run_evaluation(
+    params: Mapping[str, Any], *, job: Job | None, settings: WorkerSettings
+) -> dict[str, Any]:
+    from uvac.artifact import load_trained_model
+    from uvac.evaluation import evaluate_with_baselines
+    from worker.report import build_report, report_summary
+
+    _check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
+    store = ModelStore(settings.model_store_path)
+    version = store.verify(str(params["model_ref"]))  # every byte checked before loading
+    trained = load_trained_model(version.path)
+    datasets = DatasetStore(settings.datasets_path)
+    manifest = datasets.get(str(params["dataset_id"]))
+    items = dataset_items(datasets, manifest)
+    _record(job, {"phase": "evaluating"})
+
+    started = time.monotonic()
+    last_write = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done != total and now - last_write[0] < settings.progress_interval_seconds:
+            return
+        last_write[0] = now
+        elapsed = now - started
+        eta = elapsed / done * (total - done) if done else None
+        _record(
+            job,
+            {
+                "progress": {
+                    "step": done,
+                    "steps": total,
+                    "eta_seconds": None if eta is None else round(eta, 1),
+                    "updated_at": utc_now_iso(),
+                }
+            },
+        )
+
+    rows = evaluate_with_baselines(
+        trained,
+        items,
+        batch_size=int(params.get("batch_size", 64)),
+        seed=int(params.get("seed", 0)),
+        progress=progress,
+    )
+    _record(job, {"phase": "drawing"})
+    files = build_report(
+        rows=rows,
+        model_ref=version.ref,
+        model_metadata=version.metadata,
+        model_info=trained.info,
+        dataset=manifest,
+    )
+    store.write_report(version.ref, files=files)
+    _record(job, {"phase": "done"})
+    return {"model": version.ref, "report": report_summary(files)}

@@ -1,0 +1,181 @@
+"""A running job's side channel: progress written to ``job.meta``, the cancel flag read back.
+
+Two processes write the same ``meta`` field of a job hash: the job (progress) and the API
+(``cancel_requested``). RQ's ``save_meta`` writes the whole field, so a progress write could
+erase a cancel request that arrived a millisecond earlier. `update_job_meta` therefore merges
+inside a WATCH/MULTI transaction, and everyone in this package writes meta through it.
+
+Progress writes are best effort: a Redis hiccup must not kill hours of training, so a failed
+write is logged and retried at the next report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import redis
+from rq.job import Job
+
+__all__ = ["ProgressReporter", "update_job_meta", "utc_now_iso"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def update_job_meta(job: Job, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into the job's stored meta atomically; returns the merged meta.
+
+    The job object's ``meta`` is updated too, so RQ's own later ``job.save()`` (on retry)
+    writes the merged version back rather than a stale one. A job whose hash is gone (expired
+    or deleted) is left alone rather than resurrected as a hash holding only meta.
+    """
+    serializer = job.serializer
+    with job.connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(job.key)
+                if not pipe.exists(job.key):
+                    pipe.reset()
+                    return dict(job.meta)
+                raw = cast(bytes | None, pipe.hget(job.key, "meta"))
+                meta: dict[str, Any] = serializer.loads(raw) if raw else {}
+                meta.update(changes)
+                pipe.multi()
+                pipe.hset(job.key, "meta", serializer.dumps(meta))
+                pipe.execute()
+                job.meta = meta
+                return meta
+            except redis.WatchError:
+                continue  # the hash changed under us (a heartbeat, a cancel): merge again
+
+
+class TrainProgressLike(Protocol):
+    """The fields of `uvac.training.TrainProgress` this module reads."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    loss: float
+    reconstruction: float
+    kl_z: float
+    kl_y: float
+    temperature: float
+    learning_rate: float
+    accuracy: float | None
+    nmi: float | None
+    eta_s: float | None
+    epoch_done: bool
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def progress_document(progress: TrainProgressLike) -> dict[str, Any]:
+    """The ``job.meta["progress"]`` document of docs/architecture.md."""
+    eta = _finite_or_none(progress.eta_s)
+    return {
+        "epoch": progress.epoch,
+        "epochs": progress.epochs,
+        "step": progress.step,
+        "steps": progress.steps_per_epoch,
+        "loss": _finite_or_none(progress.loss),
+        "reconstruction": _finite_or_none(progress.reconstruction),
+        "kl_z": _finite_or_none(progress.kl_z),
+        "kl_y": _finite_or_none(progress.kl_y),
+        "temperature": _finite_or_none(progress.temperature),
+        "learning_rate": _finite_or_none(progress.learning_rate),
+        "accuracy": _finite_or_none(progress.accuracy),
+        "nmi": _finite_or_none(progress.nmi),
+        "eta_seconds": None if eta is None else round(max(eta, 0.0), 1),
+        "updated_at": utc_now_iso(),
+    }
+
+
+class ProgressReporter:
+    """The training loop's ``progress`` and ``should_stop`` callbacks for one RQ job.
+
+    Progress reaches Redis at every epoch end and otherwise at most every
+    ``interval_seconds``. ``should_stop`` is asked before every batch, so it reads the cancel
+    flag from Redis at most every ``cancel_poll_seconds`` and answers from memory in between.
+    The first report after a start records which epoch the run resumed from (a run resumed
+    from a checkpoint after epoch E reports epoch E + 1 first).
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        interval_seconds: float,
+        cancel_poll_seconds: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.job = job
+        self.interval_seconds = interval_seconds
+        self.cancel_poll_seconds = cancel_poll_seconds
+        self.clock = clock
+        self._last_write: float | None = None
+        self._last_poll: float | None = None
+        self._cancel_requested = False
+        self._first_report = True
+        self.resumed_from_epoch: int | None = None
+
+    # -- progress -------------------------------------------------------------------------
+
+    def __call__(self, progress: TrainProgressLike) -> None:
+        changes: dict[str, Any] = {}
+        if self._first_report:
+            self._first_report = False
+            self.resumed_from_epoch = max(progress.epoch - 1, 0)
+            changes["resumed_from_epoch"] = self.resumed_from_epoch
+        now = self.clock()
+        due = self._last_write is None or now - self._last_write >= self.interval_seconds
+        if not (due or progress.epoch_done or changes):
+            return
+        changes["progress"] = progress_document(progress)
+        if self.write(changes):
+            self._last_write = now
+
+    def write(self, changes: Mapping[str, Any]) -> bool:
+        """Merge ``changes`` into the job's meta; False (logged) when Redis is unreachable."""
+        try:
+            meta = update_job_meta(self.job, changes)
+        except redis.RedisError as error:
+            logger.warning("job %s: progress not written (%s); will retry", self.job.id, error)
+            return False
+        self._cancel_requested = bool(meta.get("cancel_requested"))
+        return True
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def should_stop(self) -> bool:
+        if self._cancel_requested:
+            return True
+        now = self.clock()
+        if self._last_poll is not None and now - self._last_poll < self.cancel_poll_seconds:
+            return False
+        self._last_poll = now
+        try:
+            raw = cast(bytes | None, self.job.connection.hget(self.job.key, "meta"))
+        except redis.RedisError as error:
+            logger.warning("job %s: cancel flag not read (%s)", self.job.id, error)
+            return False
+        meta = self.job.serializer.loads(raw) if raw else {}
+        self._cancel_requested = bool(meta.get("cancel_requested"))
+        if self._cancel_requested:
+            logger.info("job %s: cancellation requested", self.job.id)
+        return self._cancel_requested
