@@ -18,6 +18,7 @@ knows nothing else about them. K-means fits in closed form (`KMeansClusterer.fit
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,13 +32,21 @@ __all__ = ["ClusterModel", "LossParts", "VariationalClusterModel"]
 class LossParts:
     """The negative ELBO of a batch and its parts, each a scalar averaged over the batch.
 
-    ``total = reconstruction + lambda_kl * (kl_z + kl_y)``.
+    ``total = reconstruction + lambda_kl * (kl_z + kl_y) + cluster_balance * balance``.
+
+    ``balance`` is KL(mean over the batch of q(y | x) || Uniform(K)), computed always (near
+    log K it says the clusters have collapsed into one) and added to the loss only with a
+    positive ``cluster_balance`` (an option beyond the paper, off by default). Why it helps:
+    the paper's per-sample KL_y averages to KL(q(y) || U) + I(x; y), so it penalises the
+    information y carries about x as much as an uneven use of the clusters; the balance term
+    weighs the second alone.
     """
 
     total: Tensor
     reconstruction: Tensor
     kl_z: Tensor
     kl_y: Tensor
+    balance: Tensor
 
 
 class ClusterModel(nn.Module, abc.ABC):
@@ -81,9 +90,10 @@ class VariationalClusterModel(ClusterModel):
         *,
         temperature: float,
         lambda_kl: float,
+        cluster_balance: float = 0.0,
     ) -> LossParts:
         """Negative ELBO of a batch ``(B, 1, T, M)``; ``temperature`` is the Gumbel-Softmax tau
-        (models without a categorical sample ignore it)."""
+        (models without a categorical sample ignore it); see `LossParts` for the balance."""
 
 
 def check_features(x: Tensor, mask: Tensor | None, *, n_mels: int) -> None:
@@ -102,6 +112,13 @@ def apply_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return x
     return x * mask[:, None, :, None].to(x.dtype)  # (B, 1, T, M)
+
+
+def kl_to_uniform(probabilities: Tensor) -> Tensor:
+    """KL(p || Uniform(K)) = sum_k p_k (log p_k + log K) of one distribution ``(K,)``, a scalar."""
+    p = probabilities.float()
+    n_clusters = p.shape[0]
+    return (p * (p.clamp_min(1e-12).log() + math.log(n_clusters))).sum()
 
 
 def one_hot_probabilities(indices: Tensor, n_clusters: int, *, dtype: torch.dtype) -> Tensor:

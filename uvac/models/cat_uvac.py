@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from uvac.models.base import LossParts, VariationalClusterModel, check_features
+from uvac.models.base import LossParts, VariationalClusterModel, check_features, kl_to_uniform
 from uvac.models.layers import (
     BLOCK,
     ConvRecurrentEncoder,
@@ -213,6 +213,7 @@ class CatUVAC(VariationalClusterModel):
         *,
         temperature: float,
         lambda_kl: float,
+        cluster_balance: float = 0.0,
     ) -> LossParts:
         output = self(x, mask, temperature)
         reconstruction = masked_reconstruction_bce(
@@ -220,8 +221,11 @@ class CatUVAC(VariationalClusterModel):
         ).mean()
         kl_z = gaussian_kl_to_standard_normal(output.z_mean, output.z_logvar).mean()
         kl_y = categorical_kl_to_uniform(output.cluster_logits).mean()
-        total = reconstruction + lambda_kl * (kl_z + kl_y)
-        return LossParts(total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y)
+        balance = kl_to_uniform(output.probabilities.mean(dim=0))
+        total = reconstruction + lambda_kl * (kl_z + kl_y) + cluster_balance * balance
+        return LossParts(
+            total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y, balance=balance
+        )
 
 
 def gaussian_kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from uvac.models.base import LossParts, VariationalClusterModel, check_features
+from uvac.models.base import LossParts, VariationalClusterModel, check_features, kl_to_uniform
 from uvac.models.layers import (
     BLOCK,
     ConvRecurrentEncoder,
@@ -159,6 +159,7 @@ class GmmUVAC(VariationalClusterModel):
         *,
         temperature: float,
         lambda_kl: float,
+        cluster_balance: float = 0.0,
     ) -> LossParts:
         """VaDE's negative ELBO; ``temperature`` is unused (no categorical sample here)."""
         n_frames = x.shape[2]
@@ -190,5 +191,8 @@ class GmmUVAC(VariationalClusterModel):
         kl_z = (gamma * kl_per_component).sum(dim=1).mean()
         log_prior = torch.log_softmax(self.prior_logits, dim=0)  # (K,)
         kl_y = (gamma * (log_gamma - log_prior)).sum(dim=1).mean()
-        total = reconstruction + lambda_kl * (kl_z + kl_y)
-        return LossParts(total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y)
+        balance = kl_to_uniform(gamma.mean(dim=0))
+        total = reconstruction + lambda_kl * (kl_z + kl_y) + cluster_balance * balance
+        return LossParts(
+            total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y, balance=balance
+        )
