@@ -24,11 +24,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import tqdm
 
-from uvac.device import DEVICE_CHOICES, configure_threads
+from uvac.artifact import load_trained_model, save_trained_model
+from uvac.audio import load_audio
+from uvac.datasets import AudioFolder
+from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
+from uvac.evaluation import EvaluationReport, evaluate_with_baselines
 from uvac.features import FeatureConfig
+from uvac.inference import ClipResult, Clusterer
 from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
+from uvac.tables import render_titled_table
+from uvac.training import TrainProgress, train_model
 
 if TYPE_CHECKING:
     from uvac.datasets import Split
@@ -125,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="windows per pass")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the K-means baseline")
     evaluate.add_argument("--format", choices=("plain", "markdown"), default="plain")
+    evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
 
     cluster = commands.add_parser(
         "cluster", parents=[common], help="print cluster probabilities of recordings"
@@ -134,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("files", type=Path, nargs="+", metavar="FILE")
     cluster.add_argument("--windows", action="store_true", help="also print every window")
     cluster.add_argument("--json", action="store_true", help="print one JSON document")
+    cluster.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     return parser
 
 
@@ -201,10 +210,6 @@ def _split(name: str) -> Split | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from uvac.artifact import save_trained_model
-    from uvac.datasets import AudioFolder
-    from uvac.training import TrainProgress, train_model
-
     train_overrides = _prefixed(args, "train.")
     if args.model_options:
         train_overrides["model_hyperparameters"] = dict(args.model_options)
@@ -245,7 +250,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _postfix(progress: Any) -> dict[str, str]:
+def _postfix(progress: TrainProgress) -> dict[str, str]:
     postfix = {"loss": f"{progress.loss:.4g}"}
     if progress.accuracy is not None:
         postfix["acc"] = f"{progress.accuracy:.3f}"
@@ -258,12 +263,8 @@ def _postfix(progress: Any) -> dict[str, str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from uvac.artifact import load_trained_model
-    from uvac.datasets import AudioFolder
-    from uvac.evaluation import evaluate_with_baselines
-    from uvac.tables import render_titled_table
-
     trained = load_trained_model(args.model_dir)
+    trained.model.to(resolve_device(args.device))
     folder = AudioFolder.scan(args.data_dir, split=_split(args.split))
     dataset = folder.root.name
     with tqdm.tqdm(total=len(folder), unit="clip", desc="evaluating") as bar:
@@ -314,7 +315,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_details(rows: Sequence[Any], *, out: TextIO) -> None:
+def _print_details(rows: Sequence[EvaluationReport], *, out: TextIO) -> None:
     print("", file=out)
     for row in rows:
         sizes = " ".join(str(size) for size in row.cluster_sizes)
@@ -331,12 +332,8 @@ def _print_details(rows: Sequence[Any], *, out: TextIO) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from uvac.artifact import load_trained_model
-    from uvac.audio import load_audio
-    from uvac.inference import Clusterer
-
     trained = load_trained_model(args.model_dir)
-    clusterer = Clusterer(trained)
+    clusterer = Clusterer(trained, device=args.device)
     sample_rate = trained.feature_config.sample_rate
     results: list[dict[str, Any]] = []
     failures = 0
@@ -358,7 +355,7 @@ def _cluster(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _clip_dict(clip: Any, *, with_windows: bool) -> dict[str, Any]:
+def _clip_dict(clip: ClipResult, *, with_windows: bool) -> dict[str, Any]:
     result: dict[str, Any] = {
         "assignment": clip.assignment,
         "confidence": clip.confidence,

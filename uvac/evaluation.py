@@ -12,8 +12,9 @@ a model's own latent flatter it:
 
 Clip level. A clip longer than the time-context window is cut into windows; the clip's pi,
 latent and feature vector are the means of its windows' values weighted by each window's sound
-activity (the share of unpadded frames), the rule `uvac.inference` uses for pi. The clip's
-cluster is argmax of its pi.
+activity (`Windows.activity`, the share of active unpadded frames); for pi that is
+`uvac.inference.aggregate_windows`, exactly what the service returns. The clip's cluster is
+argmax of its pi.
 
 `kmeans_baseline` and `labels_as_clusters` add the paper's reference rows computed on exactly
 the same clips and feature vectors, so that a table can show: this model, K-means on the same
@@ -37,6 +38,7 @@ from uvac import metrics
 from uvac.audio import load_audio
 from uvac.errors import AudioError, DatasetError
 from uvac.features import FeatureExtractor
+from uvac.inference import aggregate_windows
 from uvac.tables import TableRow
 
 if TYPE_CHECKING:
@@ -281,7 +283,7 @@ class _WindowRunner:
             strict=True,
         ):
             clip_pi, clip_latent, clip_features, weights = chunk
-            self._probabilities.append(_weighted_mean(clip_pi, weights))
+            self._probabilities.append(aggregate_windows(clip_pi, weights).numpy())
             self._latent.append(_weighted_mean(clip_latent, weights))
             self._features.append(_weighted_mean(clip_features, weights))
 

@@ -24,6 +24,7 @@ from uvac.evaluation import (
     labels_as_clusters,
 )
 from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
+from uvac.inference import Clusterer
 from uvac.models import build_model
 from uvac.models.base import ClusterModel
 
@@ -157,6 +158,9 @@ def test_clip_values_are_activity_weighted_means_of_window_values(
     np.testing.assert_allclose(
         report.representations["features"][0], expected_features.numpy(), rtol=1e-5, atol=1e-6
     )
+    # the clip's pi is exactly what the service returns for the clip
+    served = Clusterer(trained).cluster_batch([load_audio(long_item.path, sample_rate=SAMPLE_RATE)])
+    np.testing.assert_allclose(report.probabilities[0], served[0].probabilities, rtol=1e-6)
     # one clip is one cluster: internal metrics are undefined, and the report says so
     assert report.scores["features"].silhouette is None
     assert "1 cluster(s) used" in str(report.scores["features"].note)
