@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
-
-from uvac.inference import ClipResult
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from app.problems import ApiProblem
-from uvac.audio import Audio
+
+if TYPE_CHECKING:
+    from uvac.audio import Audio
+    from uvac.inference import ClipResult
 
 logger = logging.getLogger(__name__)
 

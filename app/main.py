@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.config import Settings, get_settings
 from app.logging import configure_logging
-from app.metrics import AppMetrics, MetricsMiddleware
+from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
 from app.middleware import RequestIdMiddleware
 from app.openapi_docs import install_openapi
 from app.problems import register_problem_handlers
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     business = build_business_router()
-    app.include_router(business, prefix="/v1")
+    app.include_router(business, prefix=API_PREFIX)
     app.include_router(business, include_in_schema=False)
     install_openapi(app)
     return app

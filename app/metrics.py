@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +30,7 @@ _LATENCY_BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+API_PREFIX = "/v1"
 
 
 class AppMetrics:
@@ -119,8 +119,18 @@ class MetricsMiddleware:
             ).observe(time.perf_counter() - started)
 
 
-def _route_template(scope: dict[str, Any]) -> str:
-    # The router stores the matched route in the scope; unmatched paths share one label.
+def _route_template(scope: Scope) -> str:
+    """The matched route's template, e.g. `/v1/jobs/{job_id}`; unmatched paths share one label.
+
+    FastAPI keeps included routes as the router's own route objects, whose path lacks the
+    include prefix; the business router is included at `/v1` and at the root, so the
+    prefix is recovered from the request path.
+    """
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    path = scope.get("path", "")
+    if path.startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX + "/"):
+        return API_PREFIX + template
+    return template

@@ -131,13 +131,15 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return _redis_unavailable_problem(retry_after_seconds)
     status = getattr(exc, "status", None)
-    slug = getattr(exc, "slug", None)
-    if isinstance(status, int) and isinstance(slug, str) and 400 <= status < 600:
-        title = getattr(exc, "title", None)
-        if not isinstance(title, str) or not title:
-            title = _TITLES.get(slug) or HTTPStatus(status).phrase
-        detail = str(exc) or title
-        return Problem(status, slug, title, detail)
+    declared_slug = getattr(exc, "slug", None)
+    if isinstance(status, int) and isinstance(declared_slug, str) and 400 <= status < 600:
+        declared_title = getattr(exc, "title", None)
+        title = (
+            declared_title
+            if isinstance(declared_title, str) and declared_title
+            else _TITLES.get(declared_slug) or HTTPStatus(status).phrase
+        )
+        return Problem(status, declared_slug, title, str(exc) or title)
     return Problem(
         500,
         "internal",
@@ -190,7 +192,7 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     )
 
 
-def _domain_error_classes() -> list[type[BaseException]]:
+def _domain_error_classes() -> list[type[Exception]]:
     """The base classes of every error that carries its own status and slug."""
     from model_store.errors import StoreError
     from uvac.errors import UvacError
@@ -208,7 +210,7 @@ def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 
             logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
         return problem_response(request, problem)
 
-    handled: list[type[BaseException]] = [
+    handled: list[type[Exception]] = [
         ApiProblem,
         RequestValidationError,
         StarletteHTTPException,
@@ -217,6 +219,6 @@ def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 
         *_domain_error_classes(),
     ]
     for exception_class in handled:
-        app.add_exception_handler(exception_class, handle)  # type: ignore[arg-type]
+        app.add_exception_handler(exception_class, handle)
     # Anything else is a bug: a 500 problem (Starlette still re-raises it for the server log).
-    app.add_exception_handler(Exception, handle)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, handle)

@@ -17,16 +17,15 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from uvac.inference import Clusterer
 
 from app.problems import ApiProblem
 from model_store import ModelStore, ModelVersion, NotFound, StoreError
 from uvac.artifact import TrainedModel, load_trained_model
 from uvac.errors import UvacError
+from uvac.inference import Clusterer
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +57,10 @@ def cluster_names_from(*documents: dict[str, Any], n_clusters: int) -> tuple[str
     """Cluster names from model metadata: a list of K names or a {"index": name} mapping."""
     for document in documents:
         names = document.get("cluster_names")
-        is_list = isinstance(names, Sequence) and not isinstance(names, str)
-        if is_list and len(names) == n_clusters and all(isinstance(n, str) for n in names):
-            return tuple(names)
-        if isinstance(names, dict):
+        if isinstance(names, list | tuple):
+            if len(names) == n_clusters and all(isinstance(n, str) for n in names):
+                return tuple(names)
+        elif isinstance(names, dict):
             resolved = [names.get(str(index)) for index in range(n_clusters)]
             if all(isinstance(n, str) for n in resolved):
                 return tuple(str(n) for n in resolved)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, Path, Request, Response
 
@@ -48,8 +48,9 @@ async def upload_dataset(
     limits = IngestLimits(max_audio_seconds=settings.max_audio_seconds)
     try:
         part.file.seek(0)
+        archive = cast(BinaryIO, part.file)  # a SpooledTemporaryFile is a binary file
         manifest = await asyncio.to_thread(
-            datasets.ingest_archive, part.file, filename=part.filename, limits=limits
+            datasets.ingest_archive, archive, filename=part.filename, limits=limits
         )
     finally:
         part.close()

@@ -1,0 +1,43 @@
+"""Small helpers shared by the API tests: audio files and problem-body checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
+from tests.app.conftest import SAMPLE_RATE
+from tests.audio_fixtures import noise, tone, wav_bytes
+
+
+def tone_wav(seconds: float = 1.0, *, sample_rate: int = SAMPLE_RATE, hz: float = 440.0) -> bytes:
+    return wav_bytes(tone(hz, seconds, sample_rate=sample_rate), sample_rate=sample_rate)
+
+
+def noise_wav(seconds: float = 1.0, *, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> bytes:
+    return wav_bytes(noise(seconds, sample_rate=sample_rate, seed=seed), sample_rate=sample_rate)
+
+
+def nan_wav(seconds: float = 0.5, *, sample_rate: int = SAMPLE_RATE) -> bytes:
+    samples = tone(440.0, seconds, sample_rate=sample_rate)
+    samples[len(samples) // 2] = np.nan
+    return wav_bytes(samples, sample_rate=sample_rate, subtype="FLOAT")
+
+
+def assert_problem(
+    response: httpx.Response, *, status: int, slug: str, path: str | None = None
+) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of this status and type; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["type"] == PROBLEM_TYPE_BASE + slug, body
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    if path is not None:
+        assert body["instance"] == path
+    return body

@@ -1,0 +1,196 @@
+"""The micro-batcher with a fake clusterer: batching, grouping per model, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.batching import MicroBatcher
+from uvac.audio import Audio
+
+
+@dataclass
+class FakeClusterer:
+    """Answers each clip with its first sample; records the batches it was given."""
+
+    name: str
+    batches: list[list[float]] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)
+    fail: bool = False
+
+    def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([float(audio.samples[0]) for audio in audios])
+        if self.fail:
+            raise RuntimeError("boom")
+        return [(self.name, float(audio.samples[0])) for audio in audios]
+
+
+@dataclass(eq=False)
+class FakeModel:
+    clusterer: FakeClusterer
+    key: tuple[str, str]
+
+
+def _audio(value: float, seconds: float = 0.1) -> Audio:
+    samples = np.full(round(seconds * 1000), value, dtype=np.float32)
+    return Audio.from_samples(samples, sample_rate=1000)
+
+
+def _model(name: str) -> FakeModel:
+    return FakeModel(clusterer=FakeClusterer(name), key=(name, "sha"))
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_submissions_share_one_forward_pass() -> None:
+    model = _model("a")
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.submit(model=model, audio=_audio(i / 10)) for i in range(5))
+            )
+        finally:
+            await batcher.close()
+
+    results = run(scenario())
+    assert results == [("a", pytest.approx(i / 10)) for i in range(5)]
+    assert len(model.clusterer.batches) == 1
+    assert model.clusterer.threads == {"uvac-inference_0"}
+
+
+def test_batches_never_exceed_max_batch() -> None:
+    model = _model("a")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=3, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            await asyncio.gather(
+                *(batcher.submit(model=model, audio=_audio(0.1)) for _ in range(7))
+            )
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    sizes = [len(batch) for batch in model.clusterer.batches]
+    assert sum(sizes) == 7 and max(sizes) <= 3
+
+
+def test_audio_seconds_cap_a_batch() -> None:
+    model = _model("a")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05, max_batch_seconds=0.25)
+        await batcher.start()
+        try:
+            await asyncio.gather(
+                *(batcher.submit(model=model, audio=_audio(0.1, seconds=0.1)) for _ in range(6))
+            )
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert all(len(batch) <= 3 for batch in model.clusterer.batches)
+
+
+def test_clips_for_different_models_never_share_a_pass() -> None:
+    first, second = _model("a"), _model("b")
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                batcher.submit(model=first, audio=_audio(0.1)),
+                batcher.submit(model=second, audio=_audio(0.2)),
+                batcher.submit(model=first, audio=_audio(0.3)),
+            )
+        finally:
+            await batcher.close()
+
+    results = run(scenario())
+    assert [name for name, _ in results] == ["a", "b", "a"]
+    assert first.clusterer.batches == [[pytest.approx(0.1), pytest.approx(0.3)]]
+    assert second.clusterer.batches == [[pytest.approx(0.2)]]
+
+
+def test_a_failed_forward_pass_fails_its_requests_and_the_batcher_goes_on() -> None:
+    broken, healthy = _model("a"), _model("b")
+    broken.clusterer.fail = True
+
+    async def scenario() -> Any:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="boom"):
+                await batcher.submit(model=broken, audio=_audio(0.1))
+            return await batcher.submit(model=healthy, audio=_audio(0.5))
+        finally:
+            await batcher.close()
+
+    assert run(scenario()) == ("b", pytest.approx(0.5))
+
+
+def test_cancelled_requests_are_dropped_before_the_forward_pass() -> None:
+    model = _model("a")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            gone = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.9)))
+            kept = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.1)))
+            await asyncio.sleep(0)  # both are queued
+            gone.cancel()
+            assert await kept == ("a", pytest.approx(0.1))
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert model.clusterer.batches == [[pytest.approx(0.1)]]
+
+
+def test_submitting_after_close_is_a_503_problem() -> None:
+    from app.problems import ApiProblem
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=4, max_wait_s=0.0)
+        await batcher.start()
+        await batcher.close()
+        with pytest.raises(ApiProblem) as raised:
+            await batcher.submit(model=_model("a"), audio=_audio(0.1))
+        assert raised.value.status == 503
+
+    run(scenario())
+
+
+def test_the_observer_sees_every_pass() -> None:
+    model = _model("a")
+    observed: list[tuple[int, float]] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            max_batch=64, max_wait_s=0.05, observer=lambda n, s: observed.append((n, s))
+        )
+        await batcher.start()
+        try:
+            await asyncio.gather(
+                *(batcher.submit(model=model, audio=_audio(0.1)) for _ in range(4))
+            )
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert sum(n for n, _ in observed) == 4
+    assert all(seconds >= 0 for _, seconds in observed)

@@ -1,0 +1,73 @@
+"""Data set routes: archive upload, manifest, list, get, delete, refusals."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from fastapi.testclient import TestClient
+
+from tests.app.helpers import assert_problem, noise_wav, tone_wav
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _upload(client: TestClient, data: bytes, name: str = "set.zip"):
+    return client.post("/v1/datasets", files={"file": (name, data, "application/zip")})
+
+
+def test_upload_list_get_delete(client: TestClient) -> None:
+    archive = _zip(
+        {
+            "tones/a.wav": tone_wav(0.5),
+            "noise/b.wav": noise_wav(0.5),
+            "noise/readme.txt": b"not audio",
+        }
+    )
+    response = _upload(client, archive)
+    assert response.status_code == 201, response.text
+    manifest = response.json()
+    dataset_id = manifest["id"]
+    assert response.headers["location"] == f"/v1/datasets/{dataset_id}"
+    assert sorted(item["path"] for item in manifest["files"]) == ["noise/b.wav", "tones/a.wav"]
+    assert sorted(manifest["labels"]) == ["noise", "tones"]
+    assert [item["path"] for item in manifest["rejected"]] == ["noise/readme.txt"]
+    assert manifest["rejected"][0]["reason"]
+
+    assert client.get(f"/v1/datasets/{dataset_id}").json() == manifest
+    listing = client.get("/v1/datasets").json()
+    assert listing["count"] == 1 and listing["data"][0]["id"] == dataset_id
+
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    missing = client.get(f"/v1/datasets/{dataset_id}")
+    assert_problem(missing, status=404, slug="dataset-not-found")
+    assert_problem(
+        client.delete(f"/v1/datasets/{dataset_id}"), status=404, slug="dataset-not-found"
+    )
+
+
+def test_not_an_archive_is_415(client: TestClient) -> None:
+    response = _upload(client, b"plain text, not a zip" * 20, name="set.txt")
+    assert_problem(response, status=415, slug="unsupported-archive", path="/v1/datasets")
+
+
+def test_an_archive_without_audio_is_rejected(client: TestClient) -> None:
+    response = _upload(client, _zip({"notes.txt": b"hello"}))
+    body = assert_problem(response, status=400, slug="archive-rejected")
+    assert "notes.txt" in body["detail"]
+
+
+def test_an_archive_over_the_upload_cap_is_413(tmp_path, redis_db, served_version) -> None:
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+
+    settings = make_settings(tmp_path, max_dataset_upload_bytes=2000)
+    with TestClient(create_app(settings)) as client:
+        response = _upload(client, _zip({"a.wav": noise_wav(1.0)}))
+    assert_problem(response, status=413, slug="upload-too-large")

@@ -1,0 +1,101 @@
+"""Model routes: list, versions, one version, reports, aliases."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+
+from model_store import ModelStore, ModelVersion
+from tests.app.conftest import publish_tiny_model
+from tests.app.helpers import assert_problem
+
+
+def test_list_models(client: TestClient, store: ModelStore, served_version: ModelVersion) -> None:
+    publish_tiny_model(store, seed=2, alias=None)
+    body = client.get("/v1/models").json()
+    assert body["count"] == 1
+    (model,) = body["data"]
+    assert model["name"] == "scenes"
+    assert model["version_count"] == 2
+    assert model["latest_version"] == 2
+    assert model["aliases"] == {"latest": 2, "production": 1}
+
+
+def test_versions_are_paginated_newest_first(client: TestClient, store: ModelStore) -> None:
+    for seed in range(1, 4):
+        publish_tiny_model(store, seed=seed, alias=None)
+    page = client.get("/v1/models/scenes/versions", params={"limit": 2}).json()
+    assert page["count"] == 4
+    assert [item["version"] for item in page["data"]] == [4, 3]
+    rest = client.get("/v1/models/scenes/versions", params={"offset": 2, "limit": 2}).json()
+    assert [item["version"] for item in rest["data"]] == [2, 1]
+    assert_problem(client.get("/v1/models/nothing/versions"), status=404, slug="model-not-found")
+
+
+def test_one_version_with_metadata_aliases_and_metrics(
+    client: TestClient, store: ModelStore, served_version: ModelVersion
+) -> None:
+    body = client.get(f"/v1/models/scenes/versions/{served_version.version}").json()
+    assert body["ref"] == served_version.ref
+    assert body["sha256"] == served_version.sha256
+    assert "production" in body["aliases"]
+    assert body["metadata"] == {"seed": 0}
+    assert body["metrics"] is None and body["has_report"] is False
+    store.write_report(
+        served_version.ref,
+        files={"report.json": json.dumps({"metrics": {"nmi": 0.5}}).encode()},
+    )
+    body = client.get(f"/v1/models/scenes/versions/{served_version.version}").json()
+    assert body["metrics"] == {"nmi": 0.5} and body["has_report"] is True
+    assert_problem(client.get("/v1/models/scenes/versions/9"), status=404, slug="model-not-found")
+    assert_problem(client.get("/v1/models/scenes/versions/0"), status=422, slug="validation-error")
+
+
+def test_reports_and_their_files(
+    client: TestClient, store: ModelStore, served_version: ModelVersion
+) -> None:
+    base = f"/v1/models/scenes/versions/{served_version.version}/report"
+    body = assert_problem(client.get(base), status=404, slug="model-not-found")
+    assert "POST /v1/evaluate" in body["detail"]
+    png = b"\x89PNG\r\n\x1a\nfake"
+    store.write_report(
+        served_version.ref,
+        files={
+            "report.json": b'{"metrics": {"accuracy": 0.9}}',
+            "report.html": b"<html><img src='confusion.png'></html>",
+            "confusion.png": png,
+        },
+    )
+    assert client.get(base).json() == {"metrics": {"accuracy": 0.9}}
+    html = client.get(f"{base}/report.html")
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in html.headers["content-security-policy"]
+    image = client.get(f"{base}/confusion.png")
+    assert image.headers["content-type"] == "image/png" and image.content == png
+    for bad in ("missing.png", "..%2F..%2Fmetadata.json", ".hidden.png", "report.exe"):
+        response = client.get(f"{base}/{bad}")
+        assert response.status_code == 404, bad
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_alias_validation(client: TestClient, served_version: ModelVersion) -> None:
+    both = client.put("/v1/models/scenes/aliases/production", json={"version": 1, "rollback": True})
+    assert_problem(both, status=422, slug="validation-error")
+    neither = client.put("/v1/models/scenes/aliases/production", json={})
+    assert_problem(neither, status=422, slug="validation-error")
+    unknown = client.put("/v1/models/scenes/aliases/production", json={"version": 7})
+    assert_problem(unknown, status=404, slug="model-not-found")
+    unset = client.put("/v1/models/scenes/aliases/staging", json={"rollback": True})
+    assert_problem(unset, status=404, slug="model-not-found")
+    no_history = client.put("/v1/models/scenes/aliases/production", json={"rollback": True})
+    assert_problem(no_history, status=409, slug="alias-conflict")
+    bad_alias = client.put("/v1/models/scenes/aliases/Prod!", json={"version": 1})
+    assert_problem(bad_alias, status=422, slug="validation-error")
+
+
+def test_promoting_a_new_alias(client: TestClient, store: ModelStore, served_version) -> None:
+    response = client.put("/v1/models/scenes/aliases/staging", json={"version": 1})
+    assert response.status_code == 200
+    assert store.get("scenes@staging").version == 1

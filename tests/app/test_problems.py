@@ -1,0 +1,76 @@
+"""problem+json for every kind of error, and request ids on every response."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.problems import ApiProblem, problem_from_exception
+from model_store import Corrupted, NotFound
+from tests.app.helpers import assert_problem
+from uvac.errors import AudioTooLongError, NotAudioError
+from worker.errors import ArchiveTooLarge, JobNotFound
+
+
+def test_domain_errors_map_by_their_class_attributes() -> None:
+    cases = [
+        (NotAudioError("x"), 415, "not-audio"),
+        (AudioTooLongError("x"), 413, "audio-too-long"),
+        (NotFound("x"), 404, "model-not-found"),
+        (Corrupted("x", ref="a:v1"), 422, "model-corrupted"),
+        (JobNotFound("x"), 404, "job-not-found"),
+        (ArchiveTooLarge("x"), 413, "archive-too-large"),
+        (ApiProblem(status=503, slug="no-model", detail="x"), 503, "no-model"),
+    ]
+    for error, status, slug in cases:
+        problem = problem_from_exception(error)
+        assert (problem.status, problem.slug, problem.detail) == (status, slug, "x")
+        assert problem.title
+
+
+def test_an_unexpected_exception_is_a_500_problem_that_leaks_nothing(settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "trace-me-123"})
+    body = assert_problem(response, status=500, slug="internal")
+    assert "secret" not in response.text
+    assert body["request_id"] == "trace-me-123"
+
+
+def test_unknown_routes_and_methods_are_problems(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nothing-here"), status=404, slug="not-found")
+    assert_problem(client.get("/v1/cluster"), status=405, slug="method-not-allowed")
+
+
+def test_malformed_json_is_a_validation_problem(client: TestClient) -> None:
+    response = client.post(
+        "/v1/train", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert body["errors"]
+
+
+def test_request_ids_are_honoured_or_generated(client: TestClient) -> None:
+    assert client.get("/livez", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == (
+        "abc-123"
+    )
+    generated = client.get("/livez", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["x-request-id"] != "bad id with spaces"
+    assert len(generated.headers["x-request-id"]) == 32
+    first = client.get("/livez").headers["x-request-id"]
+    assert first != client.get("/livez").headers["x-request-id"]
+
+
+def test_create_app_does_not_share_state_between_apps(settings) -> None:
+    first, second = create_app(settings), create_app(settings)
+    assert isinstance(first, FastAPI) and first is not second
+    with TestClient(first) as a, TestClient(second) as b:
+        a.get("/livez")
+        assert 'route="/livez"' in a.get("/metrics").text
+        assert 'route="/livez"' not in b.get("/metrics").text
