@@ -3,9 +3,32 @@
 The pipeline for one clip, the same in training and at inference::
 
     samples (N,) --MelSpectrogram, log--> log-mel (T_clip, M)        log_mel()
-      --> activity per frame, optional per-utterance mean removal    _prepare_clip()
-      --> (x - mean) / std per mel, then min-max to [0, 1], clamped  NormStats
-      --> windows (W, 1, T, M) with a mask (W, T)                    FeatureExtractor.windows()
+      --> activity per frame                                         _prepare_clip()
+          [optional: trim to the active region        (time_fit)]
+          [optional: cepstra, DCT-II, c0 dropped  (cepstral_coefficients)]
+          [optional: per-utterance mean (and variance) normalisation (utterance_norm)]
+          [optional: resample the clip to one window  (time_fit)]
+      --> (x - mean) / std per bin, then min-max to [0, 1], clamped  NormStats
+      --> windows (W, 1, T, F) with a mask (W, T)                    FeatureExtractor.windows()
+
+F, the feature bins the networks see (``FeatureConfig.feature_bins``), is ``n_mels`` for
+log-mel features and ``cepstral_coefficients`` for cepstral ones.
+
+Options beyond the paper, all off by default (the paper's recipe), chosen by the quality study
+(``benchmarks/quality.py``, ``uvac.presets``):
+
+- ``cepstral_coefficients=C``: the orthonormal DCT-II of each log-mel frame, c0 (overall
+  level) dropped, c1..cC kept. Decorrelates the mel bins and separates the spectral envelope
+  (what is said or what sounds) from level; with per-utterance normalisation it removes a
+  speaker's or a channel's fixed colouring.
+- ``utterance_norm``: ``True`` or ``"mean"`` subtracts the clip's per-bin mean over its active
+  frames; ``"mean_variance"`` also divides by the clip's per-bin standard deviation (CMVN).
+- ``time_fit``: one window per clip. The clip is trimmed to its active region (first to last
+  frame within ``activity_threshold_db`` of the loudest; no trim without a threshold), then
+  linearly resampled over time to ``window_frames`` frames (``fit_frames``, else the frames of
+  ``window_seconds``). Removes differences in speaking rate and in where the sound sits in the
+  recording; meant for short utterance-like clips (spoken words, single sound events). Every
+  frame of the fitted window is real: the mask is all ones.
 
 Framing is not centred (no reflection padding): frame t covers samples
 [t * hop, t * hop + n_fft), so every frame is real audio and a 1 s window at the defaults is
@@ -30,6 +53,7 @@ inference code weights window results by it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +84,11 @@ LOG_OFFSET = 1e-6
 # A per-mel standard deviation below this is a constant bin; it is left unscaled.
 _MIN_STD = 1e-5
 
+# A clip's per-bin spread below this (a constant bin) is not scaled up (utterance CMVN).
+_UTTERANCE_MIN_STD = 1e-3
+
+UTTERANCE_NORM_MODES = ("mean", "mean_variance")
+
 _DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 * log10(p) = this * ln(p)
 
 
@@ -67,11 +96,13 @@ _DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 * log10(p) = this * ln(p)
 class FeatureConfig:
     """Everything that turns a waveform into network input; saved with every trained model.
 
-    ``utterance_norm`` subtracts each clip's per-mel mean over its active frames before the
-    global normalisation, removing speaker and channel colouring (a fixed spectral tilt is a
-    constant offset in the log-mel domain). ``activity_threshold_db`` masks out frames quieter
-    than the clip's loudest frame by more than that many dB, in addition to padding. Both are
-    off by default (the paper's recipe).
+    ``utterance_norm`` (False, True = ``"mean"``, or ``"mean_variance"``) normalises each
+    clip per bin over its active frames before the global normalisation, removing speaker and
+    channel colouring (a fixed spectral tilt is a constant offset in the log-mel domain).
+    ``activity_threshold_db`` masks out frames quieter than the clip's loudest frame by more
+    than that many dB, in addition to padding. ``cepstral_coefficients`` and ``time_fit`` /
+    ``fit_frames`` are described in the module docstring. All are off by default (the paper's
+    recipe).
     """
 
     sample_rate: int = 16000
@@ -83,8 +114,11 @@ class FeatureConfig:
     f_max: float | None = None  # None: the Nyquist frequency
     window_seconds: float = 1.0
     window_hop_seconds: float = 0.5
-    utterance_norm: bool = False
+    utterance_norm: bool | str = False  # False, True (= "mean"), "mean", "mean_variance"
     activity_threshold_db: float | None = None
+    cepstral_coefficients: int | None = None  # None: log-mel features
+    time_fit: bool = False
+    fit_frames: int | None = None  # time_fit's window length; None: window_seconds' frames
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
@@ -114,16 +148,60 @@ class FeatureConfig:
                 f"window_hop_seconds ({self.window_hop_seconds}) must be at least one frame hop "
                 f"({self.hop_length / self.sample_rate:g} s)"
             )
-        if not isinstance(self.utterance_norm, bool):
-            raise ValueError(f"utterance_norm must be a bool, got {self.utterance_norm!r}")
+        if not (
+            isinstance(self.utterance_norm, bool) or self.utterance_norm in UTTERANCE_NORM_MODES
+        ):
+            raise ValueError(
+                f"utterance_norm must be a bool or one of {', '.join(UTTERANCE_NORM_MODES)}, "
+                f"got {self.utterance_norm!r}"
+            )
+        coefficients = self.cepstral_coefficients
+        if coefficients is not None and (
+            isinstance(coefficients, bool)
+            or not isinstance(coefficients, int)
+            or not 1 <= coefficients < self.n_mels
+        ):
+            raise ValueError(
+                f"cepstral_coefficients must be an integer from 1 to n_mels - 1 "
+                f"({self.n_mels - 1}) or None, got {coefficients!r}"
+            )
+        if not isinstance(self.time_fit, bool):
+            raise ValueError(f"time_fit must be a bool, got {self.time_fit!r}")
+        if self.fit_frames is not None and (
+            isinstance(self.fit_frames, bool)
+            or not isinstance(self.fit_frames, int)
+            or self.fit_frames < 1
+        ):
+            raise ValueError(
+                f"fit_frames must be a positive integer or None, got {self.fit_frames!r}"
+            )
         if self.activity_threshold_db is not None and not self.activity_threshold_db > 0:
             raise ValueError(
                 f"activity_threshold_db must be positive or None, got {self.activity_threshold_db}"
             )
 
     @property
+    def utterance_norm_mode(self) -> str | None:
+        """None, ``"mean"`` or ``"mean_variance"``: ``utterance_norm`` spelled out."""
+        if self.utterance_norm is True:
+            return "mean"
+        if self.utterance_norm is False:
+            return None
+        return str(self.utterance_norm)
+
+    @property
+    def feature_bins(self) -> int:
+        """F, the bins per frame the networks see: cepstral coefficients, else mel bins."""
+        if self.cepstral_coefficients is not None:
+            return self.cepstral_coefficients
+        return self.n_mels
+
+    @property
     def window_frames(self) -> int:
-        """Frames of real audio in one full window (``window_seconds`` of sound)."""
+        """Frames of real audio in one full window (``window_seconds`` of sound, or with
+        ``time_fit`` the frames every clip is resampled to)."""
+        if self.time_fit and self.fit_frames is not None:
+            return self.fit_frames
         return _frame_count(round(self.window_seconds * self.sample_rate), self)
 
     @property
@@ -138,8 +216,8 @@ class FeatureConfig:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(1, T, M): the shape of one window as the networks see it."""
-        return (1, self.frames_per_window, self.n_mels)
+        """(1, T, F): the shape of one window as the networks see it."""
+        return (1, self.frames_per_window, self.feature_bins)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,8 +241,8 @@ class NormStats:
     standardised values, so that ``((x - mean) / std - minimum) / (maximum - minimum)`` maps the
     training frames onto [0, 1]. Inference uses exactly these numbers and clamps to [0, 1]."""
 
-    mean: torch.Tensor  # (M,) float32
-    std: torch.Tensor  # (M,) float32, > 0
+    mean: torch.Tensor  # (F,) float32, F = FeatureConfig.feature_bins
+    std: torch.Tensor  # (F,) float32, > 0
     minimum: float
     maximum: float
 
@@ -253,16 +331,16 @@ def fit_norm_stats(log_mels: Iterable[torch.Tensor], config: FeatureConfig) -> N
     min and max of the standardised values follow from the per-mel min and max because
     standardising is increasing in each mel bin.
     """
-    n_mels = config.n_mels
+    n_bins = config.feature_bins
     count = 0
-    total = torch.zeros(n_mels, dtype=torch.float64)
-    total_sq = torch.zeros(n_mels, dtype=torch.float64)
-    low = torch.full((n_mels,), math.inf, dtype=torch.float64)
-    high = torch.full((n_mels,), -math.inf, dtype=torch.float64)
+    total = torch.zeros(n_bins, dtype=torch.float64)
+    total_sq = torch.zeros(n_bins, dtype=torch.float64)
+    low = torch.full((n_bins,), math.inf, dtype=torch.float64)
+    high = torch.full((n_bins,), -math.inf, dtype=torch.float64)
     for clip_log_mel in log_mels:
         _check_log_mel(clip_log_mel, config)
         values, active = _prepare_clip(clip_log_mel, config)
-        frames = values[active].to(torch.float64)  # (A, M)
+        frames = values[active].to(torch.float64)  # (A, F)
         if frames.shape[0] == 0:
             continue
         count += frames.shape[0]
@@ -293,9 +371,10 @@ class FeatureExtractor:
     """
 
     def __init__(self, config: FeatureConfig, stats: NormStats | None = None) -> None:
-        if stats is not None and stats.n_mels != config.n_mels:
+        if stats is not None and stats.n_mels != config.feature_bins:
             raise ValueError(
-                f"normalisation statistics have {stats.n_mels} mel bins, the config {config.n_mels}"
+                f"normalisation statistics have {stats.n_mels} feature bins (mel bins or "
+                f"cepstral coefficients), the config gives {config.feature_bins}"
             )
         self.config = config
         self.stats = stats
@@ -442,18 +521,43 @@ class _LogMel:
 def _prepare_clip(
     clip_log_mel: torch.Tensor, config: FeatureConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-clip step before global normalisation: activity (T,) bool and, optionally, the
-    clip's per-mel mean over its active frames removed from every frame."""
+    """Per-clip steps before global normalisation (see the module docstring): the prepared
+    values (T', F) and their activity (T',) bool."""
     if config.activity_threshold_db is None:
         active = torch.ones(clip_log_mel.shape[0], dtype=torch.bool)
     else:
         # frame power in dB from the log-mel itself, so fit_norm_stats needs no audio
         frame_db = torch.logsumexp(clip_log_mel, dim=1) * _DB_PER_NEPER_POWER  # (T,)
         active = frame_db >= frame_db.max() - config.activity_threshold_db
-    if not config.utterance_norm:
-        return clip_log_mel, active
-    utterance_mean = clip_log_mel[active].mean(dim=0)  # (M,)
-    return clip_log_mel - utterance_mean, active
+    values = clip_log_mel
+    if config.time_fit and config.activity_threshold_db is not None:
+        # the active region: first to last active frame (quiet frames inside it stay)
+        active_frames = active.nonzero().flatten()
+        first, last = int(active_frames[0]), int(active_frames[-1])
+        values = values[first : last + 1]  # (T', M)
+        active = active[first : last + 1]
+    if config.cepstral_coefficients is not None:
+        values = values @ _dct_matrix(config.n_mels, config.cepstral_coefficients)  # (T', C)
+    mode = config.utterance_norm_mode
+    if mode is not None:
+        frames = values[active]  # (A, F), A >= 1: the loudest frame is always active
+        values = values - frames.mean(dim=0)
+        if mode == "mean_variance":
+            spread = frames.std(dim=0, correction=0).clamp_min(_UTTERANCE_MIN_STD)  # (F,)
+            values = values / spread
+    if config.time_fit:
+        values = torch.nn.functional.interpolate(
+            values.T.unsqueeze(0), size=config.window_frames, mode="linear", align_corners=False
+        )[0].T  # (window_frames, F)
+        active = torch.ones(config.window_frames, dtype=torch.bool)
+    return values, active
+
+
+@functools.lru_cache(maxsize=8)
+def _dct_matrix(n_mels: int, n_coefficients: int) -> torch.Tensor:
+    """(M, C): orthonormal DCT-II of a log-mel frame, columns c1..cC (c0 dropped)."""
+    matrix = torchaudio.functional.create_dct(n_coefficients + 1, n_mels, norm="ortho")
+    return matrix[:, 1:].contiguous()  # (M, C)
 
 
 def _frame_count(n_samples: int, config: FeatureConfig) -> int:
