@@ -17,10 +17,11 @@ from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("uvac_request_id", default=None)
 
-# Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
+# Attributes every LogRecord has (and uvicorn's ANSI-coloured copy of the message); anything
+# else was passed through `extra=` and is logged.
 _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
+    | {"message", "asctime", "request_id", "taskName", "color_message"}
 )
 
 
