@@ -35,7 +35,7 @@ from uvac.inference import ClipResult, Clusterer
 from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 from uvac.tables import render_titled_table
-from uvac.training import TrainProgress, train_model
+from uvac.training import TrainConfig, TrainProgress, train_model
 
 if TYPE_CHECKING:
     from uvac.datasets import Split
@@ -99,27 +99,17 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint-dir", type=Path, help="write checkpoints here; resume from one found here"
     )
     train_options = train.add_argument_group("training options (default: from the preset)")
-    _train_option(train_options, "--model-type", "model_type", choices=sorted(MODEL_TYPES))
-    _train_option(train_options, "--clusters", "n_clusters", type=_positive_int, metavar="K")
-    _train_option(train_options, "--epochs", "epochs", type=_positive_int)
-    _train_option(train_options, "--batch-size", "batch_size", type=_positive_int)
-    _train_option(train_options, "--lambda", "lambda_kl", type=float, metavar="LAMBDA")
-    _train_option(train_options, "--learning-rate", "learning_rate", type=float)
-    _train_option(train_options, "--final-learning-rate", "final_learning_rate", type=float)
-    _train_option(train_options, "--temperature-start", "temperature_start", type=float)
-    _train_option(train_options, "--temperature-end", "temperature_end", type=float)
-    _train_option(train_options, "--seed", "seed", type=int)
-    _train_option(train_options, "--device", "device", choices=DEVICE_CHOICES)
-    _train_option(
-        train_options, "--bf16", "bf16_autocast", action=argparse.BooleanOptionalAction,
-        help="bfloat16 autocast for training",
-    )  # fmt: skip
+    _add_config_options(train_options, TrainConfig, prefix="train.")
     train_options.add_argument(
         "--model-option", action="append", default=[], metavar="KEY=JSON",
         type=_key_json_value, dest="model_options",
         help='a model constructor argument, e.g. --model-option "conv_channels=[8,16,16,32]"',
     )  # fmt: skip
-    _add_feature_options(train.add_argument_group("feature options (default: from the preset)"))
+    _add_config_options(
+        train.add_argument_group("feature options (default: from the preset)"),
+        FeatureConfig,
+        prefix="features.",
+    )
 
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="evaluate a model on a folder (Table I layout)"
@@ -146,33 +136,78 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_option(group: argparse._ArgumentGroup, flag: str, field: str, **kwargs: Any) -> None:
-    # SUPPRESS keeps unset options out of the namespace, so the preset's values stand.
-    group.add_argument(flag, dest=f"train.{field}", default=argparse.SUPPRESS, **kwargs)
+# Friendlier flags (listed first) and fixed choices for some config fields; every other field
+# is offered as --field-name.
+_FLAG_ALIASES = {
+    "n_clusters": ("--clusters", "--n-clusters"),
+    "lambda_kl": ("--lambda", "--lambda-kl"),
+    "bf16_autocast": ("--bf16", "--bf16-autocast"),
+}
+_CHOICES: dict[str, Sequence[str]] = {
+    "model_type": sorted(MODEL_TYPES),
+    "device": DEVICE_CHOICES,
+}
+_NOT_OPTIONS = frozenset({"model_hyperparameters"})  # set through --model-option
 
 
-def _add_feature_options(group: argparse._ArgumentGroup) -> None:
-    """One option per `FeatureConfig` field, so new fields need no CLI change."""
-    for config_field in dataclasses.fields(FeatureConfig):
-        flag = "--" + config_field.name.replace("_", "-")
-        dest = f"features.{config_field.name}"
+def _add_config_options(group: argparse._ArgumentGroup, config_class: type, *, prefix: str) -> None:
+    """One option per field of a config dataclass, so that new fields need no CLI change.
+
+    Unset options stay out of the namespace (SUPPRESS), so the preset's values stand.
+    """
+    for config_field in dataclasses.fields(config_class):
+        name = config_field.name
+        if name in _NOT_OPTIONS:
+            continue
+        flags = _FLAG_ALIASES.get(name, ("--" + name.replace("_", "-"),))
+        dest = prefix + name
         annotation = str(config_field.type)
         if annotation == "bool":
             group.add_argument(
-                flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS
-            )
+                *flags, dest=dest, action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+            )  # fmt: skip
             continue
-        parse = _optional(int if annotation.startswith("int") else float)
-        metavar = config_field.name.upper() + ("|none" if "None" in annotation else "")
-        group.add_argument(flag, dest=dest, type=parse, default=argparse.SUPPRESS, metavar=metavar)
+        nullable = "None" in annotation
+        metavar = name.upper() + ("|none" if nullable else "")
+        if name in _CHOICES:
+            group.add_argument(*flags, dest=dest, choices=_CHOICES[name], default=argparse.SUPPRESS)
+            continue
+        group.add_argument(
+            *flags, dest=dest, type=_value_parser(annotation), metavar=metavar,
+            default=argparse.SUPPRESS,
+        )  # fmt: skip
 
 
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def _value_parser(annotation: str) -> Callable[[str], Any]:
+    """A parser for a field annotated ``int``, ``float``, ``str``, or unions of them and None."""
+    kinds = {part.strip() for part in annotation.split("|")} - {"None"}
+
     def parse_value(text: str) -> Any:
-        return None if text.lower() == "none" else parse(text)
+        if "None" in annotation and text.lower() == "none":
+            return None
+        if kinds == {"int"}:
+            return int(text)
+        if kinds == {"float"}:
+            return float(text)
+        if kinds == {"str"}:
+            return text
+        return _guess_scalar(text)  # a union such as ``bool | str``: the field validates it
 
-    parse_value.__name__ = parse.__name__  # argparse names the type in its error message
+    parse_value.__name__ = annotation  # argparse names the type in its error message
     return parse_value
+
+
+def _guess_scalar(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _positive_int(text: str) -> int:

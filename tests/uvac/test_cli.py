@@ -10,8 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from uvac import cli
 from uvac.artifact import load_trained_model
 from uvac.cli import main
+from uvac.errors import DatasetError
+from uvac.features import FeatureConfig
+from uvac.training import TrainConfig
 
 SAMPLE_RATE = 8000
 TINY_FEATURES = [
@@ -184,6 +188,36 @@ def test_usage_errors_exit_with_two(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "somewhere"])  # --out is required
     assert raised.value.code == 2
     with pytest.raises(SystemExit) as raised:
-        main(["train", "somewhere", "--out", "x", "--clusters", "0"])
+        main(["train", "somewhere", "--out", "x", "--clusters", "ten"])
     assert raised.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    assert "invalid int value: 'ten'" in capsys.readouterr().err
+
+
+def test_every_config_field_is_an_option(
+    tones: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_train_model(items: object, *, config: TrainConfig, feature_config: FeatureConfig,
+                         **kwargs: object) -> None:  # fmt: skip
+        seen.update(config=config, features=feature_config)
+        raise DatasetError("stop here")
+
+    monkeypatch.setattr(cli, "train_model", fake_train_model)
+
+    code = main([
+        "train", str(tones), "--out", str(tmp_path / "m"), "--preset", "paper",
+        "--clusters", "5", "--lambda", "2.0", "--bf16", "--cluster-balance", "0.1",
+        "--utterance-norm", "true", "--activity-threshold-db", "none", "--f-max", "3500",
+        "--sample-rate", "8000", "--model-option", "gru_hidden=16",
+    ])  # fmt: skip
+
+    assert code == 1
+    config, features = seen["config"], seen["features"]
+    assert isinstance(config, TrainConfig) and isinstance(features, FeatureConfig)
+    assert (config.n_clusters, config.lambda_kl, config.bf16_autocast) == (5, 2.0, True)
+    assert config.cluster_balance == 0.1
+    assert config.epochs == 500  # from the paper preset
+    assert config.model_hyperparameters == {"gru_hidden": 16}
+    assert features.utterance_norm is True and features.activity_threshold_db is None
+    assert features.f_max == 3500.0 and features.n_mels == 128  # preset kept where not set
