@@ -6,7 +6,12 @@ task takes the first waiting item, then keeps collecting until it has `max_batch
 `Clusterer.cluster_batch` for each model version in the batch on a single dedicated thread
 (torch is never called from two request threads at once, and the event loop never runs it)
 and resolves the futures. While a batch runs, new requests queue up and form the next one,
-so under load batches grow by themselves; `max_wait_s` only matters when traffic is light.
+so under load batches grow by themselves.
+
+The consumer only waits for clips it knows are coming: requests announce themselves with
+`expecting()` while they decode their upload. With nothing announced, a lone request runs
+at once instead of paying `max_wait_s` for company that will not arrive (the latency of a
+single client); with uploads still decoding, it waits for them, at most `max_wait_s`.
 
 Requests whose caller went away (cancelled futures) are dropped before the forward pass.
 """
@@ -17,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -76,6 +81,8 @@ class MicroBatcher:
         self._max_batch_seconds = max_batch_seconds
         self._observer = observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._expected = 0  # requests decoding audio that they will submit next
+        self._changed = asyncio.Event()  # set on every submission and announcement change
         self._executor: ThreadPoolExecutor | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closed = False
@@ -105,12 +112,23 @@ class MicroBatcher:
             raise _shutting_down()
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a clip that will be submitted after this block (decode inside it)."""
+        self._expected += 1
+        try:
+            yield
+        finally:
+            self._expected -= 1
+            self._changed.set()
+
     async def submit(self, *, model: BatchModel, audio: Audio) -> ClipResult:
         """Cluster one clip with `model`, batched with whatever else is waiting."""
         if self._closed or self._consumer is None:
             raise _shutting_down()
         future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(model=model, audio=audio, future=future))
+        self._changed.set()
         return await future
 
     async def _consume_forever(self) -> None:
@@ -127,18 +145,19 @@ class MicroBatcher:
         seconds = first.audio.duration_s
         deadline = loop.time() + self._max_wait_s
         while len(batch) < self._max_batch and seconds < self._max_batch_seconds:
-            if self._queue.empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout=remaining)
-                except TimeoutError:
-                    break
-            else:
+            if not self._queue.empty():
                 item = self._queue.get_nowait()
-            batch.append(item)
-            seconds += item.audio.duration_s
+                batch.append(item)
+                seconds += item.audio.duration_s
+                continue
+            remaining = deadline - loop.time()
+            if self._expected == 0 or remaining <= 0:
+                break  # nobody else is on the way, or we waited long enough
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+            except TimeoutError:
+                break
         return batch
 
     async def _run(self, group: list[_Pending]) -> None:

@@ -7,7 +7,6 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from uvac.inference import ClipResult
 
 from app.deps import BatcherDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
@@ -23,6 +22,7 @@ from app.schemas import (
 from app.schemas.jobs import MODEL_REF_PATTERN
 from app.serving import LoadedModel
 from app.uploads import UploadedPart, decode_audio, multipart_openapi, read_multipart_files
+from uvac.inference import ClipResult
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,12 @@ async def _cluster_part(
     settings: SettingsDep,
 ) -> ClusterResult:
     try:
-        audio = await decode_audio(
-            part.read_bytes(),
-            sample_rate=model.sample_rate,
-            max_seconds=settings.max_audio_seconds,
-        )
+        with batcher.expecting():
+            audio = await decode_audio(
+                part.read_bytes(),
+                sample_rate=model.sample_rate,
+                max_seconds=settings.max_audio_seconds,
+            )
     finally:
         part.close()
     clip = await batcher.submit(model=model, audio=audio)

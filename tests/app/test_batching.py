@@ -194,3 +194,65 @@ def test_the_observer_sees_every_pass() -> None:
     run(scenario())
     assert sum(n for n, _ in observed) == 4
     assert all(seconds >= 0 for _, seconds in observed)
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    model = _model("a")
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=2.0)
+        await batcher.start()
+        try:
+            started = asyncio.get_running_loop().time()
+            await batcher.submit(model=model, audio=_audio(0.1))
+            return asyncio.get_running_loop().time() - started
+        finally:
+            await batcher.close()
+
+    assert run(scenario()) < 1.0  # far below max_wait: nobody else was announced
+
+
+def test_announced_clips_are_waited_for() -> None:
+    model = _model("a")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=2.0)
+        await batcher.start()
+
+        async def late_request(delay: float, value: float) -> Any:
+            with batcher.expecting():
+                await asyncio.sleep(delay)  # decoding
+            return await batcher.submit(model=model, audio=_audio(value))
+
+        try:
+            await asyncio.gather(late_request(0.0, 0.1), late_request(0.05, 0.2))
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert model.clusterer.batches == [[pytest.approx(0.1), pytest.approx(0.2)]]
+
+
+def test_waiting_for_announced_clips_is_bounded_by_max_wait() -> None:
+    model = _model("a")
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.02)
+        await batcher.start()
+
+        async def slow_request() -> Any:
+            with batcher.expecting():
+                await asyncio.sleep(0.3)
+            return await batcher.submit(model=model, audio=_audio(0.2))
+
+        try:
+            slow = asyncio.ensure_future(slow_request())
+            await asyncio.sleep(0)
+            await batcher.submit(model=model, audio=_audio(0.1))
+            assert not slow.done()  # the first clip did not wait 0.3 s for the second
+            await slow
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert model.clusterer.batches == [[pytest.approx(0.1)], [pytest.approx(0.2)]]
