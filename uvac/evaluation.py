@@ -117,6 +117,7 @@ class EvaluationReport:
     clusters_used: int
     cluster_to_label: dict[int, str | None] | None
     scores: dict[str, RepresentationScores]
+    description: str = ""  # what this row is, in words
     skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     # Per-clip arrays (N = n_clips), not serialised; paths are relative to the data set root.
@@ -133,6 +134,7 @@ class EvaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
+            "description": self.description,
             "model_type": self.model_type,
             "n_clusters": self.n_clusters,
             "n_clips": self.n_clips,
@@ -228,6 +230,7 @@ def evaluate_clusterer(
         descriptions=descriptions,
     )
     report.probabilities = probabilities
+    report.description = f"the {model_type} model, clip pi = activity-weighted mean of windows"
     report.skipped = skipped
     report.seconds = time.perf_counter() - started
     return report
@@ -345,6 +348,10 @@ def kmeans_baseline(
         representations={"features": features},
         descriptions={"features": description},
     )
+    baseline.description = (
+        f"K-means (k-means++, n_init={n_init}, random_state={seed}) fitted on these clips' "
+        "feature vectors, one per clip"
+    )
     baseline.scores["latent"] = dataclasses.replace(baseline.scores["features"], name="latent")
     baseline.seconds = time.perf_counter() - started
     return baseline
@@ -376,6 +383,7 @@ def labels_as_clusters(report: EvaluationReport) -> EvaluationReport | None:
         descriptions=descriptions,
     )
     reference.cluster_to_label = dict(enumerate(names))
+    reference.description = "the labels themselves as clusters (labelled clips only)"
     reference.seconds = time.perf_counter() - started
     return reference
 

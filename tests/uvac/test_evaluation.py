@@ -190,6 +190,7 @@ def test_reference_rows_use_the_same_clips(tone_items: list[DatasetItem]) -> Non
     assert report.n_labelled == 8 and report.n_clips == 9
     assert kmeans.n_clips == 9 and kmeans.n_clusters == 2
     assert kmeans.model_type == "kmeans"
+    assert "fitted on these clips" in kmeans.to_dict()["description"]
     assert kmeans.paths == report.paths
     assert report.paths[0] == "low_0.wav"
     assert kmeans.accuracy is not None and 0.5 <= kmeans.accuracy <= 1.0
