@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # Upload and request limits.
     max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
     max_dataset_upload_bytes: int = Field(default=1024 * MEGABYTE, ge=1)
+    max_json_body_bytes: int = Field(default=1 * MEGABYTE, ge=1)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_batch_files: int = Field(default=16, ge=1)
 

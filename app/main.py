@@ -22,10 +22,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.config import Settings, get_settings
 from app.logging import configure_logging
 from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
-from app.middleware import RequestIdMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.openapi_docs import install_openapi
 from app.problems import register_problem_handlers
-from app.routes import build_business_router, health
+from app.routes import UPLOAD_PATHS, build_business_router, health
 from app.services import open_services
 
 API_VERSION = "1.0.0"
@@ -80,6 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["Location", "X-Request-ID", "Retry-After"],
         )
+    upload_paths = frozenset(prefix + path for prefix in ("", API_PREFIX) for path in UPLOAD_PATHS)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_json_body_bytes,
+        exempt_paths=upload_paths,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
 

@@ -1,4 +1,6 @@
-"""Request id middleware: every response carries `X-Request-ID`, every log line its value.
+"""ASGI middleware: request ids, and a body size cap for the routes that do not stream.
+
+Request ids: every response carries `X-Request-ID`, every log line its value.
 
 An incoming `X-Request-ID` is honoured when it is short and printable (so a caller can
 trace a request through its own systems); otherwise a new id is generated. The id is put in
@@ -14,9 +16,11 @@ import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import request_id_var
+from app.problems import BodyTooLarge, problem_from_exception, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +81,40 @@ class RequestIdMiddleware:
                 status_code,
                 extra={"duration_ms": round((time.perf_counter() - started) * 1000, 3)},
             )
+
+
+class BodySizeLimitMiddleware:
+    """Caps request bodies of every route except the upload routes (which stream and cap
+    their multipart bodies themselves, app/uploads.py): a declared `Content-Length` over the
+    cap is answered 413 before anything is read, a chunked body is cut off while it arrives.
+    FastAPI would otherwise read a JSON body of any size into memory."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, exempt_paths: frozenset[str]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.exempt_paths = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                response = problem_response(
+                    Request(scope), problem_from_exception(BodyTooLarge(limit=limit))
+                )
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit=limit)
+            return message
+
+        await self.app(scope, counting_receive, send)

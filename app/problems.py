@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any
 
 import redis.exceptions
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -46,6 +46,7 @@ _TITLES: dict[str, str] = {
     "invalid-dataset": "Invalid data set",
     "validation-error": "Request validation failed",
     "upload-too-large": "Upload too large",
+    "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
     "no-model": "No model to serve",
     "model-unavailable": "Model unavailable",
@@ -119,15 +120,11 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     if isinstance(exc, RequestValidationError):
         return _validation_problem(exc)
     if isinstance(exc, StarletteHTTPException):
-        slug = _slug_for_status(exc.status_code)
+        declared = getattr(exc, "slug", None)
+        slug = declared if isinstance(declared, str) else _slug_for_status(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return Problem(
-            exc.status_code,
-            slug,
-            HTTPStatus(exc.status_code).phrase,
-            detail,
-            dict(exc.headers or {}),
-        )
+        title = _TITLES.get(slug) or HTTPStatus(exc.status_code).phrase
+        return Problem(exc.status_code, slug, title, detail, dict(exc.headers or {}))
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return _redis_unavailable_problem(retry_after_seconds)
     status = getattr(exc, "status", None)
@@ -174,6 +171,19 @@ def _redis_unavailable_problem(retry_after_seconds: int) -> Problem:
         "clustering keeps working. Retry later.",
         headers={"Retry-After": str(retry_after_seconds)},
     )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a capped request body is read. An `HTTPException` because FastAPI turns
+    any other error raised while it reads a body into a 400."""
+
+    slug = "body-too-large"
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"The request body exceeds {limit} bytes, the most this route accepts.",
+        )
 
 
 def request_id_of(request: Request) -> str | None:

@@ -7,7 +7,10 @@ from fastapi import APIRouter, Depends
 from app.deps import require_api_key
 from app.routes import cluster, datasets, health, jobs, models
 
-__all__ = ["build_business_router", "health"]
+__all__ = ["UPLOAD_PATHS", "build_business_router", "health"]
+
+# Routes that read their (multipart) body themselves, with their own caps.
+UPLOAD_PATHS = ("/cluster", "/cluster/batch", "/datasets")
 
 
 def build_business_router() -> APIRouter:

@@ -81,7 +81,8 @@ def healthz(services: ServicesDep) -> Readiness:
     return _readiness(services)
 
 
-_JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled")
+# Enough for any realistic job history; the index prunes expired jobs as it is read.
+_MAX_JOBS_COUNTED = 100_000
 
 
 @router.get(
@@ -92,11 +93,12 @@ _JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled")
 )
 def metrics(services: ServicesDep, app_metrics: MetricsDep) -> Response:
     try:
-        counts = {}
-        for status in _JOB_STATUSES:
-            _, total = queues.list_jobs(services.redis, status=status, offset=0, limit=1)
-            counts[status] = total
-        app_metrics.set_job_counts(counts)
+        jobs, _ = queues.list_jobs(services.redis, offset=0, limit=_MAX_JOBS_COUNTED)
     except redis.exceptions.RedisError as error:
         logger.debug("job counts unavailable: %s", error)
+    else:
+        counts = dict.fromkeys((status.value for status in queues.JobStatus), 0)
+        for job in jobs:
+            counts[job["status"]] = counts.get(job["status"], 0) + 1
+        app_metrics.set_job_counts(counts)
     return Response(app_metrics.render(), media_type=CONTENT_TYPE_LATEST)

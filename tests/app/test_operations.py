@@ -45,3 +45,37 @@ def test_metrics_cover_routes_batches_and_the_model(
         f'sha256="{served_version.sha256}",version="1"}} 1.0' in text
     )
     assert 'uvac_jobs{status="queued"} 0.0' in text
+
+
+def test_job_counts_in_metrics(client: TestClient, redis_db, settings) -> None:
+    from worker import queues
+
+    for _ in range(2):
+        queues.enqueue_training(redis_db, {"dataset_id": "ds_000000000000", "n_clusters": 2})
+    text = client.get("/metrics").text
+    assert 'uvac_jobs{status="queued"} 2.0' in text
+    assert 'uvac_jobs{status="failed"} 0.0' in text
+
+
+def test_cors_is_closed_by_default_and_opens_for_configured_origins(
+    client: TestClient, tmp_path, redis_db, served_version
+) -> None:
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+
+    preflight = {
+        "Origin": "https://fitting.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-API-Key",
+    }
+    closed = client.options("/v1/cluster", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    settings = make_settings(tmp_path, cors_origins="https://fitting.example")
+    with TestClient(create_app(settings)) as open_client:
+        opened = open_client.options("/v1/cluster", headers=preflight)
+        assert opened.status_code == 200
+        assert opened.headers["access-control-allow-origin"] == "https://fitting.example"
+        other = open_client.options(
+            "/v1/cluster", headers={**preflight, "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
