@@ -39,7 +39,14 @@ if TYPE_CHECKING:
     from uvac.artifact import TrainedModel
     from uvac.datasets import DatasetItem
 
-__all__ = ["TRANSIENT_ERRORS", "evaluate_job", "train_job"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "evaluate_job",
+    "failure_policy",
+    "run_evaluation",
+    "run_training",
+    "train_job",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +95,7 @@ def _record(job: Job | None, changes: Mapping[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _failure_policy(job: Job | None) -> Iterator[None]:
+def failure_policy(job: Job | None) -> Iterator[None]:
     try:
         yield
     except TRANSIENT_ERRORS as error:
@@ -145,7 +152,7 @@ def train_job(params: dict[str, Any]) -> dict[str, Any]:
     """Train on a data set and publish the model; ``{"model": "name:vN", "sha256", "metrics"}``."""
     job = get_current_job()
     settings = get_worker_settings()
-    with _failure_policy(job):
+    with failure_policy(job):
         _configure_torch(settings)
         from uvac.training import train_model
 
@@ -308,7 +315,7 @@ def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
     """
     job = get_current_job()
     settings = get_worker_settings()
-    with _failure_policy(job):
+    with failure_policy(job):
         _configure_torch(settings)
         return run_evaluation(params, job=job, settings=settings)
 

@@ -23,7 +23,7 @@ from worker.config import WorkerSettings, get_worker_settings
 from worker.logs import configure_logging
 from worker.queues import QUEUE_NAMES
 from worker.recovery import RecoveryThread, sweep_abandoned_jobs
-from worker.runner import UvacWorker
+from worker.runner import UvacWorker, tie_children_to_this_process
 
 __all__ = ["build_worker", "main"]
 
@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_worker_settings()
     configure_logging(level=settings.log_level)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
+    tie_children_to_this_process()  # no orphaned horse may train on after a SIGKILL
 
     connection = Redis.from_url(settings.redis_url)
     queue_names = list(arguments.queues)

@@ -88,7 +88,7 @@ def fetch_job(redis: Redis, job_id: str) -> Job | None:
 # --- enqueue ---------------------------------------------------------------------------
 
 
-def _retry_policy(settings: WorkerSettings) -> Retry | None:
+def retry_policy(settings: WorkerSettings) -> Retry | None:
     # The job functions turn this off for failures that cannot pass (bad input); see jobs.py.
     if settings.job_retry_max < 1:
         return None
@@ -117,7 +117,7 @@ def _enqueue(
             failure_ttl=settings.job_failure_ttl,
             job_id=job_id,
             meta={"kind": kind},
-            retry=_retry_policy(settings),
+            retry=retry_policy(settings),
             description=description,
             unique=job_id is not None,
         )

@@ -3,10 +3,11 @@
 1. Heartbeat time-to-live: RQ adds a fixed 60 s to the monitoring interval; ours adds
    ``worker_heartbeat_grace``, so a dead worker is noticed as quickly as configured
    (see `worker.recovery`).
-2. The work horse dies with its worker. RQ forks the horse into its own process group, so a
-   SIGKILL of the worker alone would leave the horse training on while the job is re-queued
-   and run a second time elsewhere. On Linux the horse asks the kernel for SIGKILL when its
-   parent dies (``PR_SET_PDEATHSIG``).
+2. Children die with their worker. RQ forks the work horse into its own process group (and
+   the scheduler into another process), so a SIGKILL of the worker alone would leave the
+   horse training on while the job is re-queued and run a second time elsewhere. On Linux
+   every child forked by the worker asks the kernel for SIGKILL when its parent dies
+   (``PR_SET_PDEATHSIG``, installed by `tie_children_to_this_process`).
 3. A training run that stopped on a cancel request returns normally (so it is not failed or
    retried); once RQ has recorded that, the job is marked canceled.
 """
@@ -27,42 +28,60 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-__all__ = ["UvacWorker"]
+__all__ = ["UvacWorker", "tie_children_to_this_process"]
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if not sys.platform.startswith("linux"):
+_forking_pid: int | None = None
+_libc: ctypes.CDLL | None = None  # loaded in the parent: a fork hook should not search for it
+
+
+def _remember_forking_pid() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _die_with_parent() -> None:
+    parent_pid = _forking_pid
+    if _libc is None:
+        return
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        logger.warning("PR_SET_PDEATHSIG failed (errno %d)", ctypes.get_errno())
+    # The parent may have died between fork() and prctl(): then nobody would kill us.
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def tie_children_to_this_process() -> None:
+    """Make every process forked from now on die (SIGKILL) when its parent dies (Linux).
+
+    Installed once by the worker's entry point, not at import time. The signal follows the
+    thread that forked, so fork from the main thread (RQ does).
+    """
+    global _libc
+    if _libc is not None or not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            logger.warning("PR_SET_PDEATHSIG failed (errno %d)", ctypes.get_errno())
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError as error:
-        logger.warning("cannot tie the work horse to its worker: %s", error)
-    # The parent may have died between fork() and prctl(): then nobody would kill us.
-    if os.getppid() != parent_pid:
-        os._exit(1)
+        logger.warning("children cannot be tied to the worker (no libc: %s)", error)
+        return
+    os.register_at_fork(before=_remember_forking_pid, after_in_child=_die_with_parent)
 
 
 class UvacWorker(Worker):
     def __init__(self, *args: Any, heartbeat_grace: int = 60, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.heartbeat_grace = heartbeat_grace
-        self._worker_pid = os.getpid()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
             remaining = job.timeout - working_time
             return int(min(remaining, self.job_monitoring_interval)) + self.heartbeat_grace
         return int(self.job_monitoring_interval) + self.heartbeat_grace
-
-    def setup_work_horse_signals(self) -> None:
-        super().setup_work_horse_signals()
-        _die_with_parent(self._worker_pid)
 
     def handle_job_success(
         self,

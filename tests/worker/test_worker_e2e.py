@@ -1,0 +1,387 @@
+"""End to end: real `python -m worker.main` processes, the real engine, the real Redis (db 11).
+
+Each test trains a tiny Cat. UVAC (K = 2, 16 mel bins, quarter-second windows, a few epochs)
+on six generated 0.5 s tones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from model_store import ModelStore, NotFound
+from tests.worker.audio_samples import write_tone_folder
+from tests.worker.conftest import REDIS_URL
+from worker import queues
+from worker.config import WorkerSettings
+from worker.datasets import DatasetStore
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY_FEATURES = {
+    "n_mels": 16,
+    "n_fft": 256,
+    "win_length": 256,
+    "hop_length": 128,
+    "window_seconds": 0.25,
+    "window_hop_seconds": 0.25,
+}
+TINY_MODEL = {
+    "conv_channels": [4, 8, 8, 16],
+    "gru_hidden": 16,
+    "gru_layers": 1,
+    "deconv_channels": [8, 8, 4],
+}
+
+
+def worker_environment(settings: WorkerSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "UVAC_DATA_DIR": str(settings.data_dir),
+        "UVAC_REDIS_URL": REDIS_URL,
+        "UVAC_TORCH_THREADS": "1",
+        "UVAC_DEVICE": "cpu",
+        "UVAC_WORKER_MONITOR_INTERVAL": str(settings.worker_monitor_interval),
+        "UVAC_WORKER_HEARTBEAT_GRACE": str(settings.worker_heartbeat_grace),
+        "UVAC_RECOVERY_INTERVAL_SECONDS": str(settings.recovery_interval_seconds),
+        "UVAC_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
+        "UVAC_CANCEL_POLL_SECONDS": str(settings.cancel_poll_seconds),
+    }
+
+
+class Workers:
+    """Starts worker processes and makes sure none outlives the test."""
+
+    def __init__(self, settings: WorkerSettings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *queue_names: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.main", "--queues", *queue_names],
+            cwd=REPO_ROOT,
+            env=worker_environment(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.log_dir.glob("worker-*.log"))
+        )
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)  # RQ's warm shutdown
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(settings: WorkerSettings, tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(settings, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.fixture
+def dataset_id(settings: WorkerSettings, tmp_path: Path) -> str:
+    tones = write_tone_folder(tmp_path / "tones", per_class=3)
+    return DatasetStore(settings.datasets_path).register_folder(tones).id
+
+
+def train_params(dataset_id: str, *, epochs: int) -> dict[str, Any]:
+    return {
+        "dataset_id": dataset_id,
+        "model_type": "cat-uvac",
+        "n_clusters": 2,
+        "model_name": "tones",
+        "epochs": epochs,
+        "batch_size": 8,
+        "seed": 0,
+        "features": TINY_FEATURES,
+        "model_hyperparameters": TINY_MODEL,
+    }
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float, what: str, workers: Workers, poll: float = 0.05
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{workers.logs()}")
+
+
+def info_of(redis_conn: Redis, job_id: str) -> dict[str, Any]:
+    info = queues.get_job_info(redis_conn, job_id)
+    assert info is not None
+    return info
+
+
+def meta_of(redis_conn: Redis, job_id: str) -> dict[str, Any]:
+    return Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_meta()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()  # [state, ppid, ...]: the name may hold spaces
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def test_a_small_train_job_publishes_a_version_and_shows_progress(
+    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+) -> None:
+    job_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=6), settings=settings
+    )
+    workers.start(queues.TRAINING_QUEUE)
+
+    progress_while_running: list[dict[str, Any]] = []
+
+    def finished() -> dict[str, Any] | None:
+        info = info_of(redis_conn, job_id)
+        if info["status"] == "started" and info["progress"]:
+            progress_while_running.append(info["progress"])
+        if info["status"] in ("finished", "failed"):
+            return info
+        return None
+
+    info = wait_for(finished, timeout=180, what="the training job", workers=workers)
+
+    assert info["status"] == "finished", workers.logs()
+    assert info["error"] is None
+    result = info["result"]
+    assert result["model"] == "tones:v1"
+    store = ModelStore(settings.model_store_path)
+    version = store.get("tones")  # "latest" moved to the new version
+    assert version.ref == "tones:v1"
+    assert result["sha256"] == version.sha256
+    metadata = version.metadata
+    assert metadata["model_type"] == "cat-uvac"
+    assert metadata["n_clusters"] == 2
+    assert metadata["hyperparameters"]["gru_hidden"] == 16
+    assert metadata["feature_config"]["n_mels"] == 16
+    assert metadata["seed"] == 0
+    manifest = DatasetStore(settings.datasets_path).get(dataset_id)
+    assert metadata["dataset"] == {
+        "id": dataset_id,
+        "digest": manifest.digest,
+        "files": 6,
+        "labels": ["high", "low"],
+    }
+    assert metadata["job_id"] == job_id
+    assert metadata["code_version"] and metadata["created_at"]
+    assert [record["epoch"] for record in metadata["training_history"]] == [1, 2, 3, 4, 5, 6]
+    assert not (settings.checkpoints_path / job_id).exists()
+
+    # Progress was visible while the job ran, epoch by epoch, with an estimate of time left.
+    assert progress_while_running, "no progress seen while the job was running"
+    epochs_seen = {progress["epoch"] for progress in progress_while_running}
+    assert epochs_seen <= set(range(1, 7)) and len(epochs_seen) >= 2, epochs_seen
+    assert all(progress["epochs"] == 6 for progress in progress_while_running)
+    assert any(progress["eta_seconds"] is not None for progress in progress_while_running)
+    assert info["progress"]["epoch"] == 6
+    assert info["progress"]["accuracy"] is not None  # the tones are labelled by folder
+
+
+def test_cancel_a_queued_job_and_a_running_one(
+    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+) -> None:
+    queued_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=2), settings=settings
+    )
+    assert queues.cancel_job(redis_conn, queued_id)["status"] == "canceled"
+
+    running_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=500), settings=settings
+    )
+    workers.start(queues.TRAINING_QUEUE)
+    wait_for(
+        lambda: (info_of(redis_conn, running_id)["progress"] or {}).get("epoch", 0) >= 1,
+        timeout=120,
+        what="the first epoch",
+        workers=workers,
+    )
+
+    asked = time.monotonic()
+    queues.cancel_job(redis_conn, running_id)
+    info = wait_for(
+        lambda: (
+            (i := info_of(redis_conn, running_id))["status"] in ("canceled", "finished", "failed")
+            and i
+        ),
+        timeout=30,
+        what="the cancellation",
+        workers=workers,
+    )
+    took = time.monotonic() - asked
+
+    assert info["status"] == "canceled", workers.logs()
+    assert took < 5, f"cancellation took {took:.1f} s"
+    assert info["progress"]["epoch"] < 500
+    # RQ's own record agrees once the worker has handled the return.
+    wait_for(
+        lambda: (
+            Job.fetch(running_id, connection=redis_conn, serializer=JSONSerializer)
+            .get_status()
+            .value
+            == "canceled"
+        ),
+        timeout=10,
+        what="RQ's canceled status",
+        workers=workers,
+    )
+    canceled, total = queues.list_jobs(redis_conn, status="canceled")
+    assert total == 2 and {item["id"] for item in canceled} == {queued_id, running_id}
+    with pytest.raises(NotFound):
+        ModelStore(settings.model_store_path).get("tones")
+    assert not (settings.checkpoints_path / running_id).exists()
+    assert "progress" not in meta_of(redis_conn, queued_id)  # the queued one never ran
+
+
+def test_sigkill_of_the_worker_mid_training_resumes_from_the_checkpoint(
+    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+) -> None:
+    epochs = 40
+    job_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=epochs), settings=settings
+    )
+    first = workers.start(queues.TRAINING_QUEUE)
+    checkpoint = settings.checkpoints_path / job_id / "checkpoint.json"
+
+    def two_epochs_checkpointed() -> int:
+        progress = info_of(redis_conn, job_id)["progress"] or {}
+        if progress.get("epoch", 0) < 3 or not checkpoint.is_file():
+            return 0
+        return int(json.loads(checkpoint.read_text())["epoch"])
+
+    checkpointed_epoch = wait_for(
+        two_epochs_checkpointed, timeout=120, what="two checkpointed epochs", workers=workers
+    )
+    children = children_of(first.pid)  # the work horse (training) and RQ's scheduler
+    assert children, "the worker runs its job in a forked work horse"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert checkpointed_epoch >= 2
+    # No orphan trains on: the horse (and the scheduler) die with their worker.
+    wait_for(
+        lambda: not any(is_running(child) for child in children),
+        timeout=5,
+        what="the killed worker's children to die",
+        workers=workers,
+    )
+    assert info_of(redis_conn, job_id)["status"] == "started"  # nobody knows yet
+
+    workers.start(queues.TRAINING_QUEUE)
+    info = wait_for(
+        lambda: (i := info_of(redis_conn, job_id))["status"] in ("finished", "failed") and i,
+        timeout=180,
+        what="the resumed job",
+        workers=workers,
+    )
+
+    assert info["status"] == "finished", workers.logs()
+    meta = meta_of(redis_conn, job_id)
+    assert meta["resumes"] == 1
+    assert meta["resumed_from_epoch"] >= checkpointed_epoch >= 2
+    store = ModelStore(settings.model_store_path)
+    version = store.get("tones")
+    assert version.ref == info["result"]["model"] == "tones:v1"  # published once
+    assert version.metadata["resumed_from_epoch"] == meta["resumed_from_epoch"]
+    history = version.metadata["training_history"]
+    assert [record["epoch"] for record in history] == list(range(1, epochs + 1))
+
+
+def test_an_evaluation_job_writes_the_report_with_its_figures(
+    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+) -> None:
+    train_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=2), settings=settings
+    )
+    evaluate_id = queues.enqueue_evaluation(
+        redis_conn, {"model_ref": "tones@latest", "dataset_id": dataset_id}, settings=settings
+    )
+    # One worker per queue, as deployed; evaluation waits for the model to exist.
+    workers.start(queues.TRAINING_QUEUE)
+    wait_for(
+        lambda: info_of(redis_conn, train_id)["status"] in ("finished", "failed"),
+        timeout=180,
+        what="the training job",
+        workers=workers,
+    )
+    workers.start(queues.EVALUATION_QUEUE)
+    info = wait_for(
+        lambda: (i := info_of(redis_conn, evaluate_id))["status"] in ("finished", "failed") and i,
+        timeout=180,
+        what="the evaluation job",
+        workers=workers,
+    )
+
+    assert info["status"] == "finished", workers.logs()
+    summary = info["result"]["report"]
+    assert info["result"]["model"] == "tones:v1"
+    assert summary["n_clips"] == 6
+    assert 0.5 <= summary["accuracy"] <= 1.0
+    report_dir = ModelStore(settings.model_store_path).report_path("tones:v1")
+    assert report_dir is not None
+    names = {path.name for path in report_dir.iterdir()}
+    figures = {"latent_map.png", "cluster_sizes.png", "confusion_matrix.png", "training_curves.png"}
+    assert names == {"report.json", "index.html", *figures}
+    for figure in figures:
+        assert (report_dir / figure).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    report = json.loads((report_dir / "report.json").read_text())
+    assert [row["method"] for row in report["rows"]] == [
+        "cat-uvac",
+        "K-means (same features)",
+        "labels as clusters",
+    ]
+    assert len(report["clips"]) == 6
+    page = (report_dir / "index.html").read_text()
+    assert all(f'src="{figure}"' in page for figure in figures)
