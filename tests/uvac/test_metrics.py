@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 
+import uvac.metrics
 from uvac.metrics import (
     cluster_label_mapping,
     cluster_sizes,
@@ -171,3 +173,8 @@ def test_mismatched_lengths_and_empty_inputs_raise_value_error() -> None:
         nmi([], [])
     with pytest.raises(ValueError, match="one-dimensional"):
         nmi(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_docstring_examples_hold() -> None:
+    results = doctest.testmod(uvac.metrics)
+    assert results.attempted > 0 and results.failed == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 
+import uvac.tables
 from uvac.tables import TableRow, render_table, render_titled_table
 
 ROWS = [
@@ -80,3 +83,8 @@ def test_titled_table_and_unknown_style() -> None:
     assert render_titled_table(ROWS, title="t", style="plain").startswith("t\n\nData set")
     with pytest.raises(ValueError, match="style"):
         render_table(ROWS, style="html")  # type: ignore[arg-type]
+
+
+def test_docstring_examples_hold() -> None:
+    results = doctest.testmod(uvac.tables)
+    assert results.attempted > 0 and results.failed == 0
