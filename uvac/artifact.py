@@ -154,10 +154,10 @@ def load_trained_model(directory: Path) -> TrainedModel:
         )
     except ValueError as error:
         raise ArtifactError(f"{WEIGHTS_FILE}: invalid normalisation statistics: {error}") from error
-    if norm_stats.n_mels != feature_config.n_mels:
+    if norm_stats.n_mels != feature_config.feature_bins:
         raise ArtifactError(
-            f"{WEIGHTS_FILE}: normalisation statistics have {norm_stats.n_mels} mel bins, "
-            f"the feature config {feature_config.n_mels}"
+            f"{WEIGHTS_FILE}: normalisation statistics have {norm_stats.n_mels} feature bins, "
+            f"the feature config {feature_config.feature_bins}"
         )
 
     model = _build(document)
@@ -240,11 +240,12 @@ def _build(document: Mapping[str, Any]) -> ClusterModel:
 
 
 def _check_model_matches_features(model: ClusterModel, feature_config: FeatureConfig) -> None:
-    n_mels = getattr(model, "n_mels", feature_config.n_mels)
-    if n_mels != feature_config.n_mels:
+    # The models' n_mels is the feature bins per frame: mel bins, or cepstral coefficients.
+    n_bins = getattr(model, "n_mels", feature_config.feature_bins)
+    if n_bins != feature_config.feature_bins:
         raise ArtifactError(
-            f"{MODEL_JSON}: the model takes {n_mels} mel bins, the feature config gives "
-            f"{feature_config.n_mels}"
+            f"{MODEL_JSON}: the model takes {n_bins} feature bins, the feature config gives "
+            f"{feature_config.feature_bins}"
         )
     n_frames = getattr(model, "n_frames", None)
     if n_frames is not None and n_frames != feature_config.frames_per_window:
