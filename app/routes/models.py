@@ -43,15 +43,37 @@ _MEDIA_TYPES = {
 _REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
 
+_EVALUATION_KEYS = ("n_clips", "accuracy", "nmi", "clusters_used")
+
+
 def _metrics_of(version: StoredVersion, report_dir: FilePath | None) -> dict[str, Any] | None:
-    metrics = version.metadata.get("metrics")
-    if isinstance(metrics, dict):
-        return metrics
-    if report_dir is not None and (report_dir / REPORT_FILE).is_file():
-        report = json.loads((report_dir / REPORT_FILE).read_text(encoding="utf-8"))
-        found = report.get("metrics") if isinstance(report, dict) else None
-        return found if isinstance(found, dict) else None
-    return None
+    """What is known of a version's quality: its final training numbers (metadata written at
+    publish) and the model row of its latest evaluation report (`report.json`)."""
+    metrics: dict[str, Any] = {}
+    training = version.metadata.get("training")
+    if isinstance(training, dict) and isinstance(training.get("final"), dict):
+        metrics["training"] = training["final"]
+    report = _read_report(report_dir)
+    if report is not None:
+        rows = report.get("rows")
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            evaluation = {key: rows[0].get(key) for key in _EVALUATION_KEYS}
+            dataset = report.get("dataset")
+            evaluation["dataset_id"] = dataset.get("id") if isinstance(dataset, dict) else None
+            metrics["evaluation"] = evaluation
+        elif isinstance(report.get("metrics"), dict):
+            metrics["evaluation"] = report["metrics"]
+    return metrics or None
+
+
+def _read_report(report_dir: FilePath | None) -> dict[str, Any] | None:
+    if report_dir is None or not (report_dir / REPORT_FILE).is_file():
+        return None
+    try:
+        document = json.loads((report_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a report being replaced or unreadable is not worth failing the view
+    return document if isinstance(document, dict) else None
 
 
 def version_public(

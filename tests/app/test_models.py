@@ -47,7 +47,7 @@ def test_one_version_with_metadata_aliases_and_metrics(
         files={"report.json": json.dumps({"metrics": {"nmi": 0.5}}).encode()},
     )
     body = client.get(f"/v1/models/scenes/versions/{served_version.version}").json()
-    assert body["metrics"] == {"nmi": 0.5} and body["has_report"] is True
+    assert body["metrics"] == {"evaluation": {"nmi": 0.5}} and body["has_report"] is True
     assert_problem(client.get("/v1/models/scenes/versions/9"), status=404, slug="model-not-found")
     assert_problem(client.get("/v1/models/scenes/versions/0"), status=422, slug="validation-error")
 
@@ -99,3 +99,33 @@ def test_promoting_a_new_alias(client: TestClient, store: ModelStore, served_ver
     response = client.put("/v1/models/scenes/aliases/staging", json={"version": 1})
     assert response.status_code == 200
     assert store.get("scenes@staging").version == 1
+
+
+def test_metrics_from_training_metadata_and_a_worker_report(
+    client: TestClient, store: ModelStore
+) -> None:
+    version = publish_tiny_model(
+        store,
+        seed=4,
+        alias=None,
+        metadata={"training": {"final": {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4}}},
+    )
+    report = {
+        "dataset": {"id": "ds_0123456789ab"},
+        "rows": [
+            {"method": "model", "n_clips": 20, "accuracy": 0.8, "nmi": 0.6, "clusters_used": 3},
+            {"method": "kmeans", "n_clips": 20, "accuracy": 0.5, "nmi": 0.3, "clusters_used": 3},
+        ],
+    }
+    store.write_report(version.ref, files={"report.json": json.dumps(report).encode()})
+    body = client.get(f"/v1/models/scenes/versions/{version.version}").json()
+    assert body["metrics"] == {
+        "training": {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4},
+        "evaluation": {
+            "n_clips": 20,
+            "accuracy": 0.8,
+            "nmi": 0.6,
+            "clusters_used": 3,
+            "dataset_id": "ds_0123456789ab",
+        },
+    }
