@@ -136,6 +136,7 @@ class RedisServer:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    appendfsync: str = "everysec"  # what docker-compose.yml configures
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -152,7 +153,7 @@ class RedisServer:
             "--port", str(self.port),
             "--dir", str(self.directory),
             "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--appendfsync", self.appendfsync,
             "--save", "",
         ]  # fmt: skip
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 (lives with the process)
