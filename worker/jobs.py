@@ -334,18 +334,28 @@ def run_evaluation(
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(str(params["dataset_id"]))
     items = dataset_items(datasets, manifest)
+    reporter = (
+        ProgressReporter(
+            job,
+            interval_seconds=settings.progress_interval_seconds,
+            cancel_poll_seconds=settings.cancel_poll_seconds,
+        )
+        if job is not None
+        else None
+    )
     _record(job, {"phase": "evaluating"})
-
     started = time.monotonic()
     last_write = [0.0]
 
     def progress(done: int, total: int) -> None:
+        # Asked after every clip: the cooperative cancellation point of an evaluation.
+        if reporter is not None and reporter.should_stop():
+            raise TrainingCancelled(f"evaluation cancelled after {done} of {total} clips")
         now = time.monotonic()
         if done != total and now - last_write[0] < settings.progress_interval_seconds:
             return
         last_write[0] = now
-        elapsed = now - started
-        eta = elapsed / done * (total - done) if done else None
+        eta = (now - started) / done * (total - done) if done else None
         _record(
             job,
             {
@@ -358,13 +368,18 @@ def run_evaluation(
             },
         )
 
-    rows = evaluate_with_baselines(
-        trained,
-        items,
-        batch_size=int(params.get("batch_size", 64)),
-        seed=int(params.get("seed", 0)),
-        progress=progress,
-    )
+    try:
+        rows = evaluate_with_baselines(
+            trained,
+            items,
+            batch_size=int(params.get("batch_size", 64)),
+            seed=int(params.get("seed", 0)),
+            progress=progress,
+        )
+    except TrainingCancelled as stop:
+        logger.info("job %s: %s", job and job.id, stop)
+        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
+        return {"canceled": True}
     _record(job, {"phase": "drawing"})
     files = build_report(
         rows=rows,

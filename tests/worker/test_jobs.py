@@ -1,8 +1,11 @@
-"""worker.jobs: the failure policy (retry only what may pass) with an in-process RQ worker."""
+"""worker.jobs: the failure policy (retry only what may pass, with an in-process RQ worker),
+parameter checks, and the re-run and early-cancel paths of a training job."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from redis import Redis
@@ -11,8 +14,12 @@ from rq.job import Job
 from rq.job import JobStatus as RqJobStatus
 from rq.serializers import JSONSerializer
 
+from tests.worker.audio_samples import write_tone_folder
 from worker import queues
 from worker.config import WorkerSettings, get_worker_settings
+from worker.datasets import DatasetStore
+from worker.jobs import InvalidJobParameters, run_training
+from worker.progress import update_job_meta
 
 
 @pytest.fixture
@@ -89,3 +96,72 @@ def test_transient_failures_are_retried_with_back_off(
         "message": "Redis went away",
     }
     assert "error" not in job.get_meta()
+
+
+# --- run_training with a stand-in for the engine --------------------------------------
+
+
+def never_train(*args: object, **kwargs: object) -> NoReturn:
+    raise AssertionError("the training function must not be called")
+
+
+def queued_training_job(redis_conn: Redis, settings: WorkerSettings, dataset_id: str) -> Job:
+    job_id = queues.enqueue_training(
+        redis_conn, {"dataset_id": dataset_id, "n_clusters": 2}, settings=settings
+    )
+    return Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+
+
+@pytest.fixture
+def dataset_id(settings: WorkerSettings, tmp_path: Path) -> str:
+    tones = write_tone_folder(tmp_path / "tones", per_class=1)
+    return DatasetStore(settings.datasets_path).register_folder(tones).id
+
+
+def test_a_rerun_after_publishing_returns_the_published_version(
+    redis_conn: Redis, settings: WorkerSettings, dataset_id: str
+) -> None:
+    job = queued_training_job(redis_conn, settings, dataset_id)
+    published = {"model": "tones:v4", "sha256": "a" * 64, "metrics": {}}
+    update_job_meta(job, {"published": published})
+
+    result = run_training(
+        {"dataset_id": dataset_id, "n_clusters": 2},
+        job=job,
+        settings=settings,
+        train_function=never_train,
+    )
+    assert result == published
+
+
+def test_a_cancel_that_arrived_while_queued_stops_before_training(
+    redis_conn: Redis, settings: WorkerSettings, dataset_id: str
+) -> None:
+    job = queued_training_job(redis_conn, settings, dataset_id)
+    update_job_meta(job, {"cancel_requested": True})
+
+    result = run_training(
+        {"dataset_id": dataset_id, "n_clusters": 2},
+        job=job,
+        settings=settings,
+        train_function=never_train,
+    )
+    assert result == {"canceled": True}
+    assert job.get_meta()["canceled"] is True
+    assert queues.job_status(job).value == "canceled"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_clusters": 2}, "missing job parameters: dataset_id"),
+        ({"dataset_id": "ds_0123456789ab", "n_clusters": 2, "model_type": "x"}, "model_type"),
+        ({"dataset_id": "ds_0123456789ab", "n_clusters": 1}, "n_clusters"),
+        ({"dataset_id": "ds_0123456789ab", "n_clusters": 2, "features": {"n_mels": 7}}, "n_mels"),
+    ],
+)
+def test_invalid_parameters_are_refused_before_any_work(
+    settings: WorkerSettings, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidJobParameters, match=message):
+        run_training(params, job=None, settings=settings, train_function=never_train)

@@ -199,6 +199,8 @@ def test_a_small_train_job_publishes_a_version_and_shows_progress(
     assert info["error"] is None
     result = info["result"]
     assert result["model"] == "tones:v1"
+    assert set(result["metrics"]) == {"loss", "accuracy", "nmi", "clusters_used"}
+    assert result["metrics"]["accuracy"] is not None
     store = ModelStore(settings.model_store_path)
     version = store.get("tones")  # "latest" moved to the new version
     assert version.ref == "tones:v1"
