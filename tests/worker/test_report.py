@@ -34,7 +34,7 @@ def model_row(*, labelled: bool) -> EvaluationReport:
     features = rng.normal(size=(n, 8)) + assignments[:, None] * 2.0
     labels: list[str | None] = [None] * n
     if labelled:
-        labels = ["low"] * 5 + ["high"] * 7  # one "high" clip sits in cluster 0
+        labels = [*(["low"] * 5), *(["high"] * 7)]  # one "high" clip sits in cluster 0
     return EvaluationReport(
         method="cat-uvac",
         model_type="cat-uvac",
