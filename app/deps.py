@@ -1,5 +1,9 @@
 """`Annotated` dependency aliases: a route's signature says what it needs.
 
+The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+dependency in its thread pool, and a thread hop per dependency would cost more than the
+whole forward pass of a short clip.
+
 Authentication lives here too: when `settings.api_keys` is non-empty every business route
 requires a key, in `X-API-Key` or as `Authorization: Bearer <key>`; no key is 401, an
 unknown key 403. Health, metrics and the docs are not behind it.
@@ -25,7 +29,7 @@ from model_store import ModelStore
 from worker.datasets import DatasetStore
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -33,31 +37,31 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings_of_app(services: ServicesDep) -> Settings:
+async def get_settings_of_app(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_model_store(services: ServicesDep) -> ModelStore:
+async def get_model_store(services: ServicesDep) -> ModelStore:
     return services.store
 
 
-def get_model_holder(services: ServicesDep) -> ModelHolder:
+async def get_model_holder(services: ServicesDep) -> ModelHolder:
     return services.holder
 
 
-def get_batcher(services: ServicesDep) -> MicroBatcher:
+async def get_batcher(services: ServicesDep) -> MicroBatcher:
     return services.batcher
 
 
-def get_dataset_store(services: ServicesDep) -> DatasetStore:
+async def get_dataset_store(services: ServicesDep) -> DatasetStore:
     return services.datasets
 
 
-def get_redis(services: ServicesDep) -> redis.Redis:
+async def get_redis(services: ServicesDep) -> redis.Redis:
     return services.redis
 
 
-def get_metrics(services: ServicesDep) -> AppMetrics:
+async def get_metrics(services: ServicesDep) -> AppMetrics:
     return services.metrics
 
 
@@ -75,7 +79,7 @@ _api_key_header = APIKeyHeader(
 _bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
