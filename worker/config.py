@@ -97,11 +97,6 @@ class WorkerSettings(BaseSettings):
         assert self.checkpoints_dir is not None
         return self.checkpoints_dir
 
-    @property
-    def heartbeat_ttl(self) -> int:
-        """Seconds after its last heartbeat at which a running job counts as abandoned."""
-        return self.worker_monitor_interval + self.worker_heartbeat_grace
-
 
 @lru_cache(maxsize=1)
 def get_worker_settings() -> WorkerSettings:

@@ -234,6 +234,12 @@ def run_training(
         _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         _remove_checkpoints(checkpoint_dir)
         return {"canceled": True}
+    except Exception as error:
+        # A retry (transient failure) resumes from the checkpoints; a final failure leaves
+        # nothing that will ever be resumed.
+        if not isinstance(error, TRANSIENT_ERRORS):
+            _remove_checkpoints(checkpoint_dir)
+        raise
     _record(job, {"published": result, "phase": "done"})
     _remove_checkpoints(checkpoint_dir)
     return result

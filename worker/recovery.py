@@ -21,6 +21,7 @@ lock, which also keeps RQ's registry cleanup from handling the same job concurre
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -165,6 +166,8 @@ def _resume_or_give_up(
             with queue.connection.pipeline() as pipeline:
                 record_job_failure(job, message, pipeline)
                 pipeline.execute()
+        # Nothing will resume this job any more.
+        shutil.rmtree(settings.checkpoints_path / job.id, ignore_errors=True)
         report.given_up.append(job.id)
         logger.error("job %s: %s", job.id, message)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import redis
 from redis import Redis
 from rq import SimpleWorker
 from rq.job import Job
@@ -165,3 +166,31 @@ def test_invalid_parameters_are_refused_before_any_work(
 ) -> None:
     with pytest.raises(InvalidJobParameters, match=message):
         run_training(params, job=None, settings=settings, train_function=never_train)
+
+
+@pytest.mark.parametrize(
+    ("failure", "checkpoints_kept"),
+    [(ValueError("bad data"), False), (redis.ConnectionError("Redis went away"), True)],
+)
+def test_checkpoints_are_kept_only_for_a_retry(
+    redis_conn: Redis,
+    settings: WorkerSettings,
+    dataset_id: str,
+    failure: Exception,
+    checkpoints_kept: bool,
+) -> None:
+    job = queued_training_job(redis_conn, settings, dataset_id)
+
+    def fail_after_a_checkpoint(*args: object, checkpoint_dir: Path, **kwargs: object) -> NoReturn:
+        checkpoint_dir.mkdir(parents=True)
+        (checkpoint_dir / "checkpoint.json").write_text("{}")
+        raise failure
+
+    with pytest.raises(type(failure)):
+        run_training(
+            {"dataset_id": dataset_id, "n_clusters": 2},
+            job=job,
+            settings=settings,
+            train_function=fail_after_a_checkpoint,
+        )
+    assert (settings.checkpoints_path / job.id).exists() is checkpoints_kept

@@ -72,6 +72,9 @@ def test_a_live_heartbeat_is_left_alone(redis_conn: Redis, settings: WorkerSetti
 def test_resumes_are_capped(redis_conn: Redis, settings: WorkerSettings) -> None:
     job = start_and_abandon(redis_conn, settings, heartbeat_age=5)
     update_job_meta(job, {"resumes": settings.max_resumes})
+    checkpoints = settings.checkpoints_path / job.id
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "checkpoint.json").write_text("{}")
 
     report = sweep_abandoned_jobs(redis_conn, settings=settings)
 
@@ -81,6 +84,7 @@ def test_resumes_are_capped(redis_conn: Redis, settings: WorkerSettings) -> None
     assert info["status"] == "failed"
     assert info["error"]["type"] == "WorkerLost"
     assert "giving up" in info["error"]["message"]
+    assert not checkpoints.exists()
     assert sweep_abandoned_jobs(redis_conn, settings=settings).requeued == []
 
 
