@@ -45,6 +45,7 @@ class FuzzReport:
     child_rss_after_import_mb: float = 0.0
     slowest_case_ms: float = 0.0
     slowest_case: str = ""
+    memory_hungry: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     memory_cap_mb: int = 0
     batch_timeout_s: float = 0.0
@@ -61,6 +62,9 @@ class FuzzReport:
             "child_rss_after_import_mb": round(self.child_rss_after_import_mb, 1),
             "slowest_case_ms": round(self.slowest_case_ms, 1),
             "slowest_case": self.slowest_case,
+            "cases_that_raised_peak_rss": sorted(
+                self.memory_hungry, key=lambda case: -case["peak_jump_mb"]
+            )[:5],
             "seconds": round(self.seconds, 1),
             "memory_cap_mb_above_baseline": self.memory_cap_mb,
             "batch_timeout_s": self.batch_timeout_s,
@@ -115,6 +119,7 @@ def _child_main(arguments: argparse.Namespace) -> int:
     print(json.dumps({"ready": True, "rss_kb": _status_kb("VmRSS")}), flush=True)
 
     crash_dir = Path(arguments.crash_dir) if arguments.crash_dir else None
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for index in range(arguments.start, arguments.stop):
         case = make_case(index, seed=arguments.seed, bases=bases)
         if crash_dir is not None:
@@ -140,6 +145,10 @@ def _child_main(arguments: argparse.Namespace) -> int:
             if problem is not None:
                 line["error"] = f"contract: {problem}"
         line["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        new_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if new_peak_kb - peak_kb > 16 * 1024:  # this case raised the peak noticeably
+            line["peak_jump_mb"] = round((new_peak_kb - peak_kb) / 1024, 1)
+        peak_kb = max(peak_kb, new_peak_kb)
         if crash_dir is not None and line["outcome"] != "crash":
             pending.unlink(missing_ok=True)
         print(json.dumps(line), flush=True)
@@ -260,6 +269,14 @@ def run_fuzz(
             if line["ms"] > report.slowest_case_ms:
                 report.slowest_case_ms = line["ms"]
                 report.slowest_case = _describe(line["i"], seed=seed)["description"]
+            if "peak_jump_mb" in line:
+                report.memory_hungry.append(
+                    {
+                        **_describe(line["i"], seed=seed),
+                        "peak_jump_mb": line["peak_jump_mb"],
+                        "outcome": line["outcome"],
+                    }
+                )
             if line["outcome"] == "crash":
                 report.crashes.append(
                     {
