@@ -111,9 +111,12 @@ def list_models(store: ModelStoreDep) -> ModelList:
 )
 def list_versions(name: ModelNamePath, store: ModelStoreDep, page: PageDep) -> ModelVersionList:
     versions, total = store.list_versions(name, offset=page.offset, limit=page.limit)
-    return ModelVersionList(
-        data=[version_public(version, with_metrics=False) for version in versions], count=total
-    )
+    # Metrics (which mean reading each report) are on the single-version route only.
+    data = [
+        version_public(version, report_dir=store.report_path(version.ref), with_metrics=False)
+        for version in versions
+    ]
+    return ModelVersionList(data=data, count=total)
 
 
 @router.get(

@@ -31,6 +31,10 @@ def test_versions_are_paginated_newest_first(client: TestClient, store: ModelSto
     rest = client.get("/v1/models/scenes/versions", params={"offset": 2, "limit": 2}).json()
     assert [item["version"] for item in rest["data"]] == [2, 1]
     assert_problem(client.get("/v1/models/nothing/versions"), status=404, slug="model-not-found")
+    store.write_report("scenes:v3", files={"report.json": b"{}"})
+    listed = client.get("/v1/models/scenes/versions").json()["data"]
+    assert [item["has_report"] for item in listed] == [False, True, False, False]
+    assert all(item["metrics"] is None for item in listed)
 
 
 def test_one_version_with_metadata_aliases_and_metrics(
