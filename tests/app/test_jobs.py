@@ -190,3 +190,23 @@ def test_train_with_redis_down_is_503(tmp_path: Path, served_version, redis_db) 
         response = client.post("/v1/train", json=_train_body(dataset))
         assert_problem(response, status=503, slug="redis-unavailable")
         assert response.headers["retry-after"] == "5"
+
+
+def test_idempotency_keys_are_scoped_per_api_key(
+    tmp_path: Path, redis_db: redis.Redis, served_version
+) -> None:
+    settings = make_settings(tmp_path, api_keys="alice-key,bob-key")
+    source = tmp_path / "recordings" / "tone"
+    source.mkdir(parents=True)
+    (source / "a.wav").write_bytes(tone_wav(0.5))
+    dataset = DatasetStore(settings.datasets_path).register_folder(source.parent).id
+    with TestClient(create_app(settings)) as client:
+        jobs = [
+            client.post(
+                "/v1/train",
+                json=_train_body(dataset),
+                headers={"X-API-Key": key, "Idempotency-Key": "same-key"},
+            ).json()["id"]
+            for key in ("alice-key", "bob-key", "alice-key")
+        ]
+    assert jobs[0] == jobs[2] != jobs[1]
