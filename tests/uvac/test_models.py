@@ -9,7 +9,7 @@ import torch
 
 from uvac.models import MODEL_TYPES, CatUVAC, GmmUVAC, KMeansClusterer, build_model
 from uvac.models.cat_uvac import categorical_kl_to_uniform, gaussian_kl_to_standard_normal
-from uvac.models.layers import masked_reconstruction_bce, masked_time_mean
+from uvac.models.layers import BroadcastConv2d, masked_reconstruction_bce, masked_time_mean
 
 SMALL = {"conv_channels": [4, 8, 8, 16], "gru_hidden": 16, "deconv_channels": [8, 8, 4]}
 
@@ -206,3 +206,12 @@ def test_bf16_autocast_forward_runs_on_cpu() -> None:
         parts = model.loss(x, temperature=1.0, lambda_kl=0.5)
     assert parts.total.dtype == torch.float32 and torch.isfinite(parts.total)
     parts.total.backward()
+
+
+def test_broadcast_convolution_equals_the_concatenated_convolution() -> None:
+    layer = BroadcastConv2d(in_channels=1, broadcast_channels=3, out_channels=5)
+    x = torch.rand(2, 1, 16, 32)
+    y = torch.softmax(torch.randn(2, 3), dim=1)
+    maps = torch.cat([x, y[:, :, None, None].expand(2, 3, 16, 32)], dim=1)  # (B, 1 + K, T, M)
+    expected = torch.nn.functional.conv2d(maps, layer.weight, stride=2, padding=3)
+    assert torch.allclose(layer(x, y), expected, atol=1e-5)

@@ -123,7 +123,11 @@ class CatUVAC(VariationalClusterModel):
         )
         self.h_encoder = ConvRecurrentEncoder(in_channels=1, **encoder_args)  # type: ignore[arg-type]
         self.h_head = nn.Linear(gru_hidden, n_clusters)
-        self.f_encoder = ConvRecurrentEncoder(in_channels=1 + n_clusters, **encoder_args)  # type: ignore[arg-type]
+        self.f_encoder = ConvRecurrentEncoder(
+            in_channels=1,
+            broadcast_channels=n_clusters,
+            **encoder_args,  # type: ignore[arg-type]
+        )
         self.f_head = nn.Linear(gru_hidden, 2 * self.latent_dim)
         self.g_decoder = TransposedConvDecoder(
             in_channels=1 + n_clusters, channels=self.deconv_channels
@@ -167,7 +171,6 @@ class CatUVAC(VariationalClusterModel):
         check_features(x, mask, n_mels=self.n_mels)
         batch, _, n_frames, n_mels = x.shape
         x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
-        _, _, frames_padded, mels_padded = x_padded.shape
 
         logits = self._cluster_logits(x_padded, mask_padded).float()  # (B, K)
         probabilities = torch.softmax(logits, dim=1)  # (B, K)
@@ -177,10 +180,9 @@ class CatUVAC(VariationalClusterModel):
             y = probabilities
         y = y.to(x_padded.dtype)
 
-        # f(x, y): y broadcast over time and frequency as K extra channels.
-        y_maps = y[:, :, None, None].expand(batch, self._n_clusters, frames_padded, mels_padded)
-        f_input = torch.cat([x_padded, y_maps], dim=1)  # (B, 1 + K, Tp, Mp)
-        z_params = self.f_head(self.f_encoder(f_input)).float()  # (B, S, 2 d_z)
+        # f(x, y): y broadcast over time and frequency as K extra input channels (computed
+        # without materialising them, see BroadcastConv2d).
+        z_params = self.f_head(self.f_encoder(x_padded, y)).float()  # (B, S, 2 d_z)
         z_mean, z_logvar = z_params.chunk(2, dim=2)  # (B, S, d_z) each
         if self.training:
             z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)

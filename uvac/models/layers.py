@@ -9,6 +9,7 @@ padded frames carry mask 0 and never enter a loss.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -94,6 +95,45 @@ def masked_reconstruction_bce(logits: Tensor, target: Tensor, mask: Tensor) -> T
     return (per_frame * mask).sum(dim=1) / active * n_frames  # (B,)
 
 
+class BroadcastConv2d(nn.Module):
+    """The paper's first convolution over ``cat([x, v broadcast to every pixel], channels)``,
+    computed without building the broadcast maps.
+
+    A vector ``v (B, K)`` broadcast over a ``(Tp, Mp)`` grid contributes
+    ``sum_k v_k * conv(ones, W_k)`` to the output, where ``conv(ones, W_k)`` (one map per k and
+    output channel, zero padding included) does not depend on the batch. So the layer convolves
+    only the ``C_in`` real channels and adds an einsum, exactly equal to the concatenated
+    convolution but without its K extra input channels: for f with K = 10 that removed about a
+    fifth of a training step's time. The weight has the concatenated layer's shape
+    ``(C_out, C_in + K, 8, 8)``.
+    """
+
+    def __init__(self, in_channels: int, broadcast_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.broadcast_channels = broadcast_channels
+        self.weight = nn.Parameter(
+            nn.Conv2d(in_channels + broadcast_channels, out_channels, KERNEL, bias=False).weight
+        )  # (C_out, C_in + K, 8, 8), initialised like the concatenated Conv2d
+
+    def forward(self, x: Tensor, vector: Tensor | None = None) -> Tensor:
+        weight = self.weight
+        x_weight = weight[:, : self.in_channels]  # (C_out, C_in, 8, 8)
+        out = F.conv2d(x, x_weight, stride=STRIDE, padding=PADDING)  # (B, C_out, Tp/2, Mp/2)
+        if self.broadcast_channels == 0:
+            return out
+        if vector is None or vector.shape[1] != self.broadcast_channels:
+            raise ValueError(f"expected a (B, {self.broadcast_channels}) vector to broadcast")
+        out_channels = weight.shape[0]
+        k = self.broadcast_channels
+        per_k = weight[:, self.in_channels :].transpose(0, 1)  # (K, C_out, 8, 8)
+        per_k = per_k.reshape(k * out_channels, 1, KERNEL, KERNEL)
+        ones = x.new_ones(1, 1, x.shape[2], x.shape[3])  # (1, 1, Tp, Mp)
+        response = F.conv2d(ones, per_k, stride=STRIDE, padding=PADDING)  # (1, K C_out, ., .)
+        response = response.reshape(k, out_channels, out.shape[2], out.shape[3])
+        return out + torch.einsum("bk,kchw->bchw", vector.to(response.dtype), response)
+
+
 def _conv_stage(in_channels: int, out_channels: int) -> nn.Sequential:
     # No conv bias: the batch norm right after it has its own shift.
     return nn.Sequential(
@@ -106,14 +146,16 @@ def _conv_stage(in_channels: int, out_channels: int) -> nn.Sequential:
 class ConvRecurrentEncoder(nn.Module):
     """Four conv stages (each Conv2d + BatchNorm2d + ReLU), then a GRU over time.
 
-    ``(B, C_in, Tp, Mp)`` -> ``(B, Tp / 16, hidden)``: frequency is folded into the GRU's
-    features (``channels[-1] * Mp / 16`` per step).
+    ``(B, C_in, Tp, Mp)`` (plus, with ``broadcast_channels`` K > 0, a vector ``(B, K)`` that
+    the first convolution sees as K constant channels) -> ``(B, Tp / 16, hidden)``: frequency is
+    folded into the GRU's features (``channels[-1] * Mp / 16`` per step).
     """
 
     def __init__(
         self,
         *,
         in_channels: int,
+        broadcast_channels: int = 0,
         n_mels_padded: int,
         channels: Sequence[int],
         gru_hidden: int,
@@ -124,12 +166,11 @@ class ConvRecurrentEncoder(nn.Module):
             raise ValueError(f"the encoder has four conv stages, got channels={channels}")
         if n_mels_padded % BLOCK:
             raise ValueError(f"n_mels_padded must be a multiple of {BLOCK}")
-        stages = []
-        previous = in_channels
-        for width in channels:
-            stages.append(_conv_stage(previous, width))
-            previous = width
-        self.convs = nn.Sequential(*stages)
+        self.first_conv = BroadcastConv2d(in_channels, broadcast_channels, channels[0])
+        self.first_activation = nn.Sequential(nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))
+        self.convs = nn.Sequential(
+            *(_conv_stage(previous, width) for previous, width in itertools.pairwise(channels))
+        )
         self.gru = nn.GRU(
             input_size=channels[-1] * (n_mels_padded // BLOCK),
             hidden_size=gru_hidden,
@@ -137,8 +178,9 @@ class ConvRecurrentEncoder(nn.Module):
             batch_first=True,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        maps = self.convs(x)  # (B, C, S, Mb) with S = Tp/16, Mb = Mp/16
+    def forward(self, x: Tensor, vector: Tensor | None = None) -> Tensor:
+        maps = self.first_activation(self.first_conv(x, vector))  # (B, C0, Tp/2, Mp/2)
+        maps = self.convs(maps)  # (B, C, S, Mb) with S = Tp/16, Mb = Mp/16
         batch, channels, steps, mel_blocks = maps.shape
         sequence = maps.permute(0, 2, 1, 3).reshape(batch, steps, channels * mel_blocks)
         outputs, _ = self.gru(sequence)  # (B, S, hidden)
