@@ -45,7 +45,7 @@ from uvac.checkpoint import (
     save_checkpoint,
 )
 from uvac.device import resolve_device
-from uvac.errors import TrainingCancelled
+from uvac.errors import DatasetError, TrainingCancelled
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
 from uvac.models.base import VariationalClusterModel
 from uvac.models.kmeans import KMeansClusterer
@@ -292,7 +292,10 @@ def _check_training_data(
     if labels is not None and len(labels) != n_windows:
         raise ValueError(f"{len(labels)} labels for {n_windows} windows")
     if n_windows < config.n_clusters:
-        raise ValueError(f"{n_windows} training windows cannot fill {config.n_clusters} clusters")
+        raise DatasetError(
+            f"the data set gives {n_windows} training windows, fewer than the "
+            f"{config.n_clusters} clusters asked for"
+        )
 
 
 def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:

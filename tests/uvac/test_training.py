@@ -300,6 +300,12 @@ def test_train_model_without_usable_recordings(tmp_path: Path) -> None:
         )
 
 
+def test_fewer_windows_than_clusters_is_a_dataset_error() -> None:
+    features, mask, _ = three_bands(per_class=1)
+    with pytest.raises(DatasetError, match="fewer than the 5 clusters"):
+        train_on_features(features, mask, config=config(n_clusters=5))
+
+
 def test_train_model_cancelled_while_loading(tmp_path: Path) -> None:
     items = [_write_tone(tmp_path / "a.wav", 440.0, 0.5, 0)]
     with pytest.raises(TrainingCancelled):
