@@ -11,7 +11,8 @@ parameters, undecodable audio, a bug) fails at once: the job records ``meta["err
 Training writes its checkpoints to ``UVAC_CHECKPOINTS_DIR/<job id>``; a re-run of the same job
 (after its worker was killed, see `worker.recovery`) continues from there. A run that was
 asked to stop returns ``{"canceled": true}`` and publishes nothing; the worker then marks the
-job canceled.
+job canceled. A run stopped because its worker is shutting down returns
+``{"interrupted": true}`` and keeps its checkpoints; the worker puts it back on its queue.
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ def run_training(
             checkpoint_dir=checkpoint_dir,
             dataset_digest=manifest.digest,
         )
-        # A request that arrived during the last batches still wins over publishing.
-        if reporter is not None and reporter.should_stop():
+        # A cancel that arrived during the last batches still wins over publishing (a
+        # shutdown does not: publishing takes a moment, a re-run would redo it).
+        if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise TrainingCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
         _record(job, {"phase": "publishing"})
@@ -230,6 +232,8 @@ def run_training(
             train_seconds=time.monotonic() - started,
         )
     except TrainingCancelled as stop:
+        if reporter is not None and reporter.interrupted:
+            return _interrupted(job)  # the checkpoints stay: the next run resumes from them
         logger.info("job %s: %s", job and job.id, stop)
         _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         _remove_checkpoints(checkpoint_dir)
@@ -304,6 +308,13 @@ def _publish(
     metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
     logger.info("job %s published %s", job and job.id, version.ref)
     return {"model": version.ref, "sha256": version.sha256, "metrics": metrics}
+
+
+def _interrupted(job: Job | None) -> dict[str, Any]:
+    """Stopped for a worker shutdown: the worker puts the job back on its queue."""
+    logger.info("job %s: stopped for a worker shutdown; it will run again", job and job.id)
+    _record(job, {"interrupted": True, "interrupted_at": utc_now_iso(), "phase": "interrupted"})
+    return {"interrupted": True}
 
 
 def _remove_checkpoints(checkpoint_dir: Path | None) -> None:
@@ -383,6 +394,8 @@ def run_evaluation(
             progress=progress,
         )
     except TrainingCancelled as stop:
+        if reporter is not None and reporter.interrupted:
+            return _interrupted(job)
         logger.info("job %s: %s", job and job.id, stop)
         _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         return {"canceled": True}

@@ -109,6 +109,10 @@ def progress_document(progress: TrainProgressLike) -> dict[str, Any]:
 class ProgressReporter:
     """The training loop's ``progress`` and ``should_stop`` callbacks for one RQ job.
 
+    ``should_stop`` answers True for a cancel request (``meta["cancel_requested"]``, set by
+    the API) and for an interrupt (``meta["interrupt_requested"]``, set by the job's worker
+    when it is asked to shut down, so the job can go back to its queue at once).
+
     Progress reaches Redis at every epoch end and otherwise at most every
     ``interval_seconds``. ``should_stop`` is asked before every batch, so it reads the cancel
     flag from Redis at most every ``cancel_poll_seconds`` and answers from memory in between.
@@ -131,6 +135,7 @@ class ProgressReporter:
         self._last_write: float | None = None
         self._last_poll: float | None = None
         self._cancel_requested = False
+        self._interrupt_requested = False
         self._first_report = True
         self.resumed_from_epoch: int | None = None
 
@@ -157,25 +162,42 @@ class ProgressReporter:
         except redis.RedisError as error:
             logger.warning("job %s: progress not written (%s); will retry", self.job.id, error)
             return False
-        self._cancel_requested = bool(meta.get("cancel_requested"))
+        self._read_flags(meta)
         return True
 
     # -- cancellation ---------------------------------------------------------------------
 
+    def _read_flags(self, meta: Mapping[str, Any]) -> None:
+        self._cancel_requested = bool(meta.get("cancel_requested"))
+        self._interrupt_requested = bool(meta.get("interrupt_requested"))
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped because the worker is shutting down (the job goes back to its queue),
+        not because someone cancelled it. Reads the flags afresh: a cancel that arrived
+        after the interrupt still wins."""
+        self._poll()
+        return self._interrupt_requested and not self._cancel_requested
+
+    def _poll(self) -> None:
+        try:
+            raw = cast(bytes | None, self.job.connection.hget(self.job.key, "meta"))
+        except redis.RedisError as error:
+            logger.warning("job %s: cancel flag not read (%s)", self.job.id, error)
+            return
+        self._read_flags(self.job.serializer.loads(raw) if raw else {})
+
     def should_stop(self) -> bool:
-        if self._cancel_requested:
+        """True once the job was cancelled, or its worker asked it to stop for a shutdown."""
+        if self._cancel_requested or self._interrupt_requested:
             return True
         now = self.clock()
         if self._last_poll is not None and now - self._last_poll < self.cancel_poll_seconds:
             return False
         self._last_poll = now
-        try:
-            raw = cast(bytes | None, self.job.connection.hget(self.job.key, "meta"))
-        except redis.RedisError as error:
-            logger.warning("job %s: cancel flag not read (%s)", self.job.id, error)
-            return False
-        meta = self.job.serializer.loads(raw) if raw else {}
-        self._cancel_requested = bool(meta.get("cancel_requested"))
+        self._poll()
         if self._cancel_requested:
             logger.info("job %s: cancellation requested", self.job.id)
-        return self._cancel_requested
+        elif self._interrupt_requested:
+            logger.info("job %s: its worker is shutting down; stopping at this batch", self.job.id)
+        return self._cancel_requested or self._interrupt_requested

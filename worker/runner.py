@@ -10,6 +10,9 @@
    (``PR_SET_PDEATHSIG``, installed by `tie_children_to_this_process`).
 3. A training run that stopped on a cancel request returns normally (so it is not failed or
    retried); once RQ has recorded that, the job is marked canceled.
+4. A warm shutdown (SIGTERM, as ``docker stop`` sends) does not wait for hours of training:
+   the running job is asked to stop at its next batch, returns ``{"interrupted": true}``
+   with its checkpoints kept, and goes back to the front of its queue for another worker.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from typing import Any
 
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
-from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.job import Job, JobStatus
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
+from rq.worker import WorkerStatus
+
+from worker.progress import update_job_meta
 
 __all__ = ["UvacWorker", "tie_children_to_this_process"]
 
@@ -91,8 +97,37 @@ class UvacWorker(Worker):
         execution: Any,
     ) -> None:
         super().handle_job_success(job, queue, started_job_registry, execution)
-        if job.meta.get("canceled"):
+        if job.meta.get("interrupted"):
+            self._requeue_interrupted(job, queue)
+        elif job.meta.get("canceled"):
             # InvalidJobOperation: the API's own cancel got there first; canceled either way.
             with contextlib.suppress(InvalidJobOperation):
                 job.cancel()
             logger.info("job %s stopped on request and marked canceled", job.id)
+
+    def handle_warm_shutdown_request(self) -> None:
+        """Ask the running job (if any) to stop at its next batch and go back to its queue."""
+        super().handle_warm_shutdown_request()
+        job_id = self.get_current_job_id()
+        if job_id is None or self.get_state() != WorkerStatus.BUSY:
+            return
+        job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        if job.get_status() != JobStatus.STARTED:  # a finished job's id can linger
+            return
+        update_job_meta(job, {"interrupt_requested": True})
+        logger.info("worker %s shutting down: asked job %s to stop and requeue", self.name, job_id)
+
+    def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
+        handoffs = int(job.meta.get("handoffs", 0)) + 1
+        update_job_meta(
+            job, {"interrupted": False, "interrupt_requested": False, "handoffs": handoffs}
+        )
+        FinishedJobRegistry(
+            queue.name, connection=self.connection, serializer=self.serializer
+        ).remove(job)
+        job.started_at = None
+        job.ended_at = None
+        queue.enqueue_job(job, at_front=True)
+        logger.info(
+            "job %s back on %s after a worker shutdown (handoff %d)", job.id, queue.name, handoffs
+        )

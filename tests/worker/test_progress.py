@@ -138,3 +138,19 @@ def test_a_redis_outage_does_not_break_the_training_loop(
     reporter(FakeProgress(epoch=1))  # logged, not raised
     assert reporter.should_stop() is False
     assert reporter.write({"x": 1}) is False
+
+
+def test_an_interrupt_stops_the_run_and_is_told_apart_from_a_cancel(
+    redis_conn: Redis, settings: WorkerSettings
+) -> None:
+    job = new_job(redis_conn, settings)
+    reporter = ProgressReporter(job, interval_seconds=2.0, cancel_poll_seconds=0.0)
+    assert reporter.should_stop() is False and reporter.interrupted is False
+
+    update_job_meta(job, {"interrupt_requested": True})
+    assert reporter.should_stop() is True
+    assert reporter.interrupted is True
+
+    update_job_meta(job, {"cancel_requested": True})  # a cancel wins: no requeue
+    assert reporter.should_stop() is True
+    assert reporter.interrupted is False

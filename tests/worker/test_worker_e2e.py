@@ -288,6 +288,24 @@ def test_cancel_a_queued_job_and_a_running_one(
     assert "progress" not in meta_of(redis_conn, queued_id)  # the queued one never ran
 
 
+def wait_for_checkpoints(
+    redis_conn: Redis, settings: WorkerSettings, job_id: str, *, workers: Workers
+) -> int:
+    """Wait until the job trains its third epoch with at least two checkpointed; return the
+    checkpoint's epoch."""
+    checkpoint = settings.checkpoints_path / job_id / "checkpoint.json"
+
+    def checkpointed_epoch() -> int:
+        progress = info_of(redis_conn, job_id)["progress"] or {}
+        if progress.get("epoch", 0) < 3 or not checkpoint.is_file():
+            return 0
+        return int(json.loads(checkpoint.read_text())["epoch"])
+
+    return int(
+        wait_for(checkpointed_epoch, timeout=120, what="two checkpointed epochs", workers=workers)
+    )
+
+
 def test_sigkill_of_the_worker_mid_training_resumes_from_the_checkpoint(
     redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
 ) -> None:
@@ -296,17 +314,7 @@ def test_sigkill_of_the_worker_mid_training_resumes_from_the_checkpoint(
         redis_conn, train_params(dataset_id, epochs=epochs), settings=settings
     )
     first = workers.start(queues.TRAINING_QUEUE)
-    checkpoint = settings.checkpoints_path / job_id / "checkpoint.json"
-
-    def two_epochs_checkpointed() -> int:
-        progress = info_of(redis_conn, job_id)["progress"] or {}
-        if progress.get("epoch", 0) < 3 or not checkpoint.is_file():
-            return 0
-        return int(json.loads(checkpoint.read_text())["epoch"])
-
-    checkpointed_epoch = wait_for(
-        two_epochs_checkpointed, timeout=120, what="two checkpointed epochs", workers=workers
-    )
+    checkpointed_epoch = wait_for_checkpoints(redis_conn, settings, job_id, workers=workers)
     children = children_of(first.pid)  # the work horse (training) and RQ's scheduler
     assert children, "the worker runs its job in a forked work horse"
     os.kill(first.pid, signal.SIGKILL)
@@ -387,3 +395,40 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
     assert len(report["clips"]) == 6
     page = (report_dir / "index.html").read_text()
     assert all(f'src="{figure}"' in page for figure in figures)
+
+
+def test_a_warm_shutdown_hands_the_running_job_back_to_the_queue(
+    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+) -> None:
+    epochs = 40
+    job_id = queues.enqueue_training(
+        redis_conn, train_params(dataset_id, epochs=epochs), settings=settings
+    )
+    first = workers.start(queues.TRAINING_QUEUE)
+    checkpointed_epoch = wait_for_checkpoints(redis_conn, settings, job_id, workers=workers)
+
+    asked = time.monotonic()
+    first.send_signal(signal.SIGTERM)  # what `docker stop` sends
+    assert first.wait(timeout=30) == 0
+    assert time.monotonic() - asked < 10, "the worker waited for the whole training run"
+    info = info_of(redis_conn, job_id)
+    assert info["status"] == "queued", workers.logs()
+    assert info["progress"]["epoch"] < epochs
+    assert meta_of(redis_conn, job_id)["handoffs"] == 1
+    assert (settings.checkpoints_path / job_id / "checkpoint.json").is_file()
+
+    workers.start(queues.TRAINING_QUEUE)
+    info = wait_for(
+        lambda: (i := info_of(redis_conn, job_id))["status"] in ("finished", "failed") and i,
+        timeout=180,
+        what="the handed-over job",
+        workers=workers,
+    )
+    assert info["status"] == "finished", workers.logs()
+    meta = meta_of(redis_conn, job_id)
+    assert meta["resumed_from_epoch"] >= checkpointed_epoch
+    assert "resumes" not in meta  # handed over, not recovered from a dead worker
+    version = ModelStore(settings.model_store_path).get("tones")
+    assert version.ref == info["result"]["model"] == "tones:v1"
+    history = version.metadata["training_history"]
+    assert [record["epoch"] for record in history] == list(range(1, epochs + 1))
