@@ -44,6 +44,7 @@ from uvac.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from uvac.consistency import augment_windows, mutual_information_loss
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, TrainingCancelled
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
@@ -82,6 +83,9 @@ class TrainConfig:
 
     ``cluster_balance`` (0 = the paper's recipe) weighs KL(batch-mean pi || uniform) in the
     loss, against clusters collapsing; see `uvac.models.base.LossParts`.
+    ``consistency_weight`` (0 = the paper's recipe) adds the augmentation-consistency term of
+    `uvac.consistency` (minus the mutual information between the clusters of a window and of
+    an augmented view of it).
     ``model_hyperparameters`` go to the model's constructor on top of what the data decides
     (``n_clusters``, ``n_mels`` and, for models tied to a window length, ``n_frames``), e.g.
     ``{"conv_channels": [8, 16, 16, 32]}`` for a small network.
@@ -97,6 +101,7 @@ class TrainConfig:
     temperature_end: float = 0.5
     lambda_kl: float = 0.5
     cluster_balance: float = 0.0
+    consistency_weight: float = 0.0
     seed: int = 0
     bf16_autocast: bool = False
     device: str = "auto"
@@ -125,7 +130,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("lambda_kl", "cluster_balance"):
+        for name in ("lambda_kl", "cluster_balance", "consistency_weight"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
@@ -292,10 +297,7 @@ def _check_training_data(
     if labels is not None and len(labels) != n_windows:
         raise ValueError(f"{len(labels)} labels for {n_windows} windows")
     if n_windows < config.n_clusters:
-        raise DatasetError(
-            f"the data set gives {n_windows} training windows, fewer than the "
-            f"{config.n_clusters} clusters asked for"
-        )
+        raise ValueError(f"{n_windows} training windows cannot fill {config.n_clusters} clusters")
 
 
 def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:
@@ -521,8 +523,16 @@ class _Trainer:
                 lambda_kl=self.config.lambda_kl,
                 cluster_balance=self.config.cluster_balance,
             )
+            total = parts.total
+            if self.config.consistency_weight > 0:
+                view, view_mask = augment_windows(x, mask)  # (B, 1, T, F), (B, T)
+                consistency = mutual_information_loss(
+                    self.model.cluster_probabilities(x, mask),
+                    self.model.cluster_probabilities(view, view_mask),
+                )
+                total = total + self.config.consistency_weight * consistency
         self.optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
+        total.backward()
         self.optimizer.step()
         # Kept on the device: reading them back every step would synchronise a GPU.
         return (

@@ -1,0 +1,72 @@
+"""uvac.consistency: the augmented view and the mutual-information loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from uvac.consistency import augment_windows, mutual_information_loss
+from uvac.training import TrainConfig, train_on_features
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_mutual_information_is_log_k_for_confident_consistent_balanced_clusters() -> None:
+    one_hot = torch.eye(4).repeat(8, 1)  # (32, 4): every cluster 8 times
+    loss = mutual_information_loss(one_hot, one_hot)
+    assert float(loss) == pytest.approx(-math.log(4), abs=1e-5)
+
+
+def test_mutual_information_is_zero_for_flat_or_collapsed_or_inconsistent_clusters() -> None:
+    flat = torch.full((16, 4), 0.25)
+    collapsed = torch.zeros(16, 4)
+    collapsed[:, 2] = 1.0
+    assert float(mutual_information_loss(flat, flat)) == pytest.approx(0.0, abs=1e-5)
+    assert float(mutual_information_loss(collapsed, collapsed)) == pytest.approx(0.0, abs=1e-5)
+    one_hot = torch.eye(4).repeat(4, 1)
+    shuffled = one_hot[torch.randperm(16, generator=torch.Generator().manual_seed(0))]
+    assert float(mutual_information_loss(one_hot, shuffled)) > -0.5 * math.log(4)
+
+
+def test_augmented_view_stays_in_range_and_close_to_the_window() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 32, 16)
+    x[:, :, :, :8] = torch.linspace(0, 1, 32).view(1, 1, 32, 1)  # a smooth ramp over time
+    mask = torch.ones(6, 32)
+    mask[0, 20:] = 0
+    view, view_mask = augment_windows(x, mask)
+    assert view.shape == x.shape and view_mask.shape == mask.shape
+    assert float(view.min()) >= 0.0 and float(view.max()) <= 1.0
+    ramp_error = (view[:, :, :, :8] - x[:, :, :, :8]).abs().mean()
+    assert 0.005 < float(ramp_error) < 0.2  # moved, but only a little
+    assert set(view_mask.unique().tolist()) <= {0.0, 1.0}
+    assert float(view_mask[1:].min()) == 1.0 and float(view_mask[0].sum()) < 32
+
+
+def test_training_with_consistency_runs_and_is_validated() -> None:
+    with pytest.raises(ValueError, match="consistency_weight"):
+        TrainConfig(consistency_weight=-1.0)
+    torch.manual_seed(0)
+    features = torch.rand(24, 1, 16, 16)
+    features[:12, :, :, :8] *= 0.2  # two groups
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        n_clusters=2,
+        consistency_weight=1.0,
+        device="cpu",
+        model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
+                               "deconv_channels": [4, 4, 4]},
+    )  # fmt: skip
+    model, history = train_on_features(features, torch.ones(24, 16), config=config)
+    again, _ = train_on_features(features, torch.ones(24, 16), config=config)
+    assert len(history.epochs) == 2
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            model.cluster_probabilities(features), again.cluster_probabilities(features)
+        )
