@@ -79,6 +79,7 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
             seed=arguments.seed,
         )  # fmt: skip
         schema.pop("work_dir", None)
+        schema.pop("output_tail", None)  # the full text is in the work folder
         results["schema"] = schema
     if "faults" in parts:
         logger.info("== faults")

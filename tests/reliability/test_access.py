@@ -12,9 +12,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from model_store import ModelStore
 from tests.app.conftest import make_settings, publish_tiny_model
 from tests.app.helpers import noise_wav
-from model_store import ModelStore
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 OPERATIONS_PATHS = {"/livez", "/readyz", "/healthz", "/metrics"}
