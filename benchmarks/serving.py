@@ -1,0 +1,550 @@
+"""Serving benchmark: the real API under uvicorn against the raw in-process pipeline.
+
+    .venv/bin/python benchmarks/serving.py                    # full run, about 4 minutes
+    .venv/bin/python benchmarks/serving.py --seconds 3 --warmup-seconds 1 --raw-seconds 2
+
+What it does, in one run:
+
+1. Builds a model store in a temporary folder holding the model the service ships with (the
+   bundle in ``app/default_model/bundle/`` when there is one, else an untrained Cat. UVAC of
+   the ``default`` preset, which costs the same to run) and aliases it ``bench@production``.
+2. Measures the raw pipeline in this process with the same torch thread count as the server:
+   decode (`uvac.audio.load_audio` from WAV bytes) + features (`FeatureExtractor.windows_batch`)
+   + h (`model.cluster_probabilities` under `torch.inference_mode`), batched at 64 clips, for
+   the 1 s and the 10 s clip; also each stage alone and one clip at a time.
+3. Starts the production command (``python -m uvicorn app.main:create_app --factory
+   --no-access-log``) in a child process with ``UVAC_TORCH_THREADS=1`` (the API's default),
+   ``UVAC_REDIS_URL=redis://127.0.0.1:6379/15`` and the temporary store, waits for ``/readyz``,
+   then posts 16 kHz 16-bit WAV clips (noise + tones) to ``POST /v1/cluster`` from 1, 4 and 16
+   concurrent keep-alive connections, each load point for a fixed duration after a warm-up.
+   The client writes prebuilt requests on raw asyncio streams (an HTTP library would cost
+   more client CPU than the server spends on a 1 s clip on this 2-core machine); every
+   response is parsed and checked.
+4. Restarts the server with ``UVAC_INFERENCE_MAX_BATCH=1`` and repeats concurrency 16: the
+   micro-batching on/off comparison.
+
+Besides latency percentiles and throughput it records, per load point, the server's CPU
+seconds per request, the client's CPU share, and the mean batch size of the forward passes
+(from the server's ``/metrics``), plus machine load during the run: figures taken while other
+processes run are not final. Writes ``benchmarks/results/serving.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.default_model import publish_default_model  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    LoadMonitor,
+    bundled_model_available,
+    describe_model,
+    machine_info,
+    percentile_ms,
+    rate_per_s,
+    served_trained_model,
+    synthetic_clip,
+    wav_bytes,
+    write_results,
+)
+from model_store import ModelStore  # noqa: E402
+from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
+from uvac.audio import load_audio  # noqa: E402
+from uvac.features import FeatureExtractor  # noqa: E402
+
+logger = logging.getLogger("benchmarks.serving")
+
+SERVE_REF = "bench@production"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+SERVER_TORCH_THREADS = 1  # the API's default (docs/architecture.md)
+RAW_BATCH = 64
+BOUNDARY = "uvacbenchboundary7d1f"
+CLIP_SECONDS = {"1s": 1.0, "10s": 10.0}
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def build_store(root: Path) -> tuple[TrainedModel, str, Path]:
+    """Publish the served model into a store at ``root``; the model as the server will load
+    it, where it came from, and its version folder."""
+    store = ModelStore(root)
+    if bundled_model_available():
+        publish_default_model(store_root=root, serve_ref=SERVE_REF)
+        source = "bundle"
+    else:
+        trained, source = served_trained_model()
+        name, _, alias = SERVE_REF.partition("@")
+        with store.publish(name, metadata={"benchmark": "serving", "source": source}) as staging:
+            save_trained_model(Path(staging), trained)
+        store.promote(staging.version.ref, alias)
+    version = store.get(SERVE_REF)
+    return load_trained_model(version.path), source, version.path
+
+
+# ----------------------------------------------------------------------------- raw pipeline
+
+
+def measure_raw_pipeline(
+    trained: TrainedModel, clips: dict[str, bytes], *, seconds: float
+) -> dict[str, Any]:
+    """Clips per second of decode + features + h in this process (see the module docstring)."""
+    config = trained.feature_config
+    extractor = FeatureExtractor(config, trained.norm_stats)
+    model = trained.model.eval()
+    sample_rate = config.sample_rate
+
+    def decode(batch: Sequence[bytes]) -> list[Any]:
+        return [load_audio(data, sample_rate=sample_rate, max_seconds=600.0) for data in batch]
+
+    def h(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.cluster_probabilities(features, mask)
+
+    results: dict[str, Any] = {}
+    for label, data in clips.items():
+        batch = [data] * RAW_BATCH
+        audios = decode(batch)
+        windows, _ = extractor.windows_batch(audios)
+        one_audio = audios[:1]
+        one_windows, _ = extractor.windows_batch(one_audio)
+
+        def pipeline(batch: list[bytes] = batch) -> torch.Tensor:
+            decoded = decode(batch)
+            batch_windows, _ = extractor.windows_batch(decoded)
+            return h(batch_windows.features, batch_windows.mask)
+
+        def pipeline_one(data: bytes = data) -> torch.Tensor:
+            decoded = decode([data])
+            one, _ = extractor.windows_batch(decoded)
+            return h(one.features, one.mask)
+
+        share = seconds / 6  # six measurements per clip length
+        total = rate_per_s(pipeline, items_per_step=RAW_BATCH, seconds=2 * share)
+        stages = {
+            "decode": rate_per_s(partial(decode, batch), items_per_step=RAW_BATCH, seconds=share),
+            "features": rate_per_s(
+                partial(extractor.windows_batch, audios), items_per_step=RAW_BATCH, seconds=share
+            ),
+            "h": rate_per_s(
+                partial(h, windows.features, windows.mask), items_per_step=RAW_BATCH, seconds=share
+            ),
+        }
+        single = rate_per_s(pipeline_one, items_per_step=1, seconds=share / 2)
+        h_single = rate_per_s(
+            partial(h, one_windows.features, one_windows.mask), items_per_step=1, seconds=share / 2
+        )
+        results[label] = {
+            "clips_per_s": total["per_s"],
+            "best_batch_clips_per_s": total["best_step_per_s"],
+            "windows_per_clip": len(windows) // RAW_BATCH,
+            "stage_ms_per_clip_at_64": {
+                stage: round(1000.0 / rate["per_s"], 4) for stage, rate in stages.items()
+            },
+            "one_clip_pipeline_ms": single["median_step_ms"],
+            "one_clip_h_ms": h_single["median_step_ms"],
+        }
+    return results
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process, all threads (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+    def batch_counters(self) -> tuple[float, float]:
+        """(sum, count) of the server's ``uvac_inference_batch_size`` histogram."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        values = {}
+        for suffix in ("sum", "count"):
+            match = re.search(rf"^uvac_inference_batch_size_{suffix} (\S+)$", text, re.M)
+            values[suffix] = float(match.group(1)) if match else 0.0
+        return values["sum"], values["count"]
+
+
+@contextlib.contextmanager
+def running_server(
+    *, data_dir: Path, store_dir: Path, log_dir: Path, extra_env: dict[str, str]
+) -> Iterator[ServerProcess]:
+    """The production uvicorn command in a child process, ready (``/readyz`` 200) on entry."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "UVAC_DATA_DIR": str(data_dir),
+        "UVAC_MODEL_STORE_DIR": str(store_dir),
+        "UVAC_SERVE_MODEL": SERVE_REF,
+        "UVAC_REDIS_URL": REDIS_URL,
+        "UVAC_TORCH_THREADS": str(SERVER_TORCH_THREADS),
+        "UVAC_DEVICE": "cpu",
+        **extra_env,
+    }
+    environment.pop("UVAC_API_KEYS", None)
+    log_path = log_dir / f"uvicorn-{port}.log"
+    command = [
+        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = ServerProcess(
+        process=process, url=f"http://127.0.0.1:{port}", port=port, log_path=log_path
+    )
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(server: ServerProcess, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited:\n{server.log_path.read_text()[-4000:]}")
+        try:
+            response = httpx.get(f"{server.url}/readyz", timeout=2)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except httpx.HTTPError as error:
+            last = str(error)
+        time.sleep(0.2)
+    raise RuntimeError(f"the server was not ready after {timeout_s} s: {last}")
+
+
+# ----------------------------------------------------------------------------- the client
+
+
+def cluster_request(*, port: int, wav: bytes) -> bytes:
+    """A complete ``POST /v1/cluster`` request (keep-alive, multipart with one file)."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="clip.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    body = head + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
+    headers = (
+        "POST /v1/cluster HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    ).encode()
+    return headers + body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    return status, await reader.readexactly(length)
+
+
+@dataclass
+class _Tally:
+    latencies_s: list[float]
+    completed_in_window: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+
+async def _connection_loop(
+    *, port: int, request: bytes, n_clusters: int, start: float, end: float, tally: _Tally
+) -> None:
+    """One keep-alive connection sending requests back to back until ``end``."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while (sent_at := loop.time()) < end:
+            try:
+                status, body = await _exchange(reader, writer, request)
+                ok = status == 200 and len(json.loads(body)["probabilities"]) == n_clusters
+                problem = None if ok else f"HTTP {status}: {body[:300]!r}"
+            except (OSError, RuntimeError, ValueError, KeyError, asyncio.IncompleteReadError) as e:
+                ok, problem = False, f"{type(e).__name__}: {e}"
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            done_at = loop.time()
+            if sent_at >= start:  # requests sent during the warm-up are not counted
+                if ok:
+                    tally.latencies_s.append(done_at - sent_at)
+                else:
+                    tally.errors += 1
+                    tally.first_error = tally.first_error or problem
+            if start <= done_at <= end and ok:
+                tally.completed_in_window += 1
+    finally:
+        writer.close()
+
+
+async def _run_load(
+    *, port: int, request: bytes, n_clusters: int, concurrency: int, warmup_s: float, seconds: float
+) -> _Tally:
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup_s
+    end = start + seconds
+    tally = _Tally(latencies_s=[])
+    await asyncio.gather(
+        *(
+            _connection_loop(
+                port=port, request=request, n_clusters=n_clusters, start=start, end=end, tally=tally
+            )
+            for _ in range(concurrency)
+        )
+    )
+    return tally
+
+
+def load_point(
+    server: ServerProcess,
+    *,
+    wav: bytes,
+    n_clusters: int,
+    concurrency: int,
+    warmup_s: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One (clip, concurrency) point: latency percentiles, throughput and CPU shares."""
+    request = cluster_request(port=server.port, wav=wav)
+    batch_sum_before, batch_count_before = server.batch_counters()
+    server_cpu_before = server.cpu_seconds()
+    client_cpu_before = time.process_time()
+    wall_started = time.perf_counter()
+    tally = asyncio.run(
+        _run_load(
+            port=server.port,
+            request=request,
+            n_clusters=n_clusters,
+            concurrency=concurrency,
+            warmup_s=warmup_s,
+            seconds=seconds,
+        )
+    )
+    wall = time.perf_counter() - wall_started
+    client_cpu = time.process_time() - client_cpu_before
+    server_cpu = server.cpu_seconds() - server_cpu_before
+    batch_sum_after, batch_count_after = server.batch_counters()
+    forward_passes = batch_count_after - batch_count_before
+    served = len(tally.latencies_s) + tally.errors
+    return {
+        "throughput": round(tally.completed_in_window / seconds, 2),
+        "p50_ms": percentile_ms(tally.latencies_s, 50),
+        "p95_ms": percentile_ms(tally.latencies_s, 95),
+        "p99_ms": percentile_ms(tally.latencies_s, 99),
+        "mean_ms": round(1000.0 * sum(tally.latencies_s) / len(tally.latencies_s), 3)
+        if tally.latencies_s
+        else None,
+        "requests": len(tally.latencies_s),
+        "errors": tally.errors,
+        "first_error": tally.first_error,
+        "mean_batch_clips": round((batch_sum_after - batch_sum_before) / forward_passes, 2)
+        if forward_passes
+        else None,
+        # Warm-up included in both CPU figures (they are shares of the whole point).
+        "server_cpu_ms_per_request": round(1000.0 * server_cpu / max(served, 1), 3),
+        "server_cpu_share": round(server_cpu / wall, 3),
+        "client_cpu_share": round(client_cpu / wall, 3),
+    }
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per point")
+    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="unmeasured lead-in")
+    parser.add_argument("--raw-seconds", type=float, default=24.0, help="raw pipeline, in all")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--clips", nargs="+", default=list(CLIP_SECONDS), choices=CLIP_SECONDS)
+    parser.add_argument(
+        "--no-batching-off", action="store_true", help="skip the UVAC_INFERENCE_MAX_BATCH=1 run"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "serving.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /metrics scrape
+    args = parse_args(argv)
+    torch.set_num_threads(SERVER_TORCH_THREADS)  # the raw pipeline runs as the server does
+    defaults = Settings()
+    monitor = LoadMonitor()
+    with monitor, tempfile.TemporaryDirectory(prefix="uvac-serving-bench-") as scratch:
+        scratch_dir = Path(scratch)
+        trained, source, version_path = build_store(scratch_dir / "models")
+        sample_rate = trained.feature_config.sample_rate
+        n_clusters = trained.model.n_clusters
+        wavs = {
+            label: wav_bytes(
+                synthetic_clip(seconds=CLIP_SECONDS[label], sample_rate=sample_rate, seed=1),
+                sample_rate=sample_rate,
+            )
+            for label in args.clips
+        }
+        logger.info("model from %s; measuring the raw pipeline", source)
+        raw = measure_raw_pipeline(trained, wavs, seconds=args.raw_seconds)
+        logger.info("raw pipeline: %s", {k: v["clips_per_s"] for k, v in raw.items()})
+
+        server_args = {"data_dir": scratch_dir, "store_dir": scratch_dir / "models"}
+        clips: dict[str, dict[str, Any]] = {label: {} for label in args.clips}
+        with running_server(log_dir=scratch_dir, extra_env={}, **server_args) as server:
+            for label in args.clips:
+                for concurrency in args.concurrency:
+                    point = load_point(
+                        server, wav=wavs[label], n_clusters=n_clusters, concurrency=concurrency,
+                        warmup_s=args.warmup_seconds, seconds=args.seconds,
+                    )  # fmt: skip
+                    clips[label][f"c{concurrency}"] = point
+                    logger.info("%s c%d: %s", label, concurrency, point)
+        batching_off: dict[str, Any] = {}
+        if not args.no_batching_off:
+            with running_server(
+                log_dir=scratch_dir, extra_env={"UVAC_INFERENCE_MAX_BATCH": "1"}, **server_args
+            ) as server:
+                for label in args.clips:
+                    point = load_point(
+                        server, wav=wavs[label], n_clusters=n_clusters, concurrency=16,
+                        warmup_s=args.warmup_seconds, seconds=args.seconds,
+                    )  # fmt: skip
+                    batching_off[label] = point
+                    logger.info("batching off, %s c16: %s", label, point)
+        load = monitor.summary()
+
+    document = build_document(
+        args=args, trained=trained, source=source, raw=raw, clips=clips,
+        batching_off=batching_off, defaults=defaults, load=load, version_path=version_path,
+    )  # fmt: skip
+    write_results(args.output, document)
+    print(json.dumps(document["summary"], indent=2))
+    return 0
+
+
+def build_document(
+    *,
+    args: argparse.Namespace,
+    trained: TrainedModel,
+    source: str,
+    raw: dict[str, Any],
+    clips: dict[str, dict[str, Any]],
+    batching_off: dict[str, Any],
+    defaults: Settings,
+    load: dict[str, Any],
+    version_path: Path,
+) -> dict[str, Any]:
+    raw_by_clip = {label: result["clips_per_s"] for label, result in raw.items()}
+    first_clip = "1s" if "1s" in raw_by_clip else next(iter(raw_by_clip))
+    summary: dict[str, Any] = {"raw_pipeline_clips_per_s": raw_by_clip}
+    for label, points in clips.items():
+        if "c16" in points:
+            ratio = points["c16"]["throughput"] / raw_by_clip[label]
+            summary[f"c16_over_raw_{label}"] = round(ratio, 3)
+            if label in batching_off:
+                summary[f"c16_batching_off_throughput_{label}"] = batching_off[label]["throughput"]
+                summary[f"c16_batching_on_throughput_{label}"] = points["c16"]["throughput"]
+        if "c1" in points:
+            summary[f"c1_p50_ms_{label}"] = points["c1"]["p50_ms"]
+    targets = {
+        "c16_throughput_at_least_half_of_raw": {
+            label: summary.get(f"c16_over_raw_{label}", 0.0) >= 0.5 for label in clips
+        },
+        "c1_p50_at_most_5ms_1s_clip": (clips.get("1s", {}).get("c1", {}).get("p50_ms") or 1e9)
+        <= 5.0,
+    }
+    return {
+        "benchmark": "serving",
+        "final": bool(load["idle_enough"]),
+        "note": "figures taken while other processes ran are not final; see load"
+        if not load["idle_enough"]
+        else "taken on an idle machine",
+        "machine": machine_info(),
+        "load": load,
+        "settings": {
+            "seconds_per_point": args.seconds,
+            "warmup_seconds": args.warmup_seconds,
+            "raw_seconds": args.raw_seconds,
+            "server_command": "python -m uvicorn app.main:create_app --factory --no-access-log",
+            "server_torch_threads": SERVER_TORCH_THREADS,
+            "raw_pipeline_torch_threads": SERVER_TORCH_THREADS,
+            "inference_max_batch": defaults.inference_max_batch,
+            "inference_max_wait_ms": defaults.inference_max_wait_ms,
+            "raw_batch": RAW_BATCH,
+            "client": "asyncio streams, prebuilt keep-alive requests, one connection per "
+            "concurrent client, every response parsed and checked",
+            "endpoint": "POST /v1/cluster (multipart, field 'file')",
+            "audio": "16 kHz 16-bit PCM WAV, noise plus three wobbling tones",
+        },
+        "model": {"source": source, "version_path": version_path.name, **describe_model(trained)},
+        "raw_pipeline_clips_per_s": raw_by_clip[first_clip],
+        "raw_pipeline_clips_per_s_by_clip": raw_by_clip,
+        "raw_pipeline": raw,
+        "clips": clips,
+        "batching_off_c16": batching_off,
+        "summary": summary,
+        "targets_met": targets,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
