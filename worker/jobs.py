@@ -29,7 +29,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from model_store import ModelStore
+from model_store import ModelStore, StoreBusy
 from uvac.errors import TrainingCancelled
 from worker.config import WorkerSettings, get_worker_settings
 from worker.datasets import DatasetManifest, DatasetStore
@@ -51,8 +51,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Failures worth a retry: the job itself was fine, Redis was not.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+# Failures worth a retry: the job itself was fine, Redis (or the store's lock) was not.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    StoreBusy,
+)
 
 DEFAULT_MODEL_NAME = "scenes"
 # Job parameters that go straight to TrainConfig (the rest are listed in _TRAIN_KEYS).
