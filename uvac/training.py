@@ -297,7 +297,10 @@ def _check_training_data(
     if labels is not None and len(labels) != n_windows:
         raise ValueError(f"{len(labels)} labels for {n_windows} windows")
     if n_windows < config.n_clusters:
-        raise ValueError(f"{n_windows} training windows cannot fill {config.n_clusters} clusters")
+        raise DatasetError(
+            f"the data set gives {n_windows} training windows, fewer than the "
+            f"{config.n_clusters} clusters asked for"
+        )
 
 
 def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:
