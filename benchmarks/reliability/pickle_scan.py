@@ -7,7 +7,8 @@ Flagged:
 - ``numpy.load(...)`` / ``np.load(...)`` with ``allow_pickle`` set to anything but ``False``;
 - ``pandas.read_pickle`` (any ``.read_pickle(...)``), ``.loads``/``.load`` on a pickle-ish name;
 - in a module that imports ``rq``: an RQ queue, worker, registry or ``Job.fetch/fetch_many/
-  create`` built without ``serializer=JSONSerializer`` (RQ's default serializer is pickle).
+  create`` built without ``serializer=JSONSerializer`` (RQ's default serializer is pickle);
+  forwarding another RQ object's ``.serializer`` is accepted, since that object is checked.
 
 String matching would miss ``from pickle import loads as l`` and flag docstrings that say
 "no pickle"; the AST sees neither mistake.
@@ -68,6 +69,15 @@ def _keyword(call: ast.Call, name: str) -> ast.expr | None:
 
 def _is_constant(node: ast.expr | None, value: object) -> bool:
     return isinstance(node, ast.Constant) and node.value is value
+
+
+def _json_serializer(node: ast.expr | None) -> bool:
+    """``JSONSerializer`` itself, or the serializer of another RQ object forwarded
+    (``self.serializer``, ``queue.serializer``): that object's own construction is checked."""
+    if node is None:
+        return False
+    dotted = _dotted(node)
+    return dotted.split(".")[-1] == "JSONSerializer" or dotted.endswith(".serializer")
 
 
 def _imports_rq(tree: ast.Module) -> bool:
@@ -135,7 +145,7 @@ def scan_source(
                 is_job_method = last in _RQ_JOB_METHODS and name.split(".")[-2:-1] == ["Job"]
                 if is_rq_object or is_job_method:
                     serializer = _keyword(node, "serializer")
-                    if serializer is None or _dotted(serializer).split(".")[-1] != "JSONSerializer":
+                    if not _json_serializer(serializer):
                         flag(
                             node,
                             f"{name}(...) without serializer=JSONSerializer (default: pickle)",

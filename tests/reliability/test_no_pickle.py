@@ -53,6 +53,8 @@ def test_the_scan_flags_each_way_to_unpickle(snippet: str) -> None:
         "from rq import Queue\nfrom rq.serializers import JSONSerializer\n"
         "Queue('q', connection=r, serializer=JSONSerializer)",
         "import asyncio\nasyncio.Queue()",
+        "from rq.registry import FinishedJobRegistry\n"
+        "FinishedJobRegistry('q', connection=r, serializer=self.serializer)",
     ],
 )
 def test_the_scan_accepts_safe_code(snippet: str) -> None:
