@@ -34,7 +34,10 @@ def publish_default_model(*, store_root: Path, serve_ref: str) -> str | None:
         return None
     except NotFound:
         pass
-    _, existing = store.list_versions(name, offset=0, limit=1)
+    try:
+        _, existing = store.list_versions(name, offset=0, limit=1)
+    except NotFound:
+        existing = 0
     if existing:
         logger.warning(
             "%s does not resolve but %s has versions; leaving the store as it is", serve_ref, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path as FilePath
@@ -188,10 +189,11 @@ def get_report_file(
     summary="Promote a version to an alias, or roll the alias back",
     description='`{"version": N}` points `name@alias` at version N; `{"rollback": true}` '
     "moves it back to its previous target. The API picks up a change of the alias it "
-    "serves within `model_poll_seconds` (at once when the change goes through this route).",
+    "serves within `model_poll_seconds`; a change made through this route is loaded before "
+    "the answer.",
     responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
-def set_alias(
+async def set_alias(
     name: ModelNamePath,
     alias: AliasPath,
     body: AliasUpdate,
@@ -199,9 +201,11 @@ def set_alias(
     holder: ModelHolderDep,
 ) -> AliasPublic:
     if body.rollback:
-        target = store.rollback(name, alias)
+        target = await asyncio.to_thread(store.rollback, name, alias)
     else:
-        target = store.promote(f"{name}:v{body.version}", alias)
+        target = await asyncio.to_thread(store.promote, f"{name}:v{body.version}", alias)
     if holder.serve_ref == f"{name}@{alias}":
-        holder.poke()  # load the new target now rather than at the next poll
+        # Load the new target before answering, so a client that promotes and then clusters
+        # gets the new model (a refused target keeps the old one; /readyz says why).
+        await holder.refresh()
     return AliasPublic(name=name, alias=alias, version=target.version, ref=target.ref)

@@ -1,0 +1,205 @@
+"""The user's whole journey against `uvac-serve`, the one-command start of the README.
+
+`uvac-serve` runs the real uvicorn server and a real RQ worker process against the real
+Redis (database 13), and publishes the bundled default model into an empty store. The test
+then does what the fitting backend does: cluster with the default model, upload a data set,
+train through the worker while watching progress, evaluate, promote the new version and see
+the running server answer with it, then roll back.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.audio_fixtures import noise, tone, wav_bytes
+
+pytestmark = pytest.mark.e2e
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def _start_service(data_dir: Path, *, redis_url: str) -> Service:
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "UVAC_DATA_DIR": str(data_dir),
+        "UVAC_REDIS_URL": redis_url,
+        "UVAC_DEVICE": "cpu",
+        "UVAC_TORCH_THREADS": "1",
+        "UVAC_MODEL_POLL_SECONDS": "0.5",
+        "UVAC_PROGRESS_INTERVAL_SECONDS": "0.2",
+    }
+    environment.pop("UVAC_API_KEYS", None)
+    log_path = data_dir / "service.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.serve", "--port", str(port)],
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    _wait_for(lambda: _get(service, "/livez") == 200, seconds=90, service=service)
+    return service
+
+
+def _get(service: Service, path: str) -> int | None:
+    try:
+        return httpx.get(service.url + path, timeout=2).status_code
+    except httpx.TransportError:
+        return None
+
+
+def _wait_for(condition: Any, *, seconds: float, service: Service) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if service.process.poll() is not None:
+            raise AssertionError(f"uvac-serve exited:\n{service.log_path.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; service log:\n{service.log_path.read_text()}")
+        time.sleep(0.2)
+
+
+def _stop(service: Service) -> None:
+    service.process.send_signal(signal.SIGINT)
+    try:
+        service.process.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(service.process.pid, signal.SIGKILL)
+        service.process.wait()
+
+
+def _tone_archive() -> bytes:
+    """Two labelled classes a model can tell apart: low tones and high-pass noise bursts."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(6):
+            archive.writestr(f"low/low_{index}.wav", wav_bytes(tone(220 + 10 * index, 0.6)))
+            archive.writestr(f"high/high_{index}.wav", wav_bytes(tone(3000 + 50 * index, 0.6)))
+        archive.writestr("notes.txt", b"not audio")
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def service(tmp_path: Path) -> Iterator[Service]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    started = _start_service(tmp_path, redis_url=REDIS_URL)
+    try:
+        yield started
+    finally:
+        _stop(started)
+        client.flushdb()
+
+
+def _wait_for_job(http: httpx.Client, location: str, service: Service) -> list[dict[str, Any]]:
+    """Poll a job until it ends; return every state seen."""
+    seen: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        job = http.get(location).json()
+        seen.append(job)
+        return job["status"] in ("finished", "failed", "canceled")
+
+    _wait_for(ended, seconds=240, service=service)
+    return seen
+
+
+def test_cluster_train_evaluate_promote_and_roll_back(service: Service) -> None:
+    http = httpx.Client(base_url=service.url, timeout=30)
+    _wait_for(lambda: _get(service, "/readyz") == 200, seconds=60, service=service)
+
+    # The bundled default model answers at once.
+    first = http.post("/v1/cluster", files={"file": ("rain.wav", wav_bytes(noise(2.0)))})
+    assert first.status_code == 200, first.text
+    default_model = first.json()["model"]
+    assert default_model["ref"] == "scenes:v1"
+    assert abs(sum(first.json()["probabilities"]) - 1) < 1e-4
+
+    uploaded = http.post("/v1/datasets", files={"file": ("tones.zip", _tone_archive())})
+    assert uploaded.status_code == 201, uploaded.text
+    dataset = uploaded.json()
+    assert len(dataset["files"]) == 12
+    assert [entry["path"] for entry in dataset["rejected"]] == ["notes.txt"]
+
+    submitted = http.post(
+        "/v1/train",
+        json={"dataset_id": dataset["id"], "model_type": "cat-uvac", "n_clusters": 2,
+              "model_name": "scenes", "epochs": 4, "seed": 1},
+    )  # fmt: skip
+    assert submitted.status_code == 202, submitted.text
+    location = submitted.headers["location"]
+    states = _wait_for_job(http, location, service)
+    final = states[-1]
+    assert final["status"] == "finished", final
+    assert final["result"]["model"] == "scenes:v2"
+    assert any(state.get("progress") for state in states), "no progress was ever reported"
+    assert final["progress"]["epoch"] == final["progress"]["epochs"] == 4
+
+    evaluation = http.post("/v1/evaluate", json={"model_ref": "scenes:v2",
+                                                 "dataset_id": dataset["id"]})
+    assert evaluation.status_code == 202, evaluation.text
+    assert _wait_for_job(http, evaluation.headers["location"], service)[-1]["status"] == "finished"
+    report = http.get("/v1/models/scenes/versions/2/report")
+    assert report.status_code == 200, report.text
+    page = http.get("/v1/models/scenes/versions/2/report/index.html")
+    assert page.status_code == 200 and "<img" in page.text
+
+    promoted = http.put("/v1/models/scenes/aliases/production", json={"version": 2})
+    assert promoted.status_code == 200, promoted.text
+    answer = http.post("/cluster", files={"file": ("tone.wav", wav_bytes(tone(220, 0.6)))})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"]["ref"] == "scenes:v2"
+    assert answer.json()["n_clusters"] == 2
+
+    rolled_back = http.put("/v1/models/scenes/aliases/production", json={"rollback": True})
+    assert rolled_back.status_code == 200, rolled_back.text
+    again = http.post("/v1/cluster", files={"file": ("tone.wav", wav_bytes(tone(220, 0.6)))})
+    assert again.json()["model"] == default_model
+
+
+def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
+    unused_port = _free_port()
+    service = _start_service(tmp_path, redis_url=f"redis://127.0.0.1:{unused_port}/0")
+    try:
+        _wait_for(lambda: _get(service, "/readyz") == 200, seconds=60, service=service)
+        assert (tmp_path / "redis" / "appendonly.aof").exists() or any(
+            (tmp_path / "redis").glob("appendonlydir/*")
+        )
+        jobs = httpx.get(service.url + "/v1/jobs", timeout=5)
+        assert jobs.status_code == 200, jobs.text
+    finally:
+        _stop(service)
+    assert service.process.returncode == 0
