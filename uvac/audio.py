@@ -127,6 +127,7 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | Non
     if _remaining_bytes(stream) == 0:
         raise EmptyAudioError("The file is empty (0 bytes).")
     start = stream.tell()
+    _refuse_truncated_wav(stream)
     try:
         sound_file = sf.SoundFile(stream)
     except sf.LibsndfileError as error:
@@ -158,6 +159,43 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | Non
         source_channels=channels,
         duration_s=samples.size / sample_rate,
     )
+
+
+# A WAV written by a streaming encoder that does not know its length yet says so with this
+# data-chunk size; such a file is complete however many bytes follow.
+_STREAMING_WAV_DATA_SIZE = 0xFFFFFFFF
+
+
+def _refuse_truncated_wav(stream: BinaryIO) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk declares more bytes than the file holds.
+
+    libsndfile quietly decodes what is there, but an upload cut short by the network would
+    then be clustered on a fragment of the recording; the sender should rather learn that
+    the file arrived truncated. Leaves the stream where it found it.
+    """
+    start = stream.tell()
+    try:
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(start)
+        if stream.read(4) != b"RIFF":
+            return
+        stream.seek(start + 12)
+        while True:
+            header = stream.read(8)
+            if len(header) < 8:
+                return
+            chunk_id, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk_id == b"data":
+                available = end - stream.tell()
+                if chunk_size != _STREAMING_WAV_DATA_SIZE and available < chunk_size:
+                    raise NotAudioError(
+                        f"The WAV file is truncated: its header declares {chunk_size} bytes of "
+                        f"audio but only {available} arrived. Send the whole file again."
+                    )
+                return
+            stream.seek(chunk_size + (chunk_size & 1), io.SEEK_CUR)
+    finally:
+        stream.seek(start)
 
 
 def _check_header(

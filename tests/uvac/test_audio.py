@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -264,10 +265,35 @@ def test_bad_file_on_disk_raises_the_same_error(tmp_path: Path) -> None:
         load_audio(path, sample_rate=RATE)
 
 
-def test_huge_declared_data_chunk_decodes_only_what_is_there() -> None:
+def test_huge_declared_data_chunk_is_refused_as_truncated() -> None:
+    lying = patch_wav_header(wav_bytes(tone(440, 0.1)), data_size=0xFFFFFFF0)
+    with pytest.raises(NotAudioError, match="truncated"):
+        load_audio(lying, sample_rate=RATE)
+
+
+@pytest.mark.parametrize("cut_fraction", [0.1, 0.5, 0.99])
+def test_wav_cut_inside_its_data_is_refused_as_truncated(cut_fraction: float) -> None:
+    whole = wav_bytes(tone(440, 0.5))
+    with pytest.raises(NotAudioError, match="truncated"):
+        load_audio(whole[: int(len(whole) * cut_fraction)], sample_rate=RATE)
+
+
+def test_streaming_wav_with_unknown_length_decodes_what_is_there() -> None:
     original = tone(440, 0.1)
-    lying = patch_wav_header(wav_bytes(original), data_size=0xFFFFFFF0)
-    audio = load_audio(lying, sample_rate=RATE)
+    streamed = patch_wav_header(wav_bytes(original), data_size=0xFFFFFFFF)
+    audio = load_audio(streamed, sample_rate=RATE)
+    np.testing.assert_allclose(audio.samples, original, atol=1e-4)
+
+
+def test_wav_with_chunks_before_its_data_still_loads() -> None:
+    original = tone(440, 0.1)
+    plain = wav_bytes(original)
+    data_at = plain.index(b"data")
+    odd_chunk = b"LIST" + struct.pack("<I", 3) + b"abc" + b"\x00"  # odd size: one pad byte
+    with_list = plain[:data_at] + odd_chunk + plain[data_at:]
+    riff_size = struct.pack("<I", len(with_list) - 8)
+    with_list = with_list[:4] + riff_size + with_list[8:]
+    audio = load_audio(with_list, sample_rate=RATE)
     np.testing.assert_allclose(audio.samples, original, atol=1e-4)
 
 
