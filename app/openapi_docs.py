@@ -21,7 +21,7 @@ _DESCRIPTIONS = {
     409: "Conflict with the current state",
     413: "Upload, audio or batch over the configured limits",
     415: "Not audio, or an unsupported encoding or media type",
-    422: "Validation error or unusable input",
+    422: "Validation error (a body that is not valid JSON included) or unusable input",
     503: "Temporarily unavailable (no model yet, job queue down); see Retry-After",
 }
 

@@ -118,8 +118,10 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     if isinstance(exc, ApiProblem):
         return Problem(exc.status, exc.slug, exc.title, exc.detail, exc.headers, exc.extensions)
     if isinstance(exc, RequestValidationError):
-        return _validation_problem(exc)
+        return _json_syntax_problem(exc) or _validation_problem(exc)
     if isinstance(exc, StarletteHTTPException):
+        if _is_undecodable_body(exc):
+            return _malformed_json_problem("the body is not UTF-8 text", position=None)
         declared = getattr(exc, "slug", None)
         slug = declared if isinstance(declared, str) else _slug_for_status(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -160,6 +162,42 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     return Problem(
         422, "validation-error", _TITLES["validation-error"], detail, extensions={"errors": errors}
     )
+
+
+# Malformed JSON is a 422 validation problem, like a body of the wrong shape: FastAPI already
+# answers JSON syntax errors with a 422, every JSON-body route documents its 422 as a problem,
+# and a generated client then has one status for "the body you sent is unusable" (with
+# `errors` naming what). Bytes that are not even text (FastAPI's bare 400) join them here.
+_JSON_SYNTAX_ERROR = "json_invalid"
+
+
+def _malformed_json_problem(reason: str, *, position: int | None) -> Problem:
+    where = f" at character {position}" if position is not None else ""
+    message = f"{reason}{where}"
+    return Problem(
+        422,
+        "validation-error",
+        _TITLES["validation-error"],
+        f"The request body could not be parsed as JSON: {message}.",
+        extensions={"errors": [{"loc": ["body"], "message": message, "type": _JSON_SYNTAX_ERROR}]},
+    )
+
+
+def _json_syntax_problem(exc: RequestValidationError) -> Problem | None:
+    """The problem for FastAPI's JSON syntax error, or None for any other validation error."""
+    for error in exc.errors():
+        if error.get("type") == _JSON_SYNTAX_ERROR:
+            location = error.get("loc", ())
+            position = location[1] if len(location) > 1 and isinstance(location[1], int) else None
+            reason = str((error.get("ctx") or {}).get("error") or "invalid JSON")
+            return _malformed_json_problem(reason, position=position)
+    return None
+
+
+def _is_undecodable_body(exc: StarletteHTTPException) -> bool:
+    """FastAPI's 400 for a JSON body that could not even be decoded to text: it raises
+    "There was an error parsing the body" from the UnicodeDecodeError of `json.loads`."""
+    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
 
 
 def _redis_unavailable_problem(retry_after_seconds: int) -> Problem:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -54,6 +57,40 @@ def test_malformed_json_is_a_validation_problem(client: TestClient) -> None:
     )
     body = assert_problem(response, status=422, slug="validation-error")
     assert body["errors"]
+
+
+_PATH_VALUES = {"{name}": "scenes", "{alias}": "production"}
+
+
+def _json_body_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, concrete path, operation) for every operation that takes a JSON body."""
+    found = []
+    for template, item in document["paths"].items():
+        path = template
+        for placeholder, value in _PATH_VALUES.items():
+            path = path.replace(placeholder, value)
+        for method, operation in item.items():
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                found.append((method.upper(), path, operation))
+    return found
+
+
+@pytest.mark.parametrize("payload", [b"\x00\xff\x19", b"\xff\xfe{", b"{not json", b'{"a": 1'])
+def test_malformed_json_is_the_same_documented_problem_on_every_json_route(
+    client: TestClient, payload: bytes
+) -> None:
+    operations = _json_body_operations(client.get("/openapi.json").json())
+    assert len(operations) >= 3  # train, evaluate, alias
+    for method, path, operation in operations:
+        response = client.request(
+            method, path, content=payload, headers={"content-type": "application/json"}
+        )
+        body = assert_problem(response, status=422, slug="validation-error", path=path)
+        assert body["detail"].startswith("The request body could not be parsed as JSON"), body
+        assert body["errors"][0]["loc"] == ["body"]
+        assert body["errors"][0]["type"] == "json_invalid"
+        documented = operation["responses"]["422"]["content"]
+        assert "application/problem+json" in documented
 
 
 def test_request_ids_are_honoured_or_generated(client: TestClient) -> None:
