@@ -13,15 +13,20 @@ augmented view (`mutual_information_loss`, the IIC objective of Ji, Henriques an
 I(y; y') is high only when every window is assigned confidently (low H(y | y')), consistently
 under the augmentation, and the clusters are used evenly (high H(y)): it fights collapse and
 flat pi at once. ``consistency_weight = 0`` (the paper's recipe) turns it off.
+
+`kmeans_pseudo_labels` serves the other option against the flat start
+(``TrainConfig.kmeans_init_epochs``): h is first trained to predict K-means clusters of the
+training windows, so the ELBO starts from an informative pi.
 """
 
 from __future__ import annotations
 
 import torch
+from sklearn.cluster import KMeans
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["augment_windows", "mutual_information_loss"]
+__all__ = ["augment_windows", "kmeans_pseudo_labels", "mutual_information_loss"]
 
 # Augmentation strengths: light, so that the view is the same word or the same sound.
 TIME_STRETCH = 0.15  # time axis scaled by a factor in [1 - s, 1 + s]
@@ -64,3 +69,10 @@ def mutual_information_loss(p: Tensor, p_view: Tensor) -> Tensor:
     marginal_row = joint.sum(dim=1, keepdim=True)  # (K, 1)
     marginal_col = joint.sum(dim=0, keepdim=True)  # (1, K)
     return -(joint * (joint.log() - marginal_row.log() - marginal_col.log())).sum()
+
+
+def kmeans_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
+    """K-means cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``, flattened and masked."""
+    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
+    kmeans = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed)
+    return torch.from_numpy(kmeans.fit_predict(vectors.astype("float64"))).to(torch.int64)

@@ -44,7 +44,7 @@ from uvac.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from uvac.consistency import augment_windows, mutual_information_loss
+from uvac.consistency import augment_windows, kmeans_pseudo_labels, mutual_information_loss
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, TrainingCancelled
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
@@ -74,6 +74,9 @@ StopCheck = Callable[[], bool]
 
 # TrainConfig fields that do not change the numbers a run computes: a checkpoint written under
 # other values of these still resumes.
+# The K-means initialisation runs at least this many batches (more epochs on small data sets).
+KMEANS_INIT_MIN_STEPS = 300
+
 _RESUME_NEUTRAL_FIELDS = frozenset({"device", "progress_every_steps", "checkpoint_every_epochs"})
 
 
@@ -86,6 +89,11 @@ class TrainConfig:
     ``consistency_weight`` (0 = the paper's recipe) adds the augmentation-consistency term of
     `uvac.consistency` (minus the mutual information between the clusters of a window and of
     an augmented view of it).
+    ``kmeans_init_epochs`` (0 = the paper's recipe: random initialisation) first trains h alone
+    for that many epochs to predict K-means clusters of the training windows (cross-entropy),
+    so that the ELBO starts from an informative pi instead of the flat one it collapses onto;
+    see `uvac.consistency.kmeans_pseudo_labels`. It runs at least ``KMEANS_INIT_MIN_STEPS``
+    batches, whatever the data set's size.
     ``model_hyperparameters`` go to the model's constructor on top of what the data decides
     (``n_clusters``, ``n_mels`` and, for models tied to a window length, ``n_frames``), e.g.
     ``{"conv_channels": [8, 16, 16, 32]}`` for a small network.
@@ -102,6 +110,7 @@ class TrainConfig:
     lambda_kl: float = 0.5
     cluster_balance: float = 0.0
     consistency_weight: float = 0.0
+    kmeans_init_epochs: int = 0
     seed: int = 0
     bf16_autocast: bool = False
     device: str = "auto"
@@ -121,6 +130,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
+        if (
+            isinstance(self.kmeans_init_epochs, bool)
+            or not isinstance(self.kmeans_init_epochs, int)
+            or self.kmeans_init_epochs < 0
+        ):
+            raise ValueError(
+                "kmeans_init_epochs must be a non-negative integer, "
+                f"got {self.kmeans_init_epochs!r}"
+            )
         for name in (
             "learning_rate",
             "final_learning_rate",
@@ -432,6 +450,8 @@ class _Trainer:
 
     def run(self) -> TrainingHistory:
         first_epoch = self._resume()
+        if first_epoch == 0 and self.config.kmeans_init_epochs > 0:
+            self._kmeans_init()
         started = time.perf_counter()
         steps_at_start = first_epoch * self.batches_per_epoch
         for epoch_index in range(first_epoch, self.config.epochs):
@@ -443,6 +463,38 @@ class _Trainer:
             ):
                 self._save_checkpoint(completed)
         return self.history
+
+    def _kmeans_init(self) -> None:
+        """Train h alone to predict K-means clusters of the windows (the initialisation)."""
+        config = self.config
+        targets = kmeans_pseudo_labels(
+            self.features, self.mask, n_clusters=config.n_clusters, seed=config.seed
+        ).to(self.device)  # (N,)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.model.train()
+        # A small data set has few batches per epoch: give h enough steps to learn the targets.
+        epochs = max(
+            config.kmeans_init_epochs, math.ceil(KMEANS_INIT_MIN_STEPS / self.batches_per_epoch)
+        )
+        for epoch_index in range(epochs):
+            order = torch.randperm(self.features.shape[0], generator=self.shuffle)
+            for indices in self._batches(order):
+                if self.should_stop is not None and self.should_stop():
+                    raise TrainingCancelled("training cancelled during the K-means initialisation")
+                indices = indices.to(self.device)
+                probabilities = self.model.cluster_probabilities(
+                    self.features[indices], self.mask[indices]
+                )  # (B, K)
+                loss = torch.nn.functional.nll_loss(
+                    probabilities.clamp_min(1e-8).log(), targets[indices]
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            logger.info(
+                "K-means initialisation epoch %d/%d: cross-entropy %.3f",
+                epoch_index + 1, epochs, float(loss.detach()),
+            )  # fmt: skip
 
     # -- one epoch ------------------------------------------------------------------------
 

@@ -70,3 +70,25 @@ def test_training_with_consistency_runs_and_is_validated() -> None:
         torch.testing.assert_close(
             model.cluster_probabilities(features), again.cluster_probabilities(features)
         )
+
+
+def test_kmeans_initialisation_makes_h_reproduce_kmeans_before_the_elbo() -> None:
+    with pytest.raises(ValueError, match="kmeans_init_epochs"):
+        TrainConfig(kmeans_init_epochs=-1)
+    torch.manual_seed(1)
+    features = torch.rand(32, 1, 16, 16) * 0.3
+    features[16:] += 0.6  # two well-separated groups
+    labels = [0] * 16 + [1] * 16
+    config = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        n_clusters=2,
+        kmeans_init_epochs=15,
+        lambda_kl=0.05,
+        learning_rate=3e-3,
+        device="cpu",
+        model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
+                               "deconv_channels": [4, 4, 4]},
+    )  # fmt: skip
+    _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
+    assert history.epochs[-1].accuracy == 1.0
