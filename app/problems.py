@@ -27,6 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,28 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     )
 
 
+# The methods a 405's Allow header may list (OPTIONS only if a route declares it).
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this request's path. Starlette's own 405 names
+    only the methods of the first route whose path matched, and `GET /v1/jobs/{id}` and
+    `DELETE /v1/jobs/{id}` are two routes; so each method is tried against the router."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _HTTP_METHODS:
+        probe = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "method": method,
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def _domain_error_classes() -> list[type[Exception]]:
     """The base classes of every error that carries its own status and slug."""
     from model_store.errors import StoreError
@@ -254,6 +277,15 @@ def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)
+        if problem.status == 405:
+            allow = ", ".join(allowed_methods(request))
+            problem = Problem(
+                405,
+                problem.slug,
+                problem.title,
+                f"{request.method} is not allowed here; this path supports {allow}.",
+                {**problem.headers, "Allow": allow},
+            )
         if problem.status >= 500 and problem.slug == "internal":
             logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
         return problem_response(request, problem)

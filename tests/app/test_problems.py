@@ -136,3 +136,26 @@ def test_json_bodies_over_the_cap_are_413_problems(tmp_path, redis_db) -> None:
         # Small bodies pass the cap (and fail validation on their merits).
         small = client.post("/v1/train", json={"dataset_id": "x"})
         assert_problem(small, status=422, slug="validation-error")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/v1/datasets/ds_1", {"GET", "DELETE"}),
+        ("PUT", "/v1/datasets/ds_1", {"GET", "DELETE"}),
+        ("OPTIONS", "/v1/jobs/some-job", {"GET", "DELETE"}),
+        ("PATCH", "/jobs/some-job", {"GET", "DELETE"}),  # the legacy mount too
+        ("GET", "/v1/cluster", {"POST"}),
+        ("DELETE", "/v1/datasets", {"GET", "POST"}),
+    ],
+)
+def test_a_405_allows_every_method_of_the_path(
+    client: TestClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.request(method, path)
+    body = assert_problem(response, status=405, slug="method-not-allowed", path=path)
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    assert method in body["detail"]
+    for other in allowed:  # what Allow names does answer (not with a 405)
+        if other in ("GET", "DELETE"):
+            assert client.request(other, path).status_code != 405
