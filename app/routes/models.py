@@ -15,6 +15,7 @@ from app.deps import ModelHolderDep, ModelStoreDep, PageDep
 from app.openapi_docs import problem_responses
 from app.schemas import (
     AliasPublic,
+    AliasRollback,
     AliasUpdate,
     ModelList,
     ModelSummary,
@@ -200,7 +201,7 @@ async def set_alias(
     store: ModelStoreDep,
     holder: ModelHolderDep,
 ) -> AliasPublic:
-    if body.rollback:
+    if isinstance(body, AliasRollback):
         target = await asyncio.to_thread(store.rollback, name, alias)
     else:
         target = await asyncio.to_thread(store.promote, f"{name}:v{body.version}", alias)

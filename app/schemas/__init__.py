@@ -23,6 +23,8 @@ from app.schemas.jobs import (
 )
 from app.schemas.models import (
     AliasPublic,
+    AliasRollback,
+    AliasToVersion,
     AliasUpdate,
     ModelList,
     ModelSummary,
@@ -33,6 +35,8 @@ from app.schemas.problem import ProblemPublic, ValidationErrorItem
 
 __all__ = [
     "AliasPublic",
+    "AliasRollback",
+    "AliasToVersion",
     "AliasUpdate",
     "BatchItemResult",
     "BatchResult",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from model_store import ModelStore, ModelVersion
@@ -133,3 +134,35 @@ def test_metrics_from_training_metadata_and_a_worker_report(
             "dataset_id": "ds_0123456789ab",
         },
     }
+
+
+def test_the_alias_body_is_exactly_one_of_version_or_rollback_in_the_schema(
+    client: TestClient, served_version: ModelVersion
+) -> None:
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/v1/models/{name}/aliases/{alias}"]["put"]["requestBody"]
+    branches = body["content"]["application/json"]["schema"]["oneOf"]
+    schemas = document["components"]["schemas"]
+    resolved = [schemas[branch["$ref"].rsplit("/", 1)[-1]] for branch in branches]
+    assert sorted(tuple(schema["required"]) for schema in resolved) == [("rollback",), ("version",)]
+    assert all(schema["additionalProperties"] is False for schema in resolved)
+    assert all(schema.get("examples") for schema in resolved)
+    rollback = next(schema for schema in resolved if schema["required"] == ["rollback"])
+    assert rollback["properties"]["rollback"]["const"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"version": 1, "rollback": True}, "give either"),
+        ({}, "give either"),
+        ({"rollback": False}, "rollback"),
+        ({"version": 1, "surprise": 1}, "surprise"),
+    ],
+)
+def test_alias_bodies_outside_the_schema_are_problems_that_say_why(
+    client: TestClient, served_version: ModelVersion, body: dict[str, object], says: str
+) -> None:
+    response = client.put("/v1/models/scenes/aliases/production", json=body)
+    problem = assert_problem(response, status=422, slug="validation-error")
+    assert says in problem["detail"], problem
