@@ -22,15 +22,16 @@ from app.schemas import (
     ModelVersionList,
     ModelVersionPublic,
 )
+from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
 from model_store import ModelVersion as StoredVersion
 from model_store import NotFound
 
 router = APIRouter(tags=["models"])
 
 REPORT_FILE = "report.json"
-ModelNamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+ModelNamePath = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
 VersionPath = Annotated[int, Path(ge=1, le=999_999_999)]
-AliasPath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+AliasPath = Annotated[str, Path(pattern=MODEL_ALIAS_PATTERN)]
 # Report files are flat names with an extension we know how to serve.
 _REPORT_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}\.(html|png|svg|json|csv|txt)$")
 _MEDIA_TYPES = {

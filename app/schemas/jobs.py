@@ -7,9 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
+
+# The model store's own rules (model_store/refs.py), so the schema accepts exactly the
+# references the store does: `x:v00` or `x@1st` would pass a looser pattern and then be
+# refused by the store.
+MODEL_NAME_PATTERN = rf"^{NAME_PATTERN}$"
+MODEL_ALIAS_PATTERN = rf"^{ALIAS_PATTERN}$"
+MODEL_REF_PATTERN = rf"^{NAME_PATTERN}(:v[1-9][0-9]{{0,8}}|@{ALIAS_PATTERN})?$"
 DATASET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-MODEL_REF_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}((:v[0-9]+)|(@[a-z0-9][a-z0-9._-]{0,63}))?$"
 
 
 class JobStatusFilter(StrEnum):

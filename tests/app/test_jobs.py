@@ -3,6 +3,7 @@ and 503 + Retry-After when Redis is down. No worker runs here: jobs stay queued.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from model_store import InvalidReference
+from model_store.refs import parse_ref
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
 from worker.datasets import DatasetStore
@@ -210,3 +213,50 @@ def test_idempotency_keys_are_scoped_per_api_key(
             for key in ("alice-key", "bob-key", "alice-key")
         ]
     assert jobs[0] == jobs[2] != jobs[1]
+
+
+_REFERENCES = [
+    "scenes",
+    "scenes:v1",
+    "scenes:v42",
+    "scenes@production",
+    "a.b_c-d@x1_y-z",
+    "x:v00",
+    "x:v0",
+    "x:v01",
+    "x:v1234567890",
+    "x@1st",
+    "x@Prod",
+    "x@a.b",
+    "Scenes",
+    ".hidden",
+    "x:1",
+    "x@",
+    "x:v1@prod",
+    "a" * 65,
+]
+
+
+@pytest.mark.parametrize("reference", _REFERENCES)
+def test_the_model_ref_pattern_accepts_exactly_what_the_store_accepts(
+    client: TestClient, reference: str
+) -> None:
+    document = client.get("/openapi.json").json()
+    pattern = document["components"]["schemas"]["EvaluateRequest"]["properties"]["model_ref"][
+        "pattern"
+    ]
+    try:
+        parse_ref(reference)
+        store_accepts = True
+    except InvalidReference:
+        store_accepts = False
+    assert (re.search(pattern, reference) is not None) == store_accepts
+
+
+def test_a_model_ref_the_store_would_refuse_is_a_schema_validation_error(
+    client: TestClient, dataset_id: str
+) -> None:
+    response = client.post("/v1/evaluate", json={"model_ref": "x:v00", "dataset_id": dataset_id})
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert body["errors"][0]["loc"] == ["body", "model_ref"]
+    assert body["errors"][0]["type"] == "string_pattern_mismatch"
