@@ -263,7 +263,8 @@ def multipart_openapi(
     """The OpenAPI `requestBody` for a route that reads its multipart body itself."""
     file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
     if multiple:
-        file_schema = {"type": "array", "items": file_schema}
+        # minItems: a request without any file part is a 422, and the schema should say so.
+        file_schema = {"type": "array", "items": file_schema, "minItems": 1}
     return {
         "requestBody": {
             "required": True,

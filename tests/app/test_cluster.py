@@ -153,6 +153,17 @@ def test_missing_file_field_is_a_validation_problem(client: TestClient) -> None:
     assert body["errors"][0]["loc"] == ["body", "file"]
 
 
+def test_a_batch_without_any_file_is_the_documented_422(client: TestClient) -> None:
+    response = client.post("/v1/cluster/batch", files={"other": ("a.wav", tone_wav(0.5))})
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert body["errors"][0]["loc"] == ["body", "files"]
+    document = client.get("/openapi.json").json()
+    request_body = document["paths"]["/v1/cluster/batch"]["post"]["requestBody"]
+    schema = request_body["content"]["multipart/form-data"]["schema"]
+    assert "files" in schema["required"]
+    assert schema["properties"]["files"]["minItems"] == 1
+
+
 def test_a_non_multipart_body_is_415(client: TestClient) -> None:
     response = client.post("/v1/cluster", json={"file": "x"})
     assert_problem(response, status=415, slug="unsupported-media-type")

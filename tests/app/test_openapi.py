@@ -92,6 +92,7 @@ def test_uploads_are_documented_as_multipart(document: dict[str, Any]) -> None:
     batch = document["paths"]["/v1/cluster/batch"]["post"]["requestBody"]
     files = batch["content"]["multipart/form-data"]["schema"]["properties"]["files"]
     assert files["type"] == "array"
+    assert files["minItems"] == 1  # zero file parts is a 422
 
 
 def test_schemas_carry_examples(document: dict[str, Any]) -> None:
