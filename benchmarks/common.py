@@ -4,9 +4,10 @@
   (`LoadMonitor`: load averages and whole-machine CPU use sampled during the run): on the
   2-core development machine any other process halves a figure, so every results file says
   how idle the machine was;
-- the model the service runs by default (`served_trained_model`): the bundled default model
-  when `app/default_model/bundle/` holds one, else an untrained Cat. UVAC built from the
-  project's ``default`` preset, which costs exactly as much to run;
+- the network the service runs by default: an untrained Cat. UVAC built from the project's
+  ``default`` preset exactly as training builds it (`preset_model`), with normalisation
+  statistics fitted on synthetic clips (`synthetic_trained_model`); it costs what a trained
+  one does;
 - synthetic test audio (noise plus tones) and its 16-bit WAV encoding;
 - percentiles, timing loops and the results JSON writer.
 """
@@ -31,7 +32,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from uvac.artifact import TrainedModel, load_trained_model
+from uvac.artifact import TrainedModel
 from uvac.audio import Audio
 from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
 from uvac.models import CatUVAC
@@ -231,13 +232,6 @@ def bundled_model_available() -> bool:
     return all((BUNDLE_DIR / name).is_file() for name in BUNDLE_MODEL_FILES)
 
 
-def served_trained_model(preset: str = DEFAULT_PRESET) -> tuple[TrainedModel, str]:
-    """The model the service ships with and where it came from ("bundle" or "preset:NAME")."""
-    if bundled_model_available():
-        return load_trained_model(BUNDLE_DIR), "bundle"
-    return synthetic_trained_model(preset), f"preset:{preset} (untrained)"
-
-
 def describe_model(trained: TrainedModel) -> dict[str, Any]:
     model = trained.model
     return {
@@ -289,21 +283,30 @@ def rate_per_s(
     warmup_steps: int = 2,
     min_steps: int = 3,
 ) -> dict[str, float]:
-    """Run ``step`` for about ``seconds`` after a warm-up; items per second, and the best
-    (fastest) single step's rate, which is the least disturbed by other processes."""
+    """Run ``step`` for about ``seconds`` after a warm-up.
+
+    Returns items per second over the measured time (``per_s``), the fastest single step's
+    rate (``best_step_per_s``, the figure least disturbed by other processes), the median
+    step, and this process's CPU time per step (``cpu_ms_per_step``: with one torch thread,
+    much less sensitive to other processes than wall time; with more it includes OpenMP's
+    spin-waiting).
+    """
     for _ in range(warmup_steps):
         step()
     durations: list[float] = []
+    cpu_started = time.process_time()
     started = time.perf_counter()
     while len(durations) < min_steps or time.perf_counter() - started < seconds:
         step_started = time.perf_counter()
         step()
         durations.append(time.perf_counter() - step_started)
+    cpu = time.process_time() - cpu_started
     total = sum(durations)
     return {
         "per_s": round(items_per_step * len(durations) / total, 2),
         "best_step_per_s": round(items_per_step / min(durations), 2),
         "median_step_ms": round(float(np.median(durations)) * 1000.0, 3),
+        "cpu_ms_per_step": round(cpu / len(durations) * 1000.0, 3),
         "steps": len(durations),
     }
 

@@ -6,8 +6,9 @@
 What it does, in one run:
 
 1. Builds a model store in a temporary folder holding the model the service ships with (the
-   bundle in ``app/default_model/bundle/`` when there is one, else an untrained Cat. UVAC of
-   the ``default`` preset, which costs the same to run) and aliases it ``bench@production``.
+   bundle in ``app/default_model/bundle/`` when it is a Cat. UVAC, else an untrained Cat. UVAC
+   of the ``default`` preset, which costs the same to run; ``--model`` overrides) and aliases
+   it ``bench@production``.
 2. Measures the raw pipeline in this process with the same torch thread count as the server:
    decode (`uvac.audio.load_audio` from WAV bytes) + features (`FeatureExtractor.windows_batch`)
    + h (`model.cluster_probabilities` under `torch.inference_mode`), batched at 64 clips, for
@@ -59,6 +60,7 @@ import torch  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.default_model import publish_default_model  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    BUNDLE_DIR,
     RESULTS_DIR,
     LoadMonitor,
     bundled_model_available,
@@ -66,8 +68,8 @@ from benchmarks.common import (  # noqa: E402
     machine_info,
     percentile_ms,
     rate_per_s,
-    served_trained_model,
     synthetic_clip,
+    synthetic_trained_model,
     wav_bytes,
     write_results,
 )
@@ -89,15 +91,32 @@ CLIP_SECONDS = {"1s": 1.0, "10s": 10.0}
 # ----------------------------------------------------------------------------- the store
 
 
-def build_store(root: Path) -> tuple[TrainedModel, str, Path]:
+def bundle_is_cat_uvac() -> bool:
+    """Whether the bundled default model exists and is a Cat. UVAC (the network the targets
+    are about; a K-means placeholder bundle would cost far less to run)."""
+    if not bundled_model_available():
+        return False
+    document = json.loads((BUNDLE_DIR / "model.json").read_text())
+    return bool(document.get("model_type") == "cat-uvac")
+
+
+def build_store(root: Path, *, model_choice: str = "auto") -> tuple[TrainedModel, str, Path]:
     """Publish the served model into a store at ``root``; the model as the server will load
-    it, where it came from, and its version folder."""
+    it, where it came from, and its version folder.
+
+    ``model_choice``: ``"bundle"`` (the bundled default model, whatever its type),
+    ``"preset"`` (an untrained Cat. UVAC of the ``default`` preset) or ``"auto"`` (the
+    bundle when it is a Cat. UVAC, else the preset).
+    """
     store = ModelStore(root)
-    if bundled_model_available():
+    use_bundle = model_choice == "bundle" or (model_choice == "auto" and bundle_is_cat_uvac())
+    if use_bundle:
+        if not bundled_model_available():
+            raise SystemExit(f"no bundled model in {BUNDLE_DIR}")
         publish_default_model(store_root=root, serve_ref=SERVE_REF)
         source = "bundle"
     else:
-        trained, source = served_trained_model()
+        trained, source = synthetic_trained_model(), "preset:default (untrained)"
         name, _, alias = SERVE_REF.partition("@")
         with store.publish(name, metadata={"benchmark": "serving", "source": source}) as staging:
             save_trained_model(Path(staging), trained)
@@ -420,6 +439,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-batching-off", action="store_true", help="skip the UVAC_INFERENCE_MAX_BATCH=1 run"
     )
+    parser.add_argument(
+        "--model",
+        choices=["auto", "bundle", "preset"],
+        default="auto",
+        help="auto: the bundled default model when it is a Cat. UVAC, else an untrained one "
+        "of the default preset",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "serving.json")
     return parser.parse_args(argv)
 
@@ -433,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     monitor = LoadMonitor()
     with monitor, tempfile.TemporaryDirectory(prefix="uvac-serving-bench-") as scratch:
         scratch_dir = Path(scratch)
-        trained, source, version_path = build_store(scratch_dir / "models")
+        trained, source, version_path = build_store(scratch_dir / "models", model_choice=args.model)
         sample_rate = trained.feature_config.sample_rate
         n_clusters = trained.model.n_clusters
         wavs = {
