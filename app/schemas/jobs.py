@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.features import FeatureOverrides
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
+from uvac.presets import DEFAULT_PRESET, build_configs
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
 # references the store does: `x:v00` or `x@1st` would pass a looser pattern and then be
@@ -31,7 +33,14 @@ class JobStatusFilter(StrEnum):
     stopped = "stopped"
 
 
+# The names of uvac.presets.PRESETS (a test keeps them in step): an enum in the schema.
+PresetName = Literal["default", "paper"]
+
+
 class TrainRequest(BaseModel):
+    """A training job. Every optional value left out comes from the `preset` (its feature
+    settings and training recipe), then from the engine's defaults."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -46,7 +55,17 @@ class TrainRequest(BaseModel):
                     "temperature_start": 1.0,
                     "temperature_end": 0.5,
                     "seed": 0,
-                }
+                },
+                {
+                    "dataset_id": "ds_0123456789ab",
+                    "n_clusters": 10,
+                    "preset": "paper",
+                    "features": {"n_mels": 64, "window_seconds": 1.0, "f_max": None},
+                    "learning_rate": 0.0005,
+                    "final_learning_rate": 0.00005,
+                    "batch_size": 32,
+                    "model_hyperparameters": {"conv_channels": [8, 16, 16, 32]},
+                },
             ]
         },
     )
@@ -55,23 +74,80 @@ class TrainRequest(BaseModel):
     model_type: Literal["cat-uvac", "uvac-gmm", "kmeans"] = "cat-uvac"
     n_clusters: int = Field(ge=2, le=256, description="K, the number of clusters.")
     model_name: str = Field(default="scenes", pattern=MODEL_NAME_PATTERN)
+    preset: PresetName = Field(
+        default=cast(PresetName, DEFAULT_PRESET),
+        description="The recipe the other settings start from: `default` (the service's) or "
+        "`paper` (the paper's: 128 mels, 500 epochs, ...). Explicit values win over it.",
+    )
+    features: FeatureOverrides | None = Field(
+        default=None,
+        description="Feature settings to change from the preset's. Unknown keys are a 422; "
+        "so are combinations the engine refuses (e.g. `win_length` over `n_fft`).",
+    )
     epochs: int | None = Field(default=None, ge=1, le=10_000)
-    lambda_kl: float | None = Field(default=None, ge=0, description="Weight of the KL terms.")
-    temperature_start: float | None = Field(default=None, gt=0)
-    temperature_end: float | None = Field(default=None, gt=0)
-    seed: int | None = Field(default=None, ge=0)
     batch_size: int | None = Field(default=None, ge=1, le=4096)
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="Adam's initial learning rate."
+    )
+    final_learning_rate: float | None = Field(
+        default=None, gt=0, le=1, description="The learning rate the schedule decays to."
+    )
+    lambda_kl: float | None = Field(default=None, ge=0, description="Weight of the KL terms.")
+    temperature_start: float | None = Field(
+        default=None,
+        gt=0,
+        description="Gumbel-Softmax temperature at the start of training. Must be at least "
+        "`temperature_end` (the schedule anneals downwards); otherwise a 422. A schema cannot "
+        "compare two fields, so this rule is checked on the request.",
+    )
+    temperature_end: float | None = Field(
+        default=None,
+        gt=0,
+        description="Temperature at the end of training; at most `temperature_start` (the "
+        "preset's, when `temperature_start` is left out), else a 422.",
+    )
+    seed: int | None = Field(default=None, ge=0)
+    model_hyperparameters: dict[str, Any] | None = Field(
+        default=None,
+        description="Options for the model's constructor, merged key by key over the "
+        'preset\'s, e.g. `{"conv_channels": [8, 16, 16, 32]}`. `n_clusters`, `n_mels` and '
+        "`n_frames` come from the other settings and may not be set here.",
+    )
 
     @model_validator(mode="after")
-    def _temperature_anneals_downwards(self) -> TrainRequest:
-        start, end = self.temperature_start, self.temperature_end
-        if start is not None and end is not None and end > start:
-            raise ValueError("temperature_end must not exceed temperature_start")
+    def _engine_accepts_the_configuration(self) -> TrainRequest:
+        """Apply the preset as the worker will, so a configuration the engine refuses is a
+        422 now rather than a failed job later."""
+        try:
+            _, config = build_configs(
+                self.preset,
+                feature_overrides=self.features.overrides() if self.features else None,
+                train_overrides=self._train_overrides(),
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from error
+        if config.temperature_end > config.temperature_start:
+            raise ValueError(
+                f"temperature_end ({config.temperature_end:g}) must not exceed "
+                f"temperature_start ({config.temperature_start:g}): the schedule anneals downwards"
+            )
         return self
 
+    def _train_overrides(self) -> dict[str, Any]:
+        return self.model_dump(
+            exclude_none=True,
+            exclude={"dataset_id", "model_name", "preset", "features"},
+        )
+
     def job_params(self) -> dict[str, Any]:
-        """The worker's params dict: optional values that were not given are left out."""
-        return self.model_dump(exclude_none=True)
+        """The worker's params dict: optional values that were not given are left out (the
+        preset too, when it was not named: the worker applies the same default)."""
+        params = self.model_dump(exclude_none=True, exclude={"preset", "features"})
+        if "preset" in self.model_fields_set:
+            params["preset"] = self.preset
+        if self.features is not None:
+            params["features"] = self.features.overrides()
+        return params
 
 
 class EvaluateRequest(BaseModel):

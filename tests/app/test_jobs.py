@@ -4,6 +4,7 @@ and 503 + Retry-After when Redis is down. No worker runs here: jobs stay queued.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,13 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from model_store import InvalidReference
+from app.schemas import TrainRequest
+from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from uvac.features import FeatureConfig
+from uvac.presets import DEFAULT_PRESET, PRESETS
 from worker.datasets import DatasetStore
 
 
@@ -260,3 +264,99 @@ def test_a_model_ref_the_store_would_refuse_is_a_schema_validation_error(
     body = assert_problem(response, status=422, slug="validation-error")
     assert body["errors"][0]["loc"] == ["body", "model_ref"]
     assert body["errors"][0]["type"] == "string_pattern_mismatch"
+
+
+TINY_FEATURE_OVERRIDES: dict[str, Any] = {
+    "sample_rate": 8000,
+    "n_fft": 256,
+    "win_length": 200,
+    "hop_length": 80,
+    "n_mels": 16,
+    "window_seconds": 0.5,
+    "window_hop_seconds": 0.25,
+    "f_max": None,  # an explicit null is a value: the Nyquist frequency
+}
+TINY_NETWORK = {
+    "conv_channels": [2, 2, 2, 2],
+    "gru_hidden": 4,
+    "gru_layers": 1,
+    "deconv_channels": [2, 2, 2],
+}
+
+
+def test_a_tiny_job_with_feature_overrides_is_accepted_and_runs_in_the_worker(
+    client: TestClient, dataset_id: str, settings: Settings
+) -> None:
+    body = _train_body(
+        dataset_id,
+        n_clusters=2,
+        preset="paper",
+        features=TINY_FEATURE_OVERRIDES,
+        epochs=1,
+        batch_size=2,
+        learning_rate=1e-3,
+        final_learning_rate=1e-4,
+        model_hyperparameters=TINY_NETWORK,
+        model_name="tiny",
+    )
+    response = client.post("/v1/train", json=body)
+    assert response.status_code == 202, response.text
+    params = response.json()["params"]
+    assert params["preset"] == "paper"
+    assert params["features"] == TINY_FEATURE_OVERRIDES
+    assert params["model_hyperparameters"] == TINY_NETWORK
+    assert (params["learning_rate"], params["final_learning_rate"]) == (1e-3, 1e-4)
+
+    # What the API enqueued is what the worker accepts: run the job's body in-process.
+    from uvac.training import train_model
+    from worker.config import WorkerSettings
+    from worker.jobs import run_training
+
+    worker_settings = WorkerSettings(data_dir=settings.data_dir, device="cpu")
+    result = run_training(params, job=None, settings=worker_settings, train_function=train_model)
+    published = ModelStore(worker_settings.model_store_path).get(result["model"])
+    feature_config = published.metadata["feature_config"]
+    for key, value in TINY_FEATURE_OVERRIDES.items():
+        assert feature_config[key] == value, key
+    assert published.metadata["train_config"]["epochs"] == 1  # not the paper preset's 500
+    assert published.metadata["train_config"]["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"features": {"n_mells": 64}}, "n_mells"),
+        ({"features": {"n_mels": 20}}, "n_mels"),  # not a multiple of 16
+        ({"features": {"n_fft": 256, "win_length": 400}}, "win_length"),  # the engine's rule
+        ({"features": {"sample_rate": None}}, "sample_rate"),  # null is not a rate
+        ({"preset": "fastest"}, "preset"),
+        ({"model_hyperparameters": {"n_clusters": 3}}, "n_clusters"),
+        ({"temperature_start": 0.5, "temperature_end": 1.0}, "temperature_end"),
+        ({"preset": "paper", "temperature_end": 2.0}, "temperature_end"),  # vs the preset's 1.0
+    ],
+)
+def test_a_configuration_the_engine_refuses_is_a_422_naming_the_key(
+    client: TestClient, dataset_id: str, redis_db: redis.Redis, overrides: dict[str, Any], says: str
+) -> None:
+    response = client.post("/v1/train", json=_train_body(dataset_id, **overrides))
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert says in body["detail"], body["detail"]
+    assert redis_db.keys("rq:job:*") == []  # refused before anything was queued
+
+
+def test_the_train_schema_offers_the_presets_and_every_feature_setting(
+    client: TestClient,
+) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    train = schemas["TrainRequest"]["properties"]
+    assert set(train["preset"]["enum"]) == set(PRESETS)
+    assert train["preset"]["default"] == DEFAULT_PRESET
+    for name in ("learning_rate", "final_learning_rate", "model_hyperparameters", "batch_size"):
+        assert name in train
+    assert "temperature_end" in train["temperature_start"]["description"]
+    features = schemas["FeatureOverrides"]
+    assert features["additionalProperties"] is False
+    assert set(features["properties"]) == {field.name for field in fields(FeatureConfig)}
+    assert all("default" not in spec for spec in features["properties"].values())
+    for example in schemas["TrainRequest"]["examples"]:  # the examples are valid requests
+        TrainRequest.model_validate(example)
