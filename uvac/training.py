@@ -325,8 +325,10 @@ def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "n_clusters": config.n_clusters,
         "n_mels": int(features.shape[3]),
-        **config.model_hyperparameters,
     }
+    # K-means has no network: a preset's network options (widths, GRU size) do not apply.
+    if config.model_type != "kmeans":
+        arguments.update(config.model_hyperparameters)
     if config.model_type != "cat-uvac":  # the others are built for one window length
         arguments["n_frames"] = int(features.shape[2])
     return arguments
