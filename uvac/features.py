@@ -489,13 +489,20 @@ class _LogMel:
         self._hop_length = config.hop_length
         self._win_length = config.win_length
         self._window = torch.hann_window(config.win_length)  # (win_length,)
-        self._filterbank = torchaudio.functional.melscale_fbanks(
+        filterbank = torchaudio.functional.melscale_fbanks(
             n_freqs=config.n_fft // 2 + 1,
             f_min=float(config.f_min),
             f_max=float(config.f_max if config.f_max is not None else config.sample_rate / 2),
             n_mels=config.n_mels,
             sample_rate=config.sample_rate,
         )  # (n_fft // 2 + 1, M)
+        # FFT bins above the last one any mel filter touches (above f_max) only ever meet zero
+        # weights: leaving them out of the power and the product changes nothing but the
+        # time (with f_max = Nyquist / 2, half of both).
+        touched = filterbank.abs().sum(dim=1).nonzero()  # (n, 1) indices of used bins
+        used_bins = int(touched.max()) + 1 if touched.numel() else filterbank.shape[0]
+        self._n_used_bins = used_bins
+        self._filterbank = filterbank[:used_bins].contiguous()  # (F_used, M)
 
     def __call__(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
         waveform = torch.as_tensor(samples, dtype=torch.float32)
@@ -513,7 +520,8 @@ class _LogMel:
                 center=False,
                 return_complex=True,
             )  # (F, T) complex
-            power = spectrum.real.square() + spectrum.imag.square()  # (F, T)
+            spectrum = spectrum[: self._n_used_bins]  # (F_used, T)
+            power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)  # (F_used, T)
             mel = torch.mm(power.T, self._filterbank)  # (T, M)
             return mel.add_(LOG_OFFSET).log_()
 
