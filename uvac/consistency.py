@@ -14,6 +14,9 @@ I(y; y') is high only when every window is assigned confidently (low H(y | y')),
 under the augmentation, and the clusters are used evenly (high H(y)): it fights collapse and
 flat pi at once. ``consistency_weight = 0`` (the paper's recipe) turns it off.
 
+With ``consistency_neighbours = k`` the second view is an augmented copy of one of the window's
+k nearest training windows (`nearest_neighbours`), as in SCAN (Van Gansbeke et al. 2020).
+
 `kmeans_pseudo_labels` serves the other option against the flat start
 (``TrainConfig.kmeans_init_epochs``): h is first trained to predict K-means clusters of the
 training windows, so the ELBO starts from an informative pi.
@@ -26,7 +29,12 @@ from sklearn.cluster import KMeans
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["augment_windows", "kmeans_pseudo_labels", "mutual_information_loss"]
+__all__ = [
+    "augment_windows",
+    "kmeans_pseudo_labels",
+    "mutual_information_loss",
+    "nearest_neighbours",
+]
 
 # Augmentation strengths: light, so that the view is the same word or the same sound.
 TIME_STRETCH = 0.15  # time axis scaled by a factor in [1 - s, 1 + s]
@@ -76,3 +84,17 @@ def kmeans_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int)
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
     kmeans = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed)
     return torch.from_numpy(kmeans.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def nearest_neighbours(x: Tensor, mask: Tensor, *, k: int, chunk: int = 1024) -> Tensor:
+    """The ``k`` nearest other windows of each window ``(N, 1, T, F)``, ``(N, k)`` int64, by
+    Euclidean distance between the flattened masked windows (computed in chunks of rows)."""
+    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float()  # (N, T*F)
+    k = min(k, vectors.shape[0] - 1)
+    rows = []
+    for start in range(0, vectors.shape[0], chunk):
+        distances = torch.cdist(vectors[start : start + chunk], vectors)  # (C, N)
+        own = torch.arange(start, start + distances.shape[0], device=x.device)
+        distances[torch.arange(distances.shape[0], device=x.device), own] = float("inf")
+        rows.append(distances.topk(k, dim=1, largest=False).indices)
+    return torch.cat(rows)

@@ -44,7 +44,12 @@ from uvac.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from uvac.consistency import augment_windows, kmeans_pseudo_labels, mutual_information_loss
+from uvac.consistency import (
+    augment_windows,
+    kmeans_pseudo_labels,
+    mutual_information_loss,
+    nearest_neighbours,
+)
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, TrainingCancelled
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
@@ -88,7 +93,10 @@ class TrainConfig:
     loss, against clusters collapsing; see `uvac.models.base.LossParts`.
     ``consistency_weight`` (0 = the paper's recipe) adds the augmentation-consistency term of
     `uvac.consistency` (minus the mutual information between the clusters of a window and of
-    an augmented view of it).
+    an augmented view of it). With ``consistency_neighbours = k > 0`` the second view is an
+    augmented copy of one of the window's k nearest training windows (in the flattened feature
+    space) rather than of the window itself, as in SCAN (Van Gansbeke et al. 2020): windows
+    that are close in the input space are pulled into the same cluster.
     ``kmeans_init_epochs`` (0 = the paper's recipe: random initialisation) first trains h alone
     for that many epochs to predict K-means clusters of the training windows (cross-entropy),
     so that the ELBO starts from an informative pi instead of the flat one it collapses onto;
@@ -110,6 +118,7 @@ class TrainConfig:
     lambda_kl: float = 0.5
     cluster_balance: float = 0.0
     consistency_weight: float = 0.0
+    consistency_neighbours: int = 0
     kmeans_init_epochs: int = 0
     seed: int = 0
     bf16_autocast: bool = False
@@ -130,6 +139,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
+        if (
+            isinstance(self.consistency_neighbours, bool)
+            or not isinstance(self.consistency_neighbours, int)
+            or self.consistency_neighbours < 0
+        ):
+            raise ValueError(
+                "consistency_neighbours must be a non-negative integer, "
+                f"got {self.consistency_neighbours!r}"
+            )
         if (
             isinstance(self.kmeans_init_epochs, bool)
             or not isinstance(self.kmeans_init_epochs, int)
@@ -449,6 +467,11 @@ class _Trainer:
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.history = TrainingHistory()
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
+        self.neighbours: Tensor | None = None  # (N, k) training-window indices
+        if config.consistency_weight > 0 and config.consistency_neighbours > 0:
+            self.neighbours = nearest_neighbours(
+                self.features, self.mask, k=config.consistency_neighbours
+            )
 
     def run(self) -> TrainingHistory:
         first_epoch = self._resume()
@@ -524,7 +547,7 @@ class _Trainer:
                     f"training cancelled in epoch {epoch_index + 1}, before batch {step}"
                 )
             indices = indices.to(self.device)
-            sums += self._train_step(self.features[indices], self.mask[indices], temperature)
+            sums += self._train_step(indices, temperature)
             if self.progress is not None and step % config.progress_every_steps == 0:
                 means = (sums / step).tolist()
                 done = epoch_index * self.batches_per_epoch + step
@@ -567,7 +590,8 @@ class _Trainer:
                 )
             )  # fmt: skip
 
-    def _train_step(self, x: Tensor, mask: Tensor, temperature: float) -> Tensor:
+    def _train_step(self, indices: Tensor, temperature: float) -> Tensor:
+        x, mask = self.features[indices], self.mask[indices]  # (B, 1, T, F), (B, T)
         with torch.autocast(
             device_type=self.device.type,
             dtype=torch.bfloat16,
@@ -582,7 +606,14 @@ class _Trainer:
             )
             total = parts.total
             if self.config.consistency_weight > 0:
-                view, view_mask = augment_windows(x, mask)  # (B, 1, T, F), (B, T)
+                source, source_mask = x, mask
+                if self.neighbours is not None:  # one random neighbour of each window
+                    choice = torch.randint(
+                        self.neighbours.shape[1], (indices.shape[0],), device=self.device
+                    )
+                    partners = self.neighbours[indices, choice]  # (B,)
+                    source, source_mask = self.features[partners], self.mask[partners]
+                view, view_mask = augment_windows(source, source_mask)  # (B,1,T,F), (B,T)
                 consistency = mutual_information_loss(
                     self.model.cluster_probabilities(x, mask),
                     self.model.cluster_probabilities(view, view_mask),

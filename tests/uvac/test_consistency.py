@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from uvac.consistency import augment_windows, mutual_information_loss
+from uvac.consistency import augment_windows, mutual_information_loss, nearest_neighbours
 from uvac.training import TrainConfig, train_on_features
 
 
@@ -92,3 +92,35 @@ def test_kmeans_initialisation_makes_h_reproduce_kmeans_before_the_elbo() -> Non
     )  # fmt: skip
     _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
     assert history.epochs[-1].accuracy == 1.0
+
+
+def test_nearest_neighbours_exclude_the_window_itself_and_follow_the_mask() -> None:
+    x = torch.zeros(5, 1, 2, 2)
+    for index, value in enumerate([0.0, 0.1, 0.5, 0.55, 0.9]):
+        x[index] = value
+    mask = torch.ones(5, 2)
+    neighbours = nearest_neighbours(x, mask, k=2, chunk=2)
+    assert neighbours.shape == (5, 2)
+    assert neighbours[0].tolist() == [1, 2] and neighbours[3].tolist() == [2, 4]
+    assert all(i not in row for i, row in enumerate(neighbours.tolist()))
+    mask[4] = 0  # a window of pure padding looks like the silent window 0
+    assert nearest_neighbours(x, mask, k=1)[4].tolist() == [0]
+
+
+def test_training_with_neighbour_consistency_runs() -> None:
+    with pytest.raises(ValueError, match="consistency_neighbours"):
+        TrainConfig(consistency_neighbours=-2)
+    torch.manual_seed(0)
+    features = torch.rand(24, 1, 16, 16)
+    config = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        n_clusters=2,
+        consistency_weight=1.0,
+        consistency_neighbours=3,
+        device="cpu",
+        model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
+                               "deconv_channels": [4, 4, 4]},
+    )  # fmt: skip
+    _, history = train_on_features(features, torch.ones(24, 16), config=config)
+    assert len(history.epochs) == 1
