@@ -1,36 +1,28 @@
 """Service settings: one typed class, read from `UVAC_*` environment variables.
 
-The shared names (data folders, Redis, the served model, torch threads, device) are the
-ones in docs/architecture.md, so the API and the worker read the same environment. Tests
+The names the API shares with the workers (data folders, Redis, device) come from
+`worker.config.SharedSettings`, so both read the same environment the same way. Tests
 build a `Settings(...)` and pass it to `create_app`; they never touch the environment.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from worker.config import SharedSettings
 
 MEGABYTE = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class Settings(SharedSettings):
     """Everything the API can be configured with (environment prefix `UVAC_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="UVAC_", extra="ignore", frozen=True)
-
-    # Shared with the worker (docs/architecture.md).
-    data_dir: Path = Path("./var")
-    model_store_dir: Path | None = None
-    datasets_dir: Path | None = None
-    checkpoints_dir: Path | None = None
-    redis_url: str = "redis://127.0.0.1:6379/0"
     serve_model: str = "scenes@production"
     torch_threads: int = Field(default=1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     # Upload and request limits.
     max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
@@ -57,8 +49,6 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
-    log_level: str = "INFO"
-
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
@@ -66,29 +56,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
-
-    @model_validator(mode="after")
-    def _derive_folders(self) -> Settings:
-        # Folders default to sub-folders of data_dir, as the architecture page says.
-        defaults = {
-            "model_store_dir": self.data_dir / "models",
-            "datasets_dir": self.data_dir / "datasets",
-            "checkpoints_dir": self.data_dir / "checkpoints",
-        }
-        for name, default in defaults.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, default)
-        return self
-
-    @property
-    def model_store_path(self) -> Path:
-        assert self.model_store_dir is not None  # filled by _derive_folders
-        return self.model_store_dir
-
-    @property
-    def datasets_path(self) -> Path:
-        assert self.datasets_dir is not None
-        return self.datasets_dir
 
     @property
     def auth_enabled(self) -> bool:

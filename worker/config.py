@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,56 +21,22 @@ HOUR = 3600
 DAY = 24 * HOUR
 
 
-class WorkerSettings(BaseSettings):
-    """Everything a worker (and the code that enqueues its jobs) can be configured with."""
+class SharedSettings(BaseSettings):
+    """The settings the API and the workers share (docs/architecture.md): one volume layout,
+    one Redis, one device choice. Each side subclasses it with its own settings."""
 
     model_config = SettingsConfigDict(env_prefix="UVAC_", extra="ignore", frozen=True)
 
-    # Shared with the API (docs/architecture.md).
     data_dir: Path = Path("./var")
     model_store_dir: Path | None = None
     datasets_dir: Path | None = None
     checkpoints_dir: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
-    torch_threads: int = Field(default=2, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    # Job lifetimes. RQ's default timeout (180 s) would kill every real training run.
-    training_job_timeout: int = Field(default=6 * HOUR, ge=1)
-    evaluation_job_timeout: int = Field(default=1 * HOUR, ge=1)
-    job_result_ttl: int = Field(default=7 * DAY, ge=1)
-    job_failure_ttl: int = Field(default=7 * DAY, ge=1)
-
-    # Retries, only for failures that may pass (Redis hiccups): how many, and the back-off
-    # before each one in seconds (the last value repeats).
-    job_retry_max: int = Field(default=3, ge=0)
-    job_retry_intervals: Annotated[tuple[int, ...], NoDecode] = (10, 60, 300)
-
-    # Liveness. The worker refreshes its running job's heartbeat every
-    # `worker_monitor_interval` seconds; a job whose heartbeat is older than that plus
-    # `worker_heartbeat_grace` belongs to a dead worker and is re-run from its checkpoint.
-    worker_monitor_interval: int = Field(default=10, ge=1)
-    worker_heartbeat_grace: int = Field(default=60, ge=1)
-    recovery_interval_seconds: float = Field(default=15.0, gt=0)
-    max_resumes: int = Field(default=3, ge=0)
-
-    # Progress: written at least this often (and at every epoch end); the cancel flag is read
-    # from Redis at most this often.
-    progress_interval_seconds: float = Field(default=2.0, gt=0)
-    cancel_poll_seconds: float = Field(default=0.5, gt=0)
-
     log_level: str = "INFO"
 
-    @field_validator("job_retry_intervals", mode="before")
-    @classmethod
-    def _split_comma_separated(cls, value: object) -> object:
-        # The environment gives "10,60,300"; Python callers pass a sequence.
-        if isinstance(value, str):
-            return tuple(int(item) for item in value.split(",") if item.strip())
-        return value
-
     @model_validator(mode="after")
-    def _derive_folders(self) -> WorkerSettings:
+    def _derive_folders(self) -> Self:
         # Folders default to sub-folders of data_dir, as the architecture page says.
         defaults = {
             "model_store_dir": self.data_dir / "models",
@@ -96,6 +62,44 @@ class WorkerSettings(BaseSettings):
     def checkpoints_path(self) -> Path:
         assert self.checkpoints_dir is not None
         return self.checkpoints_dir
+
+
+class WorkerSettings(SharedSettings):
+    """Everything a worker (and the code that enqueues its jobs) can be configured with."""
+
+    torch_threads: int = Field(default=2, ge=1)
+
+    # Job lifetimes. RQ's default timeout (180 s) would kill every real training run.
+    training_job_timeout: int = Field(default=6 * HOUR, ge=1)
+    evaluation_job_timeout: int = Field(default=1 * HOUR, ge=1)
+    job_result_ttl: int = Field(default=7 * DAY, ge=1)
+    job_failure_ttl: int = Field(default=7 * DAY, ge=1)
+
+    # Retries, only for failures that may pass (Redis hiccups): how many, and the back-off
+    # before each one in seconds (the last value repeats).
+    job_retry_max: int = Field(default=3, ge=0)
+    job_retry_intervals: Annotated[tuple[int, ...], NoDecode] = (10, 60, 300)
+
+    # Liveness. The worker refreshes its running job's heartbeat every
+    # `worker_monitor_interval` seconds; a job whose heartbeat is older than that plus
+    # `worker_heartbeat_grace` belongs to a dead worker and is re-run from its checkpoint.
+    worker_monitor_interval: int = Field(default=10, ge=1)
+    worker_heartbeat_grace: int = Field(default=60, ge=1)
+    recovery_interval_seconds: float = Field(default=15.0, gt=0)
+    max_resumes: int = Field(default=3, ge=0)
+
+    # Progress: written at least this often (and at every epoch end); the cancel flag is read
+    # from Redis at most this often.
+    progress_interval_seconds: float = Field(default=2.0, gt=0)
+    cancel_poll_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("job_retry_intervals", mode="before")
+    @classmethod
+    def _split_comma_separated(cls, value: object) -> object:
+        # The environment gives "10,60,300"; Python callers pass a sequence.
+        if isinstance(value, str):
+            return tuple(int(item) for item in value.split(",") if item.strip())
+        return value
 
 
 @lru_cache(maxsize=1)
