@@ -15,6 +15,10 @@ job parameters) win over the preset, which wins over the dataclass defaults.
   rate removed), a narrower network (the paper's is >8x slower on these small inputs and did
   no better), h initialised to predict K-means clusters, and the augmentation-consistency term.
   The paper's recipe collapses (flat pi, KL_y = 0) on FSDD with these features.
+- ``"scenes"``: the default's training recipe on log-mel features without per-clip
+  normalisation, for sound scenes and events (ESC-10: test NMI 0.49 against 0.28 with the
+  default's features, one seed), where the mean spectrum is what tells rain from a
+  helicopter.
 """
 
 from __future__ import annotations
@@ -78,6 +82,37 @@ PRESETS: dict[str, Preset] = {
             "f_max": 4000.0,
             "cepstral_coefficients": 16,
             "utterance_norm": "mean_variance",
+            "activity_threshold_db": 30.0,
+            "time_fit": True,
+            "fit_frames": 32,
+        },
+        training={
+            "epochs": 15,
+            "batch_size": 64,
+            "lambda_kl": 0.05,
+            "consistency_weight": 5.0,
+            "kmeans_init_epochs": 5,
+            "model_hyperparameters": {
+                "conv_channels": [8, 16, 32, 64],
+                "gru_hidden": 64,
+                "deconv_channels": [32, 16, 8],
+            },
+        },
+    ),
+    "scenes": Preset(
+        description=(
+            "the default recipe on log-mel features (64 mels up to 8 kHz, no per-clip "
+            "normalisation) for sound scenes and events, whose stationary spectral shape "
+            "the default's cepstra and per-clip normalisation would remove"
+        ),
+        features={
+            "n_fft": 512,
+            "win_length": 400,
+            "hop_length": 160,
+            "n_mels": 64,
+            "f_max": 8000.0,
+            "cepstral_coefficients": None,
+            "utterance_norm": False,
             "activity_threshold_db": 30.0,
             "time_fit": True,
             "fit_frames": 32,
