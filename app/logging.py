@@ -9,20 +9,13 @@ never on import.
 
 from __future__ import annotations
 
-import json
 import logging
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
-request_id_var: ContextVar[str | None] = ContextVar("uvac_request_id", default=None)
+from worker.logs import JsonLineFormatter
 
-# Attributes every LogRecord has (and uvicorn's ANSI-coloured copy of the message); anything
-# else was passed through `extra=` and is logged.
-_STANDARD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName", "color_message"}
-)
+request_id_var: ContextVar[str | None] = ContextVar("uvac_request_id", default=None)
 
 
 class RequestIdFilter(logging.Filter):
@@ -33,23 +26,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, extras."""
+class JsonFormatter(JsonLineFormatter):
+    """The API's lines carry the id of the request being served."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                document[key] = value
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str)
+    def context(self, record: logging.LogRecord) -> dict[str, Any]:
+        return {"request_id": getattr(record, "request_id", None) or request_id_var.get()}
 
 
 def configure_logging(*, level: str = "INFO") -> None:
