@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import sys
@@ -121,16 +122,25 @@ def autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
-def trainer_for(
+def trainer_step(
     model: CatUVAC, x: torch.Tensor, mask: torch.Tensor, *, config: TrainConfig
-) -> _Trainer:
-    """The training loop's own step object, so the benchmark times exactly what training
-    runs (the loss, the augmentation-consistency term when the recipe has one, autocast,
-    backward, Adam), not a copy of it that could drift."""
-    return _Trainer(
+) -> Callable[[], object]:
+    """One step of the training loop's own step function on the batch ``x``, so that the
+    benchmark times exactly what training runs (the loss, the augmentation-consistency term
+    when the recipe has one, autocast, backward, Adam), not a copy of it that could drift.
+
+    `_Trainer._train_step` is private: its argument list is checked here so that a change
+    to it fails loudly rather than measuring something else.
+    """
+    trainer = _Trainer(
         model=model, features=x, mask=mask, config=config, labels=None,
         device=torch.device("cpu"), progress=None, should_stop=None, checkpoint_dir=None,
     )  # fmt: skip
+    temperature = config.temperature_start
+    parameters = list(inspect.signature(trainer._train_step).parameters)
+    if parameters == ["indices", "temperature"]:  # the step picks its batch from the data
+        return partial(trainer._train_step, torch.arange(x.shape[0]), temperature)
+    raise RuntimeError(f"uvac.training._Trainer._train_step{parameters}: update this benchmark")
 
 
 def h_only(model: CatUVAC, x: torch.Tensor, mask: torch.Tensor, *, bf16: bool) -> torch.Tensor:
@@ -185,9 +195,8 @@ def measure_shape(
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(BATCH, 1, n_frames, n_bins, generator=generator)  # (B, 1, T, F)
     mask = torch.ones(BATCH, n_frames)  # (B, T): full windows, as 1 s training clips are
-    temperature = train_config.temperature_start
-    trainers = {
-        precision: trainer_for(
+    steps = {
+        precision: trainer_step(
             model, x, mask, config=dataclasses.replace(
                 train_config, bf16_autocast=precision == "bf16", device="cpu"
             ),
@@ -195,7 +204,7 @@ def measure_shape(
         for precision in precisions
     }  # fmt: skip
 
-    step = partial(trainers["fp32"]._train_step, x, mask, temperature)
+    step = steps["fp32"]
     model.train()
     train_flops, train_flops_by_op = flops_per_clip(step, batch=BATCH)
     model.eval()
@@ -213,7 +222,7 @@ def measure_shape(
     for precision in precisions:
         bf16 = precision == "bf16"
         model.train()
-        step = partial(trainers[precision]._train_step, x, mask, temperature)
+        step = steps[precision]
         train = rate_per_s(step, items_per_step=BATCH, seconds=share)
         profile_ops = profile_top_ops(step) if profile else None
         model.eval()
