@@ -18,17 +18,20 @@ Options beyond the paper, all off by default (the paper's recipe), chosen by the
 (``benchmarks/quality.py``, ``uvac.presets``):
 
 - ``cepstral_coefficients=C``: the orthonormal DCT-II of each log-mel frame, c0 (overall
-  level) dropped, c1..cC kept. Decorrelates the mel bins and separates the spectral envelope
-  (what is said or what sounds) from level; with per-utterance normalisation it removes a
-  speaker's or a channel's fixed colouring.
+  level) dropped, c1..cC kept (at most ``n_mels - 1`` of them). Decorrelates the mel bins
+  and separates the spectral envelope (what is said or what sounds) from level; with
+  per-utterance normalisation it removes a speaker's or a channel's fixed colouring.
 - ``utterance_norm``: ``True`` or ``"mean"`` subtracts the clip's per-bin mean over its active
   frames; ``"mean_variance"`` also divides by the clip's per-bin standard deviation (CMVN).
-- ``time_fit``: one window per clip. The clip is trimmed to its active region (first to last
-  frame within ``activity_threshold_db`` of the loudest; no trim without a threshold), then
-  linearly resampled over time to ``window_frames`` frames (``fit_frames``, else the frames of
-  ``window_seconds``). Removes differences in speaking rate and in where the sound sits in the
-  recording; meant for short utterance-like clips (spoken words, single sound events). Every
-  frame of the fitted window is real: the mask is all ones.
+- ``time_fit``: the clip is trimmed to its active region (first to last frame within
+  ``activity_threshold_db`` of the loudest; no trim without a threshold); a trimmed clip no
+  longer than ``window_seconds`` is one window, linearly resampled over time to
+  ``window_frames`` frames (``fit_frames``, else the frames of ``window_seconds``); a longer
+  one is cut into ``window_seconds`` windows every ``window_hop_seconds`` as usual, each
+  resampled the same way (so long recordings keep a timeline). Removes differences in speaking
+  rate and in where the sound sits in the recording; meant for utterance-like clips (spoken
+  words, sound events) up to ``window_seconds``. Every frame of a fitted window is real: the
+  mask is all ones. Normalisation statistics are fitted on the trimmed clips' frames.
 
 Framing is not centred (no reflection padding): frame t covers samples
 [t * hop, t * hop + n_fft), so every frame is real audio and a 1 s window at the defaults is
@@ -157,13 +160,10 @@ class FeatureConfig:
             )
         coefficients = self.cepstral_coefficients
         if coefficients is not None and (
-            isinstance(coefficients, bool)
-            or not isinstance(coefficients, int)
-            or not 1 <= coefficients < self.n_mels
+            isinstance(coefficients, bool) or not isinstance(coefficients, int) or coefficients < 1
         ):
             raise ValueError(
-                f"cepstral_coefficients must be an integer from 1 to n_mels - 1 "
-                f"({self.n_mels - 1}) or None, got {coefficients!r}"
+                f"cepstral_coefficients must be a positive integer or None, got {coefficients!r}"
             )
         if not isinstance(self.time_fit, bool):
             raise ValueError(f"time_fit must be a bool, got {self.time_fit!r}")
@@ -193,16 +193,23 @@ class FeatureConfig:
     def feature_bins(self) -> int:
         """F, the bins per frame the networks see: cepstral coefficients, else mel bins."""
         if self.cepstral_coefficients is not None:
-            return self.cepstral_coefficients
+            # c1..cC of an M-point DCT: at most M - 1 (so a preset's count survives a smaller
+            # n_mels override)
+            return min(self.cepstral_coefficients, self.n_mels - 1)
         return self.n_mels
 
     @property
+    def span_frames(self) -> int:
+        """Frames of the clip one window covers (``window_seconds`` of sound)."""
+        return _frame_count(round(self.window_seconds * self.sample_rate), self)
+
+    @property
     def window_frames(self) -> int:
-        """Frames of real audio in one full window (``window_seconds`` of sound, or with
-        ``time_fit`` the frames every clip is resampled to)."""
+        """Frames of real audio in one full window: ``span_frames``, or with ``time_fit`` the
+        frames every window is resampled to (``fit_frames``, else ``span_frames``)."""
         if self.time_fit and self.fit_frames is not None:
             return self.fit_frames
-        return _frame_count(round(self.window_seconds * self.sample_rate), self)
+        return self.span_frames
 
     @property
     def frames_per_window(self) -> int:
@@ -421,6 +428,8 @@ class FeatureExtractor:
         return windows, slices
 
     def _clip_windows(self, audio: Audio) -> Windows:
+        if self.config.time_fit:
+            return self._fitted_windows(audio)
         config = self.config
         values, active = self.normalised(audio)  # (T_clip, M), (T_clip,)
         clip_frames = values.shape[0]
@@ -460,6 +469,48 @@ class FeatureExtractor:
             starts_s=starts_s,
             ends_s=ends_s,
             activity=activity,
+        )
+
+    def _fitted_windows(self, audio: Audio) -> Windows:
+        """time_fit: the trimmed clip cut into windows of ``span_frames`` (one window when it
+        is no longer), each resampled to ``window_frames``; every frame is real (mask 1)."""
+        config = self.config
+        prepared, _, first = _prepare_clip_at(self.log_mel(audio), config)
+        values = self._normalise(prepared)  # (T', F)
+        clip_frames, span = values.shape[0], config.span_frames
+        if clip_frames <= span:
+            starts, lengths = [0], [clip_frames]
+            fitted = _fit_time(values.unsqueeze(0), config.window_frames)  # (1, T_w, F)
+        else:
+            last_start = clip_frames - span
+            starts = list(range(0, last_start + 1, config.window_hop_frames))
+            if starts[-1] != last_start:
+                starts.append(last_start)
+            lengths = [span] * len(starts)
+            index = torch.tensor(starts).unsqueeze(1) + torch.arange(span).unsqueeze(0)
+            fitted = _fit_time(values[index], config.window_frames)  # (W, T_w, F)
+        padding = config.frames_per_window - config.window_frames
+        features = torch.nn.functional.pad(fitted, (0, 0, 0, padding))  # (W, T, F)
+        mask = torch.zeros(len(starts), config.frames_per_window)
+        mask[:, : config.window_frames] = 1.0  # (W, T)
+
+        hop_s = config.hop_length / config.sample_rate
+        fft_s = config.n_fft / config.sample_rate
+        duration = audio.duration_s
+        if len(starts) == 1:
+            starts_s, ends_s = [0.0], [duration]
+        else:
+            starts_s = [(first + start) * hop_s for start in starts]
+            ends_s = [
+                min(duration, (first + start + length - 1) * hop_s + fft_s)
+                for start, length in zip(starts, lengths, strict=True)
+            ]
+        return Windows(
+            features=features.unsqueeze(1),  # (W, 1, T, F)
+            mask=mask,
+            starts_s=starts_s,
+            ends_s=ends_s,
+            activity=torch.ones(len(starts)),
         )
 
     def _normalise(self, values: torch.Tensor) -> torch.Tensor:
@@ -531,6 +582,14 @@ def _prepare_clip(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-clip steps before global normalisation (see the module docstring): the prepared
     values (T', F) and their activity (T',) bool."""
+    values, active, _ = _prepare_clip_at(clip_log_mel, config)
+    return values, active
+
+
+def _prepare_clip_at(
+    clip_log_mel: torch.Tensor, config: FeatureConfig
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`_prepare_clip`, plus the index of the clip's first kept frame (time_fit trims)."""
     if config.activity_threshold_db is None:
         active = torch.ones(clip_log_mel.shape[0], dtype=torch.bool)
     else:
@@ -538,6 +597,7 @@ def _prepare_clip(
         frame_db = torch.logsumexp(clip_log_mel, dim=1) * _DB_PER_NEPER_POWER  # (T,)
         active = frame_db >= frame_db.max() - config.activity_threshold_db
     values = clip_log_mel
+    first = 0
     if config.time_fit and config.activity_threshold_db is not None:
         # the active region: first to last active frame (quiet frames inside it stay)
         active_frames = active.nonzero().flatten()
@@ -545,7 +605,7 @@ def _prepare_clip(
         values = values[first : last + 1]  # (T', M)
         active = active[first : last + 1]
     if config.cepstral_coefficients is not None:
-        values = values @ _dct_matrix(config.n_mels, config.cepstral_coefficients)  # (T', C)
+        values = values @ _dct_matrix(config.n_mels, config.feature_bins)  # (T', C)
     mode = config.utterance_norm_mode
     if mode is not None:
         frames = values[active]  # (A, F), A >= 1: the loudest frame is always active
@@ -553,12 +613,14 @@ def _prepare_clip(
         if mode == "mean_variance":
             spread = frames.std(dim=0, correction=0).clamp_min(_UTTERANCE_MIN_STD)  # (F,)
             values = values / spread
-    if config.time_fit:
-        values = torch.nn.functional.interpolate(
-            values.T.unsqueeze(0), size=config.window_frames, mode="linear", align_corners=False
-        )[0].T  # (window_frames, F)
-        active = torch.ones(config.window_frames, dtype=torch.bool)
-    return values, active
+    return values, active, first
+
+
+def _fit_time(values: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """Linear resampling over time: (W, T_in, F) -> (W, n_frames, F)."""
+    return torch.nn.functional.interpolate(
+        values.transpose(1, 2), size=n_frames, mode="linear", align_corners=False
+    ).transpose(1, 2)
 
 
 @functools.lru_cache(maxsize=8)

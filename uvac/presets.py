@@ -85,6 +85,10 @@ PRESETS: dict[str, Preset] = {
             "activity_threshold_db": 30.0,
             "time_fit": True,
             "fit_frames": 32,
+            # clips up to 5 s (a word, a sound event, an ESC clip) are one fitted window;
+            # longer recordings get 5 s windows every 2.5 s, each fitted
+            "window_seconds": 5.0,
+            "window_hop_seconds": 2.5,
         },
         training={
             "epochs": 15,
@@ -116,6 +120,10 @@ PRESETS: dict[str, Preset] = {
             "activity_threshold_db": 30.0,
             "time_fit": True,
             "fit_frames": 32,
+            # clips up to 5 s (a word, a sound event, an ESC clip) are one fitted window;
+            # longer recordings get 5 s windows every 2.5 s, each fitted
+            "window_seconds": 5.0,
+            "window_hop_seconds": 2.5,
         },
         training={
             "epochs": 15,

@@ -402,6 +402,8 @@ UTTERANCE_CONFIG = FeatureConfig(
     activity_threshold_db=30.0,
     time_fit=True,
     fit_frames=32,
+    window_seconds=5.0,
+    window_hop_seconds=2.5,
 )
 
 
@@ -413,12 +415,13 @@ def test_new_options_are_off_by_default_and_round_trip_through_json() -> None:
     assert restored == UTTERANCE_CONFIG
     assert UTTERANCE_CONFIG.input_shape == (1, 32, 16)
     assert FeatureConfig(utterance_norm=True).utterance_norm_mode == "mean"
+    # a preset's count survives a smaller n_mels: at most n_mels - 1 coefficients
+    assert FeatureConfig(n_mels=16, cepstral_coefficients=16).input_shape == (1, 32, 15)
 
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"cepstral_coefficients": 64}, "cepstral_coefficients"),
         ({"cepstral_coefficients": 0}, "cepstral_coefficients"),
         ({"utterance_norm": "variance"}, "utterance_norm"),
         ({"time_fit": "yes"}, "time_fit"),
@@ -501,5 +504,17 @@ def test_time_fit_gives_one_full_window_whatever_the_length_and_leading_silence(
 def test_time_fit_without_fit_frames_uses_the_window_seconds() -> None:
     config = FeatureConfig(time_fit=True, window_seconds=1.0)
     assert config.window_frames == FeatureConfig().window_frames
-    windows = fitted_extractor(config).windows(clip(noise(2.5)))
+    windows = fitted_extractor(config).windows(clip(noise(0.6)))
     assert len(windows) == 1 and windows.features.shape[2] == config.frames_per_window
+
+
+def test_time_fit_cuts_a_clip_longer_than_the_window_into_fitted_windows() -> None:
+    extractor = fitted_extractor(UTTERANCE_CONFIG)
+    audio = clip(np.concatenate([silence(1.0), noise(11.0, seed=2)]))  # 12 s, 1 s silent
+    windows = extractor.windows(audio)
+    assert len(windows) == 4  # 11 s of sound in 5 s windows every 2.5 s, the last at the end
+    assert windows.features.shape == (4, 1, 32, 16)
+    assert torch.all(windows.mask == 1.0) and torch.all(windows.activity == 1.0)
+    assert windows.starts_s[0] == pytest.approx(1.0, abs=0.05)  # after the trimmed silence
+    assert windows.ends_s[-1] == pytest.approx(12.0, abs=0.05)
+    assert windows.starts_s[1] - windows.starts_s[0] == pytest.approx(2.5, abs=0.02)
