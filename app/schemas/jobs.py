@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.features import FeatureOverrides
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
-from uvac.presets import DEFAULT_PRESET, build_configs
+from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
 # references the store does: `x:v00` or `x@1st` would pass a looser pattern and then be
@@ -33,8 +33,9 @@ class JobStatusFilter(StrEnum):
     stopped = "stopped"
 
 
-# The names of uvac.presets.PRESETS (a test keeps them in step): an enum in the schema.
-PresetName = Literal["default", "paper"]
+# The names of uvac.presets.PRESETS, as an enum in the schema (built from the engine's own
+# table, so a new preset appears in the API without a second list to keep in step).
+PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
 
 
 class TrainRequest(BaseModel):
@@ -75,9 +76,9 @@ class TrainRequest(BaseModel):
     n_clusters: int = Field(ge=2, le=256, description="K, the number of clusters.")
     model_name: str = Field(default="scenes", pattern=MODEL_NAME_PATTERN)
     preset: PresetName = Field(
-        default=cast(PresetName, DEFAULT_PRESET),
-        description="The recipe the other settings start from: `default` (the service's) or "
-        "`paper` (the paper's: 128 mels, 500 epochs, ...). Explicit values win over it.",
+        default=PresetName(DEFAULT_PRESET),
+        description="The recipe the other settings start from; explicit values win over it. "
+        + " ".join(f"`{name}`: {preset.description}." for name, preset in PRESETS.items()),
     )
     features: FeatureOverrides | None = Field(
         default=None,
@@ -120,7 +121,7 @@ class TrainRequest(BaseModel):
         422 now rather than a failed job later."""
         try:
             _, config = build_configs(
-                self.preset,
+                str(self.preset),
                 feature_overrides=self.features.overrides() if self.features else None,
                 train_overrides=self._train_overrides(),
             )
@@ -144,7 +145,7 @@ class TrainRequest(BaseModel):
         preset too, when it was not named: the worker applies the same default)."""
         params = self.model_dump(exclude_none=True, exclude={"preset", "features"})
         if "preset" in self.model_fields_set:
-            params["preset"] = self.preset
+            params["preset"] = str(self.preset)
         if self.features is not None:
             params["features"] = self.features.overrides()
         return params
