@@ -1,6 +1,7 @@
 """Train the model the service ships (`app/default_model/bundle/`) and write its metadata.
 
-Cat. UVAC with the project's default preset (`uvac.presets`) on ESC-10's train split (folds
+Cat. UVAC with a preset of `uvac.presets` (``--preset``; the bundle uses ``scenes``, see its
+TRAINING.md) on ESC-10's train split (folds
 2-5, 320 clips); evaluated on the test split (fold 1, 80 clips). Writes into the bundle:
 ``weights.safetensors`` and ``model.json`` (`uvac.artifact.save_trained_model`),
 ``metadata.json`` (what the model store's metadata says: model type, K, hyperparameters,
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_seconds = time.perf_counter() - started
     save_trained_model(args.bundle, trained)
+    for name in ("weights.safetensors", "model.json"):  # readable by the service's user
+        (args.bundle / name).chmod(0o644)
     reloaded = load_trained_model(args.bundle)  # evaluate exactly what ships
 
     report = evaluate_clusterer(reloaded, test.items, batch_size=256)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             "digest": train.manifest_digest(),
             "full_dataset_digest": everything.manifest_digest(),
             "files": len(train.items),
-            "labels": train.labels(),
+            "labels": list(train.labels),
         },
         "training": trained.info.get("training"),
         "train_seconds": round(train_seconds, 1),
@@ -105,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                 "silhouette_features": baseline.scores["features"].silhouette,
             },
         },
-        "cluster_names": _majority_labels(all_clips.assignments, all_clips.labels),
+        "cluster_names": _majority_labels(
+            all_clips.assignments, all_clips.labels, n_clusters=reloaded.n_clusters
+        ),
         "cluster_names_note": "majority ESC-10 class of each cluster over all 400 clips; a "
         "human hint, not a label the model was trained with",
     }
     (args.bundle / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (args.bundle / "metadata.json").chmod(0o644)
     logger.info(
         "test accuracy %.3f, NMI %.3f, %d clusters used (K-means: %.3f, %.3f); %.0f s",
         report.accuracy, report.nmi, report.clusters_used, baseline.accuracy, baseline.nmi,
@@ -118,14 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _majority_labels(assignments: Any, labels: list[str | None]) -> dict[str, str | None]:
+def _majority_labels(
+    assignments: Any, labels: list[str | None], *, n_clusters: int
+) -> dict[str, str | None]:
+    """Cluster index -> its majority class (None for a cluster no clip falls in)."""
     votes: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for cluster, label in zip(assignments.tolist(), labels, strict=True):
         if label is not None:
             votes[int(cluster)][_class_name(label)] += 1
     return {
         str(cluster): (votes[cluster].most_common(1)[0][0] if votes[cluster] else None)
-        for cluster in range(max(votes, default=-1) + 1)
+        for cluster in range(n_clusters)
     }
 
 
