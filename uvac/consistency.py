@@ -19,13 +19,16 @@ k nearest training windows (`nearest_neighbours`), as in SCAN (Van Gansbeke et a
 
 `kmeans_pseudo_labels` serves the other option against the flat start
 (``TrainConfig.kmeans_init_epochs``): h is first trained to predict K-means clusters of the
-training windows, so the ELBO starts from an informative pi.
+training windows, so the ELBO starts from an informative pi; `spectral_pseudo_labels` is the
+alternative partition (``TrainConfig.init_clustering = "spectral"``): spectral clustering of
+the k-nearest-neighbour graph, which follows the local structure where K-means's centroids cut
+through it. `self_label_loss` is SCAN's self-labelling stage (``TrainConfig.self_label_weight``).
 """
 
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, SpectralClustering
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -34,7 +37,12 @@ __all__ = [
     "kmeans_pseudo_labels",
     "mutual_information_loss",
     "nearest_neighbours",
+    "self_label_loss",
+    "spectral_pseudo_labels",
 ]
+
+# Neighbours per window in the graph that spectral initialisation partitions.
+SPECTRAL_NEIGHBOURS = 10
 
 # Augmentation strengths: light, so that the view is the same word or the same sound.
 TIME_STRETCH = 0.15  # time axis scaled by a factor in [1 - s, 1 + s]
@@ -84,6 +92,37 @@ def kmeans_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int)
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
     kmeans = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed)
     return torch.from_numpy(kmeans.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def spectral_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
+    """Spectral cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``: the symmetrised graph
+    of each flattened masked window's ``SPECTRAL_NEIGHBOURS`` nearest neighbours, cut into
+    ``n_clusters`` parts (normalised Laplacian embedding, then K-means in it)."""
+    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
+    spectral = SpectralClustering(
+        n_clusters=n_clusters,
+        affinity="nearest_neighbors",
+        n_neighbors=min(SPECTRAL_NEIGHBOURS, vectors.shape[0] - 1),
+        assign_labels="kmeans",
+        random_state=seed,
+    )
+    return torch.from_numpy(spectral.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def self_label_loss(p_clean: Tensor, p_view: Tensor, *, threshold: float) -> Tensor:
+    """SCAN's self-labelling loss, a scalar: cross-entropy of the augmented views' cluster
+    probabilities ``p_view (B, K)`` against the argmax of the clean views' ``p_clean (B, K)``
+    (no gradient through it), on the windows whose clean max pi exceeds ``threshold`` only,
+    each weighted by the inverse frequency of its target among them. Zero when none is."""
+    confidence, targets = p_clean.detach().float().max(dim=1)  # (B,), (B,)
+    confident = confidence > threshold  # (B,)
+    if not bool(confident.any()):
+        return p_view.sum() * 0.0  # keeps the graph (and the device) of a real loss
+    targets = targets[confident]  # (C,)
+    counts = torch.bincount(targets, minlength=p_view.shape[1]).float()  # (K,)
+    weights = 1.0 / counts.clamp_min(1.0)  # (K,): unused targets get no weight anyway
+    log_p = p_view[confident].float().clamp_min(_EPS).log()  # (C, K)
+    return F.nll_loss(log_p, targets, weight=weights)
 
 
 def nearest_neighbours(x: Tensor, mask: Tensor, *, k: int, chunk: int = 1024) -> Tensor:

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from uvac.consistency import augment_windows, mutual_information_loss, nearest_neighbours
+from uvac import metrics
+from uvac.consistency import (
+    augment_windows,
+    kmeans_pseudo_labels,
+    mutual_information_loss,
+    nearest_neighbours,
+    self_label_loss,
+    spectral_pseudo_labels,
+)
 from uvac.training import TrainConfig, train_on_features
 
 
@@ -124,3 +132,59 @@ def test_training_with_neighbour_consistency_runs() -> None:
     )  # fmt: skip
     _, history = train_on_features(features, torch.ones(24, 16), config=config)
     assert len(history.epochs) == 1
+
+
+def test_self_label_loss_uses_confident_windows_only_balanced_by_target() -> None:
+    p_clean = torch.tensor([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.6, 0.4]])
+    p_view = torch.tensor([[0.8, 0.2], [0.5, 0.5], [0.3, 0.7], [0.01, 0.99]], requires_grad=True)
+    loss = self_label_loss(p_clean, p_view, threshold=0.9)
+    # targets 0, 0, 1 (the fourth is not confident); each class weighs the same in total
+    expected = (0.5 * -math.log(0.8) + 0.5 * -math.log(0.5) + 1.0 * -math.log(0.7)) / 2.0
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert p_view.grad is not None and float(p_view.grad[3].abs().sum()) == 0.0
+    nothing = self_label_loss(p_clean, p_view, threshold=0.999)
+    assert float(nothing) == 0.0 and nothing.requires_grad
+
+
+def test_spectral_pseudo_labels_follow_chains_that_kmeans_cuts_across() -> None:
+    along = torch.arange(40, dtype=torch.float32) * 0.1  # two parallel chains, 4 long, 1 apart
+    x = torch.zeros(80, 1, 2, 2)
+    x[:40, 0, 0, 0] = along
+    x[40:, 0, 0, 0] = along
+    x[40:, 0, 0, 1] = 1.0
+    mask = torch.ones(80, 2)
+    chains = [0] * 40 + [1] * 40
+    spectral = spectral_pseudo_labels(x, mask, n_clusters=2, seed=0).tolist()
+    kmeans = kmeans_pseudo_labels(x, mask, n_clusters=2, seed=0).tolist()
+    assert metrics.unsupervised_accuracy(chains, spectral) == 1.0
+    assert metrics.unsupervised_accuracy(chains, kmeans) < 0.8
+
+
+def test_training_with_spectral_init_and_self_labelling_runs_and_is_validated() -> None:
+    with pytest.raises(ValueError, match="init_clustering"):
+        TrainConfig(init_clustering="dbscan")
+    with pytest.raises(ValueError, match="self_label_threshold"):
+        TrainConfig(self_label_threshold=1.0)
+    with pytest.raises(ValueError, match="self_label_weight"):
+        TrainConfig(self_label_weight=-1.0)
+    torch.manual_seed(1)
+    features = torch.rand(32, 1, 16, 16) * 0.3
+    features[16:] += 0.6  # two well-separated groups
+    labels = [0] * 16 + [1] * 16
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        n_clusters=2,
+        kmeans_init_epochs=15,
+        init_clustering="spectral",
+        self_label_weight=1.0,
+        self_label_threshold=0.6,
+        lambda_kl=0.05,
+        learning_rate=3e-3,
+        device="cpu",
+        model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
+                               "deconv_channels": [4, 4, 4]},
+    )  # fmt: skip
+    _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
+    assert [record.accuracy for record in history.epochs] == [1.0, 1.0]
