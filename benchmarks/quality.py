@@ -18,8 +18,9 @@ writes the mean over seeds:
 
 The features are extracted once per data set and shared by the three methods, as the paper's
 "K-means on the same features" requires. The baselines run without the options beyond the
-papers that the default preset gives Cat. UVAC (augmentation consistency, K-means
-initialisation); they share its features, network width, lambda and epochs.
+papers that the default preset gives Cat. UVAC (augmentation consistency, the clustering
+initialisation of h, self-labelling, the cluster-balance term); they share its features,
+network width, lambda and epochs.
 
 Usage (from the repository root)::
 
@@ -122,9 +123,12 @@ def _one_run(
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if method != "cat-uvac":
-        # The baselines as the papers define them: no consistency term, no K-means start
-        # (K-means would be its own initialisation); same features, network width and epochs.
-        overrides.update(consistency_weight=0.0, kmeans_init_epochs=0)
+        # The baselines as the papers define them: no consistency term, no clustering start
+        # (K-means would be its own initialisation), no self-labelling, no balance term; same
+        # features, network width and epochs.
+        overrides.update(
+            consistency_weight=0.0, kmeans_init_epochs=0, self_label_weight=0.0, cluster_balance=0.0
+        )
     feature_config, train_config = build_configs(args.preset, train_overrides=overrides)
     if folder_key not in cache:  # the features are shared by every method and seed
         train_items = AudioFolder.scan(root, split="train").items

@@ -13,7 +13,9 @@ job parameters) win over the preset, which wins over the dataclass defaults.
   coefficients with per-clip mean-variance normalisation (speaker and channel colouring
   removed), every clip trimmed to its active region and fitted to one 32-frame window (speaking
   rate removed), a narrower network (the paper's is >8x slower on these small inputs and did
-  no better), h initialised to predict K-means clusters, and the augmentation-consistency term.
+  no better), h initialised to predict a Ward-linkage clustering of the training windows, the
+  augmentation-consistency term, SCAN's self-labelling and the cluster-balance term (FSDD test,
+  3 seeds: see benchmarks/results/quality.md; the Ward start is what lifts it above K-means).
   The paper's recipe collapses (flat pi, KL_y = 0) on FSDD with these features.
 - ``"scenes"``: the default's training recipe on log-mel features without per-clip
   normalisation, for sound scenes and events (ESC-10: test NMI 0.49 against 0.28 with the
@@ -66,13 +68,15 @@ PRESETS: dict[str, Preset] = {
             "cluster_balance": 0.0,
             "consistency_weight": 0.0,
             "kmeans_init_epochs": 0,
+            "self_label_weight": 0.0,
         },
     ),
     "default": Preset(
         description=(
             "the quality study's recipe: 16 cepstra with per-clip mean-variance normalisation, "
-            "each clip trimmed and fitted to one 32-frame window, a narrower network, K-means "
-            "initialisation of h and augmentation consistency, lambda 0.05"
+            "each clip trimmed and fitted to one 32-frame window, a narrower network, Ward "
+            "initialisation of h, augmentation consistency, self-labelling and cluster "
+            "balance, lambda 0.05"
         ),
         features={
             "n_fft": 512,
@@ -96,6 +100,9 @@ PRESETS: dict[str, Preset] = {
             "lambda_kl": 0.05,
             "consistency_weight": 5.0,
             "kmeans_init_epochs": 5,
+            "init_clustering": "ward",
+            "self_label_weight": 1.0,
+            "cluster_balance": 1.0,
             "model_hyperparameters": {
                 "conv_channels": [8, 16, 32, 64],
                 "gru_hidden": 64,
