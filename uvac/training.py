@@ -46,12 +46,10 @@ from uvac.checkpoint import (
 )
 from uvac.consistency import (
     augment_windows,
-    kmeans_pseudo_labels,
+    initial_pseudo_labels,
     mutual_information_loss,
     nearest_neighbours,
     self_label_loss,
-    spectral_pseudo_labels,
-    ward_pseudo_labels,
 )
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, TrainingCancelled
@@ -111,9 +109,10 @@ class TrainConfig:
     ``init_clustering`` picks the partition that initialisation teaches h: ``"kmeans"`` (the
     default), ``"ward"``, Ward-linkage agglomerative clustering
     (`uvac.consistency.ward_pseudo_labels`), whose partition of the training windows beat
-    K-means's on FSDD and ESC-10, or ``"spectral"``, spectral clustering of the windows'
-    k-nearest-neighbour graph (`uvac.consistency.spectral_pseudo_labels`; worse than K-means
-    on FSDD's cepstra, whose graph falls apart into small components).
+    K-means's on FSDD and ESC-10 (it falls back to K-means when one Ward cluster dominates,
+    see `uvac.consistency.initial_pseudo_labels`), or ``"spectral"``, spectral clustering of
+    the windows' k-nearest-neighbour graph (`uvac.consistency.spectral_pseudo_labels`; worse
+    than K-means on FSDD's cepstra, whose graph falls apart into small components).
     ``self_label_weight`` (0 = off; the paper's recipe) adds SCAN's self-labelling stage (Van
     Gansbeke et al. 2020) to every step: windows whose pi on the clean view is above
     ``self_label_threshold`` become targets (their argmax, fixed) for h on an augmented view,
@@ -520,13 +519,12 @@ class _Trainer:
     def _kmeans_init(self) -> None:
         """Train h alone to predict K-means (or spectral) clusters of the windows."""
         config = self.config
-        pseudo_labels = {
-            "kmeans": kmeans_pseudo_labels,
-            "spectral": spectral_pseudo_labels,
-            "ward": ward_pseudo_labels,
-        }[config.init_clustering]
-        targets = pseudo_labels(
-            self.features, self.mask, n_clusters=config.n_clusters, seed=config.seed
+        targets = initial_pseudo_labels(
+            self.features,
+            self.mask,
+            method=config.init_clustering,
+            n_clusters=config.n_clusters,
+            seed=config.seed,
         ).to(self.device)  # (N,)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self.model.train()

@@ -10,6 +10,7 @@ import torch
 from uvac import consistency, metrics
 from uvac.consistency import (
     augment_windows,
+    initial_pseudo_labels,
     kmeans_pseudo_labels,
     mutual_information_loss,
     nearest_neighbours,
@@ -207,3 +208,20 @@ def test_ward_pseudo_labels_find_separated_groups_also_from_a_sample(
     ward = ward_pseudo_labels(x, mask, n_clusters=3, seed=0)
     assert ward.dtype == torch.int64 and ward.shape == (60,)
     assert metrics.unsupervised_accuracy(groups, ward.tolist()) == 1.0
+
+
+def test_initial_partition_falls_back_to_kmeans_when_one_ward_cluster_dominates() -> None:
+    generator = torch.Generator().manual_seed(0)
+    blob = torch.rand(50, 1, 2, 2, generator=generator) * 0.1  # one dense blob
+    crumbs = torch.tensor([10.0, -10.0, 20.0, -20.0]).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    x = torch.cat([blob, crumbs])  # (54, 1, 2, 2)
+    mask = torch.ones(54, 2)
+    ward = ward_pseudo_labels(x, mask, n_clusters=3, seed=0)
+    assert int(torch.bincount(ward).max()) > consistency.WARD_MAX_CLUSTER_RATIO * 54 / 3
+    chosen = initial_pseudo_labels(x, mask, method="ward", n_clusters=3, seed=0)
+    kmeans = kmeans_pseudo_labels(x, mask, n_clusters=3, seed=0)
+    assert chosen.tolist() == kmeans.tolist()
+    balanced = torch.cat([blob, blob + 5.0, blob + 10.0])  # three groups of 50: Ward is kept
+    mask = torch.ones(150, 2)
+    kept = initial_pseudo_labels(balanced, mask, method="ward", n_clusters=3, seed=0)
+    assert kept.tolist() == ward_pseudo_labels(balanced, mask, n_clusters=3, seed=0).tolist()
