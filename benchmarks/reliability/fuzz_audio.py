@@ -119,7 +119,9 @@ def _child_main(arguments: argparse.Namespace) -> int:
     print(json.dumps({"ready": True, "rss_kb": _status_kb("VmRSS")}), flush=True)
 
     crash_dir = Path(arguments.crash_dir) if arguments.crash_dir else None
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child
+    # started from a large parent (pytest late in a full run) would report the parent's size.
+    peak_kb = _status_kb("VmHWM")
     for index in range(arguments.start, arguments.stop):
         case = make_case(index, seed=arguments.seed, bases=bases)
         if crash_dir is not None:
@@ -145,14 +147,14 @@ def _child_main(arguments: argparse.Namespace) -> int:
             if problem is not None:
                 line["error"] = f"contract: {problem}"
         line["ms"] = round((time.perf_counter() - started) * 1000, 2)
-        new_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        new_peak_kb = _status_kb("VmHWM")
         if new_peak_kb - peak_kb > 16 * 1024:  # this case raised the peak noticeably
             line["peak_jump_mb"] = round((new_peak_kb - peak_kb) / 1024, 1)
         peak_kb = max(peak_kb, new_peak_kb)
         if crash_dir is not None and line["outcome"] != "crash":
             pending.unlink(missing_ok=True)
         print(json.dumps(line), flush=True)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _status_kb("VmHWM")
     print(json.dumps({"done": True, "peak_rss_kb": peak_kb}), flush=True)
     return 0
 
