@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.schemas.features import FeatureOverrides
+from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 
@@ -112,8 +113,22 @@ class TrainRequest(BaseModel):
         default=None,
         description="Options for the model's constructor, merged key by key over the "
         'preset\'s, e.g. `{"conv_channels": [8, 16, 16, 32]}`. `n_clusters`, `n_mels` and '
-        "`n_frames` come from the other settings and may not be set here.",
+        "`n_frames` come from the other settings and may not be set here. The options each "
+        f"`model_type` takes: {describe_options()}. Any other key, or a value of the wrong "
+        "JSON type, is a 422 that names the key and lists the allowed ones.",
     )
+
+    @field_validator("model_hyperparameters")
+    @classmethod
+    def _options_the_model_takes(
+        cls, value: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        """Check the keys against the chosen model's constructor now: the worker would meet
+        a typo only when it builds the model, after loading the data set."""
+        model_type = info.data.get("model_type")  # absent when it was itself invalid
+        if value is not None and model_type is not None:
+            check_model_hyperparameters(model_type, value)
+        return value
 
     @model_validator(mode="after")
     def _engine_accepts_the_configuration(self) -> TrainRequest:

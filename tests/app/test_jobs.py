@@ -15,12 +15,15 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.schemas import TrainRequest
+from app.schemas.hyperparameters import SET_BY_THE_SERVICE, allowed_hyperparameters
 from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
 from uvac.features import FeatureConfig
+from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
+from uvac.training import TrainConfig
 from worker.datasets import DatasetStore
 
 
@@ -361,3 +364,78 @@ def test_the_train_schema_offers_the_presets_and_every_feature_setting(
     assert all("default" not in spec for spec in features["properties"].values())
     for example in schemas["TrainRequest"]["examples"]:  # the examples are valid requests
         TrainRequest.model_validate(example)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "hyperparameters", "location", "error_type"),
+    [
+        ("cat-uvac", {"conv_chanels": [8, 16, 32, 64]}, ["conv_chanels"], "unknown"),
+        ("uvac-gmm", {"gru_hidden": 64, "latent_size": 8}, ["latent_size"], "unknown"),
+        ("cat-uvac", {"latent_dim": 8}, ["latent_dim"], "unknown"),  # a uvac-gmm option
+        ("kmeans", {"conv_channels": [8, 16, 32, 64]}, ["conv_channels"], "unknown"),
+        ("cat-uvac", {"gru_hidden": "64"}, ["gru_hidden"], "type"),
+        ("cat-uvac", {"gru_layers": 1.0}, ["gru_layers"], "type"),
+        ("uvac-gmm", {"latent_dim": True}, ["latent_dim"], "type"),
+        ("cat-uvac", {"conv_channels": 32}, ["conv_channels"], "type"),
+        ("cat-uvac", {"deconv_channels": [32, "16", 8]}, ["deconv_channels", "1"], "type"),
+        ("cat-uvac", {"n_mels": 32}, ["n_mels"], "reserved"),
+    ],
+)
+def test_model_hyperparameters_the_model_does_not_take_are_a_422_listing_the_allowed_ones(
+    client: TestClient,
+    dataset_id: str,
+    redis_db: redis.Redis,
+    model_type: str,
+    hyperparameters: dict[str, Any],
+    location: list[str],
+    error_type: str,
+) -> None:
+    body = _train_body(dataset_id, model_type=model_type, model_hyperparameters=hyperparameters)
+    response = client.post("/v1/train", json=body)
+    problem = assert_problem(response, status=422, slug="validation-error", path="/v1/train")
+    [error] = problem["errors"]
+    assert error["loc"] == ["body", "model_hyperparameters", *location]
+    assert error["type"] == f"model_hyperparameter_{error_type}"
+    assert location[0] in problem["detail"]
+    allowed = allowed_hyperparameters(model_type)
+    for name in allowed:
+        assert name in error["message"], error["message"]
+    if not allowed:
+        assert "takes no model_hyperparameters" in error["message"]
+    assert redis_db.keys("rq:job:*") == []  # refused before anything was queued
+
+
+@pytest.mark.parametrize(
+    ("model_type", "from_the_data"),
+    [("cat-uvac", {"n_mels": 16}), ("uvac-gmm", {"n_mels": 16, "n_frames": 16})],
+)
+def test_the_options_a_model_reports_are_the_options_a_request_may_set(
+    client: TestClient, dataset_id: str, model_type: str, from_the_data: dict[str, int]
+) -> None:
+    # What the model says rebuilds it (minus what the service sets) is a valid request.
+    model = build_model(model_type, n_clusters=2, **from_the_data, **TINY_NETWORK)
+    options = {
+        name: value
+        for name, value in model.hyperparameters().items()
+        if name not in SET_BY_THE_SERVICE
+    }
+    assert set(options) == set(allowed_hyperparameters(model_type))
+    body = _train_body(dataset_id, model_type=model_type, model_hyperparameters=options)
+    response = client.post("/v1/train", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["model_hyperparameters"] == options
+
+
+@pytest.mark.parametrize("name", sorted(SET_BY_THE_SERVICE))
+def test_the_options_the_service_sets_are_the_ones_the_engine_refuses(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(model_hyperparameters={name: 16})
+
+
+def test_the_train_schema_names_each_model_types_options(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    description = schemas["TrainRequest"]["properties"]["model_hyperparameters"]["description"]
+    for model_type in ("cat-uvac", "uvac-gmm", "kmeans"):
+        assert f"`{model_type}`" in description
+        for name in allowed_hyperparameters(model_type):
+            assert f"`{name}`" in description

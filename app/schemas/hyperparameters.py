@@ -1,0 +1,138 @@
+"""The model options (`TrainRequest.model_hyperparameters`) each model type accepts.
+
+Read from the constructors of the classes in `uvac.models.MODEL_TYPES`: every keyword
+argument a model takes, typed by its annotation, less the ones the service fills in itself.
+A new option, or a new model type, is then accepted here without a second list to keep in
+step. Without this check a typo reached the model's constructor only in the worker, after
+the data set had been loaded, as a failed job minutes later.
+
+Types are checked strictly (no ``"8"`` or ``8.0`` or ``true`` for an integer): the worker
+hands the values to the constructor as they are, and torch refuses them only there. Value
+ranges (a positive width, say) are the constructor's to check and are not repeated here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from uvac.models import MODEL_TYPES
+
+__all__ = [
+    "SET_BY_THE_SERVICE",
+    "allowed_hyperparameters",
+    "check_model_hyperparameters",
+    "describe_options",
+]
+
+# What the trainer passes to every model from the request's other settings and the data
+# (`n_clusters`, the features' mel bins and frames). `TrainConfig` refuses them in
+# model_hyperparameters; a test keeps this set in step with that rule.
+SET_BY_THE_SERVICE = frozenset({"n_clusters", "n_mels", "n_frames"})
+
+_ARGUMENT_KINDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_PLURALS = {"integer": "integers", "number": "numbers", "string": "strings", "boolean": "booleans"}
+
+
+@functools.cache
+def _options_model(model_type: str) -> type[BaseModel]:
+    """A closed, strict pydantic model with one field per option of ``model_type``."""
+    model_class = MODEL_TYPES[model_type]
+    constructor = model_class.__init__
+    hints = typing.get_type_hints(constructor)
+    fields: dict[str, Any] = {
+        name: (hints.get(name, Any), None)  # the default is never used: only given keys count
+        for name, parameter in inspect.signature(constructor).parameters.items()
+        if name != "self" and parameter.kind in _ARGUMENT_KINDS and name not in SET_BY_THE_SERVICE
+    }
+    return create_model(
+        f"{model_class.__name__}Options",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        **fields,
+    )
+
+
+def _json_type(schema: Mapping[str, Any]) -> str:
+    if schema.get("type") == "array":
+        items = _json_type(schema.get("items", {}))
+        return f"array of {_PLURALS.get(items, items + ' values')}"
+    if "anyOf" in schema:
+        return " or ".join(_json_type(option) for option in schema["anyOf"])
+    return str(schema.get("type", "any value"))
+
+
+@functools.cache
+def allowed_hyperparameters(model_type: str) -> Mapping[str, str]:
+    """Each option ``model_type`` accepts, by name, with its JSON type in words."""
+    properties = _options_model(model_type).model_json_schema().get("properties", {})
+    # Read-only: the result is cached and shared.
+    return MappingProxyType({name: _json_type(properties[name]) for name in sorted(properties)})
+
+
+def _allowed_text(model_type: str) -> str:
+    allowed = allowed_hyperparameters(model_type)
+    if not allowed:
+        return f"model_type {model_type!r} takes no model_hyperparameters"
+    options = ", ".join(f"{name} ({kind})" for name, kind in allowed.items())
+    return f"allowed for model_type {model_type!r}: {options}"
+
+
+def _error(kind: str, location: tuple[str | int, ...], value: Any, reason: str) -> InitErrorDetails:
+    # The reason goes in as context, not as the template, so braces in it are not read as
+    # placeholders.
+    return InitErrorDetails(
+        type=PydanticCustomError(kind, "{reason}", {"reason": reason}), loc=location, input=value
+    )
+
+
+def check_model_hyperparameters(model_type: str, values: Mapping[str, Any]) -> None:
+    """Raise a pydantic `ValidationError` located at each key of ``values`` that is not an
+    option of ``model_type``, or whose value has the wrong type; each message lists the
+    allowed options. An unknown ``model_type`` is left to the engine's own check."""
+    if model_type not in MODEL_TYPES:
+        return
+    allowed = _allowed_text(model_type)
+    errors: list[InitErrorDetails] = [
+        _error(
+            "model_hyperparameter_reserved",
+            (key,),
+            value,
+            f"{key} comes from the request's other settings and the data, not from here; "
+            + allowed,
+        )
+        for key, value in values.items()
+        if key in SET_BY_THE_SERVICE
+    ]
+    options = {key: value for key, value in values.items() if key not in SET_BY_THE_SERVICE}
+    try:
+        _options_model(model_type).model_validate(options)
+    except ValidationError as invalid:
+        for error in invalid.errors(include_url=False):
+            key = str(error["loc"][0])
+            if error["type"] == "extra_forbidden":
+                reason = f"unknown option {key!r}; {allowed}"
+                kind = "model_hyperparameter_unknown"
+            else:
+                expected = allowed_hyperparameters(model_type)[key]
+                article = "an" if expected[0] in "aeiou" else "a"
+                reason = f"{key} must be {article} {expected} ({error['msg']}); {allowed}"
+                kind = "model_hyperparameter_type"
+            errors.append(_error(kind, error["loc"], error["input"], reason))
+    if errors:
+        raise ValidationError.from_exception_data("model_hyperparameters", errors)
+
+
+def describe_options() -> str:
+    """The options of every model type in a sentence, for the OpenAPI description."""
+    parts = []
+    for model_type in sorted(MODEL_TYPES):
+        names = ", ".join(f"`{name}`" for name in allowed_hyperparameters(model_type))
+        parts.append(f"`{model_type}`: {names or 'none'}")
+    return "; ".join(parts)
