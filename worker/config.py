@@ -87,6 +87,9 @@ class WorkerSettings(SharedSettings):
     worker_heartbeat_grace: int = Field(default=60, ge=1)
     recovery_interval_seconds: float = Field(default=15.0, gt=0)
     max_resumes: int = Field(default=3, ge=0)
+    # A checkpoint folder whose job Redis no longer knows is deleted once nothing in it has
+    # changed for this long (see worker.checkpoint_sweep).
+    orphan_checkpoint_grace_seconds: int = Field(default=1 * DAY, ge=1)
 
     # Progress: written at least this often (and at every epoch end); the cancel flag is read
     # from Redis at most this often.

@@ -16,6 +16,9 @@ or a work horse that died under a living worker). Each job is resumed at most
 
 Only one process sweeps a queue at a time: the sweep holds RQ's own per-queue maintenance
 lock, which also keeps RQ's registry cleanup from handling the same job concurrently.
+
+The same thread also deletes checkpoint folders whose job Redis no longer knows
+(`worker.checkpoint_sweep`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from redis import Redis, RedisError
@@ -37,6 +41,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from worker.checkpoint_sweep import sweep_orphan_checkpoints
 from worker.config import WorkerSettings
 from worker.progress import update_job_meta, utc_now_iso
 from worker.queues import QUEUE_NAMES, fetch_job, queue_for
@@ -189,7 +194,8 @@ def _resume_or_give_up(
 
 
 class RecoveryThread(threading.Thread):
-    """Runs `sweep_abandoned_jobs` every ``recovery_interval_seconds`` until stopped.
+    """Runs `sweep_abandoned_jobs`, then `sweep_orphan_checkpoints`, every
+    ``recovery_interval_seconds`` until stopped.
 
     A daemon thread in the worker's main process (not in the forked work horse), with its own
     Redis connection. Errors are logged and the next sweep tries again.
@@ -208,14 +214,29 @@ class RecoveryThread(threading.Thread):
         redis = Redis.from_url(self.settings.redis_url)
         try:
             while not self._stopped.is_set():
-                try:
-                    sweep_abandoned_jobs(
-                        redis, settings=self.settings, queue_names=self.queue_names
-                    )
-                except RedisError as error:
-                    logger.warning("recovery sweep failed (%s); retrying", error)
-                except Exception:
-                    logger.exception("recovery sweep failed")
+                self._sweep(
+                    "recovery",
+                    partial(
+                        sweep_abandoned_jobs,
+                        redis,
+                        settings=self.settings,
+                        queue_names=self.queue_names,
+                    ),
+                )
+                # Apart from the recovery sweep, so that a checkpoint volume that cannot be
+                # read does not stop dead workers' jobs from being taken back.
+                self._sweep(
+                    "checkpoint", partial(sweep_orphan_checkpoints, redis, settings=self.settings)
+                )
                 self._stopped.wait(self.settings.recovery_interval_seconds)
         finally:
             redis.close()
+
+    @staticmethod
+    def _sweep(name: str, sweep: Callable[[], object]) -> None:
+        try:
+            sweep()
+        except RedisError as error:
+            logger.warning("%s sweep failed (%s); retrying", name, error)
+        except Exception:
+            logger.exception("%s sweep failed", name)
