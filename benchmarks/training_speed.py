@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
 import json
 import logging
 import sys
@@ -62,7 +61,7 @@ from uvac.device import configure_threads  # noqa: E402
 from uvac.features import FeatureConfig  # noqa: E402
 from uvac.inference import Clusterer  # noqa: E402
 from uvac.models import CatUVAC  # noqa: E402
-from uvac.training import TrainConfig, _Trainer, train_on_features  # noqa: E402
+from uvac.training import TrainConfig, Trainer, train_on_features  # noqa: E402
 
 logger = logging.getLogger("benchmarks.training_speed")
 
@@ -129,22 +128,13 @@ def autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
 def trainer_step(
     model: CatUVAC, x: torch.Tensor, mask: torch.Tensor, *, config: TrainConfig
 ) -> Callable[[], object]:
-    """One step of the training loop's own step function on the batch ``x``, so that the
-    benchmark times exactly what training runs (the loss, the augmentation-consistency term
-    when the recipe has one, autocast, backward, Adam), not a copy of it that could drift.
-
-    `_Trainer._train_step` is private: its argument list is checked here so that a change
-    to it fails loudly rather than measuring something else.
-    """
-    trainer = _Trainer(
-        model=model, features=x, mask=mask, config=config, labels=None,
-        device=torch.device("cpu"), progress=None, should_stop=None, checkpoint_dir=None,
-    )  # fmt: skip
-    temperature = config.temperature_start
-    parameters = list(inspect.signature(trainer._train_step).parameters)
-    if parameters == ["indices", "temperature"]:  # the step picks its batch from the data
-        return partial(trainer._train_step, torch.arange(x.shape[0]), temperature)
-    raise RuntimeError(f"uvac.training._Trainer._train_step{parameters}: update this benchmark")
+    """One step of the training loop's own step function (`Trainer.train_step`) on the whole
+    batch ``x``, so that the benchmark times exactly what training runs (the loss, the
+    augmentation-consistency term when the recipe has one, autocast, backward, Adam), not a
+    copy of it that could drift."""
+    trainer = Trainer(model=model, features=x, mask=mask, config=config, device=torch.device("cpu"))
+    every_window = torch.arange(x.shape[0])  # (B,)
+    return partial(trainer.train_step, every_window, config.temperature_start)
 
 
 def h_only(model: CatUVAC, x: torch.Tensor, mask: torch.Tensor, *, bf16: bool) -> torch.Tensor:

@@ -32,7 +32,8 @@ from uvac.features import FeatureConfig, NormStats
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
 
 if TYPE_CHECKING:
-    from uvac.training import TrainConfig, TrainingHistory
+    from uvac.train_config import TrainConfig
+    from uvac.training_history import TrainingHistory
 
 __all__ = [
     "MODEL_JSON",

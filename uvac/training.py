@@ -10,6 +10,11 @@ Two layers:
   training clips only, cuts every clip into windows, trains, and returns a `TrainedModel` that
   carries the feature configuration and statistics it was trained with.
 
+`Trainer` is the gradient loop of the variational models behind `train_on_features`; its
+`train_step` runs one optimisation step on a batch, which `benchmarks/training_speed.py` times.
+What a run is told to do is `uvac.train_config.TrainConfig` (with the learning-rate and
+temperature schedules); what it reports is in `uvac.training_history`.
+
 Reproducible: the seed fixes the initial weights (torch's global generator), the data order (a
 dedicated generator) and the Gumbel and Gaussian noise (torch's global generator again). A
 checkpoint after each epoch holds all of them (`uvac.checkpoint`), so a run resumed after a kill
@@ -22,13 +27,11 @@ epoch's checkpoint stays on disk, so a cancelled run can also be resumed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,19 +56,29 @@ from uvac.consistency import (
 )
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, TrainingCancelled
-from uvac.models import MODEL_TYPES, ClusterModel, build_model
+from uvac.models import ClusterModel, build_model
 from uvac.models.base import VariationalClusterModel
 from uvac.models.kmeans import KMeansClusterer
+from uvac.train_config import (
+    TrainConfig,
+    learning_rate_at,
+    resume_relevant_fields,
+    temperature_at,
+)
 from uvac.training_data import windows_for_training
+from uvac.training_history import EpochRecord, TrainingHistory, TrainProgress
 
 if TYPE_CHECKING:
     from uvac.datasets import DatasetItem
     from uvac.features import FeatureConfig
 
+# TrainConfig, the schedules and the history types live in their own modules; they are
+# re-exported here, where callers have always imported them from.
 __all__ = [
     "EpochRecord",
     "TrainConfig",
     "TrainProgress",
+    "Trainer",
     "TrainingHistory",
     "learning_rate_at",
     "temperature_at",
@@ -78,233 +91,8 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[["TrainProgress"], None]
 StopCheck = Callable[[], bool]
 
-# TrainConfig fields that do not change the numbers a run computes: a checkpoint written under
-# other values of these still resumes.
 # The K-means initialisation runs at least this many batches (more epochs on small data sets).
 KMEANS_INIT_MIN_STEPS = 300
-
-# The partitions the initialisation of h can be taught (TrainConfig.init_clustering).
-INIT_CLUSTERINGS = ("kmeans", "spectral", "ward")
-
-_RESUME_NEUTRAL_FIELDS = frozenset({"device", "progress_every_steps", "checkpoint_every_epochs"})
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; JSON round trip with `to_dict`/`from_dict`.
-
-    ``cluster_balance`` (0 = the paper's recipe) weighs KL(batch-mean pi || uniform) in the
-    loss, against clusters collapsing; see `uvac.models.base.LossParts`.
-    ``consistency_weight`` (0 = the paper's recipe) adds the augmentation-consistency term of
-    `uvac.consistency` (minus the mutual information between the clusters of a window and of
-    an augmented view of it). With ``consistency_neighbours = k > 0`` the second view is an
-    augmented copy of one of the window's k nearest training windows (in the flattened feature
-    space) rather than of the window itself, as in SCAN (Van Gansbeke et al. 2020): windows
-    that are close in the input space are pulled into the same cluster.
-    ``kmeans_init_epochs`` (0 = the paper's recipe: random initialisation) first trains h alone
-    for that many epochs to predict K-means clusters of the training windows (cross-entropy),
-    so that the ELBO starts from an informative pi instead of the flat one it collapses onto;
-    see `uvac.consistency.kmeans_pseudo_labels`. It runs at least ``KMEANS_INIT_MIN_STEPS``
-    batches, whatever the data set's size.
-    ``init_clustering`` picks the partition that initialisation teaches h: ``"kmeans"`` (the
-    default), ``"ward"``, Ward-linkage agglomerative clustering
-    (`uvac.consistency.ward_pseudo_labels`), whose partition of the training windows beat
-    K-means's on FSDD and ESC-10 (it falls back to K-means when one Ward cluster dominates,
-    see `uvac.consistency.initial_pseudo_labels`), or ``"spectral"``, spectral clustering of
-    the windows' k-nearest-neighbour graph (`uvac.consistency.spectral_pseudo_labels`; worse
-    than K-means on FSDD's cepstra, whose graph falls apart into small components).
-    ``self_label_weight`` (0 = off; the paper's recipe) adds SCAN's self-labelling stage (Van
-    Gansbeke et al. 2020) to every step: windows whose pi on the clean view is above
-    ``self_label_threshold`` become targets (their argmax, fixed) for h on an augmented view,
-    with cross-entropy weighted by the inverse frequency of each target in the batch, so that
-    large clusters do not swallow small ones. The ELBO terms stay in the loss.
-    ``model_hyperparameters`` go to the model's constructor on top of what the data decides
-    (``n_clusters``, ``n_mels`` and, for models tied to a window length, ``n_frames``), e.g.
-    ``{"conv_channels": [8, 16, 16, 32]}`` for a small network.
-    """
-
-    model_type: str = "cat-uvac"
-    n_clusters: int = 10
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    final_learning_rate: float = 5e-5
-    temperature_start: float = 1.0
-    temperature_end: float = 0.5
-    lambda_kl: float = 0.5
-    cluster_balance: float = 0.0
-    consistency_weight: float = 0.0
-    consistency_neighbours: int = 0
-    kmeans_init_epochs: int = 0
-    init_clustering: str = "kmeans"
-    self_label_weight: float = 0.0
-    self_label_threshold: float = 0.95
-    seed: int = 0
-    bf16_autocast: bool = False
-    device: str = "auto"
-    model_hyperparameters: dict[str, Any] = field(default_factory=dict)
-    progress_every_steps: int = 10
-    checkpoint_every_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.model_type not in MODEL_TYPES:
-            raise ValueError(
-                f"unknown model_type {self.model_type!r}; known: {', '.join(sorted(MODEL_TYPES))}"
-            )
-        positive_ints = ("n_clusters", "epochs", "batch_size", "progress_every_steps")
-        for name in (*positive_ints, "checkpoint_every_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_clusters < 2:
-            raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
-        if (
-            isinstance(self.consistency_neighbours, bool)
-            or not isinstance(self.consistency_neighbours, int)
-            or self.consistency_neighbours < 0
-        ):
-            raise ValueError(
-                "consistency_neighbours must be a non-negative integer, "
-                f"got {self.consistency_neighbours!r}"
-            )
-        if (
-            isinstance(self.kmeans_init_epochs, bool)
-            or not isinstance(self.kmeans_init_epochs, int)
-            or self.kmeans_init_epochs < 0
-        ):
-            raise ValueError(
-                "kmeans_init_epochs must be a non-negative integer, "
-                f"got {self.kmeans_init_epochs!r}"
-            )
-        for name in (
-            "learning_rate",
-            "final_learning_rate",
-            "temperature_start",
-            "temperature_end",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.init_clustering not in INIT_CLUSTERINGS:
-            raise ValueError(
-                f"init_clustering must be one of {', '.join(INIT_CLUSTERINGS)}, "
-                f"got {self.init_clustering!r}"
-            )
-        threshold = self.self_label_threshold
-        if not (isinstance(threshold, int | float) and 0 < threshold < 1):
-            raise ValueError(f"self_label_threshold must be in (0, 1), got {threshold!r}")
-        for name in ("lambda_kl", "cluster_balance", "consistency_weight", "self_label_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        reserved = {"n_clusters", "n_mels", "n_frames"} & set(self.model_hyperparameters)
-        if reserved:
-            raise ValueError(
-                f"model_hyperparameters may not set {', '.join(sorted(reserved))}: "
-                "they come from the config and the data"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild from `to_dict` output; unknown keys are an error, missing ones default."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
-        return cls(**dict(data))
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """What the progress callback receives: every ``progress_every_steps`` batches and at the
-    end of every epoch (``epoch_done`` True, with accuracy/NMI when labels were given).
-
-    ``epoch`` and ``step`` count from 1; loss values are running means over the epoch so far.
-    """
-
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    loss: float
-    reconstruction: float
-    kl_z: float
-    kl_y: float
-    balance: float
-    temperature: float
-    learning_rate: float
-    accuracy: float | None
-    nmi: float | None
-    elapsed_s: float
-    eta_s: float | None
-    epoch_done: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One completed epoch: mean loss parts, schedule values and label metrics."""
-
-    epoch: int  # from 1
-    loss: float
-    reconstruction: float
-    kl_z: float
-    kl_y: float
-    balance: float  # KL(batch-mean pi || uniform): near log K when the clusters collapse
-    temperature: float
-    learning_rate: float
-    accuracy: float | None
-    nmi: float | None
-    clusters_used: int | None
-    seconds: float
-
-
-@dataclass
-class TrainingHistory:
-    """Every completed epoch of a run (including those before a resume)."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(record) for record in self.epochs]
-
-    @classmethod
-    def from_list(cls, records: Sequence[Mapping[str, Any]]) -> TrainingHistory:
-        return cls([EpochRecord(**dict(record)) for record in records])
-
-    def summary(self) -> dict[str, Any]:
-        """A small JSON-able digest for a model's metadata: the last epoch and the total time."""
-        if not self.epochs:
-            return {"epochs_completed": 0}
-        last = self.epochs[-1]
-        return {
-            "epochs_completed": len(self.epochs),
-            "final": dataclasses.asdict(last),
-            "train_seconds": sum(record.seconds for record in self.epochs),
-        }
-
-
-def learning_rate_at(config: TrainConfig, epoch_index: int) -> float:
-    """Adam's learning rate in epoch ``epoch_index`` (from 0): exponential from
-    ``learning_rate`` at the first epoch to ``final_learning_rate`` at the last."""
-    return _exponential(config.learning_rate, config.final_learning_rate, epoch_index, config)
-
-
-def temperature_at(config: TrainConfig, epoch_index: int) -> float:
-    """Gumbel-Softmax temperature in epoch ``epoch_index``, annealed like the learning rate."""
-    return _exponential(config.temperature_start, config.temperature_end, epoch_index, config)
-
-
-def _exponential(start: float, end: float, epoch_index: int, config: TrainConfig) -> float:
-    if config.epochs == 1:
-        return start
-    fraction = epoch_index / (config.epochs - 1)
-    return start * (end / start) ** fraction
 
 
 # --------------------------------------------------------------------------- the loop
@@ -335,7 +123,7 @@ def train_on_features(
         history = _fit_kmeans(model, features, mask, config, labels, progress, should_stop)
     else:
         assert isinstance(model, VariationalClusterModel)
-        history = _Trainer(
+        history = Trainer(
             model=model,
             features=features,
             mask=mask,
@@ -413,7 +201,12 @@ def _fit_kmeans(
         seconds=seconds,
     )
     if progress is not None:
-        progress(_progress_from_record(record, epochs=1, steps=1, elapsed=seconds, eta=0.0))
+        progress(
+            TrainProgress.from_epoch(
+                record, epochs=1, step=1, steps_per_epoch=1,
+                elapsed_s=seconds, eta_s=0.0, epoch_done=True,
+            )
+        )  # fmt: skip
     return TrainingHistory([record])
 
 
@@ -430,29 +223,6 @@ def _label_metrics(
     )
 
 
-def _progress_from_record(
-    record: EpochRecord, *, epochs: int, steps: int, elapsed: float, eta: float | None
-) -> TrainProgress:
-    return TrainProgress(
-        epoch=record.epoch,
-        epochs=epochs,
-        step=steps,
-        steps_per_epoch=steps,
-        loss=record.loss,
-        reconstruction=record.reconstruction,
-        kl_z=record.kl_z,
-        kl_y=record.kl_y,
-        balance=record.balance,
-        temperature=record.temperature,
-        learning_rate=record.learning_rate,
-        accuracy=record.accuracy,
-        nmi=record.nmi,
-        elapsed_s=elapsed,
-        eta_s=eta,
-        epoch_done=True,
-    )
-
-
 def _data_fingerprint(features: Tensor, mask: Tensor) -> str:
     """SHA-256 of the training windows, so a checkpoint only resumes on the same data."""
     digest = hashlib.sha256()
@@ -463,8 +233,14 @@ def _data_fingerprint(features: Tensor, mask: Tensor) -> str:
     return digest.hexdigest()
 
 
-class _Trainer:
-    """The gradient loop of the variational models; one instance per run."""
+class Trainer:
+    """The gradient loop of the variational models; one instance per run.
+
+    `run` trains for ``config.epochs`` epochs (resuming from ``checkpoint_dir`` when it holds
+    a compatible checkpoint) and returns the history; `train_on_features` is the usual way in.
+    `train_step` runs a single optimisation step, for callers that time or drive the steps
+    themselves. The model and the windows move to ``device`` when the trainer is built.
+    """
 
     def __init__(
         self,
@@ -473,11 +249,11 @@ class _Trainer:
         features: Tensor,
         mask: Tensor,
         config: TrainConfig,
-        labels: Sequence[int] | None,
         device: torch.device,
-        progress: ProgressCallback | None,
-        should_stop: StopCheck | None,
-        checkpoint_dir: Path | None,
+        labels: Sequence[int] | None = None,
+        progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.model = model.to(device)
         self.device = device
@@ -578,51 +354,43 @@ class _Trainer:
                     f"training cancelled in epoch {epoch_index + 1}, before batch {step}"
                 )
             indices = indices.to(self.device)
-            sums += self._train_step(indices, temperature)
+            sums += self.train_step(indices, temperature)
             if self.progress is not None and step % config.progress_every_steps == 0:
-                means = (sums / step).tolist()
-                done = epoch_index * self.batches_per_epoch + step
-                self.progress(
-                    self._progress(
-                        epoch_index, step, means, temperature, learning_rate,
-                        started=started, steps_done=done, steps_at_start=steps_at_start,
-                    )
+                so_far = _epoch_record(
+                    epoch_index, sums / step, temperature=temperature,
+                    learning_rate=learning_rate, seconds=time.perf_counter() - epoch_started,
                 )  # fmt: skip
+                self._report(so_far, step, started=started, steps_at_start=steps_at_start)
 
-        means = (sums / len(batches)).tolist()
+        means = sums / len(batches)  # (5,)
         accuracy, nmi_value, used = self._evaluate()
-        record = EpochRecord(
-            epoch=epoch_index + 1,
-            loss=means[0],
-            reconstruction=means[1],
-            kl_z=means[2],
-            kl_y=means[3],
-            balance=means[4],
-            temperature=temperature,
-            learning_rate=learning_rate,
-            accuracy=accuracy,
-            nmi=nmi_value,
-            clusters_used=used,
+        record = _epoch_record(
+            epoch_index, means, temperature=temperature, learning_rate=learning_rate,
+            accuracy=accuracy, nmi=nmi_value, clusters_used=used,
             seconds=time.perf_counter() - epoch_started,
-        )
+        )  # fmt: skip
         self.history.epochs.append(record)
         logger.info(
             "epoch %d/%d: loss %.4g (rec %.4g, kl_z %.4g, kl_y %.4g), tau %.3g, lr %.3g, acc %s",
             record.epoch, config.epochs, record.loss, record.reconstruction, record.kl_z,
             record.kl_y, temperature, learning_rate, accuracy,
         )  # fmt: skip
-        if self.progress is not None:
-            done = (epoch_index + 1) * self.batches_per_epoch
-            self.progress(
-                self._progress(
-                    epoch_index, len(batches), means, temperature, learning_rate,
-                    started=started, steps_done=done, steps_at_start=steps_at_start,
-                    accuracy=accuracy, nmi_value=nmi_value, epoch_done=True,
-                )
-            )  # fmt: skip
+        self._report(
+            record, len(batches), started=started, steps_at_start=steps_at_start, epoch_done=True
+        )
 
-    def _train_step(self, indices: Tensor, temperature: float) -> Tensor:
-        x, mask = self.features[indices], self.mask[indices]  # (B, 1, T, F), (B, T)
+    def train_step(self, window_indices: Tensor, temperature: float) -> Tensor:
+        """One optimisation step on the windows at ``window_indices (B,)`` (indices into the
+        trainer's windows, on its device) at Gumbel-Softmax ``temperature``.
+
+        The step is the one `run` takes: the loss with the configured extra terms
+        (consistency, self-labelling), under bf16 autocast when the config asks for it, then
+        backward and one Adam step at the optimiser's current learning rate
+        (``config.learning_rate`` until `run` sets an epoch's). The model's train/eval mode is
+        left as it is, so call ``model.train()`` first. Returns the loss parts ``(5,)``
+        (total, reconstruction, kl_z, kl_y, balance) as float64 on the device.
+        """
+        x, mask = self.features[window_indices], self.mask[window_indices]  # (B, 1, T, F), (B, T)
         with torch.autocast(
             device_type=self.device.type,
             dtype=torch.bfloat16,
@@ -640,9 +408,9 @@ class _Trainer:
                 source, source_mask = x, mask
                 if self.neighbours is not None:  # one random neighbour of each window
                     choice = torch.randint(
-                        self.neighbours.shape[1], (indices.shape[0],), device=self.device
+                        self.neighbours.shape[1], (window_indices.shape[0],), device=self.device
                     )
-                    partners = self.neighbours[indices, choice]  # (B,)
+                    partners = self.neighbours[window_indices, choice]  # (B,)
                     source, source_mask = self.features[partners], self.mask[partners]
                 view, view_mask = augment_windows(source, source_mask)  # (B,1,T,F), (B,T)
                 consistency = mutual_information_loss(
@@ -683,48 +451,34 @@ class _Trainer:
         self.model.train()
         return _label_metrics(torch.cat(assignments), self.labels)
 
-    def _progress(
+    def _report(
         self,
-        epoch_index: int,
+        record: EpochRecord,
         step: int,
-        means: list[float],
-        temperature: float,
-        learning_rate: float,
         *,
         started: float,
-        steps_done: int,
         steps_at_start: int,
-        accuracy: float | None = None,
-        nmi_value: float | None = None,
         epoch_done: bool = False,
-    ) -> TrainProgress:
+    ) -> None:
+        """Tell the progress callback where the run stands after ``step`` batches of
+        ``record``'s epoch; ``steps_at_start`` (steps done before a resume) are left out of
+        the rate the ETA extrapolates."""
+        if self.progress is None:
+            return
         elapsed = time.perf_counter() - started
+        steps_done = (record.epoch - 1) * self.batches_per_epoch + step
         steps_this_run = steps_done - steps_at_start
         total_steps = self.config.epochs * self.batches_per_epoch
         eta = elapsed / steps_this_run * (total_steps - steps_done) if steps_this_run else None
-        return TrainProgress(
-            epoch=epoch_index + 1,
-            epochs=self.config.epochs,
-            step=step,
-            steps_per_epoch=self.batches_per_epoch,
-            loss=means[0],
-            reconstruction=means[1],
-            kl_z=means[2],
-            kl_y=means[3],
-            balance=means[4],
-            temperature=temperature,
-            learning_rate=learning_rate,
-            accuracy=accuracy,
-            nmi=nmi_value,
-            elapsed_s=elapsed,
-            eta_s=eta,
-            epoch_done=epoch_done,
-        )
+        self.progress(
+            TrainProgress.from_epoch(
+                record, epochs=self.config.epochs, step=step,
+                steps_per_epoch=self.batches_per_epoch, elapsed_s=elapsed, eta_s=eta,
+                epoch_done=epoch_done,
+            )
+        )  # fmt: skip
 
     # -- checkpoints ----------------------------------------------------------------------
-
-    def _comparable_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if k not in _RESUME_NEUTRAL_FIELDS}
 
     def _resume(self) -> int:
         """Load a compatible checkpoint if there is one; returns the first epoch to run."""
@@ -734,8 +488,8 @@ class _Trainer:
         if checkpoint is None:
             return 0
         if (
-            self._comparable_config(checkpoint.config)
-            != self._comparable_config(self.config.to_dict())
+            resume_relevant_fields(checkpoint.config)
+            != resume_relevant_fields(self.config.to_dict())
             or checkpoint.extra.get("data_fingerprint") != self.fingerprint
         ):
             logger.warning(
@@ -764,6 +518,36 @@ class _Trainer:
                 extra={"data_fingerprint": self.fingerprint},
             ),
         )
+
+
+def _epoch_record(
+    epoch_index: int,
+    loss_means: Tensor,
+    *,
+    temperature: float,
+    learning_rate: float,
+    seconds: float,
+    accuracy: float | None = None,
+    nmi: float | None = None,
+    clusters_used: int | None = None,
+) -> EpochRecord:
+    """The record of epoch ``epoch_index`` (from 0) from the means of its loss parts so far,
+    ``loss_means (5,)`` in the order `Trainer.train_step` returns them."""
+    loss, reconstruction, kl_z, kl_y, balance = loss_means.tolist()
+    return EpochRecord(
+        epoch=epoch_index + 1,
+        loss=loss,
+        reconstruction=reconstruction,
+        kl_z=kl_z,
+        kl_y=kl_y,
+        balance=balance,
+        temperature=temperature,
+        learning_rate=learning_rate,
+        accuracy=accuracy,
+        nmi=nmi,
+        clusters_used=clusters_used,
+        seconds=seconds,
+    )
 
 
 # --------------------------------------------------------------------- from recordings

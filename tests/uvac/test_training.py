@@ -17,6 +17,7 @@ from uvac.features import FeatureConfig
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.training import (
     TrainConfig,
+    Trainer,
     TrainProgress,
     learning_rate_at,
     temperature_at,
@@ -133,6 +134,24 @@ def test_model_separates_three_synthetic_classes() -> None:
     )  # fmt: skip
     assert history.epochs[-1].nmi is not None and history.epochs[-1].nmi > 0.8
     assert history.epochs[-1].clusters_used == 3
+
+
+def test_one_train_step_updates_the_weights_and_returns_the_loss_parts() -> None:
+    """`Trainer.train_step` is what the speed benchmark times: one Adam step on a batch."""
+    features, mask, _ = three_bands()
+    cfg = config(consistency_weight=0.5)
+    torch.manual_seed(cfg.seed)
+    model = CatUVAC(n_clusters=3, n_mels=features.shape[3], **SMALL)
+    trainer = Trainer(
+        model=model, features=features, mask=mask, config=cfg, device=torch.device("cpu")
+    )
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    model.train()
+    parts = trainer.train_step(torch.arange(16), cfg.temperature_start)
+    assert parts.shape == (5,) and parts.dtype == torch.float64  # total, rec, kl_z, kl_y, balance
+    assert torch.isfinite(parts).all()
+    after = list(model.parameters())
+    assert any(not torch.equal(old, new) for old, new in zip(before, after, strict=True))
 
 
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
