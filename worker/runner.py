@@ -13,6 +13,10 @@
 4. A warm shutdown (SIGTERM, as ``docker stop`` sends) does not wait for hours of training:
    the running job is asked to stop at its next batch, returns ``{"interrupted": true}``
    with its checkpoints kept, and goes back to the front of its queue for another worker.
+   Once the horse has put it back, the worker does not also fail it: RQ's monitor sometimes
+   finds the horse already reaped after a warm shutdown (``waitpid returned None``) and would
+   fail the job and schedule a retry, so a handed-back job would come back "scheduled", with a
+   retry spent, instead of "queued" (seen once, in the warm-shutdown end-to-end test).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ __all__ = ["UvacWorker", "tie_children_to_this_process"]
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+# How RQ's horse monitor starts the failure it records when the horse is gone unexpectedly.
+_HORSE_LOST = "Work-horse terminated unexpectedly"
 
 
 _forking_pid: int | None = None
@@ -105,6 +112,30 @@ class UvacWorker(Worker):
                 job.cancel()
             logger.info("job %s stopped on request and marked canceled", job.id)
 
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Any = None,
+    ) -> None:
+        if exc_string.startswith(_HORSE_LOST) and _is_queued(job):
+            # The horse finished and handed the job back (`_requeue_interrupted`) before the
+            # worker lost track of it: it is waiting in its queue, not failed.
+            logger.info(
+                "job %s is back on its queue; not failing it for a horse the worker could not "
+                "wait for (%s)", job.id, exc_string.strip(),
+            )  # fmt: skip
+            return
+        super().handle_job_failure(
+            job,
+            queue=queue,
+            started_job_registry=started_job_registry,
+            exc_string=exc_string,
+            execution=execution,
+        )
+
     def handle_warm_shutdown_request(self) -> None:
         """Ask the running job (if any) to stop at its next batch and go back to its queue."""
         super().handle_warm_shutdown_request()
@@ -131,3 +162,11 @@ class UvacWorker(Worker):
         logger.info(
             "job %s back on %s after a worker shutdown (handoff %d)", job.id, queue.name, handoffs
         )
+
+
+def _is_queued(job: Job) -> bool:
+    """Whether Redis says ``job`` waits in a queue now (False for a job that is gone)."""
+    try:
+        return job.get_status(refresh=True) == JobStatus.QUEUED
+    except InvalidJobOperation:
+        return False
