@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvac.models import MODEL_TYPES
+from uvac.models import DATA_ARGUMENTS, MODEL_TYPES, model_options
 
 __all__ = [
     "INIT_CLUSTERINGS",
@@ -128,12 +128,22 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        reserved = {"n_clusters", "n_mels", "n_frames"} & set(self.model_hyperparameters)
+        reserved = DATA_ARGUMENTS & set(self.model_hyperparameters)
         if reserved:
             raise ValueError(
                 f"model_hyperparameters may not set {', '.join(sorted(reserved))}: "
                 "they come from the config and the data"
             )
+        # Checked here, before any recording is read, rather than when the model is built.
+        # K-means takes no options: the presets' network options are ignored for it.
+        if self.model_type != "kmeans":
+            allowed = model_options(self.model_type)
+            unknown = sorted(set(self.model_hyperparameters) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"unknown model_hyperparameters for {self.model_type}: "
+                    f"{', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

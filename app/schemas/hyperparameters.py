@@ -14,7 +14,6 @@ ranges (a positive width, say) are the constructor's to check and are not repeat
 from __future__ import annotations
 
 import functools
-import inspect
 import typing
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -23,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from uvac.models import MODEL_TYPES
+from uvac.models import DATA_ARGUMENTS, MODEL_TYPES, model_options
 
 __all__ = [
     "SET_BY_THE_SERVICE",
@@ -33,11 +32,9 @@ __all__ = [
 ]
 
 # What the trainer passes to every model from the request's other settings and the data
-# (`n_clusters`, the features' mel bins and frames). `TrainConfig` refuses them in
-# model_hyperparameters; a test keeps this set in step with that rule.
-SET_BY_THE_SERVICE = frozenset({"n_clusters", "n_mels", "n_frames"})
-
-_ARGUMENT_KINDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+# (`n_clusters`, the features' mel bins and frames); `TrainConfig` refuses them in
+# model_hyperparameters.
+SET_BY_THE_SERVICE = DATA_ARGUMENTS
 _PLURALS = {"integer": "integers", "number": "numbers", "string": "strings", "boolean": "booleans"}
 
 
@@ -49,8 +46,7 @@ def _options_model(model_type: str) -> type[BaseModel]:
     hints = typing.get_type_hints(constructor)
     fields: dict[str, Any] = {
         name: (hints.get(name, Any), None)  # the default is never used: only given keys count
-        for name, parameter in inspect.signature(constructor).parameters.items()
-        if name != "self" and parameter.kind in _ARGUMENT_KINDS and name not in SET_BY_THE_SERVICE
+        for name in sorted(model_options(model_type))
     }
     return create_model(
         f"{model_class.__name__}Options",

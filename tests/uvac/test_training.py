@@ -79,6 +79,18 @@ def test_config_round_trip_and_validation() -> None:
         TrainConfig(model_hyperparameters={"n_mels": 3})
 
 
+def test_model_hyperparameters_are_checked_against_the_model_before_training() -> None:
+    """A misspelt option fails when the config is built (before any recording is read), with
+    the options the model takes; each model type takes its own."""
+    with pytest.raises(ValueError, match=r"conv_chanels \(allowed: conv_channels, "):
+        TrainConfig(model_hyperparameters={"conv_chanels": [4, 4, 4, 4]})
+    with pytest.raises(ValueError, match="latent_dim"):
+        TrainConfig(model_type="cat-uvac", model_hyperparameters={"latent_dim": 4})
+    assert TrainConfig(model_type="uvac-gmm", model_hyperparameters={"latent_dim": 4})
+    # K-means takes no options and ignores a preset's network options.
+    assert TrainConfig(model_type="kmeans", model_hyperparameters={"gru_hidden": 8})
+
+
 def test_schedules_decay_exponentially_from_start_to_end() -> None:
     run = TrainConfig(epochs=5, learning_rate=5e-4, final_learning_rate=5e-5)
     rates = [learning_rate_at(run, epoch) for epoch in range(5)]

@@ -159,6 +159,15 @@ def test_a_cancel_that_arrived_while_queued_stops_before_training(
         ({"dataset_id": "ds_0123456789ab", "n_clusters": 2, "model_type": "x"}, "model_type"),
         ({"dataset_id": "ds_0123456789ab", "n_clusters": 1}, "n_clusters"),
         ({"dataset_id": "ds_0123456789ab", "n_clusters": 2, "features": {"n_mels": 7}}, "n_mels"),
+        # the data set does not exist: the option is refused before it is looked up
+        (
+            {
+                "dataset_id": "ds_0123456789ab",
+                "n_clusters": 2,
+                "model_hyperparameters": {"gru_hiden": 8},
+            },
+            "gru_hiden",
+        ),
     ],
 )
 def test_invalid_parameters_are_refused_before_any_work(

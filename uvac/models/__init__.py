@@ -7,6 +7,7 @@ has to be added to `MODEL_TYPES`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from uvac.models.base import ClusterModel, LossParts, VariationalClusterModel
@@ -15,6 +16,7 @@ from uvac.models.gmm_uvac import GmmUVAC
 from uvac.models.kmeans import KMeansClusterer
 
 __all__ = [
+    "DATA_ARGUMENTS",
     "MODEL_TYPES",
     "CatUVAC",
     "ClusterModel",
@@ -23,6 +25,7 @@ __all__ = [
     "LossParts",
     "VariationalClusterModel",
     "build_model",
+    "model_options",
 ]
 
 MODEL_TYPES: dict[str, type[ClusterModel]] = {
@@ -30,6 +33,20 @@ MODEL_TYPES: dict[str, type[ClusterModel]] = {
     GmmUVAC.model_type: GmmUVAC,
     KMeansClusterer.model_type: KMeansClusterer,
 }
+
+# Constructor arguments the trainer fills in from the config and the data (K, the features'
+# bins and frames), never from a config's model_hyperparameters.
+DATA_ARGUMENTS = frozenset({"n_clusters", "n_mels", "n_frames"})
+
+_ARGUMENT_KINDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def model_options(model_type: str) -> frozenset[str]:
+    """The names ``model_hyperparameters`` may use for ``model_type``: its constructor's
+    keyword arguments less `DATA_ARGUMENTS` (read from the signature, so they cannot drift)."""
+    parameters = inspect.signature(MODEL_TYPES[model_type].__init__).parameters
+    names = {name for name, parameter in parameters.items() if parameter.kind in _ARGUMENT_KINDS}
+    return frozenset(names - {"self"} - DATA_ARGUMENTS)
 
 
 def build_model(model_type: str, **hyperparameters: Any) -> ClusterModel:
