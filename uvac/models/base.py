@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -80,7 +81,36 @@ class ClusterModel(nn.Module, abc.ABC):
 
 
 class VariationalClusterModel(ClusterModel):
-    """A cluster model trained by gradient descent on a negative ELBO."""
+    """A cluster model trained by gradient descent on a negative ELBO.
+
+    Both variational models are built from the same convolutional-recurrent encoder and
+    transposed-convolution decoder blocks; this constructor checks and keeps the settings
+    they share, so that each model's own constructor only builds its networks.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_clusters: int,
+        n_mels: int,
+        conv_channels: Sequence[int],
+        gru_hidden: int,
+        gru_layers: int,
+        deconv_channels: Sequence[int],
+    ) -> None:
+        super().__init__()
+        if n_clusters < 2:
+            raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
+        self._n_clusters = n_clusters
+        self.n_mels = n_mels
+        self.conv_channels = tuple(int(c) for c in conv_channels)
+        self.gru_hidden = gru_hidden
+        self.gru_layers = gru_layers
+        self.deconv_channels = tuple(int(c) for c in deconv_channels)
+
+    @property
+    def n_clusters(self) -> int:
+        return self._n_clusters
 
     @abc.abstractmethod
     def loss(

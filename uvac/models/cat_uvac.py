@@ -103,15 +103,14 @@ class CatUVAC(VariationalClusterModel):
         gru_layers: int = 2,
         deconv_channels: Sequence[int] = PAPER_DECONV_CHANNELS,
     ) -> None:
-        super().__init__()
-        if n_clusters < 2:
-            raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
-        self._n_clusters = n_clusters
-        self.n_mels = n_mels
-        self.conv_channels = tuple(int(c) for c in conv_channels)
-        self.gru_hidden = gru_hidden
-        self.gru_layers = gru_layers
-        self.deconv_channels = tuple(int(c) for c in deconv_channels)
+        super().__init__(
+            n_clusters=n_clusters,
+            n_mels=n_mels,
+            conv_channels=conv_channels,
+            gru_hidden=gru_hidden,
+            gru_layers=gru_layers,
+            deconv_channels=deconv_channels,
+        )
         mels_padded = padded_size(n_mels)
         # One latent value per 16 mel bins, so that g's four doublings restore Mp bins.
         self.latent_dim = mels_padded // BLOCK
@@ -138,10 +137,6 @@ class CatUVAC(VariationalClusterModel):
         # one CPU thread; the paper's network about 5%). Values are unchanged; the artifact
         # and checkpoint writers store contiguous copies, and loading copies into this layout.
         self.to(memory_format=torch.channels_last)
-
-    @property
-    def n_clusters(self) -> int:
-        return self._n_clusters
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

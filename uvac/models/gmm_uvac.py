@@ -64,17 +64,16 @@ class GmmUVAC(VariationalClusterModel):
         gru_layers: int = 2,
         deconv_channels: Sequence[int] = (64, 32, 16),
     ) -> None:
-        super().__init__()
-        if n_clusters < 2:
-            raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
-        self._n_clusters = n_clusters
-        self.n_mels = n_mels
+        super().__init__(
+            n_clusters=n_clusters,
+            n_mels=n_mels,
+            conv_channels=conv_channels,
+            gru_hidden=gru_hidden,
+            gru_layers=gru_layers,
+            deconv_channels=deconv_channels,
+        )
         self.n_frames = n_frames
         self.latent_dim = latent_dim
-        self.conv_channels = tuple(int(c) for c in conv_channels)
-        self.gru_hidden = gru_hidden
-        self.gru_layers = gru_layers
-        self.deconv_channels = tuple(int(c) for c in deconv_channels)
         mels_padded = padded_size(n_mels)
         self._map_shape = (
             self.conv_channels[-1],
@@ -99,10 +98,6 @@ class GmmUVAC(VariationalClusterModel):
         self.prior_means = nn.Parameter(torch.randn(n_clusters, latent_dim))  # (K, d_z)
         self.prior_logvars = nn.Parameter(torch.zeros(n_clusters, latent_dim))  # (K, d_z)
         self.prior_logits = nn.Parameter(torch.zeros(n_clusters))  # (K,)
-
-    @property
-    def n_clusters(self) -> int:
-        return self._n_clusters
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
