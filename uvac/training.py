@@ -65,7 +65,7 @@ from uvac.train_config import (
     resume_relevant_fields,
     temperature_at,
 )
-from uvac.training_data import windows_for_training
+from uvac.training_data import TrainingWindows, windows_for_training
 from uvac.training_history import EpochRecord, TrainingHistory, TrainProgress
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ __all__ = [
     "temperature_at",
     "train_model",
     "train_on_features",
+    "train_on_windows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -570,6 +571,29 @@ def train_model(
     accuracy/NMI in progress; each clip's windows carry its label.
     """
     data = windows_for_training(items, feature_config=feature_config, should_stop=should_stop)
+    return train_on_windows(
+        data,
+        config=config,
+        feature_config=feature_config,
+        progress=progress,
+        should_stop=should_stop,
+        checkpoint_dir=checkpoint_dir,
+        dataset_digest=dataset_digest,
+    )
+
+
+def train_on_windows(
+    data: TrainingWindows,
+    *,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    checkpoint_dir: Path | None = None,
+    dataset_digest: str | None = None,
+) -> TrainedModel:
+    """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
+    so that several runs on one data set (other seeds, say) decode the recordings once."""
     model, history = train_on_features(
         data.features,
         data.mask,
