@@ -66,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     speaker_names, speakers = np.unique(
         [Path(item.path).stem.split("_")[1] for item in items], return_inverse=True
     )
+    distances = _distances(vectors)  # (N, N), shared by the two neighbour analyses
     result: dict[str, Any] = {
         "preset": args.preset,
         "windows": len(digits),
         "speakers": speaker_names.tolist(),
-        "nearest_neighbour": _nearest_neighbour(vectors, digits, speakers),
-        "speaker_pairs": _speaker_pairs(vectors, digits, speakers),
+        "nearest_neighbour": _nearest_neighbour(distances, digits, speakers),
+        "speaker_pairs": _speaker_pairs(distances, digits, speakers),
         "partitions": _partitions(vectors, digits, speakers, seed=args.seed),
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -101,12 +102,11 @@ def _distances(vectors: np.ndarray) -> np.ndarray:
 
 
 def _nearest_neighbour(
-    vectors: np.ndarray, digits: np.ndarray, speakers: np.ndarray
+    distances: np.ndarray, digits: np.ndarray, speakers: np.ndarray
 ) -> dict[str, float]:
-    distances = _distances(vectors)
     nearest = distances.argmin(axis=1)
-    distances[speakers[:, None] == speakers[None, :]] = np.inf
-    nearest_other_speaker = distances.argmin(axis=1)
+    other_speakers = np.where(speakers[:, None] == speakers[None, :], np.inf, distances)
+    nearest_other_speaker = other_speakers.argmin(axis=1)
     return {
         "same_digit": float(np.mean(digits[nearest] == digits)),
         "same_speaker": float(np.mean(speakers[nearest] == speakers)),
@@ -115,10 +115,9 @@ def _nearest_neighbour(
 
 
 def _speaker_pairs(
-    vectors: np.ndarray, digits: np.ndarray, speakers: np.ndarray
+    distances: np.ndarray, digits: np.ndarray, speakers: np.ndarray
 ) -> list[list[float | None]]:
     """[a][b]: share of speaker a's windows whose nearest window of speaker b has their digit."""
-    distances = _distances(vectors)
     n_speakers = int(speakers.max()) + 1
     table: list[list[float | None]] = []
     for a in range(n_speakers):
