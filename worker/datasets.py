@@ -197,9 +197,12 @@ class DatasetStore:
         with self._staging() as staging:
             files_root = staging / FILES_FOLDER
             files_root.mkdir()
-            unpack_archive(stream, destination=files_root, limits=limits.unpack_limits())
+            unpacked = unpack_archive(stream, destination=files_root, limits=limits.unpack_limits())
             _strip_single_top_folder(files_root)
-            return self._finish(staging, source=filename, limits=limits)
+            skipped = [
+                RejectedFile(path=entry.name, reason=entry.reason) for entry in unpacked.skipped
+            ]
+            return self._finish(staging, source=filename, limits=limits, skipped=skipped)
 
     def register_folder(
         self, source: Path, *, limits: IngestLimits | None = None
@@ -243,10 +246,17 @@ class DatasetStore:
     def _staging(self) -> _StagingFolder:
         return _StagingFolder(self._staging_root() / uuid.uuid4().hex)
 
-    def _finish(self, staging: Path, *, source: str, limits: IngestLimits) -> DatasetManifest:
+    def _finish(
+        self,
+        staging: Path,
+        *,
+        source: str,
+        limits: IngestLimits,
+        skipped: Iterable[RejectedFile] = (),
+    ) -> DatasetManifest:
         files_root = staging / FILES_FOLDER
         decoded: list[tuple[str, float, str]] = []  # (relative path, duration, sha256)
-        rejected: list[RejectedFile] = []
+        rejected: list[RejectedFile] = list(skipped)
         for path in sorted(p for p in files_root.rglob("*") if p.is_file()):
             relative = path.relative_to(files_root).as_posix()
             if relative == LABELS_FILE:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from benchmarks.reliability.hostile_inputs import tar_with_members, zip_with_members
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
 
 
@@ -71,3 +74,33 @@ def test_an_archive_over_the_upload_cap_is_413(tmp_path, redis_db, served_versio
     with TestClient(create_app(settings)) as client:
         response = _upload(client, _zip({"a.wav": noise_wav(1.0)}))
     assert_problem(response, status=413, slug="upload-too-large")
+
+
+AWKWARD_MEMBERS = {
+    "not-utf8": b"caf\xe9.wav",
+    "component-over-255-bytes": "n" * 300 + ".wav",
+    "thousands-of-folders-deep": "d/" * 3000 + "x.wav",
+}
+
+
+@pytest.mark.parametrize("archive_format", ["tar", "zip"])
+@pytest.mark.parametrize("name", list(AWKWARD_MEMBERS.values()), ids=list(AWKWARD_MEMBERS))
+def test_awkward_member_names_are_listed_as_rejected(
+    client: TestClient, tmp_path: Path, archive_format: str, name: str | bytes
+) -> None:
+    if archive_format == "zip" and isinstance(name, bytes):
+        pytest.skip("zip names are text: cp437 or UTF-8")
+    members = [(name, tone_wav(0.5)), ("ok.wav", tone_wav(0.5))]
+    if archive_format == "tar":
+        archive = tar_with_members(members)
+    else:
+        archive = zip_with_members([(str(member), data) for member, data in members])
+
+    response = _upload(client, archive, name=f"set.{archive_format}")
+
+    assert response.status_code == 201, response.text
+    manifest = response.json()
+    assert [item["path"] for item in manifest["files"]] == ["ok.wav"]
+    (rejected,) = manifest["rejected"]
+    assert rejected["reason"].startswith("not unpacked:")
+    assert str(tmp_path) not in response.text

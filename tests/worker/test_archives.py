@@ -1,0 +1,168 @@
+"""Archive unpacking against what an archive declares: headers, directories and names.
+
+Memory is measured with tracemalloc: what the unpacking allocates must not grow with what the
+archive's headers declare, only with the bounded chunks it reads.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from benchmarks.reliability.hostile_inputs import (
+    tar_gz_with_directory_data,
+    tar_gz_with_long_name,
+    tar_gz_with_pax_record,
+    tar_with_chained_headers,
+    tar_with_members,
+    zip_with_central_directory,
+    zip_with_members,
+)
+from tests.worker.audio_samples import wav_bytes
+from worker.archives import (
+    MAX_ENTRY_DEPTH,
+    MAX_NAME_COMPONENT_BYTES,
+    UnpackLimits,
+    UnpackResult,
+    unpack_archive,
+)
+from worker.errors import ArchiveRejected, ArchiveTooLarge
+
+T = TypeVar("T")
+MEGABYTE = 1024 * 1024
+LIMITS = UnpackLimits(max_total_bytes=512 * MEGABYTE, max_file_bytes=256 * MEGABYTE, max_files=1000)
+# Far below what the hostile headers declare, far above what streaming needs.
+MEMORY_CEILING = 12 * MEGABYTE
+DECLARED = 96 * MEGABYTE
+
+
+def _peak_memory(action: Callable[[], T]) -> tuple[T | BaseException, int]:
+    tracemalloc.start()
+    try:
+        outcome: T | BaseException = action()
+    except Exception as error:  # the outcome is checked by the caller
+        outcome = error
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return outcome, peak
+
+
+def _unpack(data: bytes, destination: Path, limits: UnpackLimits = LIMITS) -> UnpackResult:
+    destination.mkdir(exist_ok=True)
+    return unpack_archive(io.BytesIO(data), destination=destination, limits=limits)
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        pytest.param(lambda: tar_gz_with_long_name(DECLARED), id="gnu-long-name"),
+        pytest.param(lambda: tar_gz_with_pax_record(DECLARED), id="pax-record"),
+        pytest.param(lambda: tar_gz_with_pax_record(DECLARED, key="path"), id="pax-path"),
+    ],
+)
+def test_a_huge_extended_header_is_refused_without_being_read(
+    archive: Callable[[], bytes], tmp_path: Path
+) -> None:
+    data = archive()
+    assert len(data) < DECLARED // 200  # tiny on the wire
+
+    outcome, peak = _peak_memory(lambda: _unpack(data, tmp_path / "out"))
+
+    assert isinstance(outcome, ArchiveRejected), outcome
+    assert "extended header" in str(outcome)
+    assert peak < MEMORY_CEILING, f"peak {peak / MEGABYTE:.1f} MB"
+
+
+def test_a_chain_of_extended_headers_is_refused(tmp_path: Path) -> None:
+    outcome, _ = _peak_memory(lambda: _unpack(tar_with_chained_headers(5000), tmp_path / "out"))
+    assert isinstance(outcome, ArchiveRejected), outcome
+    assert "extended headers" in str(outcome)
+
+
+def test_ordinary_long_names_and_pax_headers_still_unpack(tmp_path: Path) -> None:
+    long_folder = "d" * 150
+    members = [(f"{long_folder}/a.wav", wav_bytes(220.0)), ("b \u00e9\u4e2d.wav", b"x")]
+    for gnu in (True, False):
+        result = _unpack(tar_with_members(members, gnu=gnu), tmp_path / f"out-{gnu}")
+        assert sorted(str(path) for path in result.files) == sorted(name for name, _ in members)
+        assert result.skipped == []
+        written = tmp_path / f"out-{gnu}" / long_folder / "a.wav"
+        assert written.read_bytes() == wav_bytes(220.0)
+
+
+def test_the_decompression_budget_counts_bytes_no_file_receives(tmp_path: Path) -> None:
+    small = UnpackLimits(max_total_bytes=1024, max_file_bytes=1024, max_files=2)
+    outcome, peak = _peak_memory(
+        lambda: _unpack(tar_gz_with_directory_data(DECLARED), tmp_path / "out", limits=small)
+    )
+    assert isinstance(outcome, ArchiveTooLarge), outcome
+    assert peak < MEMORY_CEILING
+
+
+@pytest.mark.parametrize("declared", [None, 10], ids=["honest", "lying-end-record"])
+def test_a_zip_directory_over_the_entry_limit_is_refused_before_it_is_parsed(
+    declared: int | None, tmp_path: Path
+) -> None:
+    data = zip_with_central_directory(60_000, declared=declared)
+
+    outcome, peak = _peak_memory(lambda: _unpack(data, tmp_path / "out"))
+
+    assert isinstance(outcome, ArchiveTooLarge), outcome
+    # zipfile's parse of 60,000 entries takes tens of megabytes; the count takes the bytes.
+    assert peak < 2 * len(data) + MEGABYTE, f"peak {peak / MEGABYTE:.1f} MB"
+
+
+def test_a_tar_member_name_that_is_not_utf8_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    data = tar_with_members([(b"caf\xe9.wav", b"x"), ("ok.wav", b"y")])
+
+    result = _unpack(data, tmp_path / "out")
+
+    assert [str(path) for path in result.files] == ["ok.wav"]
+    (skipped,) = result.skipped
+    assert skipped.name == "caf\\xe9.wav"
+    assert "UTF-8" in skipped.reason
+    skipped.name.encode("utf-8")  # what the manifest will hold is text
+
+
+AWKWARD_NAMES = {
+    "component-too-long": "n" * (MAX_NAME_COMPONENT_BYTES + 1) + ".wav",
+    "multibyte-component-too-long": "\u00e9" * 200 + ".wav",
+    "too-deep": "d/" * (MAX_ENTRY_DEPTH + 1) + "x.wav",
+    "thousands-deep": "d/" * 3000 + "x.wav",
+}
+
+
+@pytest.mark.parametrize("archive_format", ["zip", "tar"])
+@pytest.mark.parametrize("name", list(AWKWARD_NAMES.values()), ids=list(AWKWARD_NAMES))
+def test_a_name_that_cannot_be_a_file_is_skipped_with_the_reason(
+    archive_format: str, name: str, tmp_path: Path
+) -> None:
+    members = [(name, b"x"), ("ok.wav", b"y")]
+    data = zip_with_members(members) if archive_format == "zip" else tar_with_members(members)
+
+    result = _unpack(data, tmp_path / "out")
+
+    assert [str(path) for path in result.files] == ["ok.wav"]
+    (skipped,) = result.skipped
+    assert skipped.reason.startswith("not unpacked:")
+    assert str(tmp_path) not in skipped.reason
+
+
+def test_unsafe_entries_still_refuse_the_whole_archive(tmp_path: Path) -> None:
+    link = tarfile.TarInfo("link.wav")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(link)
+    with pytest.raises(ArchiveRejected, match="symbolic link"):
+        _unpack(buffer.getvalue(), tmp_path / "out")
+    with pytest.raises(ArchiveRejected, match=r"\.\."):
+        _unpack(tar_with_members([("../up.wav", b"x")]), tmp_path / "out2")
