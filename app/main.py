@@ -24,7 +24,7 @@ from app.logging import configure_logging
 from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.openapi_docs import install_openapi
-from app.problems import register_problem_handlers
+from app.problems import register_problem_handlers, server_paths
 from app.routes import UPLOAD_PATHS, build_business_router, health
 from app.services import open_services
 
@@ -68,7 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    register_problem_handlers(app, redis_retry_after_seconds=settings.redis_retry_after_seconds)
+    register_problem_handlers(
+        app,
+        redis_retry_after_seconds=settings.redis_retry_after_seconds,
+        hidden_paths=server_paths(
+            settings.data_dir,
+            settings.model_store_path,
+            settings.datasets_path,
+            settings.checkpoints_path,
+        ),
+    )
 
     # add_middleware wraps: the last one added runs first. Request ids outermost, so even
     # CORS refusals and metrics-timed responses carry one.

@@ -11,14 +11,23 @@ finds the handler by walking the exception's class hierarchy, so a new subclass 
 new code here. Errors the API raises on its own account (no model yet, Redis down, auth)
 are `ApiProblem`s. Validation errors add an `errors` list; an unexpected exception is a 500
 whose detail names only the request id (a 5xx is a bug, and its text is not for callers).
+
+No document shows a path of the server's: the messages are written not to, and as a second
+lock every string of a document is cleared of the server's folders (`server_paths`) before
+it is sent, so a library's error text quoted in a detail cannot leak one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -49,6 +58,7 @@ _TITLES: dict[str, str] = {
     "upload-too-large": "Upload too large",
     "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
+    "too-many-parts": "Too many multipart parts",
     "no-model": "No model to serve",
     "model-unavailable": "Model unavailable",
     "redis-unavailable": "Job queue unavailable",
@@ -225,12 +235,54 @@ class BodyTooLarge(HTTPException):
         )
 
 
+SERVER_PATH_PLACEHOLDER = "<server path>"
+
+
+def server_paths(*folders: Path) -> tuple[str, ...]:
+    """The folders whose names must not reach a caller, each as given and resolved, with the
+    temporary folder, the working folder, the interpreter's prefix and the home folder."""
+    candidates = [*folders, Path(tempfile.gettempdir()), Path.cwd(), Path(sys.prefix)]
+    candidates.append(Path(os.path.expanduser("~")))
+    spellings = set()
+    for folder in candidates:
+        for spelling in (folder.absolute(), folder.resolve()):
+            if len(spelling.parts) > 1:  # never "/" itself: every path would match
+                spellings.add(str(spelling))
+    return tuple(sorted(spellings, key=len, reverse=True))
+
+
+def _path_pattern(paths: Sequence[str]) -> re.Pattern[str] | None:
+    if not paths:
+        return None
+    alternatives = "|".join(re.escape(path) for path in paths)
+    return re.compile(rf"(?:{alternatives})(?:/[^\s'\"]*)?")
+
+
+def _redacted(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub(SERVER_PATH_PLACEHOLDER, value)
+    if isinstance(value, Mapping):
+        return {key: _redacted(item, pattern) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item, pattern) for item in value]
+    return value
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def problem_document(
+    request: Request, problem: Problem, *, request_id: str | None
+) -> dict[str, Any]:
+    """The problem's JSON document for this request, without any of the server's paths."""
+    document = problem.document(instance=request.url.path, request_id=request_id)
+    pattern = getattr(request.app.state, "server_path_pattern", None)
+    return _redacted(document, pattern) if pattern is not None else document
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
-    body = problem.document(instance=request.url.path, request_id=request_id_of(request))
+    body = problem_document(request, problem, request_id=request_id_of(request))
     headers = dict(problem.headers)
     request_id = request_id_of(request)
     if request_id is not None:
@@ -272,8 +324,13 @@ def _domain_error_classes() -> list[type[Exception]]:
     return [UvacError, StoreError, WorkerError]
 
 
-def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 5) -> None:
-    """Install the handlers once; Starlette walks each exception's MRO to find them."""
+def register_problem_handlers(
+    app: FastAPI, *, redis_retry_after_seconds: int = 5, hidden_paths: Sequence[str] = ()
+) -> None:
+    """Install the handlers once; Starlette walks each exception's MRO to find them.
+
+    ``hidden_paths`` (see `server_paths`) are replaced in every problem document."""
+    app.state.server_path_pattern = _path_pattern(hidden_paths)
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)

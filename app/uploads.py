@@ -30,6 +30,9 @@ MULTIPART_FRAMING_BYTES = 16 * 1024
 # Non-file form fields are small by nature.
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
+# Parts of any kind: the files and fields a route takes, and a few more for clients that
+# send extras. Same-named fields replace each other, so fields alone do not bound the count.
+_SPARE_PARTS = 8
 
 
 @dataclass
@@ -83,6 +86,8 @@ class _PartCollector:
         self.charset = charset
         self.files: list[UploadedPart] = []
         self.fields: dict[str, str] = {}
+        self.max_parts = max_files + MAX_FIELDS + _SPARE_PARTS
+        self.parts = 0
         self._header_name = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
@@ -112,6 +117,13 @@ class _PartCollector:
             return raw.decode("latin-1")
 
     def _on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise ApiProblem(
+                status=413,
+                slug="too-many-parts",
+                detail=f"The multipart body has more than {self.max_parts} parts.",
+            )
         self._headers = {}
         self._part = None
         self._field_name = None
@@ -216,16 +228,18 @@ async def read_multipart_files(
         spool_bytes=spool_bytes if spool_bytes is not None else max_part_bytes + 1,
         charset=charset,
     )
-    parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
+        # Inside the try: the parser refuses some boundaries (too long, empty) when built.
+        parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_cap:
                 raise too_large(f"The request body exceeds {body_cap} bytes, the most accepted.")
             parser.write(chunk)
         parser.finalize()
-    except FormParserError as error:
+    except (FormParserError, ValueError) as error:
+        # ValueError: the parser's own argument checks (a boundary it cannot use).
         collector.close_all()
         raise ApiProblem(
             status=400, slug="malformed-multipart", detail=f"Malformed multipart body: {error}"

@@ -13,7 +13,7 @@ from app.problems import ApiProblem, problem_from_exception
 from model_store import Corrupted, NotFound
 from tests.app.helpers import assert_problem
 from uvac.errors import AudioTooLongError, NotAudioError
-from worker.errors import ArchiveTooLarge, JobNotFound
+from worker.errors import ArchiveRejected, ArchiveTooLarge, JobNotFound
 
 
 def test_domain_errors_map_by_their_class_attributes() -> None:
@@ -159,3 +159,27 @@ def test_a_405_allows_every_method_of_the_path(
     for other in allowed:  # what Allow names does answer (not with a 405)
         if other in ("GET", "DELETE"):
             assert client.request(other, path).status_code != 405
+
+
+def test_no_problem_document_shows_a_server_path(settings, tmp_path) -> None:
+    """Whatever text an error carries, the server's folders never reach the caller."""
+    app = create_app(settings)
+    staging = settings.datasets_path.resolve() / ".staging" / "0123" / "files" / "a.wav"
+    leaky = f"[Errno 36] File name too long: '{staging}'"
+
+    @app.get("/leak")
+    def leak() -> None:
+        raise ArchiveRejected(leaky)
+
+    @app.get("/leak-extension")
+    def leak_extension() -> None:
+        raise ApiProblem(
+            status=409, slug="conflict", detail="x", extensions={"where": [str(tmp_path)]}
+        )
+
+    with TestClient(app) as client:
+        detail = assert_problem(client.get("/leak"), status=400, slug="archive-rejected")
+        extension = client.get("/leak-extension").json()
+    assert str(tmp_path) not in repr(detail) + repr(extension)
+    assert detail["detail"] == "[Errno 36] File name too long: '<server path>'"
+    assert extension["where"] == ["<server path>"]
