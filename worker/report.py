@@ -5,7 +5,9 @@ features, and labels-as-clusters when there are labels) plus the model's trainin
 Output: ``{relative path: bytes}``, ready for `ModelStore.write_report`.
 
 Figures (matplotlib's Agg canvas, drawn on `Figure` objects directly, so no pyplot state
-and no display are involved):
+and no display are involved). Labels, file names and method names are user text: they are
+drawn with mathtext off (``text.parse_math``), so "$5 and $10" is a label, not an equation,
+and HTML-escaped on the page.
 
 - ``latent_map.png``: the clips' latent vectors projected to 2-D by PCA, coloured by cluster
   (and, beside it, by label when there are labels);
@@ -42,6 +44,8 @@ REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
 _DPI = 100
 _COLOURS = "tab10"
+# Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
+_LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
 def _png(figure: Figure) -> bytes:
@@ -196,12 +200,13 @@ def build_report(
     """Every file of the report, keyed by its relative path."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
-    figures: dict[str, bytes | None] = {
-        "latent_map.png": latent_map(model_row),
-        "cluster_sizes.png": cluster_sizes_chart(rows),
-        "confusion_matrix.png": confusion_matrix_chart(model_row),
-        "training_curves.png": training_curves_chart(history),
-    }
+    with matplotlib.rc_context(_LITERAL_TEXT):
+        figures: dict[str, bytes | None] = {
+            "latent_map.png": latent_map(model_row),
+            "cluster_sizes.png": cluster_sizes_chart(rows),
+            "confusion_matrix.png": confusion_matrix_chart(model_row),
+            "training_curves.png": training_curves_chart(history),
+        }
     drawn = {name: data for name, data in figures.items() if data is not None}
     document = {
         "format": REPORT_FORMAT,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from benchmarks.reliability.hostile_inputs import AWKWARD_TEXTS
 from uvac.evaluation import (
     EvaluationReport,
     RepresentationScores,
@@ -134,3 +136,25 @@ def test_projection_handles_degenerate_shapes(shape: tuple[int, int]) -> None:
     assert points.shape == (shape[0], 2)
     assert np.isfinite(points).all()
     assert len(ratios) <= 2
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXTS)
+def test_user_text_is_drawn_and_written_as_text(text: str) -> None:
+    """Labels are user text: "$5 and $10" is not mathtext, "<script>" is not markup."""
+    row = model_row(labelled=True)
+    labels = [text] * 5 + ["high"] * 7
+    row = dataclasses.replace(row, labels=labels, cluster_to_label={0: text, 1: "high"})
+
+    files = build_report(
+        rows=rows_for(row),
+        model_ref="tones:v3",
+        model_metadata={"training_history": HISTORY},
+        model_info={},
+        dataset=dataclasses.replace(manifest(labelled=True), labels=sorted({text, "high"})),
+    )
+
+    assert files["confusion_matrix.png"].startswith(PNG_MAGIC)
+    assert files["latent_map.png"].startswith(PNG_MAGIC)
+    assert json.loads(files["report.json"])["clips"][0]["label"] == text
+    page = files["index.html"].decode()
+    assert "<script>" not in page
