@@ -5,6 +5,9 @@
 - ``model.json``: ``{"format": "uvac-model", "format_version": 1, "model_type",
   "hyperparameters", "n_clusters", "feature_config", "info"}``; ``info`` holds the training
   config, a history summary, the data set digest, the creation time and the code version.
+  A model whose front-end is a pretrained encoder also has ``"encoder"``: the encoder's
+  `uvac.encoders.EncoderIdentity` (package, version, weight file and its SHA-256). Loading
+  refuses the model (`EncoderMismatchError`) when the installed encoder is another one.
 
 No pickle: tensors go through safetensors, everything else through JSON, and
 `load_trained_model` validates both, raising `uvac.errors.ArtifactError` with a message that
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from uvac.encoders import check_encoder_identity, load_encoder
 from uvac.errors import ArtifactError
 from uvac.features import FeatureConfig, NormStats
 from uvac.models import MODEL_TYPES, ClusterModel, build_model
@@ -133,6 +137,8 @@ def save_trained_model(directory: Path, trained: TrainedModel) -> None:
         "feature_config": trained.feature_config.to_dict(),
         "info": trained.info,
     }
+    if trained.feature_config.uses_encoder:
+        document["encoder"] = load_encoder(trained.feature_config.frontend).identity.to_dict()
     text = json.dumps(document, indent=2, sort_keys=True)  # fails before writing if not JSON-able
     _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(tensors, str(path)))
     _atomic_write(directory / MODEL_JSON, lambda path: path.write_text(text + "\n"))
@@ -160,6 +166,15 @@ def load_trained_model(directory: Path) -> TrainedModel:
             f"{WEIGHTS_FILE}: normalisation statistics have {norm_stats.n_mels} feature bins, "
             f"the feature config {feature_config.feature_bins}"
         )
+
+    if feature_config.uses_encoder:
+        recorded = document.get("encoder")
+        if not isinstance(recorded, dict) or recorded.get("name") != feature_config.frontend:
+            raise ArtifactError(
+                f"{MODEL_JSON}: the {feature_config.frontend} front-end needs an 'encoder' "
+                "record naming it"
+            )
+        check_encoder_identity(recorded)
 
     model = _build(document)
     _check_model_matches_features(model, feature_config)

@@ -63,6 +63,8 @@ SPECTRAL_NEIGHBOURS = 10
 TIME_STRETCH = 0.15  # time axis scaled by a factor in [1 - s, 1 + s]
 TIME_SHIFT = 0.10  # and shifted by up to this share of the window
 NOISE_STD = 0.03  # additive Gaussian noise on the [0, 1] features
+EMBEDDING_NOISE_STD = 0.3  # noise on standardised embeddings, in standard deviations
+EMBEDDING_DROPOUT = 0.1  # share of an embedding's values zeroed (set to the training mean)
 
 _EPS = 1e-8
 
@@ -73,8 +75,16 @@ def augment_windows(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     Each window gets its own time stretch and shift (linear resampling of the time axis,
     edges repeated) and Gaussian noise; the mask is warped with it. Uses torch's global
     generator, which the training run seeds.
+
+    One-frame windows are embeddings of a pretrained encoder (`uvac.embedding_windows`): no
+    time axis to warp and no [0, 1] range. Their view is the z-scores with Gaussian noise and
+    a random tenth of the values set to 0 (the training mean); the mask is unchanged.
     """
     batch, _, n_frames, n_bins = x.shape
+    if n_frames == 1:
+        keep = (torch.rand_like(x, dtype=torch.float32) >= EMBEDDING_DROPOUT).to(x.dtype)
+        noise = EMBEDDING_NOISE_STD * torch.randn_like(x)
+        return (x + noise) * keep, mask
     stretch = 1.0 + (torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * TIME_STRETCH  # (B,1,1)
     shift = (torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * (2 * TIME_SHIFT)  # (B, 1, 1)
     time = torch.linspace(-1, 1, n_frames, device=x.device).view(1, n_frames, 1)  # (1, T, 1)

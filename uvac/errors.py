@@ -14,6 +14,8 @@ exactly one place by walking the class hierarchy. The engine itself never speaks
      |    +-- NonFiniteAudioError (422, "non-finite-audio")
      |    +-- AudioTooLongError (413, "audio-too-long")
      +-- ArtifactError (422, "invalid-model-artifact")      a saved model whose files are unusable
+     |    +-- EncoderMismatchError (422, "encoder-mismatch")  another encoder than the model's
+     +-- EncoderUnavailableError (503, "encoder-unavailable") a pretrained encoder cannot be loaded
      +-- TrainingCancelled (499, "training-cancelled")     raised by the training loop on cancel
      +-- DatasetError (422, "invalid-dataset")             empty folder, no decodable files
 """
@@ -26,6 +28,8 @@ __all__ = [
     "AudioTooLongError",
     "DatasetError",
     "EmptyAudioError",
+    "EncoderMismatchError",
+    "EncoderUnavailableError",
     "NonFiniteAudioError",
     "NotAudioError",
     "TrainingCancelled",
@@ -96,6 +100,24 @@ class ArtifactError(UvacError):
     status = 422
     slug = "invalid-model-artifact"
     title = "Invalid model artifact"
+
+
+class EncoderMismatchError(ArtifactError):
+    """A model trained on one encoder's embeddings, and another encoder (package version or
+    weight file) installed: its embeddings would mean something else."""
+
+    status = 422
+    slug = "encoder-mismatch"
+    title = "Model needs another encoder"
+
+
+class EncoderUnavailableError(UvacError):
+    """A pretrained encoder's package or weight file is missing or unreadable: an installation
+    problem of the server, not of the request."""
+
+    status = 503
+    slug = "encoder-unavailable"
+    title = "Audio encoder unavailable"
 
 
 class TrainingCancelled(UvacError):

@@ -60,15 +60,20 @@ import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torchaudio
 
 from uvac.audio import Audio
+from uvac.encoders import ENCODERS
+
+if TYPE_CHECKING:
+    from uvac.embedding_windows import EmbeddingWindower
 
 __all__ = [
+    "FRONTENDS",
     "FeatureConfig",
     "FeatureExtractor",
     "NormStats",
@@ -91,6 +96,9 @@ _MIN_STD = 1e-5
 _UTTERANCE_MIN_STD = 1e-3
 
 UTTERANCE_NORM_MODES = ("mean", "mean_variance")
+
+LOG_MEL = "log-mel"
+FRONTENDS = (LOG_MEL, *ENCODERS)
 
 _DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 * log10(p) = this * ln(p)
 
@@ -122,8 +130,10 @@ class FeatureConfig:
     cepstral_coefficients: int | None = None  # None: log-mel features
     time_fit: bool = False
     fit_frames: int | None = None  # time_fit's window length; None: window_seconds' frames
+    frontend: str = "log-mel"  # "log-mel", or a pretrained encoder (uvac.encoders.ENCODERS)
 
     def __post_init__(self) -> None:
+        self._check_frontend()
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -180,6 +190,30 @@ class FeatureConfig:
                 f"activity_threshold_db must be positive or None, got {self.activity_threshold_db}"
             )
 
+    def _check_frontend(self) -> None:
+        if self.frontend == LOG_MEL:
+            return
+        if self.frontend not in ENCODERS:
+            known = ", ".join((LOG_MEL, *ENCODERS))
+            raise ValueError(f"frontend must be one of {known}, got {self.frontend!r}")
+        encoder = ENCODERS[self.frontend]
+        if self.sample_rate != encoder.sample_rate:
+            raise ValueError(
+                f"the {self.frontend} takes audio at {encoder.sample_rate} Hz: set sample_rate "
+                f"to {encoder.sample_rate}, got {self.sample_rate}"
+            )
+        longest = encoder.max_window_seconds
+        if longest is not None and self.window_seconds > longest:
+            raise ValueError(
+                f"the {self.frontend} embeds windows of at most {longest:g} s, got "
+                f"window_seconds={self.window_seconds}"
+            )
+
+    @property
+    def uses_encoder(self) -> bool:
+        """True when a pretrained encoder's embeddings are the features (not log-mels)."""
+        return self.frontend != LOG_MEL
+
     @property
     def utterance_norm_mode(self) -> str | None:
         """None, ``"mean"`` or ``"mean_variance"``: ``utterance_norm`` spelled out."""
@@ -191,7 +225,10 @@ class FeatureConfig:
 
     @property
     def feature_bins(self) -> int:
-        """F, the bins per frame the networks see: cepstral coefficients, else mel bins."""
+        """F, the values per frame the networks see: the encoder's embedding size, cepstral
+        coefficients, else mel bins."""
+        if self.uses_encoder:
+            return ENCODERS[self.frontend].embedding_dim
         if self.cepstral_coefficients is not None:
             # c1..cC of an M-point DCT: at most M - 1 (so a preset's count survives a smaller
             # n_mels override)
@@ -206,14 +243,20 @@ class FeatureConfig:
     @property
     def window_frames(self) -> int:
         """Frames of real audio in one full window: ``span_frames``, or with ``time_fit`` the
-        frames every window is resampled to (``fit_frames``, else ``span_frames``)."""
+        frames every window is resampled to (``fit_frames``, else ``span_frames``); one
+        embedding with an encoder."""
+        if self.uses_encoder:
+            return 1
         if self.time_fit and self.fit_frames is not None:
             return self.fit_frames
         return self.span_frames
 
     @property
     def frames_per_window(self) -> int:
-        """T of the network input: ``window_frames`` rounded up to a multiple of 16."""
+        """T of the network input: ``window_frames`` rounded up to a multiple of 16 (one
+        embedding with an encoder: the perceptrons pad nothing)."""
+        if self.uses_encoder:
+            return 1
         return math.ceil(self.window_frames / TIME_MULTIPLE) * TIME_MULTIPLE
 
     @property
@@ -385,6 +428,13 @@ class FeatureExtractor:
             )
         self.config = config
         self.stats = stats
+        self.embedder: EmbeddingWindower | None = None
+        if config.uses_encoder:
+            # Imported here: that module builds on this one's Windows and NormStats.
+            from uvac.embedding_windows import EmbeddingWindower
+
+            self.embedder = EmbeddingWindower(config, stats)
+            return
         self._log_mel = _LogMel(config)
         if stats is not None:
             # x_scaled = (x - mean) / std * scale - offset, folded into one multiply-add.
@@ -394,6 +444,8 @@ class FeatureExtractor:
 
     def log_mel(self, audio: Audio) -> torch.Tensor:
         """Raw log-mel (T, M) of a clip, the input of ``fit_norm_stats``."""
+        if self.embedder is not None:
+            raise ValueError(f"the {self.config.frontend} front-end has no log-mel")
         self._check_rate(audio)
         return self._log_mel(audio.samples)
 
@@ -408,6 +460,8 @@ class FeatureExtractor:
 
     def windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
         """All windows of all clips in one ``Windows``, and each clip's slice of it."""
+        if self.embedder is not None:
+            return self.embedder.windows_batch(audios)
         if not audios:
             raise ValueError("windows_batch needs at least one clip")
         parts = [self._clip_windows(audio) for audio in audios]

@@ -1,30 +1,29 @@
-"""Named training recipes: the paper's, and the project's default.
+"""Named training recipes: the paper's, the encoder recipes the service ships, and log-mel ones.
 
 A preset is only a set of overrides on `FeatureConfig` and `TrainConfig` defaults, kept in this
 one dict so that a quality study can change a recipe in one place. Explicit values (CLI flags,
 job parameters) win over the preset, which wins over the dataclass defaults.
 
-- ``"paper"``: the recipe as the paper states it (see docs/model-spec.md): 960-sample STFT
-  window, hop 480, 128 mel bins, Adam 5e-4 -> 5e-5, temperature 1.0 -> 0.5, lambda 0.5 (the
-  spoken-digit value), 500 epochs. The paper's time-context window is the clip length, which
-  depends on the data set: pass ``window_seconds`` for it (1 s here, the spoken-digit length).
-- ``"default"``: what the service ships with, the recipe of the quality study
-  (``/work/notes/quality_log.md``, ``benchmarks/quality.py``). Beyond the paper: 16 cepstral
-  coefficients with per-clip mean-variance normalisation (speaker and channel colouring
-  removed), every clip trimmed to its active region and fitted to one 32-frame window (speaking
-  rate removed), a narrower network (the paper's is >8x slower on these small inputs and did
-  no better), h initialised to predict a Ward-linkage clustering of the training windows, the
-  augmentation-consistency term, SCAN's self-labelling and the cluster-balance term (FSDD test,
-  3 seeds: see benchmarks/results/quality.md; the Ward start is what lifts it above K-means).
-  The paper's recipe collapses (flat pi, KL_y = 0) on FSDD with these features.
-- ``"scenes"``: the default's training recipe, without self-labelling and for 30 epochs, on
-  log-mel features without per-clip normalisation or time fitting, for sound scenes and
-  events: each clip up to 5 s is one window of its own length (the paper's time-context
-  window), at a 128 ms STFT window and an 80 ms hop (64 frames). The mean spectrum and the
-  texture over time are what tell rain from a helicopter; per-clip normalisation removes the
-  first and resampling the active region into 32 frames blurs the second (ESC-10 test NMI,
-  3 seeds, K-means on the features: 0.51 with time fitting at a 10 ms hop, 0.61 without at an
-  80 ms hop; Cat. UVAC 0.53 -> 0.61 at K=10 and 0.42 -> 0.61 at K=5).
+- ``"scenes"`` (the default, `DEFAULT_PRESET`): acoustic environments and sound events, what
+  the fitting backend sends. The sound encoder's embeddings (aiSFX, `uvac.encoders.sound`) of
+  5 s windows every 2.5 s at 44.1 kHz, and Cat. UVAC with perceptron networks on them
+  (`uvac.models.mlp`): h starts from a Ward clustering of the training windows, then trains
+  with SCAN's neighbour consistency (the same cluster for a window and an augmented nearest
+  neighbour), self-labelling and the cluster-balance term.
+- ``"speech"``: spoken words. The same training on the speech encoder's embeddings
+  (EfficientWord-Net, `uvac.encoders.speech`) of 1.5 s windows every 0.75 s at 16 kHz.
+- ``"paper"``: the recipe as the paper states it (see docs/model-spec.md): log-mel, 960-sample
+  STFT window, hop 480, 128 mel bins, Adam 5e-4 -> 5e-5, temperature 1.0 -> 0.5, lambda 0.5
+  (the spoken-digit value), 500 epochs. The paper's time-context window is the clip length,
+  which depends on the data set: pass ``window_seconds`` for it (1 s here, the digit length).
+- ``"words-logmel"``: the log-mel recipe for short utterance-like clips, learnt from scratch:
+  16 cepstral coefficients with per-clip mean-variance normalisation, each clip trimmed to its
+  active region and fitted to one 32-frame window, a narrower conv-GRU network, a Ward start,
+  augmentation consistency, self-labelling and cluster balance.
+- ``"scenes-logmel"``: the same training without self-labelling, 30 epochs, on log-mel
+  features of whole clips (5 s windows, 128 ms STFT window, 80 ms hop), for sound scenes.
+
+The study behind each choice and its figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -48,12 +47,12 @@ class Preset:
     training: Mapping[str, Any] = field(default_factory=dict)
 
 
-_DEFAULT = Preset(
+_WORDS_LOGMEL = Preset(
     description=(
-        "the quality study's recipe: 16 cepstra with per-clip mean-variance normalisation, "
-        "each clip trimmed and fitted to one 32-frame window, a narrower network, Ward "
-        "initialisation of h, augmentation consistency, self-labelling and cluster "
-        "balance, lambda 0.05"
+        "log-mel recipe for short utterance-like clips: 16 cepstra with per-clip "
+        "mean-variance normalisation, each clip trimmed and fitted to one 32-frame window, "
+        "a narrower network, Ward initialisation of h, augmentation consistency, "
+        "self-labelling and cluster balance, lambda 0.05"
     ),
     features={
         "n_fft": 512,
@@ -89,18 +88,16 @@ _DEFAULT = Preset(
 )
 
 # The same training on log-mel features of whole clips: only the feature-side differences,
-# the self-labelling (which cost NMI on ESC-10: K=10 .519 vs .531, K=5 .392 vs .420, 3 seeds
-# with time fitting) and 30 epochs (ESC-10 without time fitting, 3 seeds, test NMI at 15 vs
-# 30 epochs: K=10 .572 vs .614, K=5 .586 vs .606).
-_SCENES = Preset(
+# no self-labelling and 30 epochs (each measured on ESC-10, see benchmarks/README.md).
+_SCENES_LOGMEL = Preset(
     description=(
-        "the default recipe without self-labelling, 30 epochs, on log-mel features of the "
+        "the words-logmel recipe without self-labelling, 30 epochs, on log-mel features of the "
         "whole clip (64 mels up to 8 kHz, 128 ms window, 80 ms hop, 5 s windows, no per-clip "
         "normalisation, no time fitting) for sound scenes and events, whose stationary "
-        "spectral shape and texture the default's cepstra and time fitting would remove"
+        "spectral shape and texture words-logmel's cepstra and time fitting would remove"
     ),
     features={
-        **_DEFAULT.features,
+        **_WORDS_LOGMEL.features,
         "n_fft": 2048,
         "win_length": 2048,  # 128 ms
         "hop_length": 1280,  # 80 ms: a 5 s window is 61 frames, padded to 64
@@ -110,7 +107,52 @@ _SCENES = Preset(
         "time_fit": False,
         "fit_frames": None,
     },
-    training={**_DEFAULT.training, "self_label_weight": 0.0, "epochs": 30},
+    training={**_WORDS_LOGMEL.training, "self_label_weight": 0.0, "epochs": 30},
+)
+
+# Training on embeddings: one standardised vector per window, so the log-mel recipes' time
+# augmentation has nothing to warp (the embedding view is noise and dropout, see
+# uvac.consistency.augment_windows), and the networks are perceptrons.
+_EMBEDDING_TRAINING: dict[str, Any] = {
+    "epochs": 60,
+    "batch_size": 64,
+    "lambda_kl": 0.05,
+    "kmeans_init_epochs": 5,
+    "init_clustering": "ward",
+    "consistency_weight": 5.0,
+    "consistency_neighbours": 5,
+    "self_label_weight": 1.0,
+    "cluster_balance": 1.0,
+    "model_hyperparameters": {"architecture": "mlp", "hidden_units": [512, 256], "latent_dim": 32},
+}
+
+_SCENES = Preset(
+    description=(
+        "acoustic environments and sound events: the sound encoder's (aiSFX) embeddings of 5 s "
+        "windows every 2.5 s at 44.1 kHz, Cat. UVAC with perceptron networks, a Ward start, "
+        "neighbour consistency, self-labelling and cluster balance"
+    ),
+    features={
+        "frontend": "sound-encoder",
+        "sample_rate": 44100,
+        "window_seconds": 5.0,
+        "window_hop_seconds": 2.5,
+    },
+    training=_EMBEDDING_TRAINING,
+)
+
+_SPEECH = Preset(
+    description=(
+        "spoken words: the speech encoder's (EfficientWord-Net) embeddings of 1.5 s windows "
+        "every 0.75 s at 16 kHz, with the scenes preset's training"
+    ),
+    features={
+        "frontend": "speech-encoder",
+        "sample_rate": 16000,
+        "window_seconds": 1.5,
+        "window_hop_seconds": 0.75,
+    },
+    training=_EMBEDDING_TRAINING,
 )
 
 PRESETS: dict[str, Preset] = {
@@ -140,10 +182,12 @@ PRESETS: dict[str, Preset] = {
             "self_label_weight": 0.0,
         },
     ),
-    "default": _DEFAULT,
     "scenes": _SCENES,
+    "speech": _SPEECH,
+    "words-logmel": _WORDS_LOGMEL,
+    "scenes-logmel": _SCENES_LOGMEL,
 }
-DEFAULT_PRESET = "default"
+DEFAULT_PRESET = "scenes"
 
 
 def build_configs(

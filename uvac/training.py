@@ -563,14 +563,18 @@ def train_model(
     should_stop: StopCheck | None = None,
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
+    encoding_progress: Callable[[int, int], None] | None = None,
 ) -> TrainedModel:
     """Train on recordings: features, normalisation fitted on these clips, windows, model.
 
     Files that fail to decode are skipped with a warning (and counted in the model's info);
     `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
-    accuracy/NMI in progress; each clip's windows carry its label.
+    accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
+    total)`` follows the encoder's pass over the files (encoder front-ends).
     """
-    data = windows_for_training(items, feature_config=feature_config, should_stop=should_stop)
+    data = windows_for_training(
+        items, feature_config=feature_config, should_stop=should_stop, progress=encoding_progress
+    )
     return train_on_windows(
         data,
         config=config,

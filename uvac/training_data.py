@@ -1,9 +1,13 @@
 """Recordings -> training windows: decode, fit normalisation on these clips, cut windows.
 
-Two passes over the files: the first computes raw log-mels and fits `NormStats` on them (the
-training clips only, never the evaluation clips), the second decodes again and cuts normalised
-windows. Decoding twice keeps memory at the size of the windows instead of holding every
-waveform (a 10 s clip at 16 kHz is 20 times larger than its log-mel).
+Log-mel front-end: two passes over the files; the first computes raw log-mels and fits
+`NormStats` on them (the training clips only, never the evaluation clips), the second decodes
+again and cuts normalised windows. Decoding twice keeps memory at the size of the windows
+instead of holding every waveform (a 10 s clip at 16 kHz is 20 times larger than its log-mel).
+
+Encoder front-end: one pass. Each clip's windows are embedded once (clips batched into the
+encoder), the statistics are fitted on the raw embeddings, and the same embeddings are then
+standardised: the encoder, by far the costliest step, runs once per clip and training run.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from uvac.audio import load_audio
+from uvac.audio import Audio, load_audio
 from uvac.datasets import DatasetItem
+from uvac.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.errors import AudioError, DatasetError, TrainingCancelled
 from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
 
 __all__ = ["TrainingWindows", "windows_for_training"]
 
 logger = logging.getLogger(__name__)
+
+_ENCODER_BATCH_CLIPS = 16  # clips per encoder call while embedding a training set
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,19 @@ def windows_for_training(
     *,
     feature_config: FeatureConfig,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrainingWindows:
     """Windows of ``items`` normalised with statistics fitted on them.
 
     Undecodable files are skipped with a warning; `DatasetError` when none is usable;
     `TrainingCancelled` when ``should_stop()`` says so (asked before every file).
+    ``progress(done, total)`` is called after each file of the encoding pass (encoder
+    front-ends; the log-mel passes are quick).
     """
+    if feature_config.uses_encoder:
+        return _embedding_windows_for_training(
+            items, feature_config=feature_config, should_stop=should_stop, progress=progress
+        )
     extractor = FeatureExtractor(feature_config)
     log_mels: list[Tensor] = []
     usable: list[DatasetItem] = []
@@ -87,18 +101,87 @@ def windows_for_training(
         features.append(windows.features)
         masks.append(windows.mask)
         clip_index.append(torch.full((len(windows),), index, dtype=torch.int64))
-    clip_of_window = torch.cat(clip_index)  # (N,)
+    return _training_windows(
+        usable,
+        features=torch.cat(features),
+        mask=torch.cat(masks),
+        clip_index=torch.cat(clip_index),
+        stats=stats,
+        skipped=skipped,
+    )
 
+
+def _embedding_windows_for_training(
+    items: Sequence[DatasetItem],
+    *,
+    feature_config: FeatureConfig,
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[int, int], None] | None,
+) -> TrainingWindows:
+    embedder = EmbeddingWindower(feature_config)
+    raw: list[Tensor] = []
+    clip_index: list[Tensor] = []
+    usable: list[DatasetItem] = []
+    skipped: list[dict[str, str]] = []
+    pending: list[tuple[DatasetItem, Audio]] = []
+
+    def embed_pending() -> None:
+        windows, slices = embedder.raw_windows_batch([audio for _, audio in pending])
+        for (item, _), clip_slice in zip(pending, slices, strict=True):
+            raw.append(windows.features[clip_slice])
+            clip_index.append(torch.full((clip_slice.stop - clip_slice.start,), len(usable)))
+            usable.append(item)
+        pending.clear()
+
+    for done, item in enumerate(items, start=1):
+        _check_stop(should_stop)
+        try:
+            audio = load_audio(item.path, sample_rate=feature_config.sample_rate)
+        except AudioError as error:
+            logger.warning("skipping %s: %s", item.path, error)
+            skipped.append({"path": str(item.path), "reason": str(error)})
+            continue
+        pending.append((item, audio))
+        if len(pending) == _ENCODER_BATCH_CLIPS:
+            embed_pending()
+        if progress is not None:
+            progress(done, len(items))
+    if pending:
+        embed_pending()
+    if not usable:
+        raise DatasetError(f"none of the {len(items)} recordings could be decoded")
+    embeddings = torch.cat(raw)  # (N, 1, 1, D)
+    stats = fit_embedding_stats(embeddings[:, 0, 0, :])
+    standardised = EmbeddingWindower.standardise_features(embeddings, stats)
+    return _training_windows(
+        usable,
+        features=standardised,
+        mask=torch.ones(embeddings.shape[0], 1),
+        clip_index=torch.cat(clip_index).to(torch.int64),
+        stats=stats,
+        skipped=skipped,
+    )
+
+
+def _training_windows(
+    usable: Sequence[DatasetItem],
+    *,
+    features: Tensor,
+    mask: Tensor,
+    clip_index: Tensor,
+    stats: NormStats,
+    skipped: list[dict[str, str]],
+) -> TrainingWindows:
     label_names: list[str] | None = None
     labels: list[int] | None = None
     if all(item.label is not None for item in usable):
         label_names = sorted({str(item.label) for item in usable})
         clip_labels = [label_names.index(str(item.label)) for item in usable]
-        labels = [clip_labels[i] for i in clip_of_window.tolist()]
+        labels = [clip_labels[i] for i in clip_index.tolist()]
     return TrainingWindows(
-        features=torch.cat(features),
-        mask=torch.cat(masks),
-        clip_index=clip_of_window,
+        features=features,
+        mask=mask,
+        clip_index=clip_index,
         labels=labels,
         label_names=label_names,
         norm_stats=stats,

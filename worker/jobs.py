@@ -218,6 +218,7 @@ def run_training(
             should_stop=reporter.should_stop if reporter is not None else None,
             checkpoint_dir=checkpoint_dir,
             dataset_digest=manifest.digest,
+            encoding_progress=reporter.encoding if reporter is not None else None,
         )
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).

@@ -89,6 +89,7 @@ def progress_document(progress: TrainProgressLike) -> dict[str, Any]:
     """The ``job.meta["progress"]`` document of docs/architecture.md."""
     eta = _finite_or_none(progress.eta_s)
     return {
+        "phase": "training",
         "epoch": progress.epoch,
         "epochs": progress.epochs,
         "step": progress.step,
@@ -140,6 +141,16 @@ class ProgressReporter:
         self.resumed_from_epoch: int | None = None
 
     # -- progress -------------------------------------------------------------------------
+
+    def encoding(self, done: int, total: int) -> None:
+        """The encoder's pass over the training files, before the first epoch."""
+        now = self.clock()
+        due = self._last_write is None or now - self._last_write >= self.interval_seconds
+        if not (due or done == total):
+            return
+        document = {"phase": "encoding", "files_done": done, "files": total}
+        if self.write({"progress": {**document, "updated_at": utc_now_iso()}}):
+            self._last_write = now
 
     def __call__(self, progress: TrainProgressLike) -> None:
         changes: dict[str, Any] = {}

@@ -184,6 +184,13 @@ class EvaluateRequest(BaseModel):
 class JobProgress(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    phase: str | None = Field(
+        default=None,
+        description="`encoding` (a pretrained encoder embeds the training files once, "
+        "`files_done` of `files`) or `training` (the epochs).",
+    )
+    files_done: int | None = None
+    files: int | None = None
     epoch: int | None = None
     epochs: int | None = None
     step: int | None = None

@@ -19,6 +19,7 @@ from uvac.training import TrainConfig
 
 SAMPLE_RATE = 8000
 TINY_FEATURES = [
+    "--preset", "words-logmel",  # a log-mel recipe: the default's encoder needs 44.1 kHz
     "--sample-rate", "8000", "--n-fft", "256", "--win-length", "256", "--hop-length", "128",
     "--n-mels", "16", "--window-seconds", "0.5", "--window-hop-seconds", "0.25",
 ]  # fmt: skip
@@ -91,7 +92,7 @@ def test_train_progress_bar_and_summary(
 
     captured = capsys.readouterr()
     assert code == 0
-    assert "training kmeans (K=2, preset default) on 6 files" in captured.err
+    assert "training kmeans (K=2, preset words-logmel) on 6 files" in captured.err
     assert "labels from folder" in captured.err
     assert "1/1" in captured.err and "acc=" in captured.err  # the tqdm bar and its postfix
     assert f"saved kmeans model to {out}" in captured.out

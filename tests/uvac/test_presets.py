@@ -6,7 +6,7 @@ import pytest
 
 from uvac import presets
 from uvac.features import FeatureConfig
-from uvac.presets import PRESETS, Preset, build_configs
+from uvac.presets import DEFAULT_PRESET, PRESETS, Preset, build_configs
 from uvac.training import TrainConfig
 
 
@@ -22,9 +22,9 @@ def test_paper_preset_is_the_papers_recipe() -> None:
 def test_default_preset_falls_back_to_the_dataclass_defaults() -> None:
     features, training = build_configs()
 
-    expected_features = FeatureConfig(**PRESETS["default"].features)
+    expected_features = FeatureConfig(**PRESETS[DEFAULT_PRESET].features)
     assert features == expected_features
-    assert training.epochs == PRESETS["default"].training.get("epochs", TrainConfig().epochs)
+    assert training.epochs == PRESETS[DEFAULT_PRESET].training.get("epochs", TrainConfig().epochs)
 
 
 def test_explicit_overrides_win_and_none_is_a_value(monkeypatch: pytest.MonkeyPatch) -> None:

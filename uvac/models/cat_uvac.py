@@ -38,6 +38,10 @@ Loss (negative ELBO) = reconstruction + lambda * (KL_z + KL_y), averaged over th
   ELBO's KL weight lambda refers to.
 - KL_z = KL(q(z | x, y) || N(0, I)), analytic, summed over all latent steps and dimensions.
 - KL_y = KL(q(y | x) || Uniform(K)) = log K - H(pi).
+
+``architecture="mlp"`` builds h, f and g as perceptrons for embedding inputs ``(B, 1, 1, D)``
+from a pretrained encoder, with a Gaussian likelihood and one z of ``latent_dim`` values per
+window (`uvac.models.mlp`); the loss keeps the same three parts.
 """
 
 from __future__ import annotations
@@ -62,11 +66,13 @@ from uvac.models.layers import (
     pad_to_blocks,
     padded_size,
 )
+from uvac.models.mlp import DEFAULT_HIDDEN_UNITS, flatten_embeddings, gaussian_reconstruction, mlp
 
 __all__ = ["CatUVAC", "CatUVACOutput"]
 
 PAPER_CONV_CHANNELS = (16, 32, 64, 128)
 PAPER_DECONV_CHANNELS = (64, 32, 16)
+ARCHITECTURES = ("conv-gru", "mlp")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ class CatUVAC(VariationalClusterModel):
     """Categorical UVAC; see the module docstring for the architecture and the loss."""
 
     model_type = "cat-uvac"
+    # The networks of either architecture (conv-GRU or perceptrons).
+    h_encoder: nn.Module
+    f_encoder: nn.Module
+    g_decoder: nn.Module
 
     def __init__(
         self,
@@ -102,6 +112,9 @@ class CatUVAC(VariationalClusterModel):
         gru_hidden: int = 128,
         gru_layers: int = 2,
         deconv_channels: Sequence[int] = PAPER_DECONV_CHANNELS,
+        architecture: str = "conv-gru",
+        hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
+        latent_dim: int = 32,
     ) -> None:
         super().__init__(
             n_clusters=n_clusters,
@@ -111,6 +124,15 @@ class CatUVAC(VariationalClusterModel):
             gru_layers=gru_layers,
             deconv_channels=deconv_channels,
         )
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}"
+            )
+        self.architecture = architecture
+        self.hidden_units = tuple(int(units) for units in hidden_units)
+        if architecture == "mlp":
+            self._build_mlp(latent_dim)
+            return
         mels_padded = padded_size(n_mels)
         # One latent value per 16 mel bins, so that g's four doublings restore Mp bins.
         self.latent_dim = mels_padded // BLOCK
@@ -138,10 +160,31 @@ class CatUVAC(VariationalClusterModel):
         # and checkpoint writers store contiguous copies, and loading copies into this layout.
         self.to(memory_format=torch.channels_last)
 
+    def _build_mlp(self, latent_dim: int) -> None:
+        if not self.hidden_units:
+            raise ValueError("hidden_units needs at least one layer")
+        self.latent_dim = latent_dim
+        width, k = self.hidden_units[-1], self._n_clusters
+        self.h_encoder = mlp(self.n_mels, self.hidden_units)
+        self.h_head = nn.Linear(width, k)
+        self.f_encoder = mlp(self.n_mels + k, self.hidden_units)
+        self.f_head = nn.Linear(width, 2 * latent_dim)
+        self.g_decoder = nn.Sequential(
+            mlp(latent_dim + k, self.hidden_units[::-1]),
+            nn.Linear(self.hidden_units[0], self.n_mels),
+        )
+
     def hyperparameters(self) -> dict[str, Any]:
+        common = {"n_clusters": self._n_clusters, "n_mels": self.n_mels}
+        if self.architecture == "mlp":
+            return {
+                **common,
+                "architecture": "mlp",
+                "hidden_units": list(self.hidden_units),
+                "latent_dim": self.latent_dim,
+            }
         return {
-            "n_clusters": self._n_clusters,
-            "n_mels": self.n_mels,
+            **common,
             "conv_channels": list(self.conv_channels),
             "gru_hidden": self.gru_hidden,
             "gru_layers": self.gru_layers,
@@ -157,6 +200,9 @@ class CatUVAC(VariationalClusterModel):
 
     def cluster_probabilities(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         check_features(x, mask, n_mels=self.n_mels)
+        if self.architecture == "mlp":
+            embeddings = flatten_embeddings(x)  # (B, D)
+            return torch.softmax(self.h_head(self.h_encoder(embeddings)).float(), dim=1)
         x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
         return torch.softmax(self._cluster_logits(x_padded, mask_padded).float(), dim=1)
 
@@ -170,6 +216,8 @@ class CatUVAC(VariationalClusterModel):
         self, x: Tensor, mask: Tensor | None = None, temperature: float = 1.0
     ) -> CatUVACOutput:
         check_features(x, mask, n_mels=self.n_mels)
+        if self.architecture == "mlp":
+            return self._forward_mlp(x, mask, temperature)
         batch, _, n_frames, n_mels = x.shape
         x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
 
@@ -209,6 +257,35 @@ class CatUVAC(VariationalClusterModel):
             mask=mask_padded[:, :n_frames],
         )
 
+    def _forward_mlp(self, x: Tensor, mask: Tensor | None, temperature: float) -> CatUVACOutput:
+        embeddings = flatten_embeddings(x)  # (B, D)
+        logits = self.h_head(self.h_encoder(embeddings)).float()  # (B, K)
+        probabilities = torch.softmax(logits, dim=1)
+        y = (
+            F.gumbel_softmax(logits, tau=temperature, hard=False)
+            if self.training
+            else probabilities
+        )
+        y = y.to(embeddings.dtype)
+        z_params = self.f_head(self.f_encoder(torch.cat([embeddings, y], dim=1))).float()
+        z_mean, z_logvar = z_params.chunk(2, dim=1)  # (B, d_z) each
+        z = (
+            z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
+            if self.training
+            else z_mean
+        )
+        x_hat = self.g_decoder(torch.cat([z.to(embeddings.dtype), y], dim=1))  # (B, D)
+        return CatUVACOutput(
+            cluster_logits=logits,
+            probabilities=probabilities,
+            y=y,
+            z_mean=z_mean[:, None, :],  # (B, 1, d_z): one latent step
+            z_logvar=z_logvar[:, None, :],
+            z=z[:, None, :],
+            reconstruction_logits=x_hat[:, None, None, :],  # (B, 1, 1, D): the Gaussian mean
+            mask=mask if mask is not None else x.new_ones(x.shape[0], 1),
+        )
+
     def loss(
         self,
         x: Tensor,
@@ -219,9 +296,14 @@ class CatUVAC(VariationalClusterModel):
         cluster_balance: float = 0.0,
     ) -> LossParts:
         output = self(x, mask, temperature)
-        reconstruction = masked_reconstruction_bce(
-            output.reconstruction_logits, x, output.mask
-        ).mean()
+        if self.architecture == "mlp":
+            reconstruction = gaussian_reconstruction(
+                flatten_embeddings(output.reconstruction_logits), flatten_embeddings(x)
+            ).mean()
+        else:
+            reconstruction = masked_reconstruction_bce(
+                output.reconstruction_logits, x, output.mask
+            ).mean()
         kl_z = gaussian_kl_to_standard_normal(output.z_mean, output.z_logvar).mean()
         kl_y = categorical_kl_to_uniform(output.cluster_logits).mean()
         balance = kl_to_uniform(output.probabilities.mean(dim=0))

