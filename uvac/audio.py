@@ -6,11 +6,15 @@ the typed errors in ``uvac.errors`` with a message a person can act on; no libsn
 exception escapes.
 
 Formats: whatever libsndfile reads, in particular WAV (8/16/24/32-bit PCM, 32/64-bit float),
-FLAC and Ogg Vorbis/Opus.
+FLAC, Ogg Vorbis/Opus and MP3. A format is recognised by the file's first bytes, never by its
+name (`sniff_format`): a recording in a container libsndfile cannot read (M4A/AAC, WebM, WMA,
+...) is refused with an error that names the format, whatever its extension says.
 
 Safety: the header is read first and a recording whose declared length exceeds
 ``max_seconds`` is refused before any sample is decoded. Samples are then decoded in bounded
-blocks, so a header that declares billions of frames never turns into one huge allocation.
+blocks, so a header that declares billions of frames never turns into one huge allocation. A
+stream whose header does not know its length (a FLAC or WAV written while recording) is
+decoded and measured, and stops at ``max_seconds`` all the same.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from uvac.errors import (
     UnsupportedEncodingError,
 )
 
-__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Audio", "load_audio"]
+__all__ = [
+    "DECODED_FORMATS",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "Audio",
+    "load_audio",
+    "sniff_format",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +71,54 @@ _UNSUPPORTED_ENCODING_CODES = frozenset({4, 18, 78, 92, 100, 106, 110, 117, 123,
 _WAV_TAGS_DECODED = frozenset(
     {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0xFFFE}
 )
+
+
+# What libsndfile reports as the frame count of a stream whose length it does not know.
+_UNKNOWN_FRAMES = 2**63 - 1
+
+# How to ask for a format we decode, in every message that refuses one.
+_SEND = "Send WAV, FLAC, Ogg or MP3"
+
+# Formats recognised by their first bytes: the ones libsndfile decodes, and the ones it
+# cannot (named in the refusal, since its own message for them is misleading).
+DECODED_FORMATS = frozenset({"WAV", "FLAC", "Ogg", "MP3", "AIFF", "AU", "CAF"})
+_HEAD_BYTES = 64
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The audio format of a file from its first bytes (about 64), or None when unknown.
+
+    One of `DECODED_FORMATS`, or the name of a format that cannot be decoded here
+    ("M4A/MP4", "AAC (ADTS)", "WebM/Matroska", "WMA/ASF", "AMR", "APE", "WavPack").
+    """
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF"
+    four = head[:4]
+    by_magic = {
+        b"fLaC": "FLAC",
+        b"OggS": "Ogg",
+        b".snd": "AU",
+        b"caff": "CAF",
+        b"\x1aE\xdf\xa3": "WebM/Matroska",
+        b"0&\xb2u": "WMA/ASF",
+        b"#!AM": "AMR",
+        b"MAC ": "APE",
+        b"wvpk": "WavPack",
+    }
+    if four in by_magic:
+        return by_magic[four]
+    if head[4:8] == b"ftyp":
+        return "M4A/MP4"
+    if head[:3] == b"ID3":
+        return "MP3"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        layer = (head[1] >> 1) & 0x03
+        if layer == 0:
+            return "AAC (ADTS)" if head[1] & 0xF0 == 0xF0 else None
+        return "MP3"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,6 +186,14 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | Non
     if _remaining_bytes(stream) == 0:
         raise EmptyAudioError("The file is empty (0 bytes).")
     start = stream.tell()
+    sniffed = sniff_format(stream.read(_HEAD_BYTES))
+    stream.seek(start)
+    if sniffed is not None and sniffed not in DECODED_FORMATS:
+        raise UnsupportedEncodingError(
+            f"The file is {sniffed} audio (recognised by its content, whatever its name "
+            f"says), which this service cannot decode. {_SEND}; a converter such as ffmpeg "
+            "turns it into one."
+        )
     _refuse_truncated_wav(stream)
     try:
         sound_file = sf.SoundFile(stream)
@@ -147,7 +214,12 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | Non
             max_seconds=max_seconds,
         )
         max_frames = None if max_seconds is None else math.floor(max_seconds * source_rate)
-        mono = _decode_mono(sound_file, channels=channels, max_frames=max_frames)
+        mono = _decode_mono(
+            sound_file,
+            channels=channels,
+            max_frames=max_frames,
+            length_known=_UNKNOWN_FRAMES > declared_frames >= 0,
+        )
 
     if mono.size == 0:
         raise EmptyAudioError("The recording holds no samples.")
@@ -210,6 +282,8 @@ def _check_header(
         )
     if declared_frames == 0:
         raise EmptyAudioError("The recording holds no samples.")
+    if declared_frames >= _UNKNOWN_FRAMES or declared_frames < 0:
+        return  # a stream of unknown length: decoding measures it, within max_seconds
     if max_seconds is not None and declared_frames / source_rate > max_seconds:
         raise AudioTooLongError(
             f"The recording lasts {declared_frames / source_rate:.1f} s; "
@@ -217,14 +291,19 @@ def _check_header(
         )
 
 
-def _decode_mono(sound_file: sf.SoundFile, *, channels: int, max_frames: int | None) -> np.ndarray:
+def _decode_mono(
+    sound_file: sf.SoundFile, *, channels: int, max_frames: int | None, length_known: bool
+) -> np.ndarray:
     """Decode block by block, averaging channels; refuse NaN/inf and overlong streams."""
     block_frames = max(1, _BLOCK_SAMPLES // channels)
     blocks: list[np.ndarray] = []
     decoded = 0
     while True:
         try:
-            block = sound_file.read(block_frames, dtype="float32", always_2d=True)  # (F, C)
+            if length_known:
+                block = sound_file.read(block_frames, dtype="float32", always_2d=True)  # (F, C)
+            else:
+                block = _read_without_seeking(sound_file, block_frames, channels)  # (F, C)
         except sf.LibsndfileError as error:
             raise NotAudioError(
                 f"The audio data is corrupt or truncated ({error.error_string})."
@@ -249,6 +328,22 @@ def _decode_mono(sound_file: sf.SoundFile, *, channels: int, max_frames: int | N
     if not blocks:
         return np.zeros(0, dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+
+
+def _read_without_seeking(sound_file: sf.SoundFile, frames: int, channels: int) -> np.ndarray:
+    """Up to ``frames`` frames (F, C) through libsndfile's C read.
+
+    `SoundFile.read` seeks to its own position after every block, and libsndfile cannot seek
+    in a FLAC that does not declare its length: the seek fails and so would the read. The C
+    read needs no seek. (soundfile is pinned; tests/uvac/test_audio.py covers this path.)
+    """
+    out = np.empty((frames, channels), dtype=np.float32)
+    pointer = sf._ffi.cast("float *", out.ctypes.data)
+    read = int(sf._snd.sf_readf_float(sound_file._file, pointer, frames))
+    code = int(sf._snd.sf_error(sound_file._file))
+    if code != 0:
+        raise NotAudioError(f"The audio data is corrupt or truncated (libsndfile error {code}).")
+    return out[:read]
 
 
 def _resample(samples: np.ndarray, *, orig_rate: int, new_rate: int) -> np.ndarray:
@@ -301,18 +396,18 @@ def _open_error(
     if wav_tag is not None and wav_tag not in _WAV_TAGS_DECODED:
         return UnsupportedEncodingError(
             f"This WAV file holds an encoding we cannot decode (format tag 0x{wav_tag:04X}). "
-            "Send PCM or float WAV, FLAC or Ogg."
+            "Send PCM or float WAV, FLAC, Ogg or MP3."
         )
     if error.code in _UNSUPPORTED_ENCODING_CODES:
         return UnsupportedEncodingError(
             f"The file's audio encoding is not supported ({detail}). "
-            "Send PCM or float WAV, FLAC or Ogg."
+            "Send PCM or float WAV, FLAC, Ogg or MP3."
         )
     if error.code == 32:
         return NotAudioError("The file declares zero audio channels.")
     return NotAudioError(
         f"The file could not be read as audio ({detail}). "
-        "It may be truncated, corrupt or not audio at all; send WAV, FLAC or Ogg."
+        f"It may be truncated, corrupt or not audio at all. {_SEND}."
     )
 
 

@@ -1,9 +1,11 @@
 """Data sets: a folder of audio files, with optional labels and a deterministic split.
 
 Files: every file under ``root`` (recursively) whose extension is in ``extensions``, case
-insensitive; hidden files and folders (``.DS_Store``, ``__MACOSX`` and AppleDouble ``._x.wav``)
-and links pointing outside ``root`` are skipped. Items are sorted by their relative path, so a
-scan of the same folder always gives the same order.
+insensitive, or whose first bytes are those of a format the loader decodes (a WAV saved as
+``.dat`` is found; see `uvac.audio.sniff_format`); hidden files and folders (``.DS_Store``,
+``__MACOSX`` and AppleDouble ``._x.wav``) and links pointing outside ``root`` are skipped.
+Items are sorted by their relative path, so a scan of the same folder always gives the same
+order.
 
 Labels, decided once per data set, first rule that applies:
 
@@ -40,13 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from uvac.audio import DECODED_FORMATS, sniff_format
 from uvac.errors import DatasetError
 
 __all__ = ["AUDIO_EXTENSIONS", "LABELS_FILE", "AudioFolder", "DatasetItem"]
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+_SNIFF_BYTES = 64
 LABELS_FILE = "labels.csv"
 HASH_TEST_PERCENT = 20
 FSDD_TEST_TAKES = range(0, 5)
@@ -157,15 +161,26 @@ def _find_audio_files(root: Path, *, extensions: Sequence[str]) -> list[str]:
     for directory, folder_names, file_names in os.walk(root, followlinks=False):
         folder_names[:] = [name for name in folder_names if not _is_hidden(name)]
         for name in file_names:
-            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in wanted:
+            if _is_hidden(name):
                 continue
             path = Path(directory) / name
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 logger.warning("Skipping %s: a link pointing outside %s", path, root)
                 continue
-            if path.is_file():
+            if not path.is_file():
+                continue
+            if os.path.splitext(name)[1].lower() in wanted or _holds_decodable_audio(path):
                 found.append(path.relative_to(root).as_posix())
     return sorted(found)
+
+
+def _holds_decodable_audio(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return sniff_format(head) in DECODED_FORMATS
 
 
 def _is_hidden(name: str) -> bool:

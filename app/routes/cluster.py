@@ -91,8 +91,9 @@ async def _cluster_part(
     "/cluster",
     response_model=ClusterResult,
     summary="Cluster one audio clip",
-    description="Upload one recording (WAV, FLAC, Ogg; any rate, mono or multi-channel) as "
-    "the multipart field `file`. Answers the cluster posterior pi of the served model "
+    description="Upload one recording (WAV, FLAC, Ogg or MP3, recognised by content; any "
+    "rate, mono or multi-channel) as the multipart field `file`; M4A/AAC is refused with a "
+    "415 that names it. Answers the cluster posterior pi of the served model "
     "(or of `?model=`), and a per-window timeline for clips longer than one window.",
     responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(field_name="file", description="The audio file."),

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from benchmarks.reliability.hostile_inputs import tar_with_members, zip_with_members
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from tests.audio_fixtures import encode, tone
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -104,3 +105,17 @@ def test_awkward_member_names_are_listed_as_rejected(
     (rejected,) = manifest["rejected"]
     assert rejected["reason"].startswith("not unpacked:")
     assert str(tmp_path) not in response.text
+
+
+def test_an_archive_of_mp3_recordings_is_a_data_set(client: TestClient) -> None:
+    mp3 = encode(tone(440.0, 0.5, sample_rate=8000), sample_rate=8000, format="MP3")
+    m4a_named_mp3 = b"\x00\x00\x00\x20ftypM4A " + bytes(2048)
+    archive = _zip({"a/1.mp3": mp3, "b/2.mp3": mp3, "b/3.mp3": m4a_named_mp3})
+
+    response = _upload(client, archive)
+
+    assert response.status_code == 201, response.text
+    manifest = response.json()
+    assert [item["path"] for item in manifest["files"]] == ["a/1.mp3", "b/2.mp3"]
+    (rejected,) = manifest["rejected"]
+    assert rejected["path"] == "b/3.mp3" and "M4A" in rejected["reason"]

@@ -297,6 +297,55 @@ def test_wav_with_chunks_before_its_data_still_loads() -> None:
     np.testing.assert_allclose(audio.samples, original, atol=1e-4)
 
 
+def test_flac_of_unknown_length_is_decoded_and_measured() -> None:
+    # A FLAC written while recording says 0 samples: "unknown" (libsndfile: 2**63 - 1 frames).
+    flac = patch_flac_total_samples(encode(tone(440, 0.5), format="FLAC"), 0)
+    assert sf.info(io.BytesIO(flac)).frames == 2**63 - 1
+
+    audio = load_audio(flac, sample_rate=RATE, max_seconds=600)
+
+    assert audio.duration_s == pytest.approx(0.5, abs=1e-3)
+    assert dominant_frequency(audio.samples, RATE) == pytest.approx(440, abs=5)
+    with pytest.raises(AudioTooLongError, match=r"more than 0\.2 s"):
+        load_audio(flac, sample_rate=RATE, max_seconds=0.2)
+
+
+def test_mp3_decodes_with_the_tone_preserved() -> None:
+    mp3 = encode(tone(440, 1.0), format="MP3", subtype="MPEG_LAYER_III")
+    audio = load_audio(mp3, sample_rate=RATE)
+    assert audio.duration_s == pytest.approx(1.0, abs=0.1)
+    assert dominant_frequency(audio.samples, RATE) == pytest.approx(440, abs=5)
+
+
+# First bytes of formats libsndfile cannot read, as phones, browsers and players write them.
+UNDECODABLE_HEADS = {
+    "M4A/MP4": b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00isomiso2",
+    "AAC (ADTS)": b"\xff\xf1\x50\x80\x02\x1f\xfc\x21\x00\x49\x90\x02\x19",
+    "WebM/Matroska": b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01",
+    "WMA/ASF": b"0&\xb2u\x8ef\xcf\x11\xa6\xd9\x00\xaa\x00b\xce\x6c",
+}
+
+
+@pytest.mark.parametrize("fmt", list(UNDECODABLE_HEADS))
+def test_an_undecodable_format_is_refused_by_name_whatever_the_file_is_called(
+    fmt: str, tmp_path: Path
+) -> None:
+    data = UNDECODABLE_HEADS[fmt] + bytes(4096)
+    path = tmp_path / "recording.mp3"  # the extension lies
+    path.write_bytes(data)
+    for source in (data, path):
+        with pytest.raises(UnsupportedEncodingError) as caught:
+            load_audio(source, sample_rate=RATE)
+        assert fmt in str(caught.value)
+        assert "MP3" in str(caught.value)  # what to send instead
+
+
+def test_the_content_decides_not_the_name(tmp_path: Path) -> None:
+    path = tmp_path / "really-a-wav.mp3"
+    path.write_bytes(wav_bytes(tone(440, 0.1)))
+    assert load_audio(path, sample_rate=RATE).duration_s == pytest.approx(0.1)
+
+
 def test_too_long_by_header_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("samples were decoded")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_fixtures import tone, write_audio
+from tests.audio_fixtures import encode, tone, write_audio
 from uvac.audio import load_audio
 from uvac.datasets import AudioFolder, DatasetItem
 from uvac.errors import DatasetError
@@ -159,9 +159,28 @@ def test_discovery_is_sorted_case_insensitive_and_skips_hidden_and_other_files(
         ".hidden_x_1.wav", "._a_x_1.flac", ".cache/e_x_1.wav", "__MACOSX/f_x_1.wav",
     )  # fmt: skip
     folder = AudioFolder.scan(tmp_path)
-    assert [item.relpath for item in folder.items] == ["a_x_1.flac", "b_x_1.WAV", "c_x_1.ogg"]
+    assert [item.relpath for item in folder.items] == [
+        "a_x_1.flac", "b_x_1.WAV", "c_x_1.ogg", "d_x_1.mp3",
+    ]  # fmt: skip
     mp3 = AudioFolder.scan(tmp_path, extensions=(".mp3",))
     assert [item.relpath for item in mp3.items] == ["d_x_1.mp3"]
+
+
+def test_a_folder_of_mp3_files_is_a_data_set(tmp_path: Path) -> None:
+    for digit in range(3):
+        write_audio(tmp_path / f"{digit}_theo_0.mp3", tone(300 + 100 * digit, 0.3))
+    folder = AudioFolder.scan(tmp_path)
+    assert [item.label for item in folder.items] == ["0", "1", "2"]
+    assert all(load_audio(item.path, sample_rate=16000).duration_s > 0.25 for item in folder.items)
+
+
+def test_audio_is_found_by_its_content_whatever_its_extension(tmp_path: Path) -> None:
+    write_audio(tmp_path / "a_x_1.wav", tone(440, 0.1))
+    (tmp_path / "b_x_1.dat").write_bytes(encode(tone(440, 0.1), format="FLAC"))
+    (tmp_path / "c_x_1.bin").write_bytes(b"RIFF but not a wave file at all")
+    (tmp_path / "d_x_1.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(32))
+    relpaths = [item.relpath for item in AudioFolder.scan(tmp_path).items]
+    assert relpaths == ["a_x_1.wav", "b_x_1.dat"]
 
 
 def test_links_leaving_the_root_are_skipped(tmp_path: Path) -> None:
