@@ -68,6 +68,8 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         observer=metrics.observe_batch,
     )
     client = connect_redis(settings)
+    datasets = DatasetStore(settings.datasets_path)
+    datasets.prepare()
     await batcher.start()
     await holder.start()
     logger.info(
@@ -81,7 +83,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
             settings=settings,
             metrics=metrics,
             store=store,
-            datasets=DatasetStore(settings.datasets_path),
+            datasets=datasets,
             holder=holder,
             batcher=batcher,
             redis=client,

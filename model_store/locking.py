@@ -47,9 +47,11 @@ LOCK_FILE_NAME = ".lock"
 
 
 @contextmanager
-def model_lock(model_dir: Path, *, timeout_s: float) -> Iterator[None]:
-    """Hold the exclusive write lock of one model folder (created if missing)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+def model_lock(model_dir: Path, *, timeout_s: float, create: bool = True) -> Iterator[None]:
+    """Hold the exclusive write lock of one model folder, creating the folder when ``create``
+    (publishing a new model); otherwise the folder must exist."""
+    if create:
+        model_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(model_dir / LOCK_FILE_NAME, timeout=timeout_s, fallback_to_soft=False)
     try:
         lock.acquire()

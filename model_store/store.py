@@ -385,8 +385,12 @@ class ModelStore:
     def _aliases(self, name: str) -> AliasTable:
         return AliasTable.load(self._aliases_path(name), name=name)
 
-    def _lock(self, name: str) -> Any:
-        return model_lock(self._model_dir(name), timeout_s=self._lock_timeout_s)
+    def _lock(self, name: str, *, create: bool = False) -> Any:
+        """The model's write lock. Only publishing creates a model: any other write on a model
+        that does not exist is refused before anything (its folder, its lock file) is made."""
+        if not create and not self._model_dir(name).is_dir():
+            raise NotFound(f"model {name!r} not found")
+        return model_lock(self._model_dir(name), timeout_s=self._lock_timeout_s, create=create)
 
     def _new_staging_dir(self) -> Path:
         staging_root = self._root / STAGING_DIR_NAME
@@ -484,7 +488,7 @@ class ModelStore:
         entries = {relative: hash_file(staging / relative, fsync=True) for relative in files}
         for folder in folders:
             fsync_dir(staging / folder)
-        with self._lock(name):
+        with self._lock(name, create=True):
             versions_dir = self._versions_dir(name)
             versions_dir.mkdir(parents=True, exist_ok=True)
             number = self._next_version_number(name)

@@ -146,6 +146,11 @@ class DatasetStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def prepare(self) -> None:
+        """Create the store's folders, so that a refused upload, which removes its own
+        staging folder, leaves the disk exactly as it found it."""
+        self._staging_root()
+
     # --- reading -----------------------------------------------------------------------
 
     def path(self, dataset_id: str) -> Path:

@@ -14,6 +14,7 @@ from model_store import (
     StoreError,
 )
 from model_store.fsutil import rename_no_replace
+from tests.disk_state import snapshot
 
 from .conftest import PublishFn
 
@@ -313,3 +314,30 @@ def test_cleanup_staging_removes_only_old_leftovers(store: ModelStore) -> None:
     assert not old.exists() and fresh.exists()
     ModelStore(store.root, stale_staging_after_s=0)  # opening a store cleans too
     assert not fresh.exists()
+
+
+def test_refused_writes_change_nothing_on_disk(store: ModelStore, publish: PublishFn) -> None:
+    """A write that is refused leaves no folder, lock or alias file behind, so an unknown
+    model never starts to exist by being asked about."""
+    publish("scenes")
+    before = snapshot(store.root)
+    refused = [
+        lambda: store.promote("ghost:v1", "production"),
+        lambda: store.promote("ghost", "production"),
+        lambda: store.rollback("ghost", "production"),
+        lambda: store.remove_alias("ghost", "production"),
+        lambda: store.delete("ghost:v1"),
+        lambda: store.apply_retention("ghost", keep=1),
+        lambda: store.write_report("ghost:v1", files={"report.json": b"{}"}),
+        lambda: store.promote("scenes:v9", "production"),
+        lambda: store.rollback("scenes", "production"),
+        lambda: store.remove_alias("scenes", "production"),
+        lambda: store.delete("scenes:v9"),
+    ]
+    for attempt in refused:
+        with pytest.raises(NotFound):
+            attempt()
+    assert snapshot(store.root) == before
+    assert [summary.name for summary in store.list_models()] == ["scenes"]
+    with pytest.raises(NotFound):
+        store.list_versions("ghost")
