@@ -22,7 +22,10 @@ class Settings(SharedSettings):
     """Everything the API can be configured with (environment prefix `UVAC_`)."""
 
     serve_model: str = "scenes@production"
-    torch_threads: int = Field(default=1, ge=1)
+    # Both cores of the machine the service was sized for: with a pretrained encoder, the
+    # forward pass is the request's cost, and the one inference thread (app.batching) runs it
+    # with this many intra-op threads while uploads decode on others.
+    torch_threads: int = Field(default=2, ge=1)
 
     # Upload and request limits.
     max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
@@ -39,7 +42,9 @@ class Settings(SharedSettings):
     model_poll_seconds: float = Field(default=2.0, gt=0)
     model_cache_size: int = Field(default=4, ge=1)
 
-    # Jobs.
+    # Jobs. A training request whose estimated memory (data set windows, model, one step;
+    # app.training_limits) is over this is refused when it is submitted.
+    max_training_memory_bytes: int = Field(default=8 * 1024 * MEGABYTE, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     redis_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_retry_after_seconds: int = Field(default=5, ge=1)

@@ -14,7 +14,7 @@ What it does, in one run:
    + h (`model.cluster_probabilities` under `torch.inference_mode`), batched at 64 clips, for
    the 1 s and the 10 s clip; also each stage alone and one clip at a time.
 3. Starts the production command (``python -m uvicorn app.main:create_app --factory
-   --no-access-log``) in a child process with ``UVAC_TORCH_THREADS=1`` (the API's default),
+   --no-access-log``) in a child process with ``UVAC_TORCH_THREADS`` at the API's default,
    ``UVAC_REDIS_URL=redis://127.0.0.1:6379/15`` and the temporary store, waits for ``/readyz``,
    then posts 16 kHz 16-bit WAV clips (noise + tones) to ``POST /v1/cluster`` from 1, 4 and 16
    concurrent keep-alive connections, each load point for a fixed duration after a warm-up.
@@ -82,7 +82,7 @@ logger = logging.getLogger("benchmarks.serving")
 
 SERVE_REF = "bench@production"
 REDIS_URL = "redis://127.0.0.1:6379/15"
-SERVER_TORCH_THREADS = 1  # the API's default (docs/architecture.md)
+SERVER_TORCH_THREADS = Settings.model_fields["torch_threads"].default  # the API's default
 RAW_BATCH = 64
 BOUNDARY = "uvacbenchboundary7d1f"
 CLIP_SECONDS = {"1s": 1.0, "10s": 10.0}

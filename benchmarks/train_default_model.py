@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.bundle / name).chmod(0o644)
     reloaded = load_trained_model(args.bundle)  # evaluate exactly what ships
 
-    report = evaluate_clusterer(reloaded, test.items, batch_size=256)
+    embeddings: dict[str, Any] = {}  # the test clips are embedded once for both evaluations
+    report = evaluate_clusterer(reloaded, test.items, batch_size=256, embedding_cache=embeddings)
     baseline = kmeans_baseline(report, seed=seed)
-    all_clips = evaluate_clusterer(reloaded, everything.items, batch_size=256)
+    all_clips = evaluate_clusterer(
+        reloaded, everything.items, batch_size=256, embedding_cache=embeddings
+    )
+    model_document = json.loads((args.bundle / "model.json").read_text())
     metadata = {
         "model_type": reloaded.model_type,
         "n_clusters": reloaded.n_clusters,
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "feature_config": reloaded.feature_config.to_dict(),
         "train_config": train_config.to_dict(),
         "preset": args.preset,
+        "encoder": model_document.get("encoder"),
         "seed": seed,
         "seed_selection": {
             "rule": "most clusters used on the training split, then the highest entropy of "

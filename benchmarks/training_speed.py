@@ -57,6 +57,7 @@ from benchmarks.common import (  # noqa: E402
     synthetic_trained_model,
     write_results,
 )
+from benchmarks.encoder_speed import measure_encoders  # noqa: E402
 from uvac.device import configure_threads  # noqa: E402
 from uvac.features import FeatureConfig  # noqa: E402
 from uvac.inference import Clusterer  # noqa: E402
@@ -344,6 +345,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--no-profile", action="store_true", help="skip the operator profile")
+    parser.add_argument("--no-encoders", action="store_true", help="skip the encoders' cost")
+    parser.add_argument("--encoder-seconds", type=float, default=5.0, help="per encoder point")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "training_speed.json")
     return parser.parse_args(argv)
 
@@ -370,6 +373,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, features, training in shapes_to_measure(args.shapes)
         }  # fmt: skip
         options = check_bf16_options() if not args.no_bf16 else {}
+        encoders = None
+        if not args.no_encoders:
+            encoders = measure_encoders(
+                gemm=lambda threads: gemm_gflops(
+                    size=args.gemm_size, dtype=torch.float32, repeats=args.gemm_repeats
+                )["best_gflops"],
+                seconds=args.encoder_seconds,
+            )
+            configure_threads(args.threads, interop_threads=1)
         load = monitor.summary()
     headline_name = args.headline if args.headline in shapes else next(iter(shapes))
     headline = shapes[headline_name]
@@ -409,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gemm": gemm,
             "shapes": shapes,
             "bf16_options": options,
+            "encoders": encoders,
             "targets_met": {
                 name: {
                     "fp32_mfu_at_least_0.6": shape["fp32"]["mfu"] >= 0.6,

@@ -37,7 +37,7 @@ from torch import Tensor
 from uvac import metrics
 from uvac.audio import load_audio
 from uvac.errors import AudioError, DatasetError
-from uvac.features import FeatureExtractor
+from uvac.features import FeatureExtractor, Windows
 from uvac.inference import aggregate_windows
 from uvac.tables import TableRow
 
@@ -177,12 +177,16 @@ def evaluate_clusterer(
     *,
     batch_size: int = 64,
     progress: ProgressCallback | None = None,
+    embedding_cache: dict[str, Windows] | None = None,
 ) -> EvaluationReport:
     """Cluster every item with `trained_model` and compute the paper's metrics.
 
     Windows are extracted with the model's own feature configuration and normalisation
     statistics. Items that fail to decode are skipped and listed in `skipped`; if none can be
     used, `DatasetError` is raised. `batch_size` is the number of windows per forward pass.
+    For an encoder front-end, ``embedding_cache`` (item path -> raw embedding windows, filled
+    here when missing) lets a study that evaluates many models on the same clips with the
+    same encoder embed each clip once; the caller keeps one cache per front-end config.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -197,8 +201,7 @@ def evaluate_clusterer(
     skipped: list[dict[str, str]] = []
     for done, item in enumerate(items, start=1):
         try:
-            audio = load_audio(item.path, sample_rate=sample_rate)
-            windows = extractor.windows(audio)
+            windows = _item_windows(item, extractor, sample_rate, embedding_cache)
         except AudioError as error:
             logger.warning("skipping %s: %s", item.path, error)
             skipped.append({"path": item.relpath, "reason": str(error)})
@@ -234,6 +237,22 @@ def evaluate_clusterer(
     report.skipped = skipped
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _item_windows(
+    item: DatasetItem,
+    extractor: FeatureExtractor,
+    sample_rate: int,
+    embedding_cache: dict[str, Windows] | None,
+) -> Windows:
+    embedder = extractor.embedder
+    if embedder is None or embedding_cache is None:
+        return extractor.windows(load_audio(item.path, sample_rate=sample_rate))
+    key = str(item.path)
+    if key not in embedding_cache:
+        audio = load_audio(item.path, sample_rate=sample_rate)
+        embedding_cache[key] = embedder.raw_windows_batch([audio])[0]
+    return embedder.standardise(embedding_cache[key])
 
 
 class _WindowRunner:

@@ -31,6 +31,7 @@ __all__ = ["SpeechEncoder"]
 
 DISTRIBUTION = "efficientword-net"
 WEIGHTS = "models/resnet_50_arc/slim_93%_accuracy_72.7390%.onnx"
+WEIGHTS_QINT8 = "models/resnet_50_arc/slim_93%_accuracy_72.7390%_qint8.onnx"  # benchmarked only
 LICENCE = "Apache-2.0; EfficientWord-Net (Chidhambararajan R., Aman Rangapur et al.)"
 
 SAMPLE_RATE = 16000
@@ -72,13 +73,13 @@ class SpeechEncoder(Encoder):
     embedding_dim = 2048
     max_window_seconds = WINDOW_SAMPLES / SAMPLE_RATE
 
-    def __init__(self, *, threads: int | None = None) -> None:
-        path, version = package_file(DISTRIBUTION, "eff_word_net", WEIGHTS)
+    def __init__(self, *, threads: int | None = None, weights: str = WEIGHTS) -> None:
+        path, version = package_file(DISTRIBUTION, "eff_word_net", weights)
         self.identity = EncoderIdentity(
             name=self.name,
             package=DISTRIBUTION,
             version=version,
-            weights=WEIGHTS,
+            weights=weights,
             sha256=sha256_of(path),
             licence=LICENCE,
         )
