@@ -26,6 +26,15 @@ from service_client import ServiceClient
 from steps import STEPS
 
 TORCH_VERSION = ["python3", "-c", "import torch; print(torch.__version__)"]
+# What the CUDA build of torch adds to the image and a CPU build would not have: the NVIDIA
+# libraries and triton (0 for a CPU build).
+CUDA_LIBRARY_BYTES = [
+    "python3",
+    "-c",
+    "import pathlib, sysconfig; site = pathlib.Path(sysconfig.get_paths()['purelib']); "
+    "print(sum(f.stat().st_size for d in ('nvidia', 'triton') for f in (site / d).rglob('*') "
+    "if f.is_file() and not f.is_symlink()))",
+]
 
 
 def image_bytes(image: str) -> int:
@@ -45,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--image", required=True)
     parser.add_argument("--build-seconds", type=float, required=True)
+    parser.add_argument(
+        "--base-image-seconds", type=float, default=None, help="when this run made the base"
+    )
     parser.add_argument("--build-args", default="", help="recorded as given")
     parser.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args(argv)
@@ -71,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    torch_build = None
+    torch_build = cuda_bytes = None
     for container in stack.containers("api")[:1]:
         torch_build = run(["docker", "exec", container, *TORCH_VERSION]).strip()
+        cuda_bytes = int(run(["docker", "exec", container, *CUDA_LIBRARY_BYTES]))
     results = {
         "what": "bin/deploy-check: the image built and the compose stack run on this machine",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -84,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "image_bytes": image_bytes(arguments.image),
         "base_image": os.environ.get("UVAC_BASE_IMAGE"),
         "torch": torch_build,
+        "cuda_library_bytes": cuda_bytes,
+        "base_image_seconds": arguments.base_image_seconds,
         "build_seconds": round(arguments.build_seconds, 1),
         "build_args": arguments.build_args,
         "ready_seconds": stack.facts.get("ready_seconds"),

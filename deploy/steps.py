@@ -246,7 +246,7 @@ STEPS: list[tuple[str, str, Callable[[Stack], None]]] = [
     ),
     (
         "worker-killed-mid-training",
-        "`docker kill` of the training-worker container after epoch 3 of a 60-epoch job, then "
+        "`docker kill` of the training-worker container once a 60-epoch job reports epoch 3, then "
         "`docker start`: the job finishes, and the published version says it resumed from a "
         "checkpointed epoch no later than the one it was killed in",
         step_worker_killed_mid_training,
