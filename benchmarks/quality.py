@@ -52,13 +52,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
 from uvac.artifact import TrainedModel, training_info  # noqa: E402
 from uvac.datasets import AudioFolder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer  # noqa: E402
 from uvac.presets import PRESETS, build_configs  # noqa: E402
 from uvac.tables import TableRow, render_table  # noqa: E402
 from uvac.training import train_on_features  # noqa: E402
-from uvac.training_data import windows_for_training  # noqa: E402
+from uvac.training_data import (  # noqa: E402
+    training_windows_from_embeddings,
+    windows_for_training,
+)
 
 logger = logging.getLogger("benchmarks.quality")
 
@@ -173,8 +177,16 @@ def _one_run(
     if cache_key not in cache:  # the features are shared by every method and seed
         train_items = AudioFolder.scan(root, split="train").items
         test_items = AudioFolder.scan(root, split="test").items
-        data = windows_for_training(train_items, feature_config=feature_config)
-        cache[cache_key] = (data, test_items, feature_config, {})
+        if feature_config.uses_encoder:  # embeddings from the on-disk cache
+            train_windows = cached_embeddings(train_items, feature_config)
+            data = training_windows_from_embeddings(
+                train_items, [train_windows[str(item.path)].features for item in train_items]
+            )
+            test_windows = cached_embeddings(test_items, feature_config)
+        else:
+            data = windows_for_training(train_items, feature_config=feature_config)
+            test_windows = {}
+        cache[cache_key] = (data, test_items, feature_config, test_windows)
     data, test_items, cached_config, test_embeddings = cache[cache_key]
     assert cached_config == feature_config
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from uvac.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.errors import AudioError, DatasetError, TrainingCancelled
 from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
 
-__all__ = ["TrainingWindows", "windows_for_training"]
+__all__ = ["TrainingWindows", "training_windows_from_embeddings", "windows_for_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def _embedding_windows_for_training(
     progress: Callable[[int, int], None] | None,
 ) -> TrainingWindows:
     embedder = EmbeddingWindower(feature_config)
-    raw: list[Tensor] = []
-    clip_index: list[Tensor] = []
+    raw: list[Tensor] = []  # each usable clip's raw embeddings (W_i, 1, 1, D)
     usable: list[DatasetItem] = []
     skipped: list[dict[str, str]] = []
     pending: list[tuple[DatasetItem, Audio]] = []
@@ -129,7 +128,6 @@ def _embedding_windows_for_training(
         windows, slices = embedder.raw_windows_batch([audio for _, audio in pending])
         for (item, _), clip_slice in zip(pending, slices, strict=True):
             raw.append(windows.features[clip_slice])
-            clip_index.append(torch.full((clip_slice.stop - clip_slice.start,), len(usable)))
             usable.append(item)
         pending.clear()
 
@@ -150,16 +148,33 @@ def _embedding_windows_for_training(
         embed_pending()
     if not usable:
         raise DatasetError(f"none of the {len(items)} recordings could be decoded")
-    embeddings = torch.cat(raw)  # (N, 1, 1, D)
-    stats = fit_embedding_stats(embeddings[:, 0, 0, :])
-    standardised = EmbeddingWindower.standardise_features(embeddings, stats)
+    return training_windows_from_embeddings(usable, raw, skipped=skipped)
+
+
+def training_windows_from_embeddings(
+    items: Sequence[DatasetItem],
+    embeddings: Sequence[Tensor],
+    *,
+    skipped: list[dict[str, str]] | None = None,
+) -> TrainingWindows:
+    """Training windows from each clip's raw encoder embeddings ``(W_i, 1, 1, D)`` (one
+    tensor per item, in order): statistics fitted on them, then standardised. For studies
+    that embed a data set once and train many models on it."""
+    features = torch.cat(list(embeddings))  # (N, 1, 1, D)
+    clip_index = torch.cat(
+        [
+            torch.full((clip.shape[0],), index, dtype=torch.int64)
+            for index, clip in enumerate(embeddings)
+        ]
+    )
+    stats = fit_embedding_stats(features[:, 0, 0, :])
     return _training_windows(
-        usable,
-        features=standardised,
-        mask=torch.ones(embeddings.shape[0], 1),
-        clip_index=torch.cat(clip_index).to(torch.int64),
+        items,
+        features=EmbeddingWindower.standardise_features(features, stats),
+        mask=torch.ones(features.shape[0], 1),
+        clip_index=clip_index,
         stats=stats,
-        skipped=skipped,
+        skipped=skipped or [],
     )
 
 

@@ -53,9 +53,11 @@ class FeatureOverrides(BaseModel):
         multiple_of=MEL_MULTIPLE,
         description=f"Mel bins (a multiple of {MEL_MULTIPLE}: the networks halve them 4 times).",
     )
-    f_min: float = Field(default=NOT_GIVEN, ge=0, description="Lowest mel frequency (Hz).")
+    f_min: float = Field(
+        default=NOT_GIVEN, ge=0, le=96_000, description="Lowest mel frequency (Hz)."
+    )
     f_max: float | None = Field(
-        default=NOT_GIVEN, gt=0, description="Highest mel frequency (Hz); null: Nyquist."
+        default=NOT_GIVEN, gt=0, le=96_000, description="Highest mel frequency (Hz); null: Nyquist."
     )
     window_seconds: float = Field(
         default=NOT_GIVEN, gt=0, le=60, description="Length of one model window (s)."
@@ -70,16 +72,27 @@ class FeatureOverrides(BaseModel):
     activity_threshold_db: float | None = Field(
         default=NOT_GIVEN,
         gt=0,
+        le=200,
         description="Mask frames this many dB below the clip's loudest; null: no mask.",
     )
     cepstral_coefficients: int | None = Field(
-        default=NOT_GIVEN, ge=1, description="Use this many cepstra (< n_mels); null: log-mel."
+        default=NOT_GIVEN,
+        ge=1,
+        le=511,
+        description="Use this many cepstra (< n_mels); null: log-mel.",
     )
     time_fit: bool = Field(
         default=NOT_GIVEN, description="Trim each clip to its active region and fit it to a window."
     )
     fit_frames: int | None = Field(
         default=NOT_GIVEN, ge=1, le=10_000, description="`time_fit`'s window (frames)."
+    )
+    # The same names as uvac.features.FRONTENDS (a test keeps them in step).
+    frontend: Literal["log-mel", "sound-encoder", "speech-encoder"] = Field(
+        default=NOT_GIVEN,
+        description="What the model sees: `log-mel` features, or a pretrained encoder's "
+        "embeddings (`sound-encoder`: 44.1 kHz; `speech-encoder`: 16 kHz, windows of at most "
+        "1.5 s). The presets set it with the matching sample rate and windows.",
     )
 
     def overrides(self) -> dict[str, Any]:

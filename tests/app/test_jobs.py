@@ -20,7 +20,7 @@ from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
-from uvac.features import FeatureConfig
+from uvac.features import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
 from uvac.training import TrainConfig
@@ -361,6 +361,7 @@ def test_the_train_schema_offers_the_presets_and_every_feature_setting(
     features = schemas["FeatureOverrides"]
     assert features["additionalProperties"] is False
     assert set(features["properties"]) == {field.name for field in fields(FeatureConfig)}
+    assert features["properties"]["frontend"]["enum"] == list(FRONTENDS)
     assert all("default" not in spec for spec in features["properties"].values())
     for example in schemas["TrainRequest"]["examples"]:  # the examples are valid requests
         TrainRequest.model_validate(example)
@@ -371,7 +372,7 @@ def test_the_train_schema_offers_the_presets_and_every_feature_setting(
     [
         ("cat-uvac", {"conv_chanels": [8, 16, 32, 64]}, ["conv_chanels"], "unknown"),
         ("uvac-gmm", {"gru_hidden": 64, "latent_size": 8}, ["latent_size"], "unknown"),
-        ("cat-uvac", {"latent_dim": 8}, ["latent_dim"], "unknown"),  # a uvac-gmm option
+        ("cat-uvac", {"n_components": 8}, ["n_components"], "unknown"),
         ("kmeans", {"conv_channels": [8, 16, 32, 64]}, ["conv_channels"], "unknown"),
         ("cat-uvac", {"gru_hidden": "64"}, ["gru_hidden"], "type"),
         ("cat-uvac", {"gru_layers": 1.0}, ["gru_layers"], "type"),
@@ -405,21 +406,35 @@ def test_model_hyperparameters_the_model_does_not_take_are_a_422_listing_the_all
     assert redis_db.keys("rq:job:*") == []  # refused before anything was queued
 
 
+TINY_MLP = {"architecture": "mlp", "hidden_units": [4], "latent_dim": 2}
+
+
 @pytest.mark.parametrize(
-    ("model_type", "from_the_data"),
-    [("cat-uvac", {"n_mels": 16}), ("uvac-gmm", {"n_mels": 16, "n_frames": 16})],
+    ("model_type", "from_the_data", "network"),
+    [
+        ("cat-uvac", {"n_mels": 16}, TINY_NETWORK),
+        ("uvac-gmm", {"n_mels": 16, "n_frames": 16}, TINY_NETWORK),
+        ("cat-uvac", {"n_mels": 16}, TINY_MLP),
+        ("uvac-gmm", {"n_mels": 16, "n_frames": 1}, TINY_MLP),
+    ],
 )
 def test_the_options_a_model_reports_are_the_options_a_request_may_set(
-    client: TestClient, dataset_id: str, model_type: str, from_the_data: dict[str, int]
+    client: TestClient,
+    dataset_id: str,
+    model_type: str,
+    from_the_data: dict[str, int],
+    network: dict[str, Any],
 ) -> None:
     # What the model says rebuilds it (minus what the service sets) is a valid request.
-    model = build_model(model_type, n_clusters=2, **from_the_data, **TINY_NETWORK)
+    model = build_model(model_type, n_clusters=2, **from_the_data, **network)
     options = {
         name: value
         for name, value in model.hyperparameters().items()
         if name not in SET_BY_THE_SERVICE
     }
-    assert set(options) == set(allowed_hyperparameters(model_type))
+    # Each architecture reports its own options, all of which a request may set.
+    assert set(options) <= set(allowed_hyperparameters(model_type))
+    assert set(network) <= set(options)
     body = _train_body(dataset_id, model_type=model_type, model_hyperparameters=options)
     response = client.post("/v1/train", json=body)
     assert response.status_code == 202, response.text

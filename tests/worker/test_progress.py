@@ -103,9 +103,10 @@ def test_progress_is_throttled_but_every_epoch_end_is_written(
     progress = stored_meta(redis_conn, job)["progress"]
     assert progress["epoch"] == 4 and progress["loss"] is None  # NaN is not JSON
     assert set(progress) == {
-        "epoch", "epochs", "step", "steps", "loss", "reconstruction", "kl_z", "kl_y",
+        "phase", "epoch", "epochs", "step", "steps", "loss", "reconstruction", "kl_z", "kl_y",
         "temperature", "learning_rate", "accuracy", "nmi", "eta_seconds", "updated_at",
     }  # fmt: skip
+    assert progress["phase"] == "training"
 
 
 def test_should_stop_polls_redis_at_most_every_interval(
