@@ -2,7 +2,7 @@
 
 ::
 
-    uvac train DATA_DIR --out MODEL_DIR [--preset paper|default] [--model-type cat-uvac]
+    uvac train DATA_DIR --out MODEL_DIR [--preset scenes|speech|paper|...] [--model-type cat-uvac]
                [--clusters 10] [--epochs N] [--lambda 0.5] [--seed 0] [--split train]
                [feature options: --n-mels 64 --window-seconds 1.0 ...] [--bf16] [--threads N]
     uvac evaluate MODEL_DIR DATA_DIR [--split test] [--json report.json]
@@ -260,6 +260,18 @@ def _train(args: argparse.Namespace) -> int:
         f"(split {args.split}, labels from {folder.label_source})",
         file=sys.stderr,
     )
+    encoding = (
+        tqdm.tqdm(total=len(folder), unit="clip", desc=f"embedding ({feature_config.frontend})")
+        if feature_config.uses_encoder
+        else None
+    )
+
+    def on_encoding(done: int, total: int) -> None:
+        if encoding is not None:
+            encoding.update(done - encoding.n)
+            if done == total:
+                encoding.close()
+
     with tqdm.tqdm(total=train_config.epochs, unit="epoch", desc="training") as bar:
 
         def on_progress(progress: TrainProgress) -> None:
@@ -279,6 +291,7 @@ def _train(args: argparse.Namespace) -> int:
             progress=on_progress,
             checkpoint_dir=args.checkpoint_dir,
             dataset_digest=folder.manifest_digest(),
+            encoding_progress=on_encoding,
         )
     save_trained_model(args.out, trained)
     print(f"saved {train_config.model_type} model to {args.out}")
