@@ -44,8 +44,6 @@ REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
 _DPI = 100
 _COLOURS = "tab10"
-# Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
-_LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
 def _png(figure: Figure) -> bytes:
@@ -200,7 +198,8 @@ def build_report(
     """Every file of the report, keyed by its relative path."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
-    with matplotlib.rc_context(_LITERAL_TEXT):
+    # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         figures: dict[str, bytes | None] = {
             "latent_map.png": latent_map(model_row),
             "cluster_sizes.png": cluster_sizes_chart(rows),

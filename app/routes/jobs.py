@@ -23,6 +23,7 @@ from app.deps import (
 from app.idempotency import release, reserve_job_id
 from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
+from app.training_limits import check_training_fits
 from model_store import ModelStore
 from worker import queues
 from worker.errors import JobNotFound
@@ -105,7 +106,8 @@ def submit_training(
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    datasets.get(body.dataset_id)  # 404 now rather than a failed job later
+    manifest = datasets.get(body.dataset_id)  # 404 now rather than a failed job later
+    check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     return _submit(
         kind="train",
         params=body.job_params(),

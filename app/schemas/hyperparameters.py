@@ -7,24 +7,30 @@ step. Without this check a typo reached the model's constructor only in the work
 the data set had been loaded, as a failed job minutes later.
 
 Types are checked strictly (no ``"8"`` or ``8.0`` or ``true`` for an integer): the worker
-hands the values to the constructor as they are, and torch refuses them only there. Value
-ranges (a positive width, say) are the constructor's to check and are not repeated here.
+hands the values to the constructor as they are, and torch refuses them only there. Every
+numeric option has a range (`OPTION_BOUNDS`; a test keeps it in step with the models), so a
+width of 100000 is a 422 here rather than a worker out of memory. The ranges are generous
+one by one; what a combination costs is estimated from the whole request when it is
+submitted (`app.training_limits`).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from uvac.models import DATA_ARGUMENTS, MODEL_TYPES, model_options
 
 __all__ = [
+    "OPTION_BOUNDS",
     "SET_BY_THE_SERVICE",
     "allowed_hyperparameters",
     "check_model_hyperparameters",
@@ -38,6 +44,44 @@ SET_BY_THE_SERVICE = DATA_ARGUMENTS
 _PLURALS = {"integer": "integers", "number": "numbers", "string": "strings", "boolean": "booleans"}
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric option may take; for a list option, each item's, and its length."""
+
+    minimum: int
+    maximum: int
+    max_items: int = 8
+
+
+# Per option name, whichever model takes it. Widths far above any recipe's, layer counts
+# and latent sizes above anything the networks gain from.
+OPTION_BOUNDS: Mapping[str, Bounds] = MappingProxyType(
+    {
+        "conv_channels": Bounds(1, 512),
+        "deconv_channels": Bounds(1, 512),
+        "hidden_units": Bounds(1, 8192),
+        "gru_hidden": Bounds(1, 2048),
+        "gru_layers": Bounds(1, 8),
+        "latent_dim": Bounds(1, 1024),
+    }
+)
+_SEQUENCES = (collections.abc.Sequence, list, tuple)
+# pydantic's error types for a value of the right type outside its bounds.
+_RANGE_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "too_long", "too_short"})
+
+
+def _bounded(hint: Any, bounds: Bounds | None) -> Any:
+    """``hint`` with ``bounds`` as pydantic constraints (an int, or a sequence of ints)."""
+    if bounds is None:
+        return hint
+    item = Annotated[int, Field(ge=bounds.minimum, le=bounds.maximum)]
+    if hint is int:
+        return item
+    if typing.get_origin(hint) in _SEQUENCES and typing.get_args(hint)[:1] == (int,):
+        return Annotated[list[item], Field(min_length=1, max_length=bounds.max_items)]
+    return hint
+
+
 @functools.cache
 def _options_model(model_type: str) -> type[BaseModel]:
     """A closed, strict pydantic model with one field per option of ``model_type``."""
@@ -45,7 +89,8 @@ def _options_model(model_type: str) -> type[BaseModel]:
     constructor = model_class.__init__
     hints = typing.get_type_hints(constructor)
     fields: dict[str, Any] = {
-        name: (hints.get(name, Any), None)  # the default is never used: only given keys count
+        # The default is never used: only given keys count.
+        name: (_bounded(hints.get(name, Any), OPTION_BOUNDS.get(name)), None)
         for name in sorted(model_options(model_type))
     }
     return create_model(
@@ -55,13 +100,19 @@ def _options_model(model_type: str) -> type[BaseModel]:
     )
 
 
-def _json_type(schema: Mapping[str, Any]) -> str:
+def _json_type(schema: Mapping[str, Any], *, plural: bool = False) -> str:
     if schema.get("type") == "array":
-        items = _json_type(schema.get("items", {}))
-        return f"array of {_PLURALS.get(items, items + ' values')}"
+        items = _json_type(schema.get("items", {}), plural=True)
+        length = f"at most {schema['maxItems']} " if "maxItems" in schema else ""
+        return f"array of {length}{items}"
     if "anyOf" in schema:
-        return " or ".join(_json_type(option) for option in schema["anyOf"])
-    return str(schema.get("type", "any value"))
+        return " or ".join(_json_type(option, plural=plural) for option in schema["anyOf"])
+    kind = str(schema.get("type", "any value"))
+    if plural:
+        kind = _PLURALS.get(kind, kind + " values")
+    if "minimum" in schema and "maximum" in schema:
+        kind += f" from {schema['minimum']} to {schema['maximum']}"
+    return kind
 
 
 @functools.cache
@@ -119,7 +170,8 @@ def check_model_hyperparameters(model_type: str, values: Mapping[str, Any]) -> N
                 expected = allowed_hyperparameters(model_type)[key]
                 article = "an" if expected[0] in "aeiou" else "a"
                 reason = f"{key} must be {article} {expected} ({error['msg']}); {allowed}"
-                kind = "model_hyperparameter_type"
+                in_range = error["type"] in _RANGE_ERRORS
+                kind = "model_hyperparameter_range" if in_range else "model_hyperparameter_type"
             errors.append(_error(kind, error["loc"], error["input"], reason))
     if errors:
         raise ValidationError.from_exception_data("model_hyperparameters", errors)

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
+from uvac.features import FeatureConfig
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
+from uvac.train_config import TrainConfig
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
 # references the store does: `x:v00` or `x@1st` would pass a looser pattern and then be
@@ -94,10 +96,13 @@ class TrainRequest(BaseModel):
     final_learning_rate: float | None = Field(
         default=None, gt=0, le=1, description="The learning rate the schedule decays to."
     )
-    lambda_kl: float | None = Field(default=None, ge=0, description="Weight of the KL terms.")
+    lambda_kl: float | None = Field(
+        default=None, ge=0, le=1000, description="Weight of the KL terms."
+    )
     temperature_start: float | None = Field(
         default=None,
         gt=0,
+        le=100,
         description="Gumbel-Softmax temperature at the start of training. Must be at least "
         "`temperature_end` (the schedule anneals downwards); otherwise a 422. A schema cannot "
         "compare two fields, so this rule is checked on the request.",
@@ -105,10 +110,13 @@ class TrainRequest(BaseModel):
     temperature_end: float | None = Field(
         default=None,
         gt=0,
+        le=100,
         description="Temperature at the end of training; at most `temperature_start` (the "
         "preset's, when `temperature_start` is left out), else a 422.",
     )
-    seed: int | None = Field(default=None, ge=0)
+    # What every random generator the training uses accepts (NumPy's and scikit-learn's
+    # seeds are 32-bit).
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     model_hyperparameters: dict[str, Any] | None = Field(
         default=None,
         description="Options for the model's constructor, merged key by key over the "
@@ -135,11 +143,7 @@ class TrainRequest(BaseModel):
         """Apply the preset as the worker will, so a configuration the engine refuses is a
         422 now rather than a failed job later."""
         try:
-            _, config = build_configs(
-                str(self.preset),
-                feature_overrides=self.features.overrides() if self.features else None,
-                train_overrides=self._train_overrides(),
-            )
+            _, config = self.configs()
         except (TypeError, ValueError) as error:
             raise ValueError(str(error)) from error
         if config.temperature_end > config.temperature_start:
@@ -148,6 +152,14 @@ class TrainRequest(BaseModel):
                 f"temperature_start ({config.temperature_start:g}): the schedule anneals downwards"
             )
         return self
+
+    def configs(self) -> tuple[FeatureConfig, TrainConfig]:
+        """The feature and training configurations the worker will run (preset applied)."""
+        return build_configs(
+            str(self.preset),
+            feature_overrides=self.features.overrides() if self.features else None,
+            train_overrides=self._train_overrides(),
+        )
 
     def _train_overrides(self) -> dict[str, Any]:
         return self.model_dump(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import numpy as np
 from app.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 from tests.app.conftest import SAMPLE_RATE
 from tests.audio_fixtures import noise, tone, wav_bytes
+from worker.datasets import DatasetStore
 
 
 def tone_wav(seconds: float = 1.0, *, sample_rate: int = SAMPLE_RATE, hz: float = 440.0) -> bytes:
@@ -41,3 +43,13 @@ def assert_problem(
     if path is not None:
         assert body["instance"] == path
     return body
+
+
+def two_clip_dataset(datasets_root: Path, scratch: Path) -> str:
+    """A registered data set of two labelled half-second clips (a tone, noise); its id."""
+    source = scratch / "recordings"
+    for label in ("tone", "noise"):
+        (source / label).mkdir(parents=True)
+    (source / "tone" / "a.wav").write_bytes(tone_wav(0.5))
+    (source / "noise" / "b.wav").write_bytes(noise_wav(0.5))
+    return DatasetStore(datasets_root).register_folder(source).id

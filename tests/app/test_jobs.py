@@ -19,7 +19,7 @@ from app.schemas.hyperparameters import SET_BY_THE_SERVICE, allowed_hyperparamet
 from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
-from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from tests.app.helpers import assert_problem, noise_wav, tone_wav, two_clip_dataset
 from uvac.features import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
@@ -29,12 +29,7 @@ from worker.datasets import DatasetStore
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    source = tmp_path / "recordings"
-    for label in ("tone", "noise"):
-        (source / label).mkdir(parents=True)
-    (source / "tone" / "a.wav").write_bytes(tone_wav(0.5))
-    (source / "noise" / "b.wav").write_bytes(noise_wav(0.5))
-    return DatasetStore(settings.datasets_path).register_folder(source).id
+    return two_clip_dataset(settings.datasets_path, tmp_path)
 
 
 def _train_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:

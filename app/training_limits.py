@@ -1,0 +1,58 @@
+"""What a training request may ask of a worker, checked when it is submitted.
+
+Each number of a `TrainRequest` has a range of its own; what they cost together (the data
+set's windows, the model, one step of a batch) is estimated by `uvac.memory_estimate` and
+compared with `Settings.max_training_memory_bytes`, so that a job that is accepted can run
+within a worker's memory. Refusals are 422 validation problems, like any other request the
+engine would not run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from app.schemas import TrainRequest
+from uvac.memory_estimate import estimate_training_memory, window_count
+from worker.datasets import DatasetManifest
+
+__all__ = ["check_training_fits"]
+
+_GIB = 1024**3
+# The request fields that make a run larger, named in the refusal.
+_SIZE_FIELDS = "batch_size, model_hyperparameters (widths, layers), features (window_seconds, "
+_SIZE_FIELDS += "window_hop_seconds, hop_length, n_mels)"
+
+
+def _refusal(location: tuple[str, ...], message: str, kind: str) -> RequestValidationError:
+    error: dict[str, Any] = {"loc": ("body", *location), "msg": message, "type": kind}
+    return RequestValidationError([error])
+
+
+def check_training_fits(
+    request: TrainRequest, manifest: DatasetManifest, *, max_bytes: int
+) -> None:
+    """Raise a 422 `RequestValidationError` when the run would need more than ``max_bytes``,
+    or when its model cannot be built from the request's settings."""
+    features, config = request.configs()
+    windows = window_count((item.duration_s for item in manifest.files), features)
+    try:
+        estimate = estimate_training_memory(config, features, windows=windows)
+    except (TypeError, ValueError) as error:
+        raise _refusal(
+            ("model_hyperparameters",),
+            f"The {config.model_type} model cannot be built from these settings: {error}",
+            "model_hyperparameters_invalid",
+        ) from error
+    if estimate.total_bytes <= max_bytes:
+        return
+    raise _refusal(
+        (),
+        f"This training would need about {estimate.total_bytes / _GIB:.1f} GiB "
+        f"({windows} windows of the data set: {estimate.dataset_bytes / _GIB:.1f} GiB, the "
+        f"model and its optimiser state: {estimate.model_bytes / _GIB:.1f} GiB, one step of a "
+        f"batch: {estimate.step_bytes / _GIB:.1f} GiB); a worker has "
+        f"{max_bytes / _GIB:.1f} GiB. Lower what sets the size: {_SIZE_FIELDS}.",
+        "training_too_large",
+    )
