@@ -239,6 +239,7 @@ def describe_model(trained: TrainedModel) -> dict[str, Any]:
         "hyperparameters": model.hyperparameters(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "input_shape": list(trained.feature_config.input_shape),
+        "frontend": trained.feature_config.frontend,
         "feature_config": trained.feature_config.to_dict(),
     }
 

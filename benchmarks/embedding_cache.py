@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 Loader = Callable[[DatasetItem, int], Audio]
 
+# Part of every key: bump it when the code that cuts or embeds windows changes.
+CACHE_FORMAT = 2
+
 
 def _default_loader(item: DatasetItem, sample_rate: int) -> Audio:
     return load_audio(item.path, sample_rate=sample_rate)
@@ -57,7 +60,7 @@ def cached_embeddings(
     embedder = embedder or EmbeddingWindower(feature_config)
     identity = embedder.encoder.identity.to_dict()
     key_source = json.dumps(
-        [identity, feature_config.to_dict(), variant, [str(item.path) for item in items]],
+        [CACHE_FORMAT, identity, feature_config.to_dict(), variant, [str(i.path) for i in items]],
         sort_keys=True,
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()[:24]

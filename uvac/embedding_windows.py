@@ -3,7 +3,9 @@ front-end (``FeatureConfig.frontend`` names one of `uvac.encoders.ENCODERS`).
 
     samples (N,) at the encoder's rate
       --> windows of ``window_seconds`` every ``window_hop_seconds`` (the last one aligned to
-          the clip's end; a clip no longer than one window is one window of its own length)
+          the clip's end; a clip no longer than one window is one window of its own length;
+          a tail of at most ``TAIL_SECONDS`` past a window is not given a window of its own,
+          so a "5 s" clip a few samples long is one window, not two nearly equal ones)
       --> encoder --> one embedding (D,) per window                    raw_windows_batch()
       --> (x - mean) / std per dimension, statistics of the training windows   windows_batch()
       --> Windows: features (W, 1, 1, D), mask (W, 1) of ones, activity (W,)
@@ -31,6 +33,7 @@ from uvac.features import FeatureConfig, NormStats, Windows
 __all__ = ["EmbeddingWindower", "fit_embedding_stats"]
 
 _MIN_STD = 1e-6  # a dimension that never varies in training is left unscaled
+TAIL_SECONDS = 0.1  # audio past the last window that may stay out of the windows
 
 
 def fit_embedding_stats(embeddings: Tensor) -> NormStats:
@@ -55,6 +58,7 @@ class EmbeddingWindower:
         self.encoder: Encoder = load_encoder(config.frontend)
         self._window_samples = round(config.window_seconds * config.sample_rate)
         self._hop_samples = max(1, round(config.window_hop_seconds * config.sample_rate))
+        self._tail_samples = round(TAIL_SECONDS * config.sample_rate)
 
     def raw_windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
         """Every window of every clip with its raw embedding, one encoder call for all."""
@@ -112,10 +116,10 @@ class EmbeddingWindower:
         )
 
     def _window_starts(self, n_samples: int) -> list[int]:
-        if n_samples <= self._window_samples:
+        if n_samples <= self._window_samples + self._tail_samples:
             return [0]
         last = n_samples - self._window_samples
         starts = list(range(0, last + 1, self._hop_samples))
-        if starts[-1] != last:
+        if last - starts[-1] > self._tail_samples:
             starts.append(last)
         return starts

@@ -119,6 +119,16 @@ def test_windows_of_embeddings_at_any_source_rate(tmp_path: Path, source_rate: i
     assert slices == [slice(0, 4)]
 
 
+@pytest.mark.parametrize(("seconds", "starts"), [(5.0, [0.0]), (5.05, [0.0]), (5.5, [0.0, 0.5])])
+def test_a_short_tail_past_a_window_gets_no_window_of_its_own(
+    seconds: float, starts: list[float]
+) -> None:
+    feature_config, _ = build_configs("scenes")  # 5 s windows every 2.5 s
+    audio = Audio.from_samples(tone(500, seconds, sample_rate=44100), sample_rate=44100)
+    raw, _ = FeatureExtractor(feature_config).embedder.raw_windows_batch([audio])  # type: ignore[union-attr]
+    assert raw.starts_s == pytest.approx(starts, abs=1e-3)
+
+
 def test_a_clip_shorter_than_a_window_is_one_window_weighted_by_its_audio() -> None:
     feature_config, _ = build_configs("speech")
     audio = Audio.from_samples(tone(300, 0.6), sample_rate=16000)
