@@ -5,7 +5,9 @@ The key is stored in Redis as `uvac:idempotency:<sha256(caller, route, key)>` ->
 concurrent retries cannot both enqueue. Reusing a key with a different request body is a
 409 problem (`idempotency-key-reused`): silently returning a job that does something else
 than the caller now asks for would be worse than an error. Keys are scoped per API key (and
-per route), so callers never see each other's jobs.
+per route), so two callers that pick the same key get two jobs, and a retry never returns
+another caller's job. The jobs themselves are not private to a key: a deployment is one
+tenant (app/auth.py).
 """
 
 from __future__ import annotations

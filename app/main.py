@@ -6,9 +6,10 @@
 served model, starts the micro-batcher and creates the Redis client (which connects lazily,
 so the API starts and clusters even while Redis is down). Nothing happens at import time.
 
-Business routes live on one router mounted twice: under `/v1` (documented) and at the root
-(`POST /cluster`, `POST /train`: the fitting backend's existing contract). The root mount
-is left out of the OpenAPI document so generated clients get one method per operation.
+Business routes live under `/v1`; two of them also answer at the root (`POST /cluster`,
+`POST /train`: the fitting backend's existing contract), left out of the OpenAPI document so
+generated clients get one method per operation. Every GET route answers HEAD too
+(`HeadAsGetMiddleware`; the document leaves HEAD out: it is GET without the body).
 """
 
 from __future__ import annotations
@@ -22,10 +23,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.config import Settings, get_settings
 from app.logging import configure_logging
 from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.middleware import (
+    ApiKeyMiddleware,
+    BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestIdMiddleware,
+)
 from app.openapi_docs import install_openapi
 from app.problems import register_problem_handlers, server_paths
-from app.routes import UPLOAD_PATHS, build_business_router, health
+from app.routes import (
+    LEGACY_ROUTES,
+    UPLOAD_PATHS,
+    build_business_router,
+    build_legacy_router,
+    health,
+)
 from app.services import open_services
 
 API_VERSION = "1.0.0"
@@ -80,7 +92,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     # add_middleware wraps: the last one added runs first. Request ids outermost, so even
-    # CORS refusals and metrics-timed responses carry one.
+    # CORS refusals and metrics-timed responses carry one; CORS answers preflights before
+    # the key is asked for; the key is checked before any body is read or measured.
+    upload_paths = frozenset(
+        {API_PREFIX + path for path in UPLOAD_PATHS}
+        | {path for _, path in LEGACY_ROUTES if path in UPLOAD_PATHS}
+    )
+    app.add_middleware(HeadAsGetMiddleware, router=app.router)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_json_body_bytes,
+        exempt_paths=upload_paths,
+    )
+    app.add_middleware(ApiKeyMiddleware, settings=settings, open_paths=_open_paths(app))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -89,18 +113,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["Location", "X-Request-ID", "Retry-After"],
         )
-    upload_paths = frozenset(prefix + path for prefix in ("", API_PREFIX) for path in UPLOAD_PATHS)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_body_bytes=settings.max_json_body_bytes,
-        exempt_paths=upload_paths,
-    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(health.router)
     business = build_business_router()
     app.include_router(business, prefix=API_PREFIX)
-    app.include_router(business, include_in_schema=False)
+    app.include_router(build_legacy_router(), include_in_schema=False)
     install_openapi(app)
     return app
+
+
+def _open_paths(app: FastAPI) -> frozenset[str]:
+    """The paths no API key guards: health and metrics, and the documentation."""
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    health_paths = {str(getattr(route, "path", "")) for route in health.router.routes}
+    return frozenset(health_paths | {path for path in docs if path})

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, and a body size cap for the routes that do not stream.
+"""ASGI middleware: request ids, the API key check, HEAD beside GET, and a body size cap for
+the routes that do not stream.
 
 Request ids: every response carries `X-Request-ID`, every log line its value.
 
@@ -15,12 +16,15 @@ import re
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth import authenticate, presented_key
+from app.config import Settings
 from app.logging import request_id_var
-from app.problems import BodyTooLarge, problem_from_exception, problem_response
+from app.problems import ApiProblem, BodyTooLarge, problem_from_exception, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,61 @@ class RequestIdMiddleware:
                 status_code,
                 extra={"duration_ms": round((time.perf_counter() - started) * 1000, 3)},
             )
+
+
+class ApiKeyMiddleware:
+    """Refuses a request without a valid API key (app/auth.py) before anything reads its
+    body; requests to ``open_paths`` (health, metrics, docs) pass."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.settings = settings
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.settings.auth_enabled
+            or scope.get("path") in self.open_paths
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        presented = presented_key(
+            api_key=headers.get("x-api-key"), authorization=headers.get("authorization")
+        )
+        try:
+            authenticate(self.settings, presented)
+        except ApiProblem as refusal:
+            response = problem_response(Request(scope), problem_from_exception(refusal))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class HeadAsGetMiddleware:
+    """HEAD on every path a GET route answers (monitors and proxies probe with it): the GET
+    response, headers and all, without its body. Other HEAD requests pass as they are."""
+
+    def __init__(self, app: ASGIApp, *, router: Router) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+        if not any(route.matches(as_get)[0] is Match.FULL for route in self.router.routes):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app(as_get, receive, send_without_body)
 
 
 class BodySizeLimitMiddleware:

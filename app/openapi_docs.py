@@ -58,6 +58,7 @@ def install_openapi(app: FastAPI) -> None:
             schemas.setdefault(name, definition)
         schemas["Problem"] = problem_schema
         for path_item in document.get("paths", {}).values():
+            path_item.pop("head", None)  # every GET answers HEAD; one operation says it
             for operation in path_item.values():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue

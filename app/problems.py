@@ -312,6 +312,8 @@ def allowed_methods(request: Request) -> list[str]:
         }
         if any(route.matches(probe)[0] is Match.FULL for route in routes):
             allowed.append(method)
+    if "GET" in allowed and "HEAD" not in allowed:  # app.middleware.HeadAsGetMiddleware
+        allowed.insert(allowed.index("GET") + 1, "HEAD")
     return allowed
 
 

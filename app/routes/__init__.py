@@ -1,4 +1,4 @@
-"""The routers: business routes (one router, mounted at /v1 and at the root) and health."""
+"""The routers: business routes (mounted at /v1), the two legacy ones (at the root) and health."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ from fastapi import APIRouter, Depends
 from app.deps import require_api_key
 from app.routes import cluster, datasets, health, jobs, models
 
-__all__ = ["UPLOAD_PATHS", "build_business_router", "health"]
+__all__ = [
+    "LEGACY_ROUTES",
+    "UPLOAD_PATHS",
+    "build_business_router",
+    "build_legacy_router",
+    "health",
+]
 
 # Routes that read their (multipart) body themselves, with their own caps.
 UPLOAD_PATHS = ("/cluster", "/cluster/batch", "/datasets")
+# The fitting backend's existing contract, which predates /v1: these answer at the root too.
+LEGACY_ROUTES = frozenset({("POST", "/cluster"), ("POST", "/train")})
 
 
 def build_business_router() -> APIRouter:
@@ -20,4 +28,12 @@ def build_business_router() -> APIRouter:
     router.include_router(jobs.router)
     router.include_router(datasets.router)
     router.include_router(models.router)
+    return router
+
+
+def build_legacy_router() -> APIRouter:
+    """`LEGACY_ROUTES`: the same handlers as under /v1, behind the same API key check."""
+    router = APIRouter(dependencies=[Depends(require_api_key)])
+    router.add_api_route("/cluster", cluster.cluster, methods=["POST"])
+    router.add_api_route("/train", jobs.submit_training, methods=["POST"], status_code=202)
     return router

@@ -13,6 +13,16 @@ from tests.app.conftest import SAMPLE_RATE
 from tests.audio_fixtures import noise, tone, wav_bytes
 from worker.datasets import DatasetStore
 
+# Plausible values for path parameters, so a route is reached rather than 404ed.
+PATH_VALUES = {
+    "name": "scenes",
+    "version": "1",
+    "alias": "production",
+    "dataset_id": "ds_0123456789ab",
+    "job_id": "0123456789abcdef",
+    "file_name": "report.json",
+}
+
 
 def tone_wav(seconds: float = 1.0, *, sample_rate: int = SAMPLE_RATE, hz: float = 440.0) -> bytes:
     return wav_bytes(tone(hz, seconds, sample_rate=sample_rate), sample_rate=sample_rate)

@@ -141,12 +141,13 @@ def test_json_bodies_over_the_cap_are_413_problems(tmp_path, redis_db) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("OPTIONS", "/v1/datasets/ds_1", {"GET", "DELETE"}),
-        ("PUT", "/v1/datasets/ds_1", {"GET", "DELETE"}),
-        ("OPTIONS", "/v1/jobs/some-job", {"GET", "DELETE"}),
-        ("PATCH", "/jobs/some-job", {"GET", "DELETE"}),  # the legacy mount too
+        ("OPTIONS", "/v1/datasets/ds_1", {"GET", "HEAD", "DELETE"}),
+        ("PUT", "/v1/datasets/ds_1", {"GET", "HEAD", "DELETE"}),
+        ("OPTIONS", "/v1/jobs/some-job", {"GET", "HEAD", "DELETE"}),
+        ("PATCH", "/v1/jobs/some-job", {"GET", "HEAD", "DELETE"}),
         ("GET", "/v1/cluster", {"POST"}),
-        ("DELETE", "/v1/datasets", {"GET", "POST"}),
+        ("GET", "/cluster", {"POST"}),  # the legacy route too
+        ("DELETE", "/v1/datasets", {"GET", "HEAD", "POST"}),
     ],
 )
 def test_a_405_allows_every_method_of_the_path(

@@ -14,19 +14,10 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from model_store import ModelStore
 from tests.app.conftest import make_settings, publish_tiny_model
-from tests.app.helpers import noise_wav
+from tests.app.helpers import PATH_VALUES, noise_wav
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 OPERATIONS_PATHS = {"/livez", "/readyz", "/healthz", "/metrics"}
-# Plausible values for path parameters, so a route is reached rather than 404ed.
-PATH_VALUES = {
-    "name": "scenes",
-    "version": "1",
-    "alias": "production",
-    "dataset_id": "ds_0123456789ab",
-    "job_id": "0123456789abcdef",
-    "file_name": "report.json",
-}
 
 
 @pytest.fixture
