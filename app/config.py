@@ -31,8 +31,13 @@ class Settings(SharedSettings):
     max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
     max_dataset_upload_bytes: int = Field(default=1024 * MEGABYTE, ge=1)
     max_json_body_bytes: int = Field(default=1 * MEGABYTE, ge=1)
+    # Data set uploads read and unpacked at once; each one's memory is bounded, so this
+    # bounds them all (429 with Retry-After beyond).
+    max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_batch_files: int = Field(default=16, ge=1)
+    # All clips of one /v1/cluster/batch request together (413 above, counted while decoding).
+    max_batch_audio_seconds: float = Field(default=600.0, gt=0)
 
     # Micro-batching of inference.
     inference_max_batch: int = Field(default=64, ge=1)

@@ -10,6 +10,7 @@ security schemes of the OpenAPI document); the rules are in app/auth.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis
@@ -20,6 +21,7 @@ from app.auth import authenticate
 from app.batching import MicroBatcher
 from app.config import Settings
 from app.metrics import AppMetrics
+from app.problems import ApiProblem
 from app.services import Services
 from app.serving import ModelHolder
 from model_store import ModelStore
@@ -62,6 +64,27 @@ async def get_metrics(services: ServicesDep) -> AppMetrics:
     return services.metrics
 
 
+# How long a caller refused for a busy upload slot is told to wait.
+_UPLOAD_RETRY_AFTER_SECONDS = 5
+
+
+async def dataset_upload_slot(services: ServicesDep) -> AsyncIterator[None]:
+    """Hold one of the `max_concurrent_dataset_uploads` slots for the request, or refuse it
+    with 429 at once (waiting would hold the caller's upload in memory meanwhile)."""
+    slots = services.dataset_uploads
+    if slots.locked():
+        limit = services.settings.max_concurrent_dataset_uploads
+        raise ApiProblem(
+            status=429,
+            slug="too-many-uploads",
+            detail=f"{limit} data set upload(s) are being processed, the most at once; "
+            f"retry in {_UPLOAD_RETRY_AFTER_SECONDS} s.",
+            headers={"Retry-After": str(_UPLOAD_RETRY_AFTER_SECONDS)},
+        )
+    async with slots:
+        yield
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
@@ -69,6 +92,7 @@ BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 MetricsDep = Annotated[AppMetrics, Depends(get_metrics)]
+DatasetUploadSlot = Depends(dataset_upload_slot)
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key, when keys are configured."

@@ -59,6 +59,8 @@ _TITLES: dict[str, str] = {
     "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
     "too-many-parts": "Too many multipart parts",
+    "too-many-uploads": "Too many uploads at once",
+    "batch-too-long": "Batch too long",
     "no-model": "No model to serve",
     "model-unavailable": "Model unavailable",
     "redis-unavailable": "Job queue unavailable",

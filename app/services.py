@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ class Services:
     holder: ModelHolder
     batcher: MicroBatcher
     redis: redis.Redis
+    dataset_uploads: asyncio.Semaphore
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -87,6 +89,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
             holder=holder,
             batcher=batcher,
             redis=client,
+            dataset_uploads=asyncio.Semaphore(settings.max_concurrent_dataset_uploads),
         )
     finally:
         await holder.close()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.deps import BatcherDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
-from app.problems import problem_document, problem_from_exception
+from app.problems import ApiProblem, problem_document, problem_from_exception
 from app.schemas import (
     BatchItemResult,
     BatchResult,
@@ -22,6 +22,8 @@ from app.schemas import (
 from app.schemas.jobs import MODEL_REF_PATTERN
 from app.serving import LoadedModel
 from app.uploads import UploadedPart, decode_audio, multipart_openapi, read_multipart_files
+from uvac.audio import Audio
+from uvac.errors import AudioTooLongError
 from uvac.inference import ClipResult
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,12 @@ ModelQuery = Annotated[
         examples=["scenes:v3"],
     ),
 ]
+
+
+def _result_or_error(
+    model: LoadedModel, clip: ClipResult | BaseException
+) -> ClusterResult | BaseException:
+    return clip if isinstance(clip, BaseException) else to_cluster_result(model, clip)
 
 
 def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
@@ -67,6 +75,18 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
     )
 
 
+async def _decode_part(
+    part: UploadedPart, *, model: LoadedModel, batcher: BatcherDep, max_seconds: float
+) -> Audio:
+    try:
+        with batcher.expecting():
+            return await decode_audio(
+                part.read_bytes(), sample_rate=model.sample_rate, max_seconds=max_seconds
+            )
+    finally:
+        part.close()
+
+
 async def _cluster_part(
     part: UploadedPart,
     *,
@@ -74,17 +94,43 @@ async def _cluster_part(
     batcher: BatcherDep,
     settings: SettingsDep,
 ) -> ClusterResult:
-    try:
-        with batcher.expecting():
-            audio = await decode_audio(
-                part.read_bytes(),
-                sample_rate=model.sample_rate,
-                max_seconds=settings.max_audio_seconds,
-            )
-    finally:
-        part.close()
+    audio = await _decode_part(
+        part, model=model, batcher=batcher, max_seconds=settings.max_audio_seconds
+    )
     clip = await batcher.submit(model=model, audio=audio)
     return to_cluster_result(model, clip)
+
+
+async def _decode_batch(
+    parts: list[UploadedPart], *, model: LoadedModel, batcher: BatcherDep, settings: SettingsDep
+) -> list[Audio | Exception]:
+    """Each part's audio or its error, decoded one after the other so that the batch's
+    total stays within `max_batch_audio_seconds` however long its files say they are."""
+    decoded: list[Audio | Exception] = []
+    remaining = settings.max_batch_audio_seconds
+    for index, part in enumerate(parts):
+        max_seconds = min(settings.max_audio_seconds, remaining)
+        try:
+            audio = await _decode_part(part, model=model, batcher=batcher, max_seconds=max_seconds)
+        except AudioTooLongError as error:
+            if max_seconds >= settings.max_audio_seconds:
+                decoded.append(error)  # this clip alone is over the per-clip cap
+                continue
+            for unread in parts[index + 1 :]:
+                unread.close()
+            raise ApiProblem(
+                status=413,
+                slug="batch-too-long",
+                detail=f"The recordings of this batch last more than "
+                f"{settings.max_batch_audio_seconds:g} s in all (with {part.filename!r}), the "
+                "most one batch may hold; send fewer or shorter files per request.",
+            ) from None
+        except Exception as error:  # one bad file does not fail the others
+            decoded.append(error)
+            continue
+        remaining -= audio.duration_s
+        decoded.append(audio)
+    return decoded
 
 
 @router.post(
@@ -119,7 +165,8 @@ async def cluster(
     summary="Cluster several audio clips",
     description="Upload up to `max_batch_files` recordings as repeated multipart fields "
     "`files`. Each file gets a result or a problem; one bad file does not fail the others. "
-    "The whole request body is capped at `max_upload_bytes`.",
+    "The whole request body is capped at `max_upload_bytes`, the clips' total duration at "
+    "`max_batch_audio_seconds` (413 `batch-too-long`).",
     responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(
         field_name="files", description="The audio files.", multiple=True
@@ -140,10 +187,15 @@ async def cluster_batch(
         max_body_bytes=settings.max_upload_bytes,
         max_files=settings.max_batch_files,
     )
-    outcomes = await asyncio.gather(
-        *(_cluster_part(part, model=model, batcher=batcher, settings=settings) for part in parts),
-        return_exceptions=True,
-    )
+    decoded = await _decode_batch(parts, model=model, batcher=batcher, settings=settings)
+    # Submitted together, so the clips share forward passes.
+    audios = [audio for audio in decoded if isinstance(audio, Audio)]
+    submitted = (batcher.submit(model=model, audio=audio) for audio in audios)
+    clips = iter(await asyncio.gather(*submitted, return_exceptions=True))
+    outcomes = [
+        audio if isinstance(audio, Exception) else _result_or_error(model, next(clips))
+        for audio in decoded
+    ]
     items = []
     for part, outcome in zip(parts, outcomes, strict=True):
         if isinstance(outcome, ClusterResult):

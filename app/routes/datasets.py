@@ -7,7 +7,7 @@ from typing import Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, Path, Request, Response
 
-from app.deps import DatasetStoreDep, PageDep, SettingsDep
+from app.deps import DatasetStoreDep, DatasetUploadSlot, PageDep, SettingsDep
 from app.openapi_docs import problem_responses
 from app.schemas import DatasetList, DatasetPublic
 from app.uploads import multipart_openapi, read_multipart_files
@@ -32,9 +32,11 @@ def _public(manifest: DatasetManifest) -> DatasetPublic:
     summary="Upload a data set",
     description="A zip or tar (optionally gzip-compressed) of audio files as the multipart "
     "field `file`, optionally with a `labels.csv` (`path,label`). Every file is decoded; "
-    "the ones that cannot be used are listed under `rejected` with the reason.",
-    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    "the ones that cannot be used are listed under `rejected` with the reason. At most "
+    "`max_concurrent_dataset_uploads` are processed at once; beyond, a 429 with Retry-After.",
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 429),
     openapi_extra=multipart_openapi(field_name="file", description="The archive."),
+    dependencies=[DatasetUploadSlot],
 )
 async def upload_dataset(
     request: Request, response: Response, datasets: DatasetStoreDep, settings: SettingsDep

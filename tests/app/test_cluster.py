@@ -231,3 +231,24 @@ def test_stereo_wav_is_mixed_down(client: TestClient) -> None:
     stereo = np.stack([left, right], axis=1)  # (N, 2)
     response = _upload(client, wav_bytes(stereo, sample_rate=SAMPLE_RATE))
     assert response.status_code == 200, response.text
+
+
+def test_a_batch_over_its_total_duration_is_413(tmp_path, redis_db, served_version) -> None:
+    """The batch's clips together are capped, not only each one: 16 long clips at once held
+    the memory of all and delayed everyone behind them."""
+    settings = make_settings(tmp_path, max_audio_seconds=2.0, max_batch_audio_seconds=3.0)
+    within = [("files", (f"{i}.wav", tone_wav(1.4), "audio/wav")) for i in range(2)]
+    over = [("files", (f"{i}.wav", tone_wav(1.4), "audio/wav")) for i in range(3)]
+    one_too_long = [
+        ("files", ("long.wav", tone_wav(2.5), "audio/wav")),
+        ("files", ("short.wav", tone_wav(0.3), "audio/wav")),
+    ]
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/cluster/batch", files=within).status_code == 200
+        body = assert_problem(
+            client.post("/v1/cluster/batch", files=over), status=413, slug="batch-too-long"
+        )
+        assert "3 s" in body["detail"]
+        # One clip over the per-clip cap is that clip's problem, not the batch's.
+        items = client.post("/v1/cluster/batch", files=one_too_long).json()["data"]
+    assert items[0]["error"]["status"] == 413 and items[1]["result"] is not None

@@ -119,3 +119,42 @@ def test_an_archive_of_mp3_recordings_is_a_data_set(client: TestClient) -> None:
     assert [item["path"] for item in manifest["files"]] == ["a/1.mp3", "b/2.mp3"]
     (rejected,) = manifest["rejected"]
     assert rejected["path"] == "b/3.mp3" and "M4A" in rejected["reason"]
+
+
+def test_uploads_beyond_the_concurrent_limit_are_429(
+    tmp_path, redis_db, served_version, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each upload's memory is bounded; the number processed at once is too, so concurrent
+    uploads cannot add up past the limit the README states."""
+    import threading
+
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+    from worker.datasets import DatasetStore
+
+    started, release = threading.Event(), threading.Event()
+    ingest = DatasetStore.ingest_archive
+
+    def slow_ingest(self, *args, **kwargs):
+        started.set()
+        release.wait(timeout=30)
+        return ingest(self, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, "ingest_archive", slow_ingest)
+    archive = _zip({"a/x.wav": tone_wav(0.5), "b/y.wav": noise_wav(0.5)})
+    settings = make_settings(tmp_path, max_concurrent_dataset_uploads=1)
+    with TestClient(create_app(settings)) as client:
+        first: dict[str, int] = {}
+        thread = threading.Thread(
+            target=lambda: first.update(status=_upload(client, archive).status_code)
+        )
+        thread.start()
+        assert started.wait(timeout=30)
+        refused = _upload(client, archive)
+        release.set()
+        thread.join(timeout=30)
+        body = assert_problem(refused, status=429, slug="too-many-uploads")
+        assert "1" in body["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+        assert first["status"] == 201
+        assert _upload(client, archive).status_code == 201  # the slot is free again
