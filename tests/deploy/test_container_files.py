@@ -2,7 +2,8 @@
 
 The compose file is validated against the Compose specification's JSON schema (the copy
 that check-jsonschema vendors), and the Dockerfile is linted with hadolint. Building the
-image and starting the stack are not exercised here; the README says so.
+image and running the stack need root and a Docker engine: bin/deploy-check does that, and
+test_deploy_check.py holds its files to what it relies on.
 """
 
 from __future__ import annotations
