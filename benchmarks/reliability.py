@@ -1,12 +1,16 @@
-"""The reliability suite: fuzz the audio loader, schemathesis, fault injection, soak.
+"""The reliability suite: fuzz the audio loader, fuzz families against a running server,
+schemathesis, fault injection, soak.
 
-    .venv/bin/python benchmarks/reliability.py                   # everything (about 20 min)
+    .venv/bin/python benchmarks/reliability.py                   # everything (about 30 min)
     .venv/bin/python benchmarks/reliability.py --parts fuzz,faults --fuzz-cases 2000
+    .venv/bin/python benchmarks/reliability.py --parts families --family-cases 500
     .venv/bin/python benchmarks/reliability.py --soak-seconds 60
 
 Prints a table, writes ``benchmarks/results/reliability.json`` (``fuzz_cases``,
-``fuzz_crashes``, ``schemathesis_5xx``, ``faults``, ``soak_rss_growth_pct`` and the details
-of each part) and the same table as ``benchmarks/results/reliability.md`` for the README.
+``fuzz_crashes``, ``fuzz_families`` (per family: ``cases``, ``status_5xx``, ``crashes``,
+``peak_rss_mb_above_idle``; see benchmarks/reliability/fuzz_families.py),
+``schemathesis_5xx``, ``faults``, ``soak_rss_growth_pct`` and the details of each part) and
+the same table as ``benchmarks/results/reliability.md`` for the README.
 Parts that were not run keep their previous values in the JSON (marked with the run they
 came from), so the file always describes every part.
 
@@ -32,7 +36,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository impor
     sys.path.insert(0, str(REPO_ROOT))
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-PARTS = ("fuzz", "security", "schema", "faults", "soak")
+PARTS = ("fuzz", "families", "security", "schema", "faults", "soak")
 logger = logging.getLogger("reliability")
 
 
@@ -49,6 +53,7 @@ def _git_commit() -> str | None:
 def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     from benchmarks.reliability.faults import run_faults
     from benchmarks.reliability.fuzz_audio import run_fuzz
+    from benchmarks.reliability.fuzz_families import run_fuzz_families
     from benchmarks.reliability.pickle_scan import scan_paths
     from benchmarks.reliability.schema_check import run_schema_check
     from benchmarks.reliability.soak import run_soak
@@ -62,6 +67,12 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
             crash_dir=work / "fuzz-crashes",
         )  # fmt: skip
         results["fuzz"] = report.to_json()
+    if "families" in parts:
+        logger.info("== fuzz families: %d cases each", arguments.family_cases)
+        results["families"] = run_fuzz_families(
+            work_dir=work / "families", cases=arguments.family_cases,
+            report_cases=arguments.report_cases, seed=arguments.seed,
+        )  # fmt: skip
     if "security" in parts:
         logger.info("== security: pickle scan")
         findings, files = scan_paths(
@@ -95,6 +106,32 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     return results
 
 
+_FAMILY_KEYS = ("cases", "status_5xx", "crashes", "peak_rss_mb_above_idle")
+_FAMILY_WHAT = {
+    "archive-headers": "archive headers (GNU long names and PAX records declaring up to "
+    "400 MiB, header chains, zip central directories of up to 300,000 entries)",
+    "member-names": "archive member names (not UTF-8, components over 255 bytes, thousands "
+    "of folders deep, control characters, .. and absolute paths)",
+    "multipart-framing": "multipart framing (boundaries of 0-6,000 characters, up to 5,000 "
+    "parts, part headers up to 20 KB, cut framing) on the three upload routes",
+    "report-text": "user text reaching reports (labels that are mathtext, HTML or format "
+    "strings, through upload, a real worker's evaluation and the report page)",
+}
+
+
+def family_failures(summary: dict[str, Any]) -> int:
+    """Families with a 5xx, a crash, or a memory peak over `PEAK_RSS_LIMIT_MB`."""
+    from benchmarks.reliability.fuzz_families import PEAK_RSS_LIMIT_MB
+
+    return sum(
+        1
+        for family in (summary.get("fuzz_families") or {}).values()
+        if family["status_5xx"]
+        or family["crashes"]
+        or family["peak_rss_mb_above_idle"] > PEAK_RSS_LIMIT_MB
+    )
+
+
 def merge(
     previous: dict[str, Any], fresh: dict[str, Any], *, run: dict[str, Any]
 ) -> dict[str, Any]:
@@ -109,10 +146,16 @@ def merge(
     faults = (details.get("faults") or {}).get("items") or []
     soak = details.get("soak") or {}
     security = details.get("security") or {}
+    families = {
+        name: {key: value[key] for key in _FAMILY_KEYS}
+        for name, value in (details.get("families") or {}).items()
+        if isinstance(value, dict) and name != "run"
+    }
     return {
         "fuzz_cases": fuzz.get("cases"),
         "fuzz_crashes": fuzz.get("crashes"),
         "fuzz_child_peak_rss_mb": fuzz.get("child_peak_rss_mb"),
+        "fuzz_families": families,
         "schemathesis_5xx": schema.get("schemathesis_5xx"),
         "schemathesis_schema_violations": schema.get("schema_violations"),
         "schemathesis_test_cases": (schema.get("test_cases") or {}).get("generated"),
@@ -154,6 +197,10 @@ def table(summary: dict[str, Any]) -> str:
          f"{schema.get('schemathesis_5xx', '-')} 5xx; "
          f"{schema.get('schema_violations', '-')} response-schema violations"),
     ]  # fmt: skip
+    for name, family in (summary.get("fuzz_families") or {}).items():
+        rows.append((f"Fuzz family: {_FAMILY_WHAT.get(name, name)}", f"{family['cases']} cases",
+                     f"{family['status_5xx']} 5xx, {family['crashes']} crashes; peak memory "
+                     f"+{family['peak_rss_mb_above_idle']} MB"))  # fmt: skip
     for fault in faults:
         rows.append((f"Fault: {fault['what']}", fault["name"],
                      "survived" if fault["survived"] else "NOT survived"))  # fmt: skip
@@ -176,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)}")  # fmt: skip
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
+    parser.add_argument("--family-cases", type=int, default=500,
+                        help="cases per request fuzz family")  # fmt: skip
+    parser.add_argument("--report-cases", type=int, default=30,
+                        help="evaluations of the report-text family")  # fmt: skip
     parser.add_argument("--fuzz-memory-mb", type=int, default=1024,
                         help="address space a fuzz child may use beyond its imports")  # fmt: skip
     parser.add_argument("--schema-examples", type=int, default=50)
@@ -218,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {arguments.output} and {markdown}; work files in {work}")
     failed = (
         (summary.get("fuzz_crashes") or 0)
+        + family_failures(summary)
         + (summary.get("schemathesis_5xx") or 0)
         + sum(1 for fault in summary["faults"] if not fault["survived"])
         + (summary.get("soak_errors") or 0)

@@ -211,10 +211,10 @@ def file_part(field: str, filename: str, data: bytes, **extra: str) -> tuple[dic
 
 # Text that means something to mathtext, TeX, HTML, format strings or terminals.
 AWKWARD_TEXTS = (
-    "$5 and $10",
-    "$",
     "$$",
     r"$\frac{1}{0$",
+    "$5 and $10",
+    "$",
     r"\$ escaped \$",
     "50% off {0} {name} %s %(x)s",
     "<script>alert(1)</script>",
