@@ -381,22 +381,19 @@ def _zip_directory_location(stream: BinaryIO) -> tuple[int, int, int] | None:
     record = _ZIP_END.unpack_from(tail, found)
     entries, size = record[4], record[5]
     directory_end = end - tail_length + found
-    if entries == 0xFFFF or size == 0xFFFFFFFF or record[6] == 0xFFFFFFFF:
-        locator_at = directory_end - _ZIP64_LOCATOR.size
-        record64_at = locator_at - _ZIP64_END.size
-        if record64_at < 0:
-            return None
+    record64_at = directory_end - _ZIP64_LOCATOR.size - _ZIP64_END.size
+    if (entries == 0xFFFF or size == 0xFFFFFFFF or record[6] == 0xFFFFFFFF) and record64_at >= 0:
+        # Maybe zip64: its own end record, where zipfile looks for it, says the true values.
+        # Without one, zipfile takes the plain values as they are, and so does this.
         stream.seek(record64_at)
         raw = stream.read(_ZIP64_END.size + _ZIP64_LOCATOR.size)
         stream.seek(0)
-        if len(raw) < _ZIP64_END.size + _ZIP64_LOCATOR.size:
-            return None
-        record64 = _ZIP64_END.unpack_from(raw)
-        locator = _ZIP64_LOCATOR.unpack_from(raw, _ZIP64_END.size)
-        if record64[0] != b"PK\x06\x06" or locator[0] != b"PK\x06\x07":
-            return None
-        entries, size = record64[7], record64[8]
-        directory_end = record64_at
+        if len(raw) == _ZIP64_END.size + _ZIP64_LOCATOR.size:
+            record64 = _ZIP64_END.unpack_from(raw)
+            locator = _ZIP64_LOCATOR.unpack_from(raw, _ZIP64_END.size)
+            if record64[0] == b"PK\x06\x06" and locator[0] == b"PK\x06\x07":
+                entries, size = record64[7], record64[8]
+                directory_end = record64_at
     start = directory_end - size
     if start < 0:
         return None

@@ -250,12 +250,12 @@ def member_name_case(rng: random.Random) -> Case:
         ]
         try:
             archive = zip_with_members(text_members)
-        except (ValueError, UnicodeError):  # zipfile refuses some names itself
+        except (ValueError, UnicodeError, IndexError):  # zipfile refuses some names itself
             archive = zip_with_members([("ok/good.wav", wav)])
     else:
         try:
             archive = tar_with_members(members, gnu=archive_format == "tar")
-        except (ValueError, UnicodeError):
+        except (ValueError, UnicodeError, IndexError):
             archive = tar_with_members([("ok/good.wav", wav)])
     return Case(kind="+".join(sorted(kinds)) + f"@{archive_format}", archive=archive)
 

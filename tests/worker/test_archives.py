@@ -106,7 +106,7 @@ def test_the_decompression_budget_counts_bytes_no_file_receives(tmp_path: Path) 
     assert peak < MEMORY_CEILING
 
 
-@pytest.mark.parametrize("declared", [None, 10], ids=["honest", "lying-end-record"])
+@pytest.mark.parametrize("declared", [None, 10, 0xFFFF], ids=["honest", "lying", "zip64-marker"])
 def test_a_zip_directory_over_the_entry_limit_is_refused_before_it_is_parsed(
     declared: int | None, tmp_path: Path
 ) -> None:
