@@ -37,12 +37,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
 from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
 from uvac.datasets import AudioFolder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer, kmeans_baseline  # noqa: E402
 from uvac.presets import DEFAULT_PRESET, build_configs  # noqa: E402
 from uvac.training import train_on_windows  # noqa: E402
-from uvac.training_data import TrainingWindows, windows_for_training  # noqa: E402
+from uvac.training_data import (  # noqa: E402
+    TrainingWindows,
+    training_windows_from_embeddings,
+    windows_for_training,
+)
 
 logger = logging.getLogger("benchmarks.train_default_model")
 
@@ -63,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     test = AudioFolder.scan(args.esc10, split="test")
     everything = AudioFolder.scan(args.esc10)
     feature_config, _ = build_configs(args.preset)
-    data = windows_for_training(train.items, feature_config=feature_config)  # once for all seeds
+    embeddings: dict[str, Any] = {}  # raw embeddings of every clip (encoder front-ends)
+    if feature_config.uses_encoder:  # embedded once, for every seed and both evaluations
+        embeddings = cached_embeddings(everything.items, feature_config)
+        data = training_windows_from_embeddings(
+            train.items, [embeddings[str(item.path)].features for item in train.items]
+        )
+    else:
+        data = windows_for_training(train.items, feature_config=feature_config)
     candidates = []
     for seed in args.seeds:
         _, train_config = build_configs(
@@ -89,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         (args.bundle / name).chmod(0o644)
     reloaded = load_trained_model(args.bundle)  # evaluate exactly what ships
 
-    embeddings: dict[str, Any] = {}  # the test clips are embedded once for both evaluations
     report = evaluate_clusterer(reloaded, test.items, batch_size=256, embedding_cache=embeddings)
     baseline = kmeans_baseline(report, seed=seed)
     all_clips = evaluate_clusterer(
