@@ -8,7 +8,7 @@ build a `Settings(...)` and pass it to `create_app`; they never touch the enviro
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -26,6 +26,9 @@ class Settings(SharedSettings):
     # forward pass is the request's cost, and the one inference thread (app.batching) runs it
     # with this many intra-op threads while uploads decode on others.
     torch_threads: int = Field(default=2, ge=1)
+    # The sound encoder under bf16 autocast where the CPU has native bf16 ("auto"), always
+    # ("bf16") or never ("fp32"); see uvac.encoders.configure_encoder_precision.
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     # Upload and request limits.
     max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)

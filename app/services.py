@@ -16,6 +16,7 @@ from app.metrics import AppMetrics
 from app.serving import LoadedModel, ModelHolder
 from model_store import ModelStore
 from uvac.device import configure_threads, resolve_device
+from uvac.encoders import configure_encoder_precision
 from worker.datasets import DatasetStore
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def connect_redis(settings: Settings) -> redis.Redis:
 async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIterator[Services]:
     """Open everything the routes need; the served model is loaded before this yields."""
     configure_threads(settings.torch_threads)
+    configure_encoder_precision(settings.encoder_precision)
     device = str(resolve_device(settings.device))
     # A short lock wait: an alias move must not hold a request for a minute.
     store = ModelStore(settings.model_store_path, lock_timeout_s=5.0)

@@ -15,7 +15,13 @@ from tests.audio_fixtures import chirp, noise, tone, write_audio
 from uvac.artifact import MODEL_JSON, load_trained_model, save_trained_model
 from uvac.audio import Audio, load_audio
 from uvac.datasets import AudioFolder
-from uvac.encoders import ENCODERS, SoundEncoder, SpeechEncoder, load_encoder
+from uvac.encoders import (
+    ENCODERS,
+    SoundEncoder,
+    SpeechEncoder,
+    configure_encoder_precision,
+    load_encoder,
+)
 from uvac.encoders.base import package_file
 from uvac.errors import EncoderMismatchError, EncoderUnavailableError
 from uvac.features import FeatureExtractor
@@ -203,3 +209,21 @@ def test_silence_embeds_without_error_and_stays_finite() -> None:
     embedding = encoder.embed([torch.zeros(44100)])
     assert bool(torch.isfinite(embedding).all())
     assert np.isfinite(encoder.embed([torch.zeros(100)]).numpy()).all()
+
+
+def test_bf16_precision_applies_to_the_loaded_encoder_and_stays_close_to_fp32() -> None:
+    encoder = load_encoder(SoundEncoder.name)
+    window = torch.from_numpy(chirp(200, 6000, 1.0, sample_rate=44100))
+    try:
+        assert configure_encoder_precision("fp32") is False
+        reference = encoder.embed([window])
+        assert configure_encoder_precision("bf16") is True
+        assert encoder.bf16_autocast is True  # type: ignore[attr-defined]
+        low = encoder.embed([window])
+    finally:
+        configure_encoder_precision("fp32")
+    assert not torch.equal(low, reference)
+    similarity = torch.nn.functional.cosine_similarity(low, reference).item()
+    assert similarity > 0.99
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        configure_encoder_precision("int4")

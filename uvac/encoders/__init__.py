@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 
+import torch
+
 from uvac.encoders.base import Encoder, EncoderIdentity
 from uvac.encoders.sound import SoundEncoder
 from uvac.encoders.speech import SpeechEncoder
@@ -25,8 +27,11 @@ __all__ = [
     "SoundEncoder",
     "SpeechEncoder",
     "check_encoder_identity",
+    "configure_encoder_precision",
     "load_encoder",
 ]
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 ENCODERS: dict[str, type[Encoder]] = {
     SoundEncoder.name: SoundEncoder,
@@ -35,6 +40,27 @@ ENCODERS: dict[str, type[Encoder]] = {
 
 _loaded: dict[str, Encoder] = {}
 _lock = threading.Lock()
+_sound_bf16 = False
+
+
+def configure_encoder_precision(precision: str) -> bool:
+    """Run the sound encoder under bf16 autocast (``"bf16"``), in float32 (``"fp32"``), or
+    in bf16 where the CPU computes it natively (``"auto"``: AVX512-BF16 or AMX; elsewhere
+    bf16 is emulated and slower). For this process's encoders, loaded or not; returns
+    whether bf16 is on. Models are trained on float32 embeddings; serving bf16 ones behind
+    them keeps the assignments (benchmarks/README.md, the encoder study)."""
+    global _sound_bf16
+    if precision not in PRECISIONS:
+        raise ValueError(f"encoder precision must be one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        _sound_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    else:
+        _sound_bf16 = precision == "bf16"
+    with _lock:
+        for encoder in _loaded.values():
+            if isinstance(encoder, SoundEncoder):
+                encoder.bf16_autocast = _sound_bf16
+    return _sound_bf16
 
 
 def load_encoder(name: str) -> Encoder:
@@ -45,7 +71,10 @@ def load_encoder(name: str) -> Encoder:
         raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
     with _lock:
         if name not in _loaded:
-            _loaded[name] = encoder_class()
+            encoder = encoder_class()
+            if isinstance(encoder, SoundEncoder):
+                encoder.bf16_autocast = _sound_bf16
+            _loaded[name] = encoder
         return _loaded[name]
 
 

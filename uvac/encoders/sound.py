@@ -154,6 +154,9 @@ class SoundEncoder(Encoder):
                 f"{DISTRIBUTION} {version}: the weights do not fit the network: {error}"
             ) from error
         self.network.eval().requires_grad_(False)
+        # Set by `uvac.encoders.configure_encoder_precision` (the API's choice; training
+        # embeds in float32, the reference every model is trained on).
+        self.bf16_autocast = False
         self._window = torch.hann_window(N_FFT)
         self._filterbank = _mel_filterbank()
 
@@ -189,7 +192,8 @@ class SoundEncoder(Encoder):
                 for start in range(0, len(indices), _BATCH_WINDOWS):
                     chunk = indices[start : start + _BATCH_WINDOWS]
                     batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
-                    result = self.network(batch).float()  # (B, 512)
+                    with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
+                        result = self.network(batch).float()  # (B, 512)
                     for row, index in enumerate(chunk):
                         embeddings[index] = result[row]
             return torch.stack([value for value in embeddings if value is not None])  # (W, 512)
