@@ -50,6 +50,17 @@ def _git_commit() -> str | None:
         return None
 
 
+def _portable(value: Any) -> Any:
+    """An argument as the results file records it: paths relative to the repository, so the
+    file names no folder of the machine it ran on."""
+    if not isinstance(value, Path):
+        return value
+    resolved = value.resolve()
+    if resolved.is_relative_to(REPO_ROOT):
+        return str(resolved.relative_to(REPO_ROOT))
+    return value.name
+
+
 def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
     from benchmarks.reliability.faults import run_faults
     from benchmarks.reliability.fuzz_audio import run_fuzz
@@ -251,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "host": f"{platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} CPUs)",
         "python": platform.python_version(),
-        "arguments": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(arguments).items()
-        },
+        "arguments": {k: _portable(v) for k, v in vars(arguments).items()},
     }
     previous = json.loads(arguments.output.read_text()) if arguments.output.exists() else {}
     summary = merge(previous, fresh, run=run)
