@@ -1,5 +1,5 @@
-"""Fuzz families against a running server: each a class of input that once answered 500 or
-took memory in proportion to what it declared.
+"""Fuzz families against a running server: each a class of input that can make a server answer
+500 or take memory in proportion to what the input declares.
 
 - ``archive-headers``: tars whose GNU long-name or PAX headers declare up to 400 MiB, chains of
   extended headers, folder entries carrying data, zips whose central directory lists up to

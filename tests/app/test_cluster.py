@@ -234,8 +234,8 @@ def test_stereo_wav_is_mixed_down(client: TestClient) -> None:
 
 
 def test_a_batch_over_its_total_duration_is_413(tmp_path, redis_db, served_version) -> None:
-    """The batch's clips together are capped, not only each one: 16 long clips at once held
-    the memory of all and delayed everyone behind them."""
+    """The batch's clips together are capped, not only each one: the total bounds a batch's
+    memory and the wait of the requests behind it."""
     settings = make_settings(tmp_path, max_audio_seconds=2.0, max_batch_audio_seconds=3.0)
     within = [("files", (f"{i}.wav", tone_wav(1.4), "audio/wav")) for i in range(2)]
     over = [("files", (f"{i}.wav", tone_wav(1.4), "audio/wav")) for i in range(3)]

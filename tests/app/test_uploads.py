@@ -1,7 +1,7 @@
 """Multipart framing on every upload route: whatever the framing, a 4xx problem, never a 5xx.
 
 The fuzz family `multipart-framing` of `benchmarks/reliability.py` tries many more
-combinations against a real server; these are the cases that once answered 500.
+combinations against a real server; these are the parser's own limits, met on each route.
 """
 
 from __future__ import annotations
