@@ -76,6 +76,7 @@ from benchmarks.common import (  # noqa: E402
 from model_store import ModelStore  # noqa: E402
 from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
 from uvac.audio import load_audio  # noqa: E402
+from uvac.encoders import configure_encoder_precision  # noqa: E402
 from uvac.features import FeatureExtractor  # noqa: E402
 
 logger = logging.getLogger("benchmarks.serving")
@@ -83,6 +84,7 @@ logger = logging.getLogger("benchmarks.serving")
 SERVE_REF = "bench@production"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 SERVER_TORCH_THREADS = Settings.model_fields["torch_threads"].default  # the API's default
+SERVER_ENCODER_PRECISION = Settings.model_fields["encoder_precision"].default
 RAW_BATCH = 64
 BOUNDARY = "uvacbenchboundary7d1f"
 CLIP_SECONDS = {"1s": 1.0, "10s": 10.0}
@@ -455,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per /metrics scrape
     args = parse_args(argv)
     torch.set_num_threads(SERVER_TORCH_THREADS)  # the raw pipeline runs as the server does
+    encoder_bf16 = configure_encoder_precision(SERVER_ENCODER_PRECISION)
     defaults = Settings()
     monitor = LoadMonitor()
     with monitor, tempfile.TemporaryDirectory(prefix="uvac-serving-bench-") as scratch:
@@ -501,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     document = build_document(
         args=args, trained=trained, source=source, raw=raw, clips=clips,
         batching_off=batching_off, defaults=defaults, load=load, version_path=version_path,
+        encoder_bf16=encoder_bf16,
     )  # fmt: skip
     write_results(args.output, document)
     print(json.dumps(document["summary"], indent=2))
@@ -518,6 +522,7 @@ def build_document(
     defaults: Settings,
     load: dict[str, Any],
     version_path: Path,
+    encoder_bf16: bool,
 ) -> dict[str, Any]:
     raw_by_clip = {label: result["clips_per_s"] for label, result in raw.items()}
     first_clip = "1s" if "1s" in raw_by_clip else next(iter(raw_by_clip))
@@ -553,6 +558,8 @@ def build_document(
             "server_command": "python -m uvicorn app.main:create_app --factory --no-access-log",
             "server_torch_threads": SERVER_TORCH_THREADS,
             "raw_pipeline_torch_threads": SERVER_TORCH_THREADS,
+            "encoder_precision": SERVER_ENCODER_PRECISION,
+            "encoder_bf16": encoder_bf16,  # what that setting chose on this CPU
             "inference_max_batch": defaults.inference_max_batch,
             "inference_max_wait_ms": defaults.inference_max_wait_ms,
             "raw_batch": RAW_BATCH,
