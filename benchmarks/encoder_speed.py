@@ -17,14 +17,20 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from uvac.device import configure_threads
-from uvac.encoders import Encoder, SoundEncoder, SpeechEncoder, load_encoder
+from uvac.encoders import (
+    Encoder,
+    SoundEncoder,
+    SpeechEncoder,
+    configure_encoder_precision,
+    load_encoder,
+)
 from uvac.encoders.speech import WEIGHTS_QINT8
 
 __all__ = ["measure_encoders"]
@@ -128,8 +134,13 @@ def measure_encoders(
     flops = _sound_flops(sound, _windows(sound, 1)[0])
     speech = load_encoder(SpeechEncoder.name)
 
-    def bf16() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    @contextlib.contextmanager
+    def bf16() -> Iterator[None]:
+        configure_encoder_precision("bf16")  # the switch the API uses
+        try:
+            yield
+        finally:
+            configure_encoder_precision("fp32")
 
     common: dict[str, Any] = {
         "threads": threads, "batches": batches, "seconds": seconds, "gemm_gflops": rates,
