@@ -13,7 +13,7 @@ standardised: the encoder, by far the costliest step, runs once per clip and tra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,16 +78,10 @@ def windows_for_training(
     log_mels: list[Tensor] = []
     usable: list[DatasetItem] = []
     skipped: list[dict[str, str]] = []
-    for item in items:
-        _check_stop(should_stop)
-        try:
-            audio = load_audio(item.path, sample_rate=feature_config.sample_rate)
-        except AudioError as error:
-            logger.warning("skipping %s: %s", item.path, error)
-            skipped.append({"path": str(item.path), "reason": str(error)})
-            continue
-        log_mels.append(extractor.log_mel(audio))
-        usable.append(item)
+    for item, audio in _decoded(items, feature_config, should_stop, skipped):
+        if audio is not None:
+            log_mels.append(extractor.log_mel(audio))
+            usable.append(item)
     if not usable:
         raise DatasetError(f"none of the {len(items)} recordings could be decoded")
     stats = fit_norm_stats(log_mels, feature_config)
@@ -131,15 +125,10 @@ def _embedding_windows_for_training(
             usable.append(item)
         pending.clear()
 
-    for done, item in enumerate(items, start=1):
-        _check_stop(should_stop)
-        try:
-            audio = load_audio(item.path, sample_rate=feature_config.sample_rate)
-        except AudioError as error:
-            logger.warning("skipping %s: %s", item.path, error)
-            skipped.append({"path": str(item.path), "reason": str(error)})
-            continue
-        pending.append((item, audio))
+    decoded = _decoded(items, feature_config, should_stop, skipped)
+    for done, (item, audio) in enumerate(decoded, start=1):
+        if audio is not None:
+            pending.append((item, audio))
         if len(pending) == _ENCODER_BATCH_CLIPS:
             embed_pending()
         if progress is not None:
@@ -203,6 +192,25 @@ def _training_windows(
         n_clips=len(usable),
         skipped=skipped,
     )
+
+
+def _decoded(
+    items: Sequence[DatasetItem],
+    feature_config: FeatureConfig,
+    should_stop: Callable[[], bool] | None,
+    skipped: list[dict[str, str]],
+) -> Iterator[tuple[DatasetItem, Audio | None]]:
+    """Each item with its audio at the features' rate, or None when it does not decode (the
+    reason is logged and added to ``skipped``); asks ``should_stop`` before every file."""
+    for item in items:
+        _check_stop(should_stop)
+        try:
+            audio = load_audio(item.path, sample_rate=feature_config.sample_rate)
+        except AudioError as error:
+            logger.warning("skipping %s: %s", item.path, error)
+            skipped.append({"path": str(item.path), "reason": str(error)})
+            audio = None
+        yield item, audio
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:

@@ -227,3 +227,25 @@ def test_bf16_precision_applies_to_the_loaded_encoder_and_stays_close_to_fp32() 
     assert similarity > 0.99
     with pytest.raises(ValueError, match="auto, fp32, bf16"):
         configure_encoder_precision("int4")
+
+
+def test_the_encoding_pass_reports_every_file_and_skips_undecodable_ones(tmp_path: Path) -> None:
+    from uvac.training_data import windows_for_training
+
+    write_audio(tmp_path / "a" / "tone.wav", tone(400, 1.0))
+    write_audio(tmp_path / "b" / "noise.wav", noise(1.0))
+    (
+        tmp_path / "b" / "zbroken.wav"
+    )  # last: its progress call is the final one.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    feature_config, _ = build_configs("scenes")
+    seen: list[tuple[int, int]] = []
+    items = AudioFolder.scan(tmp_path).items
+    data = windows_for_training(
+        items, feature_config=feature_config, progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1] == (len(items), len(items)) == (3, 3)
+    assert data.n_clips == 2
+    assert [Path(entry["path"]).name for entry in data.skipped] == ["zbroken.wav"]
+    assert data.features.shape == (2, 1, 1, 512)
+    # standardised with the statistics of these very windows
+    torch.testing.assert_close(data.features.mean(dim=0), torch.zeros(1, 1, 512), atol=1e-4, rtol=0)
