@@ -234,9 +234,8 @@ def test_the_encoding_pass_reports_every_file_and_skips_undecodable_ones(tmp_pat
 
     write_audio(tmp_path / "a" / "tone.wav", tone(400, 1.0))
     write_audio(tmp_path / "b" / "noise.wav", noise(1.0))
-    (
-        tmp_path / "b" / "zbroken.wav"
-    )  # last: its progress call is the final one.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    # sorted last, so that its progress call is the final one
+    (tmp_path / "b" / "zbroken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
     feature_config, _ = build_configs("scenes")
     seen: list[tuple[int, int]] = []
     items = AudioFolder.scan(tmp_path).items
