@@ -31,8 +31,10 @@ from uvac.training import train_model
 
 
 @pytest.fixture(autouse=True)
-def _threads() -> None:
+def _threads_and_precision() -> None:
     torch.set_num_threads(2)
+    # Process-wide (an API started by an earlier test may have switched bf16 on).
+    configure_encoder_precision("fp32")
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
