@@ -84,13 +84,20 @@ AWKWARD_MEMBERS = {
 }
 
 
-@pytest.mark.parametrize("archive_format", ["tar", "zip"])
-@pytest.mark.parametrize("name", list(AWKWARD_MEMBERS.values()), ids=list(AWKWARD_MEMBERS))
+# Every awkward name in a tar; in a zip only the text ones (zip names are cp437 or UTF-8 text,
+# so a name that is not UTF-8 cannot be written there).
+AWKWARD_CASES = [
+    pytest.param(archive_format, name, id=f"{archive_format}-{key}")
+    for archive_format in ("tar", "zip")
+    for key, name in AWKWARD_MEMBERS.items()
+    if archive_format == "tar" or isinstance(name, str)
+]
+
+
+@pytest.mark.parametrize(("archive_format", "name"), AWKWARD_CASES)
 def test_awkward_member_names_are_listed_as_rejected(
     client: TestClient, tmp_path: Path, archive_format: str, name: str | bytes
 ) -> None:
-    if archive_format == "zip" and isinstance(name, bytes):
-        pytest.skip("zip names are text: cp437 or UTF-8")
     members = [(name, tone_wav(0.5)), ("ok.wav", tone_wav(0.5))]
     if archive_format == "tar":
         archive = tar_with_members(members)
