@@ -82,6 +82,19 @@ class Encoder(abc.ABC):
 
     identity: EncoderIdentity  # set by each encoder once its weight file is found and hashed
 
+    def _find_weights(self, distribution: str, module: str, weights: str, licence: str) -> Path:
+        """The installed weight file; sets ``identity`` (version and SHA-256 of that file)."""
+        path, version = package_file(distribution, module, weights)
+        self.identity = EncoderIdentity(
+            name=self.name,
+            package=distribution,
+            version=version,
+            weights=weights,
+            sha256=sha256_of(path),
+            licence=licence,
+        )
+        return path
+
     @abc.abstractmethod
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         """One embedding per window: ``W`` tensors ``(N_w,)`` at ``sample_rate`` -> ``(W, D)``

@@ -38,7 +38,7 @@ import torchaudio
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from uvac.encoders.base import Encoder, EncoderIdentity, package_file, sha256_of
+from uvac.encoders.base import Encoder
 from uvac.errors import EncoderUnavailableError
 
 __all__ = ["SoundEncoder"]
@@ -137,21 +137,14 @@ class SoundEncoder(Encoder):
     max_window_seconds = None
 
     def __init__(self) -> None:
-        path, version = package_file(DISTRIBUTION, "aisfx", WEIGHTS)
-        self.identity = EncoderIdentity(
-            name=self.name,
-            package=DISTRIBUTION,
-            version=version,
-            weights=WEIGHTS,
-            sha256=sha256_of(path),
-            licence=LICENCE,
-        )
+        path = self._find_weights(DISTRIBUTION, "aisfx", WEIGHTS, LICENCE)
         self.network = _EmbeddingNet()
         try:
             self.network.load_state_dict(_read_state_dict(path), strict=True)
         except RuntimeError as error:
             raise EncoderUnavailableError(
-                f"{DISTRIBUTION} {version}: the weights do not fit the network: {error}"
+                f"{DISTRIBUTION} {self.identity.version}: its weights do not fit the network: "
+                f"{error}"
             ) from error
         self.network.eval().requires_grad_(False)
         # Set by `uvac.encoders.configure_encoder_precision` (the API's choice; training

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from uvac.encoders.base import Encoder, EncoderIdentity, package_file, sha256_of
+from uvac.encoders.base import Encoder
 from uvac.errors import EncoderUnavailableError
 
 __all__ = ["SpeechEncoder"]
@@ -74,15 +74,7 @@ class SpeechEncoder(Encoder):
     max_window_seconds = WINDOW_SAMPLES / SAMPLE_RATE
 
     def __init__(self, *, threads: int | None = None, weights: str = WEIGHTS) -> None:
-        path, version = package_file(DISTRIBUTION, "eff_word_net", weights)
-        self.identity = EncoderIdentity(
-            name=self.name,
-            package=DISTRIBUTION,
-            version=version,
-            weights=weights,
-            sha256=sha256_of(path),
-            licence=LICENCE,
-        )
+        path = self._find_weights(DISTRIBUTION, "eff_word_net", weights, LICENCE)
         try:
             import onnxruntime
         except ImportError as error:
