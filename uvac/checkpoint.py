@@ -15,7 +15,6 @@ files are removed once the new JSON is in place.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from uvac.hashing import file_sha256
 
 __all__ = [
     "CHECKPOINT_JSON",
@@ -147,14 +148,6 @@ def _join_optimizer_state(tensors: dict[str, Tensor], rest: dict[str, Any]) -> d
     return {"state": state, "param_groups": param_groups}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_write(path: Path, write: Any) -> None:
     """Call ``write(temporary_path)`` then rename it onto ``path`` (same folder, so atomic)."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -189,7 +182,7 @@ def save_checkpoint(directory: Path, checkpoint: TrainingCheckpoint) -> Path:
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "epoch": checkpoint.epoch,
         "tensors_file": tensors_name,
-        "tensors_sha256": _sha256(tensors_path),
+        "tensors_sha256": file_sha256(tensors_path),
         "config": checkpoint.config,
         "optimizer": optimizer_rest,
         "rng": {"numpy": checkpoint.rng.numpy, "python": checkpoint.rng.python},
@@ -224,7 +217,7 @@ def _read_checkpoint(directory: Path, document: dict[str, Any]) -> TrainingCheck
     if document.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"unsupported checkpoint version {document.get('format_version')}")
     tensors_path = directory / document["tensors_file"]
-    if _sha256(tensors_path) != document["tensors_sha256"]:
+    if file_sha256(tensors_path) != document["tensors_sha256"]:
         raise ValueError(f"{tensors_path.name} does not match its recorded SHA-256")
     tensors = load_file(str(tensors_path), device="cpu")
 

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 from uvac.audio import load_audio
 from uvac.datasets import LABELS_FILE, AudioFolder
 from uvac.errors import AudioError, DatasetError
+from uvac.hashing import file_sha256
 from worker.archives import UnpackLimits, unpack_archive
 from worker.errors import ArchiveRejected, DatasetNotFound
 
@@ -51,7 +52,6 @@ MEGABYTE = 1024 * 1024
 MANIFEST_FILE = "manifest.json"
 FILES_FOLDER = "files"
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
-_HASH_CHUNK = 1 << 20
 
 
 def new_dataset_id() -> str:
@@ -282,7 +282,7 @@ class DatasetStore:
                 )
                 path.unlink()
                 continue
-            decoded.append((relative, round(audio.duration_s, 6), _file_sha256(path)))
+            decoded.append((relative, round(audio.duration_s, 6), file_sha256(path)))
         if not decoded:
             reasons = "; ".join(f"{item.path}: {item.reason}" for item in rejected[:5])
             raise ArchiveRejected(
@@ -360,11 +360,3 @@ def _engine_labels(files_root: Path, relpaths: list[str]) -> dict[str, str]:
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -9,7 +9,6 @@ the weight file, so that a model trained on one encoder's embeddings can refuse 
 from __future__ import annotations
 
 import abc
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata, resources
@@ -20,10 +19,9 @@ import torch
 from torch import Tensor
 
 from uvac.errors import EncoderUnavailableError
+from uvac.hashing import file_sha256
 
-__all__ = ["Encoder", "EncoderIdentity", "package_file", "sha256_of"]
-
-_HASH_CHUNK = 1 << 20
+__all__ = ["Encoder", "EncoderIdentity", "package_file"]
 
 
 @dataclass(frozen=True)
@@ -39,14 +37,6 @@ class EncoderIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_file(distribution: str, module: str, relative: str) -> tuple[Path, str]:
@@ -90,7 +80,7 @@ class Encoder(abc.ABC):
             package=distribution,
             version=version,
             weights=weights,
-            sha256=sha256_of(path),
+            sha256=file_sha256(path),
             licence=licence,
         )
         return path
