@@ -1,5 +1,10 @@
 """Features: log-mel spectrograms, normalisation statistics and time-context windows.
 
+This module is the ``frontend="log-mel"`` pipeline. With a pretrained encoder as the
+front-end (``FeatureConfig.frontend``), `FeatureExtractor` hands the clip to
+`uvac.embedding_windows.EmbeddingWindower` instead and the rest of this docstring does not
+apply.
+
 The pipeline for one clip, the same in training and at inference::
 
     samples (N,) --MelSpectrogram, log--> log-mel (T_clip, M)        log_mel()
