@@ -34,6 +34,7 @@ import torch
 
 from uvac.artifact import TrainedModel
 from uvac.audio import Audio
+from uvac.embedding_windows import fit_embedding_stats
 from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
 from uvac.models import CatUVAC
 from uvac.presets import DEFAULT_PRESET, build_configs
@@ -204,7 +205,7 @@ def default_configs(preset: str = DEFAULT_PRESET) -> tuple[FeatureConfig, TrainC
 
 def synthetic_trained_model(preset: str = DEFAULT_PRESET, *, seed: int = 0) -> TrainedModel:
     """An untrained model of ``preset`` with normalisation statistics fitted on synthetic
-    clips (so the features land in [0, 1] as in production); it costs what a trained one does."""
+    clips (so the features land where they do in production); it costs what a trained one does."""
     feature_config, train_config = default_configs(preset)
     if train_config.model_type != "cat-uvac":
         raise ValueError(
@@ -219,7 +220,11 @@ def synthetic_trained_model(preset: str = DEFAULT_PRESET, *, seed: int = 0) -> T
         )
         for index in range(8)
     ]
-    stats = fit_norm_stats((extractor.log_mel(clip) for clip in clips), feature_config)
+    if extractor.embedder is not None:  # an encoder front-end: statistics of embeddings
+        raw, _ = extractor.embedder.raw_windows_batch(clips)
+        stats = fit_embedding_stats(raw.features[:, 0, 0, :])
+    else:
+        stats = fit_norm_stats((extractor.log_mel(clip) for clip in clips), feature_config)
     return TrainedModel(
         model=model,
         feature_config=feature_config,
