@@ -35,6 +35,8 @@ COPY uvac ./uvac
 COPY app ./app
 COPY worker ./worker
 COPY model_store ./model_store
+COPY dataset_store ./dataset_store
+COPY service_config ./service_config
 # A wheel beside the venv rather than in it: the runtime stage's copy of the venv then stays
 # cached when only the code changes.
 RUN pip wheel --no-deps --wheel-dir /wheels .

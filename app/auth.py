@@ -23,8 +23,8 @@ import hmac
 
 from fastapi.security.utils import get_authorization_scheme_param
 
-from app.config import Settings
 from app.problems import ApiProblem
+from service_config import Settings
 
 __all__ = ["ANONYMOUS", "authenticate", "presented_key"]
 

@@ -19,13 +19,13 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from app.auth import authenticate
 from app.batching import MicroBatcher
-from app.config import Settings
 from app.metrics import AppMetrics
 from app.problems import ApiProblem
 from app.services import Services
 from app.serving import ModelHolder
+from dataset_store import DatasetStore
 from model_store import ModelStore
-from worker.datasets import DatasetStore
+from service_config import Settings
 
 
 async def get_services(request: Request) -> Services:

@@ -13,7 +13,7 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-from worker.logs import JsonLineFormatter
+from service_config import JsonLineFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("uvac_request_id", default=None)
 

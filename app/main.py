@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.config import Settings, get_settings
 from app.logging import configure_logging
 from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
 from app.middleware import (
@@ -39,6 +38,7 @@ from app.routes import (
     health,
 )
 from app.services import open_services
+from service_config import Settings, get_settings
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """Unsupervised acoustic-environment clustering (categorical UVAC).

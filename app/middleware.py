@@ -22,9 +22,9 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import authenticate, presented_key
-from app.config import Settings
 from app.logging import request_id_var
 from app.problems import ApiProblem, BodyTooLarge, problem_from_exception, problem_response
+from service_config import Settings
 
 logger = logging.getLogger(__name__)
 

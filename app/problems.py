@@ -321,11 +321,12 @@ def allowed_methods(request: Request) -> list[str]:
 
 def _domain_error_classes() -> list[type[Exception]]:
     """The base classes of every error that carries its own status and slug."""
+    from dataset_store.errors import DatasetStoreError
     from model_store.errors import StoreError
     from uvac.errors import UvacError
     from worker.errors import WorkerError
 
-    return [UvacError, StoreError, WorkerError]
+    return [UvacError, StoreError, DatasetStoreError, WorkerError]
 
 
 def register_problem_handlers(

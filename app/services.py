@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import redis
 
 from app.batching import MicroBatcher
-from app.config import Settings
 from app.metrics import AppMetrics
 from app.serving import LoadedModel, ModelHolder
+from dataset_store import DatasetStore
 from model_store import ModelStore
+from service_config import Settings
 from uvac.device import configure_threads, resolve_device
 from uvac.encoders import configure_encoder_precision
-from worker.datasets import DatasetStore
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from app.schemas import TrainRequest
+from dataset_store import DatasetManifest
 from uvac.memory_estimate import estimate_training_memory, window_count
-from worker.datasets import DatasetManifest
 
 __all__ = ["check_training_fits"]
 

@@ -57,7 +57,6 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository impor
 import httpx  # noqa: E402
 import torch  # noqa: E402
 
-from app.config import Settings  # noqa: E402
 from app.default_model import publish_default_model  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     BUNDLE_DIR,
@@ -74,6 +73,7 @@ from benchmarks.common import (  # noqa: E402
     write_results,
 )
 from model_store import ModelStore  # noqa: E402
+from service_config import Settings  # noqa: E402
 from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
 from uvac.audio import load_audio  # noqa: E402
 from uvac.encoders import configure_encoder_precision  # noqa: E402

@@ -37,13 +37,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from uvac.audio import DECODED_FORMATS, sniff_format
 from uvac.errors import DatasetError
+from uvac.hashing import file_sha256
 
 __all__ = ["AUDIO_EXTENSIONS", "LABELS_FILE", "AudioFolder", "DatasetItem"]
 
@@ -147,12 +148,38 @@ class AudioFolder:
         return [{"path": item.relpath, "label": item.label} for item in self.items]
 
     def manifest_digest(self) -> str:
-        """SHA-256 (hex) of the canonical JSON of ``manifest()`` (sorted keys, no spaces,
-        UTF-8): equal for equal file lists and labels, whatever the machine."""
-        canonical = json.dumps(
-            self.manifest(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        """The folder's `dataset_digest`: its files' paths, labels and contents."""
+        return dataset_digest(
+            DigestEntry(path=item.relpath, label=item.label, sha256=file_sha256(item.path))
+            for item in self.items
         )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """What a data set's digest covers of one file."""
+
+    path: str  # relative to the data set root, "/" separated
+    label: str | None
+    sha256: str  # of the file's bytes
+
+
+def dataset_digest(entries: Iterable[DigestEntry], *, labels: Iterable[str] | None = None) -> str:
+    """SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of the files'
+    paths, labels and content hashes and of the label set (by default the files' labels).
+
+    The one definition of a data set's identity: an uploaded data set (`dataset_store`) and a
+    folder given to `uvac train` get the same digest for the same recordings, whatever their
+    id, date or machine. A trained model records it.
+    """
+    files = sorted(entries, key=lambda entry: entry.path)
+    label_set = labels if labels is not None else (e.label for e in files if e.label is not None)
+    canonical = {
+        "files": [{"path": e.path, "label": e.label, "sha256": e.sha256} for e in files],
+        "labels": sorted(set(label_set)),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _find_audio_files(root: Path, *, extensions: Sequence[str]) -> list[str]:

@@ -1,7 +1,6 @@
 """The worker side of the service: long work runs here, in RQ workers, never in the API.
 
 - `worker.queues`: what the API calls (enqueue, job status, list, cancel); no torch.
-- `worker.datasets` (+ `worker.archives`): safe ingestion of uploaded archives, manifests.
 - `worker.jobs`: the job functions RQ runs (`train_job`, `evaluate_job`).
 - `worker.progress`: progress and cancel/interrupt flags in ``job.meta``.
 - `worker.report`: the evaluation report (JSON, PNG figures, HTML).

@@ -33,7 +33,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from worker.config import WorkerSettings
+from service_config import Settings
 from worker.queues import QUEUE_NAMES, queue_for
 
 __all__ = ["sweep_orphan_checkpoints"]
@@ -47,7 +47,7 @@ _REMOVING_PREFIX = ".removing-"
 
 
 def sweep_orphan_checkpoints(
-    redis: Redis, *, settings: WorkerSettings, now: float | None = None
+    redis: Redis, *, settings: Settings, now: float | None = None
 ) -> list[str]:
     """One pass over the checkpoints folder; returns the job ids whose folders were deleted."""
     root = settings.checkpoints_path

@@ -29,10 +29,10 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
+from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, StoreBusy
+from service_config import Settings, get_settings
 from uvac.errors import TrainingCancelled
-from worker.config import WorkerSettings, get_worker_settings
-from worker.datasets import DatasetManifest, DatasetStore
 from worker.errors import WorkerError
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
@@ -117,7 +117,7 @@ def failure_policy(job: Job | None) -> Iterator[None]:
         raise
 
 
-def _configure_torch(settings: WorkerSettings) -> None:
+def _configure_torch(settings: Settings) -> None:
     from uvac.device import configure_threads
 
     configure_threads(settings.torch_threads)
@@ -156,7 +156,7 @@ def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[Datase
 def train_job(params: dict[str, Any]) -> dict[str, Any]:
     """Train on a data set and publish the model; ``{"model": "name:vN", "sha256", "metrics"}``."""
     job = get_current_job()
-    settings = get_worker_settings()
+    settings = get_settings()
     with failure_policy(job):
         _configure_torch(settings)
         from uvac.training import train_model
@@ -168,7 +168,7 @@ def run_training(
     params: Mapping[str, Any],
     *,
     job: Job | None,
-    settings: WorkerSettings,
+    settings: Settings,
     train_function: TrainFunction,
 ) -> dict[str, Any]:
     """The body of `train_job`, with the training function as a seam for tests."""
@@ -273,7 +273,7 @@ def _publish(
     *,
     params: Mapping[str, Any],
     job: Job | None,
-    settings: WorkerSettings,
+    settings: Settings,
     manifest: DatasetManifest,
     history: list[dict[str, Any]],
     resumed_from_epoch: int | None,
@@ -336,14 +336,14 @@ def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
     Returns ``{"model": "name:vN", "report": {summary}}``.
     """
     job = get_current_job()
-    settings = get_worker_settings()
+    settings = get_settings()
     with failure_policy(job):
         _configure_torch(settings)
         return run_evaluation(params, job=job, settings=settings)
 
 
 def run_evaluation(
-    params: Mapping[str, Any], *, job: Job | None, settings: WorkerSettings
+    params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     from uvac.artifact import load_trained_model
     from uvac.evaluation import evaluate_with_baselines

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from redis import Redis
 from rq.serializers import JSONSerializer
 
-from worker.config import WorkerSettings, get_worker_settings
+from service_config import Settings, get_settings
 from worker.logs import configure_logging
 from worker.queues import QUEUE_NAMES
 from worker.recovery import RecoveryThread, sweep_abandoned_jobs
@@ -45,7 +45,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def build_worker(
-    *, settings: WorkerSettings, queue_names: Sequence[str], connection: Redis, name: str | None
+    *, settings: Settings, queue_names: Sequence[str], connection: Redis, name: str | None
 ) -> UvacWorker:
     return UvacWorker(
         list(queue_names),
@@ -60,7 +60,7 @@ def build_worker(
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    settings = get_worker_settings()
+    settings = get_settings()
     configure_logging(level=settings.log_level)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
     tie_children_to_this_process()  # no orphaned horse may train on after a SIGKILL

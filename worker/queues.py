@@ -25,9 +25,10 @@ from rq.job import Job, Retry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from worker.config import WorkerSettings, get_worker_settings
+from service_config import Settings
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta, utc_now_iso
+from worker.rq_failures import is_lost_worker
 
 __all__ = [
     "EVALUATION_QUEUE",
@@ -88,7 +89,7 @@ def fetch_job(redis: Redis, job_id: str) -> Job | None:
 # --- enqueue ---------------------------------------------------------------------------
 
 
-def retry_policy(settings: WorkerSettings) -> Retry | None:
+def retry_policy(settings: Settings) -> Retry | None:
     # The job functions turn this off for failures that cannot pass (bad input); see jobs.py.
     if settings.job_retry_max < 1:
         return None
@@ -104,7 +105,7 @@ def _enqueue(
     job_id: str | None,
     timeout: int,
     description: str,
-    settings: WorkerSettings,
+    settings: Settings,
 ) -> str:
     queue = queue_for(redis, queue_name)
     kind = _KIND_BY_FUNCTION[function]
@@ -136,10 +137,9 @@ def enqueue_training(
     params: dict[str, Any],
     *,
     job_id: str | None = None,
-    settings: WorkerSettings | None = None,
+    settings: Settings,
 ) -> str:
     """Queue a training run; returns the job id. ``params`` as in docs/architecture.md."""
-    settings = settings or get_worker_settings()
     return _enqueue(
         redis,
         queue_name=TRAINING_QUEUE,
@@ -157,10 +157,9 @@ def enqueue_evaluation(
     params: dict[str, Any],
     *,
     job_id: str | None = None,
-    settings: WorkerSettings | None = None,
+    settings: Settings,
 ) -> str:
     """Queue an evaluation (``{"model_ref", "dataset_id"}``); returns the job id."""
-    settings = settings or get_worker_settings()
     return _enqueue(
         redis,
         queue_name=EVALUATION_QUEUE,
@@ -210,7 +209,7 @@ def _error(job: Job, status: JobStatus) -> dict[str, str] | None:
     traceback = _failure_text(job)
     last_line = next((line for line in reversed(traceback.splitlines()) if line.strip()), "")
     error_type, _, message = last_line.partition(": ")
-    if "AbandonedJobError" in traceback:
+    if is_lost_worker(traceback):
         return {"type": "WorkerLost", "message": last_line.strip()}
     return {
         "type": error_type.strip().rsplit(".", 1)[-1] or "JobFailed",

@@ -41,19 +41,18 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker.checkpoint_sweep import sweep_orphan_checkpoints
-from worker.config import WorkerSettings
 from worker.progress import update_job_meta, utc_now_iso
 from worker.queues import QUEUE_NAMES, fetch_job, queue_for
+from worker.rq_failures import is_lost_worker
 
 __all__ = ["RecoveryThread", "SweepReport", "sweep_abandoned_jobs"]
 
 logger = logging.getLogger(__name__)
 
+
 # What RQ writes when a job's process vanished rather than raised.
-_LOST_WORKER_MARKERS = ("AbandonedJobError", "Work-horse terminated unexpectedly")
-
-
 @dataclass
 class SweepReport:
     requeued: list[str] = field(default_factory=list)
@@ -64,7 +63,7 @@ class SweepReport:
 def sweep_abandoned_jobs(
     redis: Redis,
     *,
-    settings: WorkerSettings,
+    settings: Settings,
     queue_names: Iterable[str] = QUEUE_NAMES,
     now: float | None = None,
 ) -> SweepReport:
@@ -94,9 +93,7 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _recover_expired(
-    queue: Queue, *, settings: WorkerSettings, now: float, report: SweepReport
-) -> None:
+def _recover_expired(queue: Queue, *, settings: Settings, now: float, report: SweepReport) -> None:
     """Running jobs whose heartbeat expired: their worker is gone."""
     registry = StartedJobRegistry(
         queue.name, connection=queue.connection, serializer=JSONSerializer
@@ -125,7 +122,7 @@ def _recover_expired(
         )
 
 
-def _recover_failed(queue: Queue, *, settings: WorkerSettings, report: SweepReport) -> None:
+def _recover_failed(queue: Queue, *, settings: Settings, report: SweepReport) -> None:
     """Jobs RQ already failed because their process vanished rather than raised."""
     registry = FailedJobRegistry(queue.name, connection=queue.connection, serializer=JSONSerializer)
     for job_id in registry.get_job_ids(cleanup=False):
@@ -136,7 +133,7 @@ def _recover_failed(queue: Queue, *, settings: WorkerSettings, report: SweepRepo
         if latest is None or latest.type != Result.Type.FAILED:
             continue
         failure = latest.exc_string or ""
-        if not any(marker in failure for marker in _LOST_WORKER_MARKERS):
+        if not is_lost_worker(failure):
             continue
         _resume_or_give_up(
             job,
@@ -152,7 +149,7 @@ def _resume_or_give_up(
     job: Job,
     *,
     queue: Queue,
-    settings: WorkerSettings,
+    settings: Settings,
     reason: str,
     report: SweepReport,
     from_failed: bool,
@@ -201,7 +198,7 @@ class RecoveryThread(threading.Thread):
     Redis connection. Errors are logged and the next sweep tries again.
     """
 
-    def __init__(self, *, settings: WorkerSettings, queue_names: Iterable[str]) -> None:
+    def __init__(self, *, settings: Settings, queue_names: Iterable[str]) -> None:
         super().__init__(name="uvac-recovery", daemon=True)
         self.settings = settings
         self.queue_names = tuple(queue_names)

@@ -34,8 +34,8 @@ from sklearn.decomposition import PCA
 from uvac import metrics
 
 if TYPE_CHECKING:
+    from dataset_store import DatasetManifest
     from uvac.evaluation import EvaluationReport
-    from worker.datasets import DatasetManifest
 
 __all__ = ["REPORT_FORMAT", "build_report", "report_summary"]
 

@@ -37,16 +37,13 @@ from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.worker import WorkerStatus
 
 from worker.progress import update_job_meta
+from worker.rq_failures import is_horse_lost
 
 __all__ = ["UvacWorker", "tie_children_to_this_process"]
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-
-# How RQ's horse monitor starts the failure it records when the horse is gone unexpectedly.
-_HORSE_LOST = "Work-horse terminated unexpectedly"
-
 
 _forking_pid: int | None = None
 _libc: ctypes.CDLL | None = None  # loaded in the parent: a fork hook should not search for it
@@ -120,7 +117,7 @@ class UvacWorker(Worker):
         exc_string: str = "",
         execution: Any = None,
     ) -> None:
-        if exc_string.startswith(_HORSE_LOST) and _is_queued(job):
+        if is_horse_lost(exc_string) and _is_queued(job):
             # The horse finished and handed the job back (`_requeue_interrupted`) before the
             # worker lost track of it: it is waiting in its queue, not failed.
             logger.info(

@@ -11,7 +11,7 @@ from app.deps import DatasetStoreDep, DatasetUploadSlot, PageDep, SettingsDep
 from app.openapi_docs import problem_responses
 from app.schemas import DatasetList, DatasetPublic
 from app.uploads import multipart_openapi, read_multipart_files
-from worker.datasets import DatasetManifest, IngestLimits
+from dataset_store import DatasetManifest, IngestLimits
 
 router = APIRouter(tags=["datasets"])
 

@@ -72,7 +72,7 @@ def _submit(
     )
     if not reservation.replayed:
         try:
-            enqueue(redis, params, job_id=reservation.job_id)
+            enqueue(redis, params, job_id=reservation.job_id, settings=settings)
         except BaseException:
             release(redis, idempotency_key=idempotency_key, caller=caller, scope=kind)
             raise

@@ -74,7 +74,7 @@ def _wait_for(condition: Callable[[], Any], *, timeout: float, interval: float =
 
 def _make_dataset(data_dir: Path, *, clips_per_class: int = 8) -> str:
     """A small two-class data set (low and high tones) ingested through the worker's store."""
-    from worker.datasets import DatasetStore
+    from dataset_store import DatasetStore
 
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:

@@ -12,9 +12,9 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.main import create_app
 from model_store import ModelStore, ModelVersion
+from service_config import Settings
 from uvac.artifact import TrainedModel, save_trained_model
 from uvac.features import FeatureConfig, NormStats
 from uvac.models import CatUVAC

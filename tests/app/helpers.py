@@ -9,9 +9,9 @@ import httpx
 import numpy as np
 
 from app.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
+from dataset_store import DatasetStore
 from tests.app.conftest import SAMPLE_RATE
 from tests.audio_fixtures import noise, tone, wav_bytes
-from worker.datasets import DatasetStore
 
 # Plausible values for path parameters, so a route is reached rather than 404ed.
 PATH_VALUES = {

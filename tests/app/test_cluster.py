@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.main import create_app
 from model_store import ModelStore, ModelVersion
+from service_config import Settings
 from tests.app.conftest import N_CLUSTERS, SAMPLE_RATE, make_settings, publish_tiny_model
 from tests.app.helpers import assert_problem, nan_wav, noise_wav, tone_wav
 from tests.audio_fixtures import noise, wav_bytes

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings
 from app.logging import JsonFormatter, RequestIdFilter, request_id_var
+from service_config import Settings
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

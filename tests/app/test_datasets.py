@@ -136,8 +136,8 @@ def test_uploads_beyond_the_concurrent_limit_are_429(
     import threading
 
     from app.main import create_app
+    from dataset_store import DatasetStore
     from tests.app.conftest import make_settings
-    from worker.datasets import DatasetStore
 
     started, release = threading.Event(), threading.Event()
     ingest = DatasetStore.ingest_archive

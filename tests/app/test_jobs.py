@@ -12,19 +12,19 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.main import create_app
 from app.schemas import TrainRequest
 from app.schemas.hyperparameters import SET_BY_THE_SERVICE, allowed_hyperparameters
+from dataset_store import DatasetStore
 from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
+from service_config import Settings
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav, two_clip_dataset
 from uvac.features import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
 from uvac.training import TrainConfig
-from worker.datasets import DatasetStore
 
 
 @pytest.fixture
@@ -306,11 +306,11 @@ def test_a_tiny_job_with_feature_overrides_is_accepted_and_runs_in_the_worker(
     assert (params["learning_rate"], params["final_learning_rate"]) == (1e-3, 1e-4)
 
     # What the API enqueued is what the worker accepts: run the job's body in-process.
+    from service_config import Settings
     from uvac.training import train_model
-    from worker.config import WorkerSettings
     from worker.jobs import run_training
 
-    worker_settings = WorkerSettings(data_dir=settings.data_dir, device="cpu")
+    worker_settings = Settings(data_dir=settings.data_dir, device="cpu")
     result = run_training(params, job=None, settings=worker_settings, train_function=train_model)
     published = ModelStore(worker_settings.model_store_path).get(result["model"])
     feature_config = published.metadata["feature_config"]

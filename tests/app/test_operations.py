@@ -51,7 +51,9 @@ def test_job_counts_in_metrics(client: TestClient, redis_db, settings) -> None:
     from worker import queues
 
     for _ in range(2):
-        queues.enqueue_training(redis_db, {"dataset_id": "ds_000000000000", "n_clusters": 2})
+        queues.enqueue_training(
+            redis_db, {"dataset_id": "ds_000000000000", "n_clusters": 2}, settings=settings
+        )
     text = client.get("/metrics").text
     assert 'uvac_jobs{status="queued"} 2.0' in text
     assert 'uvac_jobs{status="failed"} 0.0' in text

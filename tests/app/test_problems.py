@@ -10,10 +10,11 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.problems import ApiProblem, problem_from_exception
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge
 from model_store import Corrupted, NotFound
 from tests.app.helpers import assert_problem
 from uvac.errors import AudioTooLongError, NotAudioError
-from worker.errors import ArchiveRejected, ArchiveTooLarge, JobNotFound
+from worker.errors import JobNotFound
 
 
 def test_domain_errors_map_by_their_class_attributes() -> None:

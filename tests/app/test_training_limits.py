@@ -14,10 +14,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.main import create_app
 from app.schemas import TrainRequest
 from app.schemas.hyperparameters import OPTION_BOUNDS
+from service_config import Settings
 from tests.app.conftest import make_settings
 from tests.app.helpers import assert_problem, two_clip_dataset
 from uvac.models import MODEL_TYPES, model_options

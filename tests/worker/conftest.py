@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from worker.config import WorkerSettings
+from service_config import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 
@@ -24,9 +24,9 @@ def redis_conn() -> Iterator[Redis]:
         connection.close()
 
 
-def fast_settings(data_dir: Path) -> WorkerSettings:
+def fast_settings(data_dir: Path) -> Settings:
     """Timings short enough for tests: a dead worker is noticed within about 3 s."""
-    return WorkerSettings(
+    return Settings(
         data_dir=data_dir,
         redis_url=REDIS_URL,
         torch_threads=1,
@@ -44,5 +44,5 @@ def fast_settings(data_dir: Path) -> WorkerSettings:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> WorkerSettings:
+def settings(tmp_path: Path) -> Settings:
     return fast_settings(tmp_path / "var")

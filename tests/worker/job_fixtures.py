@@ -15,3 +15,11 @@ def flaky_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     with failure_policy(job):
         raise redis.ConnectionError("Redis went away")
+
+
+def horse_dies_job(params: dict[str, Any]) -> None:
+    """The work horse is killed mid-job, as the kernel's out-of-memory killer would."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

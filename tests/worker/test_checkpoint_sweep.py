@@ -18,16 +18,16 @@ from rq.job import JobStatus as RqJobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker import queues
 from worker.checkpoint_sweep import sweep_orphan_checkpoints
-from worker.config import WorkerSettings
 from worker.recovery import RecoveryThread
 
 PARAMS = {"dataset_id": "ds_0123456789ab", "n_clusters": 2}
 UNKNOWN_JOB = "0f6a4c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 
 
-def checkpoint_folder(settings: WorkerSettings, job_id: str, *, age: float) -> Path:
+def checkpoint_folder(settings: Settings, job_id: str, *, age: float) -> Path:
     """A job's checkpoint folder whose folder and files last changed ``age`` seconds ago."""
     folder = settings.checkpoints_path / job_id
     folder.mkdir(parents=True)
@@ -40,12 +40,12 @@ def checkpoint_folder(settings: WorkerSettings, job_id: str, *, age: float) -> P
 
 
 @pytest.fixture
-def old(settings: WorkerSettings) -> float:
+def old(settings: Settings) -> float:
     return settings.orphan_checkpoint_grace_seconds + 60.0
 
 
 def test_the_folder_of_an_unknown_job_older_than_the_grace_is_deleted_and_logged(
-    redis_conn: Redis, settings: WorkerSettings, old: float, caplog: pytest.LogCaptureFixture
+    redis_conn: Redis, settings: Settings, old: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = checkpoint_folder(settings, UNKNOWN_JOB, age=old)
 
@@ -60,7 +60,7 @@ def test_the_folder_of_an_unknown_job_older_than_the_grace_is_deleted_and_logged
 
 
 def test_the_folder_of_an_unknown_job_within_the_grace_is_kept(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     young = settings.orphan_checkpoint_grace_seconds - 60.0
     folder = checkpoint_folder(settings, UNKNOWN_JOB, age=young)
@@ -70,7 +70,7 @@ def test_the_folder_of_an_unknown_job_within_the_grace_is_kept(
 
 
 def test_a_file_written_recently_keeps_an_old_folder(
-    redis_conn: Redis, settings: WorkerSettings, old: float
+    redis_conn: Redis, settings: Settings, old: float
 ) -> None:
     folder = checkpoint_folder(settings, UNKNOWN_JOB, age=old)
     now = time.time()
@@ -81,7 +81,7 @@ def test_a_file_written_recently_keeps_an_old_folder(
 
 
 def test_the_folders_of_jobs_redis_still_has_are_kept_however_old(
-    redis_conn: Redis, settings: WorkerSettings, old: float
+    redis_conn: Redis, settings: Settings, old: float
 ) -> None:
     queued = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
     failed = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
@@ -95,7 +95,7 @@ def test_the_folders_of_jobs_redis_still_has_are_kept_however_old(
 
 
 def test_a_job_still_queued_or_started_keeps_its_folder_without_its_record(
-    redis_conn: Redis, settings: WorkerSettings, old: float
+    redis_conn: Redis, settings: Settings, old: float
 ) -> None:
     queued = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
     started = "5e0b9d2c-7a41-4c3e-9f10-2d3c4b5a6f70"
@@ -109,7 +109,7 @@ def test_a_job_still_queued_or_started_keeps_its_folder_without_its_record(
 
 
 def test_entries_that_are_not_job_folders_are_left_alone(
-    redis_conn: Redis, settings: WorkerSettings, old: float
+    redis_conn: Redis, settings: Settings, old: float
 ) -> None:
     root = settings.checkpoints_path
     (root / "lost+found").mkdir(parents=True)
@@ -128,7 +128,7 @@ def test_entries_that_are_not_job_folders_are_left_alone(
 
 
 def test_a_half_deleted_leftover_of_an_earlier_sweep_is_finished(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     leftover = settings.checkpoints_path / f".removing-{UNKNOWN_JOB}-0a1b2c3d"
     leftover.mkdir(parents=True)
@@ -138,15 +138,13 @@ def test_a_half_deleted_leftover_of_an_earlier_sweep_is_finished(
     assert not leftover.exists()
 
 
-def test_no_checkpoints_folder_is_nothing_to_do(
-    redis_conn: Redis, settings: WorkerSettings
-) -> None:
+def test_no_checkpoints_folder_is_nothing_to_do(redis_conn: Redis, settings: Settings) -> None:
     assert not settings.checkpoints_path.exists()
     assert sweep_orphan_checkpoints(redis_conn, settings=settings) == []
 
 
 def test_the_recovery_thread_runs_the_sweep(
-    redis_conn: Redis, settings: WorkerSettings, old: float
+    redis_conn: Redis, settings: Settings, old: float
 ) -> None:
     orphan = checkpoint_folder(settings, UNKNOWN_JOB, age=old)
     live = checkpoint_folder(

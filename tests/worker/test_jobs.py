@@ -15,25 +15,23 @@ from rq.job import Job
 from rq.job import JobStatus as RqJobStatus
 from rq.serializers import JSONSerializer
 
+from dataset_store import DatasetStore
+from service_config import Settings, get_settings
 from tests.worker.audio_samples import write_tone_folder
 from worker import queues
-from worker.config import WorkerSettings, get_worker_settings
-from worker.datasets import DatasetStore
 from worker.jobs import InvalidJobParameters, run_training
 from worker.progress import update_job_meta
 
 
 @pytest.fixture
-def worker_environment(
-    monkeypatch: pytest.MonkeyPatch, settings: WorkerSettings
-) -> Iterator[WorkerSettings]:
+def worker_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
     # The job functions read their settings from the environment, like a real worker.
     monkeypatch.setenv("UVAC_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("UVAC_REDIS_URL", settings.redis_url)
     monkeypatch.setenv("UVAC_TORCH_THREADS", "1")
-    get_worker_settings.cache_clear()
+    get_settings.cache_clear()
     yield settings
-    get_worker_settings.cache_clear()
+    get_settings.cache_clear()
 
 
 def run_burst(redis_conn: Redis, queue_name: str) -> None:
@@ -41,7 +39,7 @@ def run_burst(redis_conn: Redis, queue_name: str) -> None:
 
 
 def test_bad_input_fails_at_once_with_a_readable_error(
-    redis_conn: Redis, worker_environment: WorkerSettings
+    redis_conn: Redis, worker_environment: Settings
 ) -> None:
     job_id = queues.enqueue_training(
         redis_conn,
@@ -60,9 +58,7 @@ def test_bad_input_fails_at_once_with_a_readable_error(
     }
 
 
-def test_unknown_parameters_are_bad_input(
-    redis_conn: Redis, worker_environment: WorkerSettings
-) -> None:
+def test_unknown_parameters_are_bad_input(redis_conn: Redis, worker_environment: Settings) -> None:
     job_id = queues.enqueue_training(
         redis_conn,
         {"dataset_id": "ds_0123456789ab", "n_clusters": 2, "epochz": 3},
@@ -78,7 +74,7 @@ def test_unknown_parameters_are_bad_input(
 
 
 def test_transient_failures_are_retried_with_back_off(
-    redis_conn: Redis, worker_environment: WorkerSettings
+    redis_conn: Redis, worker_environment: Settings
 ) -> None:
     queue = queues.queue_for(redis_conn, queues.TRAINING_QUEUE)
     job = queue.enqueue_call(
@@ -106,7 +102,7 @@ def never_train(*args: object, **kwargs: object) -> NoReturn:
     raise AssertionError("the training function must not be called")
 
 
-def queued_training_job(redis_conn: Redis, settings: WorkerSettings, dataset_id: str) -> Job:
+def queued_training_job(redis_conn: Redis, settings: Settings, dataset_id: str) -> Job:
     job_id = queues.enqueue_training(
         redis_conn, {"dataset_id": dataset_id, "n_clusters": 2}, settings=settings
     )
@@ -114,13 +110,13 @@ def queued_training_job(redis_conn: Redis, settings: WorkerSettings, dataset_id:
 
 
 @pytest.fixture
-def dataset_id(settings: WorkerSettings, tmp_path: Path) -> str:
+def dataset_id(settings: Settings, tmp_path: Path) -> str:
     tones = write_tone_folder(tmp_path / "tones", per_class=1)
     return DatasetStore(settings.datasets_path).register_folder(tones).id
 
 
 def test_a_rerun_after_publishing_returns_the_published_version(
-    redis_conn: Redis, settings: WorkerSettings, dataset_id: str
+    redis_conn: Redis, settings: Settings, dataset_id: str
 ) -> None:
     job = queued_training_job(redis_conn, settings, dataset_id)
     published = {"model": "tones:v4", "sha256": "a" * 64, "metrics": {}}
@@ -136,7 +132,7 @@ def test_a_rerun_after_publishing_returns_the_published_version(
 
 
 def test_a_cancel_that_arrived_while_queued_stops_before_training(
-    redis_conn: Redis, settings: WorkerSettings, dataset_id: str
+    redis_conn: Redis, settings: Settings, dataset_id: str
 ) -> None:
     job = queued_training_job(redis_conn, settings, dataset_id)
     update_job_meta(job, {"cancel_requested": True})
@@ -171,7 +167,7 @@ def test_a_cancel_that_arrived_while_queued_stops_before_training(
     ],
 )
 def test_invalid_parameters_are_refused_before_any_work(
-    settings: WorkerSettings, params: dict[str, object], message: str
+    settings: Settings, params: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidJobParameters, match=message):
         run_training(params, job=None, settings=settings, train_function=never_train)
@@ -183,7 +179,7 @@ def test_invalid_parameters_are_refused_before_any_work(
 )
 def test_checkpoints_are_kept_only_for_a_retry(
     redis_conn: Redis,
-    settings: WorkerSettings,
+    settings: Settings,
     dataset_id: str,
     failure: Exception,
     checkpoints_kept: bool,

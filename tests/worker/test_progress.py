@@ -10,8 +10,8 @@ from redis.retry import Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker import queues
-from worker.config import WorkerSettings
 from worker.progress import ProgressReporter, update_job_meta
 
 
@@ -41,7 +41,7 @@ class FakeClock:
         return self.now
 
 
-def new_job(redis_conn: Redis, settings: WorkerSettings) -> Job:
+def new_job(redis_conn: Redis, settings: Settings) -> Job:
     job_id = queues.enqueue_training(
         redis_conn, {"dataset_id": "ds_0123456789ab", "n_clusters": 2}, settings=settings
     )
@@ -53,7 +53,7 @@ def stored_meta(redis_conn: Redis, job: Job) -> dict:
 
 
 def test_update_job_meta_merges_with_what_another_process_wrote(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     worker_copy = new_job(redis_conn, settings)
     api_copy = Job.fetch(worker_copy.id, connection=redis_conn, serializer=JSONSerializer)
@@ -68,7 +68,7 @@ def test_update_job_meta_merges_with_what_another_process_wrote(
 
 
 def test_update_job_meta_does_not_resurrect_a_deleted_job(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = new_job(redis_conn, settings)
     job.delete()
@@ -77,7 +77,7 @@ def test_update_job_meta_does_not_resurrect_a_deleted_job(
 
 
 def test_progress_is_throttled_but_every_epoch_end_is_written(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = new_job(redis_conn, settings)
     clock = FakeClock()
@@ -110,7 +110,7 @@ def test_progress_is_throttled_but_every_epoch_end_is_written(
 
 
 def test_should_stop_polls_redis_at_most_every_interval(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = new_job(redis_conn, settings)
     clock = FakeClock()
@@ -127,7 +127,7 @@ def test_should_stop_polls_redis_at_most_every_interval(
 
 
 def test_a_redis_outage_does_not_break_the_training_loop(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = new_job(redis_conn, settings)
     # Nothing listens on port 1; no retries, so the test stays fast.
@@ -142,7 +142,7 @@ def test_a_redis_outage_does_not_break_the_training_loop(
 
 
 def test_an_interrupt_stops_the_run_and_is_told_apart_from_a_cancel(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = new_job(redis_conn, settings)
     reporter = ProgressReporter(job, interval_seconds=2.0, cancel_poll_seconds=0.0)

@@ -13,8 +13,8 @@ from rq.job import JobStatus as RqJobStatus
 from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker import queues
-from worker.config import WorkerSettings
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta
 
@@ -26,7 +26,7 @@ def fetch(redis_conn: Redis, job_id: str) -> Job:
 
 
 def test_enqueue_training_sets_timeouts_ttls_and_retries(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
 
@@ -47,7 +47,7 @@ def test_enqueue_training_sets_timeouts_ttls_and_retries(
     assert stored[2] == [TRAIN_PARAMS]
 
 
-def test_job_info_of_a_queued_job(redis_conn: Redis, settings: WorkerSettings) -> None:
+def test_job_info_of_a_queued_job(redis_conn: Redis, settings: Settings) -> None:
     job_id = queues.enqueue_evaluation(
         redis_conn, {"model_ref": "scenes:v1", "dataset_id": "ds_0123456789ab"}, settings=settings
     )
@@ -68,7 +68,7 @@ def test_unknown_job_is_none(redis_conn: Redis) -> None:
     assert queues.get_job_info(redis_conn, "no-such-job") is None
 
 
-def test_same_job_id_twice_is_one_job(redis_conn: Redis, settings: WorkerSettings) -> None:
+def test_same_job_id_twice_is_one_job(redis_conn: Redis, settings: Settings) -> None:
     first = queues.enqueue_training(redis_conn, TRAIN_PARAMS, job_id="job-1", settings=settings)
     second = queues.enqueue_training(redis_conn, TRAIN_PARAMS, job_id="job-1", settings=settings)
 
@@ -77,7 +77,7 @@ def test_same_job_id_twice_is_one_job(redis_conn: Redis, settings: WorkerSetting
 
 
 def test_list_jobs_newest_first_with_status_filter_and_pruning(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     ids = [queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings) for _ in range(4)]
     queues.cancel_job(redis_conn, ids[1])
@@ -95,9 +95,7 @@ def test_list_jobs_newest_first_with_status_filter_and_pruning(
     assert redis_conn.zcard(queues.JOB_INDEX_KEY) == 3
 
 
-def test_cancel_queued_job_removes_it_from_the_queue(
-    redis_conn: Redis, settings: WorkerSettings
-) -> None:
+def test_cancel_queued_job_removes_it_from_the_queue(redis_conn: Redis, settings: Settings) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
 
     info = queues.cancel_job(redis_conn, job_id)
@@ -110,7 +108,7 @@ def test_cancel_queued_job_removes_it_from_the_queue(
 
 
 def test_cancel_running_job_sets_the_flag_and_keeps_earlier_meta(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
     job = fetch(redis_conn, job_id)
@@ -126,7 +124,7 @@ def test_cancel_running_job_sets_the_flag_and_keeps_earlier_meta(
     assert meta["kind"] == "train"
 
 
-def test_cancel_missing_or_ended_jobs(redis_conn: Redis, settings: WorkerSettings) -> None:
+def test_cancel_missing_or_ended_jobs(redis_conn: Redis, settings: Settings) -> None:
     with pytest.raises(JobNotFound):
         queues.cancel_job(redis_conn, "no-such-job")
 
@@ -140,9 +138,7 @@ def test_cancel_missing_or_ended_jobs(redis_conn: Redis, settings: WorkerSetting
     assert raised.value.status == 409
 
 
-def test_error_from_meta_wins_over_the_traceback(
-    redis_conn: Redis, settings: WorkerSettings
-) -> None:
+def test_error_from_meta_wins_over_the_traceback(redis_conn: Redis, settings: Settings) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
     job = fetch(redis_conn, job_id)
     with redis_conn.pipeline() as pipeline:
@@ -165,7 +161,7 @@ def test_error_from_meta_wins_over_the_traceback(
 
 
 def test_a_job_marked_canceled_in_meta_reads_canceled(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
     job = fetch(redis_conn, job_id)

@@ -15,8 +15,8 @@ from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker import queues
-from worker.config import WorkerSettings
 from worker.progress import update_job_meta
 from worker.recovery import sweep_abandoned_jobs
 
@@ -27,7 +27,7 @@ def fetch(redis_conn: Redis, job_id: str) -> Job:
     return Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
 
 
-def start_and_abandon(redis_conn: Redis, settings: WorkerSettings, *, heartbeat_age: float) -> Job:
+def start_and_abandon(redis_conn: Redis, settings: Settings, *, heartbeat_age: float) -> Job:
     """A job a worker took and then stopped heart-beating for (score = heartbeat expiry)."""
     job_id = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
     queue = queues.queue_for(redis_conn, queues.TRAINING_QUEUE)
@@ -40,7 +40,7 @@ def start_and_abandon(redis_conn: Redis, settings: WorkerSettings, *, heartbeat_
 
 
 def test_a_job_whose_heartbeat_expired_is_requeued_with_the_same_id_and_params(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job = start_and_abandon(redis_conn, settings, heartbeat_age=5)
 
@@ -60,7 +60,7 @@ def test_a_job_whose_heartbeat_expired_is_requeued_with_the_same_id_and_params(
     assert sweep_abandoned_jobs(redis_conn, settings=settings).requeued == []
 
 
-def test_a_live_heartbeat_is_left_alone(redis_conn: Redis, settings: WorkerSettings) -> None:
+def test_a_live_heartbeat_is_left_alone(redis_conn: Redis, settings: Settings) -> None:
     job = start_and_abandon(redis_conn, settings, heartbeat_age=-30)  # expires in 30 s
 
     report = sweep_abandoned_jobs(redis_conn, settings=settings)
@@ -69,7 +69,7 @@ def test_a_live_heartbeat_is_left_alone(redis_conn: Redis, settings: WorkerSetti
     assert fetch(redis_conn, job.id).get_status() == RqJobStatus.STARTED
 
 
-def test_resumes_are_capped(redis_conn: Redis, settings: WorkerSettings) -> None:
+def test_resumes_are_capped(redis_conn: Redis, settings: Settings) -> None:
     job = start_and_abandon(redis_conn, settings, heartbeat_age=5)
     update_job_meta(job, {"resumes": settings.max_resumes})
     checkpoints = settings.checkpoints_path / job.id
@@ -89,7 +89,7 @@ def test_resumes_are_capped(redis_conn: Redis, settings: WorkerSettings) -> None
 
 
 def test_a_job_rq_already_failed_as_abandoned_is_taken_back(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job_id = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
     job = fetch(redis_conn, job_id)
@@ -107,9 +107,7 @@ def test_a_job_rq_already_failed_as_abandoned_is_taken_back(
     assert queues.queue_for(redis_conn, queues.TRAINING_QUEUE).job_ids == [job_id]
 
 
-def test_a_job_that_failed_by_raising_stays_failed(
-    redis_conn: Redis, settings: WorkerSettings
-) -> None:
+def test_a_job_that_failed_by_raising_stays_failed(redis_conn: Redis, settings: Settings) -> None:
     job_id = queues.enqueue_training(redis_conn, PARAMS, settings=settings)
     job = fetch(redis_conn, job_id)
     update_job_meta(job, {"error": {"type": "DatasetNotFound", "message": "gone"}})
@@ -121,9 +119,7 @@ def test_a_job_that_failed_by_raising_stays_failed(
     assert fetch(redis_conn, job_id).get_status() == RqJobStatus.FAILED
 
 
-def test_only_one_process_sweeps_a_queue_at_a_time(
-    redis_conn: Redis, settings: WorkerSettings
-) -> None:
+def test_only_one_process_sweeps_a_queue_at_a_time(redis_conn: Redis, settings: Settings) -> None:
     start_and_abandon(redis_conn, settings, heartbeat_age=5)
     queue = queues.queue_for(redis_conn, queues.TRAINING_QUEUE)
     assert queue.acquire_maintenance_lock()  # someone else is sweeping

@@ -7,14 +7,15 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from service_config import Settings
 from worker import queues
-from worker.config import WorkerSettings
 from worker.main import build_worker
+from worker.rq_failures import HORSE_LOST_PREFIX
 
-HORSE_LOST = "Work-horse terminated unexpectedly; waitpid returned None; "
+HORSE_LOST = HORSE_LOST_PREFIX + "; waitpid returned None; "
 
 
-def _job_and_queue(redis_conn: Redis, settings: WorkerSettings) -> tuple[Job, Queue]:
+def _job_and_queue(redis_conn: Redis, settings: Settings) -> tuple[Job, Queue]:
     job_id = queues.enqueue_training(
         redis_conn, {"dataset_id": "ds_000000000000", "model_name": "tones"}, settings=settings
     )
@@ -22,14 +23,14 @@ def _job_and_queue(redis_conn: Redis, settings: WorkerSettings) -> tuple[Job, Qu
     return job, queues.queue_for(redis_conn, queues.TRAINING_QUEUE)
 
 
-def _worker(redis_conn: Redis, settings: WorkerSettings):
+def _worker(redis_conn: Redis, settings: Settings):
     return build_worker(
         settings=settings, queue_names=[queues.TRAINING_QUEUE], connection=redis_conn, name=None
     )
 
 
 def test_a_lost_horse_does_not_fail_a_job_that_is_back_on_its_queue(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job, queue = _job_and_queue(redis_conn, settings)  # queued, as the horse's hand-back leaves it
     _worker(redis_conn, settings).handle_job_failure(job, queue=queue, exc_string=HORSE_LOST)
@@ -39,7 +40,7 @@ def test_a_lost_horse_does_not_fail_a_job_that_is_back_on_its_queue(
 
 
 def test_a_lost_horse_still_fails_a_job_that_was_running(
-    redis_conn: Redis, settings: WorkerSettings
+    redis_conn: Redis, settings: Settings
 ) -> None:
     job, queue = _job_and_queue(redis_conn, settings)
     queue.remove(job)

@@ -21,12 +21,12 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from dataset_store import DatasetStore
 from model_store import ModelStore, NotFound
+from service_config import Settings
 from tests.worker.audio_samples import write_tone_folder
 from tests.worker.conftest import REDIS_URL
 from worker import queues
-from worker.config import WorkerSettings
-from worker.datasets import DatasetStore
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ TINY_MODEL = {
 }
 
 
-def worker_environment(settings: WorkerSettings) -> dict[str, str]:
+def worker_environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -66,7 +66,7 @@ def worker_environment(settings: WorkerSettings) -> dict[str, str]:
 class Workers:
     """Starts worker processes and makes sure none outlives the test."""
 
-    def __init__(self, settings: WorkerSettings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings = settings
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -102,7 +102,7 @@ class Workers:
 
 
 @pytest.fixture
-def workers(settings: WorkerSettings, tmp_path: Path) -> Iterator[Workers]:
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
     started = Workers(settings, tmp_path)
     try:
         yield started
@@ -111,7 +111,7 @@ def workers(settings: WorkerSettings, tmp_path: Path) -> Iterator[Workers]:
 
 
 @pytest.fixture
-def dataset_id(settings: WorkerSettings, tmp_path: Path) -> str:
+def dataset_id(settings: Settings, tmp_path: Path) -> str:
     tones = write_tone_folder(tmp_path / "tones", per_class=3)
     return DatasetStore(settings.datasets_path).register_folder(tones).id
 
@@ -177,7 +177,7 @@ def is_running(pid: int) -> bool:
 
 
 def test_a_small_train_job_publishes_a_version_and_shows_progress(
-    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+    redis_conn: Redis, settings: Settings, workers: Workers, dataset_id: str
 ) -> None:
     job_id = queues.enqueue_training(
         redis_conn, train_params(dataset_id, epochs=6), settings=settings
@@ -235,7 +235,7 @@ def test_a_small_train_job_publishes_a_version_and_shows_progress(
 
 
 def test_cancel_a_queued_job_and_a_running_one(
-    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+    redis_conn: Redis, settings: Settings, workers: Workers, dataset_id: str
 ) -> None:
     queued_id = queues.enqueue_training(
         redis_conn, train_params(dataset_id, epochs=2), settings=settings
@@ -290,7 +290,7 @@ def test_cancel_a_queued_job_and_a_running_one(
 
 
 def wait_for_checkpoints(
-    redis_conn: Redis, settings: WorkerSettings, job_id: str, *, workers: Workers
+    redis_conn: Redis, settings: Settings, job_id: str, *, workers: Workers
 ) -> int:
     """Wait until the job trains its third epoch with at least two checkpointed; return the
     checkpoint's epoch."""
@@ -308,7 +308,7 @@ def wait_for_checkpoints(
 
 
 def test_sigkill_of_the_worker_mid_training_resumes_from_the_checkpoint(
-    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+    redis_conn: Redis, settings: Settings, workers: Workers, dataset_id: str
 ) -> None:
     epochs = 40
     job_id = queues.enqueue_training(
@@ -351,7 +351,7 @@ def test_sigkill_of_the_worker_mid_training_resumes_from_the_checkpoint(
 
 
 def test_an_evaluation_job_writes_the_report_with_its_figures(
-    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+    redis_conn: Redis, settings: Settings, workers: Workers, dataset_id: str
 ) -> None:
     train_id = queues.enqueue_training(
         redis_conn, train_params(dataset_id, epochs=2), settings=settings
@@ -399,7 +399,7 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
 
 
 def test_a_warm_shutdown_hands_the_running_job_back_to_the_queue(
-    redis_conn: Redis, settings: WorkerSettings, workers: Workers, dataset_id: str
+    redis_conn: Redis, settings: Settings, workers: Workers, dataset_id: str
 ) -> None:
     epochs = 40
     job_id = queues.enqueue_training(

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from worker.errors import ArchiveRejected, ArchiveTooLarge, UnsupportedArchive
-from worker.tar_stream import (
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge, UnsupportedArchive
+from dataset_store.tar_stream import (
     MAX_EXTENDED_HEADER_BYTES,
     MAX_EXTENDED_HEADERS,
     Readable,

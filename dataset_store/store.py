@@ -10,14 +10,13 @@ Layout under the store root (``UVAC_DATASETS_DIR``)::
 A data set appears all at once (staging folder + rename) or not at all. Every accepted file
 was decoded with `uvac.audio.load_audio`; files that are not audio or cannot be decoded are
 deleted and listed under ``rejected`` with the reason, rather than failing the whole upload.
-The ``digest`` is the SHA-256 of the canonical JSON of the files (path, duration, label and
-content hash) and labels, so the same recordings give the same digest whatever the id; a
-trained model records it.
+The ``digest`` is `uvac.datasets.dataset_digest` of the files (path, label and content hash)
+and labels, so the same recordings give the same digest whatever the id; a trained model
+records it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -30,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from dataset_store.archives import UnpackLimits, unpack_archive
+from dataset_store.errors import ArchiveRejected, DatasetNotFound
 from uvac.audio import load_audio
-from uvac.datasets import LABELS_FILE, AudioFolder
+from uvac.datasets import LABELS_FILE, AudioFolder, DigestEntry, dataset_digest
 from uvac.errors import AudioError, DatasetError
 from uvac.hashing import file_sha256
-from worker.archives import UnpackLimits, unpack_archive
-from worker.errors import ArchiveRejected, DatasetNotFound
 
 __all__ = [
     "DatasetFile",
@@ -123,21 +122,11 @@ class DatasetManifest:
 
 
 def manifest_digest(files: Iterable[DatasetFile], labels: Iterable[str]) -> str:
-    """SHA-256 of the canonical JSON of the content (not of the id or the date)."""
-    canonical = {
-        "files": [
-            {
-                "path": item.path,
-                "duration_s": round(item.duration_s, 6),
-                "label": item.label,
-                "sha256": item.sha256,
-            }
-            for item in sorted(files, key=lambda item: item.path)
-        ],
-        "labels": sorted(labels),
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The data set's `uvac.datasets.dataset_digest` (content, not the id or the date)."""
+    return dataset_digest(
+        (DigestEntry(path=item.path, label=item.label, sha256=item.sha256) for item in files),
+        labels=labels,
+    )
 
 
 class DatasetStore:

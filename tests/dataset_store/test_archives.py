@@ -24,15 +24,15 @@ from benchmarks.reliability.hostile_inputs import (
     zip_with_central_directory,
     zip_with_members,
 )
-from tests.worker.audio_samples import wav_bytes
-from worker.archives import (
+from dataset_store.archives import (
     MAX_ENTRY_DEPTH,
     MAX_NAME_COMPONENT_BYTES,
     UnpackLimits,
     UnpackResult,
     unpack_archive,
 )
-from worker.errors import ArchiveRejected, ArchiveTooLarge
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge
+from tests.worker.audio_samples import wav_bytes
 
 T = TypeVar("T")
 MEGABYTE = 1024 * 1024

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from worker.errors import ArchiveRejected, UnsupportedArchive
+from dataset_store.errors import ArchiveRejected, UnsupportedArchive
 
 __all__ = [
     "MAX_EXTENDED_HEADERS",

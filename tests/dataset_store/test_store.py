@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from dataset_store import DatasetManifest, DatasetStore, IngestLimits
+from dataset_store.errors import (
+    ArchiveRejected,
+    ArchiveTooLarge,
+    DatasetNotFound,
+    UnsupportedArchive,
+)
 from tests.worker.audio_samples import wav_bytes, write_tone_folder
-from worker.datasets import DatasetManifest, DatasetStore, IngestLimits
-from worker.errors import ArchiveRejected, ArchiveTooLarge, DatasetNotFound, UnsupportedArchive
 
 
 def make_zip(entries: dict[str, bytes]) -> io.BytesIO:

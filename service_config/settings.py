@@ -1,0 +1,163 @@
+"""The service's settings: one typed class, read from `UVAC_*` environment variables.
+
+The API, the workers, `uvac-serve` and the enqueue helpers all take the same `Settings`
+object: the data folders, Redis and device are shared; the job timings are read by the worker
+and by the API when it enqueues (timeouts and time-to-live are fixed when a job is created);
+the upload and serving limits are the API's. Only entry points call `get_settings()`; the
+code behind them takes the object as an argument. Tests build a `Settings(...)` and pass it
+in; they never touch the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+HOUR = 3600
+DAY = 24 * HOUR
+MEGABYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with (docs/architecture.md lists them)."""
+
+    model_config = SettingsConfigDict(env_prefix="UVAC_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("./var")
+    model_store_dir: Path | None = None
+    datasets_dir: Path | None = None
+    checkpoints_dir: Path | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_level: str = "INFO"
+    # `uvac-serve` and `uvac-api` listen here.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # The model reference the API serves.
+    serve_model: str = "scenes@production"
+
+    # Both cores of the machine the service was sized for. In the API, the one inference
+    # thread (app.batching) runs each batch with this many intra-op threads while uploads
+    # decode on others; in a worker, each job's torch and ONNX Runtime use this many.
+    torch_threads: int = Field(default=2, ge=1)
+
+    # Job lifetimes. RQ's default timeout (180 s) would kill every real training run.
+    training_job_timeout: int = Field(default=6 * HOUR, ge=1)
+    evaluation_job_timeout: int = Field(default=1 * HOUR, ge=1)
+    job_result_ttl: int = Field(default=7 * DAY, ge=1)
+    job_failure_ttl: int = Field(default=7 * DAY, ge=1)
+
+    # Retries, only for failures that may pass (Redis hiccups): how many, and the back-off
+    # before each one in seconds (the last value repeats).
+    job_retry_max: int = Field(default=3, ge=0)
+    job_retry_intervals: Annotated[tuple[int, ...], NoDecode] = (10, 60, 300)
+
+    # Liveness. The worker refreshes its running job's heartbeat every
+    # `worker_monitor_interval` seconds; a job whose heartbeat is older than that plus
+    # `worker_heartbeat_grace` belongs to a dead worker and is re-run from its checkpoint.
+    worker_monitor_interval: int = Field(default=10, ge=1)
+    worker_heartbeat_grace: int = Field(default=60, ge=1)
+    recovery_interval_seconds: float = Field(default=15.0, gt=0)
+    max_resumes: int = Field(default=3, ge=0)
+    # A checkpoint folder whose job Redis no longer knows is deleted once nothing in it has
+    # changed for this long (see worker.checkpoint_sweep).
+    orphan_checkpoint_grace_seconds: int = Field(default=1 * DAY, ge=1)
+
+    # Progress: written at least this often (and at every epoch end); the cancel flag is read
+    # from Redis at most this often.
+    progress_interval_seconds: float = Field(default=2.0, gt=0)
+    cancel_poll_seconds: float = Field(default=0.5, gt=0)
+
+    # The sound encoder under bf16 autocast where the CPU has native bf16 ("auto"), always
+    # ("bf16") or never ("fp32"); see uvac.encoders.configure_encoder_precision.
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    # Upload and request limits.
+    max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
+    max_dataset_upload_bytes: int = Field(default=1024 * MEGABYTE, ge=1)
+    max_json_body_bytes: int = Field(default=1 * MEGABYTE, ge=1)
+    # Data set uploads read and unpacked at once; each one's memory is bounded, so this
+    # bounds them all (429 with Retry-After beyond).
+    max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    max_batch_files: int = Field(default=16, ge=1)
+    # All clips of one /v1/cluster/batch request together (413 above, counted while decoding).
+    max_batch_audio_seconds: float = Field(default=600.0, gt=0)
+
+    # Micro-batching of inference.
+    inference_max_batch: int = Field(default=64, ge=1)
+    inference_max_wait_ms: float = Field(default=2.0, ge=0)
+
+    # Model serving.
+    model_poll_seconds: float = Field(default=2.0, gt=0)
+    model_cache_size: int = Field(default=4, ge=1)
+
+    # Jobs. A training request whose estimated memory (data set windows, model, one step;
+    # app.training_limits) is over this is refused when it is submitted.
+    max_training_memory_bytes: int = Field(default=8 * 1024 * MEGABYTE, ge=1)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Access. Empty `api_keys` switches authentication off; empty `cors_origins` allows no
+    # cross-origin browser calls.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("job_retry_intervals", mode="before")
+    @classmethod
+    def _split_integers(cls, value: object) -> object:
+        # The environment gives "10,60,300"; Python callers pass a sequence.
+        if isinstance(value, str):
+            return tuple(int(item) for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_strings(cls, value: object) -> object:
+        # The environment gives "a,b,c"; Python callers may pass a list or tuple.
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _derive_folders(self) -> Self:
+        # Folders default to sub-folders of data_dir, as the architecture page says.
+        defaults = {
+            "model_store_dir": self.data_dir / "models",
+            "datasets_dir": self.data_dir / "datasets",
+            "checkpoints_dir": self.data_dir / "checkpoints",
+        }
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        return self
+
+    @property
+    def model_store_path(self) -> Path:
+        assert self.model_store_dir is not None  # filled by _derive_folders
+        return self.model_store_dir
+
+    @property
+    def datasets_path(self) -> Path:
+        assert self.datasets_dir is not None
+        return self.datasets_dir
+
+    @property
+    def checkpoints_path(self) -> Path:
+        assert self.checkpoints_dir is not None
+        return self.checkpoints_dir
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
