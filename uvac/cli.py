@@ -34,8 +34,9 @@ from uvac.features import FeatureConfig
 from uvac.inference import ClipResult, Clusterer
 from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
+from uvac.progress import Progress
 from uvac.tables import render_titled_table
-from uvac.training import TrainConfig, TrainProgress, train_model
+from uvac.training import TrainConfig, train_model
 
 if TYPE_CHECKING:
     from uvac.datasets import Split
@@ -274,7 +275,8 @@ def _train(args: argparse.Namespace) -> int:
 
     with tqdm.tqdm(total=train_config.epochs, unit="epoch", desc="training") as bar:
 
-        def on_progress(progress: TrainProgress) -> None:
+        def on_progress(progress: Progress) -> None:
+            assert progress.epoch is not None and progress.epochs is not None
             if bar.total != progress.epochs:  # K-means fits in one "epoch"
                 bar.total = progress.epochs
             bar.set_postfix(_postfix(progress), refresh=False)
@@ -298,8 +300,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _postfix(progress: TrainProgress) -> dict[str, str]:
-    postfix = {"loss": f"{progress.loss:.4g}"}
+def _postfix(progress: Progress) -> dict[str, str]:
+    postfix = {} if progress.loss is None else {"loss": f"{progress.loss:.4g}"}
     if progress.accuracy is not None:
         postfix["acc"] = f"{progress.accuracy:.3f}"
     if progress.nmi is not None:

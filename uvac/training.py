@@ -59,6 +59,7 @@ from uvac.errors import DatasetError, TrainingCancelled
 from uvac.models import ClusterModel, build_model
 from uvac.models.base import VariationalClusterModel
 from uvac.models.kmeans import KMeansClusterer
+from uvac.progress import Progress
 from uvac.train_config import (
     TrainConfig,
     learning_rate_at,
@@ -66,7 +67,7 @@ from uvac.train_config import (
     temperature_at,
 )
 from uvac.training_data import TrainingWindows, windows_for_training
-from uvac.training_history import EpochRecord, TrainingHistory, TrainProgress
+from uvac.training_history import EpochRecord, TrainingHistory
 
 if TYPE_CHECKING:
     from uvac.datasets import DatasetItem
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EpochRecord",
     "TrainConfig",
-    "TrainProgress",
     "Trainer",
     "TrainingHistory",
     "learning_rate_at",
@@ -89,7 +89,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[["TrainProgress"], None]
+ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
 
 # The K-means initialisation runs at least this many batches (more epochs on small data sets).
@@ -203,9 +203,9 @@ def _fit_kmeans(
     )
     if progress is not None:
         progress(
-            TrainProgress.from_epoch(
-                record, epochs=1, step=1, steps_per_epoch=1,
-                elapsed_s=seconds, eta_s=0.0, epoch_done=True,
+            Progress.training(
+                record, epochs=1, step=1, steps=1,
+                elapsed_seconds=seconds, eta_seconds=0.0, epoch_done=True,
             )
         )  # fmt: skip
     return TrainingHistory([record])
@@ -472,10 +472,9 @@ class Trainer:
         total_steps = self.config.epochs * self.batches_per_epoch
         eta = elapsed / steps_this_run * (total_steps - steps_done) if steps_this_run else None
         self.progress(
-            TrainProgress.from_epoch(
-                record, epochs=self.config.epochs, step=step,
-                steps_per_epoch=self.batches_per_epoch, elapsed_s=elapsed, eta_s=eta,
-                epoch_done=epoch_done,
+            Progress.training(
+                record, epochs=self.config.epochs, step=step, steps=self.batches_per_epoch,
+                elapsed_seconds=elapsed, eta_seconds=eta, epoch_done=epoch_done,
             )
         )  # fmt: skip
 

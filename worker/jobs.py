@@ -367,28 +367,14 @@ def run_evaluation(
     )
     _record(job, {"phase": "evaluating"})
     started = time.monotonic()
-    last_write = [0.0]
 
     def progress(done: int, total: int) -> None:
         # Asked after every clip: the cooperative cancellation point of an evaluation.
-        if reporter is not None and reporter.should_stop():
-            raise TrainingCancelled(f"evaluation cancelled after {done} of {total} clips")
-        now = time.monotonic()
-        if done != total and now - last_write[0] < settings.progress_interval_seconds:
+        if reporter is None:
             return
-        last_write[0] = now
-        eta = (now - started) / done * (total - done) if done else None
-        _record(
-            job,
-            {
-                "progress": {
-                    "step": done,
-                    "steps": total,
-                    "eta_seconds": None if eta is None else round(eta, 1),
-                    "updated_at": utc_now_iso(),
-                }
-            },
-        )
+        if reporter.should_stop():
+            raise TrainingCancelled(f"evaluation cancelled after {done} of {total} clips")
+        reporter.evaluating(done, total, elapsed_seconds=time.monotonic() - started)
 
     try:
         rows = evaluate_with_baselines(

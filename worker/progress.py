@@ -11,15 +11,17 @@ write is logged and retried at the next report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import redis
 from rq.job import Job
+
+from uvac.progress import Progress
 
 __all__ = ["ProgressReporter", "update_job_meta", "utc_now_iso"]
 
@@ -59,54 +61,6 @@ def update_job_meta(job: Job, changes: Mapping[str, Any]) -> dict[str, Any]:
                 continue  # the hash changed under us (a heartbeat, a cancel): merge again
 
 
-class TrainProgressLike(Protocol):
-    """The fields of `uvac.training.TrainProgress` this module reads."""
-
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    loss: float
-    reconstruction: float
-    kl_z: float
-    kl_y: float
-    temperature: float
-    learning_rate: float
-    accuracy: float | None
-    nmi: float | None
-    eta_s: float | None
-    epoch_done: bool
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def progress_document(progress: TrainProgressLike) -> dict[str, Any]:
-    """The ``job.meta["progress"]`` document of docs/architecture.md."""
-    eta = _finite_or_none(progress.eta_s)
-    return {
-        "phase": "training",
-        "epoch": progress.epoch,
-        "epochs": progress.epochs,
-        "step": progress.step,
-        "steps": progress.steps_per_epoch,
-        "loss": _finite_or_none(progress.loss),
-        "reconstruction": _finite_or_none(progress.reconstruction),
-        "kl_z": _finite_or_none(progress.kl_z),
-        "kl_y": _finite_or_none(progress.kl_y),
-        "temperature": _finite_or_none(progress.temperature),
-        "learning_rate": _finite_or_none(progress.learning_rate),
-        "accuracy": _finite_or_none(progress.accuracy),
-        "nmi": _finite_or_none(progress.nmi),
-        "eta_seconds": None if eta is None else round(max(eta, 0.0), 1),
-        "updated_at": utc_now_iso(),
-    }
-
-
 class ProgressReporter:
     """The training loop's ``progress`` and ``should_stop`` callbacks for one RQ job.
 
@@ -144,26 +98,32 @@ class ProgressReporter:
 
     def encoding(self, done: int, total: int) -> None:
         """The encoder's pass over the training files, before the first epoch."""
-        now = self.clock()
-        due = self._last_write is None or now - self._last_write >= self.interval_seconds
-        if not (due or done == total):
-            return
-        document = {"phase": "encoding", "files_done": done, "files": total}
-        if self.write({"progress": {**document, "updated_at": utc_now_iso()}}):
-            self._last_write = now
+        self._store(Progress.encoding(done, total), force=done == total)
 
-    def __call__(self, progress: TrainProgressLike) -> None:
+    def evaluating(self, done: int, total: int, *, elapsed_seconds: float) -> None:
+        """An evaluation's clips; at the last one always."""
+        self._store(Progress.evaluating(done, total, elapsed_seconds=elapsed_seconds),
+                    force=done == total)  # fmt: skip
+
+    def __call__(self, progress: Progress) -> None:
+        """The training loop's report."""
         changes: dict[str, Any] = {}
-        if self._first_report:
+        if self._first_report and progress.epoch is not None:
             self._first_report = False
             self.resumed_from_epoch = max(progress.epoch - 1, 0)
             changes["resumed_from_epoch"] = self.resumed_from_epoch
+        self._store(progress, force=progress.epoch_done or bool(changes), changes=changes)
+
+    def _store(
+        self, progress: Progress, *, force: bool, changes: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write ``progress`` (and ``changes``) when forced or due (every interval)."""
         now = self.clock()
         due = self._last_write is None or now - self._last_write >= self.interval_seconds
-        if not (due or progress.epoch_done or changes):
+        if not (due or force):
             return
-        changes["progress"] = progress_document(progress)
-        if self.write(changes):
+        stamped = dataclasses.replace(progress, updated_at=utc_now_iso())
+        if self.write({**(changes or {}), "progress": stamped.to_document()}):
             self._last_write = now
 
     def write(self, changes: Mapping[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from app.schemas.hyperparameters import check_model_hyperparameters, describe_op
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
 from uvac.features import FeatureConfig
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
+from uvac.progress import Progress
 from uvac.train_config import TrainConfig
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
@@ -193,30 +194,9 @@ class EvaluateRequest(BaseModel):
         return self.model_dump()
 
 
-class JobProgress(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    phase: str | None = Field(
-        default=None,
-        description="`encoding` (a pretrained encoder embeds the training files once, "
-        "`files_done` of `files`) or `training` (the epochs).",
-    )
-    files_done: int | None = None
-    files: int | None = None
-    epoch: int | None = None
-    epochs: int | None = None
-    step: int | None = None
-    steps: int | None = None
-    loss: float | None = None
-    reconstruction: float | None = None
-    kl_z: float | None = None
-    kl_y: float | None = None
-    temperature: float | None = None
-    learning_rate: float | None = None
-    accuracy: float | None = None
-    nmi: float | None = None
-    eta_seconds: float | None = None
-    updated_at: str | None = None
+# The engine's progress record is the schema: the training loop, the job's meta and this
+# API spell its fields once (uvac.progress). Unknown keys in an older job's meta are ignored.
+JobProgress = Progress
 
 
 class JobError(BaseModel):

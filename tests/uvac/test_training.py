@@ -15,10 +15,10 @@ from uvac.datasets import DatasetItem
 from uvac.errors import DatasetError, TrainingCancelled
 from uvac.features import FeatureConfig
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
+from uvac.progress import Progress
 from uvac.training import (
     TrainConfig,
     Trainer,
-    TrainProgress,
     learning_rate_at,
     temperature_at,
     train_model,
@@ -104,7 +104,7 @@ def test_schedules_decay_exponentially_from_start_to_end() -> None:
 
 def test_loss_decreases_and_progress_is_reported() -> None:
     features, mask, labels = three_bands()
-    reports: list[TrainProgress] = []
+    reports: list[Progress] = []
     model, history = train_on_features(
         features,
         mask,
@@ -120,7 +120,7 @@ def test_loss_decreases_and_progress_is_reported() -> None:
     assert [(r.epoch, r.step, r.epoch_done) for r in reports[:2]] == [(1, 2, False), (1, 3, True)]
     assert len(reports) == 8
     last = reports[-1]
-    assert last.epochs == 4 and last.steps_per_epoch == 3 and last.eta_s == pytest.approx(0.0)
+    assert last.epochs == 4 and last.steps == 3 and last.eta_seconds == pytest.approx(0.0)
     assert last.accuracy is not None and 0.0 <= last.accuracy <= 1.0
     assert last.nmi is not None and reports[0].accuracy is None
     assert last.temperature == pytest.approx(0.5)
@@ -247,7 +247,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
 
 def test_kmeans_trains_through_the_same_entry_point() -> None:
     features, mask, labels = three_bands()
-    reports: list[TrainProgress] = []
+    reports: list[Progress] = []
     model, history = train_on_features(
         features, mask, config=config(model_type="kmeans", model_hyperparameters={}),
         labels=labels, progress=reports.append,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -10,27 +10,28 @@ from redis.retry import Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from app.schemas.jobs import JobProgress
 from service_config import Settings
+from uvac.progress import Progress
 from worker import queues
 from worker.progress import ProgressReporter, update_job_meta
 
 
-@dataclass
-class FakeProgress:
-    epoch: int
-    epochs: int = 5
-    step: int = 1
-    steps_per_epoch: int = 4
-    loss: float = 10.0
-    reconstruction: float = 8.0
-    kl_z: float = 1.0
-    kl_y: float = 1.0
-    temperature: float = 0.9
-    learning_rate: float = 5e-4
-    accuracy: float | None = None
-    nmi: float | None = None
-    eta_s: float | None = 12.345
-    epoch_done: bool = False
+def training_progress(
+    epoch: int,
+    *,
+    step: int = 1,
+    loss: float = 10.0,
+    accuracy: float | None = None,
+    nmi: float | None = None,
+    epoch_done: bool = False,
+) -> Progress:
+    return Progress(
+        phase="training", epoch=epoch, epochs=5, step=step, steps=4, loss=loss,
+        reconstruction=8.0, kl_z=1.0, kl_y=1.0, balance=0.1, temperature=0.9,
+        learning_rate=5e-4, accuracy=accuracy, nmi=nmi, elapsed_seconds=3.0,
+        eta_seconds=12.345, epoch_done=epoch_done,
+    )  # fmt: skip
 
 
 class FakeClock:
@@ -83,30 +84,33 @@ def test_progress_is_throttled_but_every_epoch_end_is_written(
     clock = FakeClock()
     reporter = ProgressReporter(job, interval_seconds=2.0, cancel_poll_seconds=0.5, clock=clock)
 
-    reporter(FakeProgress(epoch=3, step=1))
+    reporter(training_progress(epoch=3, step=1))
     progress = stored_meta(redis_conn, job)["progress"]
     assert progress["epoch"] == 3 and progress["step"] == 1 and progress["steps"] == 4
     assert progress["eta_seconds"] == 12.3
     assert stored_meta(redis_conn, job)["resumed_from_epoch"] == 2
 
     clock.now += 0.5
-    reporter(FakeProgress(epoch=3, step=2))  # too soon: not written
+    reporter(training_progress(epoch=3, step=2))  # too soon: not written
     assert stored_meta(redis_conn, job)["progress"]["step"] == 1
 
     clock.now += 0.1
-    reporter(FakeProgress(epoch=3, step=4, epoch_done=True, accuracy=0.75, nmi=0.5))
+    reporter(training_progress(epoch=3, step=4, epoch_done=True, accuracy=0.75, nmi=0.5))
     progress = stored_meta(redis_conn, job)["progress"]
     assert progress["step"] == 4 and progress["accuracy"] == 0.75 and progress["nmi"] == 0.5
 
     clock.now += 2.5
-    reporter(FakeProgress(epoch=4, step=1, loss=float("nan")))
+    reporter(training_progress(epoch=4, step=1, loss=float("nan")))
     progress = stored_meta(redis_conn, job)["progress"]
     assert progress["epoch"] == 4 and progress["loss"] is None  # NaN is not JSON
-    assert set(progress) == {
-        "phase", "epoch", "epochs", "step", "steps", "loss", "reconstruction", "kl_z", "kl_y",
-        "temperature", "learning_rate", "accuracy", "nmi", "eta_seconds", "updated_at",
-    }  # fmt: skip
-    assert progress["phase"] == "training"
+    assert set(progress) == {field.name for field in dataclasses.fields(Progress)}
+    assert progress["phase"] == "training" and progress["updated_at"]
+    assert JobProgress(**progress) == dataclasses.replace(
+        training_progress(epoch=4, loss=float("nan")),
+        loss=None,
+        eta_seconds=12.3,
+        updated_at=progress["updated_at"],
+    )  # the API's schema reads back the record the loop reported
 
 
 def test_should_stop_polls_redis_at_most_every_interval(
@@ -136,7 +140,7 @@ def test_a_redis_outage_does_not_break_the_training_loop(
     )
     reporter = ProgressReporter(job, interval_seconds=0.0, cancel_poll_seconds=0.0)
 
-    reporter(FakeProgress(epoch=1))  # logged, not raised
+    reporter(training_progress(epoch=1))  # logged, not raised
     assert reporter.should_stop() is False
     assert reporter.write({"x": 1}) is False
 
