@@ -106,12 +106,6 @@ class MicroBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def run_in_inference_thread(self, function: Callable[[], T]) -> T:
-        """Run other torch work on the inference thread (so it never overlaps a batch)."""
-        if self._executor is None:
-            raise _shutting_down()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
-
     @contextlib.contextmanager
     def expecting(self) -> Iterator[None]:
         """Announce a clip that will be submitted after this block (decode inside it)."""

@@ -3,8 +3,8 @@
 The request id lives in a context variable set by `app.middleware.RequestIdMiddleware`;
 `RequestIdFilter` copies it onto every record, so lines logged deep inside a route (or by
 uvicorn's access logger) can be joined with the response's `X-Request-ID`.
-Logging is configured only at entry points (`configure_logging`, `uvicorn_log_config`),
-never on import.
+Logging is configured only at entry points (`configure_logging`, called by `create_app()`
+when uvicorn builds the app), never on import.
 """
 
 from __future__ import annotations
@@ -46,26 +46,3 @@ def configure_logging(*, level: str = "INFO") -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
-
-
-def uvicorn_log_config(*, level: str = "INFO") -> dict[str, Any]:
-    """A `logging.config.dictConfig` document for `uvicorn.run(log_config=...)`."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "app.logging.RequestIdFilter"}},
-        "formatters": {"json": {"()": "app.logging.JsonFormatter"}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "filters": ["request_id"],
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {
-            "uvicorn": {"handlers": [], "level": level.upper(), "propagate": True},
-            "uvicorn.error": {"handlers": [], "level": level.upper(), "propagate": True},
-            "uvicorn.access": {"handlers": [], "level": level.upper(), "propagate": True},
-        },
-    }

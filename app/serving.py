@@ -99,12 +99,10 @@ class ModelHolder:
         self._unavailable_reason: str | None = "the model has not been loaded yet"
         self._refused: tuple[tuple[str, str], str] | None = None
         self._refresh_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
         self._cache: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._cache_lock = asyncio.Lock()
         self._on_swap: list[Callable[[LoadedModel], None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def serve_ref(self) -> str:
@@ -129,7 +127,6 @@ class ModelHolder:
         self._on_swap.append(callback)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         await self.refresh()
         self._poll_task = asyncio.create_task(self._poll_forever(), name="uvac-model-poll")
 
@@ -140,19 +137,9 @@ class ModelHolder:
                 await self._poll_task
             self._poll_task = None
 
-    def poke(self) -> None:
-        """Check the alias now instead of at the next poll (after a promotion, say).
-
-        Safe to call from any thread (sync routes run in the thread pool).
-        """
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def _poll_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-            self._wake.clear()
+            await asyncio.sleep(self._poll_seconds)
             try:
                 await self.refresh()
             except Exception:  # keep polling whatever happens; the reason is logged

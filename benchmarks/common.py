@@ -5,7 +5,7 @@
   2-core development machine any other process halves a figure, so every results file says
   how idle the machine was;
 - the network the service runs by default: an untrained Cat. UVAC built from the project's
-  ``default`` preset exactly as training builds it (`preset_model`), with normalisation
+  default preset (``DEFAULT_PRESET``) exactly as training builds it (`preset_model`), with normalisation
   statistics fitted on synthetic clips (`synthetic_trained_model`); it costs what a trained
   one does;
 - synthetic test audio (noise plus tones) and its 16-bit WAV encoding;

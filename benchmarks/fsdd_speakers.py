@@ -1,7 +1,7 @@
 """Why FSDD's digits are hard to cluster: how far the features carry a digit across speakers.
 
-The quality benchmark's FSDD target (85% accuracy, NMI 0.80) is not met. This script measures
-the reason on the training split, in the feature space a preset gives every method, with the
+On log-mel features the quality benchmark's FSDD target is not met (results/quality.json).
+This script measures the reason on the training split, in the feature space a preset gives every method, with the
 speaker read from the file name ({digit}_{speaker}_{take}.wav) and used only for diagnosis:
 
 - ``nearest_neighbour``: the share of windows whose nearest other window has the same digit,

@@ -7,7 +7,7 @@ What it does, in one run:
 
 1. Builds a model store in a temporary folder holding the model the service ships with (the
    bundle in ``app/default_model/bundle/`` when it is a Cat. UVAC, else an untrained Cat. UVAC
-   of the ``default`` preset, which costs the same to run; ``--model`` overrides) and aliases
+   of the default preset (``DEFAULT_PRESET``), which costs the same to run; ``--model`` overrides) and aliases
    it ``bench@production``.
 2. Measures the raw pipeline in this process with the same torch thread count as the server:
    decode (`uvac.audio.load_audio` from WAV bytes) + features (`FeatureExtractor.windows_batch`)
@@ -107,7 +107,7 @@ def build_store(root: Path, *, model_choice: str = "auto") -> tuple[TrainedModel
     it, where it came from, and its version folder.
 
     ``model_choice``: ``"bundle"`` (the bundled default model, whatever its type),
-    ``"preset"`` (an untrained Cat. UVAC of the ``default`` preset) or ``"auto"`` (the
+    ``"preset"`` (an untrained Cat. UVAC of the default preset) or ``"auto"`` (the
     bundle when it is a Cat. UVAC, else the preset).
     """
     store = ModelStore(root)

@@ -7,7 +7,7 @@ In one run, with an explicit torch thread count (``--threads``, default 2):
 
 1. the machine's matrix-multiply rate: ``torch.mm`` of two 2048 x 2048 matrices, best of
    several, in float32 and in bfloat16;
-2. for each input shape (the ``default`` preset's, and the paper's 1 s x 64 mel bins when it
+2. for each input shape (the default preset's, and the reference prototype's 1 s x 64 mel bins when it
    differs): training steps per second at batch 64 (forward, backward and Adam, the loss as
    `uvac.training` computes it) and h-only inference (`cluster_probabilities` under
    `torch.inference_mode`) at batch 1 and 64, in float32 and under
@@ -67,7 +67,7 @@ from uvac.training import TrainConfig, Trainer, train_on_features  # noqa: E402
 logger = logging.getLogger("benchmarks.training_speed")
 
 BATCH = 64
-# The paper's network at 1 s x 64 mel bins (the reference prototype).
+# The paper's network on 1 s x 64 mel bins: the reference prototype's input shape.
 PAPER_SHAPE_FEATURES = FeatureConfig(n_mels=64, window_seconds=1.0)
 PAPER_SHAPE_TRAINING = TrainConfig(n_clusters=10)
 

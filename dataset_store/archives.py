@@ -14,7 +14,7 @@ with the reason (`UnpackResult.skipped`): it says nothing about the safety of th
 Memory does not depend on what the archive declares. Sizes are counted on the bytes actually
 written, so a zip bomb with lying headers stops at the limit. A zip's central directory is
 counted and measured (`MAX_ZIP_DIRECTORY_BYTES`) before `zipfile` parses it. Tars are read by
-`worker.tar_stream`, which caps extended headers (long names, PAX records) before reading
+`dataset_store.tar_stream`, which caps extended headers (long names, PAX records) before reading
 them, through a reader that counts every decompressed byte, headers included, against a
 fixed budget. The format is detected from the first bytes (magic numbers), not from the
 file name.

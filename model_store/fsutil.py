@@ -21,7 +21,6 @@ __all__ = [
     "atomic_write_json",
     "canonical_json",
     "fsync_dir",
-    "fsync_file",
     "read_json",
     "remove_tree",
     "rename_no_replace",
@@ -43,15 +42,6 @@ def read_json(path: Path) -> Any:
     """Read one JSON document; the store never reads anything else (no pickle anywhere)."""
     with path.open("rb") as stream:
         return json.loads(stream.read().decode("utf-8"))
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's data to stable storage."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -49,9 +49,8 @@ __all__ = [
 # random sample of them and gives the others the cluster with the nearest mean.
 WARD_MAX_WINDOWS = 4000
 # A Ward partition whose largest cluster holds more than this many times the mean cluster size
-# is one blob and crumbs (ESC-10 on cepstra with per-clip normalisation: 219 of 323 windows at
-# K=10): the initialisation then falls back to K-means. FSDD's largest Ward cluster is 1.8x
-# the mean, ESC-10 log-mel's 2.2x (K=10) and 2.1x (K=5).
+# is one blob and crumbs: the initialisation then falls back to K-means. The ratios seen on
+# the benchmark data sets are in benchmarks/README.md ("Cluster starts").
 WARD_MAX_CLUSTER_RATIO = 2.5
 
 logger = logging.getLogger(__name__)
@@ -138,8 +137,7 @@ def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -
     """Ward-linkage agglomerative cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``,
     flattened and masked. Ward merges the pair of clusters that least raises the within-cluster
     variance, bottom-up, so it keeps elongated and uneven groups that K-means's Voronoi cells
-    split (train split, acc/NMI against K-means: FSDD 0.63/0.61 vs 0.56/0.56, ESC-10 log-mel
-    0.45/0.49 vs 0.43/0.41). Deterministic, except for the sample beyond `WARD_MAX_WINDOWS`."""
+    split (benchmarks/README.md, "Cluster starts"). Deterministic, except for the sample beyond `WARD_MAX_WINDOWS`."""
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu()  # (N, T*F)
     sample = torch.arange(vectors.shape[0])
     if vectors.shape[0] > WARD_MAX_WINDOWS:

@@ -16,7 +16,7 @@
    Once the horse has put it back, the worker does not also fail it: RQ's monitor sometimes
    finds the horse already reaped after a warm shutdown (``waitpid returned None``) and would
    fail the job and schedule a retry, so a handed-back job would come back "scheduled", with a
-   retry spent, instead of "queued" (seen once, in the warm-shutdown end-to-end test).
+   retry spent, instead of "queued" (tests/worker/test_runner.py pins both cases).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ h and f: four Conv2d (16, 32, 64, 128 channels; kernel 8, stride 2, padding 3) e
 BatchNorm2d and ReLU, then a two-layer GRU of 128 units. g: four ConvTranspose2d (64, 32, 16, 1
 channels, same kernel/stride/padding), ReLU after all but the last, sigmoid last.
 
-Design choices where the paper is silent (documented in docs/model-spec.md as one reading that
+Design choices where the paper is silent (documented in the model spec, ../shared/docs/model-spec.md, as one reading that
 makes the shapes close):
 
 - The GRUs run over time with the frequency axis folded into the features: the conv stack
@@ -155,9 +155,9 @@ class CatUVAC(VariationalClusterModel):
         )
         # Convolution weights in channels-last layout: oneDNN then runs the convolutions in
         # NHWC without re-laying the weights out on every call, which dominates for narrow
-        # networks (the default preset's: a training step 1.5x, h at batch 64 3x faster on
-        # one CPU thread; the paper's network about 5%). Values are unchanged; the artifact
-        # and checkpoint writers store contiguous copies, and loading copies into this layout.
+        # networks (benchmarks/README.md, "Channels-last"). Values are unchanged; the
+        # artifact and checkpoint writers store contiguous copies, and loading copies into
+        # this layout.
         self.to(memory_format=torch.channels_last)
 
     def _build_mlp(self, latent_dim: int) -> None:
