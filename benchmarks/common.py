@@ -4,10 +4,10 @@
   (`LoadMonitor`: load averages and whole-machine CPU use sampled during the run): on the
   2-core development machine any other process halves a figure, so every results file says
   how idle the machine was;
-- the network the service runs by default: an untrained Cat. UVAC built from the project's
-  default preset (``DEFAULT_PRESET``) exactly as training builds it (`preset_model`), with normalisation
-  statistics fitted on synthetic clips (`synthetic_trained_model`); it costs what a trained
-  one does;
+- the network the service runs by default: an untrained Cat. UVAC built from the project's default
+  preset (``DEFAULT_PRESET``) exactly as training builds it (`preset_model`), with normalisation
+  statistics fitted on synthetic clips (`synthetic_trained_model`); it costs what a trained one
+  does;
 - synthetic test audio (noise plus tones) and its 16-bit WAV encoding;
 - percentiles, timing loops and the results JSON writer.
 """

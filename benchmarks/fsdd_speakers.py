@@ -1,8 +1,8 @@
 """Why FSDD's digits are hard to cluster: how far the features carry a digit across speakers.
 
-On log-mel features the quality benchmark's FSDD target is not met (results/quality.json).
-This script measures the reason on the training split, in the feature space a preset gives every method, with the
-speaker read from the file name ({digit}_{speaker}_{take}.wav) and used only for diagnosis:
+On log-mel features the quality benchmark's FSDD target is not met (results/quality.json). This
+script measures the reason on the training split, in the feature space a preset gives every method,
+with the speaker read from the file name ({digit}_{speaker}_{take}.wav) and used only for diagnosis:
 
 - ``nearest_neighbour``: the share of windows whose nearest other window has the same digit,
   the same speaker, and (the number that matters) the same digit when the neighbour must come

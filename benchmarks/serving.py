@@ -7,8 +7,8 @@ What it does, in one run:
 
 1. Builds a model store in a temporary folder holding the model the service ships with (the
    bundle in ``app/default_model/bundle/`` when it is a Cat. UVAC, else an untrained Cat. UVAC
-   of the default preset (``DEFAULT_PRESET``), which costs the same to run; ``--model`` overrides) and aliases
-   it ``bench@production``.
+   of the default preset (``DEFAULT_PRESET``), which costs the same to run; ``--model``
+   overrides) and aliases it ``bench@production``.
 2. Measures the raw pipeline in this process with the same torch thread count as the server:
    decode (`uvac.audio.load_audio` from WAV bytes) + features (`FeatureExtractor.windows_batch`)
    + h (`model.cluster_probabilities` under `torch.inference_mode`), batched at 64 clips, for

@@ -7,12 +7,12 @@ In one run, with an explicit torch thread count (``--threads``, default 2):
 
 1. the machine's matrix-multiply rate: ``torch.mm`` of two 2048 x 2048 matrices, best of
    several, in float32 and in bfloat16;
-2. for each input shape (the default preset's, and the reference prototype's 1 s x 64 mel bins when it
-   differs): training steps per second at batch 64 (forward, backward and Adam, the loss as
+2. for each input shape (the default preset's, and the reference prototype's 1 s x 64 mel bins when
+   it differs): training steps per second at batch 64 (forward, backward and Adam, the loss as
    `uvac.training` computes it) and h-only inference (`cluster_probabilities` under
-   `torch.inference_mode`) at batch 1 and 64, in float32 and under
-   ``torch.autocast("cpu", dtype=torch.bfloat16)``, as `TrainConfig.bf16_autocast` and
-   `Clusterer(bf16_autocast=True)` run them;
+   `torch.inference_mode`) at batch 1 and 64, in float32 and under ``torch.autocast("cpu",
+   dtype=torch.bfloat16)``, as `TrainConfig.bf16_autocast` and `Clusterer(bf16_autocast=True)` run
+   them;
 3. the FLOPs per clip of what runs (`torch.utils.flop_counter.FlopCounterMode`: convolutions,
    their backward, matrix multiplies, GRU cells), so that MFU = FLOPs per clip x clips per
    second / the GEMM rate of the same precision;

@@ -137,7 +137,8 @@ def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -
     """Ward-linkage agglomerative cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``,
     flattened and masked. Ward merges the pair of clusters that least raises the within-cluster
     variance, bottom-up, so it keeps elongated and uneven groups that K-means's Voronoi cells
-    split (benchmarks/README.md, "Cluster starts"). Deterministic, except for the sample beyond `WARD_MAX_WINDOWS`."""
+    split (benchmarks/README.md, "Cluster starts"). Deterministic, except for the sample
+    beyond `WARD_MAX_WINDOWS`."""
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu()  # (N, T*F)
     sample = torch.arange(vectors.shape[0])
     if vectors.shape[0] > WARD_MAX_WINDOWS:

@@ -16,7 +16,7 @@ exactly one place by walking the class hierarchy. The engine itself never speaks
      +-- ArtifactError (422, "invalid-model-artifact")      a saved model whose files are unusable
      |    +-- EncoderMismatchError (422, "encoder-mismatch")  another encoder than the model's
      +-- EncoderUnavailableError (503, "encoder-unavailable") a pretrained encoder cannot be loaded
-     +-- TrainingCancelled (499, "training-cancelled")     raised by the training loop on cancel
+     +-- RunCancelled (499, "run-cancelled")              training or an evaluation was cancelled
      +-- DatasetError (422, "invalid-dataset")             empty folder, no decodable files
 """
 
@@ -32,7 +32,7 @@ __all__ = [
     "EncoderUnavailableError",
     "NonFiniteAudioError",
     "NotAudioError",
-    "TrainingCancelled",
+    "RunCancelled",
     "UnsupportedEncodingError",
     "UvacError",
 ]
@@ -120,16 +120,17 @@ class EncoderUnavailableError(UvacError):
     title = "Audio encoder unavailable"
 
 
-class TrainingCancelled(UvacError):
-    """Raised by the training loop when its cancellation check says stop.
+class RunCancelled(UvacError):
+    """Raised by long work (training, its encoder pass, an evaluation) when its cancellation
+    check says stop.
 
     Not an HTTP error: the worker catches it and marks the job cancelled. The status follows
     the common "client closed request" convention only so that every class has one.
     """
 
     status = 499
-    slug = "training-cancelled"
-    title = "Training cancelled"
+    slug = "run-cancelled"
+    title = "Run cancelled"
 
 
 class DatasetError(UvacError):

@@ -13,10 +13,11 @@ job parameters) win over the preset, which wins over the dataclass defaults.
 - ``"speech"``: spoken words. The same training, from a K-means start, on the speech
   encoder's embeddings (EfficientWord-Net, `uvac.encoders.speech`) of 1.5 s windows every
   0.75 s at 16 kHz.
-- ``"paper"``: the recipe as the paper states it (see the model spec, ../shared/docs/model-spec.md): log-mel, 960-sample
-  STFT window, hop 480, 128 mel bins, Adam 5e-4 -> 5e-5, temperature 1.0 -> 0.5, lambda 0.5
-  (the spoken-digit value), 500 epochs. The paper's time-context window is the clip length,
-  which depends on the data set: pass ``window_seconds`` for it (1 s here, the digit length).
+- ``"paper"``: the recipe as the paper states it (the model spec, ../shared/docs/model-spec.md):
+  log-mel, 960-sample STFT window, hop 480, 128 mel bins, Adam 5e-4 -> 5e-5, temperature 1.0 -> 0.5,
+  lambda 0.5 (the spoken-digit value), 500 epochs. The paper's time-context window is the clip
+  length, which depends on the data set: pass ``window_seconds`` for it (1 s here, the digit
+  length).
 - ``"words-logmel"``: the log-mel recipe for short utterance-like clips, learnt from scratch:
   16 cepstral coefficients with per-clip mean-variance normalisation, each clip trimmed to its
   active region and fitted to one 32-frame window, a narrower conv-GRU network, a Ward start,

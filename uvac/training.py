@@ -21,7 +21,7 @@ checkpoint after each epoch holds all of them (`uvac.checkpoint`), so a run resu
 continues from the next epoch and ends with the weights of an uninterrupted run.
 
 Cancellation: ``should_stop()`` is asked before every batch (and before every file while
-loading); when it says True the run raises `uvac.errors.TrainingCancelled`. The last completed
+loading); when it says True the run raises `uvac.errors.RunCancelled`. The last completed
 epoch's checkpoint stays on disk, so a cancelled run can also be resumed.
 """
 
@@ -55,7 +55,7 @@ from uvac.consistency import (
     self_label_loss,
 )
 from uvac.device import resolve_device
-from uvac.errors import DatasetError, TrainingCancelled
+from uvac.errors import DatasetError, RunCancelled
 from uvac.models import ClusterModel, build_model
 from uvac.models.base import VariationalClusterModel
 from uvac.models.kmeans import KMeansClusterer
@@ -178,7 +178,7 @@ def _fit_kmeans(
     should_stop: StopCheck | None,
 ) -> TrainingHistory:
     if should_stop is not None and should_stop():
-        raise TrainingCancelled("training cancelled before K-means started")
+        raise RunCancelled("training cancelled before K-means started")
     started = time.perf_counter()
     model.fit(features, mask, seed=config.seed)
     with torch.inference_mode():
@@ -313,7 +313,7 @@ class Trainer:
             order = torch.randperm(self.features.shape[0], generator=self.shuffle)
             for indices in self._batches(order):
                 if self.should_stop is not None and self.should_stop():
-                    raise TrainingCancelled("training cancelled during the K-means initialisation")
+                    raise RunCancelled("training cancelled during the K-means initialisation")
                 indices = indices.to(self.device)
                 probabilities = self.model.cluster_probabilities(
                     self.features[indices], self.mask[indices]
@@ -351,7 +351,7 @@ class Trainer:
         self.model.train()
         for step, indices in enumerate(batches, start=1):
             if self.should_stop is not None and self.should_stop():
-                raise TrainingCancelled(
+                raise RunCancelled(
                     f"training cancelled in epoch {epoch_index + 1}, before batch {step}"
                 )
             indices = indices.to(self.device)

@@ -23,7 +23,7 @@ from torch import Tensor
 from uvac.audio import Audio, load_audio
 from uvac.datasets import DatasetItem
 from uvac.embedding_windows import EmbeddingWindower, fit_embedding_stats
-from uvac.errors import AudioError, DatasetError, TrainingCancelled
+from uvac.errors import AudioError, DatasetError, RunCancelled
 from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
 
 __all__ = ["TrainingWindows", "training_windows_from_embeddings", "windows_for_training"]
@@ -66,7 +66,7 @@ def windows_for_training(
     """Windows of ``items`` normalised with statistics fitted on them.
 
     Undecodable files are skipped with a warning; `DatasetError` when none is usable;
-    `TrainingCancelled` when ``should_stop()`` says so (asked before every file).
+    `RunCancelled` when ``should_stop()`` says so (asked before every file).
     ``progress(done, total)`` is called after each file of the encoding pass (encoder
     front-ends; the log-mel passes are quick).
     """
@@ -215,4 +215,4 @@ def _decoded(
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:
     if should_stop is not None and should_stop():
-        raise TrainingCancelled("training cancelled while loading the recordings")
+        raise RunCancelled("training cancelled while loading the recordings")

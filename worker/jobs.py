@@ -32,7 +32,7 @@ from rq.job import Job
 from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, StoreBusy
 from service_config import Settings, get_settings
-from uvac.errors import TrainingCancelled
+from uvac.errors import RunCancelled
 from worker.errors import WorkerError
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
@@ -207,7 +207,7 @@ def run_training(
         manifest = datasets.get(str(params["dataset_id"]))
         items = dataset_items(datasets, manifest)
         if reporter is not None and reporter.should_stop():
-            raise TrainingCancelled("cancelled before training started")
+            raise RunCancelled("cancelled before training started")
         _record(job, {"phase": "training", "started_training_at": utc_now_iso()})
         started = time.monotonic()
         trained = train_function(
@@ -223,7 +223,7 @@ def run_training(
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
-            raise TrainingCancelled("cancelled after the last epoch, before publishing")
+            raise RunCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
         _record(job, {"phase": "publishing"})
         result = _publish(
@@ -236,7 +236,7 @@ def run_training(
             resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
             train_seconds=time.monotonic() - started,
         )
-    except TrainingCancelled as stop:
+    except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
             return _interrupted(job)  # the checkpoints stay: the next run resumes from them
         logger.info("job %s: %s", job and job.id, stop)
@@ -373,7 +373,7 @@ def run_evaluation(
         if reporter is None:
             return
         if reporter.should_stop():
-            raise TrainingCancelled(f"evaluation cancelled after {done} of {total} clips")
+            raise RunCancelled(f"evaluation cancelled after {done} of {total} clips")
         reporter.evaluating(done, total, elapsed_seconds=time.monotonic() - started)
 
     try:
@@ -384,7 +384,7 @@ def run_evaluation(
             seed=int(params.get("seed", 0)),
             progress=progress,
         )
-    except TrainingCancelled as stop:
+    except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
             return _interrupted(job)
         logger.info("job %s: %s", job and job.id, stop)

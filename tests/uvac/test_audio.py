@@ -393,7 +393,7 @@ EXPECTED_ERRORS = {
     "NonFiniteAudioError": ("AudioError", 422, "non-finite-audio"),
     "AudioTooLongError": ("AudioError", 413, "audio-too-long"),
     "ArtifactError": ("UvacError", 422, "invalid-model-artifact"),
-    "TrainingCancelled": ("UvacError", 499, "training-cancelled"),
+    "RunCancelled": ("UvacError", 499, "run-cancelled"),
     "DatasetError": ("UvacError", 422, "invalid-dataset"),
 }
 

@@ -12,7 +12,7 @@ import torch
 
 from uvac.checkpoint import load_checkpoint
 from uvac.datasets import DatasetItem
-from uvac.errors import DatasetError, TrainingCancelled
+from uvac.errors import DatasetError, RunCancelled
 from uvac.features import FeatureConfig
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.progress import Progress
@@ -192,7 +192,7 @@ def test_cancellation_raises_between_batches() -> None:
     features, mask, _ = three_bands()
     steps: list[int] = []
     should_stop, counter = _stop_after(4)
-    with pytest.raises(TrainingCancelled, match="epoch 2, before batch 2"):
+    with pytest.raises(RunCancelled, match="epoch 2, before batch 2"):
         train_on_features(
             features,
             mask,
@@ -213,7 +213,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
 
     killed_dir = tmp_path / "b"
     should_stop, _ = _stop_after(3 + 1)  # 3 batches per epoch: stop in epoch 2
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(RunCancelled):
         train_on_features(
             features, mask, config=run, labels=labels, checkpoint_dir=killed_dir,
             should_stop=should_stop,
@@ -341,5 +341,5 @@ def test_fewer_windows_than_clusters_is_a_dataset_error() -> None:
 
 def test_train_model_cancelled_while_loading(tmp_path: Path) -> None:
     items = [_write_tone(tmp_path / "a.wav", 440.0, 0.5, 0)]
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(RunCancelled):
         train_model(items, config=config(), feature_config=FEATURES, should_stop=lambda: True)

@@ -11,8 +11,8 @@ h and f: four Conv2d (16, 32, 64, 128 channels; kernel 8, stride 2, padding 3) e
 BatchNorm2d and ReLU, then a two-layer GRU of 128 units. g: four ConvTranspose2d (64, 32, 16, 1
 channels, same kernel/stride/padding), ReLU after all but the last, sigmoid last.
 
-Design choices where the paper is silent (documented in the model spec, ../shared/docs/model-spec.md, as one reading that
-makes the shapes close):
+Design choices where the paper is silent (documented in the model spec,
+../shared/docs/model-spec.md, as one reading that makes the shapes close):
 
 - The GRUs run over time with the frequency axis folded into the features: the conv stack
   turns ``(Tp, Mp)`` into ``(Tp/16, Mp/16)`` maps of 128 channels, so each GRU step sees
