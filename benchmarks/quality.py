@@ -162,7 +162,7 @@ def _one_run(
         overrides["epochs"] = args.epochs
     if method == "kmeans":
         overrides.update(
-            consistency_weight=0.0, kmeans_init_epochs=0, self_label_weight=0.0, cluster_balance=0.0
+            consistency_weight=0.0, init_epochs=0, self_label_weight=0.0, cluster_balance=0.0
         )
     elif method == "uvac-gmm" and PRESETS[preset].features.get("frontend"):
         # The GMM baseline on embeddings keeps the clustering start and the balance term
@@ -170,7 +170,7 @@ def _one_run(
         overrides.update(consistency_weight=0.0, self_label_weight=0.0)
     elif method == "uvac-gmm":
         overrides.update(
-            consistency_weight=0.0, kmeans_init_epochs=0, self_label_weight=0.0, cluster_balance=0.0
+            consistency_weight=0.0, init_epochs=0, self_label_weight=0.0, cluster_balance=0.0
         )
     feature_config, train_config = build_configs(preset, train_overrides=overrides)
     cache_key = f"{folder_key}:{preset}"

@@ -17,12 +17,8 @@ flat pi at once. ``consistency_weight = 0`` (the paper's recipe) turns it off.
 With ``consistency_neighbours = k`` the second view is an augmented copy of one of the window's
 k nearest training windows (`nearest_neighbours`), as in SCAN (Van Gansbeke et al. 2020).
 
-`kmeans_pseudo_labels` serves the other option against the flat start
-(``TrainConfig.kmeans_init_epochs``): h is first trained to predict K-means clusters of the
-training windows, so the ELBO starts from an informative pi; `spectral_pseudo_labels` is the
-alternative partition (``TrainConfig.init_clustering = "spectral"``): spectral clustering of
-the k-nearest-neighbour graph, which follows the local structure where K-means's centroids cut
-through it. `self_label_loss` is SCAN's self-labelling stage (``TrainConfig.self_label_weight``).
+`self_label_loss` is SCAN's self-labelling stage (``TrainConfig.self_label_weight``). The other
+remedy for the flat start, teaching h an initial partition, is `uvac.cluster_start`.
 """
 
 from __future__ import annotations
@@ -30,33 +26,17 @@ from __future__ import annotations
 import logging
 
 import torch
-from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from torch import Tensor
 from torch.nn import functional as F
 
 __all__ = [
     "augment_windows",
-    "initial_pseudo_labels",
-    "kmeans_pseudo_labels",
     "mutual_information_loss",
     "nearest_neighbours",
     "self_label_loss",
-    "spectral_pseudo_labels",
-    "ward_pseudo_labels",
 ]
 
-# Ward's clustering holds an N x N distance structure: beyond this many windows it clusters a
-# random sample of them and gives the others the cluster with the nearest mean.
-WARD_MAX_WINDOWS = 4000
-# A Ward partition whose largest cluster holds more than this many times the mean cluster size
-# is one blob and crumbs: the initialisation then falls back to K-means. The ratios seen on
-# the benchmark data sets are in benchmarks/README.md ("Cluster starts").
-WARD_MAX_CLUSTER_RATIO = 2.5
-
 logger = logging.getLogger(__name__)
-
-# Neighbours per window in the graph that spectral initialisation partitions.
-SPECTRAL_NEIGHBOURS = 10
 
 # Augmentation strengths: light, so that the view is the same word or the same sound.
 TIME_STRETCH = 0.15  # time axis scaled by a factor in [1 - s, 1 + s]
@@ -109,75 +89,6 @@ def mutual_information_loss(p: Tensor, p_view: Tensor) -> Tensor:
     marginal_row = joint.sum(dim=1, keepdim=True)  # (K, 1)
     marginal_col = joint.sum(dim=0, keepdim=True)  # (1, K)
     return -(joint * (joint.log() - marginal_row.log() - marginal_col.log())).sum()
-
-
-def kmeans_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
-    """K-means cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``, flattened and masked."""
-    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
-    kmeans = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed)
-    return torch.from_numpy(kmeans.fit_predict(vectors.astype("float64"))).to(torch.int64)
-
-
-def spectral_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
-    """Spectral cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``: the symmetrised graph
-    of each flattened masked window's ``SPECTRAL_NEIGHBOURS`` nearest neighbours, cut into
-    ``n_clusters`` parts (normalised Laplacian embedding, then K-means in it)."""
-    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
-    spectral = SpectralClustering(
-        n_clusters=n_clusters,
-        affinity="nearest_neighbors",
-        n_neighbors=min(SPECTRAL_NEIGHBOURS, vectors.shape[0] - 1),
-        assign_labels="kmeans",
-        random_state=seed,
-    )
-    return torch.from_numpy(spectral.fit_predict(vectors.astype("float64"))).to(torch.int64)
-
-
-def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
-    """Ward-linkage agglomerative cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``,
-    flattened and masked. Ward merges the pair of clusters that least raises the within-cluster
-    variance, bottom-up, so it keeps elongated and uneven groups that K-means's Voronoi cells
-    split (benchmarks/README.md, "Cluster starts"). Deterministic, except for the sample
-    beyond `WARD_MAX_WINDOWS`."""
-    vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu()  # (N, T*F)
-    sample = torch.arange(vectors.shape[0])
-    if vectors.shape[0] > WARD_MAX_WINDOWS:
-        generator = torch.Generator().manual_seed(seed)
-        sample = torch.randperm(vectors.shape[0], generator=generator)[:WARD_MAX_WINDOWS]
-    ward = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
-    sample_labels = torch.from_numpy(
-        ward.fit_predict(vectors[sample].numpy().astype("float64"))
-    ).to(torch.int64)  # (S,)
-    if sample.shape[0] == vectors.shape[0]:
-        return sample_labels
-    means = torch.stack(
-        [vectors[sample][sample_labels == k].mean(dim=0) for k in range(n_clusters)]
-    )  # (K, T*F)
-    return torch.cdist(vectors, means).argmin(dim=1).to(torch.int64)
-
-
-def initial_pseudo_labels(
-    x: Tensor, mask: Tensor, *, method: str, n_clusters: int, seed: int
-) -> Tensor:
-    """The partition ``(N,)`` int64 the initialisation teaches h: ``method`` "kmeans",
-    "spectral" or "ward" (`TrainConfig.init_clustering`). "ward" falls back to K-means, with a
-    warning, when one Ward cluster holds more than `WARD_MAX_CLUSTER_RATIO` times the mean
-    cluster size."""
-    if method == "kmeans":
-        return kmeans_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
-    if method == "spectral":
-        return spectral_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
-    if method != "ward":
-        raise ValueError(f"unknown initial clustering {method!r}")
-    labels = ward_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
-    largest = int(torch.bincount(labels, minlength=n_clusters).max())
-    if largest > WARD_MAX_CLUSTER_RATIO * labels.shape[0] / n_clusters:
-        logger.warning(
-            "Ward's largest cluster holds %d of %d windows: initialising from K-means instead",
-            largest, labels.shape[0],
-        )  # fmt: skip
-        return kmeans_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
-    return labels
 
 
 def self_label_loss(p_clean: Tensor, p_view: Tensor, *, threshold: float) -> Tensor:

@@ -46,17 +46,17 @@ class TrainConfig:
     augmented copy of one of the window's k nearest training windows (in the flattened feature
     space) rather than of the window itself, as in SCAN (Van Gansbeke et al. 2020): windows
     that are close in the input space are pulled into the same cluster.
-    ``kmeans_init_epochs`` (0 = the paper's recipe: random initialisation) first trains h alone
-    for that many epochs to predict K-means clusters of the training windows (cross-entropy),
+    ``init_epochs`` (0 = the paper's recipe: random initialisation) first trains h alone
+    for that many epochs to predict a clustering of the training windows (cross-entropy),
     so that the ELBO starts from an informative pi instead of the flat one it collapses onto;
-    see `uvac.consistency.kmeans_pseudo_labels`. It runs at least
-    `uvac.training.KMEANS_INIT_MIN_STEPS` batches, whatever the data set's size.
+    see `uvac.cluster_start`. It runs at least `uvac.cluster_start.INIT_MIN_STEPS` batches,
+    whatever the data set's size.
     ``init_clustering`` picks the partition that initialisation teaches h: ``"kmeans"`` (the
     default), ``"ward"``, Ward-linkage agglomerative clustering
-    (`uvac.consistency.ward_pseudo_labels`), whose partition of the training windows beat
+    (`uvac.cluster_start.ward_pseudo_labels`), whose partition of the training windows beat
     K-means's on FSDD and ESC-10 (it falls back to K-means when one Ward cluster dominates,
-    see `uvac.consistency.initial_pseudo_labels`), or ``"spectral"``, spectral clustering of
-    the windows' k-nearest-neighbour graph (`uvac.consistency.spectral_pseudo_labels`; worse
+    see `uvac.cluster_start.initial_pseudo_labels`), or ``"spectral"``, spectral clustering of
+    the windows' k-nearest-neighbour graph (`uvac.cluster_start.spectral_pseudo_labels`; worse
     than K-means on FSDD's cepstra, whose graph falls apart into small components).
     ``self_label_weight`` (0 = off; the paper's recipe) adds SCAN's self-labelling stage (Van
     Gansbeke et al. 2020) to every step: windows whose pi on the clean view is above
@@ -80,7 +80,7 @@ class TrainConfig:
     cluster_balance: float = 0.0
     consistency_weight: float = 0.0
     consistency_neighbours: int = 0
-    kmeans_init_epochs: int = 0
+    init_epochs: int = 0
     init_clustering: str = "kmeans"
     self_label_weight: float = 0.0
     self_label_threshold: float = 0.95
@@ -103,7 +103,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
-        for name in ("consistency_neighbours", "kmeans_init_epochs"):
+        for name in ("consistency_neighbours", "init_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -150,12 +150,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild from `to_dict` output; unknown keys are an error, missing ones default."""
+        """Rebuild from `to_dict` output (of this or an earlier version: renamed keys are read
+        under their new names); unknown keys are an error, missing ones default."""
+        current = with_current_names(data)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(current) - known)
         if unknown:
             raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
-        return cls(**dict(data))
+        return cls(**current)
 
 
 def learning_rate_at(config: TrainConfig, epoch_index: int) -> float:
@@ -178,5 +180,15 @@ def _exponential(start: float, end: float, epoch_index: int, config: TrainConfig
 
 def resume_relevant_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of a `TrainConfig.to_dict` that a checkpoint's configuration must match
-    for the run to resume from it: all but `RESUME_NEUTRAL_FIELDS`."""
-    return {name: value for name, value in config.items() if name not in RESUME_NEUTRAL_FIELDS}
+    for the run to resume from it: all but `RESUME_NEUTRAL_FIELDS`, under current names."""
+    current = with_current_names(config)
+    return {name: value for name, value in current.items() if name not in RESUME_NEUTRAL_FIELDS}
+
+
+# Keys that stored configurations (model.json, checkpoints) may hold under an earlier name.
+_RENAMED_KEYS = {"kmeans_init_epochs": "init_epochs"}
+
+
+def with_current_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every renamed key under its current name."""
+    return {_RENAMED_KEYS.get(name, name): value for name, value in config.items()}

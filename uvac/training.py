@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,9 +46,9 @@ from uvac.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from uvac.cluster_start import teach_initial_partition
 from uvac.consistency import (
     augment_windows,
-    initial_pseudo_labels,
     mutual_information_loss,
     nearest_neighbours,
     self_label_loss,
@@ -91,9 +90,6 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
-
-# The K-means initialisation runs at least this many batches (more epochs on small data sets).
-KMEANS_INIT_MIN_STEPS = 300
 
 
 # --------------------------------------------------------------------------- the loop
@@ -279,8 +275,12 @@ class Trainer:
 
     def run(self) -> TrainingHistory:
         first_epoch = self._resume()
-        if first_epoch == 0 and self.config.kmeans_init_epochs > 0:
-            self._kmeans_init()
+        if first_epoch == 0 and self.config.init_epochs > 0:
+            teach_initial_partition(
+                self.model, self.features, self.mask, config=self.config,
+                batches=self._batches, shuffle=self.shuffle, device=self.device,
+                should_stop=self.should_stop,
+            )  # fmt: skip
         started = time.perf_counter()
         steps_at_start = first_epoch * self.batches_per_epoch
         for epoch_index in range(first_epoch, self.config.epochs):
@@ -292,42 +292,6 @@ class Trainer:
             ):
                 self._save_checkpoint(completed)
         return self.history
-
-    def _kmeans_init(self) -> None:
-        """Train h alone to predict K-means (or spectral) clusters of the windows."""
-        config = self.config
-        targets = initial_pseudo_labels(
-            self.features,
-            self.mask,
-            method=config.init_clustering,
-            n_clusters=config.n_clusters,
-            seed=config.seed,
-        ).to(self.device)  # (N,)
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self.model.train()
-        # A small data set has few batches per epoch: give h enough steps to learn the targets.
-        epochs = max(
-            config.kmeans_init_epochs, math.ceil(KMEANS_INIT_MIN_STEPS / self.batches_per_epoch)
-        )
-        for epoch_index in range(epochs):
-            order = torch.randperm(self.features.shape[0], generator=self.shuffle)
-            for indices in self._batches(order):
-                if self.should_stop is not None and self.should_stop():
-                    raise RunCancelled("training cancelled during the K-means initialisation")
-                indices = indices.to(self.device)
-                probabilities = self.model.cluster_probabilities(
-                    self.features[indices], self.mask[indices]
-                )  # (B, K)
-                loss = torch.nn.functional.nll_loss(
-                    probabilities.clamp_min(1e-8).log(), targets[indices]
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            logger.info(
-                "K-means initialisation epoch %d/%d: cross-entropy %.3f",
-                epoch_index + 1, epochs, float(loss.detach()),
-            )  # fmt: skip
 
     # -- one epoch ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""uvac.consistency: the augmented view and the mutual-information loss."""
+"""uvac.consistency (the augmented view, the mutual-information and self-label losses) and
+uvac.cluster_start (the initial partitions h is taught)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import math
 import pytest
 import torch
 
-from uvac import consistency, metrics
-from uvac.consistency import (
-    augment_windows,
+from uvac import cluster_start, metrics
+from uvac.cluster_start import (
     initial_pseudo_labels,
     kmeans_pseudo_labels,
+    spectral_pseudo_labels,
+    ward_pseudo_labels,
+)
+from uvac.consistency import (
+    augment_windows,
     mutual_information_loss,
     nearest_neighbours,
     self_label_loss,
-    spectral_pseudo_labels,
-    ward_pseudo_labels,
 )
 from uvac.training import TrainConfig, train_on_features
 
@@ -83,8 +86,8 @@ def test_training_with_consistency_runs_and_is_validated() -> None:
 
 
 def test_kmeans_initialisation_makes_h_reproduce_kmeans_before_the_elbo() -> None:
-    with pytest.raises(ValueError, match="kmeans_init_epochs"):
-        TrainConfig(kmeans_init_epochs=-1)
+    with pytest.raises(ValueError, match="init_epochs"):
+        TrainConfig(init_epochs=-1)
     torch.manual_seed(1)
     features = torch.rand(32, 1, 16, 16) * 0.3
     features[16:] += 0.6  # two well-separated groups
@@ -93,7 +96,7 @@ def test_kmeans_initialisation_makes_h_reproduce_kmeans_before_the_elbo() -> Non
         epochs=1,
         batch_size=8,
         n_clusters=2,
-        kmeans_init_epochs=15,
+        init_epochs=15,
         lambda_kl=0.05,
         learning_rate=3e-3,
         device="cpu",
@@ -178,7 +181,7 @@ def test_training_with_spectral_init_and_self_labelling_runs_and_is_validated() 
         epochs=2,
         batch_size=8,
         n_clusters=2,
-        kmeans_init_epochs=15,
+        init_epochs=15,
         init_clustering="spectral",
         self_label_weight=1.0,
         self_label_threshold=0.6,
@@ -196,7 +199,7 @@ def test_training_with_spectral_init_and_self_labelling_runs_and_is_validated() 
 def test_ward_pseudo_labels_find_separated_groups_also_from_a_sample(
     max_windows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consistency, "WARD_MAX_WINDOWS", max_windows)
+    monkeypatch.setattr(cluster_start, "WARD_MAX_WINDOWS", max_windows)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(60, 1, 4, 3, generator=generator) * 0.2
     x[20:40] += 0.5
@@ -217,7 +220,7 @@ def test_initial_partition_falls_back_to_kmeans_when_one_ward_cluster_dominates(
     x = torch.cat([blob, crumbs])  # (54, 1, 2, 2)
     mask = torch.ones(54, 2)
     ward = ward_pseudo_labels(x, mask, n_clusters=3, seed=0)
-    assert int(torch.bincount(ward).max()) > consistency.WARD_MAX_CLUSTER_RATIO * 54 / 3
+    assert int(torch.bincount(ward).max()) > cluster_start.WARD_MAX_CLUSTER_RATIO * 54 / 3
     chosen = initial_pseudo_labels(x, mask, method="ward", n_clusters=3, seed=0)
     kmeans = kmeans_pseudo_labels(x, mask, n_clusters=3, seed=0)
     assert chosen.tolist() == kmeans.tolist()

@@ -143,7 +143,7 @@ def test_model_separates_three_synthetic_classes() -> None:
         features,
         mask,
         config=config(epochs=20, learning_rate=3e-3, final_learning_rate=6e-4,
-                      cluster_balance=30.0, kmeans_init_epochs=2, seed=0),
+                      cluster_balance=30.0, init_epochs=2, seed=0),
         labels=labels,
     )  # fmt: skip
     assert history.epochs[-1].nmi is not None and history.epochs[-1].nmi > 0.8
