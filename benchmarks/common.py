@@ -194,7 +194,7 @@ def preset_model(
     torch.manual_seed(seed)
     return CatUVAC(
         n_clusters=train_config.n_clusters,
-        n_mels=feature_config.feature_bins,
+        n_features=feature_config.feature_bins,
         **train_config.model_hyperparameters,
     )
 

@@ -33,7 +33,7 @@ from torch import Tensor
 from uvac.encoders import check_encoder_identity, load_encoder
 from uvac.errors import ArtifactError
 from uvac.features import FeatureConfig, NormStats
-from uvac.models import MODEL_TYPES, ClusterModel, build_model
+from uvac.models import MODEL_TYPES, ClusterModel, build_model, with_current_argument_names
 
 if TYPE_CHECKING:
     from uvac.train_config import TrainConfig
@@ -161,10 +161,10 @@ def load_trained_model(directory: Path) -> TrainedModel:
         )
     except ValueError as error:
         raise ArtifactError(f"{WEIGHTS_FILE}: invalid normalisation statistics: {error}") from error
-    if norm_stats.n_mels != feature_config.feature_bins:
+    if norm_stats.feature_bins != feature_config.feature_bins:
         raise ArtifactError(
-            f"{WEIGHTS_FILE}: normalisation statistics have {norm_stats.n_mels} feature bins, "
-            f"the feature config {feature_config.feature_bins}"
+            f"{WEIGHTS_FILE}: normalisation statistics have {norm_stats.feature_bins} feature "
+            f"bins, the feature config {feature_config.feature_bins}"
         )
 
     if feature_config.uses_encoder:
@@ -242,7 +242,7 @@ def _build(document: Mapping[str, Any]) -> ClusterModel:
     if model_type not in MODEL_TYPES:
         known = ", ".join(sorted(MODEL_TYPES))
         raise ArtifactError(f"{MODEL_JSON}: unknown model_type {model_type!r} (known: {known})")
-    hyperparameters = document["hyperparameters"]
+    hyperparameters = with_current_argument_names(document["hyperparameters"])
     try:
         model = build_model(model_type, **hyperparameters)
     except (TypeError, ValueError) as error:
@@ -256,8 +256,9 @@ def _build(document: Mapping[str, Any]) -> ClusterModel:
 
 
 def _check_model_matches_features(model: ClusterModel, feature_config: FeatureConfig) -> None:
-    # The models' n_mels is the feature bins per frame: mel bins, or cepstral coefficients.
-    n_bins = getattr(model, "n_mels", feature_config.feature_bins)
+    # The models' n_features is the feature bins per frame: mel bins, cepstral coefficients
+    # or embedding values.
+    n_bins = getattr(model, "n_features", feature_config.feature_bins)
     if n_bins != feature_config.feature_bins:
         raise ArtifactError(
             f"{MODEL_JSON}: the model takes {n_bins} feature bins, the feature config gives "

@@ -321,7 +321,7 @@ class NormStats:
             )
 
     @property
-    def n_mels(self) -> int:
+    def feature_bins(self) -> int:
         return int(self.mean.shape[0])
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
@@ -426,9 +426,9 @@ class FeatureExtractor:
     """
 
     def __init__(self, config: FeatureConfig, stats: NormStats | None = None) -> None:
-        if stats is not None and stats.n_mels != config.feature_bins:
+        if stats is not None and stats.feature_bins != config.feature_bins:
             raise ValueError(
-                f"normalisation statistics have {stats.n_mels} feature bins (mel bins or "
+                f"normalisation statistics have {stats.feature_bins} feature bins (mel bins or "
                 f"cepstral coefficients), the config gives {config.feature_bins}"
             )
         self.config = config

@@ -150,7 +150,7 @@ def _scaled_step_bytes(
 def _model(config: TrainConfig, *, bins: int, frames: int) -> Any:
     arguments: dict[str, Any] = {
         "n_clusters": config.n_clusters,
-        "n_mels": bins,
+        "n_features": bins,
         **config.model_hyperparameters,
     }
     if config.model_type != "cat-uvac":  # the others are built for one window length

@@ -64,7 +64,7 @@ class TrainConfig:
     with cross-entropy weighted by the inverse frequency of each target in the batch, so that
     large clusters do not swallow small ones. The ELBO terms stay in the loss.
     ``model_hyperparameters`` go to the model's constructor on top of what the data decides
-    (``n_clusters``, ``n_mels`` and, for models tied to a window length, ``n_frames``), e.g.
+    (``n_clusters``, ``n_features`` and, for models tied to a window length, ``n_frames``), e.g.
     ``{"conv_channels": [8, 16, 16, 32]}`` for a small network.
     """
 

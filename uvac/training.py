@@ -154,7 +154,7 @@ def _check_training_data(
 def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "n_clusters": config.n_clusters,
-        "n_mels": int(features.shape[3]),
+        "n_features": int(features.shape[3]),
     }
     # K-means has no network: a preset's network options (widths, GRU size) do not apply.
     if config.model_type != "kmeans":

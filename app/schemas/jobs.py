@@ -121,7 +121,7 @@ class TrainRequest(BaseModel):
     model_hyperparameters: dict[str, Any] | None = Field(
         default=None,
         description="Options for the model's constructor, merged key by key over the "
-        'preset\'s, e.g. `{"conv_channels": [8, 16, 16, 32]}`. `n_clusters`, `n_mels` and '
+        'preset\'s, e.g. `{"conv_channels": [8, 16, 16, 32]}`. `n_clusters`, `n_features` and '
         "`n_frames` come from the other settings and may not be set here. The options each "
         f"`model_type` takes: {describe_options()}. Any other key, or a value of the wrong "
         "JSON type, is a 422 that names the key and lists the allowed ones.",

@@ -79,7 +79,7 @@ def tiny_trained_model(*, seed: int = 0):  # -> uvac.artifact.TrainedModel
     torch.manual_seed(seed)
     model = CatUVAC(
         n_clusters=3,
-        n_mels=features.n_mels,
+        n_features=features.n_mels,
         conv_channels=(2, 2, 2, 2),
         gru_hidden=4,
         gru_layers=1,

@@ -41,7 +41,7 @@ def tiny_trained_model(*, seed: int = 0, n_clusters: int = N_CLUSTERS) -> Traine
     torch.manual_seed(seed)
     model = CatUVAC(
         n_clusters=n_clusters,
-        n_mels=TINY_FEATURES.n_mels,
+        n_features=TINY_FEATURES.n_mels,
         conv_channels=(2, 2, 2, 2),
         gru_hidden=4,
         gru_layers=1,

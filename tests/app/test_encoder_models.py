@@ -23,7 +23,9 @@ from uvac.presets import build_configs
 def _sound_model() -> TrainedModel:
     feature_config, _ = build_configs("scenes")
     torch.manual_seed(0)
-    model = CatUVAC(n_clusters=4, n_mels=512, architecture="mlp", hidden_units=[16], latent_dim=4)
+    model = CatUVAC(
+        n_clusters=4, n_features=512, architecture="mlp", hidden_units=[16], latent_dim=4
+    )
     stats = NormStats(mean=torch.zeros(512), std=torch.ones(512), minimum=0.0, maximum=1.0)
     return TrainedModel(model=model.eval(), feature_config=feature_config, norm_stats=stats)
 

@@ -407,10 +407,10 @@ TINY_MLP = {"architecture": "mlp", "hidden_units": [4], "latent_dim": 2}
 @pytest.mark.parametrize(
     ("model_type", "from_the_data", "network"),
     [
-        ("cat-uvac", {"n_mels": 16}, TINY_NETWORK),
-        ("uvac-gmm", {"n_mels": 16, "n_frames": 16}, TINY_NETWORK),
-        ("cat-uvac", {"n_mels": 16}, TINY_MLP),
-        ("uvac-gmm", {"n_mels": 16, "n_frames": 1}, TINY_MLP),
+        ("cat-uvac", {"n_features": 16}, TINY_NETWORK),
+        ("uvac-gmm", {"n_features": 16, "n_frames": 16}, TINY_NETWORK),
+        ("cat-uvac", {"n_features": 16}, TINY_MLP),
+        ("uvac-gmm", {"n_features": 16, "n_frames": 1}, TINY_MLP),
     ],
 )
 def test_the_options_a_model_reports_are_the_options_a_request_may_set(

@@ -40,11 +40,11 @@ def _stats() -> NormStats:
 
 def _model(model_type: str) -> ClusterModel:
     if model_type == "cat-uvac":
-        model: ClusterModel = CatUVAC(n_clusters=3, n_mels=16, **SMALL)
+        model: ClusterModel = CatUVAC(n_clusters=3, n_features=16, **SMALL)
     elif model_type == "uvac-gmm":
-        model = GmmUVAC(n_clusters=3, n_mels=16, n_frames=FRAMES, **SMALL)
+        model = GmmUVAC(n_clusters=3, n_features=16, n_frames=FRAMES, **SMALL)
     else:
-        model = KMeansClusterer(n_clusters=3, n_mels=16, n_frames=FRAMES)
+        model = KMeansClusterer(n_clusters=3, n_features=16, n_frames=FRAMES)
         model.fit(torch.rand(12, 1, FRAMES, 16), seed=0)
     # Move batch-norm running statistics away from their initial values, then freeze.
     model.train()
@@ -151,3 +151,15 @@ def test_unknown_hyperparameters_are_rejected(tmp_path: Path) -> None:
     (tmp_path / MODEL_JSON).write_text(json.dumps(document))
     with pytest.raises(ArtifactError, match="invalid hyperparameters"):
         load_trained_model(tmp_path)
+
+
+def test_a_model_saved_with_the_earlier_argument_name_loads(tmp_path: Path) -> None:
+    # Models written before n_features was named so hold "n_mels" in their hyperparameters.
+    trained = _trained("cat-uvac")
+    save_trained_model(tmp_path, trained)
+    document = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    hyperparameters = document["hyperparameters"]
+    hyperparameters["n_mels"] = hyperparameters.pop("n_features")
+    (tmp_path / "model.json").write_text(json.dumps(document), encoding="utf-8")
+    loaded = load_trained_model(tmp_path)
+    assert loaded.model.n_features == trained.model.n_features

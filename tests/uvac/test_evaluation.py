@@ -225,13 +225,15 @@ def _real_model(model_type: str, items: list[DatasetItem], stats: NormStats) -> 
     tiny = {"conv_channels": [2, 2, 2, 4], "gru_hidden": 4, "gru_layers": 1}
     n_frames = FEATURE_CONFIG.frames_per_window
     if model_type == "cat-uvac":
-        return build_model(model_type, n_clusters=3, n_mels=16, deconv_channels=[2, 2, 2], **tiny)
+        return build_model(
+            model_type, n_clusters=3, n_features=16, deconv_channels=[2, 2, 2], **tiny
+        )
     if model_type == "uvac-gmm":
         return build_model(
-            model_type, n_clusters=3, n_mels=16, n_frames=n_frames, latent_dim=5,
+            model_type, n_clusters=3, n_features=16, n_frames=n_frames, latent_dim=5,
             deconv_channels=[2, 2, 2], **tiny,
         )  # fmt: skip
-    model = build_model("kmeans", n_clusters=3, n_mels=16, n_frames=n_frames)
+    model = build_model("kmeans", n_clusters=3, n_features=16, n_frames=n_frames)
     extractor = FeatureExtractor(FEATURE_CONFIG, stats)
     windows = [extractor.windows(load_audio(i.path, sample_rate=SAMPLE_RATE)) for i in items]
     features = torch.cat([w.features for w in windows])

@@ -44,7 +44,7 @@ def trained() -> TrainedModel:
     clips = [tone(f, 0.6, seed=i) for i, f in enumerate((300.0, 1000.0, 3000.0))]
     extractor = FeatureExtractor(FEATURES)
     stats = fit_norm_stats([extractor.log_mel(clip) for clip in clips], FEATURES)
-    model = CatUVAC(n_clusters=3, n_mels=16, **SMALL).eval()
+    model = CatUVAC(n_clusters=3, n_features=16, **SMALL).eval()
     return TrainedModel(model=model, feature_config=FEATURES, norm_stats=stats)
 
 

@@ -26,7 +26,7 @@ def features(batch: int, frames: int, mels: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(("frames", "mels"), [(32, 32), (33, 32), (50, 16), (16, 48), (7, 20)])
 def test_cat_uvac_forward_shapes(frames: int, mels: int) -> None:
-    model = CatUVAC(n_clusters=3, n_mels=mels, **SMALL)
+    model = CatUVAC(n_clusters=3, n_features=mels, **SMALL)
     x = features(4, frames, mels)
     output = model(x, None, 0.7)
     steps = math.ceil(frames / 16)
@@ -42,7 +42,7 @@ def test_cat_uvac_forward_shapes(frames: int, mels: int) -> None:
 
 @pytest.mark.parametrize("model_type", sorted(MODEL_TYPES))
 def test_cluster_probabilities_under_inference_mode(model_type: str) -> None:
-    arguments = {"n_clusters": 3, "n_mels": 32}
+    arguments = {"n_clusters": 3, "n_features": 32}
     if model_type != "cat-uvac":
         arguments["n_frames"] = 32
     if model_type != "kmeans":
@@ -65,7 +65,7 @@ def test_cluster_probabilities_under_inference_mode(model_type: str) -> None:
 
 
 def test_cat_uvac_h_only_fast_path_does_not_touch_f_or_g() -> None:
-    model = CatUVAC(n_clusters=3, n_mels=32, **SMALL).eval()
+    model = CatUVAC(n_clusters=3, n_features=32, **SMALL).eval()
     calls: list[str] = []
     for name in ("f_encoder", "g_decoder", "h_encoder"):
         getattr(model, name).register_forward_hook(lambda *_, n=name: calls.append(n))
@@ -75,7 +75,7 @@ def test_cat_uvac_h_only_fast_path_does_not_touch_f_or_g() -> None:
 
 
 def test_h_pools_over_active_blocks_only_when_masked() -> None:
-    model = CatUVAC(n_clusters=3, n_mels=32, **SMALL).eval()
+    model = CatUVAC(n_clusters=3, n_features=32, **SMALL).eval()
     x = features(1, 64, 32)
     x[:, :, 32:] = 0.0  # zero padding after 32 frames, as the feature extractor writes it
     half = torch.zeros(1, 64)
@@ -127,7 +127,7 @@ def test_kl_terms_match_hand_computed_values() -> None:
 
 @pytest.mark.parametrize("model_type", ["cat-uvac", "uvac-gmm"])
 def test_loss_parts_are_consistent_and_differentiable(model_type: str) -> None:
-    arguments = {"n_clusters": 3, "n_mels": 32, **SMALL}
+    arguments = {"n_clusters": 3, "n_features": 32, **SMALL}
     if model_type == "uvac-gmm":
         arguments["n_frames"] = 32
     model = build_model(model_type, **arguments)
@@ -144,7 +144,7 @@ def test_loss_parts_are_consistent_and_differentiable(model_type: str) -> None:
 
 
 def test_eval_mode_loss_is_deterministic() -> None:
-    model = CatUVAC(n_clusters=3, n_mels=32, **SMALL).eval()
+    model = CatUVAC(n_clusters=3, n_features=32, **SMALL).eval()
     x = features(3, 32, 32)
     first = model.loss(x, temperature=0.5, lambda_kl=1.0).total
     second = model.loss(x, temperature=0.5, lambda_kl=1.0).total
@@ -152,7 +152,7 @@ def test_eval_mode_loss_is_deterministic() -> None:
 
 
 def test_gmm_responsibilities_follow_the_prior_components() -> None:
-    model = GmmUVAC(n_clusters=2, n_mels=16, n_frames=16, latent_dim=2, **SMALL)
+    model = GmmUVAC(n_clusters=2, n_features=16, n_frames=16, latent_dim=2, **SMALL)
     with torch.no_grad():
         model.prior_means.copy_(torch.tensor([[-3.0, 0.0], [3.0, 0.0]]))
     gamma = model.responsibilities(torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 0.0]]))
@@ -161,7 +161,7 @@ def test_gmm_responsibilities_follow_the_prior_components() -> None:
 
 
 def test_gmm_rejects_training_on_another_window_length() -> None:
-    model = GmmUVAC(n_clusters=2, n_mels=16, n_frames=32, **SMALL)
+    model = GmmUVAC(n_clusters=2, n_features=16, n_frames=32, **SMALL)
     with pytest.raises(ValueError, match="32-frame windows"):
         model.loss(features(2, 64, 16), temperature=1.0, lambda_kl=1.0)
 
@@ -169,7 +169,7 @@ def test_gmm_rejects_training_on_another_window_length() -> None:
 def test_kmeans_one_hot_of_the_nearest_centroid() -> None:
     low = torch.zeros(10, 1, 4, 4)
     high = torch.ones(10, 1, 4, 4)
-    model = KMeansClusterer(n_clusters=2, n_mels=4, n_frames=4)
+    model = KMeansClusterer(n_clusters=2, n_features=4, n_frames=4)
     model.fit(torch.cat([low, high]) + 0.01 * torch.rand(20, 1, 4, 4), seed=0)
     with torch.inference_mode():
         pi = model.cluster_probabilities(torch.cat([low[:1], high[:1]]))
@@ -179,13 +179,13 @@ def test_kmeans_one_hot_of_the_nearest_centroid() -> None:
 
 
 def test_kmeans_refuses_to_cluster_before_fitting() -> None:
-    model = KMeansClusterer(n_clusters=2, n_mels=4, n_frames=4)
+    model = KMeansClusterer(n_clusters=2, n_features=4, n_frames=4)
     with pytest.raises(RuntimeError, match="not been fitted"):
         model.cluster_probabilities(torch.rand(1, 1, 4, 4))
 
 
 def test_models_reject_wrong_shapes() -> None:
-    model = CatUVAC(n_clusters=3, n_mels=32, **SMALL)
+    model = CatUVAC(n_clusters=3, n_features=32, **SMALL)
     with pytest.raises(ValueError, match=r"\(B, 1, T, 32\)"):
         model.cluster_probabilities(torch.rand(2, 1, 32, 16))
     with pytest.raises(ValueError, match="mask shape"):
@@ -200,7 +200,7 @@ def test_build_model_rejects_unknown_types_and_arguments() -> None:
 
 
 def test_bf16_autocast_forward_runs_on_cpu() -> None:
-    model = CatUVAC(n_clusters=3, n_mels=32, **SMALL)
+    model = CatUVAC(n_clusters=3, n_features=32, **SMALL)
     x = features(2, 32, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         parts = model.loss(x, temperature=1.0, lambda_kl=0.5)

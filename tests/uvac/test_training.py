@@ -155,7 +155,7 @@ def test_one_train_step_updates_the_weights_and_returns_the_loss_parts() -> None
     features, mask, _ = three_bands()
     cfg = config(consistency_weight=0.5)
     torch.manual_seed(cfg.seed)
-    model = CatUVAC(n_clusters=3, n_mels=features.shape[3], **SMALL)
+    model = CatUVAC(n_clusters=3, n_features=features.shape[3], **SMALL)
     trainer = Trainer(
         model=model, features=features, mask=mask, config=cfg, device=torch.device("cpu")
     )
@@ -311,7 +311,7 @@ def test_train_model_on_recordings(tmp_path: Path) -> None:
         dataset_digest="sha256:abc",
     )  # fmt: skip
     assert trained.feature_config == FEATURES
-    assert trained.norm_stats.n_mels == 16
+    assert trained.norm_stats.feature_bins == 16
     info = trained.info
     assert info["model_type"] == "cat-uvac" and info["n_clusters"] == 3
     assert info["dataset_digest"] == "sha256:abc"

@@ -8,6 +8,7 @@ has to be added to `MODEL_TYPES`.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from uvac.models.base import ClusterModel, LossParts, VariationalClusterModel
@@ -26,6 +27,7 @@ __all__ = [
     "VariationalClusterModel",
     "build_model",
     "model_options",
+    "with_current_argument_names",
 ]
 
 MODEL_TYPES: dict[str, type[ClusterModel]] = {
@@ -36,7 +38,9 @@ MODEL_TYPES: dict[str, type[ClusterModel]] = {
 
 # Constructor arguments the trainer fills in from the config and the data (K, the features'
 # bins and frames), never from a config's model_hyperparameters.
-DATA_ARGUMENTS = frozenset({"n_clusters", "n_mels", "n_frames"})
+# Set by the service from the data, never by a request; "n_mels" is the earlier name of
+# "n_features" (kept so that a request using it is refused too).
+DATA_ARGUMENTS = frozenset({"n_clusters", "n_features", "n_mels", "n_frames"})
 
 _ARGUMENT_KINDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -47,6 +51,15 @@ def model_options(model_type: str) -> frozenset[str]:
     parameters = inspect.signature(MODEL_TYPES[model_type].__init__).parameters
     names = {name for name, parameter in parameters.items() if parameter.kind in _ARGUMENT_KINDS}
     return frozenset(names - {"self"} - DATA_ARGUMENTS)
+
+
+# Constructor arguments that stored models (model.json) may hold under an earlier name.
+_RENAMED_ARGUMENTS = {"n_mels": "n_features"}
+
+
+def with_current_argument_names(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored model's constructor arguments with every renamed one under its current name."""
+    return {_RENAMED_ARGUMENTS.get(name, name): value for name, value in hyperparameters.items()}
 
 
 def build_model(model_type: str, **hyperparameters: Any) -> ClusterModel:

@@ -92,7 +92,7 @@ class VariationalClusterModel(ClusterModel):
         self,
         *,
         n_clusters: int,
-        n_mels: int,
+        n_features: int,
         conv_channels: Sequence[int],
         gru_hidden: int,
         gru_layers: int,
@@ -102,7 +102,7 @@ class VariationalClusterModel(ClusterModel):
         if n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
         self._n_clusters = n_clusters
-        self.n_mels = n_mels
+        self.n_features = n_features
         self.conv_channels = tuple(int(c) for c in conv_channels)
         self.gru_hidden = gru_hidden
         self.gru_layers = gru_layers
@@ -126,10 +126,12 @@ class VariationalClusterModel(ClusterModel):
         (models without a categorical sample ignore it); see `LossParts` for the balance."""
 
 
-def check_features(x: Tensor, mask: Tensor | None, *, n_mels: int) -> None:
-    """Raise ValueError unless ``x`` is ``(B, 1, T, n_mels)`` and ``mask`` is ``(B, T)``."""
-    if x.dim() != 4 or x.shape[1] != 1 or x.shape[3] != n_mels:
-        raise ValueError(f"expected features of shape (B, 1, T, {n_mels}), got {tuple(x.shape)}")
+def check_features(x: Tensor, mask: Tensor | None, *, n_features: int) -> None:
+    """Raise ValueError unless ``x`` is ``(B, 1, T, n_features)`` and ``mask`` is ``(B, T)``."""
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[3] != n_features:
+        raise ValueError(
+            f"expected features of shape (B, 1, T, {n_features}), got {tuple(x.shape)}"
+        )
     if mask is not None and tuple(mask.shape) != (x.shape[0], x.shape[2]):
         raise ValueError(
             f"mask shape {tuple(mask.shape)} does not match features (B, T) = "

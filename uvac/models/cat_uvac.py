@@ -107,7 +107,7 @@ class CatUVAC(VariationalClusterModel):
         self,
         *,
         n_clusters: int = 10,
-        n_mels: int = 64,
+        n_features: int = 64,
         conv_channels: Sequence[int] = PAPER_CONV_CHANNELS,
         gru_hidden: int = 128,
         gru_layers: int = 2,
@@ -118,7 +118,7 @@ class CatUVAC(VariationalClusterModel):
     ) -> None:
         super().__init__(
             n_clusters=n_clusters,
-            n_mels=n_mels,
+            n_features=n_features,
             conv_channels=conv_channels,
             gru_hidden=gru_hidden,
             gru_layers=gru_layers,
@@ -133,11 +133,11 @@ class CatUVAC(VariationalClusterModel):
         if architecture == "mlp":
             self._build_mlp(latent_dim)
             return
-        mels_padded = padded_size(n_mels)
+        features_padded = padded_size(n_features)
         # One latent value per 16 mel bins, so that g's four doublings restore Mp bins.
-        self.latent_dim = mels_padded // BLOCK
+        self.latent_dim = features_padded // BLOCK
         encoder_args = dict(
-            n_mels_padded=mels_padded,
+            n_features_padded=features_padded,
             channels=self.conv_channels,
             gru_hidden=gru_hidden,
             gru_layers=gru_layers,
@@ -165,17 +165,17 @@ class CatUVAC(VariationalClusterModel):
             raise ValueError("hidden_units needs at least one layer")
         self.latent_dim = latent_dim
         width, k = self.hidden_units[-1], self._n_clusters
-        self.h_encoder = mlp(self.n_mels, self.hidden_units)
+        self.h_encoder = mlp(self.n_features, self.hidden_units)
         self.h_head = nn.Linear(width, k)
-        self.f_encoder = mlp(self.n_mels + k, self.hidden_units)
+        self.f_encoder = mlp(self.n_features + k, self.hidden_units)
         self.f_head = nn.Linear(width, 2 * latent_dim)
         self.g_decoder = nn.Sequential(
             mlp(latent_dim + k, self.hidden_units[::-1]),
-            nn.Linear(self.hidden_units[0], self.n_mels),
+            nn.Linear(self.hidden_units[0], self.n_features),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
-        common = {"n_clusters": self._n_clusters, "n_mels": self.n_mels}
+        common = {"n_clusters": self._n_clusters, "n_features": self.n_features}
         if self.architecture == "mlp":
             return {
                 **common,
@@ -199,7 +199,7 @@ class CatUVAC(VariationalClusterModel):
         return self.h_head(pooled)  # (B, K)
 
     def cluster_probabilities(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        check_features(x, mask, n_mels=self.n_mels)
+        check_features(x, mask, n_features=self.n_features)
         if self.architecture == "mlp":
             embeddings = flatten_embeddings(x)  # (B, D)
             return torch.softmax(self.h_head(self.h_encoder(embeddings)).float(), dim=1)
@@ -215,10 +215,10 @@ class CatUVAC(VariationalClusterModel):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, temperature: float = 1.0
     ) -> CatUVACOutput:
-        check_features(x, mask, n_mels=self.n_mels)
+        check_features(x, mask, n_features=self.n_features)
         if self.architecture == "mlp":
             return self._forward_mlp(x, mask, temperature)
-        batch, _, n_frames, n_mels = x.shape
+        batch, _, n_frames, n_features = x.shape
         x_padded, mask_padded = pad_to_blocks(x, mask)  # (B, 1, Tp, Mp), (B, Tp)
 
         logits = self._cluster_logits(x_padded, mask_padded).float()  # (B, K)
@@ -244,7 +244,7 @@ class CatUVAC(VariationalClusterModel):
         y_small = y[:, :, None, None].expand(batch, self._n_clusters, steps, self.latent_dim)
         g_input = torch.cat([z_map, y_small], dim=1)  # (B, 1 + K, S, d_z)
         reconstruction_logits = self.g_decoder(g_input)  # (B, 1, Tp, Mp)
-        reconstruction_logits = reconstruction_logits[:, :, :n_frames, :n_mels]  # (B, 1, T, M)
+        reconstruction_logits = reconstruction_logits[:, :, :n_frames, :n_features]  # (B, 1, T, M)
 
         return CatUVACOutput(
             cluster_logits=logits,

@@ -62,7 +62,7 @@ class GmmUVAC(VariationalClusterModel):
         self,
         *,
         n_clusters: int = 10,
-        n_mels: int = 64,
+        n_features: int = 64,
         n_frames: int,
         latent_dim: int = 10,
         conv_channels: Sequence[int] = (16, 32, 64, 128),
@@ -74,7 +74,7 @@ class GmmUVAC(VariationalClusterModel):
     ) -> None:
         super().__init__(
             n_clusters=n_clusters,
-            n_mels=n_mels,
+            n_features=n_features,
             conv_channels=conv_channels,
             gru_hidden=gru_hidden,
             gru_layers=gru_layers,
@@ -89,23 +89,24 @@ class GmmUVAC(VariationalClusterModel):
         if architecture == "mlp":
             if not self.hidden_units:
                 raise ValueError("hidden_units needs at least one layer")
-            self.encoder = mlp(n_mels, self.hidden_units)
+            self.encoder = mlp(n_features, self.hidden_units)
             self.encoder_head = nn.Linear(self.hidden_units[-1], 2 * latent_dim)
             self.decoder = nn.Sequential(
-                mlp(latent_dim, self.hidden_units[::-1]), nn.Linear(self.hidden_units[0], n_mels)
+                mlp(latent_dim, self.hidden_units[::-1]),
+                nn.Linear(self.hidden_units[0], n_features),
             )
             self._init_prior()
             return
-        mels_padded = padded_size(n_mels)
+        features_padded = padded_size(n_features)
         self._map_shape = (
             self.conv_channels[-1],
             padded_size(n_frames) // BLOCK,
-            mels_padded // BLOCK,
+            features_padded // BLOCK,
         )  # (C, S, Mb): the decoder's first map
 
         self.encoder = ConvRecurrentEncoder(
             in_channels=1,
-            n_mels_padded=mels_padded,
+            n_features_padded=features_padded,
             channels=self.conv_channels,
             gru_hidden=gru_hidden,
             gru_layers=gru_layers,
@@ -131,7 +132,7 @@ class GmmUVAC(VariationalClusterModel):
         if self.architecture == "mlp":
             return {
                 "n_clusters": self._n_clusters,
-                "n_mels": self.n_mels,
+                "n_features": self.n_features,
                 "n_frames": self.n_frames,
                 "latent_dim": self.latent_dim,
                 "architecture": "mlp",
@@ -139,7 +140,7 @@ class GmmUVAC(VariationalClusterModel):
             }
         return {
             "n_clusters": self._n_clusters,
-            "n_mels": self.n_mels,
+            "n_features": self.n_features,
             "n_frames": self.n_frames,
             "latent_dim": self.latent_dim,
             "conv_channels": list(self.conv_channels),
@@ -150,7 +151,7 @@ class GmmUVAC(VariationalClusterModel):
 
     def encode(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z | x): ``(B, 1, T, M)`` -> mean and log-variance, ``(B, d_z)`` each."""
-        check_features(x, mask, n_mels=self.n_mels)
+        check_features(x, mask, n_features=self.n_features)
         if self.architecture == "mlp":
             z_params = self.encoder_head(self.encoder(flatten_embeddings(x))).float()
             z_mean, z_logvar = z_params.chunk(2, dim=1)
@@ -168,7 +169,7 @@ class GmmUVAC(VariationalClusterModel):
             return self.decoder(z)[:, None, None, :]
         maps = self.decoder_input(z).reshape(z.shape[0], *self._map_shape)  # (B, C, S, Mb)
         logits = self.decoder(maps)  # (B, 1, Tp, Mp)
-        return logits[:, :, :n_frames, : self.n_mels]
+        return logits[:, :, :n_frames, : self.n_features]
 
     def component_log_likelihoods(self, z: Tensor) -> Tensor:
         """log p(c) + log N(z; mu_c, var_c) for each component: ``(B, d_z)`` -> ``(B, K)``."""

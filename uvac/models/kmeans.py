@@ -27,20 +27,20 @@ __all__ = ["KMeansClusterer"]
 
 
 class KMeansClusterer(ClusterModel):
-    """Hard K-means on flattened feature windows of ``n_frames x n_mels``."""
+    """Hard K-means on flattened feature windows of ``n_frames x n_features``."""
 
     model_type = "kmeans"
     centroids: Tensor  # (K, T * M), a buffer
     fitted: Tensor  # () bool, a buffer: False until `fit` ran
 
-    def __init__(self, *, n_clusters: int = 10, n_mels: int = 64, n_frames: int) -> None:
+    def __init__(self, *, n_clusters: int = 10, n_features: int = 64, n_frames: int) -> None:
         super().__init__()
         if n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
         self._n_clusters = n_clusters
-        self.n_mels = n_mels
+        self.n_features = n_features
         self.n_frames = n_frames
-        self.register_buffer("centroids", torch.zeros(n_clusters, n_frames * n_mels))  # (K, D)
+        self.register_buffer("centroids", torch.zeros(n_clusters, n_frames * n_features))  # (K, D)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @property
@@ -48,11 +48,15 @@ class KMeansClusterer(ClusterModel):
         return self._n_clusters
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"n_clusters": self._n_clusters, "n_mels": self.n_mels, "n_frames": self.n_frames}
+        return {
+            "n_clusters": self._n_clusters,
+            "n_features": self.n_features,
+            "n_frames": self.n_frames,
+        }
 
     def latent(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """The flattened masked features, ``(B, 1, T, M)`` -> ``(B, T * M)``."""
-        check_features(x, mask, n_mels=self.n_mels)
+        check_features(x, mask, n_features=self.n_features)
         if x.shape[2] != self.n_frames:
             raise ValueError(
                 f"this model was fitted on {self.n_frames}-frame windows, got {x.shape[2]}"

@@ -43,9 +43,9 @@ def pad_to_blocks(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     Returns the padded features and a padded mask ``(B, Tp)`` (all ones over the original
     frames when ``mask`` is None, zeros over the added ones).
     """
-    batch, _, n_frames, n_mels = x.shape
+    batch, _, n_frames, n_features = x.shape
     pad_t = padded_size(n_frames) - n_frames
-    pad_m = padded_size(n_mels) - n_mels
+    pad_m = padded_size(n_features) - n_features
     if mask is None:
         mask = x.new_ones(batch, n_frames)  # (B, T)
     mask = mask.to(x.dtype)
@@ -156,7 +156,7 @@ class ConvRecurrentEncoder(nn.Module):
         *,
         in_channels: int,
         broadcast_channels: int = 0,
-        n_mels_padded: int,
+        n_features_padded: int,
         channels: Sequence[int],
         gru_hidden: int,
         gru_layers: int,
@@ -164,15 +164,15 @@ class ConvRecurrentEncoder(nn.Module):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"the encoder has four conv stages, got channels={channels}")
-        if n_mels_padded % BLOCK:
-            raise ValueError(f"n_mels_padded must be a multiple of {BLOCK}")
+        if n_features_padded % BLOCK:
+            raise ValueError(f"n_features_padded must be a multiple of {BLOCK}")
         self.first_conv = BroadcastConv2d(in_channels, broadcast_channels, channels[0])
         self.first_activation = nn.Sequential(nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))
         self.convs = nn.Sequential(
             *(_conv_stage(previous, width) for previous, width in itertools.pairwise(channels))
         )
         self.gru = nn.GRU(
-            input_size=channels[-1] * (n_mels_padded // BLOCK),
+            input_size=channels[-1] * (n_features_padded // BLOCK),
             hidden_size=gru_hidden,
             num_layers=gru_layers,
             batch_first=True,
