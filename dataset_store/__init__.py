@@ -4,7 +4,9 @@ The API ingests uploads with it (in a thread) and the workers read the recording
 sits beside `model_store/` and imports neither `app/` nor `worker/`.
 
 - `dataset_store.store`: `DatasetStore`, manifests and the data set digest.
-- `dataset_store.archives` (+ `dataset_store.tar_stream`): bounded unpacking of zip and tar.
+- `dataset_store.archives`: bounded unpacking of zip and tar (format detection, entry point);
+  `dataset_store.zip_reader`, `dataset_store.tar_reader` (+ `dataset_store.tar_stream`) walk
+  the entries, `dataset_store.unpacking` holds the limits, name rules and budget.
 - `dataset_store.errors`: the store's exceptions, each with its HTTP status.
 """
 
