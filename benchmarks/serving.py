@@ -28,24 +28,19 @@ Besides latency percentiles and throughput it records, per load point, the serve
 seconds per request, the client's CPU share, and the mean batch size of the forward passes
 (from the server's ``/metrics``), plus machine load during the run: figures taken while other
 processes run are not final. Writes ``benchmarks/results/serving.json``.
+
+The server's process and store are `benchmarks.server_harness`, the load generator
+`benchmarks.load`; this script measures the raw pipeline and runs the points.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
-import os
-import re
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,77 +49,35 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(REPO_ROOT))
 
-import httpx  # noqa: E402
 import torch  # noqa: E402
 
-from app.default_model import publish_default_model  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    BUNDLE_DIR,
     RESULTS_DIR,
     LoadMonitor,
-    bundled_model_available,
     describe_model,
     machine_info,
-    percentile_ms,
     rate_per_s,
     synthetic_clip,
-    synthetic_trained_model,
     wav_bytes,
     write_results,
 )
-from model_store import ModelStore  # noqa: E402
+from benchmarks.load import load_point  # noqa: E402
+from benchmarks.server_harness import (  # noqa: E402
+    SERVER_ENCODER_PRECISION,
+    SERVER_TORCH_THREADS,
+    build_store,
+    running_server,
+)
 from service_config import Settings  # noqa: E402
-from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
+from uvac.artifact import TrainedModel  # noqa: E402
 from uvac.audio import load_audio  # noqa: E402
 from uvac.encoders import configure_encoder_precision  # noqa: E402
 from uvac.features import FeatureExtractor  # noqa: E402
 
 logger = logging.getLogger("benchmarks.serving")
 
-SERVE_REF = "bench@production"
-REDIS_URL = "redis://127.0.0.1:6379/15"
-SERVER_TORCH_THREADS = Settings.model_fields["torch_threads"].default  # the API's default
-SERVER_ENCODER_PRECISION = Settings.model_fields["encoder_precision"].default
 RAW_BATCH = 64
-BOUNDARY = "uvacbenchboundary7d1f"
 CLIP_SECONDS = {"1s": 1.0, "10s": 10.0}
-
-
-# ----------------------------------------------------------------------------- the store
-
-
-def bundle_is_cat_uvac() -> bool:
-    """Whether the bundled default model exists and is a Cat. UVAC (the network the targets
-    are about; a K-means placeholder bundle would cost far less to run)."""
-    if not bundled_model_available():
-        return False
-    document = json.loads((BUNDLE_DIR / "model.json").read_text())
-    return bool(document.get("model_type") == "cat-uvac")
-
-
-def build_store(root: Path, *, model_choice: str = "auto") -> tuple[TrainedModel, str, Path]:
-    """Publish the served model into a store at ``root``; the model as the server will load
-    it, where it came from, and its version folder.
-
-    ``model_choice``: ``"bundle"`` (the bundled default model, whatever its type),
-    ``"preset"`` (an untrained Cat. UVAC of the default preset) or ``"auto"`` (the
-    bundle when it is a Cat. UVAC, else the preset).
-    """
-    store = ModelStore(root)
-    use_bundle = model_choice == "bundle" or (model_choice == "auto" and bundle_is_cat_uvac())
-    if use_bundle:
-        if not bundled_model_available():
-            raise SystemExit(f"no bundled model in {BUNDLE_DIR}")
-        publish_default_model(store_root=root, serve_ref=SERVE_REF)
-        source = "bundle"
-    else:
-        trained, source = synthetic_trained_model(), "preset:default (untrained)"
-        name, _, alias = SERVE_REF.partition("@")
-        with store.publish(name, metadata={"benchmark": "serving", "source": source}) as staging:
-            save_trained_model(Path(staging), trained)
-        store.promote(staging.version.ref, alias)
-    version = store.get(SERVE_REF)
-    return load_trained_model(version.path), source, version.path
 
 
 # ----------------------------------------------------------------------------- raw pipeline
@@ -190,242 +143,6 @@ def measure_raw_pipeline(
             "one_clip_h_ms": h_single["median_step_ms"],
         }
     return results
-
-
-# ----------------------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    log_path: Path
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process, all threads (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-    def batch_counters(self) -> tuple[float, float]:
-        """(sum, count) of the server's ``uvac_inference_batch_size`` histogram."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        values = {}
-        for suffix in ("sum", "count"):
-            match = re.search(rf"^uvac_inference_batch_size_{suffix} (\S+)$", text, re.M)
-            values[suffix] = float(match.group(1)) if match else 0.0
-        return values["sum"], values["count"]
-
-
-@contextlib.contextmanager
-def running_server(
-    *, data_dir: Path, store_dir: Path, log_dir: Path, extra_env: dict[str, str]
-) -> Iterator[ServerProcess]:
-    """The production uvicorn command in a child process, ready (``/readyz`` 200) on entry."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "UVAC_DATA_DIR": str(data_dir),
-        "UVAC_MODEL_STORE_DIR": str(store_dir),
-        "UVAC_SERVE_MODEL": SERVE_REF,
-        "UVAC_REDIS_URL": REDIS_URL,
-        "UVAC_TORCH_THREADS": str(SERVER_TORCH_THREADS),
-        "UVAC_DEVICE": "cpu",
-        **extra_env,
-    }
-    environment.pop("UVAC_API_KEYS", None)
-    log_path = log_dir / f"uvicorn-{port}.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
-        )
-    server = ServerProcess(
-        process=process, url=f"http://127.0.0.1:{port}", port=port, log_path=log_path
-    )
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(server: ServerProcess, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited:\n{server.log_path.read_text()[-4000:]}")
-        try:
-            response = httpx.get(f"{server.url}/readyz", timeout=2)
-            if response.status_code == 200:
-                return
-            last = response.text
-        except httpx.HTTPError as error:
-            last = str(error)
-        time.sleep(0.2)
-    raise RuntimeError(f"the server was not ready after {timeout_s} s: {last}")
-
-
-# ----------------------------------------------------------------------------- the client
-
-
-def cluster_request(*, port: int, wav: bytes) -> bytes:
-    """A complete ``POST /v1/cluster`` request (keep-alive, multipart with one file)."""
-    head = (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="clip.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    body = head + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
-    headers = (
-        "POST /v1/cluster HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: keep-alive\r\n\r\n"
-    ).encode()
-    return headers + body
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bytes]:
-    writer.write(request)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    length = None
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length is None:
-        raise RuntimeError("response without Content-Length")
-    return status, await reader.readexactly(length)
-
-
-@dataclass
-class _Tally:
-    latencies_s: list[float]
-    completed_in_window: int = 0
-    errors: int = 0
-    first_error: str | None = None
-
-
-async def _connection_loop(
-    *, port: int, request: bytes, n_clusters: int, start: float, end: float, tally: _Tally
-) -> None:
-    """One keep-alive connection sending requests back to back until ``end``."""
-    loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while (sent_at := loop.time()) < end:
-            try:
-                status, body = await _exchange(reader, writer, request)
-                ok = status == 200 and len(json.loads(body)["probabilities"]) == n_clusters
-                problem = None if ok else f"HTTP {status}: {body[:300]!r}"
-            except (OSError, RuntimeError, ValueError, KeyError, asyncio.IncompleteReadError) as e:
-                ok, problem = False, f"{type(e).__name__}: {e}"
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            done_at = loop.time()
-            if sent_at >= start:  # requests sent during the warm-up are not counted
-                if ok:
-                    tally.latencies_s.append(done_at - sent_at)
-                else:
-                    tally.errors += 1
-                    tally.first_error = tally.first_error or problem
-            if start <= done_at <= end and ok:
-                tally.completed_in_window += 1
-    finally:
-        writer.close()
-
-
-async def _run_load(
-    *, port: int, request: bytes, n_clusters: int, concurrency: int, warmup_s: float, seconds: float
-) -> _Tally:
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup_s
-    end = start + seconds
-    tally = _Tally(latencies_s=[])
-    await asyncio.gather(
-        *(
-            _connection_loop(
-                port=port, request=request, n_clusters=n_clusters, start=start, end=end, tally=tally
-            )
-            for _ in range(concurrency)
-        )
-    )
-    return tally
-
-
-def load_point(
-    server: ServerProcess,
-    *,
-    wav: bytes,
-    n_clusters: int,
-    concurrency: int,
-    warmup_s: float,
-    seconds: float,
-) -> dict[str, Any]:
-    """One (clip, concurrency) point: latency percentiles, throughput and CPU shares."""
-    request = cluster_request(port=server.port, wav=wav)
-    batch_sum_before, batch_count_before = server.batch_counters()
-    server_cpu_before = server.cpu_seconds()
-    client_cpu_before = time.process_time()
-    wall_started = time.perf_counter()
-    tally = asyncio.run(
-        _run_load(
-            port=server.port,
-            request=request,
-            n_clusters=n_clusters,
-            concurrency=concurrency,
-            warmup_s=warmup_s,
-            seconds=seconds,
-        )
-    )
-    wall = time.perf_counter() - wall_started
-    client_cpu = time.process_time() - client_cpu_before
-    server_cpu = server.cpu_seconds() - server_cpu_before
-    batch_sum_after, batch_count_after = server.batch_counters()
-    forward_passes = batch_count_after - batch_count_before
-    served = len(tally.latencies_s) + tally.errors
-    return {
-        "throughput": round(tally.completed_in_window / seconds, 2),
-        "p50_ms": percentile_ms(tally.latencies_s, 50),
-        "p95_ms": percentile_ms(tally.latencies_s, 95),
-        "p99_ms": percentile_ms(tally.latencies_s, 99),
-        "mean_ms": round(1000.0 * sum(tally.latencies_s) / len(tally.latencies_s), 3)
-        if tally.latencies_s
-        else None,
-        "requests": len(tally.latencies_s),
-        "errors": tally.errors,
-        "first_error": tally.first_error,
-        "mean_batch_clips": round((batch_sum_after - batch_sum_before) / forward_passes, 2)
-        if forward_passes
-        else None,
-        # Warm-up included in both CPU figures (they are shares of the whole point).
-        "server_cpu_ms_per_request": round(1000.0 * server_cpu / max(served, 1), 3),
-        "server_cpu_share": round(server_cpu / wall, 3),
-        "client_cpu_share": round(client_cpu / wall, 3),
-    }
 
 
 # ----------------------------------------------------------------------------- the run
