@@ -38,7 +38,7 @@ from uvac.embedding_windows import fit_embedding_stats
 from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
 from uvac.models import CatUVAC
 from uvac.presets import DEFAULT_PRESET, build_configs
-from uvac.training import TrainConfig
+from uvac.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

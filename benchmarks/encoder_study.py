@@ -47,7 +47,7 @@ from uvac.encoders.speech import WEIGHTS_QINT8, SpeechEncoder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer  # noqa: E402
 from uvac.features import FeatureConfig, Windows  # noqa: E402
 from uvac.presets import build_configs  # noqa: E402
-from uvac.training import train_on_features  # noqa: E402
+from uvac.training import train_on_windows  # noqa: E402
 from uvac.training_data import training_windows_from_embeddings  # noqa: E402
 
 logger = logging.getLogger("benchmarks.encoder_study")
@@ -92,8 +92,7 @@ def _train(
     data = training_windows_from_embeddings(
         train, [windows[str(item.path)].features for item in train]
     )
-    model, _ = train_on_features(data.features, data.mask, config=config, labels=data.labels)
-    return TrainedModel(model=model, feature_config=feature_config, norm_stats=data.norm_stats)
+    return train_on_windows(data, config=config, feature_config=feature_config)
 
 
 def _agreement(

@@ -53,12 +53,11 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.artifact import TrainedModel, training_info  # noqa: E402
 from uvac.datasets import AudioFolder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer  # noqa: E402
 from uvac.presets import PRESETS, build_configs  # noqa: E402
 from uvac.tables import TableRow, render_table  # noqa: E402
-from uvac.training import train_on_features  # noqa: E402
+from uvac.training import train_on_windows  # noqa: E402
 from uvac.training_data import (  # noqa: E402
     training_windows_from_embeddings,
     windows_for_training,
@@ -190,14 +189,8 @@ def _one_run(
     data, test_items, cached_config, test_embeddings = cache[cache_key]
     assert cached_config == feature_config
     started = time.perf_counter()
-    model, history = train_on_features(
-        data.features, data.mask, config=train_config, labels=data.labels
-    )
+    trained = train_on_windows(data, config=train_config, feature_config=feature_config)
     train_seconds = time.perf_counter() - started
-    info = training_info(model=model, config=train_config, history=history)
-    trained = TrainedModel(
-        model=model, feature_config=feature_config, norm_stats=data.norm_stats, info=info
-    )
     report = evaluate_clusterer(
         trained, test_items, batch_size=256, embedding_cache=test_embeddings
     )
@@ -220,7 +213,7 @@ def _one_run(
         "max_pi": max_pi,
         "train_seconds": round(train_seconds, 2),
         "epochs": train_config.epochs,
-        "train_accuracy_last_epoch": history.epochs[-1].accuracy if history.epochs else None,
+        "train_accuracy_last_epoch": trained.info["training"].get("final", {}).get("accuracy"),
     }
 
 

@@ -17,7 +17,7 @@ In one run, with an explicit torch thread count (``--threads``, default 2):
    their backward, matrix multiplies, GRU cells), so that MFU = FLOPs per clip x clips per
    second / the GEMM rate of the same precision;
 4. where a training step spends its time (torch.profiler, top operators), and a check that
-   the project's bf16 options run end to end (one tiny `train_on_features` epoch with
+   the project's bf16 options run end to end (one tiny `uvac.trainer.fit` epoch with
    ``bf16_autocast=True``, a `Clusterer` with ``bf16_autocast=True``).
 
 Rates are items per second over the whole measured time; ``best_step_per_s`` is the fastest
@@ -62,7 +62,8 @@ from uvac.device import configure_threads  # noqa: E402
 from uvac.features import FeatureConfig  # noqa: E402
 from uvac.inference import Clusterer  # noqa: E402
 from uvac.models import CatUVAC  # noqa: E402
-from uvac.training import TrainConfig, Trainer, train_on_features  # noqa: E402
+from uvac.train_config import TrainConfig  # noqa: E402
+from uvac.trainer import Trainer, fit  # noqa: E402
 
 logger = logging.getLogger("benchmarks.training_speed")
 
@@ -274,7 +275,7 @@ def check_bf16_options() -> dict[str, Any]:
         config = TrainConfig(
             n_clusters=4, epochs=1, batch_size=32, bf16_autocast=True, device="cpu"
         )
-        _, history = train_on_features(features, mask, config=config)
+        _, history = fit(features, mask, config=config)
         loss = history.epochs[-1].loss
         report["train_bf16_autocast"] = {
             "runs": True,

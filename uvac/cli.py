@@ -36,7 +36,8 @@ from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 from uvac.progress import Progress
 from uvac.tables import render_titled_table
-from uvac.training import TrainConfig, train_model
+from uvac.train_config import TrainConfig
+from uvac.training import train_model
 
 if TYPE_CHECKING:
     from uvac.datasets import Split

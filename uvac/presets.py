@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uvac.features import FeatureConfig
-from uvac.training import TrainConfig
+from uvac.train_config import TrainConfig
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "build_configs"]
 

@@ -13,7 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EpochRecord", "TrainingHistory"]
+from torch import Tensor
+
+from uvac import metrics
+
+__all__ = ["EpochRecord", "TrainingHistory", "label_metrics"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,18 @@ class TrainingHistory:
             "final": dataclasses.asdict(last),
             "train_seconds": sum(record.seconds for record in self.epochs),
         }
+
+
+def label_metrics(
+    assignments: Tensor, labels: Sequence[int] | None
+) -> tuple[float | None, float | None, int | None]:
+    """Accuracy, NMI and clusters used of ``assignments (N,)`` against ``labels``; all
+    ``None`` without labels."""
+    if labels is None:
+        return None, None, None
+    clusters = assignments.cpu().numpy()
+    return (
+        metrics.unsupervised_accuracy(list(labels), clusters),
+        metrics.nmi(list(labels), clusters),
+        metrics.clusters_used(clusters),
+    )

@@ -24,7 +24,7 @@ from tests.app.helpers import assert_problem, noise_wav, tone_wav, two_clip_data
 from uvac.features import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
-from uvac.training import TrainConfig
+from uvac.train_config import TrainConfig
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from uvac.artifact import load_trained_model
 from uvac.cli import main
 from uvac.errors import DatasetError
 from uvac.features import FeatureConfig
-from uvac.training import TrainConfig
+from uvac.train_config import TrainConfig
 
 SAMPLE_RATE = 8000
 TINY_FEATURES = [

@@ -21,7 +21,8 @@ from uvac.consistency import (
     nearest_neighbours,
     self_label_loss,
 )
-from uvac.training import TrainConfig, train_on_features
+from uvac.train_config import TrainConfig
+from uvac.trainer import fit
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +77,8 @@ def test_training_with_consistency_runs_and_is_validated() -> None:
         model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
                                "deconv_channels": [4, 4, 4]},
     )  # fmt: skip
-    model, history = train_on_features(features, torch.ones(24, 16), config=config)
-    again, _ = train_on_features(features, torch.ones(24, 16), config=config)
+    model, history = fit(features, torch.ones(24, 16), config=config)
+    again, _ = fit(features, torch.ones(24, 16), config=config)
     assert len(history.epochs) == 2
     with torch.inference_mode():
         torch.testing.assert_close(
@@ -103,7 +104,7 @@ def test_kmeans_initialisation_makes_h_reproduce_kmeans_before_the_elbo() -> Non
         model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
                                "deconv_channels": [4, 4, 4]},
     )  # fmt: skip
-    _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
+    _, history = fit(features, torch.ones(32, 16), config=config, labels=labels)
     assert history.epochs[-1].accuracy == 1.0
 
 
@@ -135,7 +136,7 @@ def test_training_with_neighbour_consistency_runs() -> None:
         model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
                                "deconv_channels": [4, 4, 4]},
     )  # fmt: skip
-    _, history = train_on_features(features, torch.ones(24, 16), config=config)
+    _, history = fit(features, torch.ones(24, 16), config=config)
     assert len(history.epochs) == 1
 
 
@@ -191,7 +192,7 @@ def test_training_with_spectral_init_and_self_labelling_runs_and_is_validated() 
         model_hyperparameters={"conv_channels": [4, 4, 4, 4], "gru_hidden": 8,
                                "deconv_channels": [4, 4, 4]},
     )  # fmt: skip
-    _, history = train_on_features(features, torch.ones(32, 16), config=config, labels=labels)
+    _, history = fit(features, torch.ones(32, 16), config=config, labels=labels)
     assert [record.accuracy for record in history.epochs] == [1.0, 1.0]
 
 

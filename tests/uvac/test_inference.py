@@ -16,7 +16,8 @@ from uvac.datasets import DatasetItem
 from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
 from uvac.inference import Clusterer, aggregate_windows
 from uvac.models import CatUVAC
-from uvac.training import TrainConfig, train_model
+from uvac.train_config import TrainConfig
+from uvac.training import train_model
 
 SAMPLE_RATE = 8000
 FEATURES = FeatureConfig(

@@ -7,7 +7,7 @@ import pytest
 from uvac import presets
 from uvac.features import FeatureConfig
 from uvac.presets import DEFAULT_PRESET, PRESETS, Preset, build_configs
-from uvac.training import TrainConfig
+from uvac.train_config import TrainConfig
 
 
 def test_paper_preset_is_the_papers_recipe() -> None:

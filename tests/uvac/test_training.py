@@ -16,14 +16,9 @@ from uvac.errors import DatasetError, RunCancelled
 from uvac.features import FeatureConfig
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.progress import Progress
-from uvac.training import (
-    TrainConfig,
-    Trainer,
-    learning_rate_at,
-    temperature_at,
-    train_model,
-    train_on_features,
-)
+from uvac.train_config import TrainConfig, learning_rate_at, temperature_at
+from uvac.trainer import Trainer, fit
+from uvac.training import train_model
 
 SMALL = {"conv_channels": [4, 8, 8, 16], "gru_hidden": 16, "deconv_channels": [8, 8, 4]}
 
@@ -105,7 +100,7 @@ def test_schedules_decay_exponentially_from_start_to_end() -> None:
 def test_loss_decreases_and_progress_is_reported() -> None:
     features, mask, labels = three_bands()
     reports: list[Progress] = []
-    model, history = train_on_features(
+    model, history = fit(
         features,
         mask,
         config=config(epochs=4, learning_rate=3e-3, final_learning_rate=1e-3,
@@ -139,7 +134,7 @@ def test_model_separates_three_synthetic_classes() -> None:
     between machines); with the K-means start as well, all four seeds separated all three.
     """
     features, mask, labels = three_bands(per_class=40)
-    _, history = train_on_features(
+    _, history = fit(
         features,
         mask,
         config=config(epochs=20, learning_rate=3e-3, final_learning_rate=6e-4,
@@ -170,9 +165,9 @@ def test_one_train_step_updates_the_weights_and_returns_the_loss_parts() -> None
 
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
     features, mask, _ = three_bands()
-    first, _ = train_on_features(features, mask, config=config())
-    second, _ = train_on_features(features, mask, config=config())
-    third, _ = train_on_features(features, mask, config=config(seed=1))
+    first, _ = fit(features, mask, config=config())
+    second, _ = fit(features, mask, config=config())
+    third, _ = fit(features, mask, config=config(seed=1))
     for key, value in first.state_dict().items():
         assert torch.equal(value, second.state_dict()[key]), key
     assert not torch.equal(first.h_head.weight, third.h_head.weight)
@@ -193,7 +188,7 @@ def test_cancellation_raises_between_batches() -> None:
     steps: list[int] = []
     should_stop, counter = _stop_after(4)
     with pytest.raises(RunCancelled, match="epoch 2, before batch 2"):
-        train_on_features(
+        fit(
             features,
             mask,
             config=config(epochs=3, progress_every_steps=1),
@@ -207,14 +202,14 @@ def test_cancellation_raises_between_batches() -> None:
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
     features, mask, labels = three_bands()
     run = config(epochs=3)
-    uninterrupted, full_history = train_on_features(
+    uninterrupted, full_history = fit(
         features, mask, config=run, labels=labels, checkpoint_dir=tmp_path / "a"
     )
 
     killed_dir = tmp_path / "b"
     should_stop, _ = _stop_after(3 + 1)  # 3 batches per epoch: stop in epoch 2
     with pytest.raises(RunCancelled):
-        train_on_features(
+        fit(
             features, mask, config=run, labels=labels, checkpoint_dir=killed_dir,
             should_stop=should_stop,
         )  # fmt: skip
@@ -222,7 +217,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     assert saved is not None and saved.epoch == 1
 
     resumed_epochs: list[int] = []
-    resumed, history = train_on_features(
+    resumed, history = fit(
         features, mask, config=run, labels=labels, checkpoint_dir=killed_dir,
         progress=lambda p: resumed_epochs.append(p.epoch),
     )  # fmt: skip
@@ -234,9 +229,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
 
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
     features, mask, _ = three_bands()
-    train_on_features(features, mask, config=config(epochs=1), checkpoint_dir=tmp_path)
+    fit(features, mask, config=config(epochs=1), checkpoint_dir=tmp_path)
     epochs_run: list[int] = []
-    _, _history = train_on_features(
+    _, _history = fit(
         features, mask, config=config(epochs=1, seed=5), checkpoint_dir=tmp_path,
         progress=lambda p: epochs_run.append(p.epoch),
     )  # fmt: skip
@@ -248,7 +243,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
 def test_kmeans_trains_through_the_same_entry_point() -> None:
     features, mask, labels = three_bands()
     reports: list[Progress] = []
-    model, history = train_on_features(
+    model, history = fit(
         features, mask, config=config(model_type="kmeans", model_hyperparameters={}),
         labels=labels, progress=reports.append,
     )  # fmt: skip
@@ -259,7 +254,7 @@ def test_kmeans_trains_through_the_same_entry_point() -> None:
 
 def test_gmm_trains_through_the_same_entry_point() -> None:
     features, mask, labels = three_bands()
-    model, history = train_on_features(
+    model, history = fit(
         features, mask, config=config(model_type="uvac-gmm", epochs=3, learning_rate=3e-3),
         labels=labels,
     )  # fmt: skip
@@ -272,7 +267,7 @@ def test_gmm_trains_through_the_same_entry_point() -> None:
 
 def test_bf16_autocast_training_runs() -> None:
     features, mask, _ = three_bands()
-    _, history = train_on_features(features, mask, config=config(epochs=1, bf16_autocast=True))
+    _, history = fit(features, mask, config=config(epochs=1, bf16_autocast=True))
     assert np.isfinite(history.epochs[0].loss)
 
 
@@ -336,7 +331,7 @@ def test_train_model_without_usable_recordings(tmp_path: Path) -> None:
 def test_fewer_windows_than_clusters_is_a_dataset_error() -> None:
     features, mask, _ = three_bands(per_class=1)
     with pytest.raises(DatasetError, match="fewer than the 5 clusters"):
-        train_on_features(features, mask, config=config(n_clusters=5))
+        fit(features, mask, config=config(n_clusters=5))
 
 
 def test_train_model_cancelled_while_loading(tmp_path: Path) -> None:
