@@ -3,7 +3,7 @@ framing, user text that means something to matplotlib or HTML.
 
 Each builder writes the bytes by hand (or through `tarfile`/`zipfile` where those can say it),
 so a case says exactly what it tries. The regression tests and the fuzz families of
-`benchmarks/reliability/fuzz_families.py` share them.
+`benchmarks/reliability/family_cases.py` share them.
 """
 
 from __future__ import annotations
