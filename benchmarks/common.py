@@ -35,7 +35,8 @@ import torch
 from uvac.artifact import TrainedModel
 from uvac.audio import Audio
 from uvac.embedding_windows import fit_embedding_stats
-from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, fit_norm_stats
 from uvac.models import CatUVAC
 from uvac.presets import DEFAULT_PRESET, build_configs
 from uvac.train_config import TrainConfig

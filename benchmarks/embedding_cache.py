@@ -27,7 +27,8 @@ from benchmarks.common import REPO_ROOT
 from uvac.audio import Audio, load_audio
 from uvac.datasets import DatasetItem
 from uvac.embedding_windows import EmbeddingWindower
-from uvac.features import FeatureConfig, Windows
+from uvac.feature_config import FeatureConfig
+from uvac.features import Windows
 
 __all__ = ["cached_embeddings"]
 

@@ -45,7 +45,8 @@ from uvac.datasets import AudioFolder, DatasetItem  # noqa: E402
 from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
 from uvac.encoders.speech import WEIGHTS_QINT8, SpeechEncoder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer  # noqa: E402
-from uvac.features import FeatureConfig, Windows  # noqa: E402
+from uvac.feature_config import FeatureConfig  # noqa: E402
+from uvac.features import Windows  # noqa: E402
 from uvac.presets import build_configs  # noqa: E402
 from uvac.training import train_on_windows  # noqa: E402
 from uvac.training_data import training_windows_from_embeddings  # noqa: E402

@@ -59,7 +59,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.encoder_speed import measure_encoders  # noqa: E402
 from uvac.device import configure_threads  # noqa: E402
-from uvac.features import FeatureConfig  # noqa: E402
+from uvac.feature_config import FeatureConfig  # noqa: E402
 from uvac.inference import Clusterer  # noqa: E402
 from uvac.models import CatUVAC  # noqa: E402
 from uvac.train_config import TrainConfig  # noqa: E402

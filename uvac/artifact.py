@@ -32,7 +32,8 @@ from torch import Tensor
 
 from uvac.encoders import check_encoder_identity, load_encoder
 from uvac.errors import ArtifactError
-from uvac.features import FeatureConfig, NormStats
+from uvac.feature_config import FeatureConfig
+from uvac.features import NormStats
 from uvac.models import MODEL_TYPES, ClusterModel, build_model, with_current_argument_names
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from uvac.datasets import AudioFolder
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
 from uvac.evaluation import EvaluationReport, evaluate_with_baselines
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.inference import ClipResult, Clusterer
 from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs

@@ -28,7 +28,8 @@ from torch import Tensor
 
 from uvac.audio import Audio
 from uvac.encoders import Encoder, load_encoder
-from uvac.features import FeatureConfig, NormStats, Windows
+from uvac.feature_config import FeatureConfig
+from uvac.features import NormStats, Windows
 
 __all__ = ["EmbeddingWindower", "fit_embedding_stats"]
 

@@ -8,7 +8,7 @@ apply.
 The pipeline for one clip, the same in training and at inference::
 
     samples (N,) --MelSpectrogram, log--> log-mel (T_clip, M)        log_mel()
-      --> activity per frame                                         _prepare_clip()
+      --> activity per frame                                         prepare_clip()
           [optional: trim to the active region        (time_fit)]
           [optional: cepstra, DCT-II, c0 dropped  (cepstral_coefficients)]
           [optional: per-utterance mean (and variance) normalisation (utterance_norm)]
@@ -60,234 +60,24 @@ inference code weights window results by it.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torchaudio
 
 from uvac.audio import Audio
-from uvac.encoders import ENCODERS
+from uvac.feature_config import FeatureConfig
+from uvac.log_mel import LogMel, check_log_mel, fit_time, prepare_clip, prepare_clip_at
 
 if TYPE_CHECKING:
     from uvac.embedding_windows import EmbeddingWindower
 
-__all__ = [
-    "FRONTENDS",
-    "FeatureConfig",
-    "FeatureExtractor",
-    "NormStats",
-    "Windows",
-    "fit_norm_stats",
-    "log_mel",
-]
-
-# The networks halve the time and mel axes four times.
-TIME_MULTIPLE = 16
-MEL_MULTIPLE = 16
-
-# log(mel + LOG_OFFSET): keeps digital silence finite (log(1e-6) = -13.8).
-LOG_OFFSET = 1e-6
+__all__ = ["FeatureExtractor", "NormStats", "Windows", "fit_norm_stats"]
 
 # A per-mel standard deviation below this is a constant bin; it is left unscaled.
 _MIN_STD = 1e-5
-
-# A clip's per-bin spread below this (a constant bin) is not scaled up (utterance CMVN).
-_UTTERANCE_MIN_STD = 1e-3
-
-UTTERANCE_NORM_MODES = ("mean", "mean_variance")
-
-LOG_MEL = "log-mel"
-FRONTENDS = (LOG_MEL, *ENCODERS)
-
-_DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 * log10(p) = this * ln(p)
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Everything that turns a waveform into network input; saved with every trained model.
-
-    ``utterance_norm`` (False, True = ``"mean"``, or ``"mean_variance"``) normalises each
-    clip per bin over its active frames before the global normalisation, removing speaker and
-    channel colouring (a fixed spectral tilt is a constant offset in the log-mel domain).
-    ``activity_threshold_db`` masks out frames quieter than the clip's loudest frame by more
-    than that many dB, in addition to padding. ``cepstral_coefficients`` and ``time_fit`` /
-    ``fit_frames`` are described in the module docstring. All are off by default (the paper's
-    recipe).
-    """
-
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    win_length: int = 960
-    hop_length: int = 480
-    n_mels: int = 64
-    f_min: float = 0.0
-    f_max: float | None = None  # None: the Nyquist frequency
-    window_seconds: float = 1.0
-    window_hop_seconds: float = 0.5
-    utterance_norm: bool | str = False  # False, True (= "mean"), "mean", "mean_variance"
-    activity_threshold_db: float | None = None
-    cepstral_coefficients: int | None = None  # None: log-mel features
-    time_fit: bool = False
-    fit_frames: int | None = None  # time_fit's window length; None: window_seconds' frames
-    frontend: str = "log-mel"  # "log-mel", or a pretrained encoder (uvac.encoders.ENCODERS)
-
-    def __post_init__(self) -> None:
-        self._check_frontend()
-        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.win_length > self.n_fft:
-            raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
-        if self.n_mels % MEL_MULTIPLE:
-            raise ValueError(
-                f"n_mels must be a multiple of {MEL_MULTIPLE} (the networks halve the mel axis "
-                f"four times), got {self.n_mels}"
-            )
-        nyquist = self.sample_rate / 2
-        if not 0 <= self.f_min < (self.f_max if self.f_max is not None else nyquist) <= nyquist:
-            raise ValueError(
-                f"need 0 <= f_min < f_max <= {nyquist:g} Hz, got f_min={self.f_min}, "
-                f"f_max={self.f_max}"
-            )
-        if not self.window_seconds * self.sample_rate >= self.n_fft:
-            raise ValueError(
-                f"window_seconds ({self.window_seconds}) must hold at least one FFT "
-                f"({self.n_fft / self.sample_rate:g} s)"
-            )
-        if not self.window_hop_seconds * self.sample_rate >= self.hop_length:
-            raise ValueError(
-                f"window_hop_seconds ({self.window_hop_seconds}) must be at least one frame hop "
-                f"({self.hop_length / self.sample_rate:g} s)"
-            )
-        if not (
-            isinstance(self.utterance_norm, bool) or self.utterance_norm in UTTERANCE_NORM_MODES
-        ):
-            raise ValueError(
-                f"utterance_norm must be a bool or one of {', '.join(UTTERANCE_NORM_MODES)}, "
-                f"got {self.utterance_norm!r}"
-            )
-        coefficients = self.cepstral_coefficients
-        if coefficients is not None and (
-            isinstance(coefficients, bool) or not isinstance(coefficients, int) or coefficients < 1
-        ):
-            raise ValueError(
-                f"cepstral_coefficients must be a positive integer or None, got {coefficients!r}"
-            )
-        if not isinstance(self.time_fit, bool):
-            raise ValueError(f"time_fit must be a bool, got {self.time_fit!r}")
-        if self.fit_frames is not None and (
-            isinstance(self.fit_frames, bool)
-            or not isinstance(self.fit_frames, int)
-            or self.fit_frames < 1
-        ):
-            raise ValueError(
-                f"fit_frames must be a positive integer or None, got {self.fit_frames!r}"
-            )
-        if self.activity_threshold_db is not None and not self.activity_threshold_db > 0:
-            raise ValueError(
-                f"activity_threshold_db must be positive or None, got {self.activity_threshold_db}"
-            )
-
-    def _check_frontend(self) -> None:
-        if self.frontend == LOG_MEL:
-            return
-        if self.frontend not in ENCODERS:
-            known = ", ".join((LOG_MEL, *ENCODERS))
-            raise ValueError(f"frontend must be one of {known}, got {self.frontend!r}")
-        encoder = ENCODERS[self.frontend]
-        if self.sample_rate != encoder.sample_rate:
-            raise ValueError(
-                f"the {self.frontend} takes audio at {encoder.sample_rate} Hz: set sample_rate "
-                f"to {encoder.sample_rate}, got {self.sample_rate}"
-            )
-        longest = encoder.max_window_seconds
-        if longest is not None and self.window_seconds > longest:
-            raise ValueError(
-                f"the {self.frontend} embeds windows of at most {longest:g} s, got "
-                f"window_seconds={self.window_seconds}"
-            )
-
-    @property
-    def uses_encoder(self) -> bool:
-        """True when a pretrained encoder's embeddings are the features (not log-mels)."""
-        return self.frontend != LOG_MEL
-
-    @property
-    def utterance_norm_mode(self) -> str | None:
-        """None, ``"mean"`` or ``"mean_variance"``: ``utterance_norm`` spelled out."""
-        if self.utterance_norm is True:
-            return "mean"
-        if self.utterance_norm is False:
-            return None
-        return str(self.utterance_norm)
-
-    @property
-    def feature_bins(self) -> int:
-        """F, the values per frame the networks see: the encoder's embedding size, cepstral
-        coefficients, else mel bins."""
-        if self.uses_encoder:
-            return ENCODERS[self.frontend].embedding_dim
-        if self.cepstral_coefficients is not None:
-            # c1..cC of an M-point DCT: at most M - 1 (so a preset's count survives a smaller
-            # n_mels override)
-            return min(self.cepstral_coefficients, self.n_mels - 1)
-        return self.n_mels
-
-    @property
-    def span_frames(self) -> int:
-        """Frames of the clip one window covers (``window_seconds`` of sound)."""
-        return _frame_count(round(self.window_seconds * self.sample_rate), self)
-
-    @property
-    def window_frames(self) -> int:
-        """Frames of real audio in one full window: ``span_frames``, or with ``time_fit`` the
-        frames every window is resampled to (``fit_frames``, else ``span_frames``); one
-        embedding with an encoder."""
-        if self.uses_encoder:
-            return 1
-        if self.time_fit and self.fit_frames is not None:
-            return self.fit_frames
-        return self.span_frames
-
-    @property
-    def frames_per_window(self) -> int:
-        """T of the network input: ``window_frames`` rounded up to a multiple of 16 (one
-        embedding with an encoder: the perceptrons pad nothing)."""
-        if self.uses_encoder:
-            return 1
-        return math.ceil(self.window_frames / TIME_MULTIPLE) * TIME_MULTIPLE
-
-    @property
-    def window_hop_frames(self) -> int:
-        """Frames between the starts of consecutive windows of a long clip."""
-        return max(1, round(self.window_hop_seconds * self.sample_rate / self.hop_length))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(1, T, F): the shape of one window as the networks see it."""
-        return (1, self.frames_per_window, self.feature_bins)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
-        """Rebuild from ``to_dict()`` output; unknown keys are an error, missing ones default."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown feature configuration keys: {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        return cls(**dict(data))
 
 
 @dataclass(frozen=True)
@@ -368,15 +158,6 @@ class Windows:
         return int(self.features.shape[0])
 
 
-def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """Log-mel spectrogram (T, M) of mono ``samples`` at ``config.sample_rate``.
-
-    Builds the transform on every call; code that runs per request keeps a
-    ``FeatureExtractor``, which builds it once.
-    """
-    return _LogMel(config)(samples)
-
-
 def fit_norm_stats(log_mels: Iterable[torch.Tensor], config: FeatureConfig) -> NormStats:
     """Normalisation statistics over all active frames of the training clips.
 
@@ -393,8 +174,8 @@ def fit_norm_stats(log_mels: Iterable[torch.Tensor], config: FeatureConfig) -> N
     low = torch.full((n_bins,), math.inf, dtype=torch.float64)
     high = torch.full((n_bins,), -math.inf, dtype=torch.float64)
     for clip_log_mel in log_mels:
-        _check_log_mel(clip_log_mel, config)
-        values, active = _prepare_clip(clip_log_mel, config)
+        check_log_mel(clip_log_mel, config)
+        values, active = prepare_clip(clip_log_mel, config)
         frames = values[active].to(torch.float64)  # (A, F)
         if frames.shape[0] == 0:
             continue
@@ -440,7 +221,7 @@ class FeatureExtractor:
 
             self.embedder = EmbeddingWindower(config, stats)
             return
-        self._log_mel = _LogMel(config)
+        self._log_mel = LogMel(config)
         if stats is not None:
             # x_scaled = (x - mean) / std * scale - offset, folded into one multiply-add.
             scale = 1.0 / (stats.maximum - stats.minimum)
@@ -456,7 +237,7 @@ class FeatureExtractor:
 
     def normalised(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole clip normalised, (T_clip, M) in [0, 1], and its activity (T_clip,) bool."""
-        values, active = _prepare_clip(self.log_mel(audio), self.config)
+        values, active = prepare_clip(self.log_mel(audio), self.config)
         return self._normalise(values), active
 
     def windows(self, audio: Audio) -> Windows:
@@ -534,12 +315,12 @@ class FeatureExtractor:
         """time_fit: the trimmed clip cut into windows of ``span_frames`` (one window when it
         is no longer), each resampled to ``window_frames``; every frame is real (mask 1)."""
         config = self.config
-        prepared, _, first = _prepare_clip_at(self.log_mel(audio), config)
+        prepared, _, first = prepare_clip_at(self.log_mel(audio), config)
         values = self._normalise(prepared)  # (T', F)
         clip_frames, span = values.shape[0], config.span_frames
         if clip_frames <= span:
             starts, lengths = [0], [clip_frames]
-            fitted = _fit_time(values.unsqueeze(0), config.window_frames)  # (1, T_w, F)
+            fitted = fit_time(values.unsqueeze(0), config.window_frames)  # (1, T_w, F)
         else:
             last_start = clip_frames - span
             starts = list(range(0, last_start + 1, config.window_hop_frames))
@@ -547,7 +328,7 @@ class FeatureExtractor:
                 starts.append(last_start)
             lengths = [span] * len(starts)
             index = torch.tensor(starts).unsqueeze(1) + torch.arange(span).unsqueeze(0)
-            fitted = _fit_time(values[index], config.window_frames)  # (W, T_w, F)
+            fitted = fit_time(values[index], config.window_frames)  # (W, T_w, F)
         padding = config.frames_per_window - config.window_frames
         features = torch.nn.functional.pad(fitted, (0, 0, 0, padding))  # (W, T, F)
         mask = torch.zeros(len(starts), config.frames_per_window)
@@ -584,117 +365,3 @@ class FeatureExtractor:
                 f"audio is at {audio.sample_rate} Hz, the features expect "
                 f"{self.config.sample_rate} Hz (load it with sample_rate={self.config.sample_rate})"
             )
-
-
-class _LogMel:
-    """Power mel spectrogram (Hann window, no centring) followed by log(mel + 1e-6).
-
-    Numerically what ``torchaudio.transforms.MelSpectrogram(power=2, center=False)`` computes
-    (a test holds it to that), with torchaudio's own mel filterbank, but calling ``torch.stft``
-    directly: torchaudio's wrapper costs more than the transform itself on a 1 s clip.
-    """
-
-    def __init__(self, config: FeatureConfig) -> None:
-        self._n_fft = config.n_fft
-        self._hop_length = config.hop_length
-        self._win_length = config.win_length
-        self._window = torch.hann_window(config.win_length)  # (win_length,)
-        filterbank = torchaudio.functional.melscale_fbanks(
-            n_freqs=config.n_fft // 2 + 1,
-            f_min=float(config.f_min),
-            f_max=float(config.f_max if config.f_max is not None else config.sample_rate / 2),
-            n_mels=config.n_mels,
-            sample_rate=config.sample_rate,
-        )  # (n_fft // 2 + 1, M)
-        # FFT bins above the last one any mel filter touches (above f_max) only ever meet zero
-        # weights: leaving them out of the power and the product changes nothing but the
-        # time (with f_max = Nyquist / 2, half of both).
-        touched = filterbank.abs().sum(dim=1).nonzero()  # (n, 1) indices of used bins
-        used_bins = int(touched.max()) + 1 if touched.numel() else filterbank.shape[0]
-        self._n_used_bins = used_bins
-        self._filterbank = filterbank[:used_bins].contiguous()  # (F_used, M)
-
-    def __call__(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
-        waveform = torch.as_tensor(samples, dtype=torch.float32)
-        if waveform.ndim != 1:
-            raise ValueError(f"samples must be mono (N,), got shape {tuple(waveform.shape)}")
-        if waveform.shape[0] < self._n_fft:  # shorter than one FFT: one zero-padded frame
-            waveform = torch.nn.functional.pad(waveform, (0, self._n_fft - waveform.shape[0]))
-        with torch.no_grad():
-            spectrum = torch.stft(
-                waveform,
-                n_fft=self._n_fft,
-                hop_length=self._hop_length,
-                win_length=self._win_length,
-                window=self._window,
-                center=False,
-                return_complex=True,
-            )  # (F, T) complex
-            spectrum = spectrum[: self._n_used_bins]  # (F_used, T)
-            power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)  # (F_used, T)
-            mel = torch.mm(power.T, self._filterbank)  # (T, M)
-            return mel.add_(LOG_OFFSET).log_()
-
-
-def _prepare_clip(
-    clip_log_mel: torch.Tensor, config: FeatureConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-clip steps before global normalisation (see the module docstring): the prepared
-    values (T', F) and their activity (T',) bool."""
-    values, active, _ = _prepare_clip_at(clip_log_mel, config)
-    return values, active
-
-
-def _prepare_clip_at(
-    clip_log_mel: torch.Tensor, config: FeatureConfig
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """`_prepare_clip`, plus the index of the clip's first kept frame (time_fit trims)."""
-    if config.activity_threshold_db is None:
-        active = torch.ones(clip_log_mel.shape[0], dtype=torch.bool)
-    else:
-        # frame power in dB from the log-mel itself, so fit_norm_stats needs no audio
-        frame_db = torch.logsumexp(clip_log_mel, dim=1) * _DB_PER_NEPER_POWER  # (T,)
-        active = frame_db >= frame_db.max() - config.activity_threshold_db
-    values = clip_log_mel
-    first = 0
-    if config.time_fit and config.activity_threshold_db is not None:
-        # the active region: first to last active frame (quiet frames inside it stay)
-        active_frames = active.nonzero().flatten()
-        first, last = int(active_frames[0]), int(active_frames[-1])
-        values = values[first : last + 1]  # (T', M)
-        active = active[first : last + 1]
-    if config.cepstral_coefficients is not None:
-        values = values @ _dct_matrix(config.n_mels, config.feature_bins)  # (T', C)
-    mode = config.utterance_norm_mode
-    if mode is not None:
-        frames = values[active]  # (A, F), A >= 1: the loudest frame is always active
-        values = values - frames.mean(dim=0)
-        if mode == "mean_variance":
-            spread = frames.std(dim=0, correction=0).clamp_min(_UTTERANCE_MIN_STD)  # (F,)
-            values = values / spread
-    return values, active, first
-
-
-def _fit_time(values: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """Linear resampling over time: (W, T_in, F) -> (W, n_frames, F)."""
-    return torch.nn.functional.interpolate(
-        values.transpose(1, 2), size=n_frames, mode="linear", align_corners=False
-    ).transpose(1, 2)
-
-
-@functools.lru_cache(maxsize=8)
-def _dct_matrix(n_mels: int, n_coefficients: int) -> torch.Tensor:
-    """(M, C): orthonormal DCT-II of a log-mel frame, columns c1..cC (c0 dropped)."""
-    matrix = torchaudio.functional.create_dct(n_coefficients + 1, n_mels, norm="ortho")
-    return matrix[:, 1:].contiguous()  # (M, C)
-
-
-def _frame_count(n_samples: int, config: FeatureConfig) -> int:
-    return 1 + max(0, n_samples - config.n_fft) // config.hop_length
-
-
-def _check_log_mel(clip_log_mel: torch.Tensor, config: FeatureConfig) -> None:
-    if clip_log_mel.ndim != 2 or clip_log_mel.shape[1] != config.n_mels:
-        raise ValueError(
-            f"expected a log-mel of shape (T, {config.n_mels}), got {tuple(clip_log_mel.shape)}"
-        )

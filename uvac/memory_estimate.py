@@ -31,7 +31,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.models import VariationalClusterModel, build_model
 from uvac.train_config import TrainConfig
 

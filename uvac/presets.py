@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.train_config import TrainConfig
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "build_configs"]

@@ -24,7 +24,7 @@ from uvac.training_data import TrainingWindows, windows_for_training
 
 if TYPE_CHECKING:
     from uvac.datasets import DatasetItem
-    from uvac.features import FeatureConfig
+    from uvac.feature_config import FeatureConfig
     from uvac.train_config import TrainConfig
 
 __all__ = ["train_model", "train_on_windows"]

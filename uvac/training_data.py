@@ -24,7 +24,8 @@ from uvac.audio import Audio, load_audio
 from uvac.datasets import DatasetItem
 from uvac.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.errors import AudioError, DatasetError, RunCancelled
-from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, NormStats, fit_norm_stats
 
 __all__ = ["TrainingWindows", "training_windows_from_embeddings", "windows_for_training"]
 

@@ -1,6 +1,6 @@
 """Feature-configuration overrides a training request may carry (`TrainRequest.features`).
 
-One optional field per `uvac.features.FeatureConfig` field (a test keeps the two in step).
+One optional field per `uvac.feature_config.FeatureConfig` field (a test keeps the two in step).
 The model is closed (`extra="forbid"`), so an unknown key is a 422 naming it, not a job that
 fails in the worker. Fields left out keep the preset's value; an explicit `null` is a value
 where the engine gives it a meaning (`f_max`: Nyquist, `activity_threshold_db`: no activity
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uvac.features import MEL_MULTIPLE
+from uvac.feature_config import MEL_MULTIPLE
 
 # The default of every field: "not given" (`exclude_unset` leaves it out). Typed Any so a
 # field that must not be null can still default to it; the value never reaches the engine.
@@ -31,7 +31,7 @@ def _without_defaults(schema: dict[str, Any]) -> None:
 
 
 class FeatureOverrides(BaseModel):
-    """Overrides of the preset's feature settings (`uvac.features.FeatureConfig`)."""
+    """Overrides of the preset's feature settings (`uvac.feature_config.FeatureConfig`)."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 from uvac.progress import Progress
 from uvac.train_config import TrainConfig

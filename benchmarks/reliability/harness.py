@@ -64,7 +64,8 @@ def tiny_trained_model(*, seed: int = 0):  # -> uvac.artifact.TrainedModel
     import torch
 
     from uvac.artifact import TrainedModel
-    from uvac.features import FeatureConfig, NormStats
+    from uvac.feature_config import FeatureConfig
+    from uvac.features import NormStats
     from uvac.models import CatUVAC
 
     features = FeatureConfig(

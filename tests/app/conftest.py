@@ -16,7 +16,8 @@ from app.main import create_app
 from model_store import ModelStore, ModelVersion
 from service_config import Settings
 from uvac.artifact import TrainedModel, save_trained_model
-from uvac.features import FeatureConfig, NormStats
+from uvac.feature_config import FeatureConfig
+from uvac.features import NormStats
 from uvac.models import CatUVAC
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/12"

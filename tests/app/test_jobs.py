@@ -21,7 +21,7 @@ from model_store.refs import parse_ref
 from service_config import Settings
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
 from tests.app.helpers import assert_problem, noise_wav, tone_wav, two_clip_dataset
-from uvac.features import FRONTENDS, FeatureConfig
+from uvac.feature_config import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.presets import DEFAULT_PRESET, PRESETS
 from uvac.train_config import TrainConfig

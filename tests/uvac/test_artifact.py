@@ -16,7 +16,8 @@ from uvac.artifact import (
     save_trained_model,
 )
 from uvac.errors import ArtifactError
-from uvac.features import FeatureConfig, NormStats
+from uvac.feature_config import FeatureConfig
+from uvac.features import NormStats
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.models.base import ClusterModel
 

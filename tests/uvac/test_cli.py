@@ -14,7 +14,7 @@ from uvac import cli
 from uvac.artifact import load_trained_model
 from uvac.cli import main
 from uvac.errors import DatasetError
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.train_config import TrainConfig
 
 SAMPLE_RATE = 8000

@@ -23,7 +23,8 @@ from uvac.evaluation import (
     kmeans_baseline,
     labels_as_clusters,
 )
-from uvac.features import FeatureConfig, FeatureExtractor, NormStats, fit_norm_stats
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, NormStats, fit_norm_stats
 from uvac.inference import Clusterer
 from uvac.models import build_model
 from uvac.models.base import ClusterModel

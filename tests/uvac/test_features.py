@@ -14,14 +14,9 @@ import torchaudio
 
 from tests.audio_fixtures import chirp, noise, silence, tone, wav_bytes
 from uvac.audio import Audio, load_audio
-from uvac.features import (
-    FeatureConfig,
-    FeatureExtractor,
-    NormStats,
-    Windows,
-    fit_norm_stats,
-    log_mel,
-)
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
+from uvac.log_mel import log_mel
 
 RATE = 16000
 

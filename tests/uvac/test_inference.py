@@ -13,7 +13,8 @@ import torch
 from uvac.artifact import TrainedModel, load_trained_model, save_trained_model
 from uvac.audio import Audio, load_audio
 from uvac.datasets import DatasetItem
-from uvac.features import FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, fit_norm_stats
 from uvac.inference import Clusterer, aggregate_windows
 from uvac.models import CatUVAC
 from uvac.train_config import TrainConfig

@@ -8,7 +8,8 @@ import torch
 
 from tests.audio_fixtures import noise
 from uvac.audio import Audio
-from uvac.features import FeatureConfig, FeatureExtractor, NormStats
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, NormStats
 from uvac.memory_estimate import _CountingMode, _model, estimate_training_memory, window_count
 from uvac.presets import build_configs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uvac import presets
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.presets import DEFAULT_PRESET, PRESETS, Preset, build_configs
 from uvac.train_config import TrainConfig
 

@@ -13,7 +13,7 @@ import torch
 from uvac.checkpoint import load_checkpoint
 from uvac.datasets import DatasetItem
 from uvac.errors import DatasetError, RunCancelled
-from uvac.features import FeatureConfig
+from uvac.feature_config import FeatureConfig
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.progress import Progress
 from uvac.train_config import TrainConfig, learning_rate_at, temperature_at
