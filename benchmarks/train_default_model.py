@@ -39,8 +39,9 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
 from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
+from uvac.baselines import kmeans_baseline  # noqa: E402
 from uvac.datasets import AudioFolder  # noqa: E402
-from uvac.evaluation import evaluate_clusterer, kmeans_baseline  # noqa: E402
+from uvac.evaluation import evaluate_clusterer  # noqa: E402
 from uvac.presets import DEFAULT_PRESET, build_configs  # noqa: E402
 from uvac.training import train_on_windows  # noqa: E402
 from uvac.training_data import (  # noqa: E402

@@ -26,10 +26,11 @@ import tqdm
 
 from uvac.artifact import load_trained_model, save_trained_model
 from uvac.audio import load_audio
+from uvac.baselines import evaluate_with_baselines
 from uvac.datasets import AudioFolder
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
-from uvac.evaluation import EvaluationReport, evaluate_with_baselines
+from uvac.evaluation import EvaluationReport
 from uvac.feature_config import FeatureConfig
 from uvac.inference import ClipResult, Clusterer
 from uvac.models import MODEL_TYPES

@@ -16,9 +16,8 @@ activity (`Windows.activity`, the share of active unpadded frames); for pi that 
 `uvac.inference.aggregate_windows`, exactly what the service returns. The clip's cluster is
 argmax of its pi.
 
-`kmeans_baseline` and `labels_as_clusters` add the paper's reference rows computed on exactly
-the same clips and feature vectors, so that a table can show: this model, K-means on the same
-data, labels as clusters (Table I).
+`uvac.baselines` adds the paper's reference rows computed on exactly the same clips and
+feature vectors (K-means, labels as clusters), so that a table can show Table I's rows.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch import Tensor
 
 from uvac import metrics
@@ -51,9 +49,7 @@ __all__ = [
     "EvaluationReport",
     "RepresentationScores",
     "evaluate_clusterer",
-    "evaluate_with_baselines",
-    "kmeans_baseline",
-    "labels_as_clusters",
+    "report_from_assignments",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,8 +64,6 @@ LATENT_DESCRIPTIONS = {
     "uvac-gmm": "means of q(z|x), averaged over a clip's windows weighted by sound activity",
     "kmeans": "the K-means model's input: the normalised features, as in 'features'",
 }
-KMEANS_METHOD = "K-means (same features)"
-LABELS_METHOD = "labels as clusters"
 
 ProgressCallback = Callable[[int, int], None]  # (clips done, clips total)
 
@@ -222,7 +216,7 @@ def evaluate_clusterer(
         "latent": LATENT_DESCRIPTIONS.get(model_type, "the model's latent"),
         "features": FEATURES_DESCRIPTION,
     }
-    report = _report(
+    report = report_from_assignments(
         method=model_type,
         model_type=model_type,
         n_clusters=int(model.n_clusters),
@@ -340,95 +334,10 @@ def _module_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-# ------------------------------------------------------------------------ reference rows
-
-
-def kmeans_baseline(
-    report: EvaluationReport, *, seed: int = 0, n_init: int = 10
-) -> EvaluationReport:
-    """K-means with the same K on the same clips' feature vectors ("features" space), seeded.
-
-    Fitted on the evaluated clips themselves (transductive), which favours K-means; its
-    "latent" is the feature space, so both spaces carry the same scores.
-    """
-    started = time.perf_counter()
-    features = report.representations["features"]
-    n_clusters = min(report.n_clusters, features.shape[0])
-    kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
-    assignments = kmeans.fit_predict(features.astype(np.float64)).astype(np.int64)
-    description = f"{FEATURES_DESCRIPTION}; K-means clusters this space directly"
-    baseline = _report(
-        method=KMEANS_METHOD,
-        model_type="kmeans",
-        n_clusters=report.n_clusters,
-        paths=report.paths,
-        labels=report.labels,
-        assignments=assignments,
-        representations={"features": features},
-        descriptions={"features": description},
-    )
-    baseline.description = (
-        f"K-means (k-means++, n_init={n_init}, random_state={seed}) fitted on these clips' "
-        "feature vectors, one per clip"
-    )
-    baseline.scores["latent"] = dataclasses.replace(baseline.scores["features"], name="latent")
-    baseline.seconds = time.perf_counter() - started
-    return baseline
-
-
-def labels_as_clusters(report: EvaluationReport) -> EvaluationReport | None:
-    """The labels themselves scored as a clustering, in the same spaces as `report`.
-
-    Only the labelled clips take part; K is the number of distinct labels. None when no clip
-    has a label.
-    """
-    started = time.perf_counter()
-    keep = [i for i, label in enumerate(report.labels) if label is not None]
-    if not keep:
-        return None
-    labels = [str(report.labels[i]) for i in keep]
-    names = sorted(set(labels))
-    assignments = np.array([names.index(label) for label in labels], dtype=np.int64)
-    representations = {name: array[keep] for name, array in report.representations.items()}
-    descriptions = {name: s.description for name, s in report.scores.items()}
-    reference = _report(
-        method=LABELS_METHOD,
-        model_type=None,
-        n_clusters=len(names),
-        paths=[report.paths[i] for i in keep],
-        labels=list(labels),
-        assignments=assignments,
-        representations=representations,
-        descriptions=descriptions,
-    )
-    reference.cluster_to_label = dict(enumerate(names))
-    reference.description = "the labels themselves as clusters (labelled clips only)"
-    reference.seconds = time.perf_counter() - started
-    return reference
-
-
-def evaluate_with_baselines(
-    trained_model: TrainedModel,
-    items: Sequence[DatasetItem],
-    *,
-    batch_size: int = 64,
-    seed: int = 0,
-    progress: ProgressCallback | None = None,
-) -> list[EvaluationReport]:
-    """Table I rows for one data set: this model, K-means on the same data, labels as
-    clusters (the last only when there are labels)."""
-    report = evaluate_clusterer(trained_model, items, batch_size=batch_size, progress=progress)
-    rows = [report, kmeans_baseline(report, seed=seed)]
-    reference = labels_as_clusters(report)
-    if reference is not None:
-        rows.append(reference)
-    return rows
-
-
 # ---------------------------------------------------------------------------- shared part
 
 
-def _report(
+def report_from_assignments(
     *,
     method: str,
     model_type: str | None,
@@ -439,6 +348,8 @@ def _report(
     representations: dict[str, np.ndarray],
     descriptions: dict[str, str],
 ) -> EvaluationReport:
+    """Score one clustering of clips: accuracy and NMI against the labels (labelled clips
+    only) and the internal metrics in each named representation."""
     labelled = [i for i, label in enumerate(labels) if label is not None]
     accuracy = nmi = None
     mapping: dict[int, str | None] | None = None

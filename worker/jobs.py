@@ -346,7 +346,7 @@ def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     from uvac.artifact import load_trained_model
-    from uvac.evaluation import evaluate_with_baselines
+    from uvac.baselines import evaluate_with_baselines
     from worker.report import build_report, report_summary
 
     _check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})

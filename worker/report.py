@@ -1,6 +1,6 @@
 """The evaluation report: ``report.json``, PNG figures and an ``index.html`` that shows them.
 
-Input: the rows of `uvac.evaluation.evaluate_with_baselines` (the model, K-means on the same
+Input: the rows of `uvac.baselines.evaluate_with_baselines` (the model, K-means on the same
 features, and labels-as-clusters when there are labels) plus the model's training history.
 Output: ``{relative path: bytes}``, ready for `ModelStore.write_report`.
 

@@ -14,15 +14,10 @@ from torch import Tensor
 
 from uvac.artifact import TrainedModel
 from uvac.audio import load_audio
+from uvac.baselines import evaluate_with_baselines, kmeans_baseline, labels_as_clusters
 from uvac.datasets import DatasetItem
 from uvac.errors import DatasetError
-from uvac.evaluation import (
-    FEATURES_DESCRIPTION,
-    evaluate_clusterer,
-    evaluate_with_baselines,
-    kmeans_baseline,
-    labels_as_clusters,
-)
+from uvac.evaluation import FEATURES_DESCRIPTION, evaluate_clusterer
 from uvac.feature_config import FeatureConfig
 from uvac.features import FeatureExtractor, NormStats, fit_norm_stats
 from uvac.inference import Clusterer

@@ -10,12 +10,8 @@ import pytest
 
 from benchmarks.reliability.hostile_inputs import AWKWARD_TEXTS
 from dataset_store import DatasetFile, DatasetManifest
-from uvac.evaluation import (
-    EvaluationReport,
-    RepresentationScores,
-    kmeans_baseline,
-    labels_as_clusters,
-)
+from uvac.baselines import kmeans_baseline, labels_as_clusters
+from uvac.evaluation import EvaluationReport, RepresentationScores
 from worker.report import build_report, project_2d, report_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
