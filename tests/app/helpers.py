@@ -55,6 +55,13 @@ def assert_problem(
     return body
 
 
+def train_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
+    """A ``POST /v1/train`` body: a 4-cluster Cat. UVAC on ``dataset_id``, with ``overrides``."""
+    body: dict[str, Any] = {"dataset_id": dataset_id, "model_type": "cat-uvac", "n_clusters": 4}
+    body.update(overrides)
+    return body
+
+
 def two_clip_dataset(datasets_root: Path, scratch: Path) -> str:
     """A registered data set of two labelled half-second clips (a tone, noise); its id."""
     source = scratch / "recordings"
