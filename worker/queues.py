@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 from service_config import Settings
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta, utc_now_iso
-from worker.rq_failures import is_lost_worker
+from worker.rq_failures import failure_error
 
 __all__ = [
     "EVALUATION_QUEUE",
@@ -204,17 +204,9 @@ def _error(job: Job, status: JobStatus) -> dict[str, str] | None:
         return {"type": str(recorded["type"]), "message": str(recorded.get("message", ""))}
     if status == JobStatus.STOPPED:
         return {"type": "JobStopped", "message": "The job was stopped by an operator."}
-    # No error recorded by the job itself (the process died, or RQ failed it): the last line
-    # of RQ's traceback string is "ExceptionType: message".
-    traceback = _failure_text(job)
-    last_line = next((line for line in reversed(traceback.splitlines()) if line.strip()), "")
-    error_type, _, message = last_line.partition(": ")
-    if is_lost_worker(traceback):
-        return {"type": "WorkerLost", "message": last_line.strip()}
-    return {
-        "type": error_type.strip().rsplit(".", 1)[-1] or "JobFailed",
-        "message": message.strip() or last_line.strip() or "The job failed.",
-    }
+    # No error recorded by the job itself (the process died, or RQ failed it): RQ's note.
+    error_type, message = failure_error(_failure_text(job))
+    return {"type": error_type, "message": message}
 
 
 def _failure_text(job: Job) -> str:

@@ -10,7 +10,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from worker.rq_failures import is_abandoned, is_horse_lost, is_lost_worker
+from worker.rq_failures import failure_error, is_abandoned, is_horse_lost, is_lost_worker
 
 
 def _failure_text(job: Job) -> str:
@@ -28,6 +28,7 @@ def test_rq_notes_a_killed_work_horse_the_way_is_horse_lost_reads(redis_conn: Re
     assert is_horse_lost(failure), failure
     assert is_lost_worker(failure)
     assert not is_abandoned(failure)
+    assert failure_error(failure)[0] == "WorkerLost"
 
 
 def test_rq_notes_an_abandoned_job_the_way_is_abandoned_reads(redis_conn: Redis) -> None:
@@ -47,4 +48,6 @@ def test_rq_notes_an_abandoned_job_the_way_is_abandoned_reads(redis_conn: Redis)
 
 
 def test_a_job_that_raised_is_not_a_lost_worker() -> None:
-    assert not is_lost_worker("Traceback ...\nworker.errors.JobNotFound: No job with id x")
+    failure = "Traceback ...\nworker.errors.JobNotFound: No job with id x"
+    assert not is_lost_worker(failure)
+    assert failure_error(failure) == ("JobNotFound", "No job with id x")
