@@ -201,7 +201,7 @@ class DatasetStore:
     def register_folder(
         self, source: Path, *, limits: IngestLimits | None = None
     ) -> DatasetManifest:
-        """Copy a local folder of recordings (CLI, benchmarks) into a new data set.
+        """Copy a local folder of recordings already on the server into a new data set.
 
         Symbolic links are skipped; the same checks and manifest as for an upload apply.
         """

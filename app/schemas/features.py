@@ -87,7 +87,7 @@ class FeatureOverrides(BaseModel):
     fit_frames: int | None = Field(
         default=NOT_GIVEN, ge=1, le=10_000, description="`time_fit`'s window (frames)."
     )
-    # The same names as uvac.features.FRONTENDS (a test keeps them in step).
+    # The same names as uvac.feature_config.FRONTENDS (a test keeps them in step).
     frontend: Literal["log-mel", "sound-encoder", "speech-encoder"] = Field(
         default=NOT_GIVEN,
         description="What the model sees: `log-mel` features, or a pretrained encoder's "
