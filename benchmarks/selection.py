@@ -46,8 +46,8 @@ from uvac.cluster_identity import match_clusters  # noqa: E402
 from uvac.datasets import AudioFolder  # noqa: E402
 from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
 from uvac.presets import build_configs  # noqa: E402
-from uvac.selection import DEFAULT_STABILITY_THRESHOLD, Candidate, choose  # noqa: E402
-from uvac.sweep import clip_probabilities, run_sweep  # noqa: E402
+from uvac.selection import DEFAULT_STABILITY_THRESHOLD, Candidate  # noqa: E402
+from uvac.sweep import DEFAULT_SUBSAMPLE, clip_probabilities, run_sweep  # noqa: E402
 from uvac.training import train_on_windows  # noqa: E402
 from uvac.training_data import TrainingWindows, training_windows_from_embeddings  # noqa: E402
 
@@ -69,14 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         epochs = args.fsdd_epochs if dataset == "fsdd" and args.fsdd_epochs else args.epochs
         data, feature_config, train_config, raw = _training_data(dataset, args, epochs=epochs)
         ks = list(range(k_min, k_max + 1, step))
-        entry = _sweep(dataset, data, feature_config, train_config, ks, seeds, args, results)
+        entry: dict[str, Any] = {
+            "preset": DATASETS[dataset], "k_range": ks, "seeds": seeds,
+            "epochs": train_config.epochs, "n_clips": data.n_clips,
+            "n_windows": int(data.features.shape[0]),
+        }  # fmt: skip
+        summary, _ = _sweep(data, feature_config, train_config, ks, seeds, args,
+                            run_dir=args.runs_dir / dataset, subsample=args.subsample)  # fmt: skip
+        entry.update(summary)
+        results[dataset] = entry
+        _write(results, args)
         if dataset == "esc10":
-            entry["seed_agreement_runs"] = _seed_agreement(entry, seeds, args)
+            # Seeds alone, every run on all training clips: the stability the first rule used,
+            # and the three full-data trainings whose agreement is a target.
+            seed_only, probabilities = _sweep(
+                data, feature_config, train_config, ks, seeds, args,
+                run_dir=args.runs_dir / dataset, subsample=None,
+            )  # fmt: skip
+            entry["seed_only"] = seed_only
+            entry["seed_agreement_runs"] = _seed_agreement(entry, probabilities, seeds)
             entry["retrain"] = _retrain(data, raw, feature_config, train_config, entry, args)
             results["seed_agreement"] = min(
-                value for value in entry["seed_agreement_runs"]["chosen_k"]["aligned_to_first"]
+                entry["seed_agreement_runs"]["chosen_k"]["aligned_to_first"]
             )
             results["retrain_kept"] = entry["retrain"]["kept"]
+        results[dataset] = entry
         _write(results, args)
     results["seconds"] = round(time.perf_counter() - started, 1)
     _write(results, args)
@@ -95,13 +112,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--fsdd-k", type=int, nargs=3, default=[6, 14, 2], metavar=("MIN", "MAX", "STEP")
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--fsdd-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--fsdd-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--epochs", type=int, default=None, help="override the presets' (smoke runs)"
     )
     parser.add_argument(
         "--fsdd-epochs", type=int, default=None, help="override the speech preset's"
     )
+    parser.add_argument("--subsample", type=float, default=DEFAULT_SUBSAMPLE)
     parser.add_argument("--stability-threshold", type=float, default=DEFAULT_STABILITY_THRESHOLD)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs-dir", type=Path, default=REPO / "var/selection-runs")
@@ -118,52 +136,33 @@ def _training_data(dataset: str, args: argparse.Namespace, *, epochs: int | None
     return training_windows_from_embeddings(items, raw), feature_config, train_config, raw
 
 
-def _sweep(dataset, data, feature_config, train_config, ks, seeds, args, results) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "preset": DATASETS[dataset], "k_range": ks, "seeds": seeds,
-        "epochs": train_config.epochs, "n_clips": data.n_clips,
-        "n_windows": int(data.features.shape[0]), "candidates": [],
-    }  # fmt: skip
-    results[dataset] = entry
-    scores, probabilities = [], {}
-    for k in ks:
-        started = time.perf_counter()
-        result = run_sweep(
-            data, base_config=train_config, feature_config=feature_config,
-            candidates=[Candidate(n_clusters=k)], seeds=seeds,
-            stability_threshold=args.stability_threshold,
-            checkpoint_dir=args.runs_dir / dataset,
-        )  # fmt: skip
-        scores += result.scores
-        probabilities.update(result.run_probabilities)
-        entry["candidates"].append(
-            {**result.scores[0].to_dict(), "seconds": round(time.perf_counter() - started, 1)}
-        )
-        choice = choose(scores, stability_threshold=args.stability_threshold)
-        entry.update(choice.to_dict())
-        logger.info(
-            "%s K=%d: %s",
-            dataset,
-            k,
-            {
-                key: entry["candidates"][-1][key]
-                for key in (
-                    "stability",
-                    "silhouette",
-                    "dbi",
-                    "accuracy",
-                    "nmi",
-                    "clusters_used_min",
-                )
-            },
-        )
-        _write(results, args)
-    entry["_probabilities"] = probabilities  # for the ESC-10 agreement; not written
-    return entry
+def _sweep(
+    data: TrainingWindows,
+    feature_config: Any,
+    train_config: Any,
+    ks: list[int],
+    seeds: list[int],
+    args: argparse.Namespace,
+    *,
+    run_dir: Path,
+    subsample: float | None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One sweep (every K with every seed); its summary and each run's clip pi."""
+    started = time.perf_counter()
+    result = run_sweep(
+        data, base_config=train_config, feature_config=feature_config,
+        candidates=[Candidate(n_clusters=k) for k in ks], seeds=seeds,
+        stability_threshold=args.stability_threshold, checkpoint_dir=run_dir,
+        subsample=subsample,
+    )  # fmt: skip
+    summary = result.summary()
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary, result.run_probabilities
 
 
-def _seed_agreement(entry: dict[str, Any], seeds: list[int], args) -> dict[str, Any]:
-    probabilities = entry.pop("_probabilities")
+def _seed_agreement(
+    entry: dict[str, Any], probabilities: dict[str, np.ndarray], seeds: list[int]
+) -> dict[str, Any]:
     out = {}
     for label, k in (("chosen_k", entry["chosen_k"]), ("k10", 10)):
         if k not in entry["k_range"]:

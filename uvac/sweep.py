@@ -5,6 +5,16 @@ on the same `TrainingWindows` (the recordings are decoded and, for an encoder fr
 embedded once), computes each run's clip assignments on the training clips (clip pi = mean of
 its windows' pi), scores each candidate and applies the rule of `uvac.selection`.
 
+Stability is measured under resampling (``subsample``, default `DEFAULT_SUBSAMPLE`): each
+seed trains on its own random share of the clips (drawn with that seed) and assigns all of
+them, and the seeds' assignments of all clips are compared. Seeds alone hardly move the
+partition, because training starts from a clustering of the windows (K-means or spectral)
+that is nearly the same for every seed, so a K that cuts a group in two would look as
+reproducible as one that does not; which points a resample holds moves such an arbitrary cut
+(Ben-Hur, Elisseeff and Guyon 2002; Lange, Roth, Braun and Buhmann 2004). The published model
+is then trained once more, on all clips, with the chosen candidate's representative seed.
+``subsample=None`` compares seeds on all the data (and publishes the representative run).
+
 Progress: ``progress(SweepProgress)`` after every training report, with how many runs and
 candidates are done. Cancellation: ``should_stop`` is passed to every training run.
 Resumption: with ``checkpoint_dir``, each run trains under ``<dir>/<candidate key>-s<seed>/``
@@ -47,6 +57,7 @@ __all__ = ["SweepProgress", "SweepResult", "clip_probabilities", "clip_represent
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SUBSAMPLE = 0.8
 _DONE_FILE = "run.json"
 _PROBABILITIES_FILE = "clip_probabilities.safetensors"
 
@@ -73,11 +84,13 @@ class SweepResult:
     model: TrainedModel
     probabilities: np.ndarray  # (n_clips, K) training clips' pi of the published model
     run_probabilities: dict[str, np.ndarray]  # "<candidate key>-s<seed>" -> (n_clips, K)
+    subsample: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-able record for the published model's metadata."""
         return {
             **self.choice.to_dict(),
+            "subsample": self.subsample,
             "candidates": [scores.to_dict() for scores in self.scores],
         }
 
@@ -129,15 +142,18 @@ def run_sweep(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
+    subsample: float | None = DEFAULT_SUBSAMPLE,
 ) -> SweepResult:
     """Train and score every candidate x seed; returns the scores, choice and chosen model."""
+    if subsample is not None and not 0 < subsample < 1:
+        raise ValueError(f"subsample is a share of the clips in (0, 1), got {subsample}")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError("a sweep needs at least two different seeds to measure stability")
     if not candidates:
         raise ValueError("a sweep needs at least one candidate")
     representation = clip_representation(data)
     labels = clip_labels(data)
-    total_runs = len(candidates) * len(seeds)
+    total_runs = len(candidates) * len(seeds) + (1 if subsample is not None else 0)
     runs_done = 0
     scores: list[CandidateScores] = []
     models: dict[tuple[str, int], TrainedModel] = {}
@@ -168,9 +184,11 @@ def run_sweep(
                     )
 
             report(None)
-            run_dir = checkpoint_dir / f"{candidate.key}-s{seed}" if checkpoint_dir else None
+            name = f"{candidate.key}-s{seed}" + (f"-sub{subsample:g}" if subsample else "")
+            run_dir = checkpoint_dir / name if checkpoint_dir else None
             trained, pi = _one_run(
                 data,
+                train_data=_resample(data, subsample, seed) if subsample else data,
                 config=TrainConfig.from_dict({**config.to_dict(), "seed": seed}),
                 feature_config=feature_config,
                 run_dir=run_dir,
@@ -178,7 +196,7 @@ def run_sweep(
                 should_stop=should_stop,
                 dataset_digest=dataset_digest,
             )
-            if trained is not None:
+            if trained is not None and subsample is None:
                 models[(candidate.key, seed)] = trained
             probabilities[(candidate.key, seed)] = pi
             runs_done += 1
@@ -197,10 +215,45 @@ def run_sweep(
         )  # fmt: skip
     choice = choose(scores, stability_threshold=stability_threshold)
     key = (choice.chosen.candidate.key, choice.chosen.representative_seed)
-    model = models.get(key)
-    if model is None:  # a run finished before a resume: read back from its folder
-        assert checkpoint_dir is not None
-        model = load_trained_model(checkpoint_dir / f"{key[0]}-s{key[1]}" / "model")
+    chosen_pi = probabilities[key]
+    model: TrainedModel | None
+    if subsample is not None:  # the published model learns from every clip
+        chosen = choice.chosen.candidate
+
+        def final_report(training: TrainProgress | None) -> None:
+            if progress is not None:
+                progress(
+                    SweepProgress(
+                        candidates_done=len(candidates),
+                        candidates=len(candidates),
+                        runs_done=total_runs - 1,
+                        runs=total_runs,
+                        candidate=chosen,
+                        seed=key[1],
+                        training=training,
+                    )
+                )
+
+        final_config = {**base_config.to_dict(), **chosen.overrides(), "seed": key[1]}
+        final_dir = checkpoint_dir / f"final-{key[0]}-s{key[1]}" if checkpoint_dir else None
+        model, chosen_pi = _one_run(
+            data,
+            train_data=data,
+            config=TrainConfig.from_dict(final_config),
+            feature_config=feature_config,
+            run_dir=final_dir,
+            progress=final_report,
+            should_stop=should_stop,
+            dataset_digest=dataset_digest,
+        )
+        if model is None:  # trained before a resume
+            assert final_dir is not None
+            model = load_trained_model(final_dir / "model")
+    else:
+        model = models.get(key)
+        if model is None:  # a run finished before a resume: read back from its folder
+            assert checkpoint_dir is not None
+            model = load_trained_model(checkpoint_dir / f"{key[0]}-s{key[1]}" / "model")
     if progress is not None:
         progress(
             SweepProgress(
@@ -217,14 +270,38 @@ def run_sweep(
         scores=scores,
         choice=choice,
         model=model,
-        probabilities=probabilities[key],
+        probabilities=chosen_pi,
+        subsample=subsample,
         run_probabilities={f"{k}-s{s}": pi for (k, s), pi in probabilities.items()},
+    )
+
+
+def _resample(data: TrainingWindows, share: float, seed: int) -> TrainingWindows:
+    """The windows of a random ``share`` of the clips, drawn with ``seed``."""
+    rng = np.random.default_rng([seed, 1])
+    n_keep = max(2, round(share * data.n_clips))
+    clips = np.sort(rng.choice(data.n_clips, size=n_keep, replace=False))
+    keep = torch.from_numpy(np.isin(data.clip_index.numpy(), clips))
+    renumbered = torch.from_numpy(np.searchsorted(clips, data.clip_index[keep].numpy()))
+    labels = None
+    if data.labels is not None:
+        labels = [label for label, kept in zip(data.labels, keep.tolist(), strict=True) if kept]
+    return TrainingWindows(
+        features=data.features[keep],
+        mask=data.mask[keep],
+        clip_index=renumbered.to(torch.int64),
+        labels=labels,
+        label_names=data.label_names,
+        norm_stats=data.norm_stats,
+        n_clips=n_keep,
+        skipped=data.skipped,
     )
 
 
 def _one_run(
     data: TrainingWindows,
     *,
+    train_data: TrainingWindows,
     config: TrainConfig,
     feature_config: FeatureConfig,
     run_dir: Path | None,
@@ -235,7 +312,7 @@ def _one_run(
     """Train one candidate with one seed, or read it back when a previous attempt finished.
 
     Returns the model (None when read back: only the chosen one is loaded, at the end) and
-    the training clips' pi.
+    the pi of every clip of ``data`` (``train_data`` is ``data`` or a resample of it).
     """
     if run_dir is not None and (run_dir / _DONE_FILE).is_file():
         document = json.loads((run_dir / _DONE_FILE).read_text())
@@ -243,7 +320,7 @@ def _one_run(
             tensors = load_file(str(run_dir / _PROBABILITIES_FILE))
             return None, tensors["probabilities"].numpy()
     trained = train_on_windows(
-        data,
+        train_data,
         config=config,
         feature_config=feature_config,
         progress=progress,

@@ -110,7 +110,7 @@ def test_sweep_on_three_synthetic_classes_picks_three(tmp_path: Path) -> None:
     assert result.choice.stable
     assert by_k[3].accuracy is not None and by_k[3].accuracy > 0.95  # reported, not used
     assert result.model.n_clusters == 3 and result.probabilities.shape == (90, 3)
-    assert seen[-1].runs_done == seen[-1].runs == 12 and seen[-1].candidates_done == 4
+    assert seen[-1].runs_done == seen[-1].runs == 13 and seen[-1].candidates_done == 4
     summary = result.summary()
     assert summary["chosen_k"] == 3 and len(summary["candidates"]) == 4
 
