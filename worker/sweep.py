@@ -4,7 +4,7 @@ Job parameters (beside the usual training ones, `worker.jobs`)::
 
     "n_clusters": {"min": 3, "max": 15},
     "sweep": {"seeds": [0, 1, 2], "temperature_end": [0.5, 0.3], "lambda_kl": [0.05],
-              "stability_threshold": 0.8}          # every key optional
+              "stability_threshold": 0.8, "subsample": 0.8}     # every key optional
 
 The recordings are read (and embedded) once; every candidate is trained with every seed on
 the same windows (`uvac.sweep.run_sweep`), scored without labels and chosen by the rule of
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["SweepSpec", "is_sweep", "parse_sweep", "sweep_train_function"]
 
 DEFAULT_SEEDS = (0, 1, 2)
-_SWEEP_KEYS = frozenset({"seeds", "temperature_end", "lambda_kl", "stability_threshold"})
+_SWEEP_KEYS = frozenset(
+    {"seeds", "temperature_end", "lambda_kl", "stability_threshold", "subsample"}
+)
 MAX_SEEDS = 10
 
 
@@ -60,6 +62,7 @@ class SweepSpec:
     temperature_ends: tuple[float, ...] = ()
     lambdas: tuple[float, ...] = ()
     stability_threshold: float | None = None
+    subsample: float | None = None  # None: uvac.sweep.DEFAULT_SUBSAMPLE
 
     @property
     def n_candidates(self) -> int:
@@ -127,6 +130,9 @@ def parse_sweep(params: Mapping[str, Any], *, max_candidates: int) -> SweepSpec:
     threshold = options.get("stability_threshold")
     if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold <= 1):
         raise InvalidSweep("sweep.stability_threshold must lie in (0, 1]")
+    subsample = options.get("subsample")
+    if subsample is not None and not (isinstance(subsample, int | float) and 0 < subsample < 1):
+        raise InvalidSweep("sweep.subsample must lie in (0, 1)")
     spec = SweepSpec(
         k_min=k_min,
         k_max=k_max,
@@ -138,6 +144,7 @@ def parse_sweep(params: Mapping[str, Any], *, max_candidates: int) -> SweepSpec:
         if "lambda_kl" in options
         else (),
         stability_threshold=float(threshold) if threshold is not None else None,
+        subsample=float(subsample) if subsample is not None else None,
     )
     if spec.n_candidates > max_candidates:
         raise InvalidSweep(
@@ -207,7 +214,7 @@ def sweep_train_function(
         import dataclasses
 
         from uvac.selection import DEFAULT_STABILITY_THRESHOLD
-        from uvac.sweep import run_sweep
+        from uvac.sweep import DEFAULT_SUBSAMPLE, run_sweep
         from uvac.training_data import windows_for_training
 
         data = windows_for_training(
@@ -232,6 +239,7 @@ def sweep_train_function(
             should_stop=should_stop,
             checkpoint_dir=checkpoint_dir / "sweep" if checkpoint_dir is not None else None,
             dataset_digest=dataset_digest,
+            subsample=spec.subsample or DEFAULT_SUBSAMPLE,
         )
         info = {**result.model.info, "selection": result.summary()}
         return dataclasses.replace(result.model, info=info)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
@@ -83,6 +91,13 @@ class SweepOptions(BaseModel):
         gt=0,
         le=1,
         description="Least stability of a candidate that can be chosen (default 0.8).",
+    )
+    subsample: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of the clips each seed trains on while stability is measured "
+        "(default 0.8); the chosen candidate is then trained on all of them.",
     )
 
     @field_validator("seeds")
@@ -191,6 +206,25 @@ class TrainRequest(BaseModel):
         f"`model_type` takes: {describe_options()}. Any other key, or a value of the wrong "
         "JSON type, is a 422 that names the key and lists the allowed ones.",
     )
+
+    @field_validator("n_clusters", mode="wrap")
+    @classmethod
+    def _one_error_for_n_clusters(cls, value: Any, handler: Any) -> int | ClusterRange:
+        """Either form, with one error at ``n_clusters`` (not one per member of the union)."""
+        if isinstance(value, dict | ClusterRange):
+            try:
+                return ClusterRange.model_validate(value)
+            except ValidationError as error:
+                reasons = "; ".join(
+                    f"{'.'.join(str(part) for part in item['loc']) or 'range'}: {item['msg']}"
+                    for item in error.errors()
+                )
+                raise ValueError(f"n_clusters as a range: {reasons}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError('n_clusters is a number K or a range {"min": K1, "max": K2}')
+        if not 2 <= value <= 256:
+            raise ValueError(f"n_clusters must lie in 2..256, got {value}")
+        return value
 
     @field_validator("model_hyperparameters")
     @classmethod
