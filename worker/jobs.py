@@ -393,13 +393,15 @@ def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: WorkerSettings
 ) -> dict[str, Any]:
     from uvac.artifact import load_trained_model
+    from uvac.cluster_identity import renumbered
     from uvac.evaluation import evaluate_with_baselines
     from worker.report import build_report, report_summary
 
     _check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
-    trained = load_trained_model(version.path)
+    # In the version's cluster numbering, the one /v1/cluster answers with.
+    trained = renumbered(load_trained_model(version.path), version.metadata)
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(str(params["dataset_id"]))
     items = dataset_items(datasets, manifest)
