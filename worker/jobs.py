@@ -356,8 +356,9 @@ def _publish(
 def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         if done == total or done % 16 == 0:
-            document = {"phase": "matching", "files_done": done, "files": total}
-            _record(job, {"progress": {**document, "updated_at": utc_now_iso()}})
+            # Its own meta key: "progress" keeps the training's last report.
+            document = {"files_done": done, "files": total, "updated_at": utc_now_iso()}
+            _record(job, {"matching": document})
 
     return report
 
