@@ -16,8 +16,9 @@ encoder), on each data set's official training split (as `benchmarks/quality.py`
    on all of them (seed 0, the chosen K); the second aligned to the first on all training
    clips; the share of clips that keep their number.
 
-Writes ``results/selection.json`` after every candidate (``--resume`` skips finished runs:
-each run's model and clip pi are kept under ``var/selection-runs``).
+Writes ``results/selection.json`` after each data set and ``results/selection_<data
+set>.png`` (each criterion against K, the choice marked) at the end. Each run's model and clip
+pi are kept under ``var/selection-runs``, so a rerun reads finished runs back.
 
     .venv/bin/python benchmarks/selection.py --threads 1
 """
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(results, args)
     results["seconds"] = round(time.perf_counter() - started, 1)
     _write(results, args)
+    draw_figures(results, args.json.parent)
     return 0
 
 
@@ -219,6 +221,27 @@ def _items_placeholder(data: TrainingWindows):
             labels[clip] = names[label]
     return [DatasetItem(path=Path(f"clip{i}"), label=labels[i], relpath=f"clip{i}")
             for i in range(data.n_clips)]  # fmt: skip
+
+
+def draw_figures(results: dict[str, Any], directory: Path) -> list[Path]:
+    """``selection_<data set>.png``: each criterion against K, the choice marked (the report's
+    own figure, `worker.report_selection.sweep_chart`)."""
+    import matplotlib
+
+    from worker.report_selection import sweep_chart
+
+    written = []
+    for dataset in DATASETS:
+        entry = results.get(dataset)
+        if not isinstance(entry, dict) or not entry.get("candidates"):
+            continue
+        with matplotlib.rc_context({"text.parse_math": False}):
+            figure = sweep_chart(entry)
+        if figure is not None:
+            path = directory / f"selection_{dataset}.png"
+            path.write_bytes(figure)
+            written.append(path)
+    return written
 
 
 def _write(results: dict[str, Any], args: argparse.Namespace) -> None:
