@@ -5,7 +5,8 @@ trained with several seeds. Its scores, all without labels:
 
 - ``stability``: the mean adjusted Rand index (ARI) over every pair of seeds of the training
   clips' assignments. ARI is 1 for identical partitions up to renumbering and about 0 for
-  chance agreement, whatever K.
+  chance agreement, whatever K. `uvac.sweep` trains each seed on its own random share of the
+  clips and has it assign all of them, so the stability covers the data as well as the seed.
 - ``silhouette``, ``dbi``, ``chi``: the internal metrics of each seed's assignments in the
   common feature space (each clip's mean normalised input window: the standardised encoder
   embeddings, the same for every candidate), averaged over seeds.
@@ -22,8 +23,9 @@ largest: stability alone favours small K (a coarse split of well-separated group
 reproduce), and every extra cluster is one more program a device can offer. Why it stops: the
 training's balance and self-labelling terms make every model use all K clusters, so a K above
 the number of groups the data support must cut a group in two, and where the cut falls changes
-with the seed; that run-to-run disagreement is what the threshold detects. When no candidate
-is stable, the most stable one is chosen and the choice says so (``stable: false``).
+with the resample and the seed; that run-to-run disagreement is what the threshold detects.
+When no candidate is stable, the most stable one is chosen and the choice says so
+(``stable: false``).
 
 The seed whose assignments agree best with the other seeds' (highest mean ARI) is the
 candidate's representative: the model that is published.
@@ -55,7 +57,8 @@ __all__ = [
 
 DEFAULT_STABILITY_THRESHOLD = 0.8
 RULE = (
-    "largest K whose mean pairwise ARI across seeds is at least {threshold:g} and whose every "
+    "largest K whose mean pairwise ARI across seeds (each on its own resample of the clips, "
+    "when the sweep resamples) is at least {threshold:g} and whose every "
     "seed uses all K clusters; among settings of that K, highest silhouette in the common "
     "feature space; when none is stable, the most stable candidate"
 )
