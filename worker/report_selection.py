@@ -65,7 +65,7 @@ def sweep_chart(selection: Mapping[str, Any] | None) -> bytes | None:
     groups = _settings(candidates)
     has_labels = any(c.get("accuracy") is not None for c in candidates)
     panels = len(_CRITERIA) + (1 if has_labels else 0)
-    figure = Figure(figsize=(3.6 * panels, 3.4))
+    figure = Figure(figsize=(3.6 * panels, 3.6), layout="constrained")
     axes = figure.subplots(1, panels, squeeze=False)[0]
     chosen_k = selection.get("chosen_k")
     for index, (key, title, hint) in enumerate(_CRITERIA):
