@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_store import ModelStore, NotFound
+from model_store import ModelStore, NotFound, StoreError
 from model_store.cluster_names import cluster_names
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def publication_metadata(
     ``cluster_identity`` and the carried ``cluster_names``."""
     from uvac.artifact import load_trained_model
     from uvac.cluster_identity import carried_names, match_clusters, renumbered
+    from uvac.errors import ArtifactError, EncoderUnavailableError
 
     k = int(trained.model.n_clusters)
     ids, pi = assign_recordings(trained, training_items, should_stop=should_stop, progress=progress)
@@ -118,14 +119,22 @@ def publication_metadata(
         earlier = store.get(name)
     except NotFound:
         return {"clusters": _cluster_facts(ids, pi, list(range(k)))}
-    earlier_trained = renumbered(
-        load_trained_model(store.load_verified(earlier.ref).path), earlier.metadata
-    )
-    earlier_k = int(earlier_trained.model.n_clusters)
     recordings = reference_items if reference_items is not None else training_items
-    earlier_ids, earlier_pi = assign_recordings(
-        earlier_trained, recordings, should_stop=should_stop, progress=progress
-    )
+    try:
+        earlier_trained = renumbered(
+            load_trained_model(store.load_verified(earlier.ref).path), earlier.metadata
+        )
+        earlier_ids, earlier_pi = assign_recordings(
+            earlier_trained, recordings, should_stop=should_stop, progress=progress
+        )
+    except (StoreError, ArtifactError, EncoderUnavailableError, OSError) as error:
+        # The new model is fine; without the earlier one it keeps its own numbering.
+        logger.warning("%s: clusters not matched to %s: %s", name, earlier.ref, error)
+        return {
+            "clusters": _cluster_facts(ids, pi, list(range(k))),
+            "cluster_identity": {"previous": earlier.ref, "error": str(error)},
+        }
+    earlier_k = int(earlier_trained.model.n_clusters)
     if reference_items is not None:
         new_ids, new_pi = assign_recordings(trained, reference_items, should_stop=should_stop)
     else:

@@ -83,6 +83,23 @@ def test_names_carry_over_to_the_next_version(settings: WorkerSettings, dataset_
     assert all("low" in path for path in v2_low["typical_clips"])
 
 
+def test_an_unreadable_earlier_version_does_not_stop_publishing(
+    settings: WorkerSettings, dataset_id: str
+) -> None:
+    from uvac.training import train_model
+
+    first = run_training(params(dataset_id), job=None, settings=settings,
+                         train_function=train_model)  # fmt: skip
+    store = ModelStore(settings.model_store_path)
+    weights = store.get(first["model"]).path / "weights.safetensors"
+    weights.chmod(0o644)
+    weights.write_bytes(b"not the weights any more")
+    second = run_training(params(dataset_id), job=None, settings=settings,
+                          train_function=train_model)  # fmt: skip
+    identity = store.get(second["model"]).metadata["cluster_identity"]
+    assert identity["previous"] == "tones:v1" and "does not match" in identity["error"]
+
+
 @pytest.mark.parametrize(
     ("n_clusters", "sweep", "message"),
     [
