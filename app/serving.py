@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.cluster_naming import ClusterNamesView
 from app.problems import ApiProblem
 from model_store import ModelStore, ModelVersion, NotFound, StoreError
 from uvac.artifact import TrainedModel, load_trained_model
+from uvac.cluster_identity import renumbered
 from uvac.errors import UvacError
 from uvac.inference import Clusterer
 
@@ -38,6 +40,13 @@ class LoadedModel:
     trained: TrainedModel
     clusterer: Clusterer
     cluster_names: tuple[str, ...] | None
+    names: ClusterNamesView | None = None  # published names plus the edited ones
+
+    def cluster_name(self, number: int) -> str | None:
+        """The name of cluster ``number`` now (an edit shows without a reload)."""
+        if self.names is not None:
+            return self.names.name(number)
+        return self.cluster_names[number] if self.cluster_names is not None else None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,14 +77,22 @@ def cluster_names_from(*documents: dict[str, Any], n_clusters: int) -> tuple[str
 
 
 def load_model(*, store: ModelStore, ref: str, device: str) -> LoadedModel:
-    """Verify every checksum of `ref`, then load it (blocking: call it in a thread)."""
+    """Verify every checksum of `ref`, then load it (blocking: call it in a thread).
+
+    The version's cluster numbering (`uvac.cluster_identity`) is applied here, so every
+    answer uses the numbers that survive retraining.
+    """
     version = store.load_verified(ref)
-    trained = load_trained_model(version.path)
+    trained = renumbered(load_trained_model(version.path), version.metadata)
     clusterer = Clusterer(trained, device=device)
-    names = cluster_names_from(
-        version.metadata, trained.info, n_clusters=int(trained.model.n_clusters)
+    n_clusters = int(trained.model.n_clusters)
+    names = cluster_names_from(version.metadata, trained.info, n_clusters=n_clusters)
+    view = ClusterNamesView(
+        store_root=store.root, version=version, n_clusters=n_clusters, model_info=trained.info
     )
-    return LoadedModel(version=version, trained=trained, clusterer=clusterer, cluster_names=names)
+    return LoadedModel(
+        version=version, trained=trained, clusterer=clusterer, cluster_names=names, names=view
+    )
 
 
 class ModelHolder:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_level: str = "INFO"
+    # A training request whose n_clusters is a range runs a sweep: at most this many
+    # candidates (K values x temperature ends x lambdas), each trained once per seed.
+    max_sweep_candidates: int = Field(default=24, ge=1)
     # `uvac-serve` and `uvac-api` listen here.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Phase", "Progress"]
 
-Phase = Literal["encoding", "training", "evaluating"]
+Phase = Literal["encoding", "training", "evaluating", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class Progress:
     """Where a job stands. Fields that do not apply to its phase are ``None``."""
 
     # encoding: a pretrained encoder embeds the training files once (files_done of files);
-    # training: the epochs; evaluating: step of steps clips.
+    # training: the epochs; evaluating: step of steps clips; sweep: runs_done of runs
+    # (candidates x seeds), with the running training's fields beside.
     phase: Phase | None = None
     files_done: int | None = None
     files: int | None = None
@@ -46,6 +47,12 @@ class Progress:
     elapsed_seconds: float | None = None  # since this run (not a resumed one) started
     eta_seconds: float | None = None  # None while there is nothing yet to estimate from
     epoch_done: bool = False
+    candidates_done: int | None = None  # a sweep's candidates (settings of K) fully trained
+    candidates: int | None = None
+    runs_done: int | None = None  # a sweep's trainings (candidates x seeds) done
+    runs: int | None = None
+    candidate: dict[str, Any] | None = None  # the candidate being trained: n_clusters, ...
+    seed: int | None = None
     updated_at: str | None = None  # ISO 8601, set by whoever stores the record
 
     @classmethod

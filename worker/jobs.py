@@ -33,8 +33,11 @@ from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, StoreBusy
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
+from uvac.sweep_spec import is_sweep, parse_sweep
 from worker.errors import WorkerError
+from worker.identity import publication_metadata
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
+from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
     from uvac.artifact import TrainedModel
@@ -75,7 +78,14 @@ _TRAIN_CONFIG_KEYS = frozenset(
         "model_hyperparameters",
     }
 )
-_TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {"dataset_id", "model_name", "preset", "features"}
+_TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {
+    "dataset_id",
+    "model_name",
+    "preset",
+    "features",
+    "sweep",  # with n_clusters as {"min", "max"}: worker.sweep
+    "reference_dataset_id",  # recordings to match clusters to the earlier version on
+}
 _EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed"})
 
 TrainFunction = Callable[..., "TrainedModel"]
@@ -194,6 +204,16 @@ def run_training(
     try:
         train_overrides = {key: params[key] for key in _TRAIN_CONFIG_KEYS if key in params}
         train_overrides.setdefault("device", settings.device)
+        if is_sweep(params):
+            spec = parse_sweep(params, max_candidates=settings.max_sweep_candidates)
+            train_overrides["n_clusters"] = spec.k_min  # each candidate sets its own
+            train_function = sweep_train_function(
+                spec,
+                write_progress=reporter.write if reporter is not None else None,
+                progress_interval_seconds=settings.progress_interval_seconds,
+            )
+        elif "sweep" in params:
+            raise InvalidJobParameters('sweep options need n_clusters as {"min", "max"}')
         try:
             feature_config, train_config = build_configs(
                 str(params.get("preset", DEFAULT_PRESET)),
@@ -206,6 +226,10 @@ def run_training(
         datasets = DatasetStore(settings.datasets_path)
         manifest = datasets.get(str(params["dataset_id"]))
         items = dataset_items(datasets, manifest)
+        reference_id = params.get("reference_dataset_id")
+        reference_items = (
+            dataset_items(datasets, datasets.get(str(reference_id))) if reference_id else None
+        )
         if reporter is not None and reporter.should_stop():
             raise RunCancelled("cancelled before training started")
         _record(job, {"phase": "training", "started_training_at": utc_now_iso()})
@@ -225,6 +249,17 @@ def run_training(
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
+        _record(job, {"phase": "matching"})
+        identity = publication_metadata(
+            trained,
+            store_root=settings.model_store_path,
+            name=str(params.get("model_name", DEFAULT_MODEL_NAME)),
+            training_items=items,
+            reference_items=reference_items,
+            reference_id=str(reference_id) if reference_id else None,
+            should_stop=reporter.should_stop if reporter is not None else None,
+            progress=_matching_progress(job),
+        )
         _record(job, {"phase": "publishing"})
         result = _publish(
             trained,
@@ -235,6 +270,7 @@ def run_training(
             history=history,
             resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
             train_seconds=time.monotonic() - started,
+            extra_metadata=identity,
         )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
@@ -278,6 +314,7 @@ def _publish(
     history: list[dict[str, Any]],
     resumed_from_epoch: int | None,
     train_seconds: float,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     from uvac.artifact import code_version, save_trained_model
 
@@ -304,6 +341,8 @@ def _publish(
         "resumed_from_epoch": resumed_from_epoch,
         "resumes": int(job.meta.get("resumes", 0)) if job is not None else 0,
         "train_seconds_this_run": round(train_seconds, 3),
+        **({"selection": info["selection"]} if "selection" in info else {}),
+        **(extra_metadata or {}),
     }
     store = ModelStore(settings.model_store_path)
     name = str(params.get("model_name", DEFAULT_MODEL_NAME))
@@ -313,6 +352,16 @@ def _publish(
     metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
     logger.info("job %s published %s", job and job.id, version.ref)
     return {"model": version.ref, "sha256": version.sha256, "metrics": metrics}
+
+
+def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        if done == total or done % 16 == 0:
+            # Its own meta key: "progress" keeps the training's last report.
+            document = {"files_done": done, "files": total, "updated_at": utc_now_iso()}
+            _record(job, {"matching": document})
+
+    return report
 
 
 def _interrupted(job: Job | None) -> dict[str, Any]:
@@ -347,12 +396,14 @@ def run_evaluation(
 ) -> dict[str, Any]:
     from uvac.artifact import load_trained_model
     from uvac.baselines import evaluate_with_baselines
+    from uvac.cluster_identity import renumbered
     from worker.report import build_report, report_summary
 
     _check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
-    trained = load_trained_model(version.path)
+    # In the version's cluster numbering, the one /v1/cluster answers with.
+    trained = renumbered(load_trained_model(version.path), version.metadata)
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(str(params["dataset_id"]))
     items = dataset_items(datasets, manifest)

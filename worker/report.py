@@ -13,7 +13,9 @@ and HTML-escaped on the page.
   (and, beside it, by label when there are labels);
 - ``cluster_sizes.png``: clips per cluster, the model beside K-means;
 - ``confusion_matrix.png``: clusters x labels counts (labels only);
-- ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists).
+- ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists);
+- ``sweep.png``, and the page's sections on choosing K and on cluster identities, for a
+  version that was chosen by a sweep or matched to an earlier one (`worker.report_selection`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 from uvac import metrics
+from worker.report_selection import report_sections, sweep_chart
 
 if TYPE_CHECKING:
     from dataset_store import DatasetManifest
@@ -205,6 +208,7 @@ def build_report(
             "cluster_sizes.png": cluster_sizes_chart(rows),
             "confusion_matrix.png": confusion_matrix_chart(model_row),
             "training_curves.png": training_curves_chart(history),
+            "sweep.png": sweep_chart(model_metadata.get("selection")),
         }
     drawn = {name: data for name, data in figures.items() if data is not None}
     document = {
@@ -227,6 +231,9 @@ def build_report(
             )
         ],
         "training_history": list(history),
+        "selection": model_metadata.get("selection"),
+        "cluster_identity": model_metadata.get("cluster_identity"),
+        "cluster_names": model_metadata.get("cluster_names"),
         "figures": sorted(drawn),
     }
     files: dict[str, bytes] = dict(drawn)
@@ -314,6 +321,7 @@ digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created
 <p>Internal metrics: Silhouette (higher is better), Davies-Bouldin (lower is better),
 Calinski-Harabasz (higher is better), in each named space; see report.json for what each
 space is.</p>
+{report_sections(document)}
 {figures}
 </body>
 </html>

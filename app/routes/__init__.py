@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, datasets, health, jobs, models
+from app.routes import cluster, clusters, datasets, health, jobs, models
 
 __all__ = [
     "LEGACY_ROUTES",
@@ -28,6 +28,7 @@ def build_business_router() -> APIRouter:
     router.include_router(jobs.router)
     router.include_router(datasets.router)
     router.include_router(models.router)
+    router.include_router(clusters.router)
     return router
 
 

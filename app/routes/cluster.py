@@ -60,7 +60,6 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
             )
             for window in clip.windows
         ]
-    names = model.cluster_names
     return ClusterResult(
         model=ModelRefPublic(
             name=version.name, version=version.version, ref=version.ref, sha256=version.sha256
@@ -71,7 +70,7 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
         confidence=clip.confidence,
         duration_s=clip.duration_s,
         windows=windows,
-        cluster_name=names[clip.assignment] if names is not None else None,
+        cluster_name=model.cluster_name(clip.assignment),
     )
 
 

@@ -25,6 +25,7 @@ from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
 from app.training_limits import check_training_fits
 from model_store import ModelStore
+from uvac.sweep_spec import is_sweep, parse_sweep
 from worker import queues
 from worker.errors import JobNotFound
 
@@ -107,7 +108,11 @@ def submit_training(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
     manifest = datasets.get(body.dataset_id)  # 404 now rather than a failed job later
+    if body.reference_dataset_id is not None:
+        datasets.get(body.reference_dataset_id)
     check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
+    if is_sweep(body.job_params()):  # the sweep's size is a deployment limit, not a schema one
+        parse_sweep(body.job_params(), max_candidates=settings.max_sweep_candidates)
     return _submit(
         kind="train",
         params=body.job_params(),

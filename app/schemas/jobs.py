@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
@@ -40,6 +48,65 @@ class JobStatusFilter(StrEnum):
 # The names of uvac.presets.PRESETS, as an enum in the schema (built from the engine's own
 # table, so a new preset appears in the API without a second list to keep in step).
 PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
+
+
+class ClusterRange(BaseModel):
+    """A range of K to sweep (both ends included): the job trains every K and chooses one."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"min": 3, "max": 15}]}
+    )
+
+    min: int = Field(ge=2, le=256, description="The smallest K tried.")
+    max: int = Field(ge=2, le=256, description="The largest K tried.")
+
+    @model_validator(mode="after")
+    def _not_reversed(self) -> ClusterRange:
+        if self.max < self.min:
+            raise ValueError(
+                f"the K range {self.min}..{self.max} is empty: max must be at least min"
+            )
+        return self
+
+
+class SweepOptions(BaseModel):
+    """What else a sweep varies, and how it measures stability (`uvac/selection.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=10,
+        description="Seeds each candidate is trained with (default 0, 1, 2); stability is "
+        "the mean adjusted Rand index between their assignments.",
+    )
+    temperature_end: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
+        default=None, min_length=1, max_length=8, description="End temperatures to try."
+    )
+    lambda_kl: list[Annotated[float, Field(ge=0, le=1000)]] | None = Field(
+        default=None, min_length=1, max_length=8, description="KL weights to try."
+    )
+    stability_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Least stability of a candidate that can be chosen (default 0.8).",
+    )
+    subsample: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of the clips each seed trains on while stability is measured "
+        "(default 0.8); the chosen candidate is then trained on all of them.",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _different_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("the seeds must differ")
+        return value
 
 
 class TrainRequest(BaseModel):
@@ -77,7 +144,21 @@ class TrainRequest(BaseModel):
 
     dataset_id: str = Field(pattern=DATASET_ID_PATTERN)
     model_type: Literal["cat-uvac", "uvac-gmm", "kmeans"] = "cat-uvac"
-    n_clusters: int = Field(ge=2, le=256, description="K, the number of clusters.")
+    n_clusters: Annotated[int, Field(ge=2, le=256)] | ClusterRange = Field(
+        description='K, the number of clusters; or a range `{"min": 3, "max": 15}`, '
+        "which trains every K of the range with several seeds, scores each without labels and "
+        "publishes the one the documented rule chooses (`sweep` tunes it). A range with more "
+        "candidates than `UVAC_MAX_SWEEP_CANDIDATES` is a 422."
+    )
+    sweep: SweepOptions | None = Field(
+        default=None, description="Sweep options; only with `n_clusters` as a range."
+    )
+    reference_dataset_id: str | None = Field(
+        default=None,
+        pattern=DATASET_ID_PATTERN,
+        description="Recordings on which the new model's clusters are matched to the earlier "
+        "version's (default: the training set).",
+    )
     model_name: str = Field(default="scenes", pattern=MODEL_NAME_PATTERN)
     preset: PresetName = Field(
         default=PresetName(DEFAULT_PRESET),
@@ -127,6 +208,25 @@ class TrainRequest(BaseModel):
         "JSON type, is a 422 that names the key and lists the allowed ones.",
     )
 
+    @field_validator("n_clusters", mode="wrap")
+    @classmethod
+    def _one_error_for_n_clusters(cls, value: Any, handler: Any) -> int | ClusterRange:
+        """Either form, with one error at ``n_clusters`` (not one per member of the union)."""
+        if isinstance(value, dict | ClusterRange):
+            try:
+                return ClusterRange.model_validate(value)
+            except ValidationError as error:
+                reasons = "; ".join(
+                    f"{'.'.join(str(part) for part in item['loc']) or 'range'}: {item['msg']}"
+                    for item in error.errors()
+                )
+                raise ValueError(f"n_clusters as a range: {reasons}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError('n_clusters is a number K or a range {"min": K1, "max": K2}')
+        if not 2 <= value <= 256:
+            raise ValueError(f"n_clusters must lie in 2..256, got {value}")
+        return value
+
     @field_validator("model_hyperparameters")
     @classmethod
     def _options_the_model_takes(
@@ -143,15 +243,19 @@ class TrainRequest(BaseModel):
     def _engine_accepts_the_configuration(self) -> TrainRequest:
         """Apply the preset as the worker will, so a configuration the engine refuses is a
         422 now rather than a failed job later."""
+        if self.sweep is not None and not isinstance(self.n_clusters, ClusterRange):
+            raise ValueError('sweep options need n_clusters as a range {"min": .., "max": ..}')
         try:
             _, config = self.configs()
         except (TypeError, ValueError) as error:
             raise ValueError(str(error)) from error
-        if config.temperature_end > config.temperature_start:
-            raise ValueError(
-                f"temperature_end ({config.temperature_end:g}) must not exceed "
-                f"temperature_start ({config.temperature_start:g}): the schedule anneals downwards"
-            )
+        ends = [config.temperature_end, *(self.sweep.temperature_end or [] if self.sweep else [])]
+        for end in ends:
+            if end > config.temperature_start:
+                raise ValueError(
+                    f"temperature_end ({end:g}) must not exceed temperature_start "
+                    f"({config.temperature_start:g}): the schedule anneals downwards"
+                )
         return self
 
     def configs(self) -> tuple[FeatureConfig, TrainConfig]:
@@ -163,10 +267,14 @@ class TrainRequest(BaseModel):
         )
 
     def _train_overrides(self) -> dict[str, Any]:
-        return self.model_dump(
+        overrides = self.model_dump(
             exclude_none=True,
-            exclude={"dataset_id", "model_name", "preset", "features"},
-        )
+            exclude={"dataset_id", "model_name", "preset", "features", "sweep",
+                     "reference_dataset_id"},
+        )  # fmt: skip
+        if isinstance(self.n_clusters, ClusterRange):  # the largest model bounds the memory
+            overrides["n_clusters"] = self.n_clusters.max
+        return overrides
 
     def job_params(self) -> dict[str, Any]:
         """The worker's params dict: optional values that were not given are left out (the

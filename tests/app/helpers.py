@@ -21,6 +21,7 @@ PATH_VALUES = {
     "dataset_id": "ds_0123456789ab",
     "job_id": "0123456789abcdef",
     "file_name": "report.json",
+    "cluster": "0",
 }
 
 

@@ -159,3 +159,19 @@ def test_an_interrupt_stops_the_run_and_is_told_apart_from_a_cancel(
     update_job_meta(job, {"cancel_requested": True})  # a cancel wins: no requeue
     assert reporter.should_stop() is True
     assert reporter.interrupted is False
+
+
+def test_a_sweeps_progress_reaches_the_api_whole() -> None:
+    record = dataclasses.replace(
+        training_progress(epoch=2),
+        phase="sweep",
+        candidates_done=1,
+        candidates=3,
+        runs_done=4,
+        runs=9,
+        candidate={"n_clusters": 4},
+        seed=1,
+        updated_at="2026-01-01T00:00:00+00:00",
+    )
+    document = record.to_document()
+    assert JobProgress(**document) == dataclasses.replace(record, eta_seconds=12.3)

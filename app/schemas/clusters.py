@@ -1,0 +1,63 @@
+"""A version's clusters (`/v1/models/{name}/versions/{v}/clusters`): names, sizes, identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.cluster import ModelRefPublic
+from model_store.cluster_names import MAX_NAME_LENGTH
+
+
+class ClusterPublic(BaseModel):
+    number: int = Field(description="The cluster number (`assignment` in `/v1/cluster`).")
+    name: str | None = Field(default=None, description="Its name, when it has one.")
+    size: int | None = Field(
+        default=None, description="Training clips assigned to it, when the version recorded it."
+    )
+    agreement: float | None = Field(
+        default=None,
+        description="Share of its clips that the earlier version put in the same number; "
+        "None without an earlier version.",
+    )
+    previous_number: int | None = Field(
+        default=None, description="The earlier version's cluster it continues, if any."
+    )
+    new: bool | None = Field(
+        default=None, description="True when no earlier cluster continues here."
+    )
+    typical_clips: list[str] = Field(
+        default_factory=list,
+        description="Ids (paths in the training data set) of its most typical training clips.",
+    )
+
+
+class ClusterList(BaseModel):
+    model: ModelRefPublic
+    n_clusters: int
+    previous: str | None = Field(
+        default=None, description="The earlier version the clusters were matched to."
+    )
+    agreement: float | None = Field(
+        default=None, description="Share of the matched recordings that kept their number."
+    )
+    disappeared: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Earlier clusters without a successor: number, size, merged_into, share.",
+    )
+    data: list[ClusterPublic]
+    count: int
+
+
+class ClusterNameUpdate(BaseModel):
+    """Name a cluster (a program label)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Rain"}]})
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Letters, digits, spaces and - _ . , ' ( ) & / + #; starts with a letter "
+        "or digit.",
+    )

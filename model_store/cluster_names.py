@@ -1,0 +1,158 @@
+"""Editable cluster names (program labels) of published versions, beside the immutable ones.
+
+A published version is immutable and checksummed, but the fitting backend names its clusters
+after the fact ("Rain", "Speech in noise"). The names a user sets live in one small JSON
+file per model, ``<root>/<name>/cluster_names.json``, replaced atomically (temp file, fsync,
+rename) by a writer holding the model's lock; readers just read it::
+
+    {"format": 1,
+     "versions": {"3": {"sha256": "<the version's manifest digest>",
+                        "names": {"0": "Rain", "4": "Speech in noise"}}}}
+
+An entry is tied to its version's digest, so a version number reused after a delete never
+inherits the names of the version it replaces. A version's names are its metadata's
+``cluster_names`` (set at publishing: the bundled model's, or those carried over from the
+earlier version) overlaid with the edited ones (`cluster_names`).
+
+Names are 1 to `MAX_NAME_LENGTH` characters of letters, digits, spaces and ``- _ . , ' ( ) &
+/ + #``, starting with a letter or digit; anything else is `InvalidClusterName` (422).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from model_store.errors import Corrupted, StoreError
+from model_store.fsutil import atomic_write_json, read_json
+from model_store.locking import model_lock
+from model_store.records import ModelVersion
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAMES_FILE_NAME",
+    "InvalidClusterName",
+    "UnknownCluster",
+    "cluster_names",
+    "edited_names",
+    "metadata_names",
+    "set_cluster_name",
+]
+
+NAMES_FILE_NAME = "cluster_names.json"
+NAMES_FORMAT = 1
+MAX_NAME_LENGTH = 64
+_NAME = re.compile(r"[^\W_](?:[\w .,'()&/+#-]*)", re.UNICODE)
+
+
+class InvalidClusterName(StoreError, ValueError):
+    """A cluster name that is empty, too long or holds characters outside the allowed set."""
+
+    status = 422
+    slug = "invalid-cluster-name"
+    title = "Invalid cluster name"
+
+
+class UnknownCluster(StoreError, ValueError):
+    """A cluster number the version does not have."""
+
+    status = 422
+    slug = "unknown-cluster"
+    title = "No such cluster"
+
+
+def validate_cluster_name(name: str) -> str:
+    """The name with surrounding spaces removed, or `InvalidClusterName`."""
+    stripped = name.strip()
+    if not 1 <= len(stripped) <= MAX_NAME_LENGTH:
+        raise InvalidClusterName(
+            f"a cluster name has 1 to {MAX_NAME_LENGTH} characters, got {len(stripped)}"
+        )
+    if not _NAME.fullmatch(stripped):
+        raise InvalidClusterName(
+            "a cluster name starts with a letter or digit and holds only letters, digits, "
+            "spaces and - _ . , ' ( ) & / + #"
+        )
+    return stripped
+
+
+def _names_path(store_root: Path, name: str) -> Path:
+    return store_root / name / NAMES_FILE_NAME
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"format": NAMES_FORMAT, "versions": {}}
+    try:
+        document = read_json(path)
+        if not isinstance(document.get("versions"), dict):
+            raise ValueError("no versions table")
+        return dict(document)
+    except (OSError, ValueError, AttributeError) as error:
+        raise Corrupted(
+            f"unreadable cluster names {path.name}: {error}", ref=path.parent.name
+        ) from error
+
+
+def metadata_names(metadata: Mapping[str, Any], *, n_clusters: int) -> dict[str, str]:
+    """The names a version was published with: a list of K names or a {"k": name} mapping."""
+    names = metadata.get("cluster_names")
+    if isinstance(names, list | tuple):
+        pairs = {str(index): value for index, value in enumerate(names)}
+    elif isinstance(names, Mapping):
+        pairs = {str(key): value for key, value in names.items()}
+    else:
+        return {}
+    return {
+        key: value
+        for key, value in pairs.items()
+        if isinstance(value, str) and key.isdigit() and int(key) < n_clusters
+    }
+
+
+def edited_names(store_root: Path, version: ModelVersion) -> dict[str, str]:
+    """The names set on ``version`` through `set_cluster_name` (none when never edited)."""
+    document = _read(_names_path(store_root, version.name))
+    entry = document["versions"].get(str(version.version))
+    if not isinstance(entry, dict) or entry.get("sha256") != version.sha256:
+        return {}
+    names = entry.get("names")
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+def cluster_names(store_root: Path, version: ModelVersion, *, n_clusters: int) -> dict[str, str]:
+    """Every named cluster of ``version``: published names overlaid with edited ones."""
+    return {
+        **metadata_names(version.metadata, n_clusters=n_clusters),
+        **edited_names(store_root, version),
+    }
+
+
+def set_cluster_name(
+    store_root: Path,
+    version: ModelVersion,
+    *,
+    cluster: int,
+    name: str,
+    n_clusters: int,
+    lock_timeout_s: float = 60.0,
+) -> dict[str, str]:
+    """Name cluster ``cluster`` of ``version``; returns the version's names after the edit."""
+    if not 0 <= cluster < n_clusters:
+        raise UnknownCluster(
+            f"{version.ref} has clusters 0 to {n_clusters - 1}; there is no cluster {cluster}"
+        )
+    clean = validate_cluster_name(name)
+    path = _names_path(store_root, version.name)
+    with model_lock(path.parent, timeout_s=lock_timeout_s, create=False):
+        document = _read(path)
+        versions = document["versions"]
+        entry = versions.get(str(version.version))
+        if not isinstance(entry, dict) or entry.get("sha256") != version.sha256:
+            entry = {"sha256": version.sha256, "names": {}}
+        entry["names"] = {**entry.get("names", {}), str(cluster): clean}
+        versions[str(version.version)] = entry
+        atomic_write_json(path, {"format": NAMES_FORMAT, "versions": versions})
+    return cluster_names(store_root, version, n_clusters=n_clusters)

@@ -1,0 +1,171 @@
+"""At publishing: keep cluster numbers across versions, carry names, record each cluster.
+
+When a model name already has a version, the new model's clusters are matched to the latest
+version's (`uvac.cluster_identity.match_clusters`) on both models' assignments of the same
+recordings: the new training set, or a reference data set the job names
+(``reference_dataset_id``). The numbering, the match and its agreement go in the new
+version's metadata (``cluster_identity``) and every reader applies it
+(`uvac.cluster_identity.renumbered`). Names of clusters that kept their meaning are carried
+over (``cluster_names``), from the earlier version's published and edited names.
+
+Whatever the history, ``clusters`` records each cluster's size in the training set and its
+most typical training clips (highest pi), for ``GET .../clusters``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from model_store import ModelStore, NotFound, StoreError
+from model_store.cluster_names import cluster_names
+
+if TYPE_CHECKING:
+    from uvac.artifact import TrainedModel
+    from uvac.datasets import DatasetItem
+
+__all__ = ["TYPICAL_CLIPS", "assign_recordings", "publication_metadata"]
+
+logger = logging.getLogger(__name__)
+
+TYPICAL_CLIPS = 5
+_BATCH_CLIPS = 16
+
+
+def assign_recordings(
+    trained: TrainedModel,
+    items: Sequence[DatasetItem],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Each decodable item's id (its path in the data set) and pi ``(N, K)``."""
+    from uvac.audio import load_audio
+    from uvac.errors import AudioError, RunCancelled
+    from uvac.inference import Clusterer
+
+    clusterer = Clusterer(trained)
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    pending: list[tuple[str, Any]] = []
+
+    def flush() -> None:
+        results = clusterer.cluster_batch([audio for _, audio in pending])
+        for (clip_id, _), result in zip(pending, results, strict=True):
+            ids.append(clip_id)
+            rows.append(result.probabilities)
+        pending.clear()
+
+    for done, item in enumerate(items, start=1):
+        if should_stop is not None and should_stop():
+            raise RunCancelled("cancelled while matching clusters to the earlier version")
+        try:
+            audio = load_audio(item.path, sample_rate=clusterer.sample_rate)
+        except AudioError as error:
+            logger.warning("matching: skipping %s: %s", item.relpath, error)
+            continue
+        pending.append((str(item.relpath or item.path), audio))
+        if len(pending) == _BATCH_CLIPS:
+            flush()
+        if progress is not None:
+            progress(done, len(items))
+    if pending:
+        flush()
+    k = int(trained.model.n_clusters)
+    return ids, np.asarray(rows, dtype=np.float64).reshape(len(ids), k)
+
+
+def _cluster_facts(ids: list[str], probabilities: np.ndarray, order: list[int]) -> list[dict]:
+    assignments = probabilities.argmax(axis=1)
+    facts = []
+    for number, output in enumerate(order):
+        members = np.flatnonzero(assignments == output)
+        ranked = members[np.argsort(-probabilities[members, output], kind="stable")]
+        facts.append(
+            {
+                "number": number,
+                "size": int(members.size),
+                "typical_clips": [ids[i] for i in ranked[:TYPICAL_CLIPS]],
+            }
+        )
+    return facts
+
+
+def publication_metadata(
+    trained: TrainedModel,
+    *,
+    store_root: Path,
+    name: str,
+    training_items: Sequence[DatasetItem],
+    reference_items: Sequence[DatasetItem] | None = None,
+    reference_id: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Metadata keys for the new version: ``clusters``, and with an earlier version
+    ``cluster_identity`` and the carried ``cluster_names``."""
+    from uvac.artifact import load_trained_model
+    from uvac.cluster_identity import carried_names, match_clusters, renumbered
+    from uvac.errors import ArtifactError, EncoderUnavailableError
+
+    k = int(trained.model.n_clusters)
+    ids, pi = assign_recordings(trained, training_items, should_stop=should_stop, progress=progress)
+    store = ModelStore(store_root)
+    try:
+        earlier = store.get(name)
+    except NotFound:
+        return {"clusters": _cluster_facts(ids, pi, list(range(k)))}
+    recordings = reference_items if reference_items is not None else training_items
+    try:
+        earlier_trained = renumbered(
+            load_trained_model(store.load_verified(earlier.ref).path), earlier.metadata
+        )
+        earlier_ids, earlier_pi = assign_recordings(
+            earlier_trained, recordings, should_stop=should_stop, progress=progress
+        )
+    except (StoreError, ArtifactError, EncoderUnavailableError, OSError) as error:
+        # The new model is fine; without the earlier one it keeps its own numbering.
+        logger.warning("%s: clusters not matched to %s: %s", name, earlier.ref, error)
+        return {
+            "clusters": _cluster_facts(ids, pi, list(range(k))),
+            "cluster_identity": {"previous": earlier.ref, "error": str(error)},
+        }
+    earlier_k = int(earlier_trained.model.n_clusters)
+    if reference_items is not None:
+        new_ids, new_pi = assign_recordings(trained, reference_items, should_stop=should_stop)
+    else:
+        new_ids, new_pi = ids, pi
+    common = sorted(set(earlier_ids) & set(new_ids))
+    if not common:
+        logger.warning("no recording decodes for both %s and the new model", earlier.ref)
+        return {"clusters": _cluster_facts(ids, pi, list(range(k)))}
+    earlier_rows = {clip: row for clip, row in zip(earlier_ids, earlier_pi, strict=True)}
+    new_rows = {clip: row for clip, row in zip(new_ids, new_pi, strict=True)}
+    match = match_clusters(
+        [int(np.argmax(earlier_rows[clip])) for clip in common],
+        [int(np.argmax(new_rows[clip])) for clip in common],
+        previous_k=earlier_k,
+        current_k=k,
+    )
+    identity = {
+        "previous": earlier.ref,
+        "previous_sha256": earlier.sha256,
+        "recordings": reference_id or "training set",
+        **match.to_dict(),
+    }
+    metadata: dict[str, Any] = {
+        "cluster_identity": identity,
+        "clusters": _cluster_facts(ids, pi, match.order),
+    }
+    names = carried_names(match, cluster_names(store_root, earlier, n_clusters=earlier_k))
+    if names:
+        metadata["cluster_names"] = names
+    logger.info(
+        "%s: clusters matched to %s, %.1f%% of %d recordings keep their number",
+        name, earlier.ref, 100 * match.agreement, match.n_recordings,
+    )  # fmt: skip
+    return metadata
