@@ -74,7 +74,8 @@ class ProgramSmoother:
     ``update(pi, dt_s)`` takes each decision's pi and the seconds since the previous one:
     ``smoothed += (1 - exp(-dt / time_constant_s)) * (pi - smoothed)`` (the first pi is taken
     as it is). The program starts at the first decision's leading cluster; another cluster
-    takes over once it has led ``smoothed`` for at least ``hold_s`` seconds in a row.
+    takes over once it has led ``smoothed`` for at least ``hold_s`` seconds in a row, timed from
+    the first decision it led.
     """
 
     def __init__(
@@ -114,8 +115,8 @@ class ProgramSmoother:
             self._leader, self._led_for_s = leader, 0.0
         elif leader == self._leader:
             self._led_for_s += dt_s
-        else:
-            self._leader, self._led_for_s = leader, dt_s
+        else:  # a new leader: its lead is timed from this decision on
+            self._leader, self._led_for_s = leader, 0.0
         if leader != self.program and self._led_for_s >= self.hold_s:
             self.program, self._led_for_s = leader, 0.0
         return SmoothedDecision(smoothed=self._smoothed.tolist(), program=self.program)
