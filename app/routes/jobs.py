@@ -50,7 +50,7 @@ def _job_public(info: dict[str, Any]) -> JobPublic:
     return JobPublic.model_validate(info)
 
 
-def _submit(
+def submit_job(
     *,
     kind: str,
     params: dict[str, Any],
@@ -108,7 +108,7 @@ def submit_training(
 ) -> JobPublic:
     manifest = datasets.get(body.dataset_id)  # 404 now rather than a failed job later
     check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
-    return _submit(
+    return submit_job(
         kind="train",
         params=body.job_params(),
         enqueue=queues.enqueue_training,
@@ -143,7 +143,7 @@ def submit_evaluation(
 ) -> JobPublic:
     _check_model_exists(store, body.model_ref)
     datasets.get(body.dataset_id)
-    return _submit(
+    return submit_job(
         kind="evaluate",
         params=body.job_params(),
         enqueue=queues.enqueue_evaluation,

@@ -199,7 +199,9 @@ class JobProgress(BaseModel):
     phase: str | None = Field(
         default=None,
         description="`encoding` (a pretrained encoder embeds the training files once, "
-        "`files_done` of `files`) or `training` (the epochs).",
+        "`files_done` of `files`) or `training` (the epochs); for a distillation, `teacher` "
+        "(the teacher's pi of each file, `files_done` of `files`) then `distilling` (the "
+        "epochs, with `agreement`: the share of the batch's windows in the teacher's cluster).",
     )
     files_done: int | None = None
     files: int | None = None
@@ -249,7 +251,7 @@ class JobPublic(BaseModel):
     )
 
     id: str
-    kind: str = Field(description="`train` or `evaluate`.")
+    kind: str = Field(description="`train`, `evaluate` or `distill`.")
     status: str
     params: dict[str, Any] = Field(default_factory=dict)
     progress: JobProgress | None = None
