@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from model_store import ModelStore, ModelVersion
 from tests.app.helpers import assert_problem, two_clip_dataset
+from tests.audio_fixtures import tone, wav_bytes
 from tests.uvac.edge_fixtures import EDGE_FEATURES, tiny_student
 from uvac.artifact import TrainedModel, save_trained_model
 from uvac.distillation import calibration_windows
@@ -157,3 +158,14 @@ def test_distill_checks_the_teacher_the_data_set_and_the_body(
     for bad in ({"epochs": 0}, {"crops_per_clip": 1000}, {"temperature": 2}):
         body = {"teacher_ref": "scenes", "dataset_id": dataset_id, **bad}
         assert_problem(client.post("/v1/distill", json=body), status=422, slug="validation-error")
+
+
+def test_a_distilled_student_is_served_like_any_model(client: TestClient, student_version) -> None:
+    wav = wav_bytes(tone(300.0, 3.0, sample_rate=16000), sample_rate=16000)
+    response = client.post("/v1/cluster?model=device:v1", files={"file": ("low.wav", wav)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["ref"] == "device:v1"
+    assert body["n_clusters"] == 3
+    assert body["assignment"] == 0  # the student learnt the low tone as class 0
+    assert len(body["windows"]) > 1
