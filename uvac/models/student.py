@@ -11,7 +11,7 @@ linear layer to K logits) with narrower widths, and drops f and g. It serves lik
 
 Default widths (a budget of 100 k parameters and 20 M multiply-accumulates per second of
 audio, front-end included, for 32 mel bins and 64-frame windows): convolutions 8, 16, 24, 24
-channels and one GRU layer of 32 units, about 79 k parameters. Kernel 8 makes the last
+channels and one GRU layer of 32 units. Kernel 8 makes the last
 convolutions the bulk of them, so the widths stay flat there.
 """
 
