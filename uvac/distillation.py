@@ -82,6 +82,12 @@ class DistillConfig:
     gain_db: float = 6.0  # each crop's gain uniform in +-gain_db
     noise_probability: float = 0.5
     snr_db: tuple[float, float] = (10.0, 40.0)  # white noise's SNR, uniform in this range
+    mixup_probability: float = 0.0  # a crop mixed with another of its batch, targets alike
+    time_masks: int = 0  # SpecAugment-style masks of up to mask_frames frames
+    frequency_masks: int = 0  # and of up to mask_bins mel bins, set to 0
+    mask_frames: int = 8
+    mask_bins: int = 4
+    target_temperature: float = 1.0  # teacher pi softened as softmax(log pi / T)
     seed: int = 0
     conv_channels: tuple[int, ...] = STUDENT_CONV_CHANNELS
     gru_hidden: int = STUDENT_GRU_HIDDEN
@@ -94,8 +100,15 @@ class DistillConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0 < self.final_learning_rate <= self.learning_rate:
             raise ValueError("need 0 < final_learning_rate <= learning_rate")
-        if not 0 <= self.noise_probability <= 1:
-            raise ValueError("noise_probability must lie in [0, 1]")
+        for name in ("noise_probability", "mixup_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1]")
+        for name in ("time_masks", "frequency_masks", "mask_frames", "mask_bins"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not self.target_temperature > 0:
+            raise ValueError("target_temperature must be positive")
         low, high = self.snr_db
         if not low <= high:
             raise ValueError(f"snr_db must be (low, high) with low <= high, got {self.snr_db}")
@@ -241,6 +254,36 @@ class _Augmenter:
         noise = torch.randn(pcm.shape, generator=self.generator) * rms * torch.pow(10, -snr_db / 20)
         return (pcm + noise * noisy).clamp(-1.0, 1.0)
 
+    def mix(self, pcm: Tensor, wanted: Tensor) -> tuple[Tensor, Tensor]:
+        """Mixup: a share of the crops mixed with another crop of the batch (their own part
+        at least half), and their targets in the same proportions."""
+        if self.config.mixup_probability == 0:
+            return pcm, wanted
+        n = len(pcm)
+        partner = torch.randperm(n, generator=self.generator)
+        mixed = torch.rand(n, generator=self.generator) < self.config.mixup_probability
+        own = 0.5 + 0.5 * torch.rand(n, generator=self.generator)
+        own = torch.where(mixed, own, torch.ones_like(own))[:, None]  # (B, 1)
+        return own * pcm + (1 - own) * pcm[partner], own * wanted + (1 - own) * wanted[partner]
+
+    def mask(self, features: Tensor) -> Tensor:
+        """Zero random bands of frames and of mel bins of ``(B, 1, T, M)`` features."""
+        config = self.config
+        batch, _, frames, bins = features.shape
+        keep = torch.ones(batch, 1, frames, bins)
+        for count, width, axis, size in (
+            (config.time_masks, config.mask_frames, 2, frames),
+            (config.frequency_masks, config.mask_bins, 3, bins),
+        ):
+            positions = torch.arange(size)
+            for _ in range(count):
+                widths = torch.randint(0, width + 1, (batch,), generator=self.generator)
+                starts = (torch.rand(batch, generator=self.generator) * (size - widths + 1)).long()
+                inside = (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
+                shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)
+                keep = keep * (~inside).float().reshape(shape)
+        return features * keep
+
 
 def distill(
     clips: Sequence[np.ndarray],
@@ -296,14 +339,17 @@ def distill(
         for step, (batch_clips, batch_starts) in enumerate(batches, start=1):
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"distillation stopped in epoch {epoch + 1}")
-            with torch.no_grad():
-                features = front_end(augmenter.batch(batch_clips, batch_starts))
             wanted = torch.stack(
                 [
                     targets[int(c)].target_at((int(s) + length / 2) / rate)
                     for c, s in zip(batch_clips, batch_starts, strict=True)
                 ]
             )  # (B, K)
+            if config.target_temperature != 1.0:
+                wanted = torch.softmax(wanted.clamp_min(1e-12).log() / config.target_temperature, 1)
+            with torch.no_grad():
+                pcm, wanted = augmenter.mix(augmenter.batch(batch_clips, batch_starts), wanted)
+                features = augmenter.mask(front_end(pcm))
             logits = student.cluster_logits(features)
             log_student = torch.log_softmax(logits, dim=1)
             loss = (wanted * (wanted.clamp_min(1e-12).log() - log_student)).sum(dim=1).mean()

@@ -105,3 +105,41 @@ def test_the_config_round_trips_and_refuses_nonsense() -> None:
         DistillConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="one teacher target per clip"):
         distill([], [], config=config)
+
+
+def test_mixup_and_masks_change_the_batch_the_way_they_say() -> None:
+    from uvac.distillation import _Augmenter
+
+    config = dataclasses.replace(
+        TINY_DISTILL, mixup_probability=1.0, time_masks=1, frequency_masks=1, mask_frames=4
+    )
+    clips, _ = class_clips(per_class=1)
+    augmenter = _Augmenter(clips, config, 1000)
+    pcm = torch.stack([torch.from_numpy(c[:1000]) for c in clips])  # (3, 1000)
+    wanted = torch.eye(3)
+    mixed, mixed_wanted = augmenter.mix(pcm, wanted)
+    torch.testing.assert_close(mixed_wanted.sum(dim=1), torch.ones(3))
+    assert bool((mixed_wanted.max(dim=1).values >= 0.5).all())  # each crop keeps its own part
+    assert not torch.equal(mixed, pcm)
+    features = torch.ones(3, 1, 32, 16)
+    masked = augmenter.mask(features)
+    assert set(masked.unique().tolist()) <= {0.0, 1.0}
+    zero_frames = (masked == 0).all(dim=3).sum(dim=2).flatten()  # frames zeroed in every bin
+    zero_bins = (masked == 0).all(dim=2).sum(dim=2).flatten()  # bins zeroed in every frame
+    assert bool((zero_frames <= config.mask_frames).all())
+    assert bool((zero_bins <= config.mask_bins).all())
+    # what is zeroed is whole bands: every zero lies in a zeroed frame or a zeroed bin
+    in_band = (masked == 0).all(dim=3, keepdim=True) | (masked == 0).all(dim=2, keepdim=True)
+    assert bool(((masked == 1) | in_band).all())
+
+
+def test_a_run_with_every_augmentation_on_trains() -> None:
+    clips, labels = class_clips(per_class=2)
+    config = dataclasses.replace(
+        TINY_DISTILL, epochs=2, mixup_probability=0.5, time_masks=2, frequency_masks=2,
+        target_temperature=2.0,
+    )  # fmt: skip
+    student = distill(
+        clips, one_hot_targets(labels, clips), config=config, feature_config=EDGE_FEATURES
+    )
+    assert len(student.info["distillation"]["history"]) == 2
