@@ -51,6 +51,7 @@ from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  
 from uvac.audio import load_audio  # noqa: E402
 from uvac.datasets import AudioFolder, DatasetItem  # noqa: E402
 from uvac.distillation import (  # noqa: E402
+    STUDENT_FEATURES,
     DistillConfig,
     DistillProgress,
     TeacherWindows,
@@ -59,6 +60,7 @@ from uvac.distillation import (  # noqa: E402
 )
 from uvac.edge_model import EdgeModel, multiply_accumulates, window_samples  # noqa: E402
 from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
+from uvac.features import FeatureConfig  # noqa: E402
 from uvac.inference import Clusterer, aggregate_windows  # noqa: E402
 from uvac.metrics import unsupervised_accuracy  # noqa: E402
 from uvac.onnx_export import INT8_FILE, ONNX_FILE, export_model, quantize_int8  # noqa: E402
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=DistillConfig.epochs)
     parser.add_argument("--distill", default="{}", help="DistillConfig overrides as JSON")
+    parser.add_argument("--features", default="{}", help="STUDENT_FEATURES overrides as JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(REPO / "var" / "edge"), help="student and export")
     parser.add_argument("--reuse-student", action="store_true", help="skip training if saved")
@@ -194,7 +197,12 @@ def main() -> None:
                     )  # fmt: skip
 
             started = time.monotonic()
-            student = distill(train_clips, targets, config=config, progress=report)
+            features = FeatureConfig.from_dict(
+                STUDENT_FEATURES.to_dict() | json.loads(args.features)
+            )
+            student = distill(
+                train_clips, targets, config=config, feature_config=features, progress=report
+            )
             train_seconds = round(time.monotonic() - started, 1)
             save_trained_model(student_dir, student)
 

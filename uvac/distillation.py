@@ -73,21 +73,21 @@ STUDENT_FEATURES = FeatureConfig(
 class DistillConfig:
     """Settings of one distillation run (JSON round trip with `to_dict` / `from_dict`)."""
 
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 64
     learning_rate: float = 3e-3
     final_learning_rate: float = 1e-4
     weight_decay: float = 1e-4
-    crops_per_clip: int = 4
+    crops_per_clip: int = 8
     gain_db: float = 6.0  # each crop's gain uniform in +-gain_db
     noise_probability: float = 0.5
     snr_db: tuple[float, float] = (10.0, 40.0)  # white noise's SNR, uniform in this range
-    mixup_probability: float = 0.0  # a crop mixed with another of its batch, targets alike
-    time_masks: int = 0  # SpecAugment-style masks of up to mask_frames frames
-    frequency_masks: int = 0  # and of up to mask_bins mel bins, set to 0
+    mixup_probability: float = 0.3  # a crop mixed with another of its batch, targets alike
+    time_masks: int = 2  # SpecAugment-style masks of up to mask_frames frames
+    frequency_masks: int = 2  # and of up to mask_bins mel bins, set to 0
     mask_frames: int = 8
     mask_bins: int = 4
-    target_temperature: float = 1.0  # teacher pi softened as softmax(log pi / T)
+    target_temperature: float = 2.0  # teacher pi softened as softmax(log pi / T)
     seed: int = 0
     conv_channels: tuple[int, ...] = STUDENT_CONV_CHANNELS
     gru_hidden: int = STUDENT_GRU_HIDDEN
