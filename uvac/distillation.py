@@ -82,7 +82,7 @@ class DistillConfig:
     gain_db: float = 6.0  # each crop's gain uniform in +-gain_db
     noise_probability: float = 0.5
     snr_db: tuple[float, float] = (10.0, 40.0)  # white noise's SNR, uniform in this range
-    mixup_probability: float = 0.3  # a crop mixed with another of its batch, targets alike
+    mixup_probability: float = 0.0  # a crop mixed with another of its batch, targets alike
     time_masks: int = 2  # SpecAugment-style masks of up to mask_frames frames
     frequency_masks: int = 2  # and of up to mask_bins mel bins, set to 0
     mask_frames: int = 8
