@@ -34,7 +34,12 @@ from uvac.encoders import check_encoder_identity, load_encoder
 from uvac.errors import ArtifactError
 from uvac.feature_config import FeatureConfig
 from uvac.features import NormStats
-from uvac.models import MODEL_TYPES, ClusterModel, build_model, with_current_argument_names
+from uvac.models import (
+    LOADABLE_MODEL_TYPES,
+    ClusterModel,
+    build_model,
+    with_current_argument_names,
+)
 
 if TYPE_CHECKING:
     from uvac.train_config import TrainConfig
@@ -240,8 +245,8 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
 
 def _build(document: Mapping[str, Any]) -> ClusterModel:
     model_type = document["model_type"]
-    if model_type not in MODEL_TYPES:
-        known = ", ".join(sorted(MODEL_TYPES))
+    if model_type not in LOADABLE_MODEL_TYPES:
+        known = ", ".join(sorted(LOADABLE_MODEL_TYPES))
         raise ArtifactError(f"{MODEL_JSON}: unknown model_type {model_type!r} (known: {known})")
     hyperparameters = with_current_argument_names(document["hyperparameters"])
     try:

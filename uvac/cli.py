@@ -7,6 +7,8 @@
                [feature options: --n-mels 64 --window-seconds 1.0 ...] [--bf16] [--threads N]
     uvac evaluate MODEL_DIR DATA_DIR [--split test] [--json report.json]
     uvac cluster MODEL_DIR FILE... [--windows] [--json]
+    uvac distill TEACHER_DIR DATA_DIR --out MODEL_DIR    (uvac/cli_edge.py)
+    uvac export MODEL_DIR --out DIR [--calibration DATA_DIR]
 
 Exit codes: 0 success, 1 a run or some files failed (a message, no traceback), 2 bad usage.
 """
@@ -27,6 +29,7 @@ import tqdm
 from uvac.artifact import load_trained_model, save_trained_model
 from uvac.audio import load_audio
 from uvac.baselines import evaluate_with_baselines
+from uvac.cli_edge import add_edge_commands
 from uvac.datasets import AudioFolder
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
@@ -136,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--windows", action="store_true", help="also print every window")
     cluster.add_argument("--json", action="store_true", help="print one JSON document")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
+    add_edge_commands(commands, common)
     return parser
 
 

@@ -18,6 +18,7 @@ exactly one place by walking the class hierarchy. The engine itself never speaks
      +-- EncoderUnavailableError (503, "encoder-unavailable") a pretrained encoder cannot be loaded
      +-- RunCancelled (499, "run-cancelled")              training or an evaluation was cancelled
      +-- DatasetError (422, "invalid-dataset")             empty folder, no decodable files
+     +-- NotExportableError (422, "model-not-exportable")   no ONNX export for this model
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "EncoderUnavailableError",
     "NonFiniteAudioError",
     "NotAudioError",
+    "NotExportableError",
     "RunCancelled",
     "UnsupportedEncodingError",
     "UvacError",
@@ -139,3 +141,12 @@ class DatasetError(UvacError):
     status = 422
     slug = "invalid-dataset"
     title = "Invalid data set"
+
+
+class NotExportableError(UvacError):
+    """A model the device export cannot express: not a log-mel conv-GRU h network, or a
+    feature option the exported front-end does not implement."""
+
+    status = 422
+    slug = "model-not-exportable"
+    title = "Model cannot be exported"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Phase", "Progress"]
 
-Phase = Literal["encoding", "training", "evaluating", "sweep"]
+Phase = Literal["encoding", "training", "evaluating", "sweep", "teacher", "distilling"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Progress:
 
     # encoding: a pretrained encoder embeds the training files once (files_done of files);
     # training: the epochs; evaluating: step of steps clips; sweep: runs_done of runs
-    # (candidates x seeds), with the running training's fields beside.
+    # (candidates x seeds), with the running training's fields beside; teacher: a teacher's
+    # pi of each file (files_done of files); distilling: a student's epochs.
     phase: Phase | None = None
     files_done: int | None = None
     files: int | None = None
@@ -44,6 +45,7 @@ class Progress:
     learning_rate: float | None = None
     accuracy: float | None = None  # on the training labels, at epoch ends, when labelled
     nmi: float | None = None
+    agreement: float | None = None  # distilling: share of the batch's windows in the teacher's
     elapsed_seconds: float | None = None  # since this run (not a resumed one) started
     eta_seconds: float | None = None  # None while there is nothing yet to estimate from
     epoch_done: bool = False

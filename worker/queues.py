@@ -36,6 +36,7 @@ __all__ = [
     "TRAINING_QUEUE",
     "JobStatus",
     "cancel_job",
+    "enqueue_distillation",
     "enqueue_evaluation",
     "enqueue_training",
     "fetch_job",
@@ -55,7 +56,12 @@ JOB_INDEX_KEY = "uvac:jobs"
 # Job functions by import path, so enqueuing never imports the engine.
 TRAIN_FUNCTION = "worker.jobs.train_job"
 EVALUATE_FUNCTION = "worker.jobs.evaluate_job"
-_KIND_BY_FUNCTION = {TRAIN_FUNCTION: "train", EVALUATE_FUNCTION: "evaluate"}
+DISTILL_FUNCTION = "worker.distill.distill_job"
+_KIND_BY_FUNCTION = {
+    TRAIN_FUNCTION: "train",
+    EVALUATE_FUNCTION: "evaluate",
+    DISTILL_FUNCTION: "distill",
+}
 
 
 class JobStatus(StrEnum):
@@ -168,6 +174,27 @@ def enqueue_evaluation(
         job_id=job_id,
         timeout=settings.evaluation_job_timeout,
         description=f"evaluate {params.get('model_ref')} on {params.get('dataset_id')}",
+        settings=settings,
+    )
+
+
+def enqueue_distillation(
+    redis: Redis,
+    params: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    settings: Settings,
+) -> str:
+    """Queue a distillation (``{"teacher_ref", "dataset_id", ...}``, see `worker.distill`) on
+    the training queue, under the training time limit; returns the job id."""
+    return _enqueue(
+        redis,
+        queue_name=TRAINING_QUEUE,
+        function=DISTILL_FUNCTION,
+        params=params,
+        job_id=job_id,
+        timeout=settings.training_job_timeout,
+        description=f"distil {params.get('teacher_ref')} on {params.get('dataset_id')}",
         settings=settings,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, clusters, datasets, health, jobs, models
+from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models
 
 __all__ = [
     "LEGACY_ROUTES",
@@ -26,9 +26,11 @@ def build_business_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(require_api_key)])
     router.include_router(cluster.router)
     router.include_router(jobs.router)
+    router.include_router(distill.router)
     router.include_router(datasets.router)
     router.include_router(models.router)
     router.include_router(clusters.router)
+    router.include_router(export.router)
     return router
 
 

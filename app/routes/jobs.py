@@ -51,7 +51,7 @@ def _job_public(info: dict[str, Any]) -> JobPublic:
     return JobPublic.model_validate(info)
 
 
-def _submit(
+def submit_job(
     *,
     kind: str,
     params: dict[str, Any],
@@ -113,7 +113,7 @@ def submit_training(
     check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     if is_sweep(body.job_params()):  # the sweep's size is a deployment limit, not a schema one
         parse_sweep(body.job_params(), max_candidates=settings.max_sweep_candidates)
-    return _submit(
+    return submit_job(
         kind="train",
         params=body.job_params(),
         enqueue=queues.enqueue_training,
@@ -148,7 +148,7 @@ def submit_evaluation(
 ) -> JobPublic:
     _check_model_exists(store, body.model_ref)
     datasets.get(body.dataset_id)
-    return _submit(
+    return submit_job(
         kind="evaluate",
         params=body.job_params(),
         enqueue=queues.enqueue_evaluation,

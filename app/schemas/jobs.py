@@ -337,7 +337,7 @@ class JobPublic(BaseModel):
     )
 
     id: str
-    kind: str = Field(description="`train` or `evaluate`.")
+    kind: str = Field(description="`train`, `evaluate` or `distill`.")
     status: str
     params: dict[str, Any] = Field(default_factory=dict)
     progress: JobProgress | None = None

@@ -15,11 +15,14 @@ from uvac.models.base import ClusterModel, LossParts, VariationalClusterModel
 from uvac.models.cat_uvac import CatUVAC
 from uvac.models.gmm_uvac import GmmUVAC
 from uvac.models.kmeans import KMeansClusterer
+from uvac.models.student import CatUVACStudent
 
 __all__ = [
     "DATA_ARGUMENTS",
+    "LOADABLE_MODEL_TYPES",
     "MODEL_TYPES",
     "CatUVAC",
+    "CatUVACStudent",
     "ClusterModel",
     "GmmUVAC",
     "KMeansClusterer",
@@ -34,6 +37,13 @@ MODEL_TYPES: dict[str, type[ClusterModel]] = {
     CatUVAC.model_type: CatUVAC,
     GmmUVAC.model_type: GmmUVAC,
     KMeansClusterer.model_type: KMeansClusterer,
+}
+
+# What a stored model may be: the trainable types, and the distilled student, which only
+# `uvac.distillation` trains.
+LOADABLE_MODEL_TYPES: dict[str, type[ClusterModel]] = {
+    **MODEL_TYPES,
+    CatUVACStudent.model_type: CatUVACStudent,
 }
 
 # Constructor arguments the trainer fills in from the config and the data (K, the features'
@@ -63,13 +73,14 @@ def with_current_argument_names(hyperparameters: Mapping[str, Any]) -> dict[str,
 
 
 def build_model(model_type: str, **hyperparameters: Any) -> ClusterModel:
-    """A fresh model of ``model_type`` ("cat-uvac", "uvac-gmm" or "kmeans").
+    """A fresh model of ``model_type`` ("cat-uvac", "uvac-gmm", "kmeans" or the distilled
+    "cat-uvac-h").
 
     Raises ValueError for an unknown type and TypeError for arguments the type does not take.
     """
     try:
-        model_class = MODEL_TYPES[model_type]
+        model_class = LOADABLE_MODEL_TYPES[model_type]
     except KeyError:
-        known = ", ".join(sorted(MODEL_TYPES))
+        known = ", ".join(sorted(LOADABLE_MODEL_TYPES))
         raise ValueError(f"unknown model type {model_type!r}; known: {known}") from None
     return model_class(**hyperparameters)

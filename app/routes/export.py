@@ -1,0 +1,132 @@
+"""The device export of a stored version: ONNX (fp32, int8) and the JSON sidecar.
+
+A distilled student carries its export in its version (``export/``, checksummed with the rest,
+calibrated at distillation). For another exportable version (a log-mel conv-GRU Cat. UVAC at
+16 kHz) the fp32 file and the sidecar are made on request from the verified version; its int8
+file needs calibration recordings, so it is made by the CLI (``uvac export --calibration``),
+not here. A version the export cannot express is a 422 ``model-not-exportable``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse, Response
+
+from app.deps import ModelStoreDep
+from app.openapi_docs import problem_responses
+from app.schemas.jobs import MODEL_NAME_PATTERN
+from model_store import ModelStore, NotFound
+from model_store import ModelVersion as StoredVersion
+from model_store.cluster_names import cluster_names
+from uvac.onnx_export import EXPORT_FILES, INT8_FILE, ONNX_FILE, SIDECAR_FILE
+
+router = APIRouter(tags=["models"])
+
+EXPORT_FOLDER = "export"  # as worker.distill publishes it
+ModelNamePath = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
+VersionPath = Annotated[int, Path(ge=1, le=999_999_999)]
+_MEDIA_TYPES = {
+    ONNX_FILE: "application/octet-stream",
+    INT8_FILE: "application/octet-stream",
+    SIDECAR_FILE: "application/json",
+}
+
+
+def _exportable_version(store: ModelStore, name: str, version: int) -> StoredVersion:
+    """The version, if its model can be exported (else `NotExportableError`, a 422)."""
+    from uvac.artifact import MODEL_JSON
+    from uvac.edge_model import check_exportable_document
+
+    stored = store.get(f"{name}:v{version}")
+    try:
+        document = json.loads((stored.path / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise NotFound(f"{stored.ref} has no readable {MODEL_JSON}: {error}") from error
+    check_exportable_document(document)
+    return stored
+
+
+def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> bytes:
+    """``model.onnx`` or ``model.json`` of a version without a stored export."""
+    from uvac.artifact import load_trained_model
+    from uvac.cluster_identity import cluster_order_from
+    from uvac.onnx_export import export_model
+
+    verified = store.load_verified(stored.ref)
+    trained = load_trained_model(verified.path)
+    n_clusters = trained.n_clusters
+    names = cluster_names(store.root, verified, n_clusters=n_clusters)
+    with tempfile.TemporaryDirectory(prefix="uvac-export-") as folder:
+        exported = export_model(
+            trained,
+            FilePath(folder),
+            calibration_windows=None,
+            cluster_names=[names.get(str(number)) for number in range(n_clusters)],
+            cluster_order=cluster_order_from(verified.metadata, n_clusters=n_clusters),
+            source={"model": verified.ref, "sha256": verified.sha256},
+        )
+        return exported.files[file_name].read_bytes()
+
+
+@router.get(
+    "/models/{name}/versions/{version}/export",
+    summary="List a version's device export files and show its input contract",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_export(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) -> dict[str, Any]:
+    stored = _exportable_version(store, name, version)
+    folder = stored.path / EXPORT_FOLDER
+    base = f"/v1/models/{name}/versions/{version}/export"
+    stored_files = {f: folder / f for f in EXPORT_FILES if (folder / f).is_file()}
+    if SIDECAR_FILE in stored_files:
+        sidecar = json.loads(stored_files[SIDECAR_FILE].read_text(encoding="utf-8"))
+    else:
+        sidecar = json.loads(_generated(store, stored, SIDECAR_FILE))
+    files = [
+        {
+            "name": file_name,
+            "url": f"{base}/{file_name}",
+            "bytes": path.stat().st_size if (path := stored_files.get(file_name)) else None,
+            "stored": file_name in stored_files,
+        }
+        for file_name in EXPORT_FILES
+        if file_name in stored_files or file_name != INT8_FILE
+    ]
+    return {"model": stored.ref, "sha256": stored.sha256, "files": files, "sidecar": sidecar}
+
+
+@router.get(
+    "/models/{name}/versions/{version}/export/{file_name}",
+    summary="Download one file of a version's device export",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The file",
+            "content": {"application/octet-stream": {}, "application/json": {}},
+        },
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+def get_export_file(
+    name: ModelNamePath, version: VersionPath, file_name: str, store: ModelStoreDep
+) -> Response:
+    if file_name not in EXPORT_FILES:
+        raise NotFound(f"No export file {file_name!r}; the export has {', '.join(EXPORT_FILES)}.")
+    stored = _exportable_version(store, name, version)
+    path = stored.path / EXPORT_FOLDER / file_name
+    headers = {"Content-Disposition": f'attachment; filename="{name}-v{version}-{file_name}"'}
+    if path.is_file():
+        return FileResponse(path, media_type=_MEDIA_TYPES[file_name], headers=headers)
+    if file_name == INT8_FILE:
+        raise NotFound(
+            f"{stored.ref} has no stored int8 export: int8 needs calibration recordings. "
+            "Distil a student (POST /v1/distill), or run `uvac export MODEL --out DIR "
+            "--calibration RECORDINGS` on the model."
+        )
+    content = _generated(store, stored, file_name)
+    return Response(content, media_type=_MEDIA_TYPES[file_name], headers=headers)

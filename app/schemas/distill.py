@@ -1,0 +1,52 @@
+"""The body of `POST /v1/distill`: a stored teacher and the data set to distil it on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.jobs import DATASET_ID_PATTERN, MODEL_NAME_PATTERN, MODEL_REF_PATTERN
+
+__all__ = ["DistillRequest"]
+
+
+class DistillRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"teacher_ref": "scenes@production", "dataset_id": "ds_0123456789ab"},
+                {
+                    "teacher_ref": "scenes:v3",
+                    "dataset_id": "ds_0123456789ab",
+                    "model_name": "scenes-device",
+                    "epochs": 60,
+                },
+            ]
+        },
+    )
+
+    teacher_ref: str = Field(
+        pattern=MODEL_REF_PATTERN,
+        description="The trained model to reproduce: `name`, `name:vN` or `name@alias`.",
+    )
+    dataset_id: str = Field(
+        pattern=DATASET_ID_PATTERN,
+        description="The recordings to distil on (normally the teacher's training data set).",
+    )
+    model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="Where to publish the student (default: the teacher's name).",
+    )
+    epochs: int | None = Field(default=None, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    crops_per_clip: int | None = Field(
+        default=None, ge=1, le=256, description="Random student windows per recording per epoch."
+    )
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    def job_params(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)

@@ -1,0 +1,196 @@
+"""The distillation job (worker/distill.py): a stored teacher in, a published student out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from dataset_store import DatasetStore
+from model_store import ModelStore, ModelVersion
+from service_config import Settings
+from tests.audio_fixtures import write_audio
+from tests.uvac.edge_fixtures import class_clips
+from uvac.artifact import TrainedModel, load_trained_model, save_trained_model
+from uvac.audio import Audio, load_audio
+from uvac.feature_config import FeatureConfig
+from uvac.features import FeatureExtractor, fit_norm_stats
+from uvac.inference import Clusterer
+from uvac.models import KMeansClusterer
+from uvac.onnx_export import EXPORT_FILES
+from worker import queues
+from worker.distill import EXPORT_FOLDER, run_distillation
+from worker.jobs import InvalidJobParameters
+from worker.progress import update_job_meta
+
+TEACHER_FEATURES = FeatureConfig(
+    sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=16,
+    window_seconds=0.5, window_hop_seconds=0.25,
+)  # fmt: skip
+FAST = {"epochs": 25, "batch_size": 16, "learning_rate": 0.01}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Path:
+    clips, labels = class_clips(per_class=4)
+    folder = tmp_path / "recordings"
+    for index, (samples, label) in enumerate(zip(clips, labels, strict=True)):
+        write_audio(folder / f"class{label}" / f"clip{index}.wav", samples)
+    return folder
+
+
+@pytest.fixture
+def dataset_id(settings: Settings, recordings: Path) -> str:
+    return DatasetStore(settings.datasets_path).register_folder(recordings).id
+
+
+@pytest.fixture
+def teacher(settings: Settings, recordings: Path) -> ModelVersion:
+    """K-means with K=3 on log-mel windows of the recordings: a teacher fitted in a moment."""
+    audios = [load_audio(path, sample_rate=16000) for path in sorted(recordings.rglob("*.wav"))]
+    extractor = FeatureExtractor(TEACHER_FEATURES)
+    stats = fit_norm_stats([extractor.log_mel(audio) for audio in audios], TEACHER_FEATURES)
+    windows, _ = FeatureExtractor(TEACHER_FEATURES, stats).windows_batch(audios)
+    model = KMeansClusterer(
+        n_clusters=3, n_features=16, n_frames=TEACHER_FEATURES.frames_per_window
+    )
+    model.fit(windows.features, windows.mask, seed=0)
+    trained = TrainedModel(model=model.eval(), feature_config=TEACHER_FEATURES, norm_stats=stats)
+    store = ModelStore(settings.model_store_path)
+    metadata = {"cluster_names": ["first", "second", "third"]}
+    with store.publish("scenes", metadata=metadata) as staging:
+        save_trained_model(staging, trained)
+    return staging.version
+
+
+def _assignments(trained: TrainedModel, recordings: Path) -> list[int]:
+    paths = sorted(recordings.rglob("*.wav"))
+    rate = trained.feature_config.sample_rate
+    audios: list[Audio] = [load_audio(path, sample_rate=rate) for path in paths]
+    return [result.assignment for result in Clusterer(trained).cluster_batch(audios)]
+
+
+def test_the_job_publishes_a_student_that_reproduces_its_teacher(
+    settings: Settings, dataset_id: str, teacher: ModelVersion, recordings: Path
+) -> None:
+    params = {"teacher_ref": teacher.ref, "dataset_id": dataset_id, "model_name": "edge", **FAST}
+    result = run_distillation(params, job=None, settings=settings)
+
+    store = ModelStore(settings.model_store_path)
+    student_version = store.verify(result["model"])  # every file checksummed, export included
+    assert student_version.ref == "edge:v1"
+    assert result["teacher"] == {
+        "ref": teacher.ref, "name": "scenes", "version": 1, "sha256": teacher.sha256,
+    }  # fmt: skip
+    assert student_version.metadata["teacher"] == result["teacher"]
+    assert student_version.metadata["cluster_names"] == ["first", "second", "third"]
+    for file_name in EXPORT_FILES:
+        assert (student_version.path / EXPORT_FOLDER / file_name).is_file()
+
+    student = load_trained_model(student_version.path)
+    assert student.model_type == "cat-uvac-h"
+    assert student.info["teacher"]["sha256"] == teacher.sha256
+    teacher_model = load_trained_model(teacher.path)
+    agree = [
+        a == b
+        for a, b in zip(
+            _assignments(student, recordings), _assignments(teacher_model, recordings), strict=True
+        )
+    ]
+    assert sum(agree) / len(agree) >= 0.9
+
+
+def test_progress_and_cancellation_go_through_the_jobs_meta(
+    redis_conn: Redis, settings: Settings, dataset_id: str, teacher: ModelVersion
+) -> None:
+    params = {"teacher_ref": teacher.ref, "dataset_id": dataset_id, **FAST}
+    job_id = queues.enqueue_distillation(redis_conn, params, settings=settings)
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert queues.job_info(job)["kind"] == "distill"
+    update_job_meta(job, {"cancel_requested": True})
+
+    assert run_distillation(params, job=job, settings=settings) == {"canceled": True}
+    assert job.get_meta()["canceled"] is True
+    assert ModelStore(settings.model_store_path).list_versions("scenes")[1] == 1  # the teacher
+    assert not (settings.checkpoints_path / job.id).exists()
+
+
+def test_a_finished_job_records_its_progress_and_what_it_published(
+    redis_conn: Redis, settings: Settings, dataset_id: str, teacher: ModelVersion
+) -> None:
+    params = {"teacher_ref": teacher.ref, "dataset_id": dataset_id, **FAST, "epochs": 2}
+    job_id = queues.enqueue_distillation(redis_conn, params, settings=settings)
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    result = run_distillation(params, job=job, settings=settings)
+    meta = job.get_meta()
+    assert meta["published"] == result
+    assert result["model"] == "scenes:v2"  # the teacher's name by default
+    assert meta["progress"]["phase"] == "distilling"
+    assert meta["progress"]["epoch"] == meta["progress"]["epochs"] == 2
+    # a re-run after publishing (a worker lost before RQ recorded success) publishes nothing
+    assert run_distillation(params, job=job, settings=settings) == result
+    assert ModelStore(settings.model_store_path).list_versions("scenes")[1] == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"dataset_id": "ds_0123456789ab"}, "missing job parameters: teacher_ref"),
+        ({"teacher_ref": "scenes", "dataset_id": "ds_0123456789ab", "epochs": 0}, "epochs"),
+        ({"teacher_ref": "scenes", "dataset_id": "ds_0123456789ab", "lr": 1}, "lr"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_work(
+    settings: Settings, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidJobParameters, match=message):
+        run_distillation(params, job=None, settings=settings)
+
+
+def test_a_student_keeps_its_teachers_cluster_numbers(
+    settings: Settings, dataset_id: str, teacher: ModelVersion, recordings: Path
+) -> None:
+    # A teacher renumbered to keep its clusters' meaning across versions: the student and its
+    # device export answer in the same numbering, so each number keeps its program.
+    from uvac.cluster_identity import renumbered
+
+    store = ModelStore(settings.model_store_path)
+    order = [2, 0, 1]
+    metadata = {
+        "cluster_names": ["first", "second", "third"],
+        "cluster_identity": {"previous": teacher.ref, "order": order},
+    }
+    with store.publish("scenes", metadata=metadata) as staging:
+        for file in teacher.path.iterdir():
+            if file.name not in ("metadata.json", "MANIFEST.json"):
+                (staging / file.name).write_bytes(file.read_bytes())
+    renumbered_teacher = staging.version
+
+    params = {"teacher_ref": renumbered_teacher.ref, "dataset_id": dataset_id, **FAST}
+    result = run_distillation(params, job=None, settings=settings)
+    student_version = store.verify(result["model"])
+    assert student_version.metadata["cluster_identity"]["order"] == order
+    sidecar = json.loads((student_version.path / EXPORT_FOLDER / "model.json").read_text())
+    assert sidecar["cluster_order"] == order
+
+    served_student = renumbered(load_trained_model(student_version.path), student_version.metadata)
+    served_teacher = renumbered(load_trained_model(teacher.path), renumbered_teacher.metadata)
+    agree = [
+        a == b
+        for a, b in zip(
+            _assignments(served_student, recordings),
+            _assignments(served_teacher, recordings),
+            strict=True,
+        )
+    ]
+    assert sum(agree) / len(agree) >= 0.9

@@ -1,0 +1,274 @@
+"""The distillation job: ``distill_job(params)`` trains a device student from a stored teacher
+and publishes it, with its device export, as a new model version.
+
+Parameters: ``{"teacher_ref", "dataset_id"}`` and optionally ``model_name`` (default: the
+teacher's name), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``, ``learning_rate``
+(`uvac.distillation.DistillConfig`). Phases in ``job.meta["progress"]``: ``teacher`` (the
+teacher's pi for each recording, ``files_done`` of ``files``), then ``distilling`` (epochs,
+with the batch's KL to the teacher as ``loss`` and its ``agreement``).
+
+Like training (`worker.jobs`): checkpoints in ``UVAC_CHECKPOINTS_DIR/<job id>`` (a re-run
+resumes after the last completed epoch), a cancel request stops at the next batch and
+publishes nothing, a worker shutdown hands the job back with its checkpoints, a re-run after
+the publish step returns what was published.
+
+The published version holds the student (``weights.safetensors``, ``model.json``) and its
+export in ``export/`` (`uvac.onnx_export.EXPORT_FILES`: fp32 and int8 ONNX, the sidecar),
+calibrated on the training recordings; its metadata names the teacher (``ref``, ``name``,
+``version``, ``sha256``) and copies the teacher's cluster names, whose clusters it reproduces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from dataset_store import DatasetStore
+from model_store import ModelStore, ModelVersion
+from service_config import Settings, get_settings
+from uvac.errors import RunCancelled
+from uvac.progress import Progress
+from worker.jobs import (
+    TRANSIENT_ERRORS,
+    InvalidJobParameters,
+    _check_keys,
+    _configure_torch,
+    _interrupted,
+    _record,
+    _remove_checkpoints,
+    dataset_items,
+    failure_policy,
+)
+from worker.progress import ProgressReporter, utc_now_iso
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from uvac.artifact import TrainedModel
+
+__all__ = ["EXPORT_FOLDER", "distill_job", "run_distillation"]
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FOLDER = "export"
+_CONFIG_KEYS = frozenset({"epochs", "seed", "batch_size", "crops_per_clip", "learning_rate"})
+_DISTILL_KEYS = _CONFIG_KEYS | {"teacher_ref", "dataset_id", "model_name"}
+
+
+def distill_job(params: dict[str, Any]) -> dict[str, Any]:
+    """Distil and publish; ``{"model": "name:vN", "sha256", "teacher", "metrics"}``."""
+    job = get_current_job()
+    settings = get_settings()
+    with failure_policy(job):
+        _configure_torch(settings)
+        return run_distillation(params, job=job, settings=settings)
+
+
+class _Progress:
+    """Writes the distillation's progress to the job's meta, at most every interval."""
+
+    def __init__(self, reporter: ProgressReporter | None, interval_s: float) -> None:
+        self.reporter = reporter
+        self.interval_s = interval_s
+        self._last: float | None = None
+
+    def _due(self, final: bool) -> bool:
+        now = time.monotonic()
+        if not final and self._last is not None and now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return True
+
+    def teacher(self, done: int, total: int) -> None:
+        if self.reporter is None:
+            return
+        if self.reporter.should_stop():
+            raise RunCancelled(f"stopped after the teacher's pass over {done} files")
+        if self._due(done == total):
+            self._write(Progress(phase="teacher", files_done=done, files=total))
+
+    def __call__(self, progress: Progress) -> None:
+        if self.reporter is None or not self._due(progress.epoch_done):
+            return
+        self._write(progress)
+
+    def _write(self, progress: Progress) -> None:
+        assert self.reporter is not None
+        stamped = dataclasses.replace(progress, updated_at=utc_now_iso())
+        self.reporter.write({"progress": stamped.to_document()})
+
+
+def run_distillation(
+    params: Mapping[str, Any], *, job: Job | None, settings: Settings
+) -> dict[str, Any]:
+    """The body of `distill_job` (callable without RQ: ``job=None``)."""
+    from uvac.artifact import load_trained_model
+    from uvac.audio import load_audio
+    from uvac.distillation import STUDENT_FEATURES, DistillConfig, distill, teacher_targets
+
+    _check_keys(params, _DISTILL_KEYS, {"teacher_ref", "dataset_id"})
+    if job is not None and job.meta.get("published"):
+        logger.info("job %s already published %s", job.id, job.meta["published"]["model"])
+        return dict(job.meta["published"])
+    try:
+        config = DistillConfig.from_dict({k: params[k] for k in _CONFIG_KEYS if k in params})
+    except (TypeError, ValueError) as error:
+        raise InvalidJobParameters(str(error)) from error
+    reporter = (
+        ProgressReporter(
+            job,
+            interval_seconds=settings.progress_interval_seconds,
+            cancel_poll_seconds=settings.cancel_poll_seconds,
+        )
+        if job is not None
+        else None
+    )
+    progress = _Progress(reporter, settings.progress_interval_seconds)
+    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
+    store = ModelStore(settings.model_store_path)
+    try:
+        teacher_version = store.verify(str(params["teacher_ref"]))
+        teacher = load_trained_model(teacher_version.path)
+        datasets = DatasetStore(settings.datasets_path)
+        manifest = datasets.get(str(params["dataset_id"]))
+        items = dataset_items(datasets, manifest)
+        _record(job, {"phase": "teacher"})
+        teacher_rate, student_rate = (
+            teacher.feature_config.sample_rate,
+            STUDENT_FEATURES.sample_rate,
+        )
+        targets, clips = [], []
+        for index, item in enumerate(items):
+            targets += teacher_targets(teacher, [load_audio(item.path, sample_rate=teacher_rate)])
+            clips.append(load_audio(item.path, sample_rate=student_rate).samples)
+            progress.teacher(index + 1, len(items))
+        _record(job, {"phase": "distilling", "started_training_at": utc_now_iso()})
+        teacher_record = {
+            "ref": teacher_version.ref,
+            "name": teacher_version.name,
+            "version": teacher_version.version,
+            "sha256": teacher_version.sha256,
+        }
+        started = time.monotonic()
+        student = distill(
+            clips,
+            targets,
+            config=config,
+            progress=progress,
+            should_stop=reporter.should_stop if reporter is not None else None,
+            checkpoint_dir=checkpoint_dir,
+            info={"teacher": teacher_record, "dataset_digest": manifest.digest},
+        )
+        if reporter is not None and reporter.should_stop() and not reporter.interrupted:
+            raise RunCancelled("cancelled after the last epoch, before publishing")
+        _record(job, {"phase": "publishing"})
+        result = _publish(
+            student,
+            clips=clips,
+            params=params,
+            teacher=teacher,
+            teacher_version=teacher_version,
+            teacher_record=teacher_record,
+            store=store,
+            job=job,
+            manifest_info={"id": manifest.id, "digest": manifest.digest, "files": len(items)},
+            train_seconds=time.monotonic() - started,
+        )
+    except RunCancelled as stop:
+        if reporter is not None and reporter.interrupted:
+            return _interrupted(job)
+        logger.info("job %s: %s", job and job.id, stop)
+        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
+        _remove_checkpoints(checkpoint_dir)
+        return {"canceled": True}
+    except Exception as error:
+        if not isinstance(error, TRANSIENT_ERRORS):
+            _remove_checkpoints(checkpoint_dir)
+        raise
+    _record(job, {"published": result, "phase": "done"})
+    _remove_checkpoints(checkpoint_dir)
+    return result
+
+
+def _teacher_cluster_names(
+    store: ModelStore, teacher_version: ModelVersion, teacher: TrainedModel
+) -> dict[str, str]:
+    """The teacher's cluster names by number: published (or in its model info) and edited."""
+    from model_store.cluster_names import cluster_names, metadata_names
+
+    names = cluster_names(store.root, teacher_version, n_clusters=teacher.n_clusters)
+    return names or metadata_names(teacher.info, n_clusters=teacher.n_clusters)
+
+
+def _publish(
+    student: TrainedModel,
+    *,
+    clips: list[np.ndarray],
+    params: Mapping[str, Any],
+    teacher: TrainedModel,
+    teacher_version: ModelVersion,
+    teacher_record: dict[str, Any],
+    store: ModelStore,
+    job: Job | None,
+    manifest_info: dict[str, Any],
+    train_seconds: float,
+) -> dict[str, Any]:
+    from uvac.artifact import code_version, save_trained_model
+    from uvac.cluster_identity import cluster_order_from
+    from uvac.distillation import calibration_windows
+    from uvac.onnx_export import export_model
+
+    names = _teacher_cluster_names(store, teacher_version, teacher)
+    # The student reproduces the teacher's outputs, so it takes the teacher's numbering (and
+    # with it the names and the hearing-aid programs mapped to each number).
+    order = cluster_order_from(teacher_version.metadata, n_clusters=teacher.n_clusters)
+    distillation = student.info.get("distillation") or {}
+    metadata: dict[str, Any] = {
+        "model_type": student.model_type,
+        "n_clusters": student.n_clusters,
+        "hyperparameters": student.model.hyperparameters(),
+        "feature_config": student.feature_config.to_dict(),
+        "teacher": teacher_record,
+        "distillation": distillation,
+        "dataset": manifest_info,
+        "export": {"folder": EXPORT_FOLDER},
+        "code_version": code_version(),
+        "created_at": utc_now_iso(),
+        "job_id": job.id if job is not None else None,
+        "train_seconds_this_run": round(train_seconds, 3),
+    }
+    listed = [names.get(str(number)) for number in range(student.n_clusters)]
+    if names:
+        metadata["cluster_names"] = listed
+    if order is not None:
+        metadata["cluster_identity"] = {
+            "previous": teacher_version.ref,
+            "order": order,
+            "source": "teacher",
+        }
+    name = str(params.get("model_name", teacher_version.name))
+    with store.publish(name, metadata=metadata) as staging:
+        save_trained_model(staging, student)
+        export_model(
+            student,
+            staging / EXPORT_FOLDER,
+            calibration_windows=calibration_windows(clips, student.feature_config),
+            cluster_names=listed,
+            cluster_order=order,
+            source={"model": name, "teacher": teacher_record},
+        )
+    version = staging.version
+    final = distillation.get("final") or {}
+    logger.info("job %s published %s (student of %s)", job and job.id, version.ref, teacher_record)
+    return {
+        "model": version.ref,
+        "sha256": version.sha256,
+        "teacher": teacher_record,
+        "metrics": {"loss": final.get("loss"), "agreement": final.get("agreement")},
+    }
