@@ -34,16 +34,14 @@ from model_store import ModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.progress import Progress
-from worker.jobs import (
-    TRANSIENT_ERRORS,
+from worker.job_support import (
     InvalidJobParameters,
-    _check_keys,
-    _configure_torch,
-    _interrupted,
-    _record,
-    _remove_checkpoints,
+    check_keys,
+    configure_torch,
     dataset_items,
     failure_policy,
+    record,
+    settle_publication,
 )
 from worker.progress import ProgressReporter, utc_now_iso
 
@@ -66,7 +64,7 @@ def distill_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        _configure_torch(settings)
+        configure_torch(settings)
         return run_distillation(params, job=job, settings=settings)
 
 
@@ -112,7 +110,7 @@ def run_distillation(
     from uvac.audio import load_audio
     from uvac.distillation import STUDENT_FEATURES, DistillConfig, distill, teacher_targets
 
-    _check_keys(params, _DISTILL_KEYS, {"teacher_ref", "dataset_id"})
+    check_keys(params, _DISTILL_KEYS, {"teacher_ref", "dataset_id"})
     if job is not None and job.meta.get("published"):
         logger.info("job %s already published %s", job.id, job.meta["published"]["model"])
         return dict(job.meta["published"])
@@ -132,13 +130,14 @@ def run_distillation(
     progress = _Progress(reporter, settings.progress_interval_seconds)
     checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
     store = ModelStore(settings.model_store_path)
-    try:
+
+    def work() -> dict[str, Any]:
         teacher_version = store.verify(str(params["teacher_ref"]))
         teacher = load_trained_model(teacher_version.path)
         datasets = DatasetStore(settings.datasets_path)
         manifest = datasets.get(str(params["dataset_id"]))
         items = dataset_items(datasets, manifest)
-        _record(job, {"phase": "teacher"})
+        record(job, {"phase": "teacher"})
         teacher_rate, student_rate = (
             teacher.feature_config.sample_rate,
             STUDENT_FEATURES.sample_rate,
@@ -148,7 +147,7 @@ def run_distillation(
             targets += teacher_targets(teacher, [load_audio(item.path, sample_rate=teacher_rate)])
             clips.append(load_audio(item.path, sample_rate=student_rate).samples)
             progress.teacher(index + 1, len(items))
-        _record(job, {"phase": "distilling", "started_training_at": utc_now_iso()})
+        record(job, {"phase": "distilling", "started_training_at": utc_now_iso()})
         teacher_record = {
             "ref": teacher_version.ref,
             "name": teacher_version.name,
@@ -167,8 +166,8 @@ def run_distillation(
         )
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
-        _record(job, {"phase": "publishing"})
-        result = _publish(
+        record(job, {"phase": "publishing"})
+        return _publish(
             student,
             clips=clips,
             params=params,
@@ -180,20 +179,8 @@ def run_distillation(
             manifest_info={"id": manifest.id, "digest": manifest.digest, "files": len(items)},
             train_seconds=time.monotonic() - started,
         )
-    except RunCancelled as stop:
-        if reporter is not None and reporter.interrupted:
-            return _interrupted(job)
-        logger.info("job %s: %s", job and job.id, stop)
-        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
-        _remove_checkpoints(checkpoint_dir)
-        return {"canceled": True}
-    except Exception as error:
-        if not isinstance(error, TRANSIENT_ERRORS):
-            _remove_checkpoints(checkpoint_dir)
-        raise
-    _record(job, {"published": result, "phase": "done"})
-    _remove_checkpoints(checkpoint_dir)
-    return result
+
+    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _teacher_cluster_names(

@@ -3,10 +3,8 @@
 Both take a JSON dict and return a small JSON dict. They run inside the work horse, so this
 is the first place torch and the engine are imported.
 
-Failures: a failure that may pass (Redis unreachable or timing out) is re-raised with the job's
-retry policy intact, so RQ retries it with back-off. Anything else (a missing data set, bad
-parameters, undecodable audio, a bug) fails at once: the job records ``meta["error"] =
-{"type", "message"}`` for the API and turns its remaining retries off before re-raising.
+Failures, checks and the end of a job are `worker.job_support`'s, shared with
+`worker.distill`.
 
 Training writes its checkpoints to ``UVAC_CHECKPOINTS_DIR/<job id>``; a re-run of the same job
 (after its worker was killed, see `worker.recovery`) continues from there. A run that was
@@ -17,49 +15,45 @@ job canceled. A run stopped because its worker is shutting down returns
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
 from rq import get_current_job
 from rq.job import Job
 
 from dataset_store import DatasetManifest, DatasetStore
-from model_store import ModelStore, StoreBusy
+from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.sweep_spec import is_sweep, parse_sweep
-from worker.errors import WorkerError
 from worker.identity import publication_metadata
-from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
+from worker.job_support import (
+    InvalidJobParameters,
+    check_keys,
+    configure_torch,
+    dataset_items,
+    failure_policy,
+    interrupted,
+    record,
+    settle_publication,
+)
+from worker.progress import ProgressReporter, utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
     from uvac.artifact import TrainedModel
-    from uvac.datasets import DatasetItem
 
 __all__ = [
-    "TRANSIENT_ERRORS",
     "evaluate_job",
-    "failure_policy",
     "run_evaluation",
     "run_training",
     "train_job",
 ]
 
 logger = logging.getLogger(__name__)
-
-# Failures worth a retry: the job itself was fine, Redis (or the store's lock) was not.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    StoreBusy,
-)
 
 DEFAULT_MODEL_NAME = "scenes"
 # Job parameters that go straight to TrainConfig (the rest are listed in _TRAIN_KEYS).
@@ -91,75 +85,6 @@ _EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed"})
 TrainFunction = Callable[..., "TrainedModel"]
 
 
-class InvalidJobParameters(WorkerError):
-    status = 422
-    slug = "invalid-job-parameters"
-    title = "Invalid job parameters"
-
-
-# --- failure policy --------------------------------------------------------------------
-
-
-def _record(job: Job | None, changes: Mapping[str, Any]) -> None:
-    if job is None:
-        return
-    try:
-        update_job_meta(job, changes)
-    except redis.RedisError as error:
-        logger.warning("job %s: meta not written (%s)", job.id, error)
-
-
-@contextlib.contextmanager
-def failure_policy(job: Job | None) -> Iterator[None]:
-    try:
-        yield
-    except TRANSIENT_ERRORS as error:
-        logger.warning("job %s: transient failure, RQ may retry: %r", job and job.id, error)
-        _record(job, {"last_error": {"type": type(error).__name__, "message": str(error)}})
-        raise
-    except Exception as error:
-        # Bad input or a bug: the same parameters would fail the same way again.
-        if job is not None:
-            job.retries_left = 0
-        message = str(error) or repr(error)
-        logger.error("job %s failed: %s: %s", job and job.id, type(error).__name__, message)
-        _record(job, {"error": {"type": type(error).__name__, "message": message}})
-        raise
-
-
-def _configure_torch(settings: Settings) -> None:
-    from uvac.device import configure_threads
-
-    configure_threads(settings.torch_threads)
-
-
-# --- shared steps ----------------------------------------------------------------------
-
-
-def _check_keys(params: Mapping[str, Any], allowed: frozenset[str], required: set[str]) -> None:
-    if not isinstance(params, Mapping):
-        raise InvalidJobParameters(
-            f"job parameters must be a JSON object, got {type(params).__name__}"
-        )
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise InvalidJobParameters(f"unknown job parameters: {', '.join(unknown)}")
-    missing = sorted(required - set(params))
-    if missing:
-        raise InvalidJobParameters(f"missing job parameters: {', '.join(missing)}")
-
-
-def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[DatasetItem]:
-    """The engine's items for every accepted file of a data set, labels from its manifest."""
-    from uvac.datasets import DatasetItem
-
-    root = store.path(manifest.id)
-    return [
-        DatasetItem(path=root / item.path, label=item.label, relpath=item.path)
-        for item in manifest.files
-    ]
-
-
 # --- training --------------------------------------------------------------------------
 
 
@@ -168,7 +93,7 @@ def train_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        _configure_torch(settings)
+        configure_torch(settings)
         from uvac.training import train_model
 
         return run_training(params, job=job, settings=settings, train_function=train_model)
@@ -184,7 +109,7 @@ def run_training(
     """The body of `train_job`, with the training function as a seam for tests."""
     from uvac.presets import DEFAULT_PRESET, build_configs
 
-    _check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
+    check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
     if job is not None and job.meta.get("published"):
         # A re-run after the publish step (the worker died before RQ recorded success):
         # the version exists, publishing again would make a duplicate.
@@ -201,13 +126,15 @@ def run_training(
         else None
     )
     checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
-    try:
+
+    def work() -> dict[str, Any]:
         train_overrides = {key: params[key] for key in _TRAIN_CONFIG_KEYS if key in params}
         train_overrides.setdefault("device", settings.device)
+        train = train_function
         if is_sweep(params):
             spec = parse_sweep(params, max_candidates=settings.max_sweep_candidates)
             train_overrides["n_clusters"] = spec.k_min  # each candidate sets its own
-            train_function = sweep_train_function(
+            train = sweep_train_function(
                 spec,
                 write_progress=reporter.write if reporter is not None else None,
                 progress_interval_seconds=settings.progress_interval_seconds,
@@ -232,9 +159,9 @@ def run_training(
         )
         if reporter is not None and reporter.should_stop():
             raise RunCancelled("cancelled before training started")
-        _record(job, {"phase": "training", "started_training_at": utc_now_iso()})
+        record(job, {"phase": "training", "started_training_at": utc_now_iso()})
         started = time.monotonic()
-        trained = train_function(
+        trained = train(
             items,
             config=train_config,
             feature_config=feature_config,
@@ -249,7 +176,7 @@ def run_training(
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
-        _record(job, {"phase": "matching"})
+        record(job, {"phase": "matching"})
         identity = publication_metadata(
             trained,
             store_root=settings.model_store_path,
@@ -260,8 +187,8 @@ def run_training(
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
         )
-        _record(job, {"phase": "publishing"})
-        result = _publish(
+        record(job, {"phase": "publishing"})
+        return _publish(
             trained,
             params=params,
             job=job,
@@ -272,22 +199,8 @@ def run_training(
             train_seconds=time.monotonic() - started,
             extra_metadata=identity,
         )
-    except RunCancelled as stop:
-        if reporter is not None and reporter.interrupted:
-            return _interrupted(job)  # the checkpoints stay: the next run resumes from them
-        logger.info("job %s: %s", job and job.id, stop)
-        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
-        _remove_checkpoints(checkpoint_dir)
-        return {"canceled": True}
-    except Exception as error:
-        # A retry (transient failure) resumes from the checkpoints; a final failure leaves
-        # nothing that will ever be resumed.
-        if not isinstance(error, TRANSIENT_ERRORS):
-            _remove_checkpoints(checkpoint_dir)
-        raise
-    _record(job, {"published": result, "phase": "done"})
-    _remove_checkpoints(checkpoint_dir)
-    return result
+
+    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _training_history(trained: TrainedModel, checkpoint_dir: Path | None) -> list[dict[str, Any]]:
@@ -359,21 +272,9 @@ def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
         if done == total or done % 16 == 0:
             # Its own meta key: "progress" keeps the training's last report.
             document = {"files_done": done, "files": total, "updated_at": utc_now_iso()}
-            _record(job, {"matching": document})
+            record(job, {"matching": document})
 
     return report
-
-
-def _interrupted(job: Job | None) -> dict[str, Any]:
-    """Stopped for a worker shutdown: the worker puts the job back on its queue."""
-    logger.info("job %s: stopped for a worker shutdown; it will run again", job and job.id)
-    _record(job, {"interrupted": True, "interrupted_at": utc_now_iso(), "phase": "interrupted"})
-    return {"interrupted": True}
-
-
-def _remove_checkpoints(checkpoint_dir: Path | None) -> None:
-    if checkpoint_dir is not None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 # --- evaluation ------------------------------------------------------------------------
@@ -387,7 +288,7 @@ def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        _configure_torch(settings)
+        configure_torch(settings)
         return run_evaluation(params, job=job, settings=settings)
 
 
@@ -399,7 +300,7 @@ def run_evaluation(
     from uvac.cluster_identity import renumbered
     from worker.report import build_report, report_summary
 
-    _check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
+    check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
     # In the version's cluster numbering, the one /v1/cluster answers with.
@@ -416,7 +317,7 @@ def run_evaluation(
         if job is not None
         else None
     )
-    _record(job, {"phase": "evaluating"})
+    record(job, {"phase": "evaluating"})
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -437,11 +338,11 @@ def run_evaluation(
         )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
-            return _interrupted(job)
+            return interrupted(job)
         logger.info("job %s: %s", job and job.id, stop)
-        _record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
+        record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         return {"canceled": True}
-    _record(job, {"phase": "drawing"})
+    record(job, {"phase": "drawing"})
     files = build_report(
         rows=rows,
         model_ref=version.ref,
@@ -450,5 +351,5 @@ def run_evaluation(
         dataset=manifest,
     )
     store.write_report(version.ref, files=files)
-    _record(job, {"phase": "done"})
+    record(job, {"phase": "done"})
     return {"model": version.ref, "report": report_summary(files)}

@@ -7,7 +7,7 @@ from typing import Any
 import redis
 from rq import get_current_job
 
-from worker.jobs import failure_policy
+from worker.job_support import failure_policy
 
 
 def flaky_job(params: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from uvac.models import KMeansClusterer
 from uvac.onnx_export import EXPORT_FILES
 from worker import queues
 from worker.distill import EXPORT_FOLDER, run_distillation
-from worker.jobs import InvalidJobParameters
+from worker.job_support import InvalidJobParameters
 from worker.progress import update_job_meta
 
 TEACHER_FEATURES = FeatureConfig(

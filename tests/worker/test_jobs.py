@@ -19,7 +19,8 @@ from dataset_store import DatasetStore
 from service_config import Settings, get_settings
 from tests.worker.audio_samples import write_tone_folder
 from worker import queues
-from worker.jobs import InvalidJobParameters, run_training
+from worker.job_support import InvalidJobParameters
+from worker.jobs import run_training
 from worker.progress import update_job_meta
 
 

@@ -14,7 +14,8 @@ from model_store.cluster_names import set_cluster_name
 from service_config import Settings
 from tests.worker.audio_samples import write_tone_folder
 from uvac.sweep_spec import InvalidSweep, parse_sweep
-from worker.jobs import InvalidJobParameters, run_training
+from worker.job_support import InvalidJobParameters
+from worker.jobs import run_training
 
 TINY_FEATURES = {"n_mels": 16, "n_fft": 256, "win_length": 256, "hop_length": 128,
                  "window_seconds": 0.25, "window_hop_seconds": 0.25}  # fmt: skip
