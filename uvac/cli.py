@@ -16,7 +16,6 @@ Exit codes: 0 success, 1 a run or some files failed (a message, no traceback), 2
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -30,13 +29,13 @@ from uvac.artifact import load_trained_model, save_trained_model
 from uvac.audio import load_audio
 from uvac.baselines import evaluate_with_baselines
 from uvac.cli_edge import add_edge_commands
+from uvac.cli_options import add_config_options, key_json_value, positive_int, prefixed
 from uvac.datasets import AudioFolder
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
 from uvac.evaluation import EvaluationReport
 from uvac.feature_config import FeatureConfig
 from uvac.inference import ClipResult, Clusterer
-from uvac.models import MODEL_TYPES
 from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
 from uvac.progress import Progress
 from uvac.tables import render_titled_table
@@ -84,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    common.add_argument("--threads", type=positive_int, help="torch CPU threads")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
 
     train = commands.add_parser(
@@ -105,13 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint-dir", type=Path, help="write checkpoints here; resume from one found here"
     )
     train_options = train.add_argument_group("training options (default: from the preset)")
-    _add_config_options(train_options, TrainConfig, prefix="train.")
+    add_config_options(train_options, TrainConfig, prefix="train.")
     train_options.add_argument(
         "--model-option", action="append", default=[], metavar="KEY=JSON",
-        type=_key_json_value, dest="model_options",
+        type=key_json_value, dest="model_options",
         help='a model constructor argument, e.g. --model-option "conv_channels=[8,16,16,32]"',
     )  # fmt: skip
-    _add_config_options(
+    add_config_options(
         train.add_argument_group("feature options (default: from the preset)"),
         FeatureConfig,
         prefix="features.",
@@ -125,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     evaluate.add_argument("--split", choices=("train", "test", "all"), default="test")
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="windows per pass")
+    evaluate.add_argument("--batch-size", type=positive_int, default=64, help="windows per pass")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the K-means baseline")
     evaluate.add_argument("--format", choices=("plain", "markdown"), default="plain")
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
@@ -143,105 +142,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Friendlier flags (listed first) and fixed choices for some config fields; every other field
-# is offered as --field-name.
-_FLAG_ALIASES = {
-    "n_clusters": ("--clusters", "--n-clusters"),
-    "lambda_kl": ("--lambda", "--lambda-kl"),
-    "bf16_autocast": ("--bf16", "--bf16-autocast"),
-}
-_CHOICES: dict[str, Sequence[str]] = {
-    "model_type": sorted(MODEL_TYPES),
-    "device": DEVICE_CHOICES,
-}
-_NOT_OPTIONS = frozenset({"model_hyperparameters"})  # set through --model-option
-
-
-def _add_config_options(group: argparse._ArgumentGroup, config_class: type, *, prefix: str) -> None:
-    """One option per field of a config dataclass, so that new fields need no CLI change.
-
-    Unset options stay out of the namespace (SUPPRESS), so the preset's values stand.
-    """
-    for config_field in dataclasses.fields(config_class):
-        name = config_field.name
-        if name in _NOT_OPTIONS:
-            continue
-        flags = _FLAG_ALIASES.get(name, ("--" + name.replace("_", "-"),))
-        dest = prefix + name
-        annotation = str(config_field.type)
-        if annotation == "bool":
-            group.add_argument(
-                *flags, dest=dest, action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-            )  # fmt: skip
-            continue
-        nullable = "None" in annotation
-        metavar = name.upper() + ("|none" if nullable else "")
-        if name in _CHOICES:
-            group.add_argument(*flags, dest=dest, choices=_CHOICES[name], default=argparse.SUPPRESS)
-            continue
-        group.add_argument(
-            *flags, dest=dest, type=_value_parser(annotation), metavar=metavar,
-            default=argparse.SUPPRESS,
-        )  # fmt: skip
-
-
-def _value_parser(annotation: str) -> Callable[[str], Any]:
-    """A parser for a field annotated ``int``, ``float``, ``str``, or unions of them and None."""
-    kinds = {part.strip() for part in annotation.split("|")} - {"None"}
-
-    def parse_value(text: str) -> Any:
-        if "None" in annotation and text.lower() == "none":
-            return None
-        if kinds == {"int"}:
-            return int(text)
-        if kinds == {"float"}:
-            return float(text)
-        if kinds == {"str"}:
-            return text
-        return _guess_scalar(text)  # a union such as ``bool | str``: the field validates it
-
-    parse_value.__name__ = annotation  # argparse names the type in its error message
-    return parse_value
-
-
-def _guess_scalar(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _key_json_value(text: str) -> tuple[str, Any]:
-    key, separator, raw = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=JSON, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw  # a bare word is a string
-
-
-def _prefixed(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
-    return {
-        name.removeprefix(prefix): value
-        for name, value in vars(args).items()
-        if name.startswith(prefix)
-    }
-
-
 def _split(name: str) -> Split | None:
     if name == "all":
         return None
@@ -252,12 +152,12 @@ def _split(name: str) -> Split | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    train_overrides = _prefixed(args, "train.")
+    train_overrides = prefixed(args, "train.")
     if args.model_options:
         train_overrides["model_hyperparameters"] = dict(args.model_options)
     feature_config, train_config = build_configs(
         args.preset,
-        feature_overrides=_prefixed(args, "features."),
+        feature_overrides=prefixed(args, "features."),
         train_overrides=train_overrides,
     )
     folder = AudioFolder.scan(args.data_dir, split=_split(args.split))
