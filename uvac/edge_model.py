@@ -210,6 +210,8 @@ class EdgeModel(nn.Module):
         if sorted(order) != list(range(model.n_clusters)):
             raise ValueError(f"a cluster order must be a permutation of 0..{model.n_clusters - 1}")
         self.register_buffer("cluster_order", torch.tensor(order, dtype=torch.int64))
+        # Fixed when traced: a model in its own numbering exports no reordering node at all.
+        self.reorders = order != list(range(model.n_clusters))
         encoder: Any = model.h_encoder
         head: Any = model.h_head
         self.front_end = LogMelFrontEnd(config, stats)
@@ -251,7 +253,9 @@ class EdgeModel(nn.Module):
         outputs, _ = self.gru(sequence, initial)  # (B, S, hidden)
         pooled = (outputs * self.step_weights[None, :, None]).sum(dim=1)  # (B, hidden)
         pi = torch.softmax(self.head(pooled), dim=1)  # (B, K) by model output
-        return pi.index_select(1, self.cluster_order)  # (B, K) by cluster number
+        if self.reorders:
+            pi = pi.index_select(1, self.cluster_order)  # (B, K) by cluster number
+        return pi
 
 
 def multiply_accumulates(edge: EdgeModel) -> dict[str, int]:
