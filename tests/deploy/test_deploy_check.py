@@ -81,6 +81,19 @@ def test_the_encoders_are_installed_without_their_dependencies() -> None:
     assert "requirements-encoders.txt" in (ROOT / ".dockerignore").read_text()
 
 
+def test_every_package_the_project_installs_reaches_the_image() -> None:
+    """A package pyproject installs must be copied by the Dockerfile and let through by the
+    allow-list .dockerignore, or the image builds without it (or not at all)."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    for package in (pattern.rstrip("*") for pattern in packages):
+        assert f"COPY {package} ./{package}" in dockerfile, package
+        assert f"!{package}/" in allowed, package
+
+
 def test_the_redis_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     dockerfile = ROOT / "deploy" / "redis" / "Dockerfile"
