@@ -40,6 +40,7 @@ from worker.job_support import (
     configure_torch,
     dataset_items,
     failure_policy,
+    job_reporter,
     record,
     settle_publication,
 )
@@ -118,15 +119,7 @@ def run_distillation(
         config = DistillConfig.from_dict({k: params[k] for k in _CONFIG_KEYS if k in params})
     except (TypeError, ValueError) as error:
         raise InvalidJobParameters(str(error)) from error
-    reporter = (
-        ProgressReporter(
-            job,
-            interval_seconds=settings.progress_interval_seconds,
-            cancel_poll_seconds=settings.cancel_poll_seconds,
-        )
-        if job is not None
-        else None
-    )
+    reporter = job_reporter(job, settings)
     progress = _Progress(reporter, settings.progress_interval_seconds)
     checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
     store = ModelStore(settings.model_store_path)

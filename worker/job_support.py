@@ -38,6 +38,7 @@ __all__ = [
     "dataset_items",
     "failure_policy",
     "interrupted",
+    "job_reporter",
     "record",
     "remove_checkpoints",
     "settle_publication",
@@ -90,6 +91,18 @@ def configure_torch(settings: Settings) -> None:
     from uvac.device import configure_threads
 
     configure_threads(settings.torch_threads)
+
+
+def job_reporter(job: Job | None, settings: Settings) -> ProgressReporter | None:
+    """The job's progress writer and cancel check, at the configured rates (None without a
+    job: a run called directly, as the tests and benchmarks do)."""
+    if job is None:
+        return None
+    return ProgressReporter(
+        job,
+        interval_seconds=settings.progress_interval_seconds,
+        cancel_poll_seconds=settings.cancel_poll_seconds,
+    )
 
 
 def check_keys(params: Mapping[str, Any], allowed: frozenset[str], required: set[str]) -> None:

@@ -37,10 +37,11 @@ from worker.job_support import (
     dataset_items,
     failure_policy,
     interrupted,
+    job_reporter,
     record,
     settle_publication,
 )
-from worker.progress import ProgressReporter, utc_now_iso
+from worker.progress import utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -116,15 +117,7 @@ def run_training(
         logger.info("job %s already published %s", job.id, job.meta["published"]["model"])
         return dict(job.meta["published"])
 
-    reporter = (
-        ProgressReporter(
-            job,
-            interval_seconds=settings.progress_interval_seconds,
-            cancel_poll_seconds=settings.cancel_poll_seconds,
-        )
-        if job is not None
-        else None
-    )
+    reporter = job_reporter(job, settings)
     checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
 
     def work() -> dict[str, Any]:
@@ -308,15 +301,7 @@ def run_evaluation(
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(str(params["dataset_id"]))
     items = dataset_items(datasets, manifest)
-    reporter = (
-        ProgressReporter(
-            job,
-            interval_seconds=settings.progress_interval_seconds,
-            cancel_poll_seconds=settings.cancel_poll_seconds,
-        )
-        if job is not None
-        else None
-    )
+    reporter = job_reporter(job, settings)
     record(job, {"phase": "evaluating"})
     started = time.monotonic()
 
