@@ -16,7 +16,8 @@
    Once the horse has put it back, the worker does not also fail it: RQ's monitor sometimes
    finds the horse already reaped after a warm shutdown (``waitpid returned None``) and would
    fail the job and schedule a retry, so a handed-back job would come back "scheduled", with a
-   retry spent, instead of "queued" (tests/worker/test_runner.py pins both cases).
+   retry spent, instead of "queued" (tests/worker/test_runner.py pins both cases). Nor may the
+   horse monitor's alarm cut the shutdown request short (`UvacWorker.request_stop`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+from types import FrameType
 from typing import Any
 
 from rq import Queue, Worker
@@ -132,6 +134,25 @@ class UvacWorker(Worker):
             exc_string=exc_string,
             execution=execution,
         )
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's SIGTERM/SIGINT handler, with the horse monitor's alarm held back meanwhile.
+
+        While a job runs, RQ's monitor loop is woken every ``job_monitoring_interval`` by a
+        SIGALRM whose handler raises. Raised inside this handler, that exception would leave the
+        shutdown half done: the job asked to go back to its queue, the worker not told to stop,
+        so it would take the job straight back and train on. Masking the signal cannot prevent
+        that (another thread of this process may take it and the main thread still runs the
+        handler), so the alarm is recorded and raised once the stop is recorded.
+        """
+        alarms: list[FrameType | None] = []
+        monitor_alarm = signal.signal(signal.SIGALRM, lambda _signum, at: alarms.append(at))
+        try:
+            super().request_stop(signum, frame)
+        finally:
+            signal.signal(signal.SIGALRM, monitor_alarm)
+        if alarms and callable(monitor_alarm):
+            monitor_alarm(signal.SIGALRM, alarms[0])
 
     def handle_warm_shutdown_request(self) -> None:
         """Ask the running job (if any) to stop at its next batch and go back to its queue."""

@@ -1,18 +1,27 @@
-"""UvacWorker's failure path: a job the horse already handed back is not failed as well."""
+"""UvacWorker's failure and shutdown paths: a job the horse already handed back is not failed
+as well, and a warm shutdown request is carried out whole."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.timeouts import HorseMonitorTimeoutException, UnixSignalDeathPenalty
 
 from service_config import Settings
-from worker import queues
+from worker import queues, runner
 from worker.main import build_worker
+from worker.progress import update_job_meta
 from worker.rq_failures import HORSE_LOST_PREFIX
 
 HORSE_LOST = HORSE_LOST_PREFIX + "; waitpid returned None; "
+_HANDLED_SIGNALS = (signal.SIGALRM, signal.SIGINT, signal.SIGTERM)
 
 
 def _job_and_queue(redis_conn: Redis, settings: Settings) -> tuple[Job, Queue]:
@@ -48,3 +57,41 @@ def test_a_lost_horse_still_fails_a_job_that_was_running(
     _worker(redis_conn, settings).handle_job_failure(job, queue=queue, exc_string=HORSE_LOST)
     assert job.get_status(refresh=True) == JobStatus.SCHEDULED  # RQ's retry, as before
     assert job.retries_left == settings.job_retry_max - 1
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """The test process's handlers back as they were: RQ's stop handler replaces them."""
+    saved = {number: signal.getsignal(number) for number in _HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_the_monitor_alarm_during_a_warm_shutdown_request_does_not_cut_it_short(
+    redis_conn: Redis, settings: Settings, signal_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ wakes its horse monitor with a SIGALRM that raises; if it lands inside the SIGTERM
+    handler, the job must still be asked to stop and the worker must still stop after it."""
+    job, queue = _job_and_queue(redis_conn, settings)
+    queue.remove(job)
+    job.set_status(JobStatus.STARTED)
+    worker = _worker(redis_conn, settings)
+    worker.prepare_execution(job)  # as RQ does before forking the horse: the worker is busy
+
+    def meta_write_hit_by_the_alarm(*args: Any, **kwargs: Any) -> Any:
+        signal.raise_signal(signal.SIGALRM)
+        return update_job_meta(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "update_job_meta", meta_write_hit_by_the_alarm)
+    with (
+        UnixSignalDeathPenalty(3600, HorseMonitorTimeoutException),
+        pytest.raises(HorseMonitorTimeoutException),  # the monitor is still woken, afterwards
+    ):
+        worker.request_stop(signal.SIGTERM, None)
+
+    assert worker.shutdown_requested_date is not None  # stops once the horse is done
+    assert job.get_meta(refresh=True)["interrupt_requested"] is True

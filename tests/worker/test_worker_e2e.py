@@ -410,7 +410,11 @@ def test_a_warm_shutdown_hands_the_running_job_back_to_the_queue(
 
     asked = time.monotonic()
     first.send_signal(signal.SIGTERM)  # what `docker stop` sends
-    assert first.wait(timeout=30) == 0
+    try:
+        exit_code = first.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not stop after SIGTERM\n{workers.logs()}")
+    assert exit_code == 0
     assert time.monotonic() - asked < 10, "the worker waited for the whole training run"
     info = info_of(redis_conn, job_id)
     assert info["status"] == "queued", workers.logs()
