@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     # them the resolved folder and the Redis actually in use.
     os.environ["UVAC_DATA_DIR"] = str(data_dir)
     children: list[subprocess.Popen[bytes]] = []
+    embedded_redis: list[subprocess.Popen[bytes]] = []
 
     redis_url = settings.redis_url
     if _redis_answers(redis_url):
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
     else:
         redis_process, redis_url = _start_embedded_redis(data_dir)
-        children.append(redis_process)
+        embedded_redis.append(redis_process)
         logger.info("no Redis answered; started an embedded one at %s", redis_url)
     os.environ["UVAC_REDIS_URL"] = redis_url
 
@@ -151,21 +152,31 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in children + embedded_redis):
             time.sleep(0.5)
         logger.error("a child process exited; stopping the others")
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in reversed(children):
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # Redis goes last: a worker's warm shutdown hands its running job back through it.
+        _stop_all(children)
+        _stop_all(embedded_redis)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]], *, grace_seconds: float = 20) -> None:
+    """SIGTERM every process at once, then SIGKILL any still running after the grace time."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            logger.warning("pid %d still runs after %g s; killing it", process.pid, grace_seconds)
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":
