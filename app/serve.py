@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Both, explicitly, as uvicorn and RQ do: a process started in the background inherits
+    # SIGINT ignored, and Python then leaves it so.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         while all(child.poll() is None for child in children + embedded_redis):

@@ -48,7 +48,13 @@ class Service:
     log_path: Path
 
 
-def _start_service(data_dir: Path, *, redis_url: str) -> Service:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_service(data_dir: Path, *, redis_url: str, as_background_job: bool = False) -> Service:
+    """Start `uvac-serve`; ``as_background_job``: with SIGINT ignored, as a shell's ``&`` starts
+    it (and a CI runner may start the tests)."""
     port = _free_port()
     environment = {
         **os.environ,
@@ -69,6 +75,7 @@ def _start_service(data_dir: Path, *, redis_url: str) -> Service:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if as_background_job else None,
         )
     service = Service(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     _wait_for(lambda: _get(service, "/livez") == 200, seconds=90, service=service)
@@ -193,7 +200,9 @@ def test_cluster_train_evaluate_promote_and_roll_back(service: Service) -> None:
 
 def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
     unused_port = _free_port()
-    service = _start_service(tmp_path, redis_url=f"redis://127.0.0.1:{unused_port}/0")
+    service = _start_service(
+        tmp_path, redis_url=f"redis://127.0.0.1:{unused_port}/0", as_background_job=True
+    )
     try:
         _wait_for(lambda: _get(service, "/readyz") == 200, seconds=60, service=service)
         assert (tmp_path / "redis" / "appendonly.aof").exists() or any(
