@@ -5,6 +5,10 @@ calibrated at distillation). For another exportable version (a log-mel conv-GRU 
 16 kHz) the fp32 file and the sidecar are made on request from the verified version; its int8
 file needs calibration recordings, so it is made by the CLI (``uvac export --calibration``),
 not here. A version the export cannot express is a 422 ``model-not-exportable``.
+
+The sidecar's ``cluster_names`` are always the names as they are now: they are data the
+fitting backend edits (``PUT .../clusters/{k}``), while a stored sidecar was written when its
+version was published. Everything else in it is served as stored.
 """
 
 from __future__ import annotations
@@ -73,6 +77,22 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
         return exported.files[file_name].read_bytes()
 
 
+def _with_current_names(
+    store: ModelStore, stored: StoredVersion, sidecar: dict[str, Any]
+) -> dict[str, Any]:
+    """A stored sidecar with each cluster's name as it is now (a name never set stays)."""
+    published = sidecar.get("cluster_names")
+    if not isinstance(published, list):
+        return sidecar
+    current = cluster_names(store.root, stored, n_clusters=len(published))
+    names = [current.get(str(number), name) for number, name in enumerate(published)]
+    return {**sidecar, "cluster_names": names}
+
+
+def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) -> dict[str, Any]:
+    return _with_current_names(store, stored, json.loads(path.read_text(encoding="utf-8")))
+
+
 @router.get(
     "/models/{name}/versions/{version}/export",
     summary="List a version's device export files and show its input contract",
@@ -84,7 +104,7 @@ def get_export(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) 
     base = f"/v1/models/{name}/versions/{version}/export"
     stored_files = {f: folder / f for f in EXPORT_FILES if (folder / f).is_file()}
     if SIDECAR_FILE in stored_files:
-        sidecar = json.loads(stored_files[SIDECAR_FILE].read_text(encoding="utf-8"))
+        sidecar = _stored_sidecar(store, stored, stored_files[SIDECAR_FILE])
     else:
         sidecar = json.loads(_generated(store, stored, SIDECAR_FILE))
     files = [
@@ -120,6 +140,11 @@ def get_export_file(
     stored = _exportable_version(store, name, version)
     path = stored.path / EXPORT_FOLDER / file_name
     headers = {"Content-Disposition": f'attachment; filename="{name}-v{version}-{file_name}"'}
+    if path.is_file() and file_name == SIDECAR_FILE:
+        sidecar = _stored_sidecar(store, stored, path)
+        return Response(
+            json.dumps(sidecar, indent=2), media_type="application/json", headers=headers
+        )
     if path.is_file():
         return FileResponse(path, media_type=_MEDIA_TYPES[file_name], headers=headers)
     if file_name == INT8_FILE:

@@ -74,6 +74,23 @@ def test_a_stored_export_is_listed_and_served(client: TestClient, student_versio
     assert sidecar.json() == body["sidecar"]
 
 
+def test_a_stored_sidecar_carries_the_names_set_after_publishing(
+    client: TestClient, student_version
+) -> None:
+    base = BASE.format(name="device", version=1)
+    renamed = client.put("/v1/models/device/versions/1/clusters/1", json={"name": "Tonal hum"})
+    assert renamed.status_code == 200, renamed.text
+
+    names = ["low", "Tonal hum", "noise"]
+    assert client.get(base).json()["sidecar"]["cluster_names"] == names
+    sidecar = client.get(f"{base}/model.json")
+    assert sidecar.headers["content-type"].startswith("application/json")
+    assert "attachment" in sidecar.headers["content-disposition"]
+    assert sidecar.json()["cluster_names"] == names
+    stored = (student_version.path / "export" / "model.json").read_text(encoding="utf-8")
+    assert '"Tonal hum"' not in stored  # the version itself stays as published
+
+
 def test_an_exportable_version_without_a_stored_export_is_exported_on_request(
     client: TestClient, store: ModelStore
 ) -> None:
