@@ -288,6 +288,7 @@ def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
 def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
+    from model_store.cluster_names import cluster_names
     from uvac.artifact import load_trained_model
     from uvac.baselines import evaluate_with_baselines
     from uvac.cluster_identity import renumbered
@@ -328,10 +329,12 @@ def run_evaluation(
         record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         return {"canceled": True}
     record(job, {"phase": "drawing"})
+    # The names as the fitting backend has set them by now, not only those published.
+    names = cluster_names(store.root, version, n_clusters=trained.n_clusters)
     files = build_report(
         rows=rows,
         model_ref=version.ref,
-        model_metadata=version.metadata,
+        model_metadata={**version.metadata, "cluster_names": names},
         model_info=trained.info,
         dataset=manifest,
     )
