@@ -112,6 +112,43 @@ def step_worker_killed_mid_training(stack: Stack) -> None:
     stack.facts["resumed_from_epoch"] = resumed_from
 
 
+def step_worker_stopped_mid_training(stack: Stack) -> None:
+    client = stack.client
+    payload = {
+        "dataset_id": stack.facts["dataset_id"],
+        "n_clusters": 2,
+        "model_name": "handoff-check",
+        "epochs": 60,
+        "seed": 3,
+    }
+    job_id = submit(client, "/v1/train", payload)
+
+    def epoch_reached() -> int:
+        progress = client.get(f"/v1/jobs/{job_id}").json().get("progress") or {}
+        epoch = int(progress.get("epoch") or 0)
+        return epoch if epoch >= 3 else 0
+
+    stopped_at_epoch = wait_for(epoch_reached, seconds=300, what="three epochs trained")
+    (worker,) = stack.containers("training-worker")
+    started = time.monotonic()
+    run(["docker", "stop", "--time", "60", worker], timeout=90)  # SIGTERM, as a deploy sends
+    stop_seconds = time.monotonic() - started
+    exit_code = stack.inspect(worker, "{{.State.ExitCode}}")
+    expect(exit_code == "0", f"the worker exited with {exit_code} (137: killed at the deadline)")
+    expect(stop_seconds < 20, f"the worker took {stop_seconds:.1f} s to stop")
+    status = client.get(f"/v1/jobs/{job_id}").json()["status"]
+    expect(status == "queued", f"after the stop the job is {status}, not back on its queue")
+    run(["docker", "start", worker])
+    finished = wait_job(client, job_id)
+    expect(finished["result"]["model"] == "handoff-check:v1", f"published {finished['result']}")
+    version = client.get("/v1/models/handoff-check/versions/1").json()
+    resumed_from = version["metadata"].get("resumed_from_epoch")
+    expect(resumed_from is not None and resumed_from >= 1, f"resumed_from_epoch {resumed_from}")
+    stack.facts["stopped_at_epoch"] = stopped_at_epoch
+    stack.facts["worker_stop_seconds"] = round(stop_seconds, 1)
+    stack.facts["handed_over_from_epoch"] = resumed_from
+
+
 def step_redis_restart_keeps_queued_jobs(stack: Stack) -> None:
     client = stack.client
     # The paper's recipe: seconds per job, where the default one first fits its K-means
@@ -250,6 +287,13 @@ STEPS: list[tuple[str, str, Callable[[Stack], None]]] = [
         "`docker start`: the job finishes, and the published version says it resumed from a "
         "checkpointed epoch no later than the one it was killed in",
         step_worker_killed_mid_training,
+    ),
+    (
+        "worker-stopped-mid-training",
+        "`docker stop` of the training-worker container once a 60-epoch job reports epoch 3: "
+        "the worker exits 0 within 20 s with the job back on its queue (`queued`), and after "
+        "`docker start` the job finishes from its checkpoint and publishes once",
+        step_worker_stopped_mid_training,
     ),
     (
         "redis-restart-keeps-queued-jobs",

@@ -26,6 +26,7 @@ STEP_NAMES = [
     "ready-and-cluster",
     "train-evaluate-promote",
     "worker-killed-mid-training",
+    "worker-stopped-mid-training",
     "redis-restart-keeps-queued-jobs",
     "down-up-keeps-state",
     "non-root-healthy-scaled",
