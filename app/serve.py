@@ -47,6 +47,8 @@ def _port_is_free(host: str, port: int) -> bool:
 
 
 def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start redis-server in a session of its own: a terminal's Ctrl-C reaches the whole
+    process group at once, and Redis must outlive the workers that hand jobs back through it."""
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     port = EMBEDDED_REDIS_PORT
@@ -69,14 +71,17 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
             "",
         ],
         stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 15
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def _wait_for_redis(process: subprocess.Popen[bytes], url: str, *, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
     while not _redis_answers(url):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the embedded redis-server did not start on port {port}")
+            raise RuntimeError(f"the embedded redis-server did not start at {url}")
         time.sleep(0.05)
-    return process, url
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,30 +136,31 @@ def main(argv: list[str] | None = None) -> int:
     children: list[subprocess.Popen[bytes]] = []
     embedded_redis: list[subprocess.Popen[bytes]] = []
 
-    redis_url = settings.redis_url
-    if _redis_answers(redis_url):
-        parsed = urlparse(redis_url)
-        logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
-    else:
-        redis_process, redis_url = _start_embedded_redis(data_dir)
-        embedded_redis.append(redis_process)
-        logger.info("no Redis answered; started an embedded one at %s", redis_url)
-    os.environ["UVAC_REDIS_URL"] = redis_url
-
-    _publish_default_model(settings)
-    for _ in range(args.workers):
-        children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
-    children.append(subprocess.Popen(_uvicorn_command(args.host, args.port)))
-    logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
-
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    # Both, explicitly, as uvicorn and RQ do: a process started in the background inherits
-    # SIGINT ignored, and Python then leaves it so.
+    # Both, explicitly, as uvicorn and RQ do (a process started in the background inherits
+    # SIGINT ignored, and Python then leaves it so), and before the first child starts, so
+    # that no signal can leave one behind.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        redis_url = settings.redis_url
+        if _redis_answers(redis_url):
+            parsed = urlparse(redis_url)
+            logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
+        else:
+            redis_process, redis_url = _start_embedded_redis(data_dir)
+            embedded_redis.append(redis_process)
+            _wait_for_redis(redis_process, redis_url)
+            logger.info("no Redis answered; started an embedded one at %s", redis_url)
+        os.environ["UVAC_REDIS_URL"] = redis_url
+
+        _publish_default_model(settings)
+        for _ in range(args.workers):
+            children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
+        children.append(subprocess.Popen(_uvicorn_command(args.host, args.port)))
+        logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
         while all(child.poll() is None for child in children + embedded_redis):
             time.sleep(0.5)
         logger.error("a child process exited; stopping the others")
@@ -162,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        # Redis goes last: a worker's warm shutdown hands its running job back through it.
+        # A second Ctrl-C must not cut the shutdown short and leave Redis running: the grace
+        # deadlines bound it. Redis goes last: a worker's warm shutdown hands its running job
+        # back through it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop_all(children)
         _stop_all(embedded_redis)
 

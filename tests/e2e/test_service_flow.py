@@ -9,8 +9,10 @@ the running server answer with it, then roll back.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -99,8 +101,12 @@ def _wait_for(condition: Any, *, seconds: float, service: Service) -> None:
         time.sleep(0.2)
 
 
-def _stop(service: Service) -> None:
-    service.process.send_signal(signal.SIGINT)
+def _stop(service: Service, *, presses: int = 1) -> None:
+    """Ctrl-C, ``presses`` times (a quarter of a second apart), then wait for the exit."""
+    for press in range(presses):
+        if press:
+            time.sleep(0.25)
+        service.process.send_signal(signal.SIGINT)
     try:
         service.process.wait(timeout=40)
     except subprocess.TimeoutExpired:
@@ -211,5 +217,14 @@ def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
         jobs = httpx.get(service.url + "/v1/jobs", timeout=5)
         assert jobs.status_code == 200, jobs.text
     finally:
-        _stop(service)
-    assert service.process.returncode == 0
+        _stop(service, presses=2)  # an impatient second Ctrl-C still stops Redis too
+    embedded = re.search(r"started an embedded one at (redis://\S+)", service.log_path.read_text())
+    assert embedded is not None, service.log_path.read_text()
+    left_running = redis.Redis.from_url(embedded.group(1), socket_timeout=2)
+    try:
+        assert service.process.returncode == 0
+        with pytest.raises(redis.ConnectionError):
+            left_running.ping()
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            left_running.shutdown(nosave=True)
