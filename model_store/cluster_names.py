@@ -20,6 +20,7 @@ Names are 1 to `MAX_NAME_LENGTH` characters of letters, digits, spaces and ``- _
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,12 +31,15 @@ from model_store.fsutil import atomic_write_json, read_json
 from model_store.locking import model_lock
 from model_store.records import ModelVersion
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "MAX_NAME_LENGTH",
     "NAMES_FILE_NAME",
     "InvalidClusterName",
     "UnknownCluster",
     "cluster_names",
+    "current_cluster_names",
     "edited_names",
     "metadata_names",
     "set_cluster_name",
@@ -128,6 +132,28 @@ def cluster_names(store_root: Path, version: ModelVersion, *, n_clusters: int) -
         **metadata_names(version.metadata, n_clusters=n_clusters),
         **edited_names(store_root, version),
     }
+
+
+def current_cluster_names(
+    store_root: Path,
+    version: ModelVersion,
+    *,
+    n_clusters: int,
+    model_info: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The names to show now: the published ones (the version's metadata, else those in the
+    model file's ``model_info``) overlaid with the edited ones. A names file that cannot be
+    read leaves the published names (logged): showing names never fails a download or a
+    report, as it never fails `/v1/cluster`."""
+    published = metadata_names(version.metadata, n_clusters=n_clusters)
+    if not published and model_info:
+        published = metadata_names(model_info, n_clusters=n_clusters)
+    try:
+        edited = edited_names(store_root, version)
+    except StoreError as error:
+        logger.warning("edited cluster names of %s not read: %s", version.ref, error)
+        edited = {}
+    return {**published, **edited}
 
 
 def set_cluster_name(

@@ -288,7 +288,7 @@ def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
 def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
-    from model_store.cluster_names import cluster_names
+    from model_store.cluster_names import current_cluster_names
     from uvac.artifact import load_trained_model
     from uvac.baselines import evaluate_with_baselines
     from uvac.cluster_identity import renumbered
@@ -330,7 +330,9 @@ def run_evaluation(
         return {"canceled": True}
     record(job, {"phase": "drawing"})
     # The names as the fitting backend has set them by now, not only those published.
-    names = cluster_names(store.root, version, n_clusters=trained.n_clusters)
+    names = current_cluster_names(
+        store.root, version, n_clusters=trained.n_clusters, model_info=trained.info
+    )
     files = build_report(
         rows=rows,
         model_ref=version.ref,

@@ -26,7 +26,7 @@ from app.openapi_docs import problem_responses
 from app.schemas.jobs import MODEL_NAME_PATTERN
 from model_store import ModelStore, NotFound
 from model_store import ModelVersion as StoredVersion
-from model_store.cluster_names import cluster_names
+from model_store.cluster_names import current_cluster_names
 from uvac.onnx_export import EXPORT_FILES, INT8_FILE, ONNX_FILE, SIDECAR_FILE
 
 router = APIRouter(tags=["models"])
@@ -64,7 +64,9 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
     verified = store.load_verified(stored.ref)
     trained = load_trained_model(verified.path)
     n_clusters = trained.n_clusters
-    names = cluster_names(store.root, verified, n_clusters=n_clusters)
+    names = current_cluster_names(
+        store.root, verified, n_clusters=n_clusters, model_info=trained.info
+    )
     with tempfile.TemporaryDirectory(prefix="uvac-export-") as folder:
         exported = export_model(
             trained,
@@ -77,20 +79,19 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
         return exported.files[file_name].read_bytes()
 
 
-def _with_current_names(
-    store: ModelStore, stored: StoredVersion, sidecar: dict[str, Any]
-) -> dict[str, Any]:
-    """A stored sidecar with each cluster's name as it is now (a name never set stays)."""
+def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) -> bytes:
+    """A stored sidecar with each cluster's name as it is now (a name never set stays): the
+    stored bytes themselves while no name has changed."""
+    stored_bytes = path.read_bytes()
+    sidecar = json.loads(stored_bytes)
     published = sidecar.get("cluster_names")
     if not isinstance(published, list):
-        return sidecar
-    current = cluster_names(store.root, stored, n_clusters=len(published))
+        return stored_bytes
+    current = current_cluster_names(store.root, stored, n_clusters=len(published))
     names = [current.get(str(number), name) for number, name in enumerate(published)]
-    return {**sidecar, "cluster_names": names}
-
-
-def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) -> dict[str, Any]:
-    return _with_current_names(store, stored, json.loads(path.read_text(encoding="utf-8")))
+    if names == published:
+        return stored_bytes
+    return json.dumps({**sidecar, "cluster_names": names}, indent=2).encode("utf-8")
 
 
 @router.get(
@@ -104,19 +105,22 @@ def get_export(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) 
     base = f"/v1/models/{name}/versions/{version}/export"
     stored_files = {f: folder / f for f in EXPORT_FILES if (folder / f).is_file()}
     if SIDECAR_FILE in stored_files:
-        sidecar = _stored_sidecar(store, stored, stored_files[SIDECAR_FILE])
+        sidecar_bytes = _stored_sidecar(store, stored, stored_files[SIDECAR_FILE])
     else:
-        sidecar = json.loads(_generated(store, stored, SIDECAR_FILE))
+        sidecar_bytes = _generated(store, stored, SIDECAR_FILE)
+    sizes = {name: path.stat().st_size for name, path in stored_files.items()}
+    sizes[SIDECAR_FILE] = len(sidecar_bytes)  # what the download serves
     files = [
         {
             "name": file_name,
             "url": f"{base}/{file_name}",
-            "bytes": path.stat().st_size if (path := stored_files.get(file_name)) else None,
+            "bytes": sizes[file_name] if file_name in stored_files else None,
             "stored": file_name in stored_files,
         }
         for file_name in EXPORT_FILES
         if file_name in stored_files or file_name != INT8_FILE
     ]
+    sidecar = json.loads(sidecar_bytes)
     return {"model": stored.ref, "sha256": stored.sha256, "files": files, "sidecar": sidecar}
 
 
@@ -141,10 +145,8 @@ def get_export_file(
     path = stored.path / EXPORT_FOLDER / file_name
     headers = {"Content-Disposition": f'attachment; filename="{name}-v{version}-{file_name}"'}
     if path.is_file() and file_name == SIDECAR_FILE:
-        sidecar = _stored_sidecar(store, stored, path)
-        return Response(
-            json.dumps(sidecar, indent=2), media_type="application/json", headers=headers
-        )
+        content = _stored_sidecar(store, stored, path)
+        return Response(content, media_type=_MEDIA_TYPES[file_name], headers=headers)
     if path.is_file():
         return FileResponse(path, media_type=_MEDIA_TYPES[file_name], headers=headers)
     if file_name == INT8_FILE:

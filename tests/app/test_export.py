@@ -11,6 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from model_store import ModelStore, ModelVersion
+from model_store.cluster_names import NAMES_FILE_NAME
 from service_config import Settings
 from tests.app.helpers import assert_problem, two_clip_dataset
 from tests.audio_fixtures import tone, wav_bytes
@@ -72,10 +73,13 @@ def test_a_stored_export_is_listed_and_served(client: TestClient, student_versio
         assert "attachment" in response.headers["content-disposition"]
     sidecar = client.get(f"{base}/model.json")
     assert sidecar.json() == body["sidecar"]
+    assert sidecar.content == (student_version.path / "export" / "model.json").read_bytes()
+    sizes = {f["name"]: f["bytes"] for f in body["files"]}
+    assert sizes["model.json"] == len(sidecar.content)
 
 
 def test_a_stored_sidecar_carries_the_names_set_after_publishing(
-    client: TestClient, student_version
+    client: TestClient, store: ModelStore, student_version
 ) -> None:
     base = BASE.format(name="device", version=1)
     renamed = client.put("/v1/models/device/versions/1/clusters/1", json={"name": "Tonal hum"})
@@ -87,8 +91,13 @@ def test_a_stored_sidecar_carries_the_names_set_after_publishing(
     assert sidecar.headers["content-type"].startswith("application/json")
     assert "attachment" in sidecar.headers["content-disposition"]
     assert sidecar.json()["cluster_names"] == names
+    listed = {f["name"]: f["bytes"] for f in client.get(base).json()["files"]}
+    assert listed["model.json"] == len(sidecar.content)
     stored = (student_version.path / "export" / "model.json").read_text(encoding="utf-8")
     assert '"Tonal hum"' not in stored  # the version itself stays as published
+
+    (store.root / "device" / NAMES_FILE_NAME).write_text("{not json")  # a damaged names file
+    assert client.get(f"{base}/model.json").json()["cluster_names"] == ["low", "high", "noise"]
 
 
 def test_an_exportable_version_without_a_stored_export_is_exported_on_request(

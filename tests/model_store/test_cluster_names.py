@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from model_store import ModelStore
+from model_store import Corrupted, ModelStore
 from model_store.cluster_names import (
     NAMES_FILE_NAME,
     InvalidClusterName,
     UnknownCluster,
     cluster_names,
+    current_cluster_names,
     edited_names,
     set_cluster_name,
 )
@@ -40,6 +41,22 @@ def test_names_recorded_for_other_bytes_under_the_same_number_are_ignored(
     assert edited_names(store.root, version) == {}
     names = set_cluster_name(store.root, version, cluster=1, name="Wind", n_clusters=4)
     assert names == {"1": "Wind"}  # the stale entry was replaced, not merged
+
+
+def test_names_to_show_fall_back_to_the_published_ones(
+    store: ModelStore, publish: PublishFn
+) -> None:
+    version = publish()
+    info = {"cluster_names": ["quiet", "speech", "music", "traffic"]}  # the model file's
+    set_cluster_name(store.root, version, cluster=2, name="Live music", n_clusters=4)
+    shown = current_cluster_names(store.root, version, n_clusters=4, model_info=info)
+    assert shown == {"0": "quiet", "1": "speech", "2": "Live music", "3": "traffic"}
+
+    (store.root / "scenes" / NAMES_FILE_NAME).write_text("{not json")
+    with pytest.raises(Corrupted):
+        cluster_names(store.root, version, n_clusters=4)
+    shown = current_cluster_names(store.root, version, n_clusters=4, model_info=info)
+    assert shown == {"0": "quiet", "1": "speech", "2": "music", "3": "traffic"}
 
 
 @pytest.mark.parametrize(
