@@ -71,6 +71,7 @@ def signal_handlers() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+@pytest.mark.timeout(60, method="thread")  # the test owns SIGALRM, pytest-timeout's default
 def test_the_monitor_alarm_during_a_warm_shutdown_request_does_not_cut_it_short(
     redis_conn: Redis, settings: Settings, signal_handlers: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,11 +88,11 @@ def test_the_monitor_alarm_during_a_warm_shutdown_request_does_not_cut_it_short(
         return update_job_meta(*args, **kwargs)
 
     monkeypatch.setattr(runner, "update_job_meta", meta_write_hit_by_the_alarm)
-    with (
-        UnixSignalDeathPenalty(3600, HorseMonitorTimeoutException),
-        pytest.raises(HorseMonitorTimeoutException),  # the monitor is still woken, afterwards
-    ):
-        worker.request_stop(signal.SIGTERM, None)
+    penalty = UnixSignalDeathPenalty(3600, HorseMonitorTimeoutException)
+    with penalty:
+        with pytest.raises(HorseMonitorTimeoutException):  # the monitor is still woken, after
+            worker.request_stop(signal.SIGTERM, None)
+        assert signal.getsignal(signal.SIGALRM) == penalty.handle_death_penalty
 
     assert worker.shutdown_requested_date is not None  # stops once the horse is done
     assert job.get_meta(refresh=True)["interrupt_requested"] is True
