@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -136,23 +137,18 @@ class UvacWorker(Worker):
         )
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """RQ's SIGTERM/SIGINT handler, with the horse monitor's alarm held back meanwhile.
+        """RQ's warm-shutdown handler (first SIGTERM or SIGINT), see `_monitor_alarm_deferred`.
 
-        While a job runs, RQ's monitor loop is woken every ``job_monitoring_interval`` by a
-        SIGALRM whose handler raises. Raised inside this handler, that exception would leave the
-        shutdown half done: the job asked to go back to its queue, the worker not told to stop,
-        so it would take the job straight back and train on. Masking the signal cannot prevent
-        that (another thread of this process may take it and the main thread still runs the
-        handler), so the alarm is recorded and raised once the stop is recorded.
-        """
-        alarms: list[FrameType | None] = []
-        monitor_alarm = signal.signal(signal.SIGALRM, lambda _signum, at: alarms.append(at))
-        try:
+        Cut short, it would leave the shutdown half done: the job asked to go back to its
+        queue but the worker not told to stop, so it would take the job straight back."""
+        with _monitor_alarm_deferred():
             super().request_stop(signum, frame)
-        finally:
-            signal.signal(signal.SIGALRM, monitor_alarm)
-        if alarms and callable(monitor_alarm):
-            monitor_alarm(signal.SIGALRM, alarms[0])
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's cold-shutdown handler (a second signal): kill the horse, then exit. Cut short
+        while it waits for the horse, the worker would fail the job and carry on."""
+        with _monitor_alarm_deferred():
+            super().request_force_stop(signum, frame)
 
     def handle_warm_shutdown_request(self) -> None:
         """Ask the running job (if any) to stop at its next batch and go back to its queue."""
@@ -180,6 +176,27 @@ class UvacWorker(Worker):
         logger.info(
             "job %s back on %s after a worker shutdown (handoff %d)", job.id, queue.name, handoffs
         )
+
+
+@contextlib.contextmanager
+def _monitor_alarm_deferred() -> Iterator[None]:
+    """Hold RQ's horse-monitor alarm back while a stop handler runs, and raise it after.
+
+    While a job runs, RQ's monitor loop is woken every ``job_monitoring_interval`` by a
+    SIGALRM whose handler raises; raised inside a stop handler, that exception would cut the
+    handler short. Masking the signal cannot prevent that (another thread of this process may
+    take it, and the main thread still runs the handler), so an alarm that comes meanwhile is
+    recorded and raised once the handler is done, unless the handler itself raised (a cold
+    stop's SystemExit, an idle worker's StopRequested).
+    """
+    alarms: list[FrameType | None] = []
+    monitor_alarm = signal.signal(signal.SIGALRM, lambda _signum, at: alarms.append(at))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, monitor_alarm)
+    if alarms and callable(monitor_alarm):
+        monitor_alarm(signal.SIGALRM, alarms[0])
 
 
 def _is_queued(job: Job) -> bool:

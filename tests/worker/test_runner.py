@@ -3,7 +3,12 @@ as well, and a warm shutdown request is carried out whole."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,3 +101,43 @@ def test_the_monitor_alarm_during_a_warm_shutdown_request_does_not_cut_it_short(
 
     assert worker.shutdown_requested_date is not None  # stops once the horse is done
     assert job.get_meta(refresh=True)["interrupt_requested"] is True
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_the_monitor_alarm_during_a_cold_shutdown_does_not_keep_the_worker_alive(
+    redis_conn: Redis, settings: Settings, signal_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second signal kills the horse and exits; an alarm while it waits for the dead horse
+    must not turn that into carrying on."""
+    job, queue = _job_and_queue(redis_conn, settings)
+    queue.remove(job)
+    job.set_status(JobStatus.STARTED)
+    worker = _worker(redis_conn, settings)
+    worker.prepare_execution(job)
+    # A stand-in horse in a session of its own: the cold stop kills the horse's process group.
+    horse = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             start_new_session=True)  # fmt: skip
+    monkeypatch.setattr(worker, "_horse_pid", horse.pid)
+    wait_for_horse = worker.wait_for_horse
+    reaped: list[int | None] = []
+
+    def wait_hit_by_the_alarm() -> Any:
+        signal.raise_signal(signal.SIGALRM)
+        pid, status, rusage = wait_for_horse()
+        reaped.append(status)
+        return pid, status, rusage
+
+    monkeypatch.setattr(worker, "wait_for_horse", wait_hit_by_the_alarm)
+    try:
+        with UnixSignalDeathPenalty(3600, HorseMonitorTimeoutException):
+            with contextlib.suppress(HorseMonitorTimeoutException):
+                worker.request_stop(signal.SIGTERM, None)  # the first signal: warm
+            time.sleep(1.1)  # RQ ignores a second signal within a second of the first
+            with pytest.raises(SystemExit):
+                worker.request_force_stop(signal.SIGTERM, None)
+        (status,) = reaped
+        assert status is not None and os.WTERMSIG(status) == signal.SIGKILL  # the horse was killed
+    finally:
+        if horse.poll() is None:
+            horse.kill()
+            horse.wait()
