@@ -17,7 +17,7 @@
    finds the horse already reaped after a warm shutdown (``waitpid returned None``) and would
    fail the job and schedule a retry, so a handed-back job would come back "scheduled", with a
    retry spent, instead of "queued" (tests/worker/test_runner.py pins both cases). Nor may the
-   horse monitor's alarm cut the shutdown request short (`UvacWorker.request_stop`).
+   horse monitor's alarm cut a stop handler short (`_monitor_alarm_deferred`).
 """
 
 from __future__ import annotations
