@@ -141,6 +141,8 @@ def step_worker_stopped_mid_training(stack: Stack) -> None:
     run(["docker", "start", worker])
     finished = wait_job(client, job_id)
     expect(finished["result"]["model"] == "handoff-check:v1", f"published {finished['result']}")
+    second = client.get("/v1/models/handoff-check/versions/2").status
+    expect(second == 404, f"a second version answered {second}: the job published twice")
     version = client.get("/v1/models/handoff-check/versions/1").json()
     resumed_from = version["metadata"].get("resumed_from_epoch")
     expect(resumed_from is not None and resumed_from >= 1, f"resumed_from_epoch {resumed_from}")
