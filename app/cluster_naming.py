@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model_store import ModelVersion, StoreError
-from model_store.cluster_names import NAMES_FILE_NAME, edited_names, metadata_names
+from model_store.cluster_names import NAMES_FILE_NAME, edited_names, published_cluster_names
 
 __all__ = ["ClusterNamesView"]
 
@@ -38,10 +38,9 @@ class ClusterNamesView:
         self._store_root = store_root
         self._version = version
         self._path = store_root / version.name / NAMES_FILE_NAME
-        published = metadata_names(version.metadata, n_clusters=n_clusters)
-        if not published and model_info:
-            published = metadata_names(model_info, n_clusters=n_clusters)
-        self._published = published
+        self._published = published_cluster_names(
+            version, n_clusters=n_clusters, model_info=model_info
+        )
         self._edited: dict[str, str] = {}
         self._seen: tuple[int, int, int] | None = None
         self._lock = threading.Lock()

@@ -42,6 +42,7 @@ __all__ = [
     "current_cluster_names",
     "edited_names",
     "metadata_names",
+    "published_cluster_names",
     "set_cluster_name",
 ]
 
@@ -116,6 +117,17 @@ def metadata_names(metadata: Mapping[str, Any], *, n_clusters: int) -> dict[str,
     }
 
 
+def published_cluster_names(
+    version: ModelVersion, *, n_clusters: int, model_info: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The names ``version`` was published with: its metadata's, else those in the model
+    file's ``model_info`` (a model trained with names, such as the bundled one)."""
+    published = metadata_names(version.metadata, n_clusters=n_clusters)
+    if not published and model_info:
+        published = metadata_names(model_info, n_clusters=n_clusters)
+    return published
+
+
 def edited_names(store_root: Path, version: ModelVersion) -> dict[str, str]:
     """The names set on ``version`` through `set_cluster_name` (none when never edited)."""
     document = _read(_names_path(store_root, version.name))
@@ -145,9 +157,7 @@ def current_cluster_names(
     model file's ``model_info``) overlaid with the edited ones. A names file that cannot be
     read leaves the published names (logged): showing names never fails a download or a
     report, as it never fails `/v1/cluster`."""
-    published = metadata_names(version.metadata, n_clusters=n_clusters)
-    if not published and model_info:
-        published = metadata_names(model_info, n_clusters=n_clusters)
+    published = published_cluster_names(version, n_clusters=n_clusters, model_info=model_info)
     try:
         edited = edited_names(store_root, version)
     except StoreError as error:

@@ -176,16 +176,6 @@ def run_distillation(
     return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
-def _teacher_cluster_names(
-    store: ModelStore, teacher_version: ModelVersion, teacher: TrainedModel
-) -> dict[str, str]:
-    """The teacher's cluster names by number: published (or in its model info) and edited."""
-    from model_store.cluster_names import cluster_names, metadata_names
-
-    names = cluster_names(store.root, teacher_version, n_clusters=teacher.n_clusters)
-    return names or metadata_names(teacher.info, n_clusters=teacher.n_clusters)
-
-
 def _publish(
     student: TrainedModel,
     *,
@@ -199,12 +189,15 @@ def _publish(
     manifest_info: dict[str, Any],
     train_seconds: float,
 ) -> dict[str, Any]:
+    from model_store.cluster_names import current_cluster_names
     from uvac.artifact import code_version, save_trained_model
     from uvac.cluster_identity import cluster_order_from
     from uvac.distillation import calibration_windows
     from uvac.onnx_export import export_model
 
-    names = _teacher_cluster_names(store, teacher_version, teacher)
+    names = current_cluster_names(
+        store.root, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info
+    )
     # The student reproduces the teacher's outputs, so it takes the teacher's numbering (and
     # with it the names and the hearing-aid programs mapped to each number).
     order = cluster_order_from(teacher_version.metadata, n_clusters=teacher.n_clusters)

@@ -7,12 +7,13 @@ with its own level and phase. The student's features are `EDGE_FEATURES`: 20 ms 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from uvac.artifact import TrainedModel
-from uvac.distillation import DistillConfig, TeacherWindows, distill
-from uvac.feature_config import FeatureConfig
+from uvac.distillation import STUDENT_FEATURES, DistillConfig, TeacherWindows, distill
 
 __all__ = [
     "EDGE_FEATURES",
@@ -22,14 +23,9 @@ __all__ = [
     "tiny_student",
 ]
 
-EDGE_FEATURES = FeatureConfig(
-    sample_rate=16000,
-    n_fft=320,
-    win_length=320,
-    hop_length=320,
-    n_mels=16,
-    window_seconds=0.64,
-    window_hop_seconds=0.32,
+# The student's front-end, with fewer bins and shorter windows: seconds of training.
+EDGE_FEATURES = dataclasses.replace(
+    STUDENT_FEATURES, n_mels=16, window_seconds=0.64, window_hop_seconds=0.32
 )
 TINY_DISTILL = DistillConfig(
     epochs=6,
