@@ -32,6 +32,7 @@ COPY requirements-encoders.txt ./
 RUN pip install --no-deps -r requirements-encoders.txt
 COPY README.md ./
 COPY uvac ./uvac
+COPY reports ./reports
 COPY app ./app
 COPY worker ./worker
 COPY model_store ./model_store

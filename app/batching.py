@@ -31,7 +31,7 @@ from app.problems import ApiProblem
 
 if TYPE_CHECKING:
     from uvac.audio import Audio
-    from uvac.inference import ClipResult
+    from uvac.evaluation import ClipResult
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from app.serving import LoadedModel, ModelHolder
 from dataset_store import DatasetStore
 from model_store import ModelStore
 from service_config import Settings
+from uvac.audio import configure_encoder_precision
 from uvac.device import configure_threads, resolve_device
-from uvac.encoders import configure_encoder_precision
 
 logger = logging.getLogger(__name__)
 

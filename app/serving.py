@@ -24,10 +24,10 @@ from typing import Any
 from app.cluster_naming import ClusterNamesView
 from app.problems import ApiProblem
 from model_store import ModelStore, ModelVersion, NotFound, StoreError
-from uvac.artifact import TrainedModel, load_trained_model
-from uvac.cluster_identity import renumbered
 from uvac.errors import UvacError
-from uvac.inference import Clusterer
+from uvac.evaluation import Clusterer
+from uvac.selection import renumbered
+from uvac.training import TrainedModel, load_trained_model
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def cluster_names_from(*documents: dict[str, Any], n_clusters: int) -> tuple[str
 def load_model(*, store: ModelStore, ref: str, device: str) -> LoadedModel:
     """Verify every checksum of `ref`, then load it (blocking: call it in a thread).
 
-    The version's cluster numbering (`uvac.cluster_identity`) is applied here, so every
+    The version's cluster numbering (`uvac.selection.cluster_identity`) is applied here, so every
     answer uses the numbers that survive retraining.
     """
     version = store.load_verified(ref)

@@ -1,7 +1,7 @@
 """What a training request may ask of a worker, checked when it is submitted.
 
 Each number of a `TrainRequest` has a range of its own; what they cost together (the data
-set's windows, the model, one step of a batch) is estimated by `uvac.memory_estimate` and
+set's windows, the model, one step of a batch) is estimated by `uvac.training.memory_estimate` and
 compared with `Settings.max_training_memory_bytes`, so that a job that is accepted can run
 within a worker's memory. Refusals are 422 validation problems, like any other request the
 engine would not run.
@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from app.schemas import TrainRequest
 from dataset_store import DatasetManifest
-from uvac.memory_estimate import estimate_training_memory, window_count
+from uvac.training import estimate_training_memory, window_count
 
 __all__ = ["check_training_fits"]
 

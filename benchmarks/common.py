@@ -32,14 +32,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from uvac.artifact import TrainedModel
-from uvac.audio import Audio
-from uvac.embedding_windows import fit_embedding_stats
-from uvac.feature_config import FeatureConfig
-from uvac.features import FeatureExtractor, fit_norm_stats
+from uvac.audio import Audio, FeatureConfig, FeatureExtractor, fit_embedding_stats, fit_norm_stats
 from uvac.models import CatUVAC
-from uvac.presets import DEFAULT_PRESET, build_configs
-from uvac.train_config import TrainConfig
+from uvac.training import DEFAULT_PRESET, TrainConfig, TrainedModel, build_configs
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +186,7 @@ class LoadMonitor:
 def preset_model(
     feature_config: FeatureConfig, train_config: TrainConfig, *, seed: int = 0
 ) -> CatUVAC:
-    """An untrained Cat. UVAC exactly as `uvac.training` builds one for these configs."""
+    """An untrained Cat. UVAC exactly as `uvac.training.pipeline` builds one for these configs."""
     torch.manual_seed(seed)
     return CatUVAC(
         n_clusters=train_config.n_clusters,

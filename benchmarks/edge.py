@@ -4,11 +4,11 @@ what it costs and how faithful it is (`results/edge.json`).
 1. Teacher: the bundled model (Cat. UVAC on the sound encoder's ESC-10 embeddings). Its pi
    for every ESC-10 clip comes from the shared embedding cache (`embedding_cache.py`), so the
    encoder runs once per machine.
-2. Student: `uvac.distillation.distill` on the training split's clips at 16 kHz (the official
+2. Student: `uvac.edge.distillation.distill` on the training split's clips at 16 kHz (the official
    split of `quality.py`: fold 1 is the test split), each clip's target its teacher pi.
 3. Faithful: on the test clips, the student's clip assignments (the API's pipeline:
-   `uvac.inference.Clusterer`) against the teacher's (``teacher_agreement``) and against the
-   labels (Hungarian accuracy, ``student_accuracy`` beside ``teacher_accuracy``).
+   `uvac.evaluation.inference.Clusterer`) against the teacher's (``teacher_agreement``) and against
+   the labels (Hungarian accuracy, ``student_accuracy`` beside ``teacher_accuracy``).
 4. Exact: the fp32 ONNX export against the torch pipeline on every test window
    (``onnx_max_abs_diff``, max |delta pi|), the int8 export's clip assignments against fp32's
    (``int8_agreement``).
@@ -47,23 +47,24 @@ from benchmarks.common import (  # noqa: E402
     write_results,
 )
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
-from uvac.audio import load_audio  # noqa: E402
-from uvac.datasets import AudioFolder, DatasetItem  # noqa: E402
-from uvac.distillation import (  # noqa: E402
+from uvac.audio import AudioFolder, DatasetItem, EmbeddingWindower, FeatureConfig, load_audio  # noqa: E402
+from uvac.edge import (  # noqa: E402
+    INT8_FILE,
+    ONNX_FILE,
     STUDENT_FEATURES,
     DistillConfig,
+    EdgeModel,
     TeacherWindows,
     calibration_windows,
     distill,
+    export_model,
+    multiply_accumulates,
+    quantize_int8,
+    window_samples,
 )
-from uvac.edge_model import EdgeModel, multiply_accumulates, window_samples  # noqa: E402
-from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
-from uvac.feature_config import FeatureConfig  # noqa: E402
-from uvac.inference import Clusterer, aggregate_windows  # noqa: E402
+from uvac.evaluation import Clusterer, aggregate_windows  # noqa: E402
 from uvac.metrics import unsupervised_accuracy  # noqa: E402
-from uvac.onnx_export import INT8_FILE, ONNX_FILE, export_model, quantize_int8  # noqa: E402
-from uvac.progress import Progress  # noqa: E402
+from uvac.training import Progress, TrainedModel, load_trained_model, save_trained_model  # noqa: E402
 
 logger = logging.getLogger("benchmarks.edge")
 

@@ -24,11 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from benchmarks.common import REPO_ROOT
-from uvac.audio import Audio, load_audio
-from uvac.datasets import DatasetItem
-from uvac.embedding_windows import EmbeddingWindower
-from uvac.feature_config import FeatureConfig
-from uvac.features import Windows
+from uvac.audio import Audio, DatasetItem, EmbeddingWindower, FeatureConfig, Windows, load_audio
 
 __all__ = ["cached_embeddings"]
 

@@ -1,6 +1,6 @@
 """What the pretrained encoders cost: seconds of compute per second of audio, and FLOP use.
 
-For each encoder (`uvac.encoders`) at 1 and 2 threads and at batch 1 and 16 windows, the best
+For each encoder (`uvac.audio.encoders`) at 1 and 2 threads and at batch 1 and 16 windows, the best
 and median time of ``Encoder.embed`` on windows of a typical length (1 s for the sound
 encoder, the bundled model's short-clip case; 1.5 s, its fixed input, for the speech encoder),
 as milliseconds per window and as compute seconds per second of audio (below 1 is faster
@@ -23,15 +23,15 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from uvac.device import configure_threads
-from uvac.encoders import (
+from uvac.audio import (
+    WEIGHTS_QINT8,
     Encoder,
     SoundEncoder,
     SpeechEncoder,
     configure_encoder_precision,
     load_encoder,
 )
-from uvac.encoders.speech import WEIGHTS_QINT8
+from uvac.device import configure_threads
 
 __all__ = ["measure_encoders"]
 

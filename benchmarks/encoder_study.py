@@ -39,17 +39,24 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 from benchmarks.common import machine_info, write_results  # noqa: E402
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.artifact import TrainedModel  # noqa: E402
-from uvac.audio import Audio, load_audio  # noqa: E402
-from uvac.datasets import AudioFolder, DatasetItem  # noqa: E402
-from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
-from uvac.encoders.speech import WEIGHTS_QINT8, SpeechEncoder  # noqa: E402
+from uvac.audio import (  # noqa: E402
+    WEIGHTS_QINT8,
+    Audio,
+    AudioFolder,
+    DatasetItem,
+    EmbeddingWindower,
+    FeatureConfig,
+    SpeechEncoder,
+    Windows,
+    load_audio,
+)
 from uvac.evaluation import evaluate_clusterer  # noqa: E402
-from uvac.feature_config import FeatureConfig  # noqa: E402
-from uvac.features import Windows  # noqa: E402
-from uvac.presets import build_configs  # noqa: E402
-from uvac.training import train_on_windows  # noqa: E402
-from uvac.training_data import training_windows_from_embeddings  # noqa: E402
+from uvac.training import (  # noqa: E402
+    TrainedModel,
+    build_configs,
+    train_on_windows,
+    training_windows_from_embeddings,
+)
 
 logger = logging.getLogger("benchmarks.encoder_study")
 

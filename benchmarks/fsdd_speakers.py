@@ -41,9 +41,8 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from uvac import metrics  # noqa: E402
-from uvac.datasets import AudioFolder  # noqa: E402
-from uvac.presets import build_configs  # noqa: E402
-from uvac.training_data import windows_for_training  # noqa: E402
+from uvac.audio import AudioFolder  # noqa: E402
+from uvac.training import build_configs, windows_for_training  # noqa: E402
 
 logger = logging.getLogger("benchmarks.fsdd_speakers")
 

@@ -6,8 +6,8 @@ split with the preset recommended for it (`DATASET_PRESETS`: ``speech`` (the spe
 for the spoken digits, ``scenes`` (the sound encoder) for ESC-10's sound events; the same
 names with ``_logmel`` run the log-mel recipes ``words-logmel`` and ``scenes-logmel``, so the
 gain of the encoders stays visible; ``--preset`` runs one preset on every data set; see
-`uvac.presets`), evaluates on the test split
-(`uvac.evaluation.evaluate_clusterer`: clip-level pi, Hungarian accuracy and NMI against the
+`uvac.training.presets`), evaluates on the test split
+(`uvac.evaluation.scoring.evaluate_clusterer`: clip-level pi, Hungarian accuracy and NMI against the
 labels, Silhouette/DBI/CHI in the model's latent space and in the common feature space), and
 writes the mean over seeds:
 
@@ -53,12 +53,12 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.datasets import AudioFolder  # noqa: E402
-from uvac.evaluation import evaluate_clusterer  # noqa: E402
-from uvac.presets import PRESETS, build_configs  # noqa: E402
-from uvac.tables import TableRow, render_table  # noqa: E402
-from uvac.training import train_on_windows  # noqa: E402
-from uvac.training_data import (  # noqa: E402
+from uvac.audio import AudioFolder  # noqa: E402
+from uvac.evaluation import TableRow, evaluate_clusterer, render_table  # noqa: E402
+from uvac.training import (  # noqa: E402
+    PRESETS,
+    build_configs,
+    train_on_windows,
     training_windows_from_embeddings,
     windows_for_training,
 )
@@ -77,7 +77,7 @@ DATASETS = {
     "esc10_k5_logmel": ("esc10", 5),
 }
 # The preset each data set is run with unless --preset names one for all: the recipe the
-# service recommends for that kind of sound (uvac.presets says why).
+# service recommends for that kind of sound (uvac.training.presets says why).
 DATASET_PRESETS = {
     "fsdd": "speech",
     "esc10": "scenes",

@@ -5,13 +5,13 @@ encoder), on each data set's official training split (as `benchmarks/quality.py`
 1 and FSDD takes 0-4 are held out), with the encoders' embeddings from the shared cache
 (`benchmarks/embedding_cache.py`):
 
-1. The sweep of `uvac.sweep` over a K range and seeds; every candidate's label-free scores
+1. The sweep of `uvac.selection.sweep` over a K range and seeds; every candidate's label-free scores
    (stability = mean pairwise ARI of the training clips' assignments, silhouette / DBI / CHI
    in the common embedding space), its accuracy and NMI against the labels (reported, never
-   used), and the K the rule of `uvac.selection` chooses.
+   used), and the K the rule of `uvac.selection.rule` chooses.
 2. ESC-10 only, seed agreement: the three seeds' trainings at the chosen K (and at K = 10),
-   each aligned to the first by `uvac.cluster_identity.match_clusters`; the share of training
-   clips that keep their number.
+   each aligned to the first by `uvac.selection.cluster_identity.match_clusters`; the share of
+   training clips that keep their number.
 3. ESC-10 only, retraining: a model trained on a random 80 % of the training clips, then one
    on all of them (seed 0, the chosen K); the second aligned to the first on all training
    clips; the share of clips that keep their number.
@@ -42,15 +42,22 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.artifact import load_trained_model  # noqa: E402
-from uvac.cluster_identity import match_clusters  # noqa: E402
-from uvac.datasets import AudioFolder  # noqa: E402
-from uvac.embedding_windows import EmbeddingWindower  # noqa: E402
-from uvac.presets import build_configs  # noqa: E402
-from uvac.selection import DEFAULT_STABILITY_THRESHOLD, Candidate  # noqa: E402
-from uvac.sweep import DEFAULT_SUBSAMPLE, clip_probabilities, run_sweep  # noqa: E402
-from uvac.training import train_on_windows  # noqa: E402
-from uvac.training_data import TrainingWindows, training_windows_from_embeddings  # noqa: E402
+from uvac.audio import AudioFolder, EmbeddingWindower  # noqa: E402
+from uvac.selection import (  # noqa: E402
+    DEFAULT_STABILITY_THRESHOLD,
+    DEFAULT_SUBSAMPLE,
+    Candidate,
+    clip_probabilities,
+    match_clusters,
+    run_sweep,
+)
+from uvac.training import (  # noqa: E402
+    TrainingWindows,
+    build_configs,
+    load_trained_model,
+    train_on_windows,
+    training_windows_from_embeddings,
+)
 
 logger = logging.getLogger("benchmarks.selection")
 
@@ -212,7 +219,7 @@ def _retrain(
 
 def _items_placeholder(data: TrainingWindows):
     """Items for `training_windows_from_embeddings` (only their labels are read)."""
-    from uvac.datasets import DatasetItem
+    from uvac.audio import DatasetItem
 
     names = data.label_names or []
     labels = [None] * data.n_clips
@@ -225,10 +232,10 @@ def _items_placeholder(data: TrainingWindows):
 
 def draw_figures(results: dict[str, Any], directory: Path) -> list[Path]:
     """``selection_<data set>.png``: each criterion against K, the choice marked (the report's
-    own figure, `worker.report_selection.sweep_chart`)."""
+    own figure, `reports.sweep_chart`)."""
     import matplotlib
 
-    from worker.report_selection import sweep_chart
+    from reports import sweep_chart
 
     written = []
     for dataset in DATASETS:

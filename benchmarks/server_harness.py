@@ -29,7 +29,7 @@ from app.default_model import publish_default_model
 from benchmarks.common import BUNDLE_DIR, bundled_model_available, synthetic_trained_model
 from model_store import ModelStore
 from service_config import Settings
-from uvac.artifact import TrainedModel, load_trained_model, save_trained_model
+from uvac.training import TrainedModel, load_trained_model, save_trained_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_REF = "bench@production"

@@ -10,9 +10,10 @@ What it does, in one run:
    of the default preset (``DEFAULT_PRESET``), which costs the same to run; ``--model``
    overrides) and aliases it ``bench@production``.
 2. Measures the raw pipeline in this process with the same torch thread count as the server:
-   decode (`uvac.audio.load_audio` from WAV bytes) + features (`FeatureExtractor.windows_batch`)
-   + h (`model.cluster_probabilities` under `torch.inference_mode`), batched at 64 clips, for
-   the 1 s and the 10 s clip; also each stage alone and one clip at a time.
+   decode (`uvac.audio.decoding.load_audio` from WAV bytes) + features
+   (`FeatureExtractor.windows_batch`) + h (`model.cluster_probabilities` under
+   `torch.inference_mode`), batched at 64 clips, for the 1 s and the 10 s clip; also each stage
+   alone and one clip at a time.
 3. Starts the production command (``python -m uvicorn app.main:create_app --factory
    --no-access-log``) in a child process with ``UVAC_TORCH_THREADS`` at the API's default,
    ``UVAC_REDIS_URL=redis://127.0.0.1:6379/15`` and the temporary store, waits for ``/readyz``,
@@ -69,10 +70,8 @@ from benchmarks.server_harness import (  # noqa: E402
     running_server,
 )
 from service_config import Settings  # noqa: E402
-from uvac.artifact import TrainedModel  # noqa: E402
-from uvac.audio import load_audio  # noqa: E402
-from uvac.encoders import configure_encoder_precision  # noqa: E402
-from uvac.features import FeatureExtractor  # noqa: E402
+from uvac.audio import FeatureExtractor, configure_encoder_precision, load_audio  # noqa: E402
+from uvac.training import TrainedModel  # noqa: E402
 
 logger = logging.getLogger("benchmarks.serving")
 

@@ -1,9 +1,9 @@
 """Train the model the service ships (`app/default_model/bundle/`) and write its metadata.
 
-Cat. UVAC with a preset of `uvac.presets` (``--preset``; the bundle uses ``scenes``, see its
-TRAINING.md) on ESC-10's train split (folds
+Cat. UVAC with a preset of `uvac.training.presets` (``--preset``; the bundle uses ``scenes``, see
+its TRAINING.md) on ESC-10's train split (folds
 2-5, 320 clips); evaluated on the test split (fold 1, 80 clips). Writes into the bundle:
-``weights.safetensors`` and ``model.json`` (`uvac.artifact.save_trained_model`),
+``weights.safetensors`` and ``model.json`` (`uvac.training.artifact.save_trained_model`),
 ``metadata.json`` (what the model store's metadata says: model type, K, hyperparameters,
 feature and training configuration, data set and manifest digest, seed, code version, time,
 test metrics, and ``cluster_names``: each cluster's majority ESC-10 class over all 400 clips,
@@ -38,14 +38,16 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
-from uvac.artifact import TrainedModel, load_trained_model, save_trained_model  # noqa: E402
-from uvac.baselines import kmeans_baseline  # noqa: E402
-from uvac.datasets import AudioFolder  # noqa: E402
-from uvac.evaluation import evaluate_clusterer  # noqa: E402
-from uvac.presets import DEFAULT_PRESET, build_configs  # noqa: E402
-from uvac.training import train_on_windows  # noqa: E402
-from uvac.training_data import (  # noqa: E402
+from uvac.audio import AudioFolder  # noqa: E402
+from uvac.evaluation import evaluate_clusterer, kmeans_baseline  # noqa: E402
+from uvac.training import (  # noqa: E402
+    DEFAULT_PRESET,
+    TrainedModel,
     TrainingWindows,
+    build_configs,
+    load_trained_model,
+    save_trained_model,
+    train_on_windows,
     training_windows_from_embeddings,
     windows_for_training,
 )

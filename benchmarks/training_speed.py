@@ -9,7 +9,7 @@ In one run, with an explicit torch thread count (``--threads``, default 2):
    several, in float32 and in bfloat16;
 2. for each input shape (the default preset's, and the reference prototype's 1 s x 64 mel bins when
    it differs): training steps per second at batch 64 (forward, backward and Adam, the loss as
-   `uvac.training` computes it) and h-only inference (`cluster_probabilities` under
+   `uvac.training.pipeline` computes it) and h-only inference (`cluster_probabilities` under
    `torch.inference_mode`) at batch 1 and 64, in float32 and under ``torch.autocast("cpu",
    dtype=torch.bfloat16)``, as `TrainConfig.bf16_autocast` and `Clusterer(bf16_autocast=True)` run
    them;
@@ -17,7 +17,7 @@ In one run, with an explicit torch thread count (``--threads``, default 2):
    their backward, matrix multiplies, GRU cells), so that MFU = FLOPs per clip x clips per
    second / the GEMM rate of the same precision;
 4. where a training step spends its time (torch.profiler, top operators), and a check that
-   the project's bf16 options run end to end (one tiny `uvac.trainer.fit` epoch with
+   the project's bf16 options run end to end (one tiny `uvac.training.trainer.fit` epoch with
    ``bf16_autocast=True``, a `Clusterer` with ``bf16_autocast=True``).
 
 Rates are items per second over the whole measured time; ``best_step_per_s`` is the fastest
@@ -58,12 +58,11 @@ from benchmarks.common import (  # noqa: E402
     write_results,
 )
 from benchmarks.encoder_speed import measure_encoders  # noqa: E402
+from uvac.audio import FeatureConfig  # noqa: E402
 from uvac.device import configure_threads  # noqa: E402
-from uvac.feature_config import FeatureConfig  # noqa: E402
-from uvac.inference import Clusterer  # noqa: E402
+from uvac.evaluation import Clusterer  # noqa: E402
 from uvac.models import CatUVAC  # noqa: E402
-from uvac.train_config import TrainConfig  # noqa: E402
-from uvac.trainer import Trainer, fit  # noqa: E402
+from uvac.training import TrainConfig, Trainer, fit  # noqa: E402
 
 logger = logging.getLogger("benchmarks.training_speed")
 

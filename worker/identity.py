@@ -1,12 +1,12 @@
 """At publishing: keep cluster numbers across versions, carry names, record each cluster.
 
 When a model name already has a version, the new model's clusters are matched to the latest
-version's (`uvac.cluster_identity.match_clusters`) on both models' assignments of the same
+version's (`uvac.selection.cluster_identity.match_clusters`) on both models' assignments of the same
 recordings: the new training set, or a reference data set the job names
 (``reference_dataset_id``). The numbering, the match and its agreement go in the new
 version's metadata (``cluster_identity``) and every reader applies it
-(`uvac.cluster_identity.renumbered`). Names of clusters that kept their meaning are carried
-over (``cluster_names``), from the earlier version's published and edited names.
+(`uvac.selection.cluster_identity.renumbered`). Names of clusters that kept their meaning are
+carried over (``cluster_names``), from the earlier version's published and edited names.
 
 Whatever the history, ``clusters`` records each cluster's size in the training set and its
 most typical training clips (highest pi), for ``GET .../clusters``.
@@ -25,8 +25,8 @@ from model_store import ModelStore, NotFound, StoreError
 from model_store.cluster_names import cluster_names
 
 if TYPE_CHECKING:
-    from uvac.artifact import TrainedModel
-    from uvac.datasets import DatasetItem
+    from uvac.audio import DatasetItem
+    from uvac.training import TrainedModel
 
 __all__ = ["TYPICAL_CLIPS", "assign_recordings", "publication_metadata"]
 
@@ -46,7 +46,7 @@ def assign_recordings(
     """Each decodable item's id (its path in the data set) and pi ``(N, K)``."""
     from uvac.audio import load_audio
     from uvac.errors import AudioError, RunCancelled
-    from uvac.inference import Clusterer
+    from uvac.evaluation import Clusterer
 
     clusterer = Clusterer(trained)
     ids: list[str] = []
@@ -108,9 +108,9 @@ def publication_metadata(
 ) -> dict[str, Any]:
     """Metadata keys for the new version: ``clusters``, and with an earlier version
     ``cluster_identity`` and the carried ``cluster_names``."""
-    from uvac.artifact import load_trained_model
-    from uvac.cluster_identity import carried_names, match_clusters, renumbered
     from uvac.errors import ArtifactError, EncoderUnavailableError
+    from uvac.selection import carried_names, match_clusters, renumbered
+    from uvac.training import load_trained_model
 
     k = int(trained.model.n_clusters)
     ids, pi = assign_recordings(trained, training_items, should_stop=should_stop, progress=progress)

@@ -28,7 +28,7 @@ from worker.errors import WorkerError
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
 if TYPE_CHECKING:
-    from uvac.datasets import DatasetItem
+    from uvac.audio import DatasetItem
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -120,7 +120,7 @@ def check_keys(params: Mapping[str, Any], allowed: frozenset[str], required: set
 
 def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[DatasetItem]:
     """The engine's items for every accepted file of a data set, labels from its manifest."""
-    from uvac.datasets import DatasetItem
+    from uvac.audio import DatasetItem
 
     root = store.path(manifest.id)
     return [

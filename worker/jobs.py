@@ -28,7 +28,7 @@ from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
-from uvac.sweep_spec import is_sweep, parse_sweep
+from uvac.selection import is_sweep, parse_sweep
 from worker.identity import publication_metadata
 from worker.job_support import (
     InvalidJobParameters,
@@ -45,7 +45,7 @@ from worker.progress import utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
-    from uvac.artifact import TrainedModel
+    from uvac.training import TrainedModel
 
 __all__ = [
     "evaluate_job",
@@ -108,7 +108,7 @@ def run_training(
     train_function: TrainFunction,
 ) -> dict[str, Any]:
     """The body of `train_job`, with the training function as a seam for tests."""
-    from uvac.presets import DEFAULT_PRESET, build_configs
+    from uvac.training import DEFAULT_PRESET, build_configs
 
     check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
     if job is not None and job.meta.get("published"):
@@ -202,7 +202,7 @@ def _training_history(trained: TrainedModel, checkpoint_dir: Path | None) -> lis
     if isinstance(recorded, list):
         return recorded
     if checkpoint_dir is not None:
-        from uvac.checkpoint import load_checkpoint
+        from uvac.training import load_checkpoint
 
         checkpoint = load_checkpoint(checkpoint_dir)
         if checkpoint is not None:
@@ -222,7 +222,7 @@ def _publish(
     train_seconds: float,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from uvac.artifact import code_version, save_trained_model
+    from uvac.training import code_version, save_trained_model
 
     info = trained.info
     final = dict((info.get("training") or {}).get("final") or {})
@@ -289,10 +289,10 @@ def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
-    from uvac.artifact import load_trained_model
-    from uvac.baselines import evaluate_with_baselines
-    from uvac.cluster_identity import renumbered
-    from worker.report import build_report, report_summary
+    from reports import build_report, report_summary
+    from uvac.evaluation import evaluate_with_baselines
+    from uvac.selection import renumbered
+    from uvac.training import load_trained_model
 
     check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)

@@ -21,7 +21,7 @@ from typing import Any, cast
 import redis
 from rq.job import Job
 
-from uvac.progress import Progress
+from uvac.training import Progress
 
 __all__ = ["ProgressReporter", "update_job_meta", "utc_now_iso"]
 

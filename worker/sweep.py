@@ -7,8 +7,8 @@ Job parameters (beside the usual training ones, `worker.jobs`)::
               "stability_threshold": 0.8, "subsample": 0.8}     # every key optional
 
 The recordings are read (and embedded) once; every candidate is trained with every seed on
-the same windows (`uvac.sweep.run_sweep`), scored without labels and chosen by the rule of
-`uvac.selection`. The chosen candidate's representative run is the model `worker.jobs`
+the same windows (`uvac.selection.sweep.run_sweep`), scored without labels and chosen by the rule of
+`uvac.selection.rule`. The chosen candidate's representative run is the model `worker.jobs`
 publishes, with every candidate's scores in its metadata (``selection``).
 
 Progress (``job.meta["progress"]``): ``{"phase": "sweep", "candidates_done", "candidates",
@@ -27,14 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from uvac.sweep_spec import SweepSpec
+from uvac.selection import SweepSpec
 
 if TYPE_CHECKING:
-    from uvac.artifact import TrainedModel
-    from uvac.datasets import DatasetItem
-    from uvac.feature_config import FeatureConfig
-    from uvac.sweep import SweepProgress
-    from uvac.train_config import TrainConfig
+    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.selection import SweepProgress
+    from uvac.training import TrainConfig, TrainedModel
 
 __all__ = ["sweep_train_function"]
 
@@ -50,7 +48,7 @@ class _SweepReporter:
         self._last_runs_done = -1
 
     def __call__(self, progress: SweepProgress) -> None:
-        from uvac.progress import Progress
+        from uvac.training import Progress
         from worker.progress import utc_now_iso
 
         now = time.monotonic()
@@ -92,9 +90,8 @@ def sweep_train_function(
         dataset_digest: str | None = None,
         encoding_progress: Callable[[int, int], None] | None = None,
     ) -> TrainedModel:
-        from uvac.selection import DEFAULT_STABILITY_THRESHOLD
-        from uvac.sweep import DEFAULT_SUBSAMPLE, run_sweep
-        from uvac.training_data import windows_for_training
+        from uvac.selection import DEFAULT_STABILITY_THRESHOLD, DEFAULT_SUBSAMPLE, run_sweep
+        from uvac.training import windows_for_training
 
         data = windows_for_training(
             items,

@@ -24,7 +24,7 @@ from app.serving import LoadedModel
 from app.uploads import UploadedPart, decode_audio, multipart_openapi, read_multipart_files
 from uvac.audio import Audio
 from uvac.errors import AudioTooLongError
-from uvac.inference import ClipResult
+from uvac.evaluation import ClipResult
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from app.schemas.jobs import MODEL_NAME_PATTERN
 from model_store import ModelStore, NotFound
 from model_store import ModelVersion as StoredVersion
 from model_store.cluster_names import current_cluster_names
-from uvac.onnx_export import EXPORT_FILES, INT8_FILE, ONNX_FILE, SIDECAR_FILE
+from uvac.edge import EXPORT_FILES, INT8_FILE, ONNX_FILE, SIDECAR_FILE
 
 router = APIRouter(tags=["models"])
 
@@ -43,8 +43,8 @@ _MEDIA_TYPES = {
 
 def _exportable_version(store: ModelStore, name: str, version: int) -> StoredVersion:
     """The version, if its model can be exported (else `NotExportableError`, a 422)."""
-    from uvac.artifact import MODEL_JSON
-    from uvac.edge_model import check_exportable_document
+    from uvac.edge import check_exportable_document
+    from uvac.training import MODEL_JSON
 
     stored = store.get(f"{name}:v{version}")
     try:
@@ -57,9 +57,9 @@ def _exportable_version(store: ModelStore, name: str, version: int) -> StoredVer
 
 def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> bytes:
     """``model.onnx`` or ``model.json`` of a version without a stored export."""
-    from uvac.artifact import load_trained_model
-    from uvac.cluster_identity import cluster_order_from
-    from uvac.onnx_export import export_model
+    from uvac.edge import export_model
+    from uvac.selection import cluster_order_from
+    from uvac.training import load_trained_model
 
     verified = store.load_verified(stored.ref)
     trained = load_trained_model(verified.path)

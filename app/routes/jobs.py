@@ -25,7 +25,7 @@ from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
 from app.training_limits import check_training_fits
 from model_store import ModelStore
-from uvac.sweep_spec import is_sweep, parse_sweep
+from uvac.selection import is_sweep, parse_sweep
 from worker import queues
 from worker.errors import JobNotFound
 

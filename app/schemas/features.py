@@ -1,7 +1,7 @@
 """Feature-configuration overrides a training request may carry (`TrainRequest.features`).
 
-One optional field per `uvac.feature_config.FeatureConfig` field (a test keeps the two in step).
-The model is closed (`extra="forbid"`), so an unknown key is a 422 naming it, not a job that
+One optional field per `uvac.audio.feature_config.FeatureConfig` field (a test keeps the two in
+step). The model is closed (`extra="forbid"`), so an unknown key is a 422 naming it, not a job that
 fails in the worker. Fields left out keep the preset's value; an explicit `null` is a value
 where the engine gives it a meaning (`f_max`: Nyquist, `activity_threshold_db`: no activity
 mask, `cepstral_coefficients`: log-mel features, `fit_frames`: the window's frames).
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uvac.feature_config import MEL_MULTIPLE
+from uvac.audio import MEL_MULTIPLE
 
 # The default of every field: "not given" (`exclude_unset` leaves it out). Typed Any so a
 # field that must not be null can still default to it; the value never reaches the engine.
@@ -31,7 +31,7 @@ def _without_defaults(schema: dict[str, Any]) -> None:
 
 
 class FeatureOverrides(BaseModel):
-    """Overrides of the preset's feature settings (`uvac.feature_config.FeatureConfig`)."""
+    """Overrides of the preset's feature settings (`uvac.audio.feature_config.FeatureConfig`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -87,7 +87,7 @@ class FeatureOverrides(BaseModel):
     fit_frames: int | None = Field(
         default=NOT_GIVEN, ge=1, le=10_000, description="`time_fit`'s window (frames)."
     )
-    # The same names as uvac.feature_config.FRONTENDS (a test keeps them in step).
+    # The same names as uvac.audio.feature_config.FRONTENDS (a test keeps them in step).
     frontend: Literal["log-mel", "sound-encoder", "speech-encoder"] = Field(
         default=NOT_GIVEN,
         description="What the model sees: `log-mel` features, or a pretrained encoder's "

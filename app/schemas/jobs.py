@@ -18,10 +18,8 @@ from pydantic import (
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
-from uvac.feature_config import FeatureConfig
-from uvac.presets import DEFAULT_PRESET, PRESETS, build_configs
-from uvac.progress import Progress
-from uvac.train_config import TrainConfig
+from uvac.audio import FeatureConfig
+from uvac.training import DEFAULT_PRESET, PRESETS, Progress, TrainConfig, build_configs
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
 # references the store does: `x:v00` or `x@1st` would pass a looser pattern and then be
@@ -45,7 +43,7 @@ class JobStatusFilter(StrEnum):
     stopped = "stopped"
 
 
-# The names of uvac.presets.PRESETS, as an enum in the schema (built from the engine's own
+# The names of uvac.training.presets.PRESETS, as an enum in the schema (built from the engine's own
 # table, so a new preset appears in the API without a second list to keep in step).
 PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
 
@@ -303,7 +301,8 @@ class EvaluateRequest(BaseModel):
 
 
 # The engine's progress record is the schema: the training loop, the job's meta and this
-# API spell its fields once (uvac.progress). Unknown keys in an older job's meta are ignored.
+# API spell its fields once (uvac.training.progress). Unknown keys in an older job's meta are
+# ignored.
 JobProgress = Progress
 
 

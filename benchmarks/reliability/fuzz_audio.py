@@ -1,4 +1,5 @@
-"""Fuzz ``uvac.audio.load_audio``: every case decodes or raises ``AudioError``; nothing else.
+"""Fuzz ``uvac.audio.decoding.load_audio``: every case decodes or raises ``AudioError``; nothing
+else.
 
 The parent (``run_fuzz``) never decodes anything itself. It runs batches of cases in child
 processes (``python -m benchmarks.reliability.fuzz_audio --child ...``), each with an address

@@ -59,14 +59,13 @@ def tone_wav(seconds: float = 1.0, *, sample_rate: int = 16000, hz: float = 440.
 # --- models ----------------------------------------------------------------------------
 
 
-def tiny_trained_model(*, seed: int = 0):  # -> uvac.artifact.TrainedModel
+def tiny_trained_model(*, seed: int = 0):  # -> uvac.training.artifact.TrainedModel
     """An untrained CatUVAC that runs in about a millisecond on one thread."""
     import torch
 
-    from uvac.artifact import TrainedModel
-    from uvac.feature_config import FeatureConfig
-    from uvac.features import NormStats
+    from uvac.audio import FeatureConfig, NormStats
     from uvac.models import CatUVAC
+    from uvac.training import TrainedModel
 
     features = FeatureConfig(
         sample_rate=MODEL_SAMPLE_RATE,
@@ -99,7 +98,7 @@ def tiny_trained_model(*, seed: int = 0):  # -> uvac.artifact.TrainedModel
 def publish_tiny_model(store_root: Path, *, seed: int = 0, alias: str | None = "production"):
     """Publish a tiny model version (and point ``alias`` at it); returns the ModelVersion."""
     from model_store import ModelStore
-    from uvac.artifact import save_trained_model
+    from uvac.training import save_trained_model
 
     store = ModelStore(store_root)
     with store.publish(MODEL_NAME, metadata={"seed": seed, "purpose": "reliability"}) as staging:

@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from model_store import ModelStore, ModelVersion
 from service_config import Settings
-from uvac.artifact import TrainedModel, save_trained_model
-from uvac.feature_config import FeatureConfig
-from uvac.features import NormStats
+from tests.redis_address import redis_url_for_tests
+from uvac.audio.feature_config import FeatureConfig
+from uvac.audio.features import NormStats
 from uvac.models import CatUVAC
+from uvac.training.artifact import TrainedModel, save_trained_model
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/12"
+REDIS_TEST_URL = redis_url_for_tests(12)
 # A port nothing listens on: Redis "down" for the tests that need it.
 UNUSED_REDIS_URL = "redis://127.0.0.1:6399/0"
 SAMPLE_RATE = 8000

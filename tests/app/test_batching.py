@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.batching import MicroBatcher
-from uvac.audio import Audio
+from uvac.audio.decoding import Audio
 
 
 @dataclass

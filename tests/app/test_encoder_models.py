@@ -10,14 +10,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import uvac.encoders
+import uvac.audio.encoders
 from model_store import ModelStore
 from tests.app.helpers import noise_wav
-from uvac.artifact import TrainedModel, save_trained_model
+from uvac.audio.features import NormStats
 from uvac.errors import EncoderUnavailableError
-from uvac.features import NormStats
 from uvac.models import CatUVAC
-from uvac.presets import build_configs
+from uvac.training.artifact import TrainedModel, save_trained_model
+from uvac.training.presets import build_configs
 
 
 def _sound_model() -> TrainedModel:
@@ -78,12 +78,12 @@ def test_a_missing_encoder_package_is_a_readiness_failure_not_a_500(
 
     _publish(store)
 
-    class Missing(uvac.encoders.SoundEncoder):
+    class Missing(uvac.audio.encoders.SoundEncoder):
         def __init__(self) -> None:
             raise EncoderUnavailableError("the package aisfx is not installed")
 
-    monkeypatch.setitem(uvac.encoders.ENCODERS, "sound-encoder", Missing)
-    monkeypatch.setattr(uvac.encoders, "_loaded", {})
+    monkeypatch.setitem(uvac.audio.encoders.ENCODERS, "sound-encoder", Missing)
+    monkeypatch.setattr(uvac.audio.encoders, "_loaded", {})
     with TestClient(create_app(settings)) as client:
         readiness = client.get("/readyz")
         assert readiness.status_code == 503

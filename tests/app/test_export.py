@@ -16,11 +16,11 @@ from service_config import Settings
 from tests.app.helpers import assert_problem, two_clip_dataset
 from tests.audio_fixtures import tone, wav_bytes
 from tests.uvac.edge_fixtures import EDGE_FEATURES, tiny_student
-from uvac.artifact import TrainedModel, save_trained_model
-from uvac.distillation import calibration_windows
-from uvac.features import NormStats
+from uvac.audio.features import NormStats
+from uvac.edge.distillation import calibration_windows
+from uvac.edge.onnx_export import export_model
 from uvac.models import CatUVAC, KMeansClusterer
-from uvac.onnx_export import export_model
+from uvac.training.artifact import TrainedModel, save_trained_model
 
 BASE = "/v1/models/{name}/versions/{version}/export"
 

@@ -14,7 +14,7 @@ from model_store import ModelStore, ModelVersion
 from tests.app.conftest import publish_tiny_model
 from tests.app.helpers import noise_wav
 from tests.audio_fixtures import noise
-from uvac.audio import Audio
+from uvac.audio.decoding import Audio
 
 
 def _served_ref(client: TestClient) -> str:

@@ -17,10 +17,10 @@ from app.schemas.hyperparameters import SET_BY_THE_SERVICE, allowed_hyperparamet
 from model_store import ModelStore
 from service_config import Settings
 from tests.app.helpers import assert_problem, train_body, two_clip_dataset
-from uvac.feature_config import FRONTENDS, FeatureConfig
+from uvac.audio.feature_config import FRONTENDS, FeatureConfig
 from uvac.models import build_model
-from uvac.presets import DEFAULT_PRESET, PRESETS
-from uvac.train_config import TrainConfig
+from uvac.training.config import TrainConfig
+from uvac.training.presets import DEFAULT_PRESET, PRESETS
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_tiny_job_with_feature_overrides_is_accepted_and_runs_in_the_worker(
 
     # What the API enqueued is what the worker accepts: run the job's body in-process.
     from service_config import Settings
-    from uvac.training import train_model
+    from uvac.training.pipeline import train_model
     from worker.jobs import run_training
 
     worker_settings = Settings(data_dir=settings.data_dir, device="cpu")

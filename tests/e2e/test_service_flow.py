@@ -29,11 +29,12 @@ import pytest
 import redis
 
 from tests.audio_fixtures import noise, tone, wav_bytes
+from tests.redis_address import redis_url_for_tests
 
 pytestmark = pytest.mark.e2e
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = redis_url_for_tests(13)
 
 
 def _free_port() -> int:

@@ -15,8 +15,9 @@ from app.main import create_app
 from model_store import ModelStore
 from tests.app.conftest import make_settings, publish_tiny_model
 from tests.app.helpers import PATH_VALUES, noise_wav
+from tests.redis_address import redis_url_for_tests
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_url_for_tests(14)
 OPERATIONS_PATHS = {"/livez", "/readyz", "/healthz", "/metrics"}
 
 

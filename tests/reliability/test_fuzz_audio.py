@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.reliability.fuzz_audio import _check_audio, run_fuzz
 from benchmarks.reliability.fuzz_cases import MUTATORS, base_recordings, make_case
-from uvac.audio import Audio
+from uvac.audio.decoding import Audio
 
 
 def test_500_generated_cases_decode_or_raise_audio_error() -> None:

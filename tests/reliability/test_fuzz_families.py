@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reliability.fuzz_families import PEAK_RSS_LIMIT_MB, run_fuzz_families
+from tests.redis_address import redis_url_for_tests
 
-REDIS_URL = "redis://127.0.0.1:6379/10"
+REDIS_URL = redis_url_for_tests(10)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from uvac.artifact import TrainedModel
-from uvac.distillation import STUDENT_FEATURES, DistillConfig, TeacherWindows, distill
+from uvac.edge.distillation import STUDENT_FEATURES, DistillConfig, TeacherWindows, distill
+from uvac.training.artifact import TrainedModel
 
 __all__ = [
     "EDGE_FEATURES",

@@ -1,4 +1,4 @@
-"""Shared by the uvac.features tests: clips at the default rate, and an extractor whose
+"""Shared by the uvac.audio.features tests: clips at the default rate, and an extractor whose
 normalisation statistics are fitted on a few varied training clips."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from tests.audio_fixtures import chirp, noise, tone
-from uvac.audio import Audio
-from uvac.feature_config import FeatureConfig
-from uvac.features import FeatureExtractor, fit_norm_stats
+from uvac.audio.decoding import Audio
+from uvac.audio.feature_config import FeatureConfig
+from uvac.audio.features import FeatureExtractor, fit_norm_stats
 
 RATE = 16000
 

@@ -9,8 +9,9 @@ import pytest
 from redis import Redis
 
 from service_config import Settings
+from tests.redis_address import redis_url_for_tests
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url_for_tests(11)
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from model_store import ModelStore, ModelVersion
 from service_config import Settings
 from tests.audio_fixtures import write_audio
 from tests.uvac.edge_fixtures import class_clips
-from uvac.artifact import TrainedModel, load_trained_model, save_trained_model
-from uvac.audio import Audio, load_audio
-from uvac.feature_config import FeatureConfig
-from uvac.features import FeatureExtractor, fit_norm_stats
-from uvac.inference import Clusterer
+from uvac.audio.decoding import Audio, load_audio
+from uvac.audio.feature_config import FeatureConfig
+from uvac.audio.features import FeatureExtractor, fit_norm_stats
+from uvac.edge.onnx_export import EXPORT_FILES
+from uvac.evaluation.inference import Clusterer
 from uvac.models import KMeansClusterer
-from uvac.onnx_export import EXPORT_FILES
+from uvac.training.artifact import TrainedModel, load_trained_model, save_trained_model
 from worker import queues
 from worker.distill import EXPORT_FOLDER, run_distillation
 from worker.job_support import InvalidJobParameters
@@ -162,7 +162,7 @@ def test_a_student_keeps_its_teachers_cluster_numbers(
 ) -> None:
     # A teacher renumbered to keep its clusters' meaning across versions: the student and its
     # device export answer in the same numbering, so each number keeps its program.
-    from uvac.cluster_identity import renumbered
+    from uvac.selection.cluster_identity import renumbered
 
     store = ModelStore(settings.model_store_path)
     order = [2, 0, 1]

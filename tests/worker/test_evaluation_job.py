@@ -11,7 +11,7 @@ from model_store.cluster_names import set_cluster_name
 from service_config import Settings
 from tests.worker.audio_samples import write_tone_folder
 from tests.worker.test_worker_e2e import train_params
-from uvac.training import train_model
+from uvac.training.pipeline import train_model
 from worker.jobs import run_evaluation, run_training
 
 

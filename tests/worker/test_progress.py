@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from app.schemas.jobs import JobProgress
 from service_config import Settings
-from uvac.progress import Progress
+from uvac.training.progress import Progress
 from worker import queues
 from worker.progress import ProgressReporter, update_job_meta
 

@@ -13,7 +13,7 @@ from model_store import ModelStore
 from model_store.cluster_names import set_cluster_name
 from service_config import Settings
 from tests.worker.audio_samples import write_tone_folder
-from uvac.sweep_spec import InvalidSweep, parse_sweep
+from uvac.selection.sweep_spec import InvalidSweep, parse_sweep
 from worker.job_support import InvalidJobParameters
 from worker.jobs import run_training
 
@@ -45,7 +45,7 @@ def params(dataset_id: str, **overrides: Any) -> dict[str, Any]:
 def test_a_range_runs_a_sweep_and_publishes_the_chosen_k(
     settings: Settings, dataset_id: str
 ) -> None:
-    from uvac.training import train_model
+    from uvac.training.pipeline import train_model
 
     sweep = {"n_clusters": {"min": 2, "max": 3}, "sweep": {"seeds": [0, 1]}}
     result = run_training(params(dataset_id, **sweep), job=None, settings=settings,
@@ -60,7 +60,7 @@ def test_a_range_runs_a_sweep_and_publishes_the_chosen_k(
 
 
 def test_names_carry_over_to_the_next_version(settings: Settings, dataset_id: str) -> None:
-    from uvac.training import train_model
+    from uvac.training.pipeline import train_model
 
     first = run_training(params(dataset_id), job=None, settings=settings,
                          train_function=train_model)  # fmt: skip
@@ -87,7 +87,7 @@ def test_names_carry_over_to_the_next_version(settings: Settings, dataset_id: st
 def test_an_unreadable_earlier_version_does_not_stop_publishing(
     settings: Settings, dataset_id: str
 ) -> None:
-    from uvac.training import train_model
+    from uvac.training.pipeline import train_model
 
     first = run_training(params(dataset_id), job=None, settings=settings,
                          train_function=train_model)  # fmt: skip

@@ -1,8 +1,8 @@
 """Clustering models, built by name.
 
 ``build_model(model_type, **hyperparameters)`` is how everything else makes a model (the
-trainer from its config, `uvac.artifact` from a saved ``model.json``), so a new model type only
-has to be added to `MODEL_TYPES`.
+trainer from its config, `uvac.training.artifact` from a saved ``model.json``), so a new model type
+only has to be added to `MODEL_TYPES`.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from uvac.models.base import ClusterModel, LossParts, VariationalClusterModel
 from uvac.models.cat_uvac import CatUVAC
 from uvac.models.gmm_uvac import GmmUVAC
 from uvac.models.kmeans import KMeansClusterer
-from uvac.models.student import CatUVACStudent
+from uvac.models.layers import BLOCK, KERNEL, PADDING, STRIDE, ConvRecurrentEncoder
+from uvac.models.student import STUDENT_CONV_CHANNELS, STUDENT_GRU_HIDDEN, CatUVACStudent
 
 __all__ = [
+    "BLOCK",
     "DATA_ARGUMENTS",
+    "KERNEL",
     "LOADABLE_MODEL_TYPES",
     "MODEL_TYPES",
+    "PADDING",
+    "STRIDE",
+    "STUDENT_CONV_CHANNELS",
+    "STUDENT_GRU_HIDDEN",
     "CatUVAC",
     "CatUVACStudent",
     "ClusterModel",
+    "ConvRecurrentEncoder",
     "GmmUVAC",
     "KMeansClusterer",
     "LossParts",
@@ -40,7 +48,7 @@ MODEL_TYPES: dict[str, type[ClusterModel]] = {
 }
 
 # What a stored model may be: the trainable types, and the distilled student, which only
-# `uvac.distillation` trains.
+# `uvac.edge.distillation` trains.
 LOADABLE_MODEL_TYPES: dict[str, type[ClusterModel]] = {
     **MODEL_TYPES,
     CatUVACStudent.model_type: CatUVACStudent,

@@ -2,11 +2,11 @@
 
 A device only ever asks "which cluster is this?", which is h's job; f and g exist to train h
 by the ELBO, and a student is trained another way (to reproduce a teacher's pi, see
-`uvac.distillation`). So the student keeps h exactly as `uvac.models.cat_uvac.CatUVAC` builds
+`uvac.edge.distillation`). So the student keeps h exactly as `uvac.models.cat_uvac.CatUVAC` builds
 it for spectrograms (four Conv2d + BatchNorm2d + ReLU stages with kernel 8 and stride 2, a GRU
 over time with frequency folded into its features, an activity-weighted mean over time, a
 linear layer to K logits) with narrower widths, and drops f and g. It serves like any model
-(`ClusterModel`), but it cannot be trained by `uvac.training`: its model type is loadable
+(`ClusterModel`), but it cannot be trained by `uvac.training.pipeline`: its model type is loadable
 (`uvac.models.LOADABLE_MODEL_TYPES`) and not a training option.
 
 Default widths (a budget of 100 k parameters and 20 M multiply-accumulates per second of

@@ -1,0 +1,25 @@
+"""Reports drawn for people: the evaluation report's JSON, figures and HTML page.
+
+Shared by the workers (which build a report when a version is evaluated) and the API (which
+serves it). Imports `uvac` and, for types only, `dataset_store`; never `worker` or `app`.
+
+- `reports.evaluation_report`: ``report.json``, the PNG figures and ``index.html``;
+- `reports.figures`: the matplotlib figures;
+- `reports.selection_sections`: the sweep figure and the sections on choosing K and on cluster
+  identities.
+"""
+
+from __future__ import annotations
+
+from reports.evaluation_report import REPORT_FORMAT, build_report, report_summary
+from reports.figures import project_2d
+from reports.selection_sections import report_sections, sweep_chart
+
+__all__ = [
+    "REPORT_FORMAT",
+    "build_report",
+    "project_2d",
+    "report_sections",
+    "report_summary",
+    "sweep_chart",
+]

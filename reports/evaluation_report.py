@@ -1,0 +1,195 @@
+"""The evaluation report: ``report.json``, PNG figures and an ``index.html`` that shows them.
+
+Input: the rows of `uvac.evaluation.baselines.evaluate_with_baselines` (the model, K-means on the
+same features, and labels-as-clusters when there are labels) plus the model's training history.
+Output: ``{relative path: bytes}``, ready for `ModelStore.write_report`.
+
+Figures (matplotlib's Agg canvas, drawn on `Figure` objects directly, so no pyplot state
+and no display are involved). Labels, file names and method names are user text: they are
+drawn with mathtext off (``text.parse_math``), so "$5 and $10" is a label, not an equation,
+and HTML-escaped on the page.
+
+- ``latent_map.png``: the clips' latent vectors projected to 2-D by PCA, coloured by cluster
+  (and, beside it, by label when there are labels);
+- ``cluster_sizes.png``: clips per cluster, the model beside K-means;
+- ``confusion_matrix.png``: clusters x labels counts (labels only);
+- ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists);
+- ``sweep.png``, and the page's sections on choosing K and on cluster identities, for a
+  version that was chosen by a sweep or matched to an earlier one (`reports.selection_sections`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+import numpy as np
+
+from reports.figures import (
+    cluster_sizes_chart,
+    confusion_matrix_chart,
+    latent_map,
+    percent,
+    training_curves_chart,
+)
+from reports.selection_sections import report_sections, sweep_chart
+
+if TYPE_CHECKING:
+    from dataset_store import DatasetManifest
+    from uvac.evaluation import EvaluationReport
+
+__all__ = ["REPORT_FORMAT", "build_report", "report_summary"]
+
+REPORT_FORMAT = "uvac-evaluation-report"
+REPORT_JSON = "report.json"
+INDEX_HTML = "index.html"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def build_report(
+    *,
+    rows: Sequence[EvaluationReport],
+    model_ref: str,
+    model_metadata: Mapping[str, Any],
+    model_info: Mapping[str, Any],
+    dataset: DatasetManifest,
+) -> dict[str, bytes]:
+    """Every file of the report, keyed by its relative path."""
+    model_row = rows[0]
+    history = model_metadata.get("training_history") or model_info.get("history") or []
+    # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        figures: dict[str, bytes | None] = {
+            "latent_map.png": latent_map(model_row),
+            "cluster_sizes.png": cluster_sizes_chart(rows),
+            "confusion_matrix.png": confusion_matrix_chart(model_row),
+            "training_curves.png": training_curves_chart(history),
+            "sweep.png": sweep_chart(model_metadata.get("selection")),
+        }
+    drawn = {name: data for name, data in figures.items() if data is not None}
+    document = {
+        "format": REPORT_FORMAT,
+        "format_version": 1,
+        "model": model_ref,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "id": dataset.id,
+            "digest": dataset.digest,
+            "files": len(dataset.files),
+            "labels": list(dataset.labels),
+        },
+        "trained_on": model_metadata.get("dataset"),
+        "rows": [row.to_dict() for row in rows],
+        "clips": [
+            {"path": path, "label": label, "cluster": int(cluster)}
+            for path, label, cluster in zip(
+                model_row.paths, model_row.labels, model_row.assignments, strict=True
+            )
+        ],
+        "training_history": list(history),
+        "selection": model_metadata.get("selection"),
+        "cluster_identity": model_metadata.get("cluster_identity"),
+        "cluster_names": model_metadata.get("cluster_names"),
+        "figures": sorted(drawn),
+    }
+    files: dict[str, bytes] = dict(drawn)
+    files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
+    files[INDEX_HTML] = _html(document).encode("utf-8")
+    return files
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
+    """The small summary an evaluation job returns: the model row's numbers and the files."""
+    document = json.loads(files[REPORT_JSON])
+    model_row = document["rows"][0]
+    baseline = document["rows"][1] if len(document["rows"]) > 1 else None
+    return {
+        "n_clips": model_row["n_clips"],
+        "accuracy": model_row["accuracy"],
+        "nmi": model_row["nmi"],
+        "clusters_used": model_row["clusters_used"],
+        "internal": {
+            name: {key: scores[key] for key in ("silhouette", "dbi", "chi")}
+            for name, scores in model_row["internal"].items()
+        },
+        "kmeans_accuracy": None if baseline is None else baseline["accuracy"],
+        "kmeans_nmi": None if baseline is None else baseline["nmi"],
+        "files": sorted(files),
+    }
+
+
+def _html(document: Mapping[str, Any]) -> str:
+    escape = html.escape
+    spaces = sorted({name for row in document["rows"] for name in row["internal"]})
+    header = "".join(
+        f"<th>{escape(space)} {metric}</th>"
+        for space in spaces
+        for metric in ("Sil.", "DBI", "CHI")
+    )
+    body = []
+    for row in document["rows"]:
+        cells = [
+            escape(str(row["method"])),
+            str(row["n_clusters"]),
+            percent(row["accuracy"]),
+            _number(row["nmi"]),
+        ]
+        for space in spaces:
+            scores = row["internal"].get(space, {})
+            cells += [_number(scores.get(key)) for key in ("silhouette", "dbi", "chi")]
+        body.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    figures = "\n".join(
+        f'<figure><img src="{escape(name)}" alt="{escape(name)}"><figcaption>{escape(name)}'
+        "</figcaption></figure>"
+        for name in document["figures"]
+    )
+    dataset = document["dataset"]
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Evaluation of {escape(document["model"])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; max-width: 72rem; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; }}
+figure {{ margin: 1.5rem 0; }}
+</style>
+</head>
+<body>
+<h1>Evaluation of {escape(document["model"])}</h1>
+<p>Data set <code>{escape(dataset["id"])}</code> ({dataset["files"]} files,
+digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created_at"])}.</p>
+<table>
+<thead><tr><th>Method</th><th>K</th><th>Acc</th><th>NMI</th>{header}</tr></thead>
+<tbody>
+{"".join(body)}
+</tbody>
+</table>
+<p>Internal metrics: Silhouette (higher is better), Davies-Bouldin (lower is better),
+Calinski-Harabasz (higher is better), in each named space; see report.json for what each
+space is.</p>
+{report_sections(document)}
+{figures}
+</body>
+</html>
+"""

@@ -1,0 +1,174 @@
+"""The report's figures, drawn with matplotlib's Agg canvas on `Figure` objects directly (no
+pyplot state, no display). User text (labels, file names, method names) is drawn with mathtext
+off (``text.parse_math``), so "$5 and $10" is a label, not an equation.
+
+- `latent_map`: the clips' latent vectors projected to 2-D by PCA (`project_2d`), coloured by
+  cluster (and, beside it, by label when there are labels);
+- `cluster_sizes_chart`: clips per cluster, the model beside K-means;
+- `confusion_matrix_chart`: clusters x labels counts (labels only);
+- `training_curves_chart`: loss parts and accuracy/NMI per epoch (when a history exists).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+
+from uvac import metrics
+
+if TYPE_CHECKING:
+    from uvac.evaluation import EvaluationReport
+
+__all__ = [
+    "cluster_sizes_chart",
+    "confusion_matrix_chart",
+    "latent_map",
+    "percent",
+    "png",
+    "project_2d",
+    "training_curves_chart",
+]
+
+_DPI = 100
+_COLOURS = "tab10"
+
+
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with one decimal, or "n/a"."""
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def project_2d(points: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """PCA to 2-D (N, 2) and the explained variance ratios; pads with zeros when the data has
+    fewer than two dimensions or samples."""
+    points = np.asarray(points, dtype=np.float64)
+    n_components = min(2, points.shape[0], points.shape[1])
+    projected = np.zeros((points.shape[0], 2))
+    ratios: list[float] = []
+    if n_components >= 1 and points.shape[0] >= 2:
+        pca = PCA(n_components=n_components, random_state=0)
+        projected[:, :n_components] = pca.fit_transform(points)
+        ratios = [float(r) for r in np.nan_to_num(pca.explained_variance_ratio_)]
+    return projected, ratios
+
+
+def _scatter(axes: Any, points: np.ndarray, groups: Sequence[Any], title: str) -> None:
+    names = sorted({str(group) for group in groups}, key=_natural_key)
+    colour_map = matplotlib.colormaps[_COLOURS]
+    for index, name in enumerate(names):
+        chosen = np.array([str(group) == name for group in groups])
+        colour = colour_map(index % colour_map.N)
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=14, label=name, color=colour)
+    axes.set_title(title)
+    axes.set_xlabel("PC 1")
+    axes.set_ylabel("PC 2")
+    if len(names) <= 20:
+        axes.legend(fontsize="small", markerscale=1.2, loc="best")
+
+
+def _natural_key(text: str) -> tuple[int, Any]:
+    return (0, int(text)) if text.lstrip("-").isdigit() else (1, text)
+
+
+def latent_map(report: EvaluationReport) -> bytes:
+    points, ratios = project_2d(report.representations["latent"])
+    has_labels = any(label is not None for label in report.labels)
+    figure = Figure(figsize=(11 if has_labels else 6, 5))
+    panels = figure.subplots(1, 2 if has_labels else 1, squeeze=False)[0]
+    explained = " + ".join(f"{ratio:.0%}" for ratio in ratios) or "n/a"
+    _scatter(
+        panels[0],
+        points,
+        [int(cluster) for cluster in report.assignments],
+        f"latent by cluster (PCA, {explained} of variance)",
+    )
+    if has_labels:
+        _scatter(
+            panels[1],
+            points,
+            ["(none)" if label is None else label for label in report.labels],
+            "latent by label",
+        )
+    figure.suptitle(f"{report.method}: {report.n_clips} clips, K = {report.n_clusters}")
+    return png(figure)
+
+
+def cluster_sizes_chart(rows: Sequence[EvaluationReport]) -> bytes:
+    compared = [row for row in rows if row.model_type is not None][:2]  # model, K-means
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    k = max(len(row.cluster_sizes) for row in compared)
+    width = 0.8 / len(compared)
+    for index, row in enumerate(compared):
+        sizes = list(row.cluster_sizes) + [0] * (k - len(row.cluster_sizes))
+        axes.bar(np.arange(k) + index * width, sizes, width=width, label=row.method)
+    axes.set_xticks(np.arange(k) + width * (len(compared) - 1) / 2, [str(i) for i in range(k)])
+    axes.set_xlabel("cluster")
+    axes.set_ylabel("clips")
+    axes.set_title("cluster sizes")
+    axes.legend(fontsize="small")
+    return png(figure)
+
+
+def confusion_matrix_chart(report: EvaluationReport) -> bytes | None:
+    labelled = [i for i, label in enumerate(report.labels) if label is not None]
+    if not labelled:
+        return None
+    counts, clusters, labels = metrics.contingency_matrix(
+        [str(report.labels[i]) for i in labelled], report.assignments[labelled]
+    )
+    figure = Figure(figsize=(1.2 + 0.55 * len(labels) + 2, 1.2 + 0.45 * len(clusters) + 1))
+    axes = figure.subplots()
+    image = axes.imshow(counts, cmap="Blues", aspect="auto")
+    figure.colorbar(image, ax=axes, label="clips")
+    axes.set_xticks(range(len(labels)), [str(label) for label in labels], rotation=45, ha="right")
+    axes.set_yticks(range(len(clusters)), [str(int(cluster)) for cluster in clusters])
+    axes.set_xlabel("label")
+    axes.set_ylabel("cluster")
+    threshold = counts.max() / 2 if counts.size else 0
+    for row in range(counts.shape[0]):
+        for column in range(counts.shape[1]):
+            value = int(counts[row, column])
+            colour = "white" if value > threshold else "black"
+            axes.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=8)
+    axes.set_title(f"clusters vs labels (accuracy {percent(report.accuracy)})")
+    return png(figure)
+
+
+def training_curves_chart(history: Sequence[Mapping[str, Any]]) -> bytes | None:
+    if not history:
+        return None
+    epochs = [int(record["epoch"]) for record in history]
+    has_scores = any(record.get("accuracy") is not None for record in history)
+    figure = Figure(figsize=(11 if has_scores else 6, 4))
+    panels = figure.subplots(1, 2 if has_scores else 1, squeeze=False)[0]
+    for key in ("loss", "reconstruction", "kl_z", "kl_y"):
+        values = [record.get(key) for record in history]
+        if any(value is not None for value in values):
+            panels[0].plot(epochs, [np.nan if v is None else v for v in values], label=key)
+    panels[0].set_xlabel("epoch")
+    panels[0].set_title("training loss (mean per epoch)")
+    panels[0].legend(fontsize="small")
+    if has_scores:
+        for key in ("accuracy", "nmi"):
+            values = [record.get(key) for record in history]
+            panels[1].plot(epochs, [np.nan if v is None else v for v in values], label=key)
+        panels[1].set_ylim(0, 1)
+        panels[1].set_xlabel("epoch")
+        panels[1].set_title("accuracy and NMI on the training clips")
+        panels[1].legend(fontsize="small")
+    return png(figure)

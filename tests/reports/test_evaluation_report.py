@@ -1,0 +1,156 @@
+"""reports.evaluation_report: report.json, the PNG figures and the HTML page."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.reliability.hostile_inputs import AWKWARD_TEXTS
+from dataset_store import DatasetFile, DatasetManifest
+from reports import build_report, project_2d, report_summary
+from uvac.evaluation.baselines import kmeans_baseline, labels_as_clusters
+from uvac.evaluation.scoring import EvaluationReport, RepresentationScores
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def scores(name: str, dimension: int) -> RepresentationScores:
+    return RepresentationScores(
+        name=name, description=f"{name} space", dimension=dimension,
+        silhouette=0.5, dbi=0.8, chi=120.0, note=None,
+    )  # fmt: skip
+
+
+def model_row(*, labelled: bool) -> EvaluationReport:
+    rng = np.random.default_rng(0)
+    n = 12
+    assignments = np.array([0] * 6 + [1] * 6)
+    latent = rng.normal(size=(n, 3)) + assignments[:, None] * 4.0
+    features = rng.normal(size=(n, 8)) + assignments[:, None] * 2.0
+    labels: list[str | None] = [None] * n
+    if labelled:
+        labels = [*(["low"] * 5), *(["high"] * 7)]  # one "high" clip sits in cluster 0
+    return EvaluationReport(
+        method="cat-uvac",
+        model_type="cat-uvac",
+        n_clusters=2,
+        n_clips=n,
+        n_labelled=n if labelled else 0,
+        accuracy=11 / 12 if labelled else None,
+        nmi=0.7 if labelled else None,
+        cluster_sizes=[6, 6],
+        clusters_used=2,
+        cluster_to_label={0: "low", 1: "high"} if labelled else None,
+        scores={"latent": scores("latent", 3), "features": scores("features", 8)},
+        paths=[f"clip{i}.wav" for i in range(n)],
+        labels=labels,
+        assignments=assignments,
+        representations={"latent": latent, "features": features},
+    )
+
+
+def manifest(*, labelled: bool) -> DatasetManifest:
+    return DatasetManifest(
+        id="ds_0123456789ab",
+        created_at="2025-01-01T00:00:00+00:00",
+        files=[
+            DatasetFile(path=f"clip{i}.wav", duration_s=0.5, label=None, sha256="0" * 64)
+            for i in range(12)
+        ],
+        rejected=[],
+        labels=["high", "low"] if labelled else [],
+        digest="f" * 64,
+    )
+
+
+HISTORY = [
+    {"epoch": epoch, "loss": 10.0 / epoch, "reconstruction": 9.0 / epoch, "kl_z": 0.5,
+     "kl_y": 0.4, "accuracy": 0.5 + 0.1 * epoch, "nmi": 0.1 * epoch}
+    for epoch in range(1, 5)
+]  # fmt: skip
+
+
+def rows_for(row: EvaluationReport) -> list[EvaluationReport]:
+    rows = [row, kmeans_baseline(row)]
+    reference = labels_as_clusters(row)
+    return rows if reference is None else [*rows, reference]
+
+
+def test_a_labelled_report_has_every_figure_and_a_page_that_shows_them() -> None:
+    row = model_row(labelled=True)
+    files = build_report(
+        rows=rows_for(row),
+        model_ref="tones:v3",
+        model_metadata={"training_history": HISTORY, "dataset": {"id": "ds_0123456789ab"}},
+        model_info={},
+        dataset=manifest(labelled=True),
+    )
+
+    figures = {"latent_map.png", "cluster_sizes.png", "confusion_matrix.png", "training_curves.png"}
+    assert set(files) == figures | {"report.json", "index.html"}
+    assert all(files[name].startswith(PNG_MAGIC) for name in figures)
+    report = json.loads(files["report.json"])
+    assert report["model"] == "tones:v3"
+    assert report["figures"] == sorted(figures)
+    assert [r["method"] for r in report["rows"]] == [
+        "cat-uvac", "K-means (same features)", "labels as clusters",
+    ]  # fmt: skip
+    assert report["rows"][0]["accuracy"] == pytest.approx(11 / 12)
+    assert report["clips"][5] == {"path": "clip5.wav", "label": "high", "cluster": 0}
+    assert report["training_history"] == HISTORY
+    page = files["index.html"].decode()
+    assert all(f'src="{name}"' in page for name in figures)
+    assert "tones:v3" in page and "91.7%" in page
+
+    summary = report_summary(files)
+    assert summary["accuracy"] == pytest.approx(11 / 12)
+    assert summary["kmeans_accuracy"] is not None
+    assert summary["internal"]["latent"] == {"silhouette": 0.5, "dbi": 0.8, "chi": 120.0}
+    assert summary["files"] == sorted(files)
+
+
+def test_without_labels_or_history_those_figures_are_left_out() -> None:
+    files = build_report(
+        rows=rows_for(model_row(labelled=False)),
+        model_ref="tones:v1",
+        model_metadata={},
+        model_info={},
+        dataset=manifest(labelled=False),
+    )
+    assert set(files) == {"latent_map.png", "cluster_sizes.png", "report.json", "index.html"}
+    report = json.loads(files["report.json"])
+    assert len(report["rows"]) == 2
+    assert report_summary(files)["accuracy"] is None
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5, 1), (6, 4)])
+def test_projection_handles_degenerate_shapes(shape: tuple[int, int]) -> None:
+    points, ratios = project_2d(np.arange(shape[0] * shape[1], dtype=float).reshape(shape))
+    assert points.shape == (shape[0], 2)
+    assert np.isfinite(points).all()
+    assert len(ratios) <= 2
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXTS)
+def test_user_text_is_drawn_and_written_as_text(text: str) -> None:
+    """Labels are user text: "$5 and $10" is not mathtext, "<script>" is not markup."""
+    row = model_row(labelled=True)
+    labels = [text] * 5 + ["high"] * 7
+    row = dataclasses.replace(row, labels=labels, cluster_to_label={0: text, 1: "high"})
+
+    files = build_report(
+        rows=rows_for(row),
+        model_ref="tones:v3",
+        model_metadata={"training_history": HISTORY},
+        model_info={},
+        dataset=dataclasses.replace(manifest(labelled=True), labels=sorted({text, "high"})),
+    )
+
+    assert files["confusion_matrix.png"].startswith(PNG_MAGIC)
+    assert files["latent_map.png"].startswith(PNG_MAGIC)
+    assert json.loads(files["report.json"])["clips"][0]["label"] == text
+    page = files["index.html"].decode()
+    assert "<script>" not in page

@@ -1,0 +1,99 @@
+"""uvac.training.memory_estimate: windows counted as the features cut them, steps as the meta device
+counts them, models refused as the trainer would refuse them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.audio_fixtures import noise
+from uvac.audio.decoding import Audio
+from uvac.audio.feature_config import FeatureConfig
+from uvac.audio.features import FeatureExtractor, NormStats
+from uvac.training.memory_estimate import (
+    _CountingMode,
+    _model,
+    estimate_training_memory,
+    window_count,
+)
+from uvac.training.presets import build_configs
+
+FEATURES = FeatureConfig(
+    sample_rate=8000, n_fft=256, win_length=200, hop_length=80, n_mels=16,
+    window_seconds=0.5, window_hop_seconds=0.25,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.3, 0.5, 0.74, 0.76, 1.0, 3.3])
+def test_window_count_is_what_the_feature_extractor_cuts(seconds: float) -> None:
+    stats = NormStats(
+        mean=torch.zeros(FEATURES.n_mels),
+        std=torch.ones(FEATURES.n_mels),
+        minimum=-3.0,
+        maximum=3.0,
+    )
+    audio = Audio.from_samples(noise(seconds, sample_rate=8000), sample_rate=8000)
+    windows = FeatureExtractor(FEATURES, stats).windows(audio)
+    assert window_count([seconds], FEATURES) == len(windows)
+
+
+def _direct_step_bytes(preset: str, **overrides: object) -> tuple[int, int]:
+    features, config = build_configs(preset, train_overrides=overrides)
+    channels, frames, bins = features.input_shape
+    estimate = estimate_training_memory(config, features, windows=10_000)
+    views = 1 + (config.consistency_weight > 0) + (config.self_label_weight > 0)
+    with torch.device("meta"):
+        model = _model(config, bins=bins, frames=frames)
+        counting = _CountingMode()
+        with counting:
+            parts = model.loss(
+                torch.zeros(config.batch_size, channels, frames, bins),
+                None,
+                temperature=1.0,
+                lambda_kl=config.lambda_kl,
+                cluster_balance=config.cluster_balance,
+            )
+            parts.total.backward()
+    return estimate.step_bytes // views, counting.bytes
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides"),
+    [
+        ("paper", {}),
+        ("scenes-logmel", {"batch_size": 96}),
+        ("paper", {"model_type": "uvac-gmm", "batch_size": 40}),
+        ("words-logmel", {"batch_size": 200, "model_hyperparameters": {"gru_layers": 3}}),
+    ],
+)
+def test_the_extrapolated_step_is_the_full_count(preset: str, overrides: dict) -> None:
+    estimated, counted = _direct_step_bytes(preset, **overrides)
+    assert estimated == pytest.approx(counted, rel=0.02)
+
+
+def test_the_estimate_grows_with_the_batch_and_the_data() -> None:
+    features, config = build_configs("scenes-logmel")
+    _, bigger_batch = build_configs("scenes-logmel", train_overrides={"batch_size": 512})
+    base = estimate_training_memory(config, features, windows=1000)
+    assert (
+        estimate_training_memory(bigger_batch, features, windows=1000).step_bytes
+        > 4 * base.step_bytes
+    )
+    assert (
+        estimate_training_memory(config, features, windows=10_000).dataset_bytes
+        == 10 * base.dataset_bytes
+    )
+
+
+def test_a_model_the_options_cannot_build_is_refused() -> None:
+    features, config = build_configs(
+        "scenes-logmel", train_overrides={"model_hyperparameters": {"conv_channels": [8, 16]}}
+    )
+    with pytest.raises(ValueError):
+        estimate_training_memory(config, features, windows=10)
+
+
+def test_kmeans_needs_no_network() -> None:
+    features, config = build_configs("paper", train_overrides={"model_type": "kmeans"})
+    estimate = estimate_training_memory(config, features, windows=100)
+    assert estimate.step_bytes > estimate.dataset_bytes > 0

@@ -1,0 +1,101 @@
+"""Audio in, features out: the lowest layer of the engine.
+
+Decoding any supported file to mono float samples (`decoding`), folders of recordings with
+their labels and splits (`datasets`), the feature settings (`feature_config`), log-mel
+spectrograms (`log_mel`), the pretrained encoders (`encoders`), and the time-context windows
+both front-ends produce (`windows`, `features`, `embedding_windows`).
+
+Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
+"""
+
+from __future__ import annotations
+
+from uvac.audio.datasets import (
+    AUDIO_EXTENSIONS,
+    LABELS_FILE,
+    AudioFolder,
+    DatasetItem,
+    DigestEntry,
+    Split,
+    dataset_digest,
+)
+from uvac.audio.decoding import (
+    DECODED_FORMATS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    Audio,
+    load_audio,
+    sniff_format,
+)
+from uvac.audio.embedding_windows import EmbeddingWindower, fit_embedding_stats
+from uvac.audio.encoders import (
+    Encoder,
+    SoundEncoder,
+    SpeechEncoder,
+    check_encoder_identity,
+    configure_encoder_precision,
+    load_encoder,
+)
+from uvac.audio.encoders.speech import WEIGHTS_QINT8
+from uvac.audio.feature_config import (
+    FRONTENDS,
+    LOG_MEL,
+    MEL_MULTIPLE,
+    TIME_MULTIPLE,
+    FeatureConfig,
+    frame_count,
+)
+from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
+from uvac.audio.log_mel import (
+    LOG_OFFSET,
+    LogMel,
+    check_log_mel,
+    dct_matrix,
+    fit_time,
+    log_mel,
+    prepare_clip,
+    prepare_clip_at,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "DECODED_FORMATS",
+    "FRONTENDS",
+    "LABELS_FILE",
+    "LOG_MEL",
+    "LOG_OFFSET",
+    "MAX_SAMPLE_RATE",
+    "MEL_MULTIPLE",
+    "MIN_SAMPLE_RATE",
+    "TIME_MULTIPLE",
+    "WEIGHTS_QINT8",
+    "Audio",
+    "AudioFolder",
+    "DatasetItem",
+    "DigestEntry",
+    "EmbeddingWindower",
+    "Encoder",
+    "FeatureConfig",
+    "FeatureExtractor",
+    "LogMel",
+    "NormStats",
+    "SoundEncoder",
+    "SpeechEncoder",
+    "Split",
+    "Windows",
+    "check_encoder_identity",
+    "check_log_mel",
+    "configure_encoder_precision",
+    "dataset_digest",
+    "dct_matrix",
+    "fit_embedding_stats",
+    "fit_norm_stats",
+    "fit_time",
+    "frame_count",
+    "load_audio",
+    "load_encoder",
+    "log_mel",
+    "prepare_clip",
+    "prepare_clip_at",
+    "sniff_format",
+]

@@ -1,0 +1,192 @@
+"""The sound encoder: the aiSFX embedding network (Ma and Lerch, ISMIR 2022), from ``aisfx``.
+
+A 9-layer CNN (conv blocks of 64, 128, 256 and 512 channels, 4.7 M parameters) trained on
+professional sound-effects libraries. Its input contract, as the package states it:
+
+    samples at 44.1 kHz --> power STFT (Hann, 2048-sample window, hop 1024, centred)
+      --> 96-band HTK mel filterbank, each band's weights summing to 1 (Essentia's unit_sum)
+      --> log10(1 + 10^4 * S) / 9.4578 (the package's cross-data-set maximum)
+      --> blocks of 100 frames (about 2.3 s) every 50 frames --> CNN --> 512 values per block
+          (mean over frequency, max over time)
+
+How a window of a recording becomes one embedding (the same in training and inference):
+
+- the window is peak-normalised first, as the package's own pipeline normalises each file
+  (levels depend on the microphone, not on the environment); digital silence stays zero;
+- the window's whole spectrogram (at least 8 frames, zero padded) goes through the network in
+  one pass. The network is fully convolutional and ends in a max over time, so this is the
+  max over the window of what 100-frame blocks would give (up to the blocks' edges), at a
+  fraction of the cost of overlapping blocks, and a short clip is embedded on its real frames
+  instead of on padding.
+
+The weights are the package's ``models/checkpoint.pth``, a pickle of ``(state_dict,
+dataset_dict)`` holding numpy scalars; it is read with ``torch.load(weights_only=True)`` and an
+allow-list of exactly the two numpy globals it needs, so no other object can be built from it.
+Only the embedding network is kept (the package's per-data-set classifier heads are dropped).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from uvac.audio.encoders.base import Encoder
+from uvac.errors import EncoderUnavailableError
+
+__all__ = ["SoundEncoder"]
+
+DISTRIBUTION = "aisfx"
+WEIGHTS = "models/checkpoint.pth"
+LICENCE = "CC BY 4.0 (weights and code, per the package's licence file); Ma and Lerch, ISMIR 2022"
+
+SAMPLE_RATE = 44100
+N_FFT = 2048
+HOP = 1024
+N_MELS = 96
+LOG_SCALE = 1e4
+LOG_MAXIMUM = 9.457798957824707
+MIN_FRAMES = 8  # three 2x2 max-poolings need 8 frames to leave one
+CHANNELS = (64, 128, 256, 512)
+_BATCH_WINDOWS = 16  # windows per network call: bounds memory on long recordings
+
+
+class _ConvBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and ReLU (the package's ``ConvBlock``)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor, pool: int) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.max_pool2d(x, kernel_size=pool) if pool > 1 else x
+
+
+class _EmbeddingNet(nn.Module):
+    """The package's ``EmbeddingNet('max', 3, 1, 64)``: (B, T, 96) log-mel -> (B, 512)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_block1 = _ConvBlock(1, CHANNELS[0])
+        self.conv_block2 = _ConvBlock(CHANNELS[0], CHANNELS[1])
+        self.conv_block3 = _ConvBlock(CHANNELS[1], CHANNELS[2])
+        self.conv_block4 = _ConvBlock(CHANNELS[2], CHANNELS[3])
+
+    def forward(self, spectrogram: Tensor) -> Tensor:
+        x = spectrogram.unsqueeze(1)  # (B, 1, T, F)
+        x = self.conv_block1(x, pool=2)  # (B, 64, T/2, 48)
+        x = self.conv_block2(x, pool=2)  # (B, 128, T/4, 24)
+        x = self.conv_block3(x, pool=2)  # (B, 256, T/8, 12)
+        x = self.conv_block4(x, pool=1)  # (B, 512, T/8, 12)
+        return x.mean(dim=3).amax(dim=2)  # (B, 512): mean over frequency, max over time
+
+
+def _mel_filterbank() -> Tensor:
+    """(1025, 96) HTK mel triangles, each band's weights summing to 1."""
+    bank = torchaudio.functional.melscale_fbanks(
+        n_freqs=N_FFT // 2 + 1,
+        f_min=0.0,
+        f_max=SAMPLE_RATE / 2,
+        n_mels=N_MELS,
+        sample_rate=SAMPLE_RATE,
+        norm=None,
+        mel_scale="htk",
+    )
+    return bank / bank.sum(dim=0, keepdim=True).clamp_min(1e-12)
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The embedding network's tensors from the package checkpoint, unpickled with an
+    allow-list (see the module docstring)."""
+    # numpy 2 moved numpy.core to numpy._core; the pickle names the old path.
+    scalar = importlib.import_module("numpy._core.multiarray").scalar
+    allowed: list[Any] = [(scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    allowed += [type(np.dtype(name)) for name in ("float64", "int64", "float32", "int32")]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors have no common type
+        raise EncoderUnavailableError(
+            f"cannot read {path.name} of {DISTRIBUTION}: {error}"
+        ) from error
+    state_dict = checkpoint[0] if isinstance(checkpoint, tuple | list) else checkpoint
+    prefix = "embedding_net."
+    return {
+        key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)
+    }
+
+
+class SoundEncoder(Encoder):
+    """aiSFX embeddings of sound windows; see the module docstring."""
+
+    name = "sound-encoder"
+    sample_rate = SAMPLE_RATE
+    embedding_dim = CHANNELS[-1]
+    max_window_seconds = None
+
+    def __init__(self) -> None:
+        path = self._find_weights(DISTRIBUTION, "aisfx", WEIGHTS, LICENCE)
+        self.network = _EmbeddingNet()
+        try:
+            self.network.load_state_dict(_read_state_dict(path), strict=True)
+        except RuntimeError as error:
+            raise EncoderUnavailableError(
+                f"{DISTRIBUTION} {self.identity.version}: its weights do not fit the network: "
+                f"{error}"
+            ) from error
+        self.network.eval().requires_grad_(False)
+        # Set by `uvac.audio.encoders.configure_encoder_precision` (the API's choice; training
+        # embeds in float32, the reference every model is trained on).
+        self.bf16_autocast = False
+        self._window = torch.hann_window(N_FFT)
+        self._filterbank = _mel_filterbank()
+
+    def spectrogram(self, samples: Tensor) -> Tensor:
+        """The network's input for one window: ``(N,)`` -> ``(T, 96)``, T >= 8 frames."""
+        peak = samples.abs().max()
+        if float(peak) > 0:
+            samples = samples / peak
+        spectrum = torch.stft(
+            samples,
+            n_fft=N_FFT,
+            hop_length=HOP,
+            window=self._window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )  # (1025, T)
+        power = spectrum.real.square() + spectrum.imag.square()
+        mel = power.T @ self._filterbank  # (T, 96)
+        spectrogram = torch.log10(1.0 + LOG_SCALE * mel) / LOG_MAXIMUM
+        return F.pad(spectrogram, (0, 0, 0, max(0, MIN_FRAMES - spectrogram.shape[0])))
+
+    def embed(self, windows: Sequence[Tensor]) -> Tensor:
+        self._check_windows(windows)
+        with torch.inference_mode():
+            spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
+            embeddings: list[Tensor | None] = [None] * len(spectrograms)
+            # Windows of equal length (every full window of a recording) share a network call.
+            by_length: dict[int, list[int]] = {}
+            for index, spectrogram in enumerate(spectrograms):
+                by_length.setdefault(int(spectrogram.shape[0]), []).append(index)
+            for indices in by_length.values():
+                for start in range(0, len(indices), _BATCH_WINDOWS):
+                    chunk = indices[start : start + _BATCH_WINDOWS]
+                    batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
+                    with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
+                        result = self.network(batch).float()  # (B, 512)
+                    for row, index in enumerate(chunk):
+                        embeddings[index] = result[row]
+            return torch.stack([value for value in embeddings if value is not None])  # (W, 512)

@@ -1,0 +1,47 @@
+"""Running trained models over recordings and scoring them.
+
+Inference with a trained model (`inference`: audio -> windows -> pi per window and clip), the
+paper's five metrics over a data set (`scoring`), the K-means baseline beside a model
+(`baselines`) and the result tables (`tables`).
+
+Imports `uvac.training`, `uvac.audio`, `uvac.models` and the shared leaves.
+"""
+
+from __future__ import annotations
+
+from uvac.evaluation.baselines import (
+    KMEANS_METHOD,
+    LABELS_METHOD,
+    evaluate_with_baselines,
+    kmeans_baseline,
+    labels_as_clusters,
+)
+from uvac.evaluation.inference import ClipResult, Clusterer, WindowResult, aggregate_windows
+from uvac.evaluation.scoring import (
+    FEATURES_DESCRIPTION,
+    EvaluationReport,
+    RepresentationScores,
+    evaluate_clusterer,
+    report_from_assignments,
+)
+from uvac.evaluation.tables import TableRow, render_table, render_titled_table
+
+__all__ = [
+    "FEATURES_DESCRIPTION",
+    "KMEANS_METHOD",
+    "LABELS_METHOD",
+    "ClipResult",
+    "Clusterer",
+    "EvaluationReport",
+    "RepresentationScores",
+    "TableRow",
+    "WindowResult",
+    "aggregate_windows",
+    "evaluate_clusterer",
+    "evaluate_with_baselines",
+    "kmeans_baseline",
+    "labels_as_clusters",
+    "render_table",
+    "render_titled_table",
+    "report_from_assignments",
+]

@@ -1,0 +1,191 @@
+"""How much memory a training run will need, known before any recording is read.
+
+A job is accepted or refused on this estimate when it is submitted, so that a job that was
+accepted can run within the worker's memory (rather than fail there minutes later, or take
+the worker down). Three parts:
+
+- the data set's windows, as the trainer holds them (float32 features and their masks);
+- the model: its parameters, their gradients and Adam's two moments;
+- one optimisation step: every tensor the forward pass and the backward pass produce, counted
+  on PyTorch's meta device, which computes shapes and allocates nothing; times the extra views
+  of the consistency and self-labelling terms, each a forward and backward of its own.
+
+The step is counted on probes of two or four windows of at most `PROBE_FRAMES` frames and
+extrapolated to the real batch and window (parts that are fixed, grow with the window, with
+the batch, and with both: the layers' activations are linear in each); the meta device's own
+cost grows with the frames (the GRU runs one step per 16), so a request for a window of a
+million frames is answered in milliseconds too. It counts
+every intermediate tensor as if all were alive at once, so it errs on the high side. The
+model is built from the same arguments as the trainer's, so an option the model refuses is
+found here too (``ValueError``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from uvac.audio import FeatureConfig
+from uvac.models import VariationalClusterModel, build_model
+from uvac.training.config import TrainConfig
+
+__all__ = [
+    "PROBE_FRAMES",
+    "TrainingMemory",
+    "estimate_training_memory",
+    "window_count",
+]
+
+_FLOAT32 = 4
+# Parameters, gradients and Adam's first and second moments.
+_COPIES_PER_PARAMETER = 4
+# K-means runs on the flattened windows; scikit-learn works on a float64 copy and distances.
+_KMEANS_COPIES = 3
+PROBE_FRAMES = 64  # a multiple of 16, as the networks' inputs are
+_PROBE_WINDOWS = (2, 4)
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Bytes each part of a training run needs (see the module docstring)."""
+
+    dataset_bytes: int
+    model_bytes: int
+    step_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.dataset_bytes + self.model_bytes + self.step_bytes
+
+
+def window_count(durations_s: Iterable[float], features: FeatureConfig) -> int:
+    """How many time-context windows the clips of these durations give."""
+    total = 0
+    for duration in durations_s:
+        if features.time_fit:
+            total += 1
+            continue
+        frames = 1 + max(0, round(duration * features.sample_rate) - features.n_fft) // max(
+            1, features.hop_length
+        )
+        extra = max(0, frames - features.span_frames)
+        total += 1 + math.ceil(extra / features.window_hop_frames)
+    return total
+
+
+def estimate_training_memory(
+    config: TrainConfig, features: FeatureConfig, *, windows: int
+) -> TrainingMemory:
+    """The memory a run of ``config`` on ``windows`` windows of ``features`` needs.
+
+    Raises ``ValueError`` (or ``TypeError``) when the model cannot be built from these
+    settings, as the trainer would.
+    """
+    channels, frames, bins = features.input_shape  # (1, T, F)
+    window_values = channels * frames * bins
+    dataset_bytes = windows * (window_values + frames) * _FLOAT32  # features and masks
+    if config.model_type == "kmeans":
+        return TrainingMemory(
+            dataset_bytes=dataset_bytes,
+            model_bytes=config.n_clusters * window_values * _FLOAT32,
+            step_bytes=_KMEANS_COPIES * dataset_bytes,
+        )
+    batch = max(1, min(config.batch_size, windows))
+    with torch.device("meta"):
+        model = _model(config, bins=bins, frames=frames)
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        step = _scaled_step_bytes(
+            config, model, batch=batch, channels=channels, frames=frames, bins=bins
+        )
+    views = 1 + (config.consistency_weight > 0) + (config.self_label_weight > 0)
+    return TrainingMemory(
+        dataset_bytes=dataset_bytes,
+        model_bytes=parameters * _FLOAT32 * _COPIES_PER_PARAMETER,
+        step_bytes=step * views,
+    )
+
+
+def _scaled_step_bytes(
+    config: TrainConfig, model: Any, *, batch: int, channels: int, frames: int, bins: int
+) -> int:
+    """One step's bytes as ``a + a' T + b B + c B T``, fitted on four small probes.
+
+    ``a`` is what the weights' gradients take, ``a'`` what grows with the window alone,
+    ``b`` what each window's latent values take and ``c`` the activations along time; the
+    probes have 2 or 4 windows of at most `PROBE_FRAMES` frames (the real T when shorter).
+    """
+    short = min(frames, PROBE_FRAMES // 2)
+    long = min(frames, PROBE_FRAMES)
+    models = {frames: model}
+
+    def measure(windows: int, probe_frames: int) -> int:
+        if probe_frames not in models:
+            models[probe_frames] = _model(config, bins=bins, frames=probe_frames)
+        probe = torch.zeros(windows, channels, probe_frames, bins)
+        return _step_bytes(models[probe_frames], probe, config)
+
+    # Two and four windows: with one, some tensors are broadcast rather than made.
+    small, large = _PROBE_WINDOWS
+    small_short, large_short = measure(small, short), measure(large, short)
+    per_window_short = (large_short - small_short) / (large - small)
+    if long == short:  # the window is short: T is the real one, only B is extrapolated
+        return max(large_short, math.ceil(small_short + per_window_short * (batch - small)))
+    small_long, large_long = measure(small, long), measure(large, long)
+    per_window_long = (large_long - small_long) / (large - small)
+    span = long - short
+    per_window_frame = (per_window_long - per_window_short) / span  # c
+    per_window = per_window_short - per_window_frame * short  # b
+    per_frame = (small_long - small_short) / span - small * per_window_frame  # a'
+    fixed = small_short - per_frame * short - small * (per_window + per_window_frame * short)
+    estimate = fixed + per_frame * frames + (per_window + per_window_frame * frames) * batch
+    return max(large_long, math.ceil(estimate))
+
+
+def _model(config: TrainConfig, *, bins: int, frames: int) -> Any:
+    arguments: dict[str, Any] = {
+        "n_clusters": config.n_clusters,
+        "n_features": bins,
+        **config.model_hyperparameters,
+    }
+    if config.model_type != "cat-uvac":  # the others are built for one window length
+        arguments["n_frames"] = frames
+    return build_model(config.model_type, **arguments)
+
+
+class _CountingMode(TorchDispatchMode):
+    """Adds up the bytes of every tensor an operation returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.bytes += leaf.numel() * leaf.element_size()
+        return out
+
+
+def _step_bytes(model: Any, batch: torch.Tensor, config: TrainConfig) -> int:
+    if not isinstance(model, VariationalClusterModel):  # pragma: no cover (no such type yet)
+        return int(batch.numel() * batch.element_size())
+    # As after the optimiser's zero_grad: each step makes its gradients anew.
+    model.zero_grad(set_to_none=True)
+    counting = _CountingMode()
+    with counting:
+        parts = model.loss(
+            batch,
+            None,
+            temperature=config.temperature_start,
+            lambda_kl=config.lambda_kl,
+            cluster_balance=config.cluster_balance,
+        )
+        parts.total.backward()
+    return counting.bytes

@@ -1,0 +1,97 @@
+"""Training, the public way in: from recordings (`train_model`) or from windows already cut
+(`train_on_windows`); both return a `TrainedModel` that carries the feature configuration and
+the normalisation statistics it was trained with.
+
+- `train_model(items, ...)`: loads the recordings, fits the normalisation statistics on these
+  training clips only, cuts every clip into windows (`uvac.training.data`), and trains.
+- `train_on_windows(data, ...)`: the same from `TrainingWindows` already cut, so that several
+  runs on one data set (other seeds, say) decode the recordings, or run an encoder, once.
+
+The loop itself, seeded, cancellable and resumable from checkpoints, is `uvac.training.trainer`.
+What a run is told to do is `uvac.training.config.TrainConfig`; what it reports is
+`uvac.training.progress.Progress` while it runs and `uvac.training.history` per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from uvac.training.artifact import TrainedModel, training_info
+from uvac.training.data import TrainingWindows, windows_for_training
+from uvac.training.trainer import ProgressCallback, StopCheck, fit
+
+if TYPE_CHECKING:
+    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.training.config import TrainConfig
+
+__all__ = ["train_model", "train_on_windows"]
+
+
+# --------------------------------------------------------------------- from recordings
+
+
+def train_model(
+    items: Sequence[DatasetItem],
+    *,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    checkpoint_dir: Path | None = None,
+    dataset_digest: str | None = None,
+    encoding_progress: Callable[[int, int], None] | None = None,
+) -> TrainedModel:
+    """Train on recordings: features, normalisation fitted on these clips, windows, model.
+
+    Files that fail to decode are skipped with a warning (and counted in the model's info);
+    `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
+    accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
+    total)`` follows the encoder's pass over the files (encoder front-ends).
+    """
+    data = windows_for_training(
+        items, feature_config=feature_config, should_stop=should_stop, progress=encoding_progress
+    )
+    return train_on_windows(
+        data,
+        config=config,
+        feature_config=feature_config,
+        progress=progress,
+        should_stop=should_stop,
+        checkpoint_dir=checkpoint_dir,
+        dataset_digest=dataset_digest,
+    )
+
+
+def train_on_windows(
+    data: TrainingWindows,
+    *,
+    config: TrainConfig,
+    feature_config: FeatureConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    checkpoint_dir: Path | None = None,
+    dataset_digest: str | None = None,
+) -> TrainedModel:
+    """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
+    so that several runs on one data set (other seeds, say) decode the recordings once."""
+    model, history = fit(
+        data.features,
+        data.mask,
+        config=config,
+        labels=data.labels,
+        progress=progress,
+        should_stop=should_stop,
+        checkpoint_dir=checkpoint_dir,
+    )
+    info = training_info(
+        model=model,
+        config=config,
+        history=history,
+        dataset_digest=dataset_digest,
+        data_summary=data.summary(),
+    )
+    return TrainedModel(
+        model=model, feature_config=feature_config, norm_stats=data.norm_stats, info=info
+    )
