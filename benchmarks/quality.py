@@ -65,8 +65,13 @@ from uvac.training import (  # noqa: E402
 
 logger = logging.getLogger("benchmarks.quality")
 
-METHODS = ("cat-uvac", "uvac-gmm", "kmeans")
-METHOD_NAMES = {"cat-uvac": "Cat. UVAC", "uvac-gmm": "UVAC (GMM prior)", "kmeans": "K-means"}
+METHODS = ("cat-uvac", "start", "uvac-gmm", "kmeans")
+METHOD_NAMES = {
+    "cat-uvac": "Cat. UVAC",
+    "start": "Start alone",
+    "uvac-gmm": "UVAC (GMM prior)",
+    "kmeans": "K-means",
+}
 # data set key -> (folder flag, K)
 DATASETS = {
     "fsdd": ("fsdd", 10),
@@ -156,9 +161,12 @@ def _one_run(
     seed: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"model_type": method, "n_clusters": n_clusters, "seed": seed}
+    model_type = "cat-uvac" if method == "start" else method
+    overrides: dict[str, Any] = {"model_type": model_type, "n_clusters": n_clusters, "seed": seed}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if method == "start":  # Cat. UVAC's start alone: h taught the initial partition, no ELBO
+        overrides["epochs"] = 0
     if method == "kmeans":
         overrides.update(
             consistency_weight=0.0, init_epochs=0, self_label_weight=0.0, cluster_balance=0.0

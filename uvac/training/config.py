@@ -96,17 +96,22 @@ class TrainConfig:
             raise ValueError(
                 f"unknown model_type {self.model_type!r}; known: {', '.join(sorted(MODEL_TYPES))}"
             )
-        positive_ints = ("n_clusters", "epochs", "batch_size", "progress_every_steps")
+        positive_ints = ("n_clusters", "batch_size", "progress_every_steps")
         for name in (*positive_ints, "checkpoint_every_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
-        for name in ("consistency_neighbours", "init_epochs"):
+        for name in ("epochs", "consistency_neighbours", "init_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.epochs == 0 and (self.init_epochs == 0 or self.model_type == "kmeans"):
+            raise ValueError(
+                "epochs = 0 trains the clustering start alone, which needs init_epochs > 0 and "
+                "a variational model"
+            )
         for name in (
             "learning_rate",
             "final_learning_rate",
