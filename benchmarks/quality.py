@@ -53,6 +53,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
+from benchmarks.windowed_recordings import joined_esc10  # noqa: E402
 from uvac.audio import AudioFolder  # noqa: E402
 from uvac.evaluation import TableRow, evaluate_clusterer, render_table  # noqa: E402
 from uvac.training import (  # noqa: E402
@@ -77,6 +78,8 @@ DATASETS = {
     "fsdd": ("fsdd", 10),
     "esc10": ("esc10", 10),
     "esc10_k5": ("esc10", 5),
+    # ESC-10's clips joined into one recording per source, cut into overlapping windows.
+    "esc10_windowed": ("esc10_windowed", 10),
     "fsdd_logmel": ("fsdd", 10),
     "esc10_logmel": ("esc10", 10),
     "esc10_k5_logmel": ("esc10", 5),
@@ -87,6 +90,7 @@ DATASET_PRESETS = {
     "fsdd": "speech",
     "esc10": "scenes",
     "esc10_k5": "scenes",
+    "esc10_windowed": "scenes",
     "fsdd_logmel": "words-logmel",
     "esc10_logmel": "scenes-logmel",
     "esc10_k5_logmel": "scenes-logmel",
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     roots = {"fsdd": Path(args.fsdd), "esc10": Path(args.esc10)}
+    if "esc10_windowed" in args.datasets:
+        roots["esc10_windowed"] = joined_esc10(
+            Path(args.esc10), REPO / "var" / "bench-data" / "esc10-windowed"
+        )
     results: dict[str, dict[str, Any]] = {}
     if args.json.exists() and args.resume:
         results = json.loads(args.json.read_text())
@@ -143,6 +151,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument(
+        "--set", dest="train_set", action="append", default=[], metavar="KEY=JSON",
+        help="a training override for every run, e.g. --set lambda_kl=0.1 (for ablations)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="keep methods already in --json")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/quality.json")
@@ -165,6 +177,9 @@ def _one_run(
     overrides: dict[str, Any] = {"model_type": model_type, "n_clusters": n_clusters, "seed": seed}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    for setting in args.train_set:
+        key, _, value = setting.partition("=")
+        overrides[key] = json.loads(value)
     if method == "start":  # Cat. UVAC's start alone: h taught the initial partition, no ELBO
         overrides["epochs"] = 0
     if method == "kmeans":

@@ -149,26 +149,44 @@ def confusion_matrix_chart(report: EvaluationReport) -> bytes | None:
     return png(figure)
 
 
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> list[float] | None:
+    """``key`` of every epoch record (NaN where missing), or None when no record has it."""
+    values = [record.get(key) for record in history]
+    if all(value is None for value in values):
+        return None
+    return [np.nan if value is None else float(value) for value in values]
+
+
 def training_curves_chart(history: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """Loss parts per epoch; beside them, when recorded, accuracy and NMI on the training
+    windows and on the held-out ones, and the share of training windows whose cluster
+    changed since the clustering start (how far training moved off its start)."""
     if not history:
         return None
     epochs = [int(record["epoch"]) for record in history]
-    has_scores = any(record.get("accuracy") is not None for record in history)
-    figure = Figure(figsize=(11 if has_scores else 6, 4))
-    panels = figure.subplots(1, 2 if has_scores else 1, squeeze=False)[0]
+    scores = {
+        "accuracy (training)": _series(history, "accuracy"),
+        "NMI (training)": _series(history, "nmi"),
+        "accuracy (held out)": _series(history, "held_out_accuracy"),
+        "NMI (held out)": _series(history, "held_out_nmi"),
+        "changed since the start": _series(history, "changed_since_start"),
+    }
+    scores = {name: values for name, values in scores.items() if values is not None}
+    figure = Figure(figsize=(11 if scores else 6, 4))
+    panels = figure.subplots(1, 2 if scores else 1, squeeze=False)[0]
     for key in ("loss", "reconstruction", "kl_z", "kl_y"):
-        values = [record.get(key) for record in history]
-        if any(value is not None for value in values):
-            panels[0].plot(epochs, [np.nan if v is None else v for v in values], label=key)
+        values = _series(history, key)
+        if values is not None:
+            panels[0].plot(epochs, values, label=key)
     panels[0].set_xlabel("epoch")
     panels[0].set_title("training loss (mean per epoch)")
     panels[0].legend(fontsize="small")
-    if has_scores:
-        for key in ("accuracy", "nmi"):
-            values = [record.get(key) for record in history]
-            panels[1].plot(epochs, [np.nan if v is None else v for v in values], label=key)
+    if scores:
+        for name, values in scores.items():
+            style = ":" if name.startswith("changed") else "--" if "held out" in name else "-"
+            panels[1].plot(epochs, values, style, label=name)
         panels[1].set_ylim(0, 1)
         panels[1].set_xlabel("epoch")
-        panels[1].set_title("accuracy and NMI on the training clips")
+        panels[1].set_title("clustering per epoch")
         panels[1].legend(fontsize="small")
     return png(figure)

@@ -107,15 +107,29 @@ def self_label_loss(p_clean: Tensor, p_view: Tensor, *, threshold: float) -> Ten
     return F.nll_loss(log_p, targets, weight=weights)
 
 
-def nearest_neighbours(x: Tensor, mask: Tensor, *, k: int, chunk: int = 1024) -> Tensor:
+def nearest_neighbours(
+    x: Tensor, mask: Tensor, *, k: int, groups: Tensor | None = None, chunk: int = 1024
+) -> Tensor:
     """The ``k`` nearest other windows of each window ``(N, 1, T, F)``, ``(N, k)`` int64, by
-    Euclidean distance between the flattened masked windows (computed in chunks of rows)."""
+    Euclidean distance between the flattened masked windows (computed in chunks of rows).
+
+    With ``groups (N,)`` (the recording each window was cut from), a window's neighbours come
+    from other recordings whenever at least ``k`` windows lie outside its own.
+    """
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float()  # (N, T*F)
     k = min(k, vectors.shape[0] - 1)
+    if groups is not None:
+        groups = groups.to(x.device)
+        group_sizes = torch.bincount(groups)
     rows = []
     for start in range(0, vectors.shape[0], chunk):
         distances = torch.cdist(vectors[start : start + chunk], vectors)  # (C, N)
         own = torch.arange(start, start + distances.shape[0], device=x.device)
         distances[torch.arange(distances.shape[0], device=x.device), own] = float("inf")
+        if groups is not None:
+            row_groups = groups[start : start + distances.shape[0]]  # (C,)
+            same = row_groups[:, None] == groups[None, :]  # (C, N)
+            enough_outside = (vectors.shape[0] - group_sizes[row_groups]) >= k  # (C,)
+            distances[same & enough_outside[:, None]] = float("inf")
         rows.append(distances.topk(k, dim=1, largest=False).indices)
     return torch.cat(rows)

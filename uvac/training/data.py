@@ -33,7 +33,13 @@ from uvac.audio import (
 )
 from uvac.errors import AudioError, DatasetError, RunCancelled
 
-__all__ = ["TrainingWindows", "training_windows_from_embeddings", "windows_for_training"]
+__all__ = [
+    "HeldOutWindows",
+    "TrainingWindows",
+    "held_out_windows",
+    "training_windows_from_embeddings",
+    "windows_for_training",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +204,46 @@ def _training_windows(
         norm_stats=stats,
         n_clips=len(usable),
         skipped=skipped,
+    )
+
+
+@dataclass(frozen=True)
+class HeldOutWindows:
+    """Windows of recordings kept out of training, normalised with the training statistics;
+    the trainer only scores them."""
+
+    features: Tensor  # (N, 1, T, M)
+    mask: Tensor  # (N, T)
+    labels: list[int] | None  # (N,) label id per window, in the training data's label ids
+
+
+def held_out_windows(
+    items: Sequence[DatasetItem],
+    *,
+    feature_config: FeatureConfig,
+    training: TrainingWindows,
+    should_stop: Callable[[], bool] | None = None,
+) -> HeldOutWindows | None:
+    """The windows of ``items`` cut and normalised exactly as ``training``'s; None when none
+    decodes. Labels are kept only when every item's label is one training knows."""
+    extractor = FeatureExtractor(feature_config, training.norm_stats)
+    names = training.label_names or []
+    features, masks, labels = [], [], []
+    every_label_known = True
+    for item, audio in _decoded(items, feature_config, should_stop, skipped=[]):
+        if audio is None:
+            continue
+        windows = extractor.windows(audio)
+        features.append(windows.features)
+        masks.append(windows.mask)
+        if item.label is None or str(item.label) not in names:
+            every_label_known = False
+        else:
+            labels.extend([names.index(str(item.label))] * len(windows))
+    if not features:
+        return None
+    return HeldOutWindows(
+        torch.cat(features), torch.cat(masks), labels if every_label_known else None
     )
 
 

@@ -40,6 +40,12 @@ class EpochRecord:
     nmi: float | None
     clusters_used: int | None
     seconds: float
+    # Share of the training windows whose cluster differs from the one the start taught h;
+    # None without a start (or after a resume from a checkpoint that predates the field).
+    changed_since_start: float | None = None
+    # Accuracy and NMI of the held-out windows (never trained on); None without them.
+    held_out_accuracy: float | None = None
+    held_out_nmi: float | None = None
 
 
 @dataclass

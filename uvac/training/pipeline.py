@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uvac.training.artifact import TrainedModel, training_info
-from uvac.training.data import TrainingWindows, windows_for_training
+from uvac.training.data import (
+    HeldOutWindows,
+    TrainingWindows,
+    held_out_windows,
+    windows_for_training,
+)
 from uvac.training.trainer import ProgressCallback, StopCheck, fit
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ def train_model(
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
     encoding_progress: Callable[[int, int], None] | None = None,
+    held_out_items: Sequence[DatasetItem] = (),
 ) -> TrainedModel:
     """Train on recordings: features, normalisation fitted on these clips, windows, model.
 
@@ -49,10 +55,17 @@ def train_model(
     `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
     accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
     total)`` follows the encoder's pass over the files (encoder front-ends).
+    ``held_out_items`` (recordings kept out of training) are cut with the training statistics
+    and only scored, for the held-out accuracy and NMI of each epoch.
     """
     data = windows_for_training(
         items, feature_config=feature_config, should_stop=should_stop, progress=encoding_progress
     )
+    held_out = None
+    if held_out_items:
+        held_out = held_out_windows(
+            held_out_items, feature_config=feature_config, training=data, should_stop=should_stop
+        )
     return train_on_windows(
         data,
         config=config,
@@ -61,6 +74,7 @@ def train_model(
         should_stop=should_stop,
         checkpoint_dir=checkpoint_dir,
         dataset_digest=dataset_digest,
+        held_out=held_out,
     )
 
 
@@ -73,6 +87,7 @@ def train_on_windows(
     should_stop: StopCheck | None = None,
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
+    held_out: HeldOutWindows | None = None,
 ) -> TrainedModel:
     """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
     so that several runs on one data set (other seeds, say) decode the recordings once."""
@@ -84,6 +99,8 @@ def train_on_windows(
         progress=progress,
         should_stop=should_stop,
         checkpoint_dir=checkpoint_dir,
+        held_out=held_out,
+        groups=data.clip_index,
     )
     info = training_info(
         model=model,

@@ -22,6 +22,7 @@ cancelled run can also be resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -55,6 +56,7 @@ from uvac.training.consistency import (
     nearest_neighbours,
     self_label_loss,
 )
+from uvac.training.data import HeldOutWindows
 from uvac.training.history import EpochRecord, TrainingHistory, label_metrics
 from uvac.training.kmeans_fit import fit_kmeans
 from uvac.training.progress import Progress
@@ -76,10 +78,16 @@ def fit(
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     checkpoint_dir: Path | None = None,
+    held_out: HeldOutWindows | None = None,
+    groups: Tensor | None = None,
 ) -> tuple[ClusterModel, TrainingHistory]:
     """Train ``config.model_type`` on windows ``features (N, 1, T, M)`` with ``mask (N, T)``.
 
-    ``labels`` (one int per window) only feed the accuracy/NMI in progress and history. With
+    ``labels`` (one int per window) only feed the accuracy/NMI in progress and history;
+    ``held_out`` windows (never trained on) only feed the held-out accuracy/NMI. ``groups``
+    ``(N,)`` says which recording each window was cut from: the consistency partners are
+    drawn from other recordings, so that overlapping windows of one recording, each other's
+    nearest neighbours, do not teach the model to cluster recordings. With
     ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every_epochs`` epochs and a
     compatible one found there is resumed (same config and the same data). Returns the model on
     the CPU in eval mode and the history.
@@ -102,6 +110,8 @@ def fit(
             progress=progress,
             should_stop=should_stop,
             checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+            held_out=held_out,
+            groups=groups,
         ).run()
     return model.cpu().eval(), history
 
@@ -167,6 +177,8 @@ class Trainer:
         progress: ProgressCallback | None = None,
         should_stop: StopCheck | None = None,
         checkpoint_dir: Path | None = None,
+        held_out: HeldOutWindows | None = None,
+        groups: Tensor | None = None,
     ) -> None:
         self.model = model.to(device)
         self.device = device
@@ -183,10 +195,12 @@ class Trainer:
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.history = TrainingHistory()
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
+        self.held_out = held_out
+        self.start_assignments: Tensor | None = None  # (N,) the clusters the start taught
         self.neighbours: Tensor | None = None  # (N, k) training-window indices
         if config.consistency_weight > 0 and config.consistency_neighbours > 0:
             self.neighbours = nearest_neighbours(
-                self.features, self.mask, k=config.consistency_neighbours
+                self.features, self.mask, k=config.consistency_neighbours, groups=groups
             )
 
     def run(self) -> TrainingHistory:
@@ -197,6 +211,7 @@ class Trainer:
                 batches=self._batches, shuffle=self.shuffle, device=self.device,
                 should_stop=self.should_stop,
             )  # fmt: skip
+            self.start_assignments = self._assignments(self.features, self.mask)
         started = time.perf_counter()
         steps_at_start = first_epoch * self.batches_per_epoch
         for epoch_index in range(first_epoch, self.config.epochs):
@@ -244,17 +259,18 @@ class Trainer:
                 self._report(so_far, step, started=started, steps_at_start=steps_at_start)
 
         means = sums / len(batches)  # (5,)
-        accuracy, nmi_value, used = self._evaluate()
-        record = _epoch_record(
-            epoch_index, means, temperature=temperature, learning_rate=learning_rate,
-            accuracy=accuracy, nmi=nmi_value, clusters_used=used,
-            seconds=time.perf_counter() - epoch_started,
+        record = dataclasses.replace(
+            _epoch_record(
+                epoch_index, means, temperature=temperature, learning_rate=learning_rate,
+                seconds=time.perf_counter() - epoch_started,
+            ),
+            **self._evaluate(),
         )  # fmt: skip
         self.history.epochs.append(record)
         logger.info(
             "epoch %d/%d: loss %.4g (rec %.4g, kl_z %.4g, kl_y %.4g), tau %.3g, lr %.3g, acc %s",
             record.epoch, config.epochs, record.loss, record.reconstruction, record.kl_z,
-            record.kl_y, temperature, learning_rate, accuracy,
+            record.kl_y, temperature, learning_rate, record.accuracy,
         )  # fmt: skip
         self._report(
             record, len(batches), started=started, steps_at_start=steps_at_start, epoch_done=True
@@ -319,18 +335,33 @@ class Trainer:
             .to(torch.float64)
         )
 
-    def _evaluate(self) -> tuple[float | None, float | None, int | None]:
-        if self.labels is None:
-            return None, None, None
+    def _assignments(self, features: Tensor, mask: Tensor) -> Tensor:
+        """The model's cluster ``(N,)`` of each window, on the CPU; leaves train mode on."""
         self.model.eval()
         assignments = []
         with torch.inference_mode():
-            for start in range(0, self.features.shape[0], 256):
-                x = self.features[start : start + 256]
-                mask = self.mask[start : start + 256]
-                assignments.append(self.model.assignments(x, mask).cpu())
+            for start in range(0, features.shape[0], 256):
+                chunk = features[start : start + 256].to(self.device, torch.float32)
+                chunk_mask = mask[start : start + 256].to(self.device, torch.float32)
+                assignments.append(self.model.assignments(chunk, chunk_mask).cpu())
         self.model.train()
-        return label_metrics(torch.cat(assignments), self.labels)
+        return torch.cat(assignments)
+
+    def _evaluate(self) -> dict[str, Any]:
+        """The end-of-epoch figures of `EpochRecord` that need the model's assignments."""
+        figures: dict[str, Any] = {}
+        assignments = self._assignments(self.features, self.mask)
+        figures["accuracy"], figures["nmi"], figures["clusters_used"] = label_metrics(
+            assignments, self.labels
+        )
+        if self.start_assignments is not None:
+            changed = (assignments != self.start_assignments).float().mean()
+            figures["changed_since_start"] = float(changed)
+        if self.held_out is not None and self.held_out.labels is not None:
+            held_out = self._assignments(self.held_out.features, self.held_out.mask)
+            accuracy, nmi_value, _ = label_metrics(held_out, self.held_out.labels)
+            figures["held_out_accuracy"], figures["held_out_nmi"] = accuracy, nmi_value
+        return figures
 
     def _report(
         self,
@@ -381,6 +412,9 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         restore_rng_state(checkpoint.rng, self.shuffle)
         self.history = TrainingHistory.from_list(checkpoint.history)
+        start = checkpoint.extra.get("start_assignments")
+        if start is not None and len(start) == self.features.shape[0]:
+            self.start_assignments = torch.tensor(start, dtype=torch.int64)
         logger.info("resuming from the checkpoint after epoch %d", checkpoint.epoch)
         return checkpoint.epoch
 
@@ -395,7 +429,12 @@ class Trainer:
                 rng=capture_rng_state(self.shuffle),
                 config=self.config.to_dict(),
                 history=self.history.to_list(),
-                extra={"data_fingerprint": self.fingerprint},
+                extra={
+                    "data_fingerprint": self.fingerprint,
+                    "start_assignments": (
+                        None if self.start_assignments is None else self.start_assignments.tolist()
+                    ),
+                },
             ),
         )
 
