@@ -17,11 +17,14 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+import scipy.sparse
 import torch
 from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from torch import Tensor
 
 from uvac.errors import RunCancelled
+from uvac.training.consistency import nearest_neighbours
 
 if TYPE_CHECKING:
     from uvac.models import ClusterModel
@@ -60,10 +63,20 @@ def kmeans_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int)
     return torch.from_numpy(kmeans.fit_predict(vectors.astype("float64"))).to(torch.int64)
 
 
-def spectral_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
+def spectral_pseudo_labels(
+    x: Tensor, mask: Tensor, *, n_clusters: int, seed: int, groups: Tensor | None = None
+) -> Tensor:
     """Spectral cluster ``(N,)`` int64 of each window ``(N, 1, T, F)``: the symmetrised graph
     of each flattened masked window's ``SPECTRAL_NEIGHBOURS`` nearest neighbours, cut into
-    ``n_clusters`` parts (normalised Laplacian embedding, then K-means in it)."""
+    ``n_clusters`` parts (normalised Laplacian embedding, then K-means in it).
+
+    With ``groups (N,)`` (the recording each window was cut from) and a recording of more than
+    one window, a window's graph neighbours come from other recordings: otherwise the
+    overlapping windows of each recording form a tight component of their own, and the cut
+    follows recordings instead of sounds.
+    """
+    if groups is not None and int(torch.bincount(groups).max()) > 1:
+        return _spectral_across_recordings(x, mask, n_clusters=n_clusters, seed=seed, groups=groups)
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
     spectral = SpectralClustering(
         n_clusters=n_clusters,
@@ -73,6 +86,26 @@ def spectral_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: in
         random_state=seed,
     )
     return torch.from_numpy(spectral.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def _spectral_across_recordings(
+    x: Tensor, mask: Tensor, *, n_clusters: int, seed: int, groups: Tensor
+) -> Tensor:
+    """`spectral_pseudo_labels` on the graph scikit-learn builds (each window joined to
+    itself and its nearest others, symmetrised), with the others drawn across recordings."""
+    n_windows = x.shape[0]
+    others = min(SPECTRAL_NEIGHBOURS - 1, n_windows - 1)
+    neighbours = nearest_neighbours(x, mask, k=others, groups=groups).cpu()  # (N, others)
+    rows = torch.arange(n_windows).repeat_interleave(others + 1)
+    columns = torch.cat([torch.arange(n_windows)[:, None], neighbours], dim=1).flatten()
+    connectivity = scipy.sparse.csr_matrix(
+        (np.ones(rows.shape[0]), (rows.numpy(), columns.numpy())), shape=(n_windows, n_windows)
+    )
+    spectral = SpectralClustering(
+        n_clusters=n_clusters, affinity="precomputed", assign_labels="kmeans", random_state=seed
+    )
+    labels = spectral.fit_predict(0.5 * (connectivity + connectivity.T))
+    return torch.from_numpy(labels).to(torch.int64)
 
 
 def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
@@ -99,16 +132,22 @@ def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -
 
 
 def initial_pseudo_labels(
-    x: Tensor, mask: Tensor, *, method: str, n_clusters: int, seed: int
+    x: Tensor,
+    mask: Tensor,
+    *,
+    method: str,
+    n_clusters: int,
+    seed: int,
+    groups: Tensor | None = None,
 ) -> Tensor:
     """The partition ``(N,)`` int64 the initialisation teaches h: ``method`` "kmeans",
     "spectral" or "ward" (`TrainConfig.init_clustering`). "ward" falls back to K-means, with a
     warning, when one Ward cluster holds more than `WARD_MAX_CLUSTER_RATIO` times the mean
-    cluster size."""
+    cluster size. ``groups`` (the recording of each window) shapes the spectral graph."""
     if method == "kmeans":
         return kmeans_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
     if method == "spectral":
-        return spectral_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
+        return spectral_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed, groups=groups)
     if method != "ward":
         raise ValueError(f"unknown initial clustering {method!r}")
     labels = ward_pseudo_labels(x, mask, n_clusters=n_clusters, seed=seed)
@@ -132,6 +171,7 @@ def teach_initial_partition(
     shuffle: torch.Generator,
     device: torch.device,
     should_stop: Callable[[], bool] | None,
+    groups: Tensor | None = None,
 ) -> None:
     """Train h alone to predict `initial_pseudo_labels` of the windows ``(N, 1, T, F)``.
 
@@ -143,6 +183,7 @@ def teach_initial_partition(
         method=config.init_clustering,
         n_clusters=config.n_clusters,
         seed=config.seed,
+        groups=groups,
     ).to(device)  # (N,)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     model.train()

@@ -85,9 +85,10 @@ def fit(
 
     ``labels`` (one int per window) only feed the accuracy/NMI in progress and history;
     ``held_out`` windows (never trained on) only feed the held-out accuracy/NMI. ``groups``
-    ``(N,)`` says which recording each window was cut from: the consistency partners are
-    drawn from other recordings, so that overlapping windows of one recording, each other's
-    nearest neighbours, do not teach the model to cluster recordings. With
+    ``(N,)`` says which recording each window was cut from: the consistency partners and the
+    spectral start's graph neighbours are drawn from other recordings, so that overlapping
+    windows of one recording, each other's nearest neighbours, do not teach the model to
+    cluster recordings. With
     ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every_epochs`` epochs and a
     compatible one found there is resumed (same config and the same data). Returns the model on
     the CPU in eval mode and the history.
@@ -197,6 +198,7 @@ class Trainer:
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
         self.held_out = held_out
         self.start_assignments: Tensor | None = None  # (N,) the clusters the start taught
+        self.groups = groups  # (N,) the recording of each window, or None
         self.neighbours: Tensor | None = None  # (N, k) training-window indices
         if config.consistency_weight > 0 and config.consistency_neighbours > 0:
             self.neighbours = nearest_neighbours(
@@ -209,7 +211,7 @@ class Trainer:
             teach_initial_partition(
                 self.model, self.features, self.mask, config=self.config,
                 batches=self._batches, shuffle=self.shuffle, device=self.device,
-                should_stop=self.should_stop,
+                should_stop=self.should_stop, groups=self.groups,
             )  # fmt: skip
             self.start_assignments = self._assignments(self.features, self.mask)
         started = time.perf_counter()

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from reports.figures import training_curves_chart
+from uvac import metrics
+from uvac.training import cluster_start
 from uvac.training.config import TrainConfig
 from uvac.training.consistency import nearest_neighbours
 from uvac.training.data import HeldOutWindows
@@ -98,3 +100,23 @@ def test_consistency_partners_come_from_other_recordings() -> None:
     # A recording that holds nearly everything keeps its own neighbours rather than none.
     lopsided = torch.tensor([0, 0, 0, 0, 0, 1])
     assert nearest_neighbours(x, mask, k=2, groups=lopsided).shape == (6, 2)
+
+
+def test_the_spectral_start_groups_sounds_not_recordings() -> None:
+    # Two kinds of sound, four recordings each, twelve near-identical windows per recording:
+    # more than a window's graph neighbours, so within recordings alone the graph would fall
+    # apart into eight components. Across recordings it holds the two kinds together.
+    generator = torch.Generator().manual_seed(0)
+    windows, kinds, recordings = [], [], []
+    for kind in range(2):
+        for recording in range(4):
+            centre = kind * 5.0 + recording * 0.3
+            jitter = torch.rand(12, 1, 1, 8, generator=generator) * 1e-3
+            windows.append(centre + jitter)
+            kinds += [kind] * 12
+            recordings += [kind * 4 + recording] * 12
+    x = torch.cat(windows)
+    labels = cluster_start.spectral_pseudo_labels(
+        x, torch.ones(x.shape[0], 1), n_clusters=2, seed=0, groups=torch.tensor(recordings)
+    )
+    assert metrics.nmi(kinds, labels.numpy()) == pytest.approx(1.0)
