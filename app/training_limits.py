@@ -20,7 +20,7 @@ from app.schemas import TrainRequest
 from app.schemas.jobs import ClusterRange
 from dataset_store import DatasetManifest
 from uvac.audio import DEFAULT_HELD_OUT_SHARE, DatasetItem, held_out_split
-from uvac.training import estimate_training_memory, window_count
+from uvac.training import TrainingMemory, estimate_training_memory, window_count
 
 __all__ = ["check_training_fits", "manifest_items"]
 
@@ -39,7 +39,8 @@ def check_training_fits(
     request: TrainRequest, manifest: DatasetManifest, *, max_bytes: int
 ) -> None:
     """Raise a 422 `RequestValidationError` when the run would need more than ``max_bytes``,
-    or when its model cannot be built from the request's settings."""
+    when its model cannot be built from the request's settings, or when it asks for more
+    clusters (the largest K of a range) than the windows it would train on."""
     features, config = request.configs()
     share = DEFAULT_HELD_OUT_SHARE if request.held_out_share is None else request.held_out_share
     training = {
@@ -47,6 +48,16 @@ def check_training_fits(
     }
     durations = [entry.duration_s for entry in manifest.files if entry.path in training]
     windows = window_count(durations, features)
+    try:
+        estimate = estimate_training_memory(config, features, windows=windows)
+    except (TypeError, ValueError) as error:
+        raise _refusal(
+            ("model_hyperparameters",),
+            f"The {config.model_type} model cannot be built from these settings: {error}",
+            "model_hyperparameters_invalid",
+        ) from error
+    if estimate.total_bytes > max_bytes:
+        raise _too_large(estimate, windows=windows, max_bytes=max_bytes)
     largest_k = (
         request.n_clusters.max
         if isinstance(request.n_clusters, ClusterRange)
@@ -61,17 +72,10 @@ def check_training_fits(
             f"{windows} windows. Ask for at most {windows} clusters, or add recordings.",
             "too_many_clusters",
         )
-    try:
-        estimate = estimate_training_memory(config, features, windows=windows)
-    except (TypeError, ValueError) as error:
-        raise _refusal(
-            ("model_hyperparameters",),
-            f"The {config.model_type} model cannot be built from these settings: {error}",
-            "model_hyperparameters_invalid",
-        ) from error
-    if estimate.total_bytes <= max_bytes:
-        return
-    raise _refusal(
+
+
+def _too_large(estimate: TrainingMemory, *, windows: int, max_bytes: int) -> RequestValidationError:
+    return _refusal(
         (),
         f"This training would need about {estimate.total_bytes / _GIB:.1f} GiB "
         f"({windows} windows of the data set: {estimate.dataset_bytes / _GIB:.1f} GiB, the "

@@ -110,9 +110,9 @@ def submit_training(
     manifest = datasets.get(body.dataset_id)  # 404 now rather than a failed job later
     if body.reference_dataset_id is not None:
         datasets.get(body.reference_dataset_id)
-    check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     if is_sweep(body.job_params()):  # the sweep's size is a deployment limit, not a schema one
         parse_sweep(body.job_params(), max_candidates=settings.max_sweep_candidates)
+    check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     return submit_job(
         kind="train",
         params=body.job_params(),

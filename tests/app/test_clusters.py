@@ -13,7 +13,7 @@ from app.main import create_app
 from model_store import ModelStore
 from service_config import Settings
 from tests.app.conftest import N_CLUSTERS, make_settings, publish_tiny_model
-from tests.app.helpers import assert_problem, noise_wav, two_clip_dataset
+from tests.app.helpers import LONG_CLIP_SECONDS, assert_problem, noise_wav, two_clip_dataset
 
 CLUSTERS = "/v1/models/scenes/versions/1/clusters"
 
@@ -42,7 +42,8 @@ def test_a_version_lists_its_clusters_with_recorded_facts(
     second = body["data"][1]
     assert second == {"number": 1, "name": "speech", "size": 7, "agreement": 0.95,
                       "previous_number": 1, "new": False,
-                      "typical_clips": ["a/x.wav", "a/y.wav"]}  # fmt: skip
+                      "typical_clips": ["a/x.wav", "a/y.wav"], "needs_name": False,
+                      "suggested_name": None, "kept_share": None}  # fmt: skip
     assert body["data"][0]["name"] is None and body["data"][0]["size"] is None
 
 
@@ -105,7 +106,7 @@ def test_the_recorded_numbering_is_applied_when_serving(tmp_path: Path, redis_db
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 @pytest.mark.parametrize(

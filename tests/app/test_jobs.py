@@ -17,12 +17,19 @@ from model_store import InvalidReference
 from model_store.refs import parse_ref
 from service_config import Settings
 from tests.app.conftest import UNUSED_REDIS_URL, make_settings
-from tests.app.helpers import assert_problem, noise_wav, tone_wav, train_body, two_clip_dataset
+from tests.app.helpers import (
+    LONG_CLIP_SECONDS,
+    assert_problem,
+    noise_wav,
+    tone_wav,
+    train_body,
+    two_clip_dataset,
+)
 
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 def test_train_answers_202_with_the_job_location(client: TestClient, dataset_id: str) -> None:
@@ -176,7 +183,7 @@ def test_train_with_redis_down_is_503(tmp_path: Path, served_version, redis_db) 
     settings = make_settings(tmp_path, redis_url=UNUSED_REDIS_URL)
     source = tmp_path / "recordings" / "tone"
     source.mkdir(parents=True)
-    (source / "a.wav").write_bytes(tone_wav(0.5))
+    (source / "a.wav").write_bytes(tone_wav(LONG_CLIP_SECONDS))  # windows for 4 clusters
     dataset = DatasetStore(settings.datasets_path).register_folder(source.parent).id
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/train", json=train_body(dataset))
@@ -190,7 +197,7 @@ def test_idempotency_keys_are_scoped_per_api_key(
     settings = make_settings(tmp_path, api_keys="alice-key,bob-key")
     source = tmp_path / "recordings" / "tone"
     source.mkdir(parents=True)
-    (source / "a.wav").write_bytes(tone_wav(0.5))
+    (source / "a.wav").write_bytes(tone_wav(LONG_CLIP_SECONDS))  # windows for 4 clusters
     dataset = DatasetStore(settings.datasets_path).register_folder(source.parent).id
     with TestClient(create_app(settings)) as client:
         jobs = [

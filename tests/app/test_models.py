@@ -124,15 +124,18 @@ def test_metrics_from_training_metadata_and_a_worker_report(
     }
     store.write_report(version.ref, files={"report.json": json.dumps(report).encode()})
     body = client.get(f"/v1/models/scenes/versions/{version.version}").json()
-    assert body["metrics"] == {
-        "training": {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4},
-        "evaluation": {
-            "n_clips": 20,
-            "accuracy": 0.8,
-            "nmi": 0.6,
-            "clusters_used": 3,
-            "dataset_id": "ds_0123456789ab",
-        },
+    training, evaluation = body["metrics"]["training"], body["metrics"]["evaluation"]
+    assert set(body["metrics"]) == {"training", "evaluation"}
+    assert training.pop("computed_on").startswith("the recordings the model was trained on")
+    assert training == {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4}
+    # A report without `evaluated_on` (written before reports said so) is marked as such.
+    assert evaluation.pop("computed_on").startswith("not recorded")
+    assert evaluation == {
+        "n_clips": 20,
+        "accuracy": 0.8,
+        "nmi": 0.6,
+        "clusters_used": 3,
+        "dataset_id": "ds_0123456789ab",
     }
 
 
