@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from dataset_store import DatasetStore
-from model_store import InvalidReference
+from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from service_config import Settings
-from tests.app.conftest import UNUSED_REDIS_URL, make_settings
+from tests.app.conftest import UNUSED_REDIS_URL, make_settings, publish_tiny_model
 from tests.app.helpers import (
     LONG_CLIP_SECONDS,
     assert_problem,
@@ -123,6 +123,30 @@ def test_evaluate_checks_the_model_and_the_dataset(
         "/v1/evaluate", json={"model_ref": "scenes", "dataset_id": "ds_ffffffffffff"}
     )
     assert_problem(missing_data, status=404, slug="dataset-not-found")
+
+
+def test_an_evaluation_split_that_does_not_exist_is_a_422_at_submission(
+    client: TestClient, settings: Settings, dataset_id: str, store: ModelStore, served_version
+) -> None:
+    manifest = DatasetStore(settings.datasets_path).get(dataset_id)
+    held = manifest.files[0].path
+    own = publish_tiny_model(store, seed=5, alias=None, metadata={
+        "dataset": {"id": dataset_id, "digest": manifest.digest},
+        "held_out": {"share": 0.2, "files": [held]},
+    })  # fmt: skip
+    # The model's own data set: held-out by default, or all of it; the split travels as asked.
+    default = client.post("/v1/evaluate", json={"model_ref": own.ref, "dataset_id": dataset_id})
+    assert default.status_code == 202, default.text
+    assert "split" not in default.json()["params"]
+    explicit = {"model_ref": own.ref, "dataset_id": dataset_id, "split": "all"}
+    assert client.post("/v1/evaluate", json=explicit).json()["params"]["split"] == "all"
+    # served_version was trained on another data set: it has no held-out part here.
+    foreign = {"model_ref": served_version.ref, "dataset_id": dataset_id, "split": "held-out"}
+    body = assert_problem(client.post("/v1/evaluate", json=foreign), status=422,
+                          slug="invalid-split")  # fmt: skip
+    assert 'split "all"' in body["detail"]
+    unknown = {**explicit, "split": "train"}
+    assert_problem(client.post("/v1/evaluate", json=unknown), status=422, slug="validation-error")
 
 
 def test_jobs_are_listed_with_pagination_and_a_status_filter(
