@@ -5,7 +5,7 @@ opens with the report document's ``evaluated_on`` description (`uvac.evaluation.
 EvaluationRecordings.describe`) and, when any of the recordings trained the model (or that
 is not known), a warning box. Below it: the version's figures on its held-out recordings from
 training (``held_out``), a student's agreement with its teacher on held-out recordings
-(``distillation``), and the run's warnings (``warnings``, `uvac.selection.run_warnings`).
+(``distillation``), and the run's warnings (``warnings``, `uvac.selection.run_checks`).
 Every text is escaped.
 """
 

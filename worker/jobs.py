@@ -11,7 +11,7 @@ Training holds a share of the data set's recordings out (``held_out_share``, def
 the held-out files and the model's figures on them (``held_out``), and an evaluation on the
 model's own data set runs on them unless told ``"split": "all"``. A job's result and the
 version's metadata carry the run's warnings (``warnings``: small data, no stable K, a cluster
-that disappeared; `uvac.selection.run_warnings`).
+that disappeared; `uvac.selection.run_checks`).
 
 Training writes its checkpoints to ``UVAC_CHECKPOINTS_DIR/<job id>``; a re-run of the same job
 (after its worker was killed, see `worker.recovery`) continues from there. A run that was

@@ -2,7 +2,7 @@
 
 The sweep over K and seeds (`sweep`, its request form in `sweep_spec`), the label-free rule that
 picks a candidate (`rule`), and the matching of a new version's clusters to an earlier
-version's (`cluster_identity`), and the warnings a run carries (`run_warnings`).
+version's (`cluster_identity`), and the warnings a run carries (`run_checks`).
 
 Imports `uvac.training`, `uvac.models` and the shared leaves.
 """
@@ -28,7 +28,7 @@ from uvac.selection.rule import (
     choose,
     score_candidate,
 )
-from uvac.selection.run_warnings import (
+from uvac.selection.run_checks import (
     MIN_RECORDINGS_PER_CLUSTER,
     run_warnings,
     small_data_warning,
