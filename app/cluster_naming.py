@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from model_store import ModelVersion, StoreError
-from model_store.cluster_names import NAMES_FILE_NAME, edited_names, published_cluster_names
+from model_store.cluster_names import (
+    NAMES_FILE_NAME,
+    apply_edits,
+    edited_names,
+    published_cluster_names,
+)
 
 __all__ = ["ClusterNamesView"]
 
@@ -41,7 +46,7 @@ class ClusterNamesView:
         self._published = published_cluster_names(
             version, n_clusters=n_clusters, model_info=model_info
         )
-        self._edited: dict[str, str] = {}
+        self._edited: dict[str, str | None] = {}
         self._seen: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
@@ -62,7 +67,7 @@ class ClusterNamesView:
                     self._seen = state
                 except StoreError as error:  # keep the last names rather than fail a request
                     logger.warning("cluster names of %s not read: %s", self._version.ref, error)
-            return {**self._published, **self._edited}
+            return apply_edits(self._published, self._edited)
 
     def name(self, number: int) -> str | None:
         return self.names().get(str(number))

@@ -151,7 +151,16 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
             if isinstance(declared_title, str) and declared_title
             else _TITLES.get(declared_slug) or HTTPStatus(status).phrase
         )
-        return Problem(status, declared_slug, title, str(exc) or title)
+        # A domain error may add members of its own to the document (the figures a
+        # refusal is about, say), under names that do not shadow the standard ones.
+        extensions = getattr(exc, "problem_extensions", None)
+        return Problem(
+            status,
+            declared_slug,
+            title,
+            str(exc) or title,
+            extensions=dict(extensions) if isinstance(extensions, Mapping) else {},
+        )
     return Problem(
         500,
         "internal",

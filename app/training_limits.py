@@ -3,21 +3,26 @@
 Each number of a `TrainRequest` has a range of its own; what they cost together (the data
 set's windows, the model, one step of a batch) is estimated by `uvac.training.memory_estimate` and
 compared with `Settings.max_training_memory_bytes`, so that a job that is accepted can run
-within a worker's memory. Refusals are 422 validation problems, like any other request the
-engine would not run.
+within a worker's memory. The number of clusters must not exceed the windows the run trains
+on: the data set's windows once its held-out recordings are set aside (`held_out_share`, the
+same rule the worker applies). Refusals are 422 validation problems, like any other request
+the engine would not run.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
 from app.schemas import TrainRequest
+from app.schemas.jobs import ClusterRange
 from dataset_store import DatasetManifest
-from uvac.training import estimate_training_memory, window_count
+from uvac.audio import DEFAULT_HELD_OUT_SHARE, DatasetItem, held_out_split
+from uvac.training import TrainingMemory, estimate_training_memory, window_count
 
-__all__ = ["check_training_fits"]
+__all__ = ["check_training_fits", "manifest_items"]
 
 _GIB = 1024**3
 # The request fields that make a run larger, named in the refusal.
@@ -34,9 +39,15 @@ def check_training_fits(
     request: TrainRequest, manifest: DatasetManifest, *, max_bytes: int
 ) -> None:
     """Raise a 422 `RequestValidationError` when the run would need more than ``max_bytes``,
-    or when its model cannot be built from the request's settings."""
+    when its model cannot be built from the request's settings, or when it asks for more
+    clusters (the largest K of a range) than the windows it would train on."""
     features, config = request.configs()
-    windows = window_count((item.duration_s for item in manifest.files), features)
+    share = DEFAULT_HELD_OUT_SHARE if request.held_out_share is None else request.held_out_share
+    training = {
+        item.relpath for item in held_out_split(manifest_items(manifest), share=share).training
+    }
+    durations = [entry.duration_s for entry in manifest.files if entry.path in training]
+    windows = window_count(durations, features)
     try:
         estimate = estimate_training_memory(config, features, windows=windows)
     except (TypeError, ValueError) as error:
@@ -45,9 +56,26 @@ def check_training_fits(
             f"The {config.model_type} model cannot be built from these settings: {error}",
             "model_hyperparameters_invalid",
         ) from error
-    if estimate.total_bytes <= max_bytes:
-        return
-    raise _refusal(
+    if estimate.total_bytes > max_bytes:
+        raise _too_large(estimate, windows=windows, max_bytes=max_bytes)
+    largest_k = (
+        request.n_clusters.max
+        if isinstance(request.n_clusters, ClusterRange)
+        else request.n_clusters
+    )
+    if largest_k > windows:
+        raise _refusal(
+            ("n_clusters",),
+            f"{largest_k} clusters cannot be learnt from {windows} windows: the data set's "
+            f"{len(durations)} training recordings (after {len(manifest.files) - len(durations)} "
+            f"of {len(manifest.files)} are held out, held_out_share {share:g}) cut into "
+            f"{windows} windows. Ask for at most {windows} clusters, or add recordings.",
+            "too_many_clusters",
+        )
+
+
+def _too_large(estimate: TrainingMemory, *, windows: int, max_bytes: int) -> RequestValidationError:
+    return _refusal(
         (),
         f"This training would need about {estimate.total_bytes / _GIB:.1f} GiB "
         f"({windows} windows of the data set: {estimate.dataset_bytes / _GIB:.1f} GiB, the "
@@ -56,3 +84,11 @@ def check_training_fits(
         f"{max_bytes / _GIB:.1f} GiB. Lower what sets the size: {_SIZE_FIELDS}.",
         "training_too_large",
     )
+
+
+def manifest_items(manifest: DatasetManifest) -> list[DatasetItem]:
+    """The data set's recordings as the engine's items (paths relative: nothing is read)."""
+    return [
+        DatasetItem(path=Path(entry.path), label=entry.label, relpath=entry.path)
+        for entry in manifest.files
+    ]

@@ -7,12 +7,14 @@ rename) by a writer holding the model's lock; readers just read it::
 
     {"format": 1,
      "versions": {"3": {"sha256": "<the version's manifest digest>",
-                        "names": {"0": "Rain", "4": "Speech in noise"}}}}
+                        "names": {"0": "Rain", "4": "Speech in noise", "6": null}}}}
 
 An entry is tied to its version's digest, so a version number reused after a delete never
 inherits the names of the version it replaces. A version's names are its metadata's
 ``cluster_names`` (set at publishing: the bundled model's, or those carried over from the
-earlier version) overlaid with the edited ones (`cluster_names`).
+earlier version) overlaid with the edited ones (`cluster_names`). An edited ``null`` clears a
+name: the cluster has none, whatever the version was published with
+(`set_cluster_name(..., name=None)`).
 
 Names are 1 to `MAX_NAME_LENGTH` characters of letters, digits, spaces and ``- _ . , ' ( ) &
 / + #``, starting with a letter or digit; anything else is `InvalidClusterName` (422).
@@ -38,6 +40,7 @@ __all__ = [
     "NAMES_FILE_NAME",
     "InvalidClusterName",
     "UnknownCluster",
+    "apply_edits",
     "cluster_names",
     "current_cluster_names",
     "edited_names",
@@ -128,22 +131,30 @@ def published_cluster_names(
     return published
 
 
-def edited_names(store_root: Path, version: ModelVersion) -> dict[str, str]:
-    """The names set on ``version`` through `set_cluster_name` (none when never edited)."""
+def edited_names(store_root: Path, version: ModelVersion) -> dict[str, str | None]:
+    """The names set on ``version`` through `set_cluster_name` (none when never edited);
+    None for a name that was cleared."""
     document = _read(_names_path(store_root, version.name))
     entry = document["versions"].get(str(version.version))
     if not isinstance(entry, dict) or entry.get("sha256") != version.sha256:
         return {}
     names = entry.get("names")
-    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+    if not isinstance(names, dict):
+        return {}
+    return {str(k): None if v is None else str(v) for k, v in names.items()}
+
+
+def apply_edits(published: Mapping[str, str], edited: Mapping[str, str | None]) -> dict[str, str]:
+    """Published names overlaid with edited ones; a cleared name (None) removes the name."""
+    merged: dict[str, str | None] = {**published, **edited}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 def cluster_names(store_root: Path, version: ModelVersion, *, n_clusters: int) -> dict[str, str]:
     """Every named cluster of ``version``: published names overlaid with edited ones."""
-    return {
-        **metadata_names(version.metadata, n_clusters=n_clusters),
-        **edited_names(store_root, version),
-    }
+    return apply_edits(
+        metadata_names(version.metadata, n_clusters=n_clusters), edited_names(store_root, version)
+    )
 
 
 def current_cluster_names(
@@ -158,12 +169,13 @@ def current_cluster_names(
     read leaves the published names (logged): showing names never fails a download or a
     report, as it never fails `/v1/cluster`."""
     published = published_cluster_names(version, n_clusters=n_clusters, model_info=model_info)
+    edited: dict[str, str | None]
     try:
         edited = edited_names(store_root, version)
     except StoreError as error:
         logger.warning("edited cluster names of %s not read: %s", version.ref, error)
         edited = {}
-    return {**published, **edited}
+    return apply_edits(published, edited)
 
 
 def set_cluster_name(
@@ -171,16 +183,17 @@ def set_cluster_name(
     version: ModelVersion,
     *,
     cluster: int,
-    name: str,
+    name: str | None,
     n_clusters: int,
     lock_timeout_s: float = 60.0,
 ) -> dict[str, str]:
-    """Name cluster ``cluster`` of ``version``; returns the version's names after the edit."""
+    """Name cluster ``cluster`` of ``version`` (None clears its name); returns the version's
+    names after the edit."""
     if not 0 <= cluster < n_clusters:
         raise UnknownCluster(
             f"{version.ref} has clusters 0 to {n_clusters - 1}; there is no cluster {cluster}"
         )
-    clean = validate_cluster_name(name)
+    clean = None if name is None else validate_cluster_name(name)
     path = _names_path(store_root, version.name)
     with model_lock(path.parent, timeout_s=lock_timeout_s, create=False):
         document = _read(path)

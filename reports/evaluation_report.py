@@ -16,6 +16,11 @@ and HTML-escaped on the page.
 - ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists);
 - ``sweep.png``, and the page's sections on choosing K and on cluster identities, for a
   version that was chosen by a sweep or matched to an earlier one (`reports.selection_sections`).
+
+Every report says which recordings it was computed on (``evaluated_on``: the split, how many
+recordings, how many of them trained the model, a sentence and a warning when any did), and
+carries the version's held-out figures, a student's held-out agreement with its teacher and the
+run's warnings; the page opens with them (`reports.provenance_section`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from reports.figures import (
     percent,
     training_curves_chart,
 )
+from reports.provenance_section import provenance_section
 from reports.selection_sections import report_sections, sweep_chart
 
 if TYPE_CHECKING:
@@ -64,8 +70,10 @@ def build_report(
     model_metadata: Mapping[str, Any],
     model_info: Mapping[str, Any],
     dataset: DatasetManifest,
+    evaluated_on: Mapping[str, Any],
 ) -> dict[str, bytes]:
-    """Every file of the report, keyed by its relative path."""
+    """Every file of the report, keyed by its relative path. ``evaluated_on``:
+    `uvac.evaluation.EvaluationRecordings.describe` of the recordings ``rows`` were computed on."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
     # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
@@ -90,6 +98,10 @@ def build_report(
             "labels": list(dataset.labels),
         },
         "trained_on": model_metadata.get("dataset"),
+        "evaluated_on": dict(evaluated_on),
+        "held_out": _held_out_figures(model_metadata.get("held_out")),
+        "distillation": _distillation_figures(model_metadata.get("distillation")),
+        "warnings": list(model_metadata.get("warnings") or []),
         "rows": [row.to_dict() for row in rows],
         "clips": [
             {"path": path, "label": label, "cluster": int(cluster)}
@@ -107,6 +119,19 @@ def build_report(
     files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
     files[INDEX_HTML] = _html(document).encode("utf-8")
     return files
+
+
+def _held_out_figures(held_out: Any) -> dict[str, Any] | None:
+    """The version's figures on its held-out recordings (not the list of files)."""
+    if not isinstance(held_out, Mapping):
+        return None
+    return {key: held_out.get(key) for key in ("share", "stratified", "metrics", "description")}
+
+
+def _distillation_figures(distillation: Any) -> dict[str, Any] | None:
+    if not isinstance(distillation, Mapping):
+        return None
+    return {"final": distillation.get("final"), "held_out": distillation.get("held_out")}
 
 
 def _json_default(value: Any) -> Any:
@@ -131,6 +156,7 @@ def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
         },
         "kmeans_accuracy": None if baseline is None else baseline["accuracy"],
         "kmeans_nmi": None if baseline is None else baseline["nmi"],
+        "evaluated_on": document.get("evaluated_on"),
         "files": sorted(files),
     }
 
@@ -179,6 +205,7 @@ figure {{ margin: 1.5rem 0; }}
 <h1>Evaluation of {escape(document["model"])}</h1>
 <p>Data set <code>{escape(dataset["id"])}</code> ({dataset["files"]} files,
 digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created_at"])}.</p>
+{provenance_section(document)}
 <table>
 <thead><tr><th>Method</th><th>K</th><th>Acc</th><th>NMI</th>{header}</tr></thead>
 <tbody>

@@ -18,6 +18,7 @@ exactly one place by walking the class hierarchy. The engine itself never speaks
      +-- EncoderUnavailableError (503, "encoder-unavailable") a pretrained encoder cannot be loaded
      +-- RunCancelled (499, "run-cancelled")              training or an evaluation was cancelled
      +-- DatasetError (422, "invalid-dataset")             empty folder, no decodable files
+     |    +-- InvalidSplitError (422, "invalid-split")     no such part of the data set to use
      +-- NotExportableError (422, "model-not-exportable")   no ONNX export for this model
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "EmptyAudioError",
     "EncoderMismatchError",
     "EncoderUnavailableError",
+    "InvalidSplitError",
     "NonFiniteAudioError",
     "NotAudioError",
     "NotExportableError",
@@ -150,3 +152,11 @@ class NotExportableError(UvacError):
     status = 422
     slug = "model-not-exportable"
     title = "Model cannot be exported"
+
+
+class InvalidSplitError(DatasetError):
+    """The part of a data set asked for does not exist: held-out recordings of a data set the
+    model was not trained on, or of a model that held none out."""
+
+    slug = "invalid-split"
+    title = "No such part of the data set"

@@ -16,6 +16,14 @@ The published version holds the student (``weights.safetensors``, ``model.json``
 export in ``export/`` (`uvac.edge.onnx_export.EXPORT_FILES`: fp32 and int8 ONNX, the sidecar),
 calibrated on the training recordings; its metadata names the teacher (``ref``, ``name``,
 ``version``, ``sha256``) and copies the teacher's cluster names, whose clusters it reproduces.
+
+Held-out recordings: on the teacher's own data set the student is not trained on the
+recordings the teacher's training held out; on another data set a share of it is put aside
+(``held_out_share``, the rule of `uvac.audio.held_out_split`). The student's agreement with its
+teacher on those recordings (`uvac.edge.clip_agreement`) is what the job result
+(``metrics.held_out_agreement``), the version's metadata (``distillation.held_out``, and
+``held_out`` with the files, so an evaluation finds them) and its report give; the agreement
+during training is on training crops only.
 """
 
 from __future__ import annotations
@@ -23,17 +31,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rq import get_current_job
 from rq.job import Job
 
-from dataset_store import DatasetStore
+from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.training import Progress
+from worker.held_out import held_out_metrics, held_out_share
+from worker.identity import assign_recordings
 from worker.job_support import (
     InvalidJobParameters,
     check_keys,
@@ -49,6 +59,7 @@ from worker.progress import ProgressReporter, utc_now_iso
 if TYPE_CHECKING:
     import numpy as np
 
+    from uvac.audio import DatasetItem
     from uvac.training import TrainedModel
 
 __all__ = ["EXPORT_FOLDER", "distill_job", "run_distillation"]
@@ -57,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "export"
 _CONFIG_KEYS = frozenset({"epochs", "seed", "batch_size", "crops_per_clip", "learning_rate"})
-_DISTILL_KEYS = _CONFIG_KEYS | {"teacher_ref", "dataset_id", "model_name"}
+_DISTILL_KEYS = _CONFIG_KEYS | {"teacher_ref", "dataset_id", "model_name", "held_out_share"}
 
 
 def distill_job(params: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +140,9 @@ def run_distillation(
         teacher = load_trained_model(teacher_version.path)
         datasets = DatasetStore(settings.datasets_path)
         manifest = datasets.get(str(params["dataset_id"]))
-        items = dataset_items(datasets, manifest)
+        items, held_out, held_out_source = _split(
+            dataset_items(datasets, manifest), manifest, teacher_version, params
+        )
         record(job, {"phase": "teacher"})
         teacher_rate, student_rate = (
             teacher.feature_config.sample_rate,
@@ -159,6 +172,14 @@ def run_distillation(
         )
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
+        record(job, {"phase": "held-out"})
+        held = _held_out_agreement(
+            teacher,
+            student,
+            held_out,
+            source=held_out_source,
+            should_stop=reporter.should_stop if reporter is not None else None,
+        )
         record(job, {"phase": "publishing"})
         return _publish(
             student,
@@ -171,6 +192,7 @@ def run_distillation(
             job=job,
             manifest_info={"id": manifest.id, "digest": manifest.digest, "files": len(items)},
             train_seconds=time.monotonic() - started,
+            held_out=held,
         )
 
     return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
@@ -188,6 +210,7 @@ def _publish(
     job: Job | None,
     manifest_info: dict[str, Any],
     train_seconds: float,
+    held_out: dict[str, Any],
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
     from uvac.edge import calibration_windows, export_model
@@ -200,7 +223,8 @@ def _publish(
     # The student reproduces the teacher's outputs, so it takes the teacher's numbering (and
     # with it the names and the hearing-aid programs mapped to each number).
     order = cluster_order_from(teacher_version.metadata, n_clusters=teacher.n_clusters)
-    distillation = student.info.get("distillation") or {}
+    agreement = {key: held_out[key] for key in ("recordings", "agreement", "source")}
+    distillation = {**(student.info.get("distillation") or {}), "held_out": agreement}
     metadata: dict[str, Any] = {
         "model_type": student.model_type,
         "n_clusters": student.n_clusters,
@@ -209,6 +233,7 @@ def _publish(
         "teacher": teacher_record,
         "distillation": distillation,
         "dataset": manifest_info,
+        "held_out": {key: value for key, value in held_out.items() if key != "agreement"},
         "export": {"folder": EXPORT_FOLDER},
         "code_version": code_version(),
         "created_at": utc_now_iso(),
@@ -242,5 +267,73 @@ def _publish(
         "model": version.ref,
         "sha256": version.sha256,
         "teacher": teacher_record,
-        "metrics": {"loss": final.get("loss"), "agreement": final.get("agreement")},
+        "metrics": {
+            "loss": final.get("loss"),
+            "agreement": final.get("agreement"),
+            "agreement_on": "training crops",
+            "held_out_agreement": agreement["agreement"],
+            "held_out_recordings": agreement["recordings"],
+        },
+        "held_out": agreement,
     }
+
+
+def _split(
+    items: list[DatasetItem],
+    manifest: DatasetManifest,
+    teacher_version: ModelVersion,
+    params: Mapping[str, Any],
+) -> tuple[list[DatasetItem], list[DatasetItem], str]:
+    """(training items, held-out items, where the held-out part comes from)."""
+    from uvac.audio import held_out_split
+    from uvac.evaluation import held_out_paths, is_own_dataset
+
+    own = is_own_dataset(teacher_version.metadata, dataset_id=manifest.id, digest=manifest.digest)
+    teacher_held = set(held_out_paths(teacher_version.metadata) or ())
+    if own and teacher_held:
+        # Recordings neither the teacher nor the student was trained on.
+        return (
+            [item for item in items if item.relpath not in teacher_held],
+            [item for item in items if item.relpath in teacher_held],
+            f"the recordings {teacher_version.ref}'s training held out",
+        )
+    split = held_out_split(items, share=held_out_share(params))
+    return split.training, split.held_out, "held out of this distillation"
+
+
+def _held_out_agreement(
+    teacher: TrainedModel,
+    student: TrainedModel,
+    held_out: list[DatasetItem],
+    *,
+    source: str,
+    should_stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    """The student's agreement with its teacher, and its own figures, on ``held_out``."""
+    from uvac.edge import clip_agreement
+
+    record: dict[str, Any] = {
+        "files": sorted(item.relpath for item in held_out),
+        "source": source,
+        "recordings": 0,
+        "agreement": None,
+        "metrics": None,
+    }
+    if not held_out:
+        return record
+    # Both in the teacher's output order: the student learnt the teacher's raw outputs.
+    teacher_ids, teacher_pi = assign_recordings(teacher, held_out, should_stop=should_stop)
+    student_ids, student_pi = assign_recordings(student, held_out, should_stop=should_stop)
+    teacher_rows = dict(zip(teacher_ids, teacher_pi.argmax(axis=1).tolist(), strict=True))
+    student_rows = dict(zip(student_ids, student_pi.argmax(axis=1).tolist(), strict=True))
+    common = sorted(set(teacher_rows) & set(student_rows))
+    if common:
+        record["recordings"] = len(common)
+        record["agreement"] = clip_agreement(
+            [teacher_rows[clip] for clip in common], [student_rows[clip] for clip in common]
+        )
+    record["metrics"] = held_out_metrics(student, held_out, should_stop=should_stop)
+    record["description"] = (
+        f"Figures on {len(held_out)} recordings ({source}), which the student never saw."
+    )
+    return record

@@ -5,8 +5,11 @@ version's (`uvac.selection.cluster_identity.match_clusters`) on both models' ass
 recordings: the new training set, or a reference data set the job names
 (``reference_dataset_id``). The numbering, the match and its agreement go in the new
 version's metadata (``cluster_identity``) and every reader applies it
-(`uvac.selection.cluster_identity.renumbered`). Names of clusters that kept their meaning are
-carried over (``cluster_names``), from the earlier version's published and edited names.
+(`uvac.selection.cluster_identity.renumbered`). Names are carried over (``cluster_names``), from
+the earlier version's published and edited names, only to clusters that kept at least
+`uvac.selection.NAME_CARRY_SHARE` of the earlier cluster's recordings; a kept cluster below it
+gets no name and the earlier one as a suggestion (``name_suggestions``: number -> ``{"name",
+"previous", "kept_share"}``), which the clusters listing shows as ``needs_name``.
 
 Whatever the history, ``clusters`` records each cluster's size in the training set and its
 most typical training clips (highest pi), for ``GET .../clusters``.
@@ -109,7 +112,7 @@ def publication_metadata(
     """Metadata keys for the new version: ``clusters``, and with an earlier version
     ``cluster_identity`` and the carried ``cluster_names``."""
     from uvac.errors import ArtifactError, EncoderUnavailableError
-    from uvac.selection import carried_names, match_clusters, renumbered
+    from uvac.selection import carried_names, match_clusters, name_suggestions, renumbered
     from uvac.training import load_trained_model
 
     k = int(trained.model.n_clusters)
@@ -161,9 +164,13 @@ def publication_metadata(
         "cluster_identity": identity,
         "clusters": _cluster_facts(ids, pi, match.order),
     }
-    names = carried_names(match, cluster_names(store_root, earlier, n_clusters=earlier_k))
+    earlier_names = cluster_names(store_root, earlier, n_clusters=earlier_k)
+    names = carried_names(match, earlier_names)
     if names:
         metadata["cluster_names"] = names
+    suggestions = name_suggestions(match, earlier_names)
+    if suggestions:
+        metadata["name_suggestions"] = suggestions
     logger.info(
         "%s: clusters matched to %s, %.1f%% of %d recordings keep their number",
         name, earlier.ref, 100 * match.agreement, match.n_recordings,

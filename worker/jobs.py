@@ -6,6 +6,13 @@ is the first place torch and the engine are imported.
 Failures, checks and the end of a job are `worker.job_support`'s, shared with
 `worker.distill`.
 
+Training holds a share of the data set's recordings out (``held_out_share``, default 20%,
+`worker.held_out`): the training function gets the rest only, the published version records
+the held-out files and the model's figures on them (``held_out``), and an evaluation on the
+model's own data set runs on them unless told ``"split": "all"``. A job's result and the
+version's metadata carry the run's warnings (``warnings``: small data, no stable K, a cluster
+that disappeared; `uvac.selection.run_checks`).
+
 Training writes its checkpoints to ``UVAC_CHECKPOINTS_DIR/<job id>``; a re-run of the same job
 (after its worker was killed, see `worker.recovery`) continues from there. A run that was
 asked to stop returns ``{"canceled": true}`` and publishes nothing; the worker then marks the
@@ -29,6 +36,8 @@ from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
+from worker.evaluation_split import choose_recordings
+from worker.held_out import held_out_record, split_for_training
 from worker.identity import publication_metadata
 from worker.job_support import (
     InvalidJobParameters,
@@ -80,8 +89,9 @@ _TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {
     "features",
     "sweep",  # with n_clusters as {"min", "max"}: worker.sweep
     "reference_dataset_id",  # recordings to match clusters to the earlier version on
+    "held_out_share",  # worker.held_out
 }
-_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed"})
+_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed", "split"})
 
 TrainFunction = Callable[..., "TrainedModel"]
 
@@ -108,6 +118,7 @@ def run_training(
     train_function: TrainFunction,
 ) -> dict[str, Any]:
     """The body of `train_job`, with the training function as a seam for tests."""
+    from uvac.selection import run_warnings
     from uvac.training import DEFAULT_PRESET, build_configs
 
     check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
@@ -145,7 +156,8 @@ def run_training(
 
         datasets = DatasetStore(settings.datasets_path)
         manifest = datasets.get(str(params["dataset_id"]))
-        items = dataset_items(datasets, manifest)
+        split = split_for_training(dataset_items(datasets, manifest), params)
+        items = split.training  # the held-out recordings never reach the training function
         reference_id = params.get("reference_dataset_id")
         reference_items = (
             dataset_items(datasets, datasets.get(str(reference_id))) if reference_id else None
@@ -180,6 +192,16 @@ def run_training(
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
         )
+        record(job, {"phase": "held-out"})
+        held_out = held_out_record(
+            trained, split, should_stop=reporter.should_stop if reporter is not None else None
+        )
+        warnings = run_warnings(
+            recordings=len(items),
+            n_clusters=trained.n_clusters,
+            selection=trained.info.get("selection"),
+            identity=identity.get("cluster_identity"),
+        )
         record(job, {"phase": "publishing"})
         return _publish(
             trained,
@@ -190,7 +212,7 @@ def run_training(
             history=history,
             resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
             train_seconds=time.monotonic() - started,
-            extra_metadata=identity,
+            extra_metadata={**identity, "held_out": held_out, "warnings": warnings},
         )
 
     return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
@@ -256,8 +278,25 @@ def _publish(
         save_trained_model(staging, trained)
     version = staging.version
     metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
+    metrics["computed_on"] = "the training recordings (see held_out for figures on new ones)"
+    extra = extra_metadata or {}
+    held_out = extra.get("held_out") or {}
+    warnings = list(extra.get("warnings") or [])
     logger.info("job %s published %s", job and job.id, version.ref)
-    return {"model": version.ref, "sha256": version.sha256, "metrics": metrics}
+    for warning in warnings:
+        logger.warning("job %s, %s: %s", job and job.id, version.ref, warning["message"])
+    return {
+        "model": version.ref,
+        "sha256": version.sha256,
+        "metrics": metrics,
+        "held_out": {
+            "recordings": len(held_out.get("files") or []),
+            "share": held_out.get("share"),
+            "metrics": held_out.get("metrics"),
+            "description": held_out.get("description"),
+        },
+        "warnings": warnings,
+    }
 
 
 def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
@@ -276,7 +315,9 @@ def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
 def evaluate_job(params: dict[str, Any]) -> dict[str, Any]:
     """Evaluate a model version on a data set and store its report with the version.
 
-    Returns ``{"model": "name:vN", "report": {summary}}``.
+    ``split`` (`uvac.evaluation.SPLITS`): ``"held-out"`` (the default on the model's own data
+    set, when it held recordings out) or ``"all"``. Returns ``{"model": "name:vN", "report":
+    {summary, with "evaluated_on"}}``.
     """
     job = get_current_job()
     settings = get_settings()
@@ -301,7 +342,14 @@ def run_evaluation(
     trained = renumbered(load_trained_model(version.path), version.metadata)
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(str(params["dataset_id"]))
-    items = dataset_items(datasets, manifest)
+    recordings = choose_recordings(
+        dataset_items(datasets, manifest),
+        manifest=manifest,
+        model_metadata=version.metadata,
+        datasets=datasets,
+        split=params.get("split"),
+    )
+    items = recordings.items
     reporter = job_reporter(job, settings)
     record(job, {"phase": "evaluating"})
     started = time.monotonic()
@@ -339,6 +387,7 @@ def run_evaluation(
         model_metadata={**version.metadata, "cluster_names": names},
         model_info=trained.info,
         dataset=manifest,
+        evaluated_on=recordings.describe(),
     )
     store.write_report(version.ref, files=files)
     record(job, {"phase": "done"})

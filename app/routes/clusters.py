@@ -1,4 +1,4 @@
-"""A version's clusters: list them with names, sizes and identity; name one."""
+"""A version's clusters: list them with names, sizes and identity; name one, clear a name."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.schemas import ModelRefPublic
 from app.schemas.clusters import ClusterList, ClusterNameUpdate, ClusterPublic
 from model_store import ModelStore, ModelVersion
 from model_store.cluster_names import cluster_names, set_cluster_name
+from uvac.selection import NAME_CARRY_SHARE
 
 router = APIRouter(tags=["models"])
 
@@ -44,18 +45,26 @@ def _cluster_list(store: ModelStore, name: str, number: int) -> ClusterList:
         for entry in identity.get("clusters") or []
         if isinstance(entry, dict)
     }
+    suggestions: dict[str, Any] = version.metadata.get("name_suggestions") or {}
     data = []
     for cluster in range(k):
         facts, match = recorded.get(cluster, {}), matched.get(cluster, {})
+        cluster_name = names.get(str(cluster))
+        suggestion = suggestions.get(str(cluster)) or {}
+        suggested = suggestion.get("name") if cluster_name is None else None
         data.append(
             ClusterPublic(
                 number=cluster,
-                name=names.get(str(cluster)),
+                name=cluster_name,
                 size=facts.get("size"),
                 agreement=match.get("agreement"),
                 previous_number=match.get("previous"),
                 new=match.get("new"),
                 typical_clips=list(facts.get("typical_clips") or []),
+                needs_name=cluster_name is None
+                and (suggested is not None or (match.get("new") is True and bool(names))),
+                suggested_name=suggested,
+                kept_share=match.get("kept_share"),
             )
         )
     return ClusterList(
@@ -66,6 +75,7 @@ def _cluster_list(store: ModelStore, name: str, number: int) -> ClusterList:
         previous=identity.get("previous"),
         agreement=identity.get("agreement"),
         disappeared=list(identity.get("disappeared") or []),
+        share_for_name=NAME_CARRY_SHARE,
         data=data,
         count=k,
     )
@@ -86,7 +96,7 @@ async def list_clusters(
 
 
 def _rename(
-    store: ModelStore, name: str, number: int, cluster: int, new_name: str
+    store: ModelStore, name: str, number: int, cluster: int, new_name: str | None
 ) -> ClusterPublic:
     version = store.get(f"{name}:v{number}")
     set_cluster_name(
@@ -98,10 +108,11 @@ def _rename(
 @router.put(
     "/models/{name}/versions/{version}/clusters/{cluster}",
     response_model=ClusterPublic,
-    summary="Name a cluster",
-    description="Sets the name (a program label) of one cluster of a version. The version "
-    "itself stays immutable: names live beside it, and carry over to the clusters of the "
-    "next version that continue this one. `/v1/cluster` answers the name at once.",
+    summary="Name a cluster, or clear its name",
+    description="Sets the name (a program label) of one cluster of a version; "
+    '`{"name": null}` clears it. The version itself stays immutable: names live beside it, '
+    "and carry over to the clusters of the next version that continue this one closely "
+    "enough (`share_for_name` in the listing). `/v1/cluster` answers the name at once.",
     responses=problem_responses(401, 403, 404, 422, 503),
 )
 async def name_cluster(
@@ -112,3 +123,17 @@ async def name_cluster(
     store: ModelStoreDep,
 ) -> ClusterPublic:
     return await asyncio.to_thread(_rename, store, name, version, cluster, body.name)
+
+
+@router.delete(
+    "/models/{name}/versions/{version}/clusters/{cluster}/name",
+    response_model=ClusterPublic,
+    summary="Clear a cluster's name",
+    description="The cluster answers `cluster_name: null` in `/v1/cluster` at once, whatever "
+    'name the version was published with. The same as a PUT with `{"name": null}`.',
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+async def clear_cluster_name(
+    name: ModelNamePath, version: VersionPath, cluster: ClusterPath, store: ModelStoreDep
+) -> ClusterPublic:
+    return await asyncio.to_thread(_rename, store, name, version, cluster, None)

@@ -23,8 +23,8 @@ from app.deps import (
 from app.idempotency import release, reserve_job_id
 from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
-from app.training_limits import check_training_fits
-from model_store import ModelStore
+from app.training_limits import check_training_fits, manifest_items
+from uvac.evaluation import evaluation_recordings, held_out_paths, is_own_dataset
 from uvac.selection import is_sweep, parse_sweep
 from worker import queues
 from worker.errors import JobNotFound
@@ -110,9 +110,9 @@ def submit_training(
     manifest = datasets.get(body.dataset_id)  # 404 now rather than a failed job later
     if body.reference_dataset_id is not None:
         datasets.get(body.reference_dataset_id)
-    check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     if is_sweep(body.job_params()):  # the sweep's size is a deployment limit, not a schema one
         parse_sweep(body.job_params(), max_candidates=settings.max_sweep_candidates)
+    check_training_fits(body, manifest, max_bytes=settings.max_training_memory_bytes)
     return submit_job(
         kind="train",
         params=body.job_params(),
@@ -132,7 +132,10 @@ def submit_training(
     response_model=JobPublic,
     summary="Start an evaluation job",
     description="Evaluates a model version on a data set; the job's result points at the "
-    "report (`GET /v1/models/{name}/versions/{v}/report`).",
+    "report (`GET /v1/models/{name}/versions/{v}/report`). On the model's own data set it "
+    "runs on the recordings training held out unless `split` is `all`; a `held-out` split "
+    "that does not exist (another data set, or a model that held none out) is a 422 "
+    "`invalid-split`.",
     responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
 def submit_evaluation(
@@ -146,8 +149,18 @@ def submit_evaluation(
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    _check_model_exists(store, body.model_ref)
-    datasets.get(body.dataset_id)
+    version = store.get(body.model_ref)  # NotFound -> 404, InvalidReference -> 422
+    manifest = datasets.get(body.dataset_id)
+    # A held-out split that does not exist is a 422 now rather than a failed job later.
+    evaluation_recordings(
+        manifest_items(manifest),
+        split=body.split,
+        dataset_id=manifest.id,
+        own_dataset=is_own_dataset(
+            version.metadata, dataset_id=manifest.id, digest=manifest.digest
+        ),
+        held_out_paths=held_out_paths(version.metadata),
+    )
     return submit_job(
         kind="evaluate",
         params=body.job_params(),
@@ -159,10 +172,6 @@ def submit_evaluation(
         metrics=metrics,
         idempotency_key=idempotency_key,
     )
-
-
-def _check_model_exists(store: ModelStore, ref: str) -> None:
-    store.get(ref)  # NotFound -> 404, InvalidReference -> 422
 
 
 @router.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from pathlib import Path as FilePath
@@ -25,6 +26,7 @@ from app.schemas import (
 from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
 from model_store import ModelVersion as StoredVersion
 from model_store import NotFound
+from model_store.promotion import FigureComparison, check_promotion
 
 router = APIRouter(tags=["models"])
 
@@ -47,15 +49,21 @@ _REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inlin
 
 
 _EVALUATION_KEYS = ("n_clips", "accuracy", "nmi", "clusters_used")
+_ON_TRAINING = "the recordings the model was trained on (they overstate how it does on new ones)"
 
 
 def _metrics_of(version: StoredVersion, report_dir: FilePath | None) -> dict[str, Any] | None:
-    """What is known of a version's quality: its final training numbers (metadata written at
-    publish) and the model row of its latest evaluation report (`report.json`)."""
+    """What is known of a version's quality, each part saying which recordings it comes from:
+    its final training numbers (on its training recordings), its figures on the recordings its
+    training held out (both metadata written at publish) and the model row of its latest
+    evaluation report (`report.json`, with the report's ``evaluated_on``)."""
     metrics: dict[str, Any] = {}
     training = version.metadata.get("training")
     if isinstance(training, dict) and isinstance(training.get("final"), dict):
-        metrics["training"] = training["final"]
+        metrics["training"] = {**training["final"], "computed_on": _ON_TRAINING}
+    held_out = version.metadata.get("held_out")
+    if isinstance(held_out, dict) and isinstance(held_out.get("metrics"), dict):
+        metrics["held_out"] = {**held_out["metrics"], "computed_on": held_out.get("description")}
     report = _read_report(report_dir)
     if report is not None:
         rows = report.get("rows")
@@ -63,6 +71,13 @@ def _metrics_of(version: StoredVersion, report_dir: FilePath | None) -> dict[str
             evaluation = {key: rows[0].get(key) for key in _EVALUATION_KEYS}
             dataset = report.get("dataset")
             evaluation["dataset_id"] = dataset.get("id") if isinstance(dataset, dict) else None
+            evaluated_on = report.get("evaluated_on")
+            if isinstance(evaluated_on, dict):
+                evaluation["split"] = evaluated_on.get("split")
+                evaluation["computed_on"] = evaluated_on.get("description")
+                evaluation["warning"] = evaluated_on.get("warning")
+            else:  # a report written before reports said which recordings they used
+                evaluation["computed_on"] = "not recorded (a report older than held-out splits)"
             metrics["evaluation"] = evaluation
         elif isinstance(report.get("metrics"), dict):
             metrics["evaluation"] = report["metrics"]
@@ -190,7 +205,10 @@ def get_report_file(
     response_model=AliasPublic,
     summary="Promote a version to an alias, or roll the alias back",
     description='`{"version": N}` points `name@alias` at version N; `{"rollback": true}` '
-    "moves it back to its previous target. The API picks up a change of the alias it "
+    "moves it back to its previous target. A version whose figures on its held-out recordings "
+    "are worse than those of the version the alias points at now is refused with a 409 that "
+    'names them, unless the body says `"force": true` (then it is promoted and logged). '
+    "A rollback is not checked. The API picks up a change of the alias it "
     "serves within `model_poll_seconds`; a change made through this route is loaded before "
     "the answer.",
     responses=problem_responses(401, 403, 404, 409, 422, 503),
@@ -202,12 +220,32 @@ async def set_alias(
     store: ModelStoreDep,
     holder: ModelHolderDep,
 ) -> AliasPublic:
+    worse: list[FigureComparison] = []
     if isinstance(body, AliasRollback):
         target = await asyncio.to_thread(store.rollback, name, alias)
     else:
-        target = await asyncio.to_thread(store.promote, f"{name}:v{body.version}", alias)
+        ref = f"{name}:v{body.version}"
+        worse = await asyncio.to_thread(_check_promotion, store, ref, alias, body.force)
+        target = await asyncio.to_thread(store.promote, ref, alias)
     if holder.serve_ref == f"{name}@{alias}":
         # Load the new target before answering, so a client that promotes and then clusters
         # gets the new model (a refused target keeps the old one; /readyz says why).
         await holder.refresh()
-    return AliasPublic(name=name, alias=alias, version=target.version, ref=target.ref)
+    return AliasPublic(
+        name=name,
+        alias=alias,
+        version=target.version,
+        ref=target.ref,
+        worse_figures=[dataclasses.asdict(figure) for figure in worse],
+    )
+
+
+def _check_promotion(
+    store: ModelStoreDep, ref: str, alias: str, force: bool
+) -> list[FigureComparison]:
+    new = store.get(ref)
+    try:
+        current: StoredVersion | None = store.get(f"{new.name}@{alias}")
+    except NotFound:
+        current = None
+    return check_promotion(new, current, alias=alias, force=force)

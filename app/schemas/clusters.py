@@ -31,6 +31,21 @@ class ClusterPublic(BaseModel):
         default_factory=list,
         description="Ids (paths in the training data set) of its most typical training clips.",
     )
+    needs_name: bool = Field(
+        default=False,
+        description="True when the cluster has no name but should have one: it continues a "
+        "named earlier cluster too weakly for the name to carry over (see `suggested_name`), "
+        "or it is new in a version whose other clusters are named.",
+    )
+    suggested_name: str | None = Field(
+        default=None,
+        description="The earlier cluster's name, offered when it did not carry over: the "
+        "cluster kept under `share_for_name` of the earlier cluster's recordings.",
+    )
+    kept_share: float | None = Field(
+        default=None,
+        description="Share of the earlier cluster's recordings that this cluster holds.",
+    )
 
 
 class ClusterList(BaseModel):
@@ -46,18 +61,24 @@ class ClusterList(BaseModel):
         default_factory=list,
         description="Earlier clusters without a successor: number, size, merged_into, share.",
     )
+    share_for_name: float = Field(
+        description="Least share of an earlier cluster's recordings a cluster must keep for "
+        "the earlier name to carry over to it."
+    )
     data: list[ClusterPublic]
     count: int
 
 
 class ClusterNameUpdate(BaseModel):
-    """Name a cluster (a program label)."""
+    """Name a cluster (a program label), or clear its name with null."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Rain"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Rain"}, {"name": None}]}
+    )
 
-    name: str = Field(
+    name: str | None = Field(
         min_length=1,
         max_length=MAX_NAME_LENGTH,
         description="Letters, digits, spaces and - _ . , ' ( ) & / + #; starts with a letter "
-        "or digit.",
+        "or digit. null clears the name.",
     )

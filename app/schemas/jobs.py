@@ -18,7 +18,7 @@ from pydantic import (
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
-from uvac.audio import FeatureConfig
+from uvac.audio import DEFAULT_HELD_OUT_SHARE, FeatureConfig
 from uvac.training import DEFAULT_PRESET, PRESETS, Progress, TrainConfig, build_configs
 
 # The model store's own rules (model_store/refs.py), so the schema accepts exactly the
@@ -158,6 +158,17 @@ class TrainRequest(BaseModel):
         "version's (default: the training set).",
     )
     model_name: str = Field(default="scenes", pattern=MODEL_NAME_PATTERN)
+    held_out_share: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="Share of the data set's recordings held out of training (default "
+        f"{DEFAULT_HELD_OUT_SHARE:g}): whole recordings, stratified by label when every "
+        "recording has one, chosen by a fixed rule (`uvac/audio/holdout.py`). They are never "
+        "used to fit the model, its normalisation or its start; the version records them and "
+        "its figures on them, and `POST /v1/evaluate` on this data set uses them by default. "
+        "0 trains on every recording (and leaves no held-out figures).",
+    )
     preset: PresetName = Field(
         default=PresetName(DEFAULT_PRESET),
         description="The recipe the other settings start from; explicit values win over it. "
@@ -268,7 +279,7 @@ class TrainRequest(BaseModel):
         overrides = self.model_dump(
             exclude_none=True,
             exclude={"dataset_id", "model_name", "preset", "features", "sweep",
-                     "reference_dataset_id"},
+                     "reference_dataset_id", "held_out_share"},
         )  # fmt: skip
         if isinstance(self.n_clusters, ClusterRange):  # the largest model bounds the memory
             overrides["n_clusters"] = self.n_clusters.max
@@ -294,10 +305,21 @@ class EvaluateRequest(BaseModel):
     )
 
     model_ref: str = Field(pattern=MODEL_REF_PATTERN, description="`name`, `name:vN`, `name@alias`")
-    dataset_id: str = Field(pattern=DATASET_ID_PATTERN)
+    dataset_id: str = Field(
+        pattern=DATASET_ID_PATTERN,
+        description="The data set to evaluate on: the model's own (the one it was trained on) "
+        "or another.",
+    )
+    split: Literal["held-out", "all"] | None = Field(
+        default=None,
+        description="Which of the data set's recordings: `held-out` (those the model's "
+        "training held out; only on the model's own data set) or `all`. Default: `held-out` "
+        "on the model's own data set when it held recordings out, else `all`. The report says "
+        "in words which recordings it used, with a warning when any of them trained the model.",
+    )
 
     def job_params(self) -> dict[str, Any]:
-        return self.model_dump()
+        return self.model_dump(exclude_none=True)
 
 
 # The engine's progress record is the schema: the training loop, the job's meta and this

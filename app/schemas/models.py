@@ -46,6 +46,12 @@ class AliasToVersion(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 3}]})
 
     version: int = Field(ge=1, description="The version the alias should point at.")
+    force: bool = Field(
+        default=False,
+        description="Promote even when the version did worse on its held-out recordings than "
+        "the one the alias points at now (without it, such a promotion is a 409 "
+        "`promotion-worsens-model` that names the figures). A forced promotion is logged.",
+    )
 
 
 class AliasRollback(BaseModel):
@@ -89,3 +95,8 @@ class AliasPublic(BaseModel):
     alias: str
     version: int
     ref: str = Field(examples=["scenes:v3"])
+    worse_figures: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="For a forced promotion: the held-out figures on which the new version "
+        "is worse than the one it replaced (`figure`, `new`, `current`, `higher_is_better`).",
+    )

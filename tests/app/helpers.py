@@ -63,11 +63,20 @@ def train_body(dataset_id: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def two_clip_dataset(datasets_root: Path, scratch: Path) -> str:
-    """A registered data set of two labelled half-second clips (a tone, noise); its id."""
+# Two clips this long cut into more windows than any K the API tests queue (5 s windows every
+# 2.5 s: 15 windows each).
+LONG_CLIP_SECONDS = 40.0
+
+
+def two_clip_dataset(datasets_root: Path, scratch: Path, *, seconds: float = 0.5) -> str:
+    """A registered data set of two labelled clips (a tone, noise) of ``seconds``; its id.
+
+    Half a second is one window of any preset; a request for K clusters needs at least K
+    windows (a 422 at submission otherwise), so tests that queue larger K ask for
+    `LONG_CLIP_SECONDS`."""
     source = scratch / "recordings"
     for label in ("tone", "noise"):
         (source / label).mkdir(parents=True)
-    (source / "tone" / "a.wav").write_bytes(tone_wav(0.5))
-    (source / "noise" / "b.wav").write_bytes(noise_wav(0.5))
+    (source / "tone" / "a.wav").write_bytes(tone_wav(seconds))
+    (source / "noise" / "b.wav").write_bytes(noise_wav(seconds))
     return DatasetStore(datasets_root).register_folder(source).id

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.app.conftest import make_settings
-from tests.app.helpers import assert_problem, noise_wav, two_clip_dataset
+from tests.app.helpers import LONG_CLIP_SECONDS, assert_problem, noise_wav, two_clip_dataset
 
 
 @pytest.fixture
@@ -109,4 +109,4 @@ def test_one_tenant_per_deployment_keys_share_jobs_but_not_idempotency(
 
 @pytest.fixture
 def settings_with_keys_dataset(tmp_path) -> str:
-    return two_clip_dataset(tmp_path / "datasets", tmp_path)
+    return two_clip_dataset(tmp_path / "datasets", tmp_path, seconds=LONG_CLIP_SECONDS)

@@ -13,7 +13,7 @@ from app.main import create_app
 from model_store import ModelStore
 from service_config import Settings
 from tests.app.conftest import N_CLUSTERS, make_settings, publish_tiny_model
-from tests.app.helpers import assert_problem, noise_wav, two_clip_dataset
+from tests.app.helpers import LONG_CLIP_SECONDS, assert_problem, noise_wav, two_clip_dataset
 
 CLUSTERS = "/v1/models/scenes/versions/1/clusters"
 
@@ -42,8 +42,52 @@ def test_a_version_lists_its_clusters_with_recorded_facts(
     second = body["data"][1]
     assert second == {"number": 1, "name": "speech", "size": 7, "agreement": 0.95,
                       "previous_number": 1, "new": False,
-                      "typical_clips": ["a/x.wav", "a/y.wav"]}  # fmt: skip
+                      "typical_clips": ["a/x.wav", "a/y.wav"], "needs_name": False,
+                      "suggested_name": None, "kept_share": None}  # fmt: skip
     assert body["data"][0]["name"] is None and body["data"][0]["size"] is None
+
+
+def test_a_weakly_matched_cluster_needs_a_name_and_shows_the_earlier_one(
+    settings: Settings, store: ModelStore
+) -> None:
+    publish_tiny_model(store, metadata={
+        "n_clusters": N_CLUSTERS,
+        "cluster_names": {"0": "Rain"},
+        "name_suggestions": {"1": {"name": "Helicopter", "previous": 1, "kept_share": 0.6}},
+        "cluster_identity": {"previous": "scenes:v0", "agreement": 0.7, "disappeared": [],
+                             "clusters": [{"number": 0, "previous": 0, "new": False,
+                                           "kept_share": 0.95},
+                                          {"number": 1, "previous": 1, "new": False,
+                                           "kept_share": 0.6}]},
+    })  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        body = client.get(CLUSTERS).json()
+        assert body["share_for_name"] == 0.8
+        kept, weak = body["data"][0], body["data"][1]
+        assert kept["name"] == "Rain" and kept["needs_name"] is False
+        assert kept["suggested_name"] is None and kept["kept_share"] == 0.95
+        assert weak["name"] is None and weak["needs_name"] is True
+        assert weak["suggested_name"] == "Helicopter" and weak["kept_share"] == 0.6
+        # Naming it settles it.
+        client.put(f"{CLUSTERS}/1", json={"name": "Rain and wind"})
+        settled = client.get(CLUSTERS).json()["data"][1]
+        assert settled["name"] == "Rain and wind" and settled["needs_name"] is False
+
+
+def test_a_name_can_be_cleared_even_a_published_one(settings: Settings, store: ModelStore) -> None:
+    publish_tiny_model(store, metadata={"n_clusters": N_CLUSTERS, "cluster_names": {"1": "Rain"}})
+    with TestClient(create_app(settings)) as client:
+        cleared = client.delete(f"{CLUSTERS}/1/name")
+        assert cleared.status_code == 200, cleared.text
+        assert cleared.json()["name"] is None
+        assert client.get(CLUSTERS).json()["data"][1]["name"] is None
+        client.put(f"{CLUSTERS}/0", json={"name": "Wind"})
+        by_put = client.put(f"{CLUSTERS}/0", json={"name": None})
+        assert by_put.status_code == 200 and by_put.json()["name"] is None
+        assert all(cluster["name"] is None for cluster in client.get(CLUSTERS).json()["data"])
+        assert_problem(
+            client.delete(f"{CLUSTERS}/{N_CLUSTERS}/name"), status=422, slug="unknown-cluster"
+        )
 
 
 def test_a_name_set_shows_in_the_listing_and_in_cluster_answers(client: TestClient) -> None:
@@ -105,7 +149,7 @@ def test_the_recorded_numbering_is_applied_when_serving(tmp_path: Path, redis_db
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 @pytest.mark.parametrize(

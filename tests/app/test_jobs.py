@@ -13,16 +13,23 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from dataset_store import DatasetStore
-from model_store import InvalidReference
+from model_store import InvalidReference, ModelStore
 from model_store.refs import parse_ref
 from service_config import Settings
-from tests.app.conftest import UNUSED_REDIS_URL, make_settings
-from tests.app.helpers import assert_problem, noise_wav, tone_wav, train_body, two_clip_dataset
+from tests.app.conftest import UNUSED_REDIS_URL, make_settings, publish_tiny_model
+from tests.app.helpers import (
+    LONG_CLIP_SECONDS,
+    assert_problem,
+    noise_wav,
+    tone_wav,
+    train_body,
+    two_clip_dataset,
+)
 
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 def test_train_answers_202_with_the_job_location(client: TestClient, dataset_id: str) -> None:
@@ -118,6 +125,30 @@ def test_evaluate_checks_the_model_and_the_dataset(
     assert_problem(missing_data, status=404, slug="dataset-not-found")
 
 
+def test_an_evaluation_split_that_does_not_exist_is_a_422_at_submission(
+    client: TestClient, settings: Settings, dataset_id: str, store: ModelStore, served_version
+) -> None:
+    manifest = DatasetStore(settings.datasets_path).get(dataset_id)
+    held = manifest.files[0].path
+    own = publish_tiny_model(store, seed=5, alias=None, metadata={
+        "dataset": {"id": dataset_id, "digest": manifest.digest},
+        "held_out": {"share": 0.2, "files": [held]},
+    })  # fmt: skip
+    # The model's own data set: held-out by default, or all of it; the split travels as asked.
+    default = client.post("/v1/evaluate", json={"model_ref": own.ref, "dataset_id": dataset_id})
+    assert default.status_code == 202, default.text
+    assert "split" not in default.json()["params"]
+    explicit = {"model_ref": own.ref, "dataset_id": dataset_id, "split": "all"}
+    assert client.post("/v1/evaluate", json=explicit).json()["params"]["split"] == "all"
+    # served_version was trained on another data set: it has no held-out part here.
+    foreign = {"model_ref": served_version.ref, "dataset_id": dataset_id, "split": "held-out"}
+    body = assert_problem(client.post("/v1/evaluate", json=foreign), status=422,
+                          slug="invalid-split")  # fmt: skip
+    assert 'split "all"' in body["detail"]
+    unknown = {**explicit, "split": "train"}
+    assert_problem(client.post("/v1/evaluate", json=unknown), status=422, slug="validation-error")
+
+
 def test_jobs_are_listed_with_pagination_and_a_status_filter(
     client: TestClient, dataset_id: str
 ) -> None:
@@ -176,7 +207,7 @@ def test_train_with_redis_down_is_503(tmp_path: Path, served_version, redis_db) 
     settings = make_settings(tmp_path, redis_url=UNUSED_REDIS_URL)
     source = tmp_path / "recordings" / "tone"
     source.mkdir(parents=True)
-    (source / "a.wav").write_bytes(tone_wav(0.5))
+    (source / "a.wav").write_bytes(tone_wav(LONG_CLIP_SECONDS))  # windows for 4 clusters
     dataset = DatasetStore(settings.datasets_path).register_folder(source.parent).id
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/train", json=train_body(dataset))
@@ -190,7 +221,7 @@ def test_idempotency_keys_are_scoped_per_api_key(
     settings = make_settings(tmp_path, api_keys="alice-key,bob-key")
     source = tmp_path / "recordings" / "tone"
     source.mkdir(parents=True)
-    (source / "a.wav").write_bytes(tone_wav(0.5))
+    (source / "a.wav").write_bytes(tone_wav(LONG_CLIP_SECONDS))  # windows for 4 clusters
     dataset = DatasetStore(settings.datasets_path).register_folder(source.parent).id
     with TestClient(create_app(settings)) as client:
         jobs = [

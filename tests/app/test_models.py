@@ -124,15 +124,18 @@ def test_metrics_from_training_metadata_and_a_worker_report(
     }
     store.write_report(version.ref, files={"report.json": json.dumps(report).encode()})
     body = client.get(f"/v1/models/scenes/versions/{version.version}").json()
-    assert body["metrics"] == {
-        "training": {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4},
-        "evaluation": {
-            "n_clips": 20,
-            "accuracy": 0.8,
-            "nmi": 0.6,
-            "clusters_used": 3,
-            "dataset_id": "ds_0123456789ab",
-        },
+    training, evaluation = body["metrics"]["training"], body["metrics"]["evaluation"]
+    assert set(body["metrics"]) == {"training", "evaluation"}
+    assert training.pop("computed_on").startswith("the recordings the model was trained on")
+    assert training == {"loss": 12.5, "accuracy": 0.7, "nmi": 0.4}
+    # A report without `evaluated_on` (written before reports said so) is marked as such.
+    assert evaluation.pop("computed_on").startswith("not recorded")
+    assert evaluation == {
+        "n_clips": 20,
+        "accuracy": 0.8,
+        "nmi": 0.6,
+        "clusters_used": 3,
+        "dataset_id": "ds_0123456789ab",
     }
 
 
@@ -166,3 +169,53 @@ def test_alias_bodies_outside_the_schema_are_problems_that_say_why(
     response = client.put("/v1/models/scenes/aliases/production", json=body)
     problem = assert_problem(response, status=422, slug="validation-error")
     assert says in problem["detail"], problem
+
+
+def _held_out(accuracy: float | None, nmi: float | None, **more: float) -> dict:
+    metrics = {"recordings": 8, "accuracy": accuracy, "nmi": nmi, "clusters_used": 2, **more}
+    return {"held_out": {"share": 0.2, "files": ["a.wav"], "metrics": metrics}}
+
+
+def test_a_promotion_to_a_version_worse_on_held_out_recordings_needs_force(
+    client: TestClient, store: ModelStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    current = publish_tiny_model(store, seed=1, metadata=_held_out(0.75, 0.80))
+    worse = publish_tiny_model(store, seed=2, metadata=_held_out(0.70, 0.81), alias=None)
+    url = "/v1/models/scenes/aliases/production"
+
+    refused = client.put(url, json={"version": worse.version})
+    body = assert_problem(refused, status=409, slug="promotion-worsens-model")
+    assert "held-out accuracy 0.700 against 0.750" in body["detail"]
+    assert "nmi" not in body["detail"]  # better on NMI: not a reason
+    assert body["figures"] == [
+        {"figure": "accuracy", "new": 0.70, "current": 0.75, "higher_is_better": True}
+    ]
+    assert store.get("scenes@production").version == current.version  # unchanged
+
+    with caplog.at_level("WARNING", logger="model_store.promotion"):
+        forced = client.put(url, json={"version": worse.version, "force": True})
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["worse_figures"][0]["figure"] == "accuracy"
+    assert store.get("scenes@production").version == worse.version
+    logged = f"forced promotion of {worse.ref} to @production over {current.ref}"
+    assert any(logged in record.getMessage() for record in caplog.records)
+
+
+def test_a_promotion_that_is_not_worse_or_cannot_be_compared_goes_through(
+    client: TestClient, store: ModelStore
+) -> None:
+    publish_tiny_model(store, seed=1, metadata=_held_out(None, None, novelty_rate=0.10))
+    better = publish_tiny_model(
+        store, seed=2, metadata=_held_out(None, None, novelty_rate=0.05), alias=None
+    )
+    unknown = publish_tiny_model(store, seed=3, metadata={"seed": 3}, alias=None)
+    url = "/v1/models/scenes/aliases/production"
+    # Without labels the held-out novelty rate decides (lower is better).
+    assert client.put(url, json={"version": better.version}).json()["worse_figures"] == []
+    worse = publish_tiny_model(
+        store, seed=4, metadata=_held_out(None, None, novelty_rate=0.20), alias=None
+    )
+    refused = client.put(url, json={"version": worse.version})
+    assert "novelty_rate 0.200 against 0.050 (lower is better)" in refused.json()["detail"]
+    # A version without held-out figures has nothing to compare.
+    assert client.put(url, json={"version": unknown.version}).status_code == 200

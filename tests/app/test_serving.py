@@ -54,6 +54,7 @@ def test_promotion_and_rollback_through_the_api_take_effect(
         "alias": "production",
         "version": newer.version,
         "ref": newer.ref,
+        "worse_figures": [],  # neither version recorded held-out figures: nothing compared
     }
     _wait_for(lambda: _served_ref(client) == newer.ref, timeout=5)
     response = client.put("/v1/models/scenes/aliases/production", json={"rollback": True})

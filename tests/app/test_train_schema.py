@@ -16,7 +16,7 @@ from app.schemas import TrainRequest
 from app.schemas.hyperparameters import SET_BY_THE_SERVICE, allowed_hyperparameters
 from model_store import ModelStore
 from service_config import Settings
-from tests.app.helpers import assert_problem, train_body, two_clip_dataset
+from tests.app.helpers import LONG_CLIP_SECONDS, assert_problem, train_body, two_clip_dataset
 from uvac.audio.feature_config import FRONTENDS, FeatureConfig
 from uvac.models import build_model
 from uvac.training.config import TrainConfig
@@ -25,7 +25,7 @@ from uvac.training.presets import DEFAULT_PRESET, PRESETS
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 TINY_FEATURE_OVERRIDES: dict[str, Any] = {

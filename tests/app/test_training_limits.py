@@ -17,15 +17,16 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.schemas import TrainRequest
 from app.schemas.hyperparameters import OPTION_BOUNDS
+from dataset_store import DatasetStore
 from service_config import Settings
 from tests.app.conftest import make_settings
-from tests.app.helpers import assert_problem, two_clip_dataset
+from tests.app.helpers import LONG_CLIP_SECONDS, assert_problem, tone_wav, two_clip_dataset
 from uvac.models import MODEL_TYPES, model_options
 
 
 @pytest.fixture
 def dataset_id(settings: Settings, tmp_path: Path) -> str:
-    return two_clip_dataset(settings.datasets_path, tmp_path)
+    return two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
 
 
 def _numbers_without_both_bounds(
@@ -131,7 +132,7 @@ def test_a_network_too_wide_for_the_workers_memory_is_refused(
     tmp_path: Path, redis_db: redis.Redis, served_version: object
 ) -> None:
     settings = make_settings(tmp_path, max_training_memory_bytes=256 * 1024 * 1024)
-    dataset = two_clip_dataset(settings.datasets_path, tmp_path)
+    dataset = two_clip_dataset(settings.datasets_path, tmp_path, seconds=LONG_CLIP_SECONDS)
     body = {"dataset_id": dataset, "n_clusters": 4, "preset": "scenes-logmel"}
     with TestClient(create_app(settings)) as client:
         assert client.post("/v1/train", json=body).status_code == 202
@@ -162,6 +163,31 @@ def test_a_model_that_cannot_be_built_is_a_422_at_submission(
 def test_the_presets_fit_within_the_default_limit(
     client: TestClient, dataset_id: str, preset: str
 ) -> None:
-    body = {"dataset_id": dataset_id, "n_clusters": 4, "preset": preset}
+    # words-logmel fits each clip into one window, so two clips hold two clusters at most.
+    body = {"dataset_id": dataset_id, "n_clusters": 2, "preset": preset}
     response = client.post("/v1/train", json=body)
     assert response.status_code == 202, response.text
+
+
+def test_more_clusters_than_the_windows_of_the_data_set_is_a_422_at_submission(
+    client: TestClient, settings: Settings, tmp_path: Path, redis_db: redis.Redis
+) -> None:
+    # Ten half-second clips, five per label: one window each; 20% held out (one per label)
+    # leaves eight windows to train on.
+    source = tmp_path / "ten"
+    for index in range(10):
+        folder = source / ("tone" if index < 5 else "noise")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.wav").write_bytes(tone_wav(0.5, hz=200.0 + 50 * index))
+    dataset = DatasetStore(settings.datasets_path).register_folder(source).id
+    response = client.post("/v1/train", json={"dataset_id": dataset, "n_clusters": 9})
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert body["errors"][0]["loc"] == ["body", "n_clusters"]
+    assert "9 clusters cannot be learnt from 8 windows" in body["detail"]
+    assert "2 of 10 are held out" in body["detail"]
+    assert redis_db.keys("rq:job:*") == []  # nothing was queued
+    # The same K fits once nothing is held out; a range is sized by its largest K.
+    fits = {"dataset_id": dataset, "n_clusters": 9, "held_out_share": 0}
+    assert client.post("/v1/train", json=fits).status_code == 202
+    too_wide = {"dataset_id": dataset, "n_clusters": {"min": 2, "max": 9}}
+    assert_problem(client.post("/v1/train", json=too_wide), status=422, slug="validation-error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from benchmarks.reliability.hostile_inputs import AWKWARD_TEXTS
 from dataset_store import DatasetFile, DatasetManifest
 from reports import build_report, project_2d, report_summary
+from uvac.audio import DatasetItem
+from uvac.evaluation import evaluation_recordings
 from uvac.evaluation.baselines import kmeans_baseline, labels_as_clusters
 from uvac.evaluation.scoring import EvaluationReport, RepresentationScores
 
@@ -66,6 +69,24 @@ def manifest(*, labelled: bool) -> DatasetManifest:
     )
 
 
+def evaluated_on(
+    dataset: DatasetManifest, *, split: str | None, held_out: list[str] | None
+) -> dict[str, object]:
+    """What the evaluation job passes: the engine's description of the chosen recordings."""
+    items = [DatasetItem(Path(f.path), f.label, f.path) for f in dataset.files]
+    recordings = evaluation_recordings(
+        items,
+        split=split,
+        dataset_id=dataset.id,
+        own_dataset=True,
+        held_out_paths=held_out,  # type: ignore[arg-type]
+    )
+    return recordings.describe()
+
+
+HELD_OUT = ["clip3.wav", "clip7.wav"]
+
+
 HISTORY = [
     {"epoch": epoch, "loss": 10.0 / epoch, "reconstruction": 9.0 / epoch, "kl_z": 0.5,
      "kl_y": 0.4, "accuracy": 0.5 + 0.1 * epoch, "nmi": 0.1 * epoch}
@@ -87,6 +108,7 @@ def test_a_labelled_report_has_every_figure_and_a_page_that_shows_them() -> None
         model_metadata={"training_history": HISTORY, "dataset": {"id": "ds_0123456789ab"}},
         model_info={},
         dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
     )
 
     figures = {"latent_map.png", "cluster_sizes.png", "confusion_matrix.png", "training_curves.png"}
@@ -119,6 +141,7 @@ def test_without_labels_or_history_those_figures_are_left_out() -> None:
         model_metadata={},
         model_info={},
         dataset=manifest(labelled=False),
+        evaluated_on=evaluated_on(manifest(labelled=False), split=None, held_out=HELD_OUT),
     )
     assert set(files) == {"latent_map.png", "cluster_sizes.png", "report.json", "index.html"}
     report = json.loads(files["report.json"])
@@ -147,6 +170,7 @@ def test_user_text_is_drawn_and_written_as_text(text: str) -> None:
         model_metadata={"training_history": HISTORY},
         model_info={},
         dataset=dataclasses.replace(manifest(labelled=True), labels=sorted({text, "high"})),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
     )
 
     assert files["confusion_matrix.png"].startswith(PNG_MAGIC)
@@ -154,3 +178,54 @@ def test_user_text_is_drawn_and_written_as_text(text: str) -> None:
     assert json.loads(files["report.json"])["clips"][0]["label"] == text
     page = files["index.html"].decode()
     assert "<script>" not in page
+
+
+def _report(evaluated: dict[str, object], metadata: dict[str, object] | None = None) -> dict:
+    files = build_report(
+        rows=rows_for(model_row(labelled=True)),
+        model_ref="tones:v3",
+        model_metadata=metadata or {},
+        model_info={},
+        dataset=manifest(labelled=True),
+        evaluated_on=evaluated,
+    )
+    return {"json": json.loads(files["report.json"]), "html": files["index.html"].decode()}
+
+
+def test_a_report_on_held_out_recordings_says_so_without_a_warning() -> None:
+    report = _report(evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT))
+    on = report["json"]["evaluated_on"]
+    assert on["split"] == "held-out" and on["recordings"] == 2 and on["used_for_training"] == 0
+    assert on["warning"] is None
+    assert "the 2 held-out recordings" in on["description"]
+    assert on["description"] in report["html"]
+    assert 'class="warning"' not in report["html"]
+
+
+def test_a_report_built_on_training_recordings_carries_the_warning() -> None:
+    report = _report(evaluated_on(manifest(labelled=True), split="all", held_out=HELD_OUT))
+    on = report["json"]["evaluated_on"]
+    assert on["split"] == "all" and on["recordings"] == 12 and on["used_for_training"] == 10
+    assert on["warning"].startswith("10 of these 12 recordings were used to train the model")
+    assert 'class="warning" role="alert"' in report["html"]
+    assert "10 of these 12 recordings were used to train the model" in report["html"]
+    # A version that recorded no held-out part trained on every recording.
+    old = _report(evaluated_on(manifest(labelled=True), split=None, held_out=None))
+    assert old["json"]["evaluated_on"]["used_for_training"] == 12
+    assert old["json"]["evaluated_on"]["warning"]
+
+
+def test_the_run_warnings_and_held_out_figures_reach_the_page() -> None:
+    metadata = {
+        "warnings": [{"code": "small-data", "message": "4 training recordings for 2 clusters"}],
+        "held_out": {"share": 0.2, "stratified": True, "files": HELD_OUT,
+                     "metrics": {"recordings": 2, "accuracy": 0.5, "nmi": 0.25,
+                                 "clusters_used": 2},
+                     "description": "Figures on the 2 held-out recordings."},
+    }  # fmt: skip
+    report = _report(evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT), metadata)
+    assert report["json"]["warnings"][0]["code"] == "small-data"
+    assert report["json"]["held_out"]["metrics"]["nmi"] == 0.25
+    assert "files" not in report["json"]["held_out"]
+    assert "4 training recordings for 2 clusters" in report["html"]
+    assert "NMI 0.25" in report["html"]

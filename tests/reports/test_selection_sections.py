@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from reports import build_report, sweep_chart
-from tests.reports.test_evaluation_report import PNG_MAGIC, manifest, model_row, rows_for
+from tests.reports.test_evaluation_report import (
+    PNG_MAGIC,
+    evaluated_on,
+    manifest,
+    model_row,
+    rows_for,
+)
 
 SELECTION = {
     "chosen_k": 3,
@@ -40,6 +46,7 @@ def test_a_swept_and_matched_version_gets_the_sweep_figure_and_both_sections() -
         },
         model_info={},
         dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split="all", held_out=None),
     )
     assert files["sweep.png"].startswith(PNG_MAGIC)
     report = json.loads(files["report.json"])

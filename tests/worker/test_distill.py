@@ -194,3 +194,58 @@ def test_a_student_keeps_its_teachers_cluster_numbers(
         )
     ]
     assert sum(agree) / len(agree) >= 0.9
+
+
+def _agreement_on(student: TrainedModel, teacher: TrainedModel, paths: list[Path]) -> float:
+    def assign(trained: TrainedModel) -> list[int]:
+        rate = trained.feature_config.sample_rate
+        audios = [load_audio(path, sample_rate=rate) for path in paths]
+        return [result.assignment for result in Clusterer(trained).cluster_batch(audios)]
+
+    pairs = list(zip(assign(student), assign(teacher), strict=True))
+    return sum(a == b for a, b in pairs) / len(pairs)
+
+
+def test_the_students_agreement_is_reported_on_held_out_recordings(
+    settings: Settings, dataset_id: str, teacher: ModelVersion, recordings: Path
+) -> None:
+    params = {"teacher_ref": teacher.ref, "dataset_id": dataset_id, "model_name": "edge", **FAST}
+    result = run_distillation(params, job=None, settings=settings)
+
+    version = ModelStore(settings.model_store_path).get(result["model"])
+    held = version.metadata["held_out"]
+    # Three classes of four recordings: one of each held out (20%, stratified by label).
+    assert len(held["files"]) == 3
+    assert {path.split("/")[0] for path in held["files"]} == {"class0", "class1", "class2"}
+    assert held["source"] == "held out of this distillation"
+    agreement = version.metadata["distillation"]["held_out"]
+    assert agreement["recordings"] == 3
+    expected = _agreement_on(
+        load_trained_model(version.path),
+        load_trained_model(teacher.path),
+        [recordings / path for path in held["files"]],
+    )
+    assert agreement["agreement"] == pytest.approx(expected)
+    assert result["metrics"]["held_out_agreement"] == agreement["agreement"]
+    assert result["metrics"]["agreement_on"] == "training crops"
+    assert result["held_out"] == agreement
+
+
+def test_on_the_teachers_own_data_set_the_teachers_held_out_recordings_are_used(
+    settings: Settings, dataset_id: str, teacher: ModelVersion
+) -> None:
+    store = ModelStore(settings.model_store_path)
+    manifest = DatasetStore(settings.datasets_path).get(dataset_id)
+    held = sorted(entry.path for entry in manifest.files)[:2]
+    with store.publish("scenes", metadata={
+        "dataset": {"id": dataset_id, "digest": manifest.digest},
+        "held_out": {"share": 0.2, "files": held},
+    }) as staging:  # fmt: skip
+        save_trained_model(staging, load_trained_model(teacher.path))
+    own_teacher = staging.version
+    params = {"teacher_ref": own_teacher.ref, "dataset_id": dataset_id, **FAST, "epochs": 1}
+    result = run_distillation(params, job=None, settings=settings)
+    metadata = store.get(result["model"]).metadata
+    assert metadata["held_out"]["files"] == held
+    assert metadata["held_out"]["source"] == f"the recordings {own_teacher.ref}'s training held out"
+    assert metadata["distillation"]["held_out"]["recordings"] == 2

@@ -34,3 +34,83 @@ def test_the_report_shows_names_set_after_publishing(settings: Settings, tmp_pat
     assert report_dir is not None
     report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     assert report["cluster_names"] == {"1": "Café & bar"}
+
+
+def _trained_tones(settings: Settings, tmp_path: Path) -> tuple[str, dict]:
+    tones = write_tone_folder(tmp_path / "tones", per_class=3)
+    dataset_id = DatasetStore(settings.datasets_path).register_folder(tones).id
+    result = run_training(
+        train_params(dataset_id, epochs=1), job=None, settings=settings, train_function=train_model
+    )
+    return dataset_id, result
+
+
+def _report(settings: Settings) -> dict:
+    report_dir = ModelStore(settings.model_store_path).report_path("tones:v1")
+    assert report_dir is not None
+    return json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_training_holds_recordings_out_and_its_result_carries_the_warnings(
+    settings: Settings, tmp_path: Path
+) -> None:
+    _, result = _trained_tones(settings, tmp_path)
+    metadata = ModelStore(settings.model_store_path).get("tones:v1").metadata
+    held_out = metadata["held_out"]
+    # 20% of each label's three recordings rounds to one: one low and one high held out.
+    assert len(held_out["files"]) == 2 and held_out["training_files"] == 4
+    assert {path.split("/")[0] for path in held_out["files"]} == {"low", "high"}
+    assert held_out["stratified"] is True and held_out["share"] == 0.2
+    assert sum(cluster["size"] for cluster in metadata["clusters"]) == 4  # training only
+    assert held_out["metrics"]["recordings"] == 2
+    assert result["held_out"]["recordings"] == 2
+    assert result["held_out"]["metrics"] == held_out["metrics"]
+    # Four training recordings for two clusters is below the documented minimum.
+    codes = [warning["code"] for warning in result["warnings"]]
+    assert codes == ["small-data"] and metadata["warnings"] == result["warnings"]
+    assert result["warnings"][0]["recordings"] == 4
+    assert "4 training recordings for 2 clusters" in result["warnings"][0]["message"]
+
+
+def test_an_evaluation_on_the_models_own_data_set_defaults_to_held_out_and_says_so(
+    settings: Settings, tmp_path: Path
+) -> None:
+    dataset_id, _ = _trained_tones(settings, tmp_path)
+    held = ModelStore(settings.model_store_path).get("tones:v1").metadata["held_out"]["files"]
+
+    result = run_evaluation(
+        {"model_ref": "tones:v1", "dataset_id": dataset_id}, job=None, settings=settings
+    )
+
+    report = _report(settings)
+    on = report["evaluated_on"]
+    assert on["split"] == "held-out" and on["own_dataset"] is True
+    assert on["recordings"] == 2 and on["used_for_training"] == 0 and on["warning"] is None
+    assert "held-out recordings" in on["description"]
+    assert sorted(clip["path"] for clip in report["clips"]) == held
+    assert result["report"]["evaluated_on"] == on
+    assert result["report"]["n_clips"] == 2
+
+    run_evaluation(
+        {"model_ref": "tones:v1", "dataset_id": dataset_id, "split": "all"},
+        job=None,
+        settings=settings,
+    )
+    on_all = _report(settings)["evaluated_on"]
+    assert on_all["split"] == "all" and on_all["recordings"] == 6
+    assert on_all["used_for_training"] == 4
+    assert on_all["warning"].startswith("4 of these 6 recordings were used to train the model")
+
+
+def test_another_data_set_is_evaluated_whole_and_its_training_recordings_are_found(
+    settings: Settings, tmp_path: Path
+) -> None:
+    _trained_tones(settings, tmp_path)
+    # The same recordings under other paths: another data set, the same contents.
+    copy = write_tone_folder(tmp_path / "copy" / "tones", per_class=3)
+    other_id = DatasetStore(settings.datasets_path).register_folder(copy.parent).id
+    run_evaluation({"model_ref": "tones:v1", "dataset_id": other_id}, job=None, settings=settings)
+    on = _report(settings)["evaluated_on"]
+    assert on["split"] == "all" and on["own_dataset"] is False
+    assert on["used_for_training"] == 4  # found by content, whatever the paths here
+    assert "4 of these 6 recordings were used to train the model" in on["warning"]

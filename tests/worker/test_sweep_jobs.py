@@ -56,7 +56,10 @@ def test_a_range_runs_a_sweep_and_publishes_the_chosen_k(
     assert version.metadata["n_clusters"] == selection["chosen_k"]
     assert {"stability", "silhouette", "accuracy", "nmi"} <= set(selection["candidates"][0])
     sizes = [c["size"] for c in version.metadata["clusters"]]
-    assert sum(sizes) == 8 and len(sizes) == selection["chosen_k"]
+    # Cluster sizes count the training recordings: 20% of the 8 (stratified) are held out.
+    held_out = version.metadata["held_out"]
+    assert len(held_out["files"]) == 2 and held_out["training_files"] == 6
+    assert sum(sizes) == 6 and len(sizes) == selection["chosen_k"]
 
 
 def test_names_carry_over_to_the_next_version(settings: Settings, dataset_id: str) -> None:

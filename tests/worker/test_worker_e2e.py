@@ -200,8 +200,13 @@ def test_a_small_train_job_publishes_a_version_and_shows_progress(
     assert info["error"] is None
     result = info["result"]
     assert result["model"] == "tones:v1"
-    assert set(result["metrics"]) == {"loss", "accuracy", "nmi", "clusters_used"}
+    assert set(result["metrics"]) == {"loss", "accuracy", "nmi", "clusters_used", "computed_on"}
     assert result["metrics"]["accuracy"] is not None
+    # Through a real worker too: the held-out part and the run's warnings reach the result.
+    assert (
+        result["held_out"]["recordings"] == 2 and result["held_out"]["metrics"]["recordings"] == 2
+    )
+    assert [warning["code"] for warning in result["warnings"]] == ["small-data"]
     store = ModelStore(settings.model_store_path)
     version = store.get("tones")  # "latest" moved to the new version
     assert version.ref == "tones:v1"
@@ -356,9 +361,9 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
     train_id = queues.enqueue_training(
         redis_conn, train_params(dataset_id, epochs=2), settings=settings
     )
-    evaluate_id = queues.enqueue_evaluation(
-        redis_conn, {"model_ref": "tones@latest", "dataset_id": dataset_id}, settings=settings
-    )
+    # Every recording (training ones included) so that the figures have clips to show.
+    evaluate_params = {"model_ref": "tones@latest", "dataset_id": dataset_id, "split": "all"}
+    evaluate_id = queues.enqueue_evaluation(redis_conn, evaluate_params, settings=settings)
     # One worker per queue, as deployed; evaluation waits for the model to exist.
     workers.start(queues.TRAINING_QUEUE)
     wait_for(
@@ -380,6 +385,9 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
     assert info["result"]["model"] == "tones:v1"
     assert summary["n_clips"] == 6
     assert 0.5 <= summary["accuracy"] <= 1.0
+    assert summary["evaluated_on"]["split"] == "all"
+    assert summary["evaluated_on"]["used_for_training"] == 4
+    assert summary["evaluated_on"]["warning"].startswith("4 of these 6 recordings were used")
     report_dir = ModelStore(settings.model_store_path).report_path("tones:v1")
     assert report_dir is not None
     names = {path.name for path in report_dir.iterdir()}
@@ -396,6 +404,7 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
     assert len(report["clips"]) == 6
     page = (report_dir / "index.html").read_text()
     assert all(f'src="{figure}"' in page for figure in figures)
+    assert 'class="warning" role="alert"' in page
 
 
 def test_a_warm_shutdown_hands_the_running_job_back_to_the_queue(

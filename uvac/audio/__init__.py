@@ -1,9 +1,10 @@
 """Audio in, features out: the lowest layer of the engine.
 
 Decoding any supported file to mono float samples (`decoding`), folders of recordings with
-their labels and splits (`datasets`), the feature settings (`feature_config`), log-mel
-spectrograms (`log_mel`), the pretrained encoders (`encoders`), and the time-context windows
-both front-ends produce (`windows`, `features`, `embedding_windows`).
+their labels and splits (`datasets`), the held-out part training never sees (`holdout`),
+the feature settings (`feature_config`), log-mel spectrograms (`log_mel`), the pretrained
+encoders (`encoders`), and the time-context windows both front-ends produce (`windows`,
+`features`, `embedding_windows`).
 
 Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
 """
@@ -46,6 +47,7 @@ from uvac.audio.feature_config import (
     frame_count,
 )
 from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
+from uvac.audio.holdout import DEFAULT_HELD_OUT_SHARE, HeldOutSplit, held_out_split
 from uvac.audio.log_mel import (
     LOG_OFFSET,
     LogMel,
@@ -60,6 +62,7 @@ from uvac.audio.log_mel import (
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DECODED_FORMATS",
+    "DEFAULT_HELD_OUT_SHARE",
     "FRONTENDS",
     "LABELS_FILE",
     "LOG_MEL",
@@ -77,6 +80,7 @@ __all__ = [
     "Encoder",
     "FeatureConfig",
     "FeatureExtractor",
+    "HeldOutSplit",
     "LogMel",
     "NormStats",
     "SoundEncoder",
@@ -92,6 +96,7 @@ __all__ = [
     "fit_norm_stats",
     "fit_time",
     "frame_count",
+    "held_out_split",
     "load_audio",
     "load_encoder",
     "log_mel",

@@ -24,6 +24,7 @@ from uvac.edge.distillation import (
     Progress,
     TeacherWindows,
     calibration_windows,
+    clip_agreement,
     distill,
     teacher_targets,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "calibration_windows",
     "check_exportable",
     "check_exportable_document",
+    "clip_agreement",
     "decision_starts",
     "device_decisions",
     "dft_basis",

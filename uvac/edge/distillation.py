@@ -53,6 +53,7 @@ __all__ = [
     "Progress",
     "TeacherWindows",
     "calibration_windows",
+    "clip_agreement",
     "distill",
     "teacher_targets",
 ]
@@ -413,3 +414,18 @@ def _cosine(config: DistillConfig, epoch: int) -> float:
     progress = epoch / (config.epochs - 1)
     low, high = config.final_learning_rate, config.learning_rate
     return low + (high - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def clip_agreement(
+    teacher: Sequence[int] | np.ndarray, student: Sequence[int] | np.ndarray
+) -> float:
+    """Share of clips the student assigns to the teacher's cluster (both in the teacher's
+    output order), e.g. on recordings neither was trained on.
+
+    >>> clip_agreement([0, 1, 2, 2], [0, 1, 2, 0])
+    0.75
+    """
+    teacher_array, student_array = np.asarray(teacher), np.asarray(student)
+    if teacher_array.shape != student_array.shape or teacher_array.size == 0:
+        raise ValueError("agreement needs the same, non-empty list of clips from both models")
+    return float(np.mean(teacher_array == student_array))

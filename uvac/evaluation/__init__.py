@@ -2,7 +2,8 @@
 
 Inference with a trained model (`inference`: audio -> windows -> pi per window and clip), the
 paper's five metrics over a data set (`scoring`), the K-means baseline beside a model
-(`baselines`) and the result tables (`tables`).
+(`baselines`), the result tables (`tables`) and which recordings an evaluation runs on
+(`recordings`).
 
 Imports `uvac.training`, `uvac.audio`, `uvac.models` and the shared leaves.
 """
@@ -17,6 +18,14 @@ from uvac.evaluation.baselines import (
     labels_as_clusters,
 )
 from uvac.evaluation.inference import ClipResult, Clusterer, WindowResult, aggregate_windows
+from uvac.evaluation.recordings import (
+    SPLITS,
+    EvaluationRecordings,
+    EvaluationSplit,
+    evaluation_recordings,
+    held_out_paths,
+    is_own_dataset,
+)
 from uvac.evaluation.scoring import (
     FEATURES_DESCRIPTION,
     EvaluationReport,
@@ -30,15 +39,21 @@ __all__ = [
     "FEATURES_DESCRIPTION",
     "KMEANS_METHOD",
     "LABELS_METHOD",
+    "SPLITS",
     "ClipResult",
     "Clusterer",
+    "EvaluationRecordings",
     "EvaluationReport",
+    "EvaluationSplit",
     "RepresentationScores",
     "TableRow",
     "WindowResult",
     "aggregate_windows",
     "evaluate_clusterer",
     "evaluate_with_baselines",
+    "evaluation_recordings",
+    "held_out_paths",
+    "is_own_dataset",
     "kmeans_baseline",
     "labels_as_clusters",
     "render_table",

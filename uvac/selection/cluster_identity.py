@@ -14,6 +14,12 @@ cluster whose earlier number is K or more (the new model has fewer clusters) is 
 same way and reported as such. An earlier cluster without a kept partner is reported as
 *disappeared*, with the new cluster that holds most of its recordings (``merged_into``).
 
+A name follows meaning more strictly than a number: `carried_names` gives a kept cluster the
+earlier cluster's name only when it holds at least `NAME_CARRY_SHARE` of the earlier cluster's
+recordings (``kept_share``). A kept cluster below that share keeps the number but not the name;
+`name_suggestions` offers the earlier name for a person to confirm (the clusters listing marks
+such a cluster ``needs_name``).
+
 The design choice: the numbering is stored as a mapping (``order[number] = model output
 index``) in the version's metadata and applied when the model is loaded (`renumbered`), rather
 than by permuting the output weights of each model type. Every model type is served through
@@ -37,12 +43,18 @@ from uvac.models import ClusterModel
 from uvac.training import TrainedModel
 
 __all__ = [
+    "NAME_CARRY_SHARE",
     "ClusterMatch",
     "RenumberedModel",
     "cluster_order_from",
     "match_clusters",
+    "name_suggestions",
     "renumbered",
 ]
+
+# A name carries over when the new cluster keeps at least this share of the earlier
+# cluster's recordings: a majority keeps a number, a name asks for more.
+NAME_CARRY_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -53,8 +65,9 @@ class ClusterMatch:
     (``order[number] = output index``), what inference applies. ``clusters`` has one entry
     per number: ``{"number", "output", "previous" (the earlier number it kept, or None),
     "new", "renumbered", "agreement" (share of this cluster's recordings that the earlier
-    model put in the same number; None for an empty cluster), "size"}``. ``agreement`` is the
-    share of all recordings whose number did not change.
+    model put in the same number; None for an empty cluster), "size", "kept_share" (share of
+    the earlier cluster's recordings this one holds; None for a new cluster)}``.
+    ``agreement`` is the share of all recordings whose number did not change.
     """
 
     numbers: list[int]
@@ -150,6 +163,11 @@ def match_clusters(
                 "renumbered": continued is not None and continued != number,
                 "agreement": same / size if size else None,
                 "size": size,
+                "kept_share": (
+                    None
+                    if continued is None
+                    else float(counts[continued, output] / previous_sizes[continued])
+                ),
             }
         )
     disappeared = []
@@ -177,16 +195,51 @@ def match_clusters(
     )
 
 
-def carried_names(match: ClusterMatch, previous_names: Mapping[str, str] | None) -> dict[str, str]:
-    """The earlier version's names for the clusters that kept their meaning, by new number."""
+def carried_names(
+    match: ClusterMatch,
+    previous_names: Mapping[str, str] | None,
+    *,
+    min_share: float = NAME_CARRY_SHARE,
+) -> dict[str, str]:
+    """The earlier version's names for the clusters that kept at least ``min_share`` of the
+    earlier cluster's recordings, by new number."""
+    return {
+        number: suggestion["name"]
+        for number, suggestion in _named_successors(match, previous_names).items()
+        if suggestion["kept_share"] >= min_share
+    }
+
+
+def name_suggestions(
+    match: ClusterMatch,
+    previous_names: Mapping[str, str] | None,
+    *,
+    min_share: float = NAME_CARRY_SHARE,
+) -> dict[str, dict[str, Any]]:
+    """For the kept clusters whose earlier cluster had a name that does not carry over (under
+    ``min_share``): ``{number: {"name", "previous", "kept_share"}}``."""
+    return {
+        number: suggestion
+        for number, suggestion in _named_successors(match, previous_names).items()
+        if suggestion["kept_share"] < min_share
+    }
+
+
+def _named_successors(
+    match: ClusterMatch, previous_names: Mapping[str, str] | None
+) -> dict[str, dict[str, Any]]:
     if not previous_names:
         return {}
-    names = {}
+    successors = {}
     for entry in match.clusters:
         earlier = entry["previous"]
         if earlier is not None and str(earlier) in previous_names:
-            names[str(entry["number"])] = previous_names[str(earlier)]
-    return names
+            successors[str(entry["number"])] = {
+                "name": previous_names[str(earlier)],
+                "previous": earlier,
+                "kept_share": float(entry["kept_share"]),
+            }
+    return successors
 
 
 # ----------------------------------------------------------------- applying a numbering

@@ -10,10 +10,12 @@ from uvac.audio.feature_config import FeatureConfig
 from uvac.audio.features import NormStats
 from uvac.models import KMeansClusterer
 from uvac.selection.cluster_identity import (
+    NAME_CARRY_SHARE,
     RenumberedModel,
     carried_names,
     cluster_order_from,
     match_clusters,
+    name_suggestions,
     renumbered,
 )
 from uvac.training.artifact import TrainedModel
@@ -78,8 +80,29 @@ def test_names_carry_over_to_kept_clusters_only() -> None:
     previous = np.array([0] * 10 + [1] * 6 + [2] * 20)
     current = np.array([2] * 16 + [0] * 12 + [1] * 8)
     match = match_clusters(previous, current, previous_k=3, current_k=3)
-    names = carried_names(match, {"0": "quiet", "1": "music", "2": "traffic"})
-    assert names == {"0": "quiet", "2": "traffic"}
+    earlier = {"0": "quiet", "1": "music", "2": "traffic"}
+    # Earlier cluster 1 (6 recordings) has no kept successor; earlier 2 keeps its number but
+    # only 12 of its 20 recordings: a majority keeps a number, not a name.
+    assert carried_names(match, earlier, min_share=0.5) == {"0": "quiet", "2": "traffic"}
+    assert carried_names(match, earlier) == {"0": "quiet"}
+    assert name_suggestions(match, earlier) == {
+        "2": {"name": "traffic", "previous": 2, "kept_share": pytest.approx(0.6)}
+    }
+
+
+def test_a_name_is_kept_when_the_match_is_strong_and_dropped_when_weak() -> None:
+    # Earlier cluster 0 (10 recordings) -> new output 1 keeps 9 (strong, 0.9); earlier 1
+    # (10 recordings) -> new output 0 keeps 6, 4 go to output 1 (weak, 0.6).
+    previous = np.array([0] * 10 + [1] * 10)
+    current = np.array([1] * 9 + [0] + [0] * 6 + [1] * 4)
+    match = match_clusters(previous, current, previous_k=2, current_k=2)
+    names = {"0": "Helicopter", "1": "Rain"}
+    assert NAME_CARRY_SHARE == 0.8
+    assert match.clusters[0]["kept_share"] == pytest.approx(0.9)
+    assert carried_names(match, names) == {"0": "Helicopter"}
+    assert name_suggestions(match, names) == {
+        "1": {"name": "Rain", "previous": 1, "kept_share": pytest.approx(0.6)}
+    }
 
 
 def _kmeans_model() -> TrainedModel:
