@@ -175,6 +175,7 @@ def run_training(
             checkpoint_dir=checkpoint_dir,
             dataset_digest=manifest.digest,
             encoding_progress=reporter.encoding if reporter is not None else None,
+            held_out_items=split.held_out,  # scored each epoch, never trained on
         )
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).

@@ -89,7 +89,11 @@ def sweep_train_function(
         checkpoint_dir: Path | None = None,
         dataset_digest: str | None = None,
         encoding_progress: Callable[[int, int], None] | None = None,
+        held_out_items: Sequence[DatasetItem] = (),
     ) -> TrainedModel:
+        # The held-out recordings are scored by the job once the sweep has chosen its model;
+        # the sweep's many runs do not score them epoch by epoch.
+        del held_out_items
         from uvac.selection import DEFAULT_STABILITY_THRESHOLD, DEFAULT_SUBSAMPLE, run_sweep
         from uvac.training import windows_for_training
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from dataset_store import DatasetStore
 from model_store import ModelStore
@@ -11,6 +12,7 @@ from model_store.cluster_names import set_cluster_name
 from service_config import Settings
 from tests.worker.audio_samples import write_tone_folder
 from tests.worker.test_worker_e2e import train_params
+from uvac.training import TrainedModel
 from uvac.training.pipeline import train_model
 from worker.jobs import run_evaluation, run_training
 
@@ -114,3 +116,25 @@ def test_another_data_set_is_evaluated_whole_and_its_training_recordings_are_fou
     assert on["split"] == "all" and on["own_dataset"] is False
     assert on["used_for_training"] == 4  # found by content, whatever the paths here
     assert "4 of these 6 recordings were used to train the model" in on["warning"]
+
+
+def test_training_scores_the_held_out_recordings_it_never_trains_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tones = write_tone_folder(tmp_path / "tones", per_class=3)
+    dataset_id = DatasetStore(settings.datasets_path).register_folder(tones).id
+    seen: dict[str, Any] = {}
+
+    def spy(items: Any, **kwargs: Any) -> TrainedModel:
+        seen["training"] = {item.relpath for item in items}
+        seen["held_out"] = {item.relpath for item in kwargs["held_out_items"]}
+        trained = train_model(items, **kwargs)
+        return trained
+
+    result = run_training(
+        train_params(dataset_id, epochs=1), job=None, settings=settings, train_function=spy
+    )
+    assert seen["held_out"], "a share of the recordings is held out"
+    assert not seen["held_out"] & seen["training"]
+    version = ModelStore(settings.model_store_path).get(result["model"])
+    assert set(version.metadata["held_out"]["files"]) == seen["held_out"]
