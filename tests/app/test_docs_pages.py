@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import API_VERSION, create_app
 from tests.app.conftest import make_settings
 
-# Every URL a page loads: src=, href= and spec-url= attributes, url(...) and the spec's "url": '...'.
+# Every URL a page loads: src=, href=, spec-url= attributes, url(...) and "url": '...'.
 _REFERENCE = re.compile(
     r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|url\s*[:(]\s*["']([^"']+)["']"""
 )
