@@ -29,6 +29,7 @@ from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
+from uvac.training import Progress
 from worker.identity import publication_metadata
 from worker.job_support import (
     InvalidJobParameters,
@@ -41,7 +42,7 @@ from worker.job_support import (
     record,
     settle_publication,
 )
-from worker.progress import utc_now_iso
+from worker.progress import stamped_progress, utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def run_training(
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
-        record(job, {"phase": "matching"})
+        matching = stamped_progress(Progress(phase="matching"))
+        record(job, {"phase": "matching", "progress": matching})
         identity = publication_metadata(
             trained,
             store_root=settings.model_store_path,
@@ -180,7 +182,8 @@ def run_training(
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
         )
-        record(job, {"phase": "publishing"})
+        publishing = stamped_progress(Progress(phase="publishing"))
+        record(job, {"phase": "publishing", "progress": publishing})
         return _publish(
             trained,
             params=params,
@@ -261,11 +264,14 @@ def _publish(
 
 
 def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
+    """The matching phase's progress (both versions assign the recordings), every 16 files."""
+    started = time.monotonic()
+
     def report(done: int, total: int) -> None:
         if done == total or done % 16 == 0:
-            # Its own meta key: "progress" keeps the training's last report.
-            document = {"files_done": done, "files": total, "updated_at": utc_now_iso()}
-            record(job, {"matching": document})
+            elapsed = time.monotonic() - started
+            progress = Progress.matching(done, total, elapsed_seconds=elapsed)
+            record(job, {"progress": stamped_progress(progress)})
 
     return report
 

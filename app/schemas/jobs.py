@@ -31,10 +31,11 @@ DATASET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class JobStatusFilter(StrEnum):
-    """The RQ job statuses (mirrors worker.queues.JobStatus)."""
+    """The job statuses (mirrors worker.queues.JobStatus)."""
 
     queued = "queued"
     started = "started"
+    canceling = "canceling"
     finished = "finished"
     failed = "failed"
     canceled = "canceled"

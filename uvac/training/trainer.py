@@ -195,7 +195,7 @@ class Trainer:
             teach_initial_partition(
                 self.model, self.features, self.mask, config=self.config,
                 batches=self._batches, shuffle=self.shuffle, device=self.device,
-                should_stop=self.should_stop,
+                should_stop=self.should_stop, progress=self.progress,
             )  # fmt: skip
         started = time.perf_counter()
         steps_at_start = first_epoch * self.batches_per_epoch
