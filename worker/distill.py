@@ -3,10 +3,11 @@ and publishes it, with its device export, as a new model version.
 
 Parameters: ``{"teacher_ref", "dataset_id"}`` and optionally ``model_name`` (default:
 `student_name` of the teacher's, ``scenes`` -> ``scenes-edge``, so the teacher's ``latest``
-keeps following the teacher), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``, ``learning_rate``
-(`uvac.edge.distillation.DistillConfig`). Phases in ``job.meta["progress"]``: ``teacher`` (the
-teacher's pi for each recording, ``files_done`` of ``files``), then ``distilling`` (epochs,
-with the batch's KL to the teacher as ``loss`` and its ``agreement``).
+keeps following the teacher), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``,
+``learning_rate`` (`uvac.edge.distillation.DistillConfig`). Phases in
+``job.meta["progress"]``: ``teacher`` (the teacher's pi for each recording, ``files_done`` of
+``files``), then ``distilling`` (epochs, with the batch's KL to the teacher as ``loss`` and its
+``agreement``), then ``publishing``.
 
 Like training (`worker.jobs`): checkpoints in ``UVAC_CHECKPOINTS_DIR/<job id>`` (a re-run
 resumes after the last completed epoch), a cancel request stops at the next batch and

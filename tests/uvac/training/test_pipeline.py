@@ -146,7 +146,7 @@ def test_model_separates_three_synthetic_classes() -> None:
 
 
 def test_the_start_reports_its_partition_phase_before_the_epochs() -> None:
-    features, mask, labels = three_bands()
+    features, mask, _labels = three_bands()
     reports: list[Progress] = []
     fit(
         features, mask,
