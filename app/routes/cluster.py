@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.deps import BatcherDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
-from app.problems import ApiProblem, problem_document, problem_from_exception
+from app.problems import ApiProblem, problem_document, problem_from_exception, request_id_of
 from app.schemas import (
     BatchItemResult,
     BatchResult,
@@ -205,7 +205,7 @@ async def cluster_batch(
         problem = problem_from_exception(outcome)
         if problem.status >= 500:
             logger.error("batch item %s failed", part.filename, exc_info=outcome)
-        document = problem_document(request, problem, request_id=None)
+        document = problem_document(request, problem, request_id=request_id_of(request))
         items.append(
             BatchItemResult(filename=part.filename, error=ProblemPublic.model_validate(document))
         )

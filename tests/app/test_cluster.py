@@ -194,6 +194,8 @@ def test_batch_answers_one_result_or_problem_per_file(client: TestClient) -> Non
     assert bad["result"] is None
     assert bad["error"]["status"] == 415
     assert bad["error"]["type"].endswith("/not-audio")
+    # The entry names the request it came from, as a whole-request problem does.
+    assert bad["error"]["request_id"] == response.headers["x-request-id"]
     # Each file's answer is the same as clustering it alone.
     alone = _upload(client, noise_wav(0.5, seed=1)).json()
     assert one["result"]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
