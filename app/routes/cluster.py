@@ -150,10 +150,13 @@ async def cluster(
     settings: SettingsDep,
     model_ref: ModelQuery = None,
 ) -> ClusterResult:
-    # Resolve the model before reading the body: without one, do not read 20 MB for nothing.
+    # Resolve the model before reading the body: without one, do not read an upload for nothing.
     model = await holder.resolve(model_ref)
     (part,) = await read_multipart_files(
-        request, field_name="file", max_part_bytes=settings.max_upload_bytes
+        request,
+        field_name="file",
+        max_part_bytes=settings.max_upload_bytes,
+        setting="UVAC_MAX_UPLOAD_BYTES",
     )
     return await _cluster_part(part, model=model, batcher=batcher, settings=settings)
 
@@ -185,6 +188,7 @@ async def cluster_batch(
         max_part_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_upload_bytes,
         max_files=settings.max_batch_files,
+        setting="UVAC_MAX_UPLOAD_BYTES",
     )
     decoded = await _decode_batch(parts, model=model, batcher=batcher, settings=settings)
     # Submitted together, so the clips share forward passes.

@@ -32,7 +32,7 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.serve_model == "scenes@production"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.max_upload_bytes == 20 * 1024 * 1024
+    assert settings.max_upload_bytes == 128 * 1024 * 1024
     assert settings.max_audio_seconds == 600
     assert settings.max_batch_files == 16
     assert settings.inference_max_batch == 64
