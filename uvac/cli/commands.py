@@ -9,6 +9,7 @@
     uvac cluster MODEL_DIR FILE... [--windows] [--json]
     uvac distill TEACHER_DIR DATA_DIR --out MODEL_DIR    (uvac/cli_edge.py)
     uvac export MODEL_DIR --out DIR [--calibration DATA_DIR]
+    uvac jobs watch JOB_ID [--url http://127.0.0.1:8000]   (a running service's job)
 
 Exit codes: 0 success, 1 a run or some files failed (a message, no traceback), 2 bad usage.
 """
@@ -27,6 +28,7 @@ import tqdm
 
 from uvac.audio import AudioFolder, FeatureConfig, load_audio
 from uvac.cli.edge import add_edge_commands
+from uvac.cli.jobs import add_job_commands
 from uvac.cli.options import add_config_options, key_json_value, positive_int, prefixed
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
@@ -145,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--json", action="store_true", help="print one JSON document")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     add_edge_commands(commands, common)
+    add_job_commands(commands, common)
     return parser
 
 
@@ -188,6 +191,10 @@ def _train(args: argparse.Namespace) -> int:
     with tqdm.tqdm(total=train_config.epochs, unit="epoch", desc="training") as bar:
 
         def on_progress(progress: Progress) -> None:
+            if progress.phase == "partition":  # the start, before the first epoch
+                bar.set_description(f"partition {progress.step}/{progress.steps}")
+                return
+            bar.set_description("training")
             assert progress.epoch is not None and progress.epochs is not None
             if bar.total != progress.epochs:  # K-means fits in one "epoch"
                 bar.total = progress.epochs
