@@ -79,40 +79,31 @@ class Progress:
         return cls(phase="encoding", files_done=files_done, files=files)
 
     @classmethod
+    def counted(
+        cls, phase: Phase, done: int, total: int, *, elapsed_seconds: float, unit: str = "steps"
+    ) -> Progress:
+        """``done`` of ``total`` in ``phase`` (``unit`` "steps": step/steps, "files":
+        files_done/files), with the time left extrapolated from the time so far."""
+        eta = elapsed_seconds / done * (total - done) if done else None
+        timing = cls(phase=phase, elapsed_seconds=elapsed_seconds, eta_seconds=eta)
+        if unit == "files":
+            return dataclasses.replace(timing, files_done=done, files=total)
+        return dataclasses.replace(timing, step=done, steps=total)
+
+    @classmethod
     def partition(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
         """``done`` of ``total`` batches teaching h the start's partition (0 while the
         clustering runs, which has no steps to count)."""
-        eta = elapsed_seconds / done * (total - done) if done else None
-        return cls(
-            phase="partition",
-            step=done,
-            steps=total,
-            elapsed_seconds=elapsed_seconds,
-            eta_seconds=eta,
-        )
+        return cls.counted("partition", done, total, elapsed_seconds=elapsed_seconds)
 
     @classmethod
     def matching(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
         """``done`` of ``total`` recordings assigned by the new and the earlier version."""
-        eta = elapsed_seconds / done * (total - done) if done else None
-        return cls(
-            phase="matching",
-            files_done=done,
-            files=total,
-            elapsed_seconds=elapsed_seconds,
-            eta_seconds=eta,
-        )
+        return cls.counted("matching", done, total, elapsed_seconds=elapsed_seconds, unit="files")
 
     @classmethod
     def evaluating(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
-        eta = elapsed_seconds / done * (total - done) if done else None
-        return cls(
-            phase="evaluating",
-            step=done,
-            steps=total,
-            elapsed_seconds=elapsed_seconds,
-            eta_seconds=eta,
-        )
+        return cls.counted("evaluating", done, total, elapsed_seconds=elapsed_seconds)
 
     @classmethod
     def training(
