@@ -45,3 +45,24 @@ def test_a_store_version_folder_clusters_with_its_names(
     assert result["cluster_name"] == NAMES[str(result["assignment"])]
     assert main(["cluster", folder, str(clip)]) == 0
     assert f"cluster {result['assignment']} {result['cluster_name']!r}" in capsys.readouterr().out
+
+
+def test_a_store_version_folder_is_numbered_as_the_api_numbers_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    plain = publish_tiny_model(store, alias=None)
+    order = [2, 0, 1]
+    matched = publish_tiny_model(store, alias=None, metadata={"cluster_identity": {"order": order}})
+    clip = tmp_path / "kitchen.wav"
+    clip.write_bytes(noise_wav(0.5, seed=3))
+
+    def probabilities(folder: Path) -> list[float]:
+        assert main(["cluster", str(folder), str(clip), "--json"]) == 0
+        (result,) = json.loads(capsys.readouterr().out)["files"]
+        return list(result["probabilities"])
+
+    before, after = probabilities(plain.path), probabilities(matched.path)
+    # The same network, its clusters in the version's order (number k is cluster order[k]).
+    assert after == pytest.approx([before[index] for index in order], abs=1e-6)
+    assert after != pytest.approx(before, abs=1e-6)
