@@ -46,3 +46,6 @@ def configure_logging(*, level: str = "INFO") -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
+    # Every request is logged once, by RequestIdMiddleware (with its id and duration); the
+    # access logger would log each one a second time, however uvicorn was started.
+    logging.getLogger("uvicorn.access").disabled = True

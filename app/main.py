@@ -20,6 +20,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.docs_pages import (
+    DOCS_ASSETS_PATH,
+    DOCS_URL,
+    OAUTH2_REDIRECT_URL,
+    REDOC_URL,
+    install_docs_pages,
+    root_router,
+)
 from app.logging import configure_logging
 from app.metrics import API_PREFIX, AppMetrics, MetricsMiddleware
 from app.middleware import (
@@ -78,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        # Served from local files by install_docs_pages: FastAPI's own pages use a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     register_problem_handlers(
@@ -104,7 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_json_body_bytes,
         exempt_paths=upload_paths,
     )
-    app.add_middleware(ApiKeyMiddleware, settings=settings, open_paths=_open_paths(app))
+    app.add_middleware(
+        ApiKeyMiddleware,
+        settings=settings,
+        open_paths=_open_paths(app),
+        open_prefixes=(DOCS_ASSETS_PATH + "/",),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -116,7 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
 
+    app.include_router(root_router(version=API_VERSION))
     app.include_router(health.router)
+    install_docs_pages(app)
     business = build_business_router()
     app.include_router(business, prefix=API_PREFIX)
     app.include_router(build_legacy_router(), include_in_schema=False)
@@ -125,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _open_paths(app: FastAPI) -> frozenset[str]:
-    """The paths no API key guards: health and metrics, and the documentation."""
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    """The paths no API key guards: the index, health and metrics, and the documentation."""
+    docs = (DOCS_URL, REDOC_URL, OAUTH2_REDIRECT_URL, app.openapi_url, "/")
     health_paths = {str(getattr(route, "path", "")) for route in health.router.routes}
     return frozenset(health_paths | {path for path in docs if path})

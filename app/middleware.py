@@ -89,18 +89,28 @@ class RequestIdMiddleware:
 
 class ApiKeyMiddleware:
     """Refuses a request without a valid API key (app/auth.py) before anything reads its
-    body; requests to ``open_paths`` (health, metrics, docs) pass."""
+    body; requests to ``open_paths`` (health, metrics, docs) and under ``open_prefixes`` (the
+    docs pages' scripts and styles) pass."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, open_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        open_paths: frozenset[str],
+        open_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.settings = settings
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or not self.settings.auth_enabled
             or scope.get("path") in self.open_paths
+            or str(scope.get("path", "")).startswith(self.open_prefixes)
         ):
             await self.app(scope, receive, send)
             return

@@ -38,6 +38,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.messages import plain_message
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://uvac.dev/problems/"
@@ -178,11 +180,44 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
         }
         for error in jsonable_encoder(exc.errors())
     ]
-    summary = "; ".join(f"{'.'.join(e['loc'])}: {e['message']}" for e in errors[:5])
-    noun = "error" if len(errors) == 1 else "errors"
-    detail = f"{len(errors)} validation {noun}: {summary}" if errors else "Invalid request."
+    for error in errors:
+        error["message"] = plain_message(error["message"])
+    # One sentence per problem, naming the field as the client spelt it (no "body." prefix).
+    sentences = [_sentence(error) for error in errors[:5]]
+    if len(errors) > 5:
+        sentences.append(f"And {len(errors) - 5} more (see errors).")
+    detail = " ".join(sentences) if errors else "Invalid request."
     return Problem(
         422, "validation-error", _TITLES["validation-error"], detail, extensions={"errors": errors}
+    )
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    location = [part for part in error["loc"] if part not in ("body", "query", "path", "header")]
+    message = str(error["message"]).rstrip(".")
+    where = ".".join(location)
+    return f"{where}: {message}." if where else f"{message}."
+
+
+_JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.IGNORECASE)
+
+
+def _not_json_problem(request: Request, exc: RequestValidationError) -> Problem | None:
+    """A JSON route's body sent with another content type (or none): say to send JSON,
+    rather than that the body "should be a valid dictionary"."""
+    content_type = request.headers.get("content-type", "")
+    if _JSON_MEDIA_TYPE.match(content_type):
+        return None
+    if not any(tuple(error.get("loc", ())) == ("body",) for error in exc.errors()):
+        return None
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    return Problem(
+        422,
+        "validation-error",
+        _TITLES["validation-error"],
+        f"The body must be a JSON object sent with Content-Type: application/json; this "
+        f"request had {sent}.",
+        extensions={"errors": [{"loc": ["body"], "message": "send JSON", "type": "content_type"}]},
     )
 
 
@@ -348,6 +383,8 @@ def register_problem_handlers(
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)
+        if isinstance(exc, RequestValidationError):
+            problem = _not_json_problem(request, exc) or problem
         if problem.status == 405:
             allow = ", ".join(allowed_methods(request))
             problem = Problem(

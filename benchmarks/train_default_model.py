@@ -14,7 +14,7 @@ evenly on the training split (most clusters used, then the highest entropy of th
 sizes): a rule without labels, which a vendor retraining on unlabelled recordings can apply
 too, and which keeps the test split out of the choice. Usage, from the repository root::
 
-    .venv/bin/python benchmarks/train_default_model.py --esc10 ../shared/data/esc10
+    .venv/bin/python benchmarks/train_default_model.py --esc10 path/to/esc10
 """
 
 from __future__ import annotations

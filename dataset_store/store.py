@@ -265,9 +265,7 @@ class DatasetStore:
                     path, sample_rate=limits.sample_rate, max_seconds=limits.max_audio_seconds
                 )
             except AudioError as error:
-                rejected.append(
-                    RejectedFile(path=relative, reason=f"{type(error).__name__}: {error}")
-                )
+                rejected.append(RejectedFile(path=relative, reason=f"{error.title}: {error}"))
                 path.unlink()
                 continue
             decoded.append((relative, round(audio.duration_s, 6), file_sha256(path)))

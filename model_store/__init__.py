@@ -10,6 +10,7 @@ from model_store.errors import (
     Corrupted,
     InvalidReference,
     NotFound,
+    ReportNotFound,
     StoreBusy,
     StoreError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ModelSummary",
     "ModelVersion",
     "NotFound",
+    "ReportNotFound",
     "StagingPath",
     "StoreBusy",
     "StoreError",

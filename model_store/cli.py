@@ -58,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     versions.add_argument("--offset", type=int, default=0)
     versions.add_argument("--limit", type=int, default=50)
     add("show", "show one version").add_argument("ref")
+    add("path", "print a version's folder (for `uvac cluster`)").add_argument("ref")
     promote = add("promote", "point an alias at a version")
     promote.add_argument("ref")
     promote.add_argument("alias")
@@ -106,6 +107,9 @@ def _run(args: argparse.Namespace, store: ModelStore) -> tuple[Any, str]:
     if command == "show":
         shown = store.get(args.ref).to_dict()
         return shown, json.dumps(shown, indent=2)
+    if command == "path":
+        folder = str(store.get(args.ref).path)
+        return {"path": folder}, folder
     if command == "promote":
         promoted = store.promote(args.ref, args.alias).to_dict()
         return promoted, f"{args.alias} -> {promoted['ref']}"

@@ -50,6 +50,13 @@ class NotFound(StoreError, LookupError):
     title = "Model not found"
 
 
+class ReportNotFound(NotFound):
+    """The version exists but has no evaluation report (or not the file asked for)."""
+
+    slug = "report-not-found"
+    title = "Report not found"
+
+
 class AlreadyExists(StoreError):
     """The target of a write is already taken (a version folder exists)."""
 

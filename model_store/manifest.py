@@ -1,8 +1,12 @@
 """Version manifests: the SHA-256 and size of every file in a version folder.
 
-``MANIFEST.json`` lists every file of the version (recursively, as relative POSIX paths)
-except itself. The version's identity is the SHA-256 of the manifest's bytes, so one digest
-pins every byte of the weights, the model description and the metadata.
+``MANIFEST.json`` lists every file the publisher wrote (recursively, as relative POSIX paths)
+and the SHA-256 of the publisher's metadata document. The version's identity is the SHA-256 of
+the manifest's bytes, so one digest pins every byte of the weights, the model description and
+the metadata, and nothing about where or when it was published: the same model published
+into two stores (under another version number, at another time) has the same identity.
+(Format 1 manifests, written before, also listed the store's ``metadata.json``, whose name,
+number and publish time made every publication's digest different; they still verify.)
 
 The store only ever hashes weight files; it never parses or unpickles them.
 """
@@ -27,7 +31,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "MANIFEST.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 _CHUNK_BYTES = 1 << 20
 
 
@@ -81,8 +85,9 @@ def scan_tree(directory: Path) -> tuple[list[str], list[str], list[str]]:
     return sorted(files), sorted(folders), sorted(others)
 
 
-def manifest_document(entries: dict[str, FileEntry]) -> dict[str, Any]:
-    """The JSON document written to MANIFEST.json."""
+def manifest_document(entries: dict[str, FileEntry], *, metadata_sha256: str) -> dict[str, Any]:
+    """The JSON document written to MANIFEST.json: the publisher's files and the digest of
+    the publisher's metadata document (`model_store.version_files.metadata_digest`)."""
     return {
         "format": MANIFEST_FORMAT,
         "algorithm": "sha256",
@@ -90,12 +95,16 @@ def manifest_document(entries: dict[str, FileEntry]) -> dict[str, Any]:
             relative: {"sha256": entry.sha256, "size": entry.size}
             for relative, entry in sorted(entries.items())
         },
+        "metadata": {"sha256": metadata_sha256},
     }
 
 
-def verify_tree(directory: Path, manifest: Any) -> dict[str, str]:
+def verify_tree(
+    directory: Path, manifest: Any, *, unlisted: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """Recompute every checksum; return ``{relative path: problem}`` for each bad file.
 
+    ``unlisted``: files the manifest need not name (the store's own, checked otherwise).
     Problems: "missing", "unexpected file", "not a regular file", "size differs",
     "sha256 differs", or "malformed manifest" (keyed by MANIFEST.json). Empty means intact.
     """
@@ -103,7 +112,8 @@ def verify_tree(directory: Path, manifest: Any) -> dict[str, str]:
     if expected is None:
         return {MANIFEST_NAME: "malformed manifest"}
     all_files, _folders, others = scan_tree(directory)
-    files = [relative for relative in all_files if relative != MANIFEST_NAME]
+    skipped = {MANIFEST_NAME} | (set(unlisted) - set(expected))
+    files = [relative for relative in all_files if relative not in skipped]
     problems: dict[str, str] = {relative: "not a regular file" for relative in others}
     present = set(files)
     for relative in sorted(set(expected) - present - set(others)):

@@ -9,7 +9,9 @@ Layout (one volume; every rename stays on one file system)::
         weights.safetensors, model.json   (written by the caller, e.g. uvac.training.artifact)
         metadata.json                     {"format", "name", "version", "ref",
                                            "created_at", "metadata": <caller's document>}
-        MANIFEST.json                     SHA-256 and size of every other file
+        MANIFEST.json                     SHA-256 and size of every file the caller wrote,
+                                          SHA-256 of the caller's metadata (the identity:
+                                          nothing of when or where it was published)
     <root>/<name>/reports/v<N>/           mutable report area of version N (report.json,
                                           figures...), replaced as a whole by write_report
 
@@ -41,7 +43,6 @@ from model_store.errors import AliasConflict, AlreadyExists, Corrupted, NotFound
 from model_store.fsutil import fsync_dir, remove_tree, rename_no_replace, write_bytes_durably
 from model_store.layout import DEFAULT_STALE_STAGING_S, StoreLayout
 from model_store.locking import model_lock
-from model_store.manifest import verify_tree
 from model_store.records import ModelSummary, ModelVersion, StagingPath
 from model_store.refs import (
     LATEST_ALIAS,
@@ -57,6 +58,7 @@ from model_store.version_files import (
     json_document,
     read_version,
     seal_version,
+    verify_version,
 )
 
 __all__ = ["METADATA_NAME", "ModelStore"]
@@ -157,7 +159,7 @@ class ModelStore:
         number = self._resolve(parsed, table)
         version, manifest = self._load(parsed.name, number, table)
         try:
-            problems = verify_tree(version.path, manifest)
+            problems = verify_version(version, manifest)
         except FileNotFoundError:
             problems = {"?": "vanished while hashing"}
         if problems and not version.path.is_dir():

@@ -14,10 +14,25 @@ from typing import Any
 
 from model_store.errors import Corrupted, NotFound, StoreError
 from model_store.fsutil import canonical_json, fsync_dir, read_json, write_bytes_durably
-from model_store.manifest import MANIFEST_NAME, FileEntry, hash_file, manifest_document, scan_tree
+from model_store.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    hash_file,
+    manifest_document,
+    scan_tree,
+    verify_tree,
+)
 from model_store.records import ModelVersion
 
-__all__ = ["METADATA_NAME", "hash_staged_files", "json_document", "read_version", "seal_version"]
+__all__ = [
+    "METADATA_NAME",
+    "hash_staged_files",
+    "json_document",
+    "metadata_digest",
+    "read_version",
+    "seal_version",
+    "verify_version",
+]
 
 METADATA_NAME = "metadata.json"
 METADATA_FORMAT = 1
@@ -46,6 +61,13 @@ def hash_staged_files(staging: Path) -> dict[str, FileEntry]:
     return entries
 
 
+def metadata_digest(metadata: Mapping[str, Any]) -> str:
+    """SHA-256 of the publisher's metadata document in canonical JSON: what the manifest
+    pins of ``metadata.json`` (its name, number and publish time describe the publication,
+    not the model)."""
+    return hashlib.sha256(canonical_json(dict(metadata))).hexdigest()
+
+
 def seal_version(
     staging: Path,
     entries: dict[str, FileEntry],
@@ -55,7 +77,8 @@ def seal_version(
     created_at: str,
     metadata: dict[str, Any],
 ) -> None:
-    """Write ``metadata.json`` and ``MANIFEST.json`` (every file's SHA-256) into ``staging``."""
+    """Write ``metadata.json`` and ``MANIFEST.json`` (every file's SHA-256 and the metadata
+    document's) into ``staging``."""
     document = {
         "format": METADATA_FORMAT,
         "name": name,
@@ -64,16 +87,22 @@ def seal_version(
         "created_at": created_at,
         "metadata": metadata,
     }
-    metadata_bytes = canonical_json(document)
-    write_bytes_durably(staging / METADATA_NAME, metadata_bytes)
-    entries = {
-        **entries,
-        METADATA_NAME: FileEntry(
-            sha256=hashlib.sha256(metadata_bytes).hexdigest(), size=len(metadata_bytes)
-        ),
-    }
-    write_bytes_durably(staging / MANIFEST_NAME, canonical_json(manifest_document(entries)))
+    write_bytes_durably(staging / METADATA_NAME, canonical_json(document))
+    manifest = manifest_document(entries, metadata_sha256=metadata_digest(metadata))
+    write_bytes_durably(staging / MANIFEST_NAME, canonical_json(manifest))
     fsync_dir(staging)
+
+
+def verify_version(version: ModelVersion, manifest: Any) -> dict[str, str]:
+    """Every file against the manifest, and the metadata document against its digest;
+    ``{relative path: problem}``, empty when intact."""
+    pinned = manifest.get("metadata") if isinstance(manifest, dict) else None
+    if not isinstance(pinned, dict):  # format 1: metadata.json is one of the listed files
+        return verify_tree(version.path, manifest)
+    problems = verify_tree(version.path, manifest, unlisted=frozenset({METADATA_NAME}))
+    if pinned.get("sha256") != metadata_digest(version.metadata):
+        problems[METADATA_NAME] = "sha256 differs"
+    return dict(sorted(problems.items()))
 
 
 def read_version(

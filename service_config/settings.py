@@ -79,8 +79,10 @@ class Settings(BaseSettings):
     # ("bf16") or never ("fp32"); see uvac.audio.encoders.configure_encoder_precision.
     encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
-    # Upload and request limits.
-    max_upload_bytes: int = Field(default=20 * MEGABYTE, ge=1)
+    # Upload and request limits. The longest clip accepted (max_audio_seconds) must fit in an
+    # upload as the plainest recorders write it: 600 s of 16-bit stereo WAV at 48 kHz is
+    # 110 MiB (tests/app/test_upload_limits.py holds the two defaults together).
+    max_upload_bytes: int = Field(default=128 * MEGABYTE, ge=1)
     max_dataset_upload_bytes: int = Field(default=1024 * MEGABYTE, ge=1)
     max_json_body_bytes: int = Field(default=1 * MEGABYTE, ge=1)
     # Data set uploads read and unpacked at once; each one's memory is bounded, so this

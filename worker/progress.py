@@ -23,7 +23,7 @@ from rq.job import Job
 
 from uvac.training import Progress
 
-__all__ = ["ProgressReporter", "update_job_meta", "utc_now_iso"]
+__all__ = ["ProgressReporter", "stamped_progress", "update_job_meta", "utc_now_iso"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ Clock = Callable[[], float]
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def stamped_progress(progress: Progress) -> dict[str, Any]:
+    """``progress`` as the JSON document kept in ``job.meta["progress"]``, stamped now."""
+    return dataclasses.replace(progress, updated_at=utc_now_iso()).to_document()
 
 
 def update_job_meta(job: Job, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,11 @@ class ProgressReporter:
             self._first_report = False
             self.resumed_from_epoch = max(progress.epoch - 1, 0)
             changes["resumed_from_epoch"] = self.resumed_from_epoch
-        self._store(progress, force=progress.epoch_done or bool(changes), changes=changes)
+        # A phase's first and last reports always reach Redis (the start's clustering runs
+        # for a while after step 0).
+        phase_edge = progress.phase == "partition" and progress.step in (0, progress.steps)
+        force = progress.epoch_done or phase_edge or bool(changes)
+        self._store(progress, force=force, changes=changes)
 
     def _store(
         self, progress: Progress, *, force: bool, changes: Mapping[str, Any] | None = None
@@ -122,8 +131,7 @@ class ProgressReporter:
         due = self._last_write is None or now - self._last_write >= self.interval_seconds
         if not (due or force):
             return
-        stamped = dataclasses.replace(progress, updated_at=utc_now_iso())
-        if self.write({**(changes or {}), "progress": stamped.to_document()}):
+        if self.write({**(changes or {}), "progress": stamped_progress(progress)}):
             self._last_write = now
 
     def write(self, changes: Mapping[str, Any]) -> bool:

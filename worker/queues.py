@@ -26,6 +26,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from service_config import Settings
+from worker.deployment import check_no_other_deployment, deployment_id
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta, utc_now_iso
 from worker.rq_failures import failure_error
@@ -67,6 +68,8 @@ _KIND_BY_FUNCTION = {
 class JobStatus(StrEnum):
     QUEUED = "queued"
     STARTED = "started"
+    # Running, with a cancel request the run has not yet acted on (not an RQ status).
+    CANCELING = "canceling"
     FINISHED = "finished"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -113,6 +116,9 @@ def _enqueue(
     description: str,
     settings: Settings,
 ) -> str:
+    # Another deployment's workers would take this job and look for its data set in their
+    # own volumes (worker.deployment).
+    check_no_other_deployment(redis, deployment_id(settings.model_store_path))
     queue = queue_for(redis, queue_name)
     kind = _KIND_BY_FUNCTION[function]
     try:
@@ -214,13 +220,17 @@ def job_status(job: Job) -> JobStatus:
     """The contract's status of a job whose fields were just fetched.
 
     A training run that stopped on a cancel request returns normally (so nothing is marked
-    failed); the worker then marks it canceled, and its meta says so in the meantime.
+    failed); the worker then marks it canceled, and its meta says so in the meantime. A
+    running job asked to stop is "canceling" until it does.
     """
     if job.meta.get("canceled"):
         return JobStatus.CANCELED
     raw = job.get_status(refresh=False)
     value = raw.value if isinstance(raw, Enum) else str(raw)
-    return JobStatus(_RQ_STATUS_ALIASES.get(value, value))
+    status = JobStatus(_RQ_STATUS_ALIASES.get(value, value))
+    if status == JobStatus.STARTED and job.meta.get("cancel_requested"):
+        return JobStatus.CANCELING
+    return status
 
 
 def _error(job: Job, status: JobStatus) -> dict[str, str] | None:
@@ -309,7 +319,7 @@ def cancel_job(redis: Redis, job_id: str) -> dict[str, Any]:
     """Cancel a job: a waiting one leaves its queue at once; a running one is asked to stop.
 
     A running training run checks the flag between batches and is marked canceled within
-    seconds; the returned document may still say "started". Raises `JobNotFound`, or
+    seconds; until then its document says "canceling". Raises `JobNotFound`, or
     `JobNotCancellable` for a job that already ended.
     """
     job = fetch_job(redis, job_id)

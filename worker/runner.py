@@ -1,4 +1,4 @@
-"""The RQ worker class that runs our jobs: RQ's forking `Worker` with three changes.
+"""The RQ worker class that runs our jobs: RQ's forking `Worker` with these changes.
 
 1. Heartbeat time-to-live: RQ adds a fixed 60 s to the monitoring interval; ours adds
    ``worker_heartbeat_grace``, so a dead worker is noticed as quickly as configured
@@ -18,6 +18,9 @@
    fail the job and schedule a retry, so a handed-back job would come back "scheduled", with a
    retry spent, instead of "queued" (tests/worker/test_runner.py pins both cases). Nor may the
    horse monitor's alarm cut a stop handler short (`_monitor_alarm_deferred`).
+5. A job that fails on the caller's input (a domain error whose ``status`` is a 4xx: a data
+   set without audio, unknown parameters) is logged in one line without a traceback; a
+   traceback is for a bug. RQ keeps the traceback in the job's record either way.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from typing import Any
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.worker import WorkerStatus
 
 from worker.progress import update_job_meta
 from worker.rq_failures import is_horse_lost
 
-__all__ = ["UvacWorker", "tie_children_to_this_process"]
+__all__ = ["UvacWorker", "is_user_error", "tie_children_to_this_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +140,17 @@ class UvacWorker(Worker):
             execution=execution,
         )
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if not is_user_error(error):
+            super().handle_exception(job, *exc_info)
+            return
+        logger.warning(
+            "job %s failed on its input: %s: %s",
+            job.id, getattr(error, "title", type(error).__name__), error,
+        )  # fmt: skip
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """RQ's warm-shutdown handler (first SIGTERM or SIGINT), see `_monitor_alarm_deferred`.
 
@@ -197,6 +212,13 @@ def _monitor_alarm_deferred() -> Iterator[None]:
         signal.signal(signal.SIGALRM, monitor_alarm)
     if alarms and callable(monitor_alarm):
         monitor_alarm(signal.SIGALRM, alarms[0])
+
+
+def is_user_error(error: BaseException | None) -> bool:
+    """A domain error that says the caller's input was at fault: its ``status`` is a 4xx
+    (uvac, the stores and the worker all give their errors one)."""
+    status = getattr(error, "status", None)
+    return isinstance(status, int) and 400 <= status < 500
 
 
 def _is_queued(job: Job) -> bool:

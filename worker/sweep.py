@@ -52,12 +52,19 @@ class _SweepReporter:
         from worker.progress import utc_now_iso
 
         now = time.monotonic()
-        boundary = progress.training is None or progress.training.epoch_done
+        training = progress.training
+        boundary = (
+            training is None
+            or training.epoch_done
+            or (training.phase == "partition" and training.step in (0, training.steps))
+        )
         if not boundary and self._last is not None and now - self._last < self._interval:
             return
         record = dataclasses.replace(
             progress.training or Progress(),
             phase="sweep",
+            run_phase=progress.training.phase if progress.training else None,
+            job_eta_seconds=progress.eta_seconds,
             candidates_done=progress.candidates_done,
             candidates=progress.candidates,
             runs_done=progress.runs_done,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.deps import BatcherDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
-from app.problems import ApiProblem, problem_document, problem_from_exception
+from app.problems import ApiProblem, problem_document, problem_from_exception, request_id_of
 from app.schemas import (
     BatchItemResult,
     BatchResult,
@@ -150,10 +150,13 @@ async def cluster(
     settings: SettingsDep,
     model_ref: ModelQuery = None,
 ) -> ClusterResult:
-    # Resolve the model before reading the body: without one, do not read 20 MB for nothing.
+    # Resolve the model before reading the body: without one, do not read an upload for nothing.
     model = await holder.resolve(model_ref)
     (part,) = await read_multipart_files(
-        request, field_name="file", max_part_bytes=settings.max_upload_bytes
+        request,
+        field_name="file",
+        max_part_bytes=settings.max_upload_bytes,
+        setting="UVAC_MAX_UPLOAD_BYTES",
     )
     return await _cluster_part(part, model=model, batcher=batcher, settings=settings)
 
@@ -185,6 +188,7 @@ async def cluster_batch(
         max_part_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_upload_bytes,
         max_files=settings.max_batch_files,
+        setting="UVAC_MAX_UPLOAD_BYTES",
     )
     decoded = await _decode_batch(parts, model=model, batcher=batcher, settings=settings)
     # Submitted together, so the clips share forward passes.
@@ -205,7 +209,7 @@ async def cluster_batch(
         problem = problem_from_exception(outcome)
         if problem.status >= 500:
             logger.error("batch item %s failed", part.filename, exc_info=outcome)
-        document = problem_document(request, problem, request_id=None)
+        document = problem_document(request, problem, request_id=request_id_of(request))
         items.append(
             BatchItemResult(filename=part.filename, error=ProblemPublic.model_validate(document))
         )

@@ -46,6 +46,7 @@ async def upload_dataset(
         field_name="file",
         max_part_bytes=settings.max_dataset_upload_bytes,
         spool_bytes=_SPOOL_IN_MEMORY_BYTES,
+        setting="UVAC_MAX_DATASET_UPLOAD_BYTES",
     )
     limits = IngestLimits(max_audio_seconds=settings.max_audio_seconds)
     try:

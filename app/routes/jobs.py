@@ -212,8 +212,9 @@ def get_job(job_id: JobIdPath, redis: RedisDep) -> JobPublic:
     status_code=202,
     response_model=JobPublic,
     summary="Cancel a queued or running job",
-    description="A queued job is cancelled at once; a running one stops at its next batch "
-    "(poll the job to see it reach `canceled`). A job that already ended is a 409.",
+    description="A queued job is cancelled at once (`canceled`); a running one answers "
+    "`canceling` and stops at its next batch (poll the job to see it reach `canceled`). A job "
+    "that already ended is a 409.",
     responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
 def cancel_job(job_id: JobIdPath, redis: RedisDep) -> JobPublic:

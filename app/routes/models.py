@@ -25,7 +25,7 @@ from app.schemas import (
 )
 from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
 from model_store import ModelVersion as StoredVersion
-from model_store import NotFound
+from model_store import NotFound, ReportNotFound
 from model_store.promotion import FigureComparison, check_promotion
 
 router = APIRouter(tags=["models"])
@@ -155,7 +155,7 @@ def _report_dir(store: ModelStoreDep, name: str, version: int) -> FilePath:
     ref = f"{name}:v{version}"
     report_dir = store.report_path(ref)
     if report_dir is None:
-        raise NotFound(f"{ref} has no report yet; run POST /v1/evaluate to make one.")
+        raise ReportNotFound(f"{ref} has no report yet; run POST /v1/evaluate to make one.")
     return report_dir
 
 
@@ -168,7 +168,7 @@ def _report_dir(store: ModelStoreDep, name: str, version: int) -> FilePath:
 def get_report(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) -> dict[str, Any]:
     path = _report_dir(store, name, version) / REPORT_FILE
     if not path.is_file():
-        raise NotFound(f"{name}:v{version} has no {REPORT_FILE}.")
+        raise ReportNotFound(f"{name}:v{version} has no {REPORT_FILE}.")
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
 
@@ -187,12 +187,12 @@ def get_report_file(
 ) -> FileResponse:
     match = _REPORT_FILE_NAME.fullmatch(file_name)
     if match is None:
-        raise NotFound(f"No report file {file_name!r}.")
+        raise ReportNotFound(f"No report file {file_name!r}.")
     report_dir = _report_dir(store, name, version)
     path = report_dir / file_name
     # The name pattern already excludes separators and "..": this is the second lock.
     if path.resolve().parent != report_dir.resolve() or not path.is_file():
-        raise NotFound(f"No report file {file_name!r} for {name}:v{version}.")
+        raise ReportNotFound(f"No report file {file_name!r} for {name}:v{version}.")
     return FileResponse(
         path,
         media_type=_MEDIA_TYPES[match.group(1)],

@@ -11,7 +11,7 @@ from app.schemas.cluster import (
     WindowPublic,
 )
 from app.schemas.datasets import DatasetFile, DatasetList, DatasetPublic, RejectedFile
-from app.schemas.health import CheckResult, Liveness, ModelCheck, Readiness
+from app.schemas.health import CheckResult, Liveness, ModelCheck, Readiness, ServiceIndex
 from app.schemas.jobs import (
     EvaluateRequest,
     JobError,
@@ -61,6 +61,7 @@ __all__ = [
     "ProblemPublic",
     "Readiness",
     "RejectedFile",
+    "ServiceIndex",
     "TrainRequest",
     "ValidationErrorItem",
     "WindowPublic",

@@ -38,7 +38,8 @@ class DistillRequest(BaseModel):
     model_name: str | None = Field(
         default=None,
         pattern=MODEL_NAME_PATTERN,
-        description="Where to publish the student (default: the teacher's name).",
+        description="Where to publish the student (default: the teacher's name with `-edge`, "
+        "e.g. `scenes-edge`, so `scenes@latest` keeps pointing at the teacher).",
     )
     epochs: int | None = Field(default=None, ge=1, le=10_000)
     batch_size: int | None = Field(default=None, ge=1, le=4096)

@@ -24,3 +24,15 @@ class Readiness(BaseModel):
 
 class Liveness(BaseModel):
     status: str = "ok"
+
+
+class ServiceIndex(BaseModel):
+    """`GET /`: the service's version and where its documentation and routes are."""
+
+    service: str = "uvac-service"
+    version: str
+    docs: str
+    redoc: str
+    openapi: str
+    api: str
+    health: str

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.messages import plain_message
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
@@ -31,10 +32,11 @@ DATASET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class JobStatusFilter(StrEnum):
-    """The RQ job statuses (mirrors worker.queues.JobStatus)."""
+    """The job statuses (mirrors worker.queues.JobStatus)."""
 
     queued = "queued"
     started = "started"
+    canceling = "canceling"
     finished = "finished"
     failed = "failed"
     canceled = "canceled"
@@ -225,11 +227,14 @@ class TrainRequest(BaseModel):
             try:
                 return ClusterRange.model_validate(value)
             except ValidationError as error:
+                # One clause per problem, without pydantic's "Value error, " prefixes.
                 reasons = "; ".join(
-                    f"{'.'.join(str(part) for part in item['loc']) or 'range'}: {item['msg']}"
+                    ".".join(str(part) for part in item["loc"]) + ": " + plain_message(item["msg"])
+                    if item["loc"]
+                    else plain_message(item["msg"])
                     for item in error.errors()
                 )
-                raise ValueError(f"n_clusters as a range: {reasons}") from None
+                raise ValueError(reasons) from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError('n_clusters is a number K or a range {"min": K1, "max": K2}')
         if not 2 <= value <= 256:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.logging import JsonFormatter, RequestIdFilter, request_id_var
+from app.logging import JsonFormatter, RequestIdFilter, configure_logging, request_id_var
 from service_config import Settings
 
 
@@ -32,7 +32,7 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.serve_model == "scenes@production"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.max_upload_bytes == 20 * 1024 * 1024
+    assert settings.max_upload_bytes == 128 * 1024 * 1024
     assert settings.max_audio_seconds == 600
     assert settings.max_batch_files == 16
     assert settings.inference_max_batch == 64
@@ -56,3 +56,25 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert document["request_id"] == "req-42"
     assert document["level"] == "INFO"
     assert document["duration_ms"] == 1.5
+
+
+def test_each_request_is_logged_once_by_the_middleware_not_the_access_logger() -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    access = logging.getLogger("uvicorn.access")
+    saved_access = (access.handlers[:], access.propagate, access.disabled)
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    try:
+        configure_logging(level="INFO")
+        root.addHandler(Collect())
+        access.info('%s - "%s %s HTTP/1.1" %d', "127.0.0.1:1", "GET", "/livez", 200)
+        logging.getLogger("app.middleware").info("%s %s -> %d", "GET", "/livez", 200)
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+        access.handlers[:], access.propagate, access.disabled = saved_access
+    assert [record.name for record in seen] == ["app.middleware"]

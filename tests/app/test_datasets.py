@@ -42,7 +42,8 @@ def test_upload_list_get_delete(client: TestClient) -> None:
     assert sorted(item["path"] for item in manifest["files"]) == ["noise/b.wav", "tones/a.wav"]
     assert sorted(manifest["labels"]) == ["noise", "tones"]
     assert [item["path"] for item in manifest["rejected"]] == ["noise/readme.txt"]
-    assert manifest["rejected"][0]["reason"]
+    # A sentence for people, not an internal class name.
+    assert manifest["rejected"][0]["reason"].startswith("Not a readable audio file: ")
 
     assert client.get(f"/v1/datasets/{dataset_id}").json() == manifest
     listing = client.get("/v1/datasets").json()
@@ -126,6 +127,7 @@ def test_an_archive_of_mp3_recordings_is_a_data_set(client: TestClient) -> None:
     assert [item["path"] for item in manifest["files"]] == ["a/1.mp3", "b/2.mp3"]
     (rejected,) = manifest["rejected"]
     assert rejected["path"] == "b/3.mp3" and "M4A" in rejected["reason"]
+    assert rejected["reason"].startswith("Unsupported audio encoding: ")
 
 
 def test_uploads_beyond_the_concurrent_limit_are_429(

@@ -280,3 +280,20 @@ def test_a_model_ref_the_store_would_refuse_is_a_schema_validation_error(
     body = assert_problem(response, status=422, slug="validation-error")
     assert body["errors"][0]["loc"] == ["body", "model_ref"]
     assert body["errors"][0]["type"] == "string_pattern_mismatch"
+
+
+def test_train_while_another_deployments_workers_use_the_database_is_503(
+    client: TestClient, dataset_id: str, redis_db: redis.Redis
+) -> None:
+    from rq import Worker
+
+    from worker.deployment import worker_name
+
+    stranger = Worker(["training"], name=worker_name("0ther0deploy"), connection=redis_db)
+    stranger.register_birth()
+    try:
+        response = client.post("/v1/train", json=train_body(dataset_id, epochs=3, seed=1))
+    finally:
+        stranger.register_death()
+    body = assert_problem(response, status=503, slug="deployment-conflict")
+    assert "its own Redis database" in body["detail"]

@@ -61,8 +61,11 @@ def test_reports_and_their_files(
     client: TestClient, store: ModelStore, served_version: ModelVersion
 ) -> None:
     base = f"/v1/models/scenes/versions/{served_version.version}/report"
-    body = assert_problem(client.get(base), status=404, slug="model-not-found")
+    body = assert_problem(client.get(base), status=404, slug="report-not-found")
     assert "POST /v1/evaluate" in body["detail"]
+    # A version that does not exist is still the model's problem, not the report's.
+    missing = client.get("/v1/models/scenes/versions/9/report")
+    assert_problem(missing, status=404, slug="model-not-found")
     png = b"\x89PNG\r\n\x1a\nfake"
     store.write_report(
         served_version.ref,
@@ -83,6 +86,7 @@ def test_reports_and_their_files(
         response = client.get(f"{base}/{bad}")
         assert response.status_code == 404, bad
         assert response.headers["content-type"].startswith("application/problem+json")
+    assert_problem(client.get(f"{base}/missing.png"), status=404, slug="report-not-found")
 
 
 def test_alias_validation(client: TestClient, served_version: ModelVersion) -> None:

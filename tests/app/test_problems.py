@@ -185,3 +185,25 @@ def test_no_problem_document_shows_a_server_path(settings, tmp_path) -> None:
     assert str(tmp_path) not in repr(detail) + repr(extension)
     assert detail["detail"] == "[Errno 36] File name too long: '<server path>'"
     assert extension["where"] == ["<server path>"]
+
+
+def test_each_validation_problem_is_one_plain_sentence(client: TestClient) -> None:
+    response = client.post(
+        "/v1/train",
+        json={"dataset_id": "ds_0123456789ab", "n_clusters": {"min": 9, "max": 3}, "epochs": 0},
+    )
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert "Value error" not in response.text
+    assert "range: " not in body["detail"]  # no stacked prefixes
+    assert body["detail"].startswith("n_clusters: the K range 9..3 is empty")
+    assert body["detail"].count(". ") == 1 and body["detail"].endswith(".")  # two sentences
+    locations = [error["loc"] for error in body["errors"]]
+    assert locations == [["body", "n_clusters"], ["body", "epochs"]]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_route_says_to_send_json(client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/v1/train", content=b'{"dataset_id": "ds_1"}', headers=headers)
+    body = assert_problem(response, status=422, slug="validation-error")
+    assert "Content-Type: application/json" in body["detail"]

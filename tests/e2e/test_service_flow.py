@@ -81,7 +81,9 @@ def _start_service(data_dir: Path, *, redis_url: str, as_background_job: bool = 
             preexec_fn=_ignore_sigint if as_background_job else None,
         )
     service = Service(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    _wait_for(lambda: _get(service, "/livez") == 200, seconds=90, service=service)
+    # "API on ..." is printed once the API answers, not while it is still starting.
+    _wait_for(lambda: "API on http://" in log_path.read_text(), seconds=90, service=service)
+    assert _get(service, "/livez") == 200
     return service
 
 
@@ -180,7 +182,10 @@ def test_cluster_train_evaluate_promote_and_roll_back(service: Service) -> None:
     assert final["status"] == "finished", final
     assert final["result"]["model"] == "scenes:v2"
     assert any(state.get("progress") for state in states), "no progress was ever reported"
-    assert final["progress"]["epoch"] == final["progress"]["epochs"] == 4
+    trained = [s["progress"] for s in states if (s.get("progress") or {}).get("epochs")]
+    assert trained and all(progress["epochs"] == 4 for progress in trained)
+    # scenes:v1 exists, so the new version's clusters were matched to it before publishing.
+    assert final["progress"]["phase"] == "publishing"
 
     evaluation = http.post(
         "/v1/evaluate", json={"model_ref": "scenes:v2", "dataset_id": dataset["id"]}
@@ -207,9 +212,9 @@ def test_cluster_train_evaluate_promote_and_roll_back(service: Service) -> None:
 
 def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
     unused_port = _free_port()
-    service = _start_service(
-        tmp_path, redis_url=f"redis://127.0.0.1:{unused_port}/0", as_background_job=True
-    )
+    # The URL's port and database are the ones used.
+    wanted = f"redis://127.0.0.1:{unused_port}/3"
+    service = _start_service(tmp_path, redis_url=wanted, as_background_job=True)
     try:
         _wait_for(lambda: _get(service, "/readyz") == 200, seconds=60, service=service)
         assert (tmp_path / "redis" / "appendonly.aof").exists() or any(
@@ -221,6 +226,7 @@ def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
         _stop(service, presses=2)  # an impatient second Ctrl-C still stops Redis too
     embedded = re.search(r"started an embedded one at (redis://\S+)", service.log_path.read_text())
     assert embedded is not None, service.log_path.read_text()
+    assert embedded.group(1) == wanted
     left_running = redis.Redis.from_url(embedded.group(1), socket_timeout=2)
     try:
         assert service.process.returncode == 0
@@ -229,3 +235,15 @@ def test_starts_an_embedded_redis_when_none_answers(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(redis.RedisError):
             left_running.shutdown(nosave=True)
+
+
+def test_a_silent_redis_on_another_host_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    environment = {**os.environ, "UVAC_DATA_DIR": str(tmp_path),
+                   "UVAC_REDIS_URL": "redis://192.0.2.1:6379/0"}  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-m", "app.serve", "--port", str(_free_port())],
+        cwd=REPOSITORY, env=environment, capture_output=True, timeout=60, text=True,
+    )  # fmt: skip
+    assert finished.returncode == 1
+    assert "no Redis answers at 192.0.2.1:6379" in finished.stderr
+    assert "Traceback" not in finished.stderr

@@ -74,6 +74,36 @@ def test_edited_metadata_is_detected_even_when_it_still_parses(
     assert caught.value.bad_files == ["metadata.json"]
 
 
+def test_publication_fields_are_not_the_identity(store: ModelStore, publish: PublishFn) -> None:
+    version = publish(n_clusters=4)
+    document = json.loads((version.path / "metadata.json").read_text())
+    document["created_at"] = "2000-01-01T00:00:00+00:00"
+    (version.path / "metadata.json").write_text(json.dumps(document))
+    assert store.verify("scenes:v1").sha256 == version.sha256
+
+
+def test_a_format_1_manifest_still_verifies(store: ModelStore, publish: PublishFn) -> None:
+    """Versions published before the identity left the publication out list metadata.json."""
+    import hashlib
+
+    version = publish(n_clusters=4)
+    manifest_path = version.path / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    metadata_bytes = (version.path / "metadata.json").read_bytes()
+    manifest["format"] = 1
+    del manifest["metadata"]
+    manifest["files"]["metadata.json"] = {
+        "sha256": hashlib.sha256(metadata_bytes).hexdigest(),
+        "size": len(metadata_bytes),
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    assert store.verify("scenes:v1").ref == "scenes:v1"
+    (version.path / "metadata.json").write_bytes(metadata_bytes.replace(b"4", b"5"))
+    with pytest.raises(Corrupted) as caught:
+        store.verify("scenes:v1")
+    assert caught.value.bad_files == ["metadata.json"]
+
+
 def test_rewritten_manifest_changes_the_identity(store: ModelStore, publish: PublishFn) -> None:
     version = publish(payload=b"weights")
     manifest_path = version.path / "MANIFEST.json"

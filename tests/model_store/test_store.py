@@ -14,6 +14,7 @@ from model_store import (
     StoreError,
 )
 from model_store.fsutil import rename_no_replace
+from model_store.version_files import metadata_digest
 from tests.disk_state import snapshot
 
 from .conftest import PublishFn
@@ -44,7 +45,9 @@ def test_identity_is_the_manifest_digest_and_metadata_is_json(
 
     assert version.sha256 == hashlib.sha256(manifest_bytes).hexdigest()
     manifest = json.loads(manifest_bytes)
-    assert set(manifest["files"]) == {"weights.safetensors", "model.json", "metadata.json"}
+    # The caller's files and the digest of the caller's metadata; nothing of the publication.
+    assert set(manifest["files"]) == {"weights.safetensors", "model.json"}
+    assert manifest["metadata"]["sha256"] == metadata_digest({"n_clusters": 4})
     assert manifest["files"]["weights.safetensors"] == {
         "sha256": hashlib.sha256(b"abc").hexdigest(),
         "size": 3,
@@ -56,12 +59,31 @@ def test_identity_is_the_manifest_digest_and_metadata_is_json(
     json.dumps(version.to_dict())  # JSON-able as is
 
 
-def test_same_content_published_twice_gets_two_versions_with_distinct_identity(
+def test_same_content_published_twice_gets_two_versions_with_the_same_identity(
     publish: PublishFn,
 ) -> None:
     first, second = publish(payload=b"same"), publish(payload=b"same")
-    assert first.version != second.version
-    assert first.sha256 != second.sha256  # metadata.json names the version
+    assert first.version != second.version and first.created_at <= second.created_at
+    assert first.sha256 == second.sha256  # the model, not its publication
+    assert publish(payload=b"other").sha256 != first.sha256
+    assert publish(payload=b"same", seed=1).sha256 != first.sha256  # metadata is the model's
+
+
+def test_a_model_has_one_identity_in_every_store(tmp_path: Path) -> None:
+    staging_store, production = ModelStore(tmp_path / "a"), ModelStore(tmp_path / "b")
+
+    def publish_into(store: ModelStore, name: str) -> str:
+        with store.publish(name, metadata={"seed": 3}) as staging:
+            (staging / "weights.safetensors").write_bytes(b"w")
+        return staging.version.sha256
+
+    publish_into(production, "older")
+    first = publish_into(staging_store, "scenes")
+    with production.publish("scenes", metadata={"seed": 0}) as other:
+        (other / "weights.safetensors").write_bytes(b"x")
+    # Another store, another time, another version number: the same model, the same digest.
+    assert publish_into(production, "scenes") == first
+    assert production.get("scenes@latest").version == 2
 
 
 def test_failed_publish_block_leaves_nothing(store: ModelStore, publish: PublishFn) -> None:

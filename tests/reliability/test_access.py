@@ -18,7 +18,8 @@ from tests.app.helpers import PATH_VALUES, noise_wav
 from tests.redis_address import redis_url_for_tests
 
 REDIS_URL = redis_url_for_tests(14)
-OPERATIONS_PATHS = {"/livez", "/readyz", "/healthz", "/metrics"}
+# Open without a key: the operations routes and the index that points at the docs (`GET /`).
+OPERATIONS_PATHS = {"/livez", "/readyz", "/healthz", "/metrics", "/"}
 
 
 @pytest.fixture

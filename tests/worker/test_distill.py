@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from dataset_store import DatasetStore
-from model_store import ModelStore, ModelVersion
+from model_store import ModelStore, ModelVersion, validate_name
 from service_config import Settings
 from tests.audio_fixtures import write_audio
 from tests.uvac.edge_fixtures import class_clips
@@ -24,7 +24,7 @@ from uvac.evaluation.inference import Clusterer
 from uvac.models import KMeansClusterer
 from uvac.training.artifact import TrainedModel, load_trained_model, save_trained_model
 from worker import queues
-from worker.distill import EXPORT_FOLDER, run_distillation
+from worker.distill import EXPORT_FOLDER, run_distillation, student_name
 from worker.job_support import InvalidJobParameters
 from worker.progress import update_job_meta
 
@@ -134,12 +134,15 @@ def test_a_finished_job_records_its_progress_and_what_it_published(
     result = run_distillation(params, job=job, settings=settings)
     meta = job.get_meta()
     assert meta["published"] == result
-    assert result["model"] == "scenes:v2"  # the teacher's name by default
-    assert meta["progress"]["phase"] == "distilling"
-    assert meta["progress"]["epoch"] == meta["progress"]["epochs"] == 2
+    # A name of its own by default: the teacher's latest still points at the teacher.
+    assert result["model"] == "scenes-edge:v1"
+    store = ModelStore(settings.model_store_path)
+    assert store.get("scenes@latest").ref == teacher.ref
+    assert meta["progress"]["phase"] == "publishing"
+    assert meta["phase"] == "done"
     # a re-run after publishing (a worker lost before RQ recorded success) publishes nothing
     assert run_distillation(params, job=job, settings=settings) == result
-    assert ModelStore(settings.model_store_path).list_versions("scenes")[1] == 2
+    assert store.list_versions("scenes-edge")[1] == 1
 
 
 @pytest.mark.parametrize(
@@ -249,3 +252,10 @@ def test_on_the_teachers_own_data_set_the_teachers_held_out_recordings_are_used(
     assert metadata["held_out"]["files"] == held
     assert metadata["held_out"]["source"] == f"the recordings {own_teacher.ref}'s training held out"
     assert metadata["distillation"]["held_out"]["recordings"] == 2
+
+
+def test_a_student_name_stays_a_valid_model_name() -> None:
+    assert student_name("scenes") == "scenes-edge"
+    long_name = "a" * 64
+    assert len(student_name(long_name)) == 64 and student_name(long_name).endswith("-edge")
+    validate_name(student_name(long_name))

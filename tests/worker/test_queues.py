@@ -117,7 +117,9 @@ def test_cancel_running_job_sets_the_flag_and_keeps_earlier_meta(
 
     info = queues.cancel_job(redis_conn, job_id)
 
-    assert info["status"] == "started"  # the run stops at its next batch
+    assert info["status"] == "canceling"  # the run stops at its next batch
+    assert queues.get_job_info(redis_conn, job_id)["status"] == "canceling"
+    assert [job["id"] for job in queues.list_jobs(redis_conn, status="canceling")[0]] == [job_id]
     meta = fetch(redis_conn, job_id).get_meta()
     assert meta["cancel_requested"] is True
     assert meta["progress"] == {"epoch": 2, "epochs": 5}

@@ -4,6 +4,7 @@ as well, and a warm shutdown request is carried out whole."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -141,3 +142,38 @@ def test_the_monitor_alarm_during_a_cold_shutdown_does_not_keep_the_worker_alive
         if horse.poll() is None:
             horse.kill()
             horse.wait()
+
+
+def _exc_info(error: Exception) -> tuple[Any, ...]:
+    try:
+        raise error
+    except Exception:
+        return sys.exc_info()
+
+
+def test_a_job_failing_on_its_input_is_logged_without_a_traceback(
+    redis_conn: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from uvac.errors import DatasetError
+
+    job, _ = _job_and_queue(redis_conn, settings)
+    worker = _worker(redis_conn, settings)
+    caplog.set_level(logging.DEBUG)
+    worker.handle_exception(job, *_exc_info(DatasetError("no decodable recordings")))
+    user_lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(user_lines) == 1
+    assert "no decodable recordings" in user_lines[0].getMessage()
+    assert "Traceback" not in caplog.text and user_lines[0].exc_info is None
+
+    caplog.clear()
+    worker.handle_exception(job, *_exc_info(RuntimeError("a bug")))
+    assert "Traceback" in caplog.text  # a 5xx keeps its traceback
+
+
+def test_user_errors_are_the_4xx_domain_errors() -> None:
+    from model_store import NotFound
+    from uvac.errors import AudioTooLongError, UvacError
+
+    assert runner.is_user_error(NotFound("x")) and runner.is_user_error(AudioTooLongError("x"))
+    assert not runner.is_user_error(UvacError("x"))  # 500
+    assert not runner.is_user_error(RuntimeError("x")) and not runner.is_user_error(None)

@@ -6,9 +6,10 @@
                [--clusters 10] [--epochs N] [--lambda 0.5] [--seed 0] [--split train]
                [feature options: --n-mels 64 --window-seconds 1.0 ...] [--bf16] [--threads N]
     uvac evaluate MODEL_DIR DATA_DIR [--split test] [--json report.json]
-    uvac cluster MODEL_DIR FILE... [--windows] [--json]
+    uvac cluster MODEL_DIR FILE... [--windows] [--json]   (a store version: $(uvac-store path REF))
     uvac distill TEACHER_DIR DATA_DIR --out MODEL_DIR    (uvac/cli_edge.py)
     uvac export MODEL_DIR --out DIR [--calibration DATA_DIR]
+    uvac jobs watch JOB_ID [--url http://127.0.0.1:8000]   (a running service's job)
 
 Exit codes: 0 success, 1 a run or some files failed (a message, no traceback), 2 bad usage.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ import tqdm
 
 from uvac.audio import AudioFolder, FeatureConfig, load_audio
 from uvac.cli.edge import add_edge_commands
+from uvac.cli.jobs import add_job_commands
 from uvac.cli.options import add_config_options, key_json_value, positive_int, prefixed
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
@@ -37,6 +40,7 @@ from uvac.evaluation import (
     evaluate_with_baselines,
     render_titled_table,
 )
+from uvac.selection import renumbered
 from uvac.training import (
     DEFAULT_PRESET,
     PRESETS,
@@ -145,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--json", action="store_true", help="print one JSON document")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     add_edge_commands(commands, common)
+    add_job_commands(commands, common)
     return parser
 
 
@@ -188,6 +193,10 @@ def _train(args: argparse.Namespace) -> int:
     with tqdm.tqdm(total=train_config.epochs, unit="epoch", desc="training") as bar:
 
         def on_progress(progress: Progress) -> None:
+            if progress.phase == "partition":  # the start, before the first epoch
+                bar.set_description(f"partition {progress.step}/{progress.steps}")
+                return
+            bar.set_description("training")
             assert progress.epoch is not None and progress.epochs is not None
             if bar.total != progress.epochs:  # K-means fits in one "epoch"
                 bar.total = progress.epochs
@@ -293,8 +302,33 @@ def _print_details(rows: Sequence[EvaluationReport], *, out: TextIO) -> None:
 # -------------------------------------------------------------------------------- cluster
 
 
+# `name@alias` or `name:vN` (model_store.refs): what a user of the API would type.
+_STORE_REFERENCE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(@[a-z][a-z0-9_-]{0,63}|:v[1-9][0-9]*)")
+
+
+def _published_metadata(model_dir: Path) -> dict[str, Any] | None:
+    """The publisher's metadata of a model store version folder (``metadata.json``, written
+    by the store), or None for a folder `uvac train` wrote."""
+    path = model_dir / "metadata.json"
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text(encoding="utf-8"))
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    return metadata if isinstance(metadata, dict) else None
+
+
 def _cluster(args: argparse.Namespace) -> int:
-    trained = load_trained_model(args.model_dir)
+    model_dir = Path(args.model_dir)
+    if not model_dir.exists() and _STORE_REFERENCE.fullmatch(str(model_dir)):
+        raise ValueError(
+            f"{model_dir} is a model store reference, and `uvac cluster` reads a model folder: "
+            f'give it the version\'s folder, uvac cluster "$(uvac-store path {model_dir})" '
+            f"FILE..., or cluster through the API (POST /v1/cluster?model={model_dir})"
+        )
+    published = _published_metadata(model_dir)
+    # A store version numbers its clusters as the API does (matched to the earlier version).
+    trained = renumbered(load_trained_model(model_dir), published)
+    names = (published or {}).get("cluster_names") or {}
     clusterer = Clusterer(trained, device=args.device)
     sample_rate = trained.feature_config.sample_rate
     results: list[dict[str, Any]] = []
@@ -309,6 +343,7 @@ def _cluster(args: argparse.Namespace) -> int:
             results.append({"file": str(path), "error": str(error)})
             continue
         result = _clip_dict(clip, with_windows=args.windows)
+        result["cluster_name"] = names.get(str(result["assignment"]))
         results.append({"file": str(path), **result})
         if not args.json:
             _print_clip(path, result)
@@ -338,8 +373,9 @@ def _clip_dict(clip: ClipResult, *, with_windows: bool) -> dict[str, Any]:
 
 
 def _print_clip(path: Path, result: dict[str, Any]) -> None:
+    name = f" {result['cluster_name']!r}" if result.get("cluster_name") else ""
     print(
-        f"{path}: cluster {result['assignment']} (confidence {result['confidence']:.3f}, "
+        f"{path}: cluster {result['assignment']}{name} (confidence {result['confidence']:.3f}, "
         f"{result['duration_s']:.2f} s)"
     )
     print(f"  pi: {_probabilities(result['probabilities'])}")

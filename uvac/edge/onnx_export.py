@@ -22,6 +22,7 @@ Files (`EXPORT_FILES`):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -208,6 +209,32 @@ class _WindowReader:
         return None if batch is None else {INPUT_NAME: batch.numpy().astype(np.float32)}
 
 
+# Quantising 16-bit activations needs this opset (QuantizeLinear with int16).
+INT16_OPSET = 21
+
+
+class _GenericAdviceFilter(logging.Filter):
+    """Drops ONNX Runtime's "consider pre-processing before quantization" lines, which it logs
+    on the root logger for every model. The pre-processing it means (symbolic shape inference
+    and graph optimisation) is left out on purpose: the exported graph has static shapes
+    already, and the int8 file should quantise the very graph of the fp32 file shipped beside
+    it, whose agreement with it is what the export's tests and benchmarks measure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_generic_quantiser_advice() -> Iterator[None]:
+    advice = _GenericAdviceFilter()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
 def quantize_int8(
     fp32_path: Path,
     int8_path: Path,
@@ -225,20 +252,33 @@ def quantize_int8(
         raise ValueError(f"activation_bits must be 8 or 16, got {activation_bits}")
     if calibration_windows.ndim != 2 or calibration_windows.shape[0] == 0:
         raise ValueError("calibration needs at least one window, shaped (C, window_samples)")
-    graph = onnx.load(str(fp32_path)).graph
-    front_end = [node.name for node in graph.node if node.name.startswith(FRONT_END_PREFIX)]
-    quantize_static(
-        str(fp32_path),
-        str(int8_path),
-        _WindowReader(calibration_windows.float()),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt16 if activation_bits == 16 else QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=front_end,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": False},
-    )
+    model = onnx.load(str(fp32_path))
+    front_end = [node.name for node in model.graph.node if node.name.startswith(FRONT_END_PREFIX)]
+    source = fp32_path
+    if activation_bits == 16:
+        # 16-bit QuantizeLinear needs opset 21. ONNX Runtime would convert the opset 17 graph
+        # itself, with a warning to verify the result; we convert it here on purpose (the
+        # same onnx.version_converter step), and the export's tests check the int8 file's
+        # assignments against the fp32 file's.
+        source = int8_path.with_name(f".{int8_path.name}.opset{INT16_OPSET}.onnx")
+        onnx.save(onnx.version_converter.convert_version(model, INT16_OPSET), str(source))
+    try:
+        with _without_generic_quantiser_advice():
+            quantize_static(
+                str(source),
+                str(int8_path),
+                _WindowReader(calibration_windows.float()),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt16 if activation_bits == 16 else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=front_end,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False},
+            )
+    finally:
+        if source != fp32_path:
+            source.unlink(missing_ok=True)
     # Shape annotations are optional in ONNX and a fifth of this small file: left out.
     proto = onnx.load(str(int8_path))
     del proto.graph.value_info[:]

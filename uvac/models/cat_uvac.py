@@ -12,7 +12,7 @@ BatchNorm2d and ReLU, then a two-layer GRU of 128 units. g: four ConvTranspose2d
 channels, same kernel/stride/padding), ReLU after all but the last, sigmoid last.
 
 Design choices where the paper is silent (documented in the model spec,
-../shared/docs/model-spec.md, as one reading that makes the shapes close):
+docs/model-spec.md, as one reading that makes the shapes close):
 
 - The GRUs run over time with the frequency axis folded into the features: the conv stack
   turns ``(Tp, Mp)`` into ``(Tp/16, Mp/16)`` maps of 128 channels, so each GRU step sees

@@ -17,7 +17,8 @@ is then trained once more, on all clips, with the chosen candidate's representat
 ``subsample=None`` compares seeds on all the data (and publishes the representative run).
 
 Progress: ``progress(SweepProgress)`` after every training report, with how many runs and
-candidates are done. Cancellation: ``should_stop`` is passed to every training run.
+candidates are done and an estimate for the whole sweep (`_SweepClock`). Cancellation:
+``should_stop`` is passed to every training run.
 Resumption: with ``checkpoint_dir``, each run trains under ``<dir>/<candidate key>-s<seed>/``
 (the training's own checkpoints, so an interrupted run continues from its last epoch) and,
 when it is done, leaves its model and clip probabilities there; a resumed sweep reads finished
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,33 @@ class SweepProgress:
     candidate: Candidate
     seed: int
     training: Progress | None
+    # Seconds until every run is done; None until one run has trained in this process.
+    eta_seconds: float | None = None
+
+
+class _SweepClock:
+    """The whole sweep's estimate: the mean time of the runs trained in this process (runs
+    read back after a resume take no time and are left out) times the runs left, less the
+    time the current run has had."""
+
+    def __init__(self) -> None:
+        self.trained_runs = 0
+        self.trained_seconds = 0.0
+        self.run_started = time.perf_counter()
+
+    def start_run(self) -> None:
+        self.run_started = time.perf_counter()
+
+    def end_run(self, *, trained: bool) -> None:
+        if trained:
+            self.trained_runs += 1
+            self.trained_seconds += time.perf_counter() - self.run_started
+
+    def eta(self, runs_left: int) -> float | None:
+        if not self.trained_runs:
+            return None
+        mean = self.trained_seconds / self.trained_runs
+        return max(mean * runs_left - (time.perf_counter() - self.run_started), 0.0)
 
 
 @dataclass(frozen=True)
@@ -160,6 +189,7 @@ def run_sweep(
     labels = clip_labels(data)
     total_runs = len(candidates) * len(seeds) + (1 if subsample is not None else 0)
     runs_done = 0
+    clock = _SweepClock()
     scores: list[CandidateScores] = []
     models: dict[tuple[str, int], TrainedModel] = {}
     probabilities: dict[tuple[str, int], np.ndarray] = {}
@@ -185,9 +215,11 @@ def run_sweep(
                             candidate=_candidate,
                             seed=_seed,
                             training=training,
+                            eta_seconds=clock.eta(total_runs - _done),
                         )
                     )
 
+            clock.start_run()
             report(None)
             name = f"{candidate.key}-s{seed}" + (f"-sub{subsample:g}" if subsample else "")
             run_dir = checkpoint_dir / name if checkpoint_dir else None
@@ -201,6 +233,7 @@ def run_sweep(
                 should_stop=should_stop,
                 dataset_digest=dataset_digest,
             )
+            clock.end_run(trained=trained is not None)
             if trained is not None and subsample is None:
                 models[(candidate.key, seed)] = trained
             probabilities[(candidate.key, seed)] = pi
@@ -236,9 +269,11 @@ def run_sweep(
                         candidate=chosen,
                         seed=key[1],
                         training=training,
+                        eta_seconds=clock.eta(1),
                     )
                 )
 
+        clock.start_run()
         final_config = {**base_config.to_dict(), **chosen.overrides(), "seed": key[1]}
         final_dir = checkpoint_dir / f"final-{key[0]}-s{key[1]}" if checkpoint_dir else None
         model, chosen_pi = _one_run(
@@ -269,6 +304,7 @@ def run_sweep(
                 candidate=choice.chosen.candidate,
                 seed=key[1],
                 training=None,
+                eta_seconds=0.0,
             )
         )
     return SweepResult(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from uvac.errors import RunCancelled
 from uvac.training.consistency import nearest_neighbours
+from uvac.training.progress import Progress
 
 if TYPE_CHECKING:
     from uvac.models import ClusterModel
@@ -172,11 +174,21 @@ def teach_initial_partition(
     device: torch.device,
     should_stop: Callable[[], bool] | None,
     groups: Tensor | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> None:
     """Train h alone to predict `initial_pseudo_labels` of the windows ``(N, 1, T, F)``.
 
     ``batches`` cuts a permutation of the window indices into batches (the trainer's own);
-    ``should_stop`` is asked before every batch and raises `RunCancelled` when it says so."""
+    ``should_stop`` is asked before every batch and raises `RunCancelled` when it says so;
+    ``progress`` hears `Progress.partition` before the clustering (step 0) and after every
+    batch (its receiver throttles)."""
+    started = time.perf_counter()
+    batches_per_epoch = len(batches(torch.arange(features.shape[0])))
+    # A small data set has few batches per epoch: give h enough steps to learn the targets.
+    epochs = max(config.init_epochs, math.ceil(INIT_MIN_STEPS / batches_per_epoch))
+    total_steps = epochs * batches_per_epoch
+    if progress is not None:
+        progress(Progress.partition(0, total_steps, elapsed_seconds=0.0))
     targets = initial_pseudo_labels(
         features,
         mask,
@@ -187,9 +199,8 @@ def teach_initial_partition(
     ).to(device)  # (N,)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     model.train()
-    batches_per_epoch = len(batches(torch.arange(features.shape[0])))
-    # A small data set has few batches per epoch: give h enough steps to learn the targets.
-    epochs = max(config.init_epochs, math.ceil(INIT_MIN_STEPS / batches_per_epoch))
+    clustered = time.perf_counter()
+    steps_done = 0
     for epoch_index in range(epochs):
         order = torch.randperm(features.shape[0], generator=shuffle)
         for indices in batches(order):
@@ -203,7 +214,18 @@ def teach_initial_partition(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        logger.info(
+            steps_done += 1
+            if progress is not None:
+                elapsed = time.perf_counter() - started
+                progress(Progress.partition(steps_done, total_steps, elapsed_seconds=elapsed))
+        # Hundreds of short epochs on a small data set: one line each only when debugging.
+        logger.debug(
             "initial %s partition, epoch %d/%d: cross-entropy %.3f",
             config.init_clustering, epoch_index + 1, epochs, float(loss.detach()),
         )  # fmt: skip
+    logger.info(
+        "initial %s partition of %d windows into %d clusters: %.1f s, then h taught it in "
+        "%d epochs (%.1f s), cross-entropy %.3f",
+        config.init_clustering, features.shape[0], config.n_clusters, clustered - started,
+        epochs, time.perf_counter() - clustered, float(loss.detach()),
+    )  # fmt: skip

@@ -13,7 +13,7 @@ job parameters) win over the preset, which wins over the dataclass defaults.
 - ``"speech"``: spoken words. The same training, from a K-means start, on the speech
   encoder's embeddings (EfficientWord-Net, `uvac.audio.encoders.speech`) of 1.5 s windows every
   0.75 s at 16 kHz.
-- ``"paper"``: the recipe as the paper states it (the model spec, ../shared/docs/model-spec.md):
+- ``"paper"``: the recipe as the paper states it (the model spec, docs/model-spec.md):
   log-mel, 960-sample STFT window, hop 480, 128 mel bins, Adam 5e-4 -> 5e-5, temperature 1.0 -> 0.5,
   lambda 0.5 (the spoken-digit value), 500 epochs. The paper's time-context window is the clip
   length, which depends on the data set: pass ``window_seconds`` for it (1 s here, the digit

@@ -18,7 +18,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Phase", "Progress"]
 
-Phase = Literal["encoding", "training", "evaluating", "sweep", "teacher", "distilling"]
+Phase = Literal[
+    "encoding",
+    "partition",
+    "training",
+    "evaluating",
+    "sweep",
+    "teacher",
+    "distilling",
+    "matching",
+    "publishing",
+]
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,15 @@ class Progress:
     """Where a job stands. Fields that do not apply to its phase are ``None``."""
 
     # encoding: a pretrained encoder embeds the training files once (files_done of files);
-    # training: the epochs; evaluating: step of steps clips; sweep: runs_done of runs
-    # (candidates x seeds), with the running training's fields beside; teacher: a teacher's
-    # pi of each file (files_done of files); distilling: a student's epochs.
+    # partition: the start clusters the training windows, then teaches h that partition
+    # (step of steps batches; step 0 while the clustering itself runs); training: the epochs;
+    # evaluating: step of steps clips; sweep: runs_done of runs (candidates x seeds), with
+    # the running training's fields beside and its phase in run_phase; teacher: a teacher's
+    # pi of each file (files_done of files); distilling: a student's epochs; matching: the
+    # new and the earlier version assign the recordings (files_done of files); publishing:
+    # the version is written to the store.
     phase: Phase | None = None
+    run_phase: Phase | None = None
     files_done: int | None = None
     files: int | None = None
     epoch: int | None = None  # from 1
@@ -48,6 +63,8 @@ class Progress:
     agreement: float | None = None  # distilling: share of the batch's windows in the teacher's
     elapsed_seconds: float | None = None  # since this run (not a resumed one) started
     eta_seconds: float | None = None  # None while there is nothing yet to estimate from
+    # The whole job's estimate where it is more than this phase's (a sweep: every run left).
+    job_eta_seconds: float | None = None
     epoch_done: bool = False
     candidates_done: int | None = None  # a sweep's candidates (settings of K) fully trained
     candidates: int | None = None
@@ -62,15 +79,31 @@ class Progress:
         return cls(phase="encoding", files_done=files_done, files=files)
 
     @classmethod
-    def evaluating(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
+    def counted(
+        cls, phase: Phase, done: int, total: int, *, elapsed_seconds: float, unit: str = "steps"
+    ) -> Progress:
+        """``done`` of ``total`` in ``phase`` (``unit`` "steps": step/steps, "files":
+        files_done/files), with the time left extrapolated from the time so far."""
         eta = elapsed_seconds / done * (total - done) if done else None
-        return cls(
-            phase="evaluating",
-            step=done,
-            steps=total,
-            elapsed_seconds=elapsed_seconds,
-            eta_seconds=eta,
-        )
+        timing = cls(phase=phase, elapsed_seconds=elapsed_seconds, eta_seconds=eta)
+        if unit == "files":
+            return dataclasses.replace(timing, files_done=done, files=total)
+        return dataclasses.replace(timing, step=done, steps=total)
+
+    @classmethod
+    def partition(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
+        """``done`` of ``total`` batches teaching h the start's partition (0 while the
+        clustering runs, which has no steps to count)."""
+        return cls.counted("partition", done, total, elapsed_seconds=elapsed_seconds)
+
+    @classmethod
+    def matching(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
+        """``done`` of ``total`` recordings assigned by the new and the earlier version."""
+        return cls.counted("matching", done, total, elapsed_seconds=elapsed_seconds, unit="files")
+
+    @classmethod
+    def evaluating(cls, done: int, total: int, *, elapsed_seconds: float) -> Progress:
+        return cls.counted("evaluating", done, total, elapsed_seconds=elapsed_seconds)
 
     @classmethod
     def training(
@@ -113,7 +146,7 @@ class Progress:
         for name, value in dataclasses.asdict(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 value = None
-            if name in ("elapsed_seconds", "eta_seconds") and value is not None:
+            if name in ("elapsed_seconds", "eta_seconds", "job_eta_seconds") and value is not None:
                 value = round(max(float(value), 0.0), 1)
             document[name] = value
         return document

@@ -211,7 +211,7 @@ class Trainer:
             teach_initial_partition(
                 self.model, self.features, self.mask, config=self.config,
                 batches=self._batches, shuffle=self.shuffle, device=self.device,
-                should_stop=self.should_stop, groups=self.groups,
+                should_stop=self.should_stop, groups=self.groups, progress=self.progress,
             )  # fmt: skip
             self.start_assignments = self._assignments(self.features, self.mask)
         started = time.perf_counter()

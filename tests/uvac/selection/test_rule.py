@@ -111,6 +111,11 @@ def test_sweep_on_three_synthetic_classes_picks_three(tmp_path: Path) -> None:
     assert by_k[3].accuracy is not None and by_k[3].accuracy > 0.95  # reported, not used
     assert result.model.n_clusters == 3 and result.probabilities.shape == (90, 3)
     assert seen[-1].runs_done == seen[-1].runs == 13 and seen[-1].candidates_done == 4
+    # The whole sweep's estimate: unknown until a run has trained, then counted down to 0.
+    assert all(p.eta_seconds is None for p in seen if p.runs_done == 0)
+    later = [p.eta_seconds for p in seen if p.runs_done >= 1]
+    assert later and all(eta is not None and eta >= 0 for eta in later)
+    assert seen[-1].eta_seconds == 0
     summary = result.summary()
     assert summary["chosen_k"] == 3 and len(summary["candidates"]) == 4
 

@@ -145,6 +145,28 @@ def test_model_separates_three_synthetic_classes() -> None:
     assert history.epochs[-1].clusters_used == 3
 
 
+def test_the_start_reports_its_partition_phase_before_the_epochs() -> None:
+    features, mask, _labels = three_bands()
+    reports: list[Progress] = []
+    fit(
+        features, mask,
+        config=config(epochs=1, init_epochs=1, init_clustering="spectral",
+                      progress_every_steps=1),
+        progress=reports.append,
+    )  # fmt: skip
+    partition = [r for r in reports if r.phase == "partition"]
+    training = [r for r in reports if r.phase == "training"]
+    assert partition and training
+    assert reports.index(partition[-1]) < reports.index(training[0])
+    # Step 0 while the clustering runs, then every batch up to the last one.
+    steps = [r.step for r in partition]
+    assert steps[0] == 0 and partition[0].eta_seconds is None
+    assert steps == list(range(len(steps))) and steps[-1] == partition[-1].steps
+    # 300 batches at least (INIT_MIN_STEPS), whole epochs of 3 batches.
+    assert partition[-1].steps == 300 and partition[-1].eta_seconds == pytest.approx(0.0)
+    assert all(r.epoch is None for r in partition)
+
+
 def test_one_train_step_updates_the_weights_and_returns_the_loss_parts() -> None:
     """`Trainer.train_step` is what the speed benchmark times: one Adam step on a batch."""
     features, mask, _ = three_bands()
