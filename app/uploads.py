@@ -9,7 +9,6 @@ part goes over its cap. (The routes document their multipart body in OpenAPI by 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
@@ -21,7 +20,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.problems import ApiProblem
-from uvac.audio import Audio, load_audio
+from uvac.audio import Audio, DecodeSlots, load_audio
 
 logger = logging.getLogger(__name__)
 
@@ -264,10 +263,13 @@ async def read_multipart_files(
     return wanted
 
 
-async def decode_audio(data: bytes, *, sample_rate: int, max_seconds: float) -> Audio:
-    """Decode and resample off the event loop (uvac errors propagate as problems)."""
-    return await asyncio.to_thread(
-        load_audio, data, sample_rate=sample_rate, max_seconds=max_seconds
+async def decode_audio(
+    data: bytes, *, sample_rate: int, max_seconds: float, max_samples: int, slots: DecodeSlots
+) -> Audio:
+    """Decode and resample off the event loop, in one of the process's decode slots (uvac
+    errors propagate as problems)."""
+    return await slots.run(
+        load_audio, data, sample_rate=sample_rate, max_seconds=max_seconds, max_samples=max_samples
     )
 
 

@@ -17,6 +17,7 @@ records it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -31,7 +32,15 @@ from typing import Any, BinaryIO
 
 from dataset_store.archives import UnpackLimits, unpack_archive
 from dataset_store.errors import ArchiveRejected, DatasetNotFound
-from uvac.audio import LABELS_FILE, AudioFolder, DigestEntry, dataset_digest, load_audio
+from uvac.audio import (
+    LABELS_FILE,
+    Audio,
+    AudioFolder,
+    DecodeSlots,
+    DigestEntry,
+    dataset_digest,
+    load_audio,
+)
 from uvac.errors import AudioError, DatasetError
 from uvac.hashing import file_sha256
 
@@ -65,6 +74,10 @@ class IngestLimits:
     max_file_bytes: int = 256 * MEGABYTE
     max_files: int = 20_000
     max_audio_seconds: float | None = 600.0
+    # What one recording may decode to (frames x channels at its own rate).
+    max_audio_samples: int | None = 600 * 48_000 * 2
+    # Shared with the process's other decoders, so ingestion adds no decode beyond the cap.
+    decode_slots: DecodeSlots | None = field(default=None, compare=False)
     # Decoding rate used only to check every file and measure its duration.
     sample_rate: int = 16_000
 
@@ -261,9 +274,7 @@ class DatasetStore:
                 path.unlink()
                 continue
             try:
-                audio = load_audio(
-                    path, sample_rate=limits.sample_rate, max_seconds=limits.max_audio_seconds
-                )
+                audio = _decode(path, limits=limits)
             except AudioError as error:
                 rejected.append(
                     RejectedFile(path=relative, reason=f"{type(error).__name__}: {error}")
@@ -322,6 +333,17 @@ class _StagingFolder:
 
     def __exit__(self, *exc_info: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _decode(path: Path, *, limits: IngestLimits) -> Audio:
+    slot = limits.decode_slots.hold() if limits.decode_slots else contextlib.nullcontext()
+    with slot:
+        return load_audio(
+            path,
+            sample_rate=limits.sample_rate,
+            max_seconds=limits.max_audio_seconds,
+            max_samples=limits.max_audio_samples,
+        )
 
 
 def _strip_single_top_folder(files_root: Path) -> None:

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # bounds them all (429 with Retry-After beyond).
     max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
     max_audio_seconds: float = Field(default=600.0, gt=0)
+    # What one recording may decode to, in samples (rate x seconds x channels) at its own
+    # rate, checked on its header before decoding: a compressed file of silence at a high
+    # rate is small on the wire and huge decoded. The default is 600 s of 48 kHz stereo.
+    max_audio_samples: int = Field(default=600 * 48_000 * 2, ge=1)
+    # Recordings decoded at once in the API, whichever route they came by (cluster, batch,
+    # data set ingestion); others wait for a slot.
+    max_concurrent_decodes: int = Field(default=2, ge=1)
     max_batch_files: int = Field(default=16, ge=1)
     # All clips of one /v1/cluster/batch request together (413 above, counted while decoding).
     max_batch_audio_seconds: float = Field(default=600.0, gt=0)

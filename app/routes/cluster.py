@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.deps import BatcherDep, ModelHolderDep, SettingsDep
+from app.deps import BatcherDep, DecodeSlotsDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
 from app.problems import ApiProblem, problem_document, problem_from_exception
 from app.schemas import (
@@ -75,12 +75,22 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
 
 
 async def _decode_part(
-    part: UploadedPart, *, model: LoadedModel, batcher: BatcherDep, max_seconds: float
+    part: UploadedPart,
+    *,
+    model: LoadedModel,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
+    max_seconds: float,
 ) -> Audio:
     try:
         with batcher.expecting():
             return await decode_audio(
-                part.read_bytes(), sample_rate=model.sample_rate, max_seconds=max_seconds
+                part.read_bytes(),
+                sample_rate=model.sample_rate,
+                max_seconds=max_seconds,
+                max_samples=settings.max_audio_samples,
+                slots=slots,
             )
     finally:
         part.close()
@@ -92,16 +102,27 @@ async def _cluster_part(
     model: LoadedModel,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
 ) -> ClusterResult:
     audio = await _decode_part(
-        part, model=model, batcher=batcher, max_seconds=settings.max_audio_seconds
+        part,
+        model=model,
+        batcher=batcher,
+        settings=settings,
+        slots=slots,
+        max_seconds=settings.max_audio_seconds,
     )
     clip = await batcher.submit(model=model, audio=audio)
     return to_cluster_result(model, clip)
 
 
 async def _decode_batch(
-    parts: list[UploadedPart], *, model: LoadedModel, batcher: BatcherDep, settings: SettingsDep
+    parts: list[UploadedPart],
+    *,
+    model: LoadedModel,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
 ) -> list[Audio | Exception]:
     """Each part's audio or its error, decoded one after the other so that the batch's
     total stays within `max_batch_audio_seconds` however long its files say they are."""
@@ -110,7 +131,14 @@ async def _decode_batch(
     for index, part in enumerate(parts):
         max_seconds = min(settings.max_audio_seconds, remaining)
         try:
-            audio = await _decode_part(part, model=model, batcher=batcher, max_seconds=max_seconds)
+            audio = await _decode_part(
+                part,
+                model=model,
+                batcher=batcher,
+                settings=settings,
+                slots=slots,
+                max_seconds=max_seconds,
+            )
         except AudioTooLongError as error:
             if max_seconds >= settings.max_audio_seconds:
                 decoded.append(error)  # this clip alone is over the per-clip cap
@@ -148,6 +176,7 @@ async def cluster(
     holder: ModelHolderDep,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
     model_ref: ModelQuery = None,
 ) -> ClusterResult:
     # Resolve the model before reading the body: without one, do not read 20 MB for nothing.
@@ -155,7 +184,7 @@ async def cluster(
     (part,) = await read_multipart_files(
         request, field_name="file", max_part_bytes=settings.max_upload_bytes
     )
-    return await _cluster_part(part, model=model, batcher=batcher, settings=settings)
+    return await _cluster_part(part, model=model, batcher=batcher, settings=settings, slots=slots)
 
 
 @router.post(
@@ -176,6 +205,7 @@ async def cluster_batch(
     holder: ModelHolderDep,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
     model_ref: ModelQuery = None,
 ) -> BatchResult:
     model = await holder.resolve(model_ref)
@@ -186,7 +216,9 @@ async def cluster_batch(
         max_body_bytes=settings.max_upload_bytes,
         max_files=settings.max_batch_files,
     )
-    decoded = await _decode_batch(parts, model=model, batcher=batcher, settings=settings)
+    decoded = await _decode_batch(
+        parts, model=model, batcher=batcher, settings=settings, slots=slots
+    )
     # Submitted together, so the clips share forward passes.
     audios = [audio for audio in decoded if isinstance(audio, Audio)]
     submitted = (batcher.submit(model=model, audio=audio) for audio in audios)

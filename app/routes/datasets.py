@@ -7,7 +7,13 @@ from typing import Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, Path, Request, Response
 
-from app.deps import DatasetStoreDep, DatasetUploadSlot, PageDep, SettingsDep
+from app.deps import (
+    DatasetStoreDep,
+    DatasetUploadSlot,
+    DecodeSlotsDep,
+    PageDep,
+    SettingsDep,
+)
 from app.openapi_docs import problem_responses
 from app.schemas import DatasetList, DatasetPublic
 from app.uploads import multipart_openapi, read_multipart_files
@@ -39,7 +45,11 @@ def _public(manifest: DatasetManifest) -> DatasetPublic:
     dependencies=[DatasetUploadSlot],
 )
 async def upload_dataset(
-    request: Request, response: Response, datasets: DatasetStoreDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    datasets: DatasetStoreDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
 ) -> DatasetPublic:
     (part,) = await read_multipart_files(
         request,
@@ -47,7 +57,11 @@ async def upload_dataset(
         max_part_bytes=settings.max_dataset_upload_bytes,
         spool_bytes=_SPOOL_IN_MEMORY_BYTES,
     )
-    limits = IngestLimits(max_audio_seconds=settings.max_audio_seconds)
+    limits = IngestLimits(
+        max_audio_seconds=settings.max_audio_seconds,
+        max_audio_samples=settings.max_audio_samples,
+        decode_slots=slots,
+    )
     try:
         part.file.seek(0)
         archive = cast(BinaryIO, part.file)  # a SpooledTemporaryFile is a binary file

@@ -19,6 +19,7 @@ from uvac.audio.datasets import (
     Split,
     dataset_digest,
 )
+from uvac.audio.decode_slots import DecodeSlots
 from uvac.audio.decoding import (
     DECODED_FORMATS,
     MAX_SAMPLE_RATE,
@@ -72,6 +73,7 @@ __all__ = [
     "Audio",
     "AudioFolder",
     "DatasetItem",
+    "DecodeSlots",
     "DigestEntry",
     "EmbeddingWindower",
     "Encoder",
