@@ -21,6 +21,8 @@ from benchmarks.reliability.hostile_inputs import (
     tar_gz_with_pax_record,
     tar_with_chained_headers,
     tar_with_members,
+    tar_with_pax_payload,
+    tar_with_pax_records,
     zip_with_central_directory,
     zip_with_members,
 )
@@ -31,7 +33,7 @@ from dataset_store.archives import (
     UnpackResult,
     unpack_archive,
 )
-from dataset_store.errors import ArchiveRejected, ArchiveTooLarge
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge, UnsupportedArchive
 from tests.worker.audio_samples import wav_bytes
 
 T = TypeVar("T")
@@ -166,3 +168,34 @@ def test_unsafe_entries_still_refuse_the_whole_archive(tmp_path: Path) -> None:
         _unpack(buffer.getvalue(), tmp_path / "out")
     with pytest.raises(ArchiveRejected, match=r"\.\."):
         _unpack(tar_with_members([("../up.wav", b"x")]), tmp_path / "out2")
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        pytest.param([(b"size", b"9" * 5_000)], id="size-5000-digits"),
+        pytest.param([(b"size", b"1" * 4_301)], id="size-4301-digits"),
+        pytest.param([(b"size", b"0" * 21)], id="size-zero-padded-past-the-bound"),
+        pytest.param([(b"size", b"-1")], id="size-negative"),
+        pytest.param([(b"size", "١٢".encode())], id="size-arabic-indic-digits"),
+    ],
+)
+def test_numeric_header_fields_are_parsed_with_a_bound(
+    tmp_path: Path, records: list[tuple[bytes, bytes]]
+) -> None:
+    archive = tar_with_pax_records(records, member=wav_bytes(440))
+    with pytest.raises(UnsupportedArchive, match="PAX size"):
+        unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+
+
+def test_a_pax_record_length_of_many_digits_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    archive = tar_with_pax_payload(b"9" * 5_000 + b" comment=x\n")
+    with pytest.raises(UnsupportedArchive, match="PAX record"):
+        unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+
+
+def test_an_ordinary_pax_size_still_unpacks(tmp_path: Path) -> None:
+    data = wav_bytes(440)
+    archive = tar_with_pax_records([(b"size", str(len(data)).encode())], member=data)
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["after.wav"]
