@@ -160,20 +160,32 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     )
 
 
+# A 422 lists at most this many errors (and says how many there were): a body of many bad
+# values must not cost seconds to encode and megabytes to answer.
+MAX_REPORTED_ERRORS = 20
+
+
 def _validation_problem(exc: RequestValidationError) -> Problem:
+    all_errors = exc.errors()
     errors = [
         {
             "loc": [str(part) for part in error.get("loc", ())],
             "message": error.get("msg", ""),
             "type": error.get("type", ""),
         }
-        for error in jsonable_encoder(exc.errors())
+        for error in jsonable_encoder(list(all_errors[:MAX_REPORTED_ERRORS]))
     ]
     summary = "; ".join(f"{'.'.join(e['loc'])}: {e['message']}" for e in errors[:5])
-    noun = "error" if len(errors) == 1 else "errors"
-    detail = f"{len(errors)} validation {noun}: {summary}" if errors else "Invalid request."
+    total = len(all_errors)
+    noun = "error" if total == 1 else "errors"
+    listed = f" (the first {len(errors)} listed)" if total > len(errors) else ""
+    detail = f"{total} validation {noun}{listed}: {summary}" if errors else "Invalid request."
     return Problem(
-        422, "validation-error", _TITLES["validation-error"], detail, extensions={"errors": errors}
+        422,
+        "validation-error",
+        _TITLES["validation-error"],
+        detail,
+        extensions={"errors": errors, "errors_total": total},
     )
 
 

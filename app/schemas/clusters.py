@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.closed import ClosedModel
 from app.schemas.cluster import ModelRefPublic
 from model_store.cluster_names import MAX_NAME_LENGTH
 
@@ -50,7 +51,7 @@ class ClusterList(BaseModel):
     count: int
 
 
-class ClusterNameUpdate(BaseModel):
+class ClusterNameUpdate(ClosedModel):
     """Name a cluster (a program label)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Rain"}]})

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.schemas.closed import ClosedModel
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
@@ -48,7 +49,7 @@ class JobStatusFilter(StrEnum):
 PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
 
 
-class ClusterRange(BaseModel):
+class ClusterRange(ClosedModel):
     """A range of K to sweep (both ends included): the job trains every K and chooses one."""
 
     model_config = ConfigDict(
@@ -67,7 +68,7 @@ class ClusterRange(BaseModel):
         return self
 
 
-class SweepOptions(BaseModel):
+class SweepOptions(ClosedModel):
     """What else a sweep varies, and how it measures stability (`uvac/selection.py`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -107,7 +108,7 @@ class SweepOptions(BaseModel):
         return value
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(ClosedModel):
     """A training job. Every optional value left out comes from the `preset` (its feature
     settings and training recipe), then from the engine's defaults."""
 
@@ -285,7 +286,7 @@ class TrainRequest(BaseModel):
         return params
 
 
-class EvaluateRequest(BaseModel):
+class EvaluateRequest(ClosedModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
