@@ -56,6 +56,7 @@ _TITLES: dict[str, str] = {
     "invalid-dataset": "Invalid data set",
     "validation-error": "Request validation failed",
     "upload-too-large": "Upload too large",
+    "upload-too-slow": "Upload too slow",
     "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
     "too-many-parts": "Too many multipart parts",

@@ -4,7 +4,8 @@ FastAPI's `UploadFile` parameters read the whole body before the route runs, so 
 upload would be spooled to disk before anyone could refuse it. Upload routes therefore read
 `request.stream()` themselves: the declared `Content-Length` is checked first, then bytes
 are counted as they arrive, and the request is refused with 413 as soon as the body or one
-part goes over its cap. (The routes document their multipart body in OpenAPI by hand.)
+part goes over its cap; a body that arrives slower than the configured floor is refused
+with 408 (`app.upload_pace`). (The routes document their multipart body in OpenAPI by hand.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.problems import ApiProblem
+from app.upload_pace import UploadPace, paced_body
 from uvac.audio import Audio, DecodeSlots, load_audio
 
 logger = logging.getLogger(__name__)
@@ -231,7 +233,7 @@ async def read_multipart_files(
     try:
         # Inside the try: the parser refuses some boundaries (too long, empty) when built.
         parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
-        async for chunk in request.stream():
+        async for chunk in paced_body(request, _pace_of(request)):
             received += len(chunk)
             if received > body_cap:
                 raise too_large(f"The request body exceeds {body_cap} bytes, the most accepted.")
@@ -270,6 +272,14 @@ async def decode_audio(
     errors propagate as problems)."""
     return await slots.run(
         load_audio, data, sample_rate=sample_rate, max_seconds=max_seconds, max_samples=max_samples
+    )
+
+
+def _pace_of(request: Request) -> UploadPace:
+    settings = request.app.state.settings
+    return UploadPace(
+        min_bytes_per_second=settings.min_upload_bytes_per_second,
+        grace_seconds=settings.upload_grace_seconds,
     )
 
 

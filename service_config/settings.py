@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # Data set uploads read and unpacked at once; each one's memory is bounded, so this
     # bounds them all (429 with Retry-After beyond).
     max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
+    # A floor on how fast an upload's body must arrive once the grace period is over
+    # (408 below it), so a slow client cannot hold a request or an upload slot for ever.
+    min_upload_bytes_per_second: float = Field(default=16 * 1024, gt=0)
+    upload_grace_seconds: float = Field(default=10.0, ge=0)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     # What one recording may decode to, in samples (rate x seconds x channels) at its own
     # rate, checked on its header before decoding: a compressed file of silence at a high

@@ -168,7 +168,7 @@ async def _decode_batch(
     "rate, mono or multi-channel) as the multipart field `file`; M4A/AAC is refused with a "
     "415 that names it. Answers the cluster posterior pi of the served model "
     "(or of `?model=`), and a per-window timeline for clips longer than one window.",
-    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 408, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(field_name="file", description="The audio file."),
 )
 async def cluster(
@@ -195,7 +195,7 @@ async def cluster(
     "`files`. Each file gets a result or a problem; one bad file does not fail the others. "
     "The whole request body is capped at `max_upload_bytes`, the clips' total duration at "
     "`max_batch_audio_seconds` (413 `batch-too-long`).",
-    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 408, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(
         field_name="files", description="The audio files.", multiple=True
     ),

@@ -40,7 +40,7 @@ def _public(manifest: DatasetManifest) -> DatasetPublic:
     "field `file`, optionally with a `labels.csv` (`path,label`). Every file is decoded; "
     "the ones that cannot be used are listed under `rejected` with the reason. At most "
     "`max_concurrent_dataset_uploads` are processed at once; beyond, a 429 with Retry-After.",
-    responses=problem_responses(400, 401, 403, 413, 415, 422, 429),
+    responses=problem_responses(400, 401, 403, 408, 413, 415, 422, 429),
     openapi_extra=multipart_openapi(field_name="file", description="The archive."),
     dependencies=[DatasetUploadSlot],
 )
