@@ -70,6 +70,8 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
     batcher = MicroBatcher(
         max_batch=settings.inference_max_batch,
         max_wait_s=settings.inference_max_wait_ms / 1000.0,
+        long_clip_seconds=settings.inference_long_clip_seconds,
+        windows_per_step=settings.inference_windows_per_step,
         observer=metrics.observe_batch,
     )
     client = connect_redis(settings)

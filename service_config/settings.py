@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Micro-batching of inference.
     inference_max_batch: int = Field(default=64, ge=1)
     inference_max_wait_ms: float = Field(default=2.0, ge=0)
+    # Clips longer than this are clustered in steps of `inference_windows_per_step` windows,
+    # with waiting short clips served between steps (app.batching).
+    inference_long_clip_seconds: float = Field(default=30.0, gt=0)
+    inference_windows_per_step: int = Field(default=16, ge=1)
 
     # Model serving.
     model_poll_seconds: float = Field(default=2.0, gt=0)
