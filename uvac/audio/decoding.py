@@ -255,12 +255,17 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, limits: _Limits) -> Audi
             declared_frames=declared_frames,
             limits=limits,
         )
-        resampler = StreamingResampler(orig_rate=source_rate, new_rate=sample_rate)
+        length_known = _UNKNOWN_FRAMES > declared_frames >= 0
+        resampler = StreamingResampler(
+            orig_rate=source_rate,
+            new_rate=sample_rate,
+            expected_input=declared_frames if length_known else None,
+        )
         decoded = _decode_mono(
             sound_file,
             channels=channels,
             limits=limits,
-            length_known=_UNKNOWN_FRAMES > declared_frames >= 0,
+            length_known=length_known,
             consume=resampler.push,
         )
     if decoded == 0:

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # A resampling kernel has about (new/gcd) x (orig/gcd) taps; unusual rates (44101 Hz) would
 # make it gigabytes, so ratios with larger terms are approximated (see resampling_ratio).
 _MAX_RATIO_TERM = 1_000
+# Output samples allocated up front from a header's declared length, at most (64 MiB).
+_MAX_HINTED_OUTPUT = 1 << 24
 
 
 def resampling_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
@@ -59,11 +61,17 @@ class StreamingResampler:
     >>> signal = resampler.finish()  # doctest: +SKIP
     """
 
-    def __init__(self, *, orig_rate: int, new_rate: int) -> None:
+    def __init__(self, *, orig_rate: int, new_rate: int, expected_input: int | None = None) -> None:
         self._identity = orig_rate == new_rate
         self._orig, self._new = (1, 1) if self._identity else resampling_ratio(orig_rate, new_rate)
-        self._pieces: list[np.ndarray] = []
         self._length = 0  # input samples pushed
+        # The output is written into one buffer, sized from ``expected_input`` (a header's
+        # length) when known and grown by doubling otherwise: joining blocks at the end would
+        # hold the whole output twice.
+        # A header may lie, so the hint sizes the buffer only up to _MAX_HINTED_OUTPUT.
+        expected = 0 if expected_input is None else self._output_length(expected_input)
+        self._output = np.empty(min(max(expected, 1024), _MAX_HINTED_OUTPUT), dtype=np.float32)
+        self._written = 0
         if self._identity:
             return
         module = _resampler(self._orig, self._new)
@@ -76,7 +84,7 @@ class StreamingResampler:
         """Resample what ``block`` (N,) completes; keep the tail the next outputs need."""
         self._length += block.size
         if self._identity:
-            self._pieces.append(np.array(block, dtype=np.float32))
+            self._write(block)
             return
         self._pending = np.concatenate([self._pending, block.astype(np.float32, copy=False)])
         self._convolve_ready()
@@ -88,10 +96,23 @@ class StreamingResampler:
             tail = np.zeros(self._width + self._orig, dtype=np.float32)
             self._pending = np.concatenate([self._pending, tail])
             self._convolve_ready()
-        signal = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)
-        if not self._identity:
-            signal = signal[: math.ceil(self._new * self._length / self._orig)]
-        return np.ascontiguousarray(signal, dtype=np.float32)
+        signal = self._output[: min(self._written, self._output_length(self._length))]
+        if signal.size < self._output.size // 2:  # do not keep a mostly empty buffer alive
+            signal = signal.copy()
+        self._output = np.empty(0, dtype=np.float32)
+        return signal
+
+    def _output_length(self, input_length: int) -> int:
+        return math.ceil(self._new * input_length / self._orig)
+
+    def _write(self, piece: np.ndarray) -> None:
+        end = self._written + piece.size
+        if end > self._output.size:
+            grown = np.empty(max(end, 2 * self._output.size), dtype=np.float32)
+            grown[: self._written] = self._output[: self._written]
+            self._output = grown
+        self._output[self._written : end] = piece
+        self._written = end
 
     def _convolve_ready(self) -> None:
         kernel_size = self._kernel.shape[-1]
@@ -103,5 +124,5 @@ class StreamingResampler:
         with torch.inference_mode():
             out = torch.nn.functional.conv1d(window, self._kernel, stride=self._orig)
         # (1, new, steps) -> interleave the phases: (steps * new,)
-        self._pieces.append(out[0].transpose(0, 1).reshape(-1).numpy().copy())
+        self._write(out[0].transpose(0, 1).reshape(-1).numpy())
         self._pending = self._pending[steps * self._orig :].copy()

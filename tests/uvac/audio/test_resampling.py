@@ -46,3 +46,20 @@ def test_memory_held_between_blocks_does_not_grow_with_the_input() -> None:
         resampler.push(block)
         # Only the kernel's reach of input is kept back, never the pushed blocks.
         assert resampler._pending.size < 2 * resampler._kernel.shape[-1]
+
+
+@pytest.mark.parametrize("expected_input", [None, 10, 48_000, 10**6])
+def test_the_expected_length_is_a_hint_never_a_bound(expected_input: int | None) -> None:
+    samples = np.random.default_rng(1).standard_normal(48_000).astype(np.float32)
+    resampler = StreamingResampler(orig_rate=48_000, new_rate=16_000, expected_input=expected_input)
+    for start in range(0, samples.size, 5_000):
+        resampler.push(samples[start : start + 5_000])
+    np.testing.assert_allclose(resampler.finish(), whole_signal(samples, 48_000, 16_000), atol=1e-5)
+
+
+def test_at_the_same_rate_the_signal_comes_back_unchanged() -> None:
+    samples = np.arange(10_000, dtype=np.float32)
+    resampler = StreamingResampler(orig_rate=16_000, new_rate=16_000, expected_input=4_000)
+    for start in range(0, samples.size, 3_000):
+        resampler.push(samples[start : start + 3_000])
+    np.testing.assert_array_equal(resampler.finish(), samples)
