@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # Clips longer than this are clustered in steps of `inference_windows_per_step` windows,
     # with waiting short clips served between steps (app.batching).
     inference_long_clip_seconds: float = Field(default=30.0, gt=0)
-    inference_windows_per_step: int = Field(default=16, ge=1)
+    inference_windows_per_step: int = Field(default=1, ge=1)
 
     # Model serving.
     model_poll_seconds: float = Field(default=2.0, gt=0)
