@@ -57,6 +57,7 @@ _TITLES: dict[str, str] = {
     "validation-error": "Request validation failed",
     "upload-too-large": "Upload too large",
     "upload-too-slow": "Upload too slow",
+    "dataset-in-use": "Data set in use",
     "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
     "too-many-parts": "Too many multipart parts",

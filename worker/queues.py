@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -223,17 +224,29 @@ def job_status(job: Job) -> JobStatus:
     return JobStatus(_RQ_STATUS_ALIASES.get(value, value))
 
 
+# An absolute path in a message (a recording the job could not read, a traceback's file):
+# callers never see the server's folders.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/:]+(?:/[^\s'\"]*)?")
+SERVER_PATH = "<server path>"
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by ``<server path>``."""
+    return _ABSOLUTE_PATH.sub(SERVER_PATH, text)
+
+
 def _error(job: Job, status: JobStatus) -> dict[str, str] | None:
     if status not in (JobStatus.FAILED, JobStatus.STOPPED):
         return None
     recorded = job.meta.get("error")
     if isinstance(recorded, dict) and "type" in recorded:
-        return {"type": str(recorded["type"]), "message": str(recorded.get("message", ""))}
+        message = without_server_paths(str(recorded.get("message", "")))
+        return {"type": str(recorded["type"]), "message": message}
     if status == JobStatus.STOPPED:
         return {"type": "JobStopped", "message": "The job was stopped by an operator."}
     # No error recorded by the job itself (the process died, or RQ failed it): RQ's note.
     error_type, message = failure_error(_failure_text(job))
-    return {"type": error_type, "message": message}
+    return {"type": error_type, "message": without_server_paths(message)}
 
 
 def _failure_text(job: Job) -> str:
@@ -300,6 +313,26 @@ def list_jobs(
     if wanted is not None:
         infos = [info for info in infos if info["status"] == wanted.value]
     return infos[offset : offset + limit], len(infos)
+
+
+def active_jobs_using_dataset(redis: Redis, dataset_id: str) -> list[str]:
+    """Ids of the jobs not yet ended (waiting or running) whose parameters name the data set."""
+    ids = [_text(raw) for raw in cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, 0, -1))]
+    jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
+    using = []
+    for job in jobs:
+        if job is None or job_status(job) in _ENDED:
+            continue
+        try:
+            params = job.args[0] if job.args else {}
+        except Exception:  # undecodable arguments: cannot name the data set
+            continue
+        if isinstance(params, dict) and dataset_id in (
+            params.get("dataset_id"),
+            params.get("reference_dataset_id"),
+        ):
+            using.append(job.id)
+    return using
 
 
 # --- cancel ----------------------------------------------------------------------------

@@ -12,12 +12,15 @@ from app.deps import (
     DatasetUploadSlot,
     DecodeSlotsDep,
     PageDep,
+    RedisDep,
     SettingsDep,
 )
 from app.openapi_docs import problem_responses
+from app.problems import ApiProblem
 from app.schemas import DatasetList, DatasetPublic
 from app.uploads import multipart_openapi, read_multipart_files
 from dataset_store import DatasetManifest, IngestLimits
+from worker import queues
 
 router = APIRouter(tags=["datasets"])
 
@@ -99,8 +102,20 @@ def get_dataset(dataset_id: DatasetIdPath, datasets: DatasetStoreDep) -> Dataset
     "/datasets/{dataset_id}",
     status_code=204,
     summary="Delete a data set",
-    responses=problem_responses(401, 403, 404, 422),
+    description="Refused with 409 `dataset-in-use` while a queued or running job uses it.",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
-def delete_dataset(dataset_id: DatasetIdPath, datasets: DatasetStoreDep) -> Response:
+def delete_dataset(
+    dataset_id: DatasetIdPath, datasets: DatasetStoreDep, redis: RedisDep
+) -> Response:
+    datasets.get(dataset_id)  # 404 first
+    using = queues.active_jobs_using_dataset(redis, dataset_id)
+    if using:
+        raise ApiProblem(
+            status=409,
+            slug="dataset-in-use",
+            detail=f"Data set {dataset_id} is used by {len(using)} job(s) not yet ended "
+            f"({', '.join(using[:5])}); cancel them or wait for them to end, then delete it.",
+        )
     datasets.delete(dataset_id)
     return Response(status_code=204)
