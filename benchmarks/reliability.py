@@ -177,6 +177,13 @@ def merge(
 ) -> dict[str, Any]:
     """The new JSON: fresh parts replace old ones; the headline numbers come from the parts."""
     details = dict(previous.get("details") or {})
+    if "families" in fresh:  # a run of some families keeps the others' last results
+        earlier = {
+            name: family
+            for name, family in (details.get("families") or {}).items()
+            if name != "run" and name not in fresh["families"]
+        }
+        fresh = {**fresh, "families": {**earlier, **fresh["families"]}}
     for name, value in fresh.items():
         details[name] = (
             {**value, "run": run} if isinstance(value, dict) else {"items": value, "run": run}

@@ -479,7 +479,7 @@ def run_cost_families(
 
     runners: dict[str, Callable[..., None]] = {
         "high-rate-audio": lambda r, s, d: _run_high_rate(r, s, min(cases, 48), seed, hidden),
-        "long-names": lambda r, s, d: _run_long_names(r, s, min(cases, 30), seed, hidden),
+        "long-names": lambda r, s, d: _run_long_names(r, s, min(cases, 12), seed, hidden),
         "numeric-headers": lambda r, s, d: _run_numeric(r, s, cases, seed, hidden),
         "concurrent-exports": lambda r, s, d: _run_exports(
             r, s, min(cases, 120), seed, hidden, d / "models"
