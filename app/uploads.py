@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.problems import ApiProblem
 from app.upload_pace import UploadPace, paced_body
@@ -239,6 +239,10 @@ async def read_multipart_files(
                 raise too_large(f"The request body exceeds {body_cap} bytes, the most accepted.")
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            # The parser accepts a body cut before its closing boundary; its last part may be
+            # a fragment, so the body is refused rather than processed.
+            raise FormParserError("the body ends before the closing boundary")
     except (FormParserError, ValueError) as error:
         # ValueError: the parser's own argument checks (a boundary it cannot use).
         collector.close_all()
