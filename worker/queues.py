@@ -302,8 +302,14 @@ def _text(raw: Any) -> str:
 def list_jobs(
     redis: Redis, *, status: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[dict[str, Any]], int]:
-    """Jobs newest first, optionally of one status; and how many match in all."""
+    """Jobs newest first, optionally of one status; and how many match in all.
+
+    Without a status only the page's jobs are read (the index is ordered by submission);
+    a status filter reads every job, since a job's status lives in its own record.
+    """
     wanted = JobStatus(status) if status is not None else None
+    if wanted is None:
+        return _page_of_all_jobs(redis, offset=offset, limit=limit)
     ids = [_text(raw) for raw in cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, 0, -1))]
     jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
     gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
@@ -313,6 +319,19 @@ def list_jobs(
     if wanted is not None:
         infos = [info for info in infos if info["status"] == wanted.value]
     return infos[offset : offset + limit], len(infos)
+
+
+def _page_of_all_jobs(redis: Redis, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    while True:
+        raw = cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, offset, offset + limit - 1))
+        ids = [_text(item) for item in raw]
+        jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
+        gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
+        if not gone:
+            total = int(cast(int, redis.zcard(JOB_INDEX_KEY)))
+            return [job_info(job) for job in jobs if job is not None], total
+        # Expired jobs leave the index; read the page again without them.
+        redis.zrem(JOB_INDEX_KEY, *gone)
 
 
 def active_jobs_using_dataset(redis: Redis, dataset_id: str) -> list[str]:
