@@ -59,6 +59,7 @@ class ClusterNameUpdate(ClosedModel):
     name: str = Field(
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="Letters, digits, spaces and - _ . , ' ( ) & / + #; starts with a letter "
+        description="Letters and marks of any script, digits, spaces and - _ . , ' ( ) & / + #; "
+        "normalised to NFC; starts with a letter "
         "or digit.",
     )
