@@ -76,6 +76,10 @@ _UNKNOWN_FRAMES = 2**63 - 1
 # How to ask for a format we decode, in every message that refuses one.
 _SEND = "Send WAV, FLAC, Ogg or MP3"
 
+# Boxes an MP4/M4A file may start with: ftyp first as a rule, but free, skip, wide, mdat or
+# moov first in files written by some tools.
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"free", b"skip", b"wide", b"mdat", b"moov"})
+
 # Formats recognised by their first bytes: the ones libsndfile decodes, and the ones it
 # cannot (named in the refusal, since its own message for them is misleading).
 DECODED_FORMATS = frozenset({"WAV", "FLAC", "Ogg", "MP3", "AIFF", "AU", "CAF"})
@@ -106,7 +110,7 @@ def sniff_format(head: bytes) -> str | None:
     }
     if four in by_magic:
         return by_magic[four]
-    if head[4:8] == b"ftyp":
+    if head[4:8] in _MP4_FIRST_BOXES:
         return "M4A/MP4"
     if head[:3] == b"ID3":
         return "MP3"
@@ -116,6 +120,24 @@ def sniff_format(head: bytes) -> str | None:
             return "AAC (ADTS)" if head[1] & 0xF0 == 0xF0 else None
         return "MP3"
     return None
+
+
+def _sniff_stream(stream: BinaryIO) -> str | None:
+    """`sniff_format` of the stream's head, looking past an ID3 tag: an ID3 tag says nothing
+    of the audio behind it, which may be AAC (ADTS) or MP4 rather than MP3."""
+    start = stream.tell()
+    head = stream.read(_HEAD_BYTES)
+    sniffed = sniff_format(head)
+    if head[:3] != b"ID3" or len(head) < 10:
+        return sniffed
+    # The tag's size: four 7-bit bytes after the version and flags (ID3v2 "syncsafe").
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    footer = 10 if head[5] & 0x10 else 0
+    stream.seek(start + 10 + size + footer)
+    behind = sniff_format(stream.read(_HEAD_BYTES))
+    return behind if behind is not None else sniffed
 
 
 @dataclass(frozen=True)
@@ -228,7 +250,7 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, limits: _Limits) -> Audi
     if _remaining_bytes(stream) == 0:
         raise EmptyAudioError("The file is empty (0 bytes).")
     start = stream.tell()
-    sniffed = sniff_format(stream.read(_HEAD_BYTES))
+    sniffed = _sniff_stream(stream)
     stream.seek(start)
     if sniffed is not None and sniffed not in DECODED_FORMATS:
         raise UnsupportedEncodingError(
@@ -405,6 +427,9 @@ def _open_error(
 ) -> NotAudioError | UnsupportedEncodingError:
     """Translate libsndfile's refusal to open a file into our error with a human message."""
     detail = error.error_string.strip() or "unknown libsndfile error"
+    if "pipe" in detail.lower():
+        # libsndfile's guess for a stream it cannot seek in; a truncated file ends up here.
+        detail = "its data ends early or its framing is broken"
     wav_tag = _wav_format_tag(head)
     if wav_tag is not None and wav_tag not in _WAV_TAGS_DECODED:
         return UnsupportedEncodingError(

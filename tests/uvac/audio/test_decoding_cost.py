@@ -127,3 +127,48 @@ def test_decode_slots_run_waits_on_the_loop_for_a_slot() -> None:
 def test_decode_slots_refuse_a_zero_limit() -> None:
     with pytest.raises(ValueError):
         DecodeSlots(0)
+
+
+def _id3_tag(size: int) -> bytes:
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + b"\x00" * size
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        (b"\xff\xf1\x50\x80\x02\x1f\xfc" + b"\x00" * 200, "AAC"),  # ADTS behind an ID3 tag
+        (b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00" + b"\x00" * 200, "M4A/MP4"),
+    ],
+)
+def test_a_format_behind_an_id3_tag_is_named(payload: bytes, named: str) -> None:
+    from uvac.errors import UnsupportedEncodingError
+
+    with pytest.raises(UnsupportedEncodingError, match=named.split()[0]):
+        load_audio(_id3_tag(300) + payload, sample_rate=16_000)
+
+
+@pytest.mark.parametrize("first_box", [b"free", b"skip", b"wide", b"mdat", b"moov"])
+def test_mp4_starting_with_another_box_is_named(first_box: bytes) -> None:
+    from uvac.errors import UnsupportedEncodingError
+
+    data = b"\x00\x00\x00\x08" + first_box + b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 200
+    with pytest.raises(UnsupportedEncodingError, match="M4A/MP4"):
+        load_audio(data, sample_rate=16_000)
+
+
+def test_an_id3_tag_before_mp3_frames_is_still_mp3() -> None:
+    mp3 = encode(tone(440, 1.0), sample_rate=16_000, format="MP3")
+    audio = load_audio(_id3_tag(100) + mp3, sample_rate=16_000)
+    assert abs(audio.duration_s - 1.0) < 0.2
+
+
+def test_a_truncated_mp3_does_not_speak_of_pipes() -> None:
+    from uvac.errors import AudioError
+
+    mp3 = encode(tone(440, 1.0), sample_rate=16_000, format="MP3")
+    for cut in (20, 200, 417):
+        try:
+            load_audio(mp3[:cut], sample_rate=16_000)
+        except AudioError as error:
+            assert "pipe" not in str(error).lower()
