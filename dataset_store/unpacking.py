@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+# "C:\\x" and "C:/x" are absolute; "C:meeting.wav" is a name with a colon in it.
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 # What a name may be to become a file: NAME_MAX of Linux file systems per component, and a
 # relative path short and shallow enough to stay far below PATH_MAX under the data folder.
 MAX_NAME_COMPONENT_BYTES = 255
@@ -139,6 +141,8 @@ def safe_relative_path(name: str) -> PurePosixPath | None:
 
 def unstorable_name(relative: PurePosixPath) -> str | None:
     """Why a (safe) relative path cannot become a file here, or None when it can."""
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in str(relative)):
+        return "its name holds control, line-break or format characters (such as bidi overrides)"
     if any(len(part.encode("utf-8")) > MAX_NAME_COMPONENT_BYTES for part in relative.parts):
         return f"a folder or file name in it is longer than {MAX_NAME_COMPONENT_BYTES} bytes"
     if len(relative.parts) > MAX_ENTRY_DEPTH:

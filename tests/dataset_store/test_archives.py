@@ -199,3 +199,36 @@ def test_an_ordinary_pax_size_still_unpacks(tmp_path: Path) -> None:
     archive = tar_with_pax_records([(b"size", str(len(data)).encode())], member=data)
     result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
     assert [path.name for path in result.files] == ["after.wav"]
+
+
+def test_a_link_with_a_name_that_is_not_utf8_refuses_the_archive(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as archive:  # fmt: skip
+        for kind in (tarfile.SYMTYPE, tarfile.FIFOTYPE):
+            info = tarfile.TarInfo(b"link\xff".decode("utf-8", "surrogateescape") + str(kind))
+            info.type = kind
+            info.linkname = "/etc/passwd"
+            archive.addfile(info)
+            with pytest.raises(ArchiveRejected, match="link or not a regular file"):
+                unpack_archive(
+                    io.BytesIO(buffer.getvalue() + b"\0" * 1024),
+                    destination=tmp_path / str(kind),
+                    limits=LIMITS,
+                )
+
+
+def test_a_drive_relative_name_is_a_name_not_an_absolute_path(tmp_path: Path) -> None:
+    archive = zip_with_members([("C:meeting.wav", wav_bytes(440))])
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["C:meeting.wav"]
+
+
+@pytest.mark.parametrize("name", ["a\rb.wav", "a\nb.wav", "bell\x07.wav", "\u202egnp.wav"])
+def test_names_with_control_or_format_characters_are_not_stored(tmp_path: Path, name: str) -> None:
+    archive = zip_with_members([(name, wav_bytes(440)), ("ok.wav", wav_bytes(440))])
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["ok.wav"]
+    (skipped,) = result.skipped
+    assert "control" in skipped.reason
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]
