@@ -14,6 +14,12 @@ at once instead of paying `max_wait_s` for company that will not arrive (the lat
 single client); with uploads still decoding, it waits for them, at most `max_wait_s`.
 
 Requests whose caller went away (cancelled futures) are dropped before the forward pass.
+
+Long clips (over `long_clip_seconds`) take their own lane: rather than one forward pass that
+holds the inference thread for the whole recording (a minute for a 600 s clip with an
+encoder), each is clustered in steps of `windows_per_step` windows
+(`Clusterer.cluster_in_steps`), and the consumer serves every waiting short batch between
+two steps. Several long clips take their steps in turn.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -49,12 +56,22 @@ class BatchModel(Protocol):
 class _ClusterBatch(Protocol):
     def cluster_batch(self, audios: Sequence[Audio]) -> list[ClipResult]: ...
 
+    def cluster_in_steps(
+        self, audio: Audio, *, windows_per_step: int
+    ) -> Generator[None, None, ClipResult]: ...
+
 
 @dataclass(eq=False)
 class _Pending:
     model: BatchModel
     audio: Audio
     future: asyncio.Future[ClipResult] = field(repr=False)
+
+
+@dataclass(eq=False)
+class _LongClip:
+    pending: _Pending
+    steps: Generator[None, None, ClipResult] = field(repr=False)
 
 
 T = TypeVar("T")
@@ -72,6 +89,8 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         max_batch_seconds: float = 600.0,
+        long_clip_seconds: float | None = None,
+        windows_per_step: int = 32,
         observer: BatchObserver | None = None,
     ) -> None:
         if max_batch < 1:
@@ -79,6 +98,9 @@ class MicroBatcher:
         self._max_batch = max_batch
         self._max_wait_s = max(0.0, max_wait_s)
         self._max_batch_seconds = max_batch_seconds
+        self._long_clip_seconds = long_clip_seconds
+        self._windows_per_step = windows_per_step
+        self._long: deque[_LongClip] = deque()
         self._observer = observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._expected = 0  # requests decoding audio that they will submit next
@@ -102,6 +124,10 @@ class MicroBatcher:
             pending = self._queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(_shutting_down())
+        while self._long:
+            long_clip = self._long.popleft()
+            if not long_clip.pending.future.done():
+                long_clip.pending.future.set_exception(_shutting_down())
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -127,10 +153,52 @@ class MicroBatcher:
 
     async def _consume_forever(self) -> None:
         while True:
+            if self._long and self._queue.empty():
+                await self._step_long()
+                continue
             batch = await self._collect()
             live = [pending for pending in batch if not pending.future.done()]
-            for group in _group_by_model(live):
+            short = []
+            for pending in live:
+                if self._is_long(pending):
+                    steps = pending.model.clusterer.cluster_in_steps(
+                        pending.audio, windows_per_step=self._windows_per_step
+                    )
+                    self._long.append(_LongClip(pending=pending, steps=steps))
+                else:
+                    short.append(pending)
+            for group in _group_by_model(short):
                 await self._run(group)
+
+    def _is_long(self, pending: _Pending) -> bool:
+        limit = self._long_clip_seconds
+        return limit is not None and pending.audio.duration_s > limit
+
+    async def _step_long(self) -> None:
+        """One step of the first long clip, which then goes to the back of the lane."""
+        assert self._executor is not None
+        long_clip = self._long.popleft()
+        future = long_clip.pending.future
+        if future.done():  # the caller went away
+            long_clip.steps.close()
+            return
+        started = time.perf_counter()
+        try:
+            finished, result = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _next_step, long_clip.steps
+            )
+        except Exception as error:
+            logger.exception("inference failed for a long clip")
+            if not future.done():
+                future.set_exception(error)
+            return
+        if self._observer is not None:
+            self._observer(1, time.perf_counter() - started)
+        if not finished:
+            self._long.append(long_clip)
+        elif not future.done():
+            assert result is not None
+            future.set_result(result)
 
     async def _collect(self) -> list[_Pending]:
         loop = asyncio.get_running_loop()
@@ -174,6 +242,15 @@ class MicroBatcher:
         for pending, result in zip(group, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+
+def _next_step(steps: Generator[None, None, ClipResult]) -> tuple[bool, ClipResult | None]:
+    """Run one step: (False, None) while there are more, (True, result) at the end."""
+    try:
+        next(steps)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, None
 
 
 def _group_by_model(batch: list[_Pending]) -> list[list[_Pending]]:

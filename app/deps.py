@@ -26,6 +26,7 @@ from app.serving import ModelHolder
 from dataset_store import DatasetStore
 from model_store import ModelStore
 from service_config import Settings
+from uvac.audio import DecodeSlots
 
 
 async def get_services(request: Request) -> Services:
@@ -54,6 +55,10 @@ async def get_batcher(services: ServicesDep) -> MicroBatcher:
 
 async def get_dataset_store(services: ServicesDep) -> DatasetStore:
     return services.datasets
+
+
+async def get_decode_slots(services: ServicesDep) -> DecodeSlots:
+    return services.decode_slots
 
 
 async def get_redis(services: ServicesDep) -> redis.Redis:
@@ -92,6 +97,7 @@ BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 MetricsDep = Annotated[AppMetrics, Depends(get_metrics)]
+DecodeSlotsDep = Annotated[DecodeSlots, Depends(get_decode_slots)]
 DatasetUploadSlot = Depends(dataset_upload_slot)
 
 _api_key_header = APIKeyHeader(

@@ -18,6 +18,7 @@ _DESCRIPTIONS = {
     401: "No API key (when keys are configured)",
     403: "The API key is not valid",
     404: "Not found",
+    408: "The upload arrived slower than the configured floor",
     409: "Conflict with the current state",
     413: "Upload, audio or batch over the configured limits",
     415: "Not audio, or an unsupported encoding or media type",

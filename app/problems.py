@@ -58,6 +58,8 @@ _TITLES: dict[str, str] = {
     "invalid-dataset": "Invalid data set",
     "validation-error": "Request validation failed",
     "upload-too-large": "Upload too large",
+    "upload-too-slow": "Upload too slow",
+    "dataset-in-use": "Data set in use",
     "body-too-large": "Request body too large",
     "too-many-files": "Too many files",
     "too-many-parts": "Too many multipart parts",
@@ -171,24 +173,35 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     )
 
 
+# A 422 lists at most this many errors (and says how many there were): a body of many bad
+# values must not cost seconds to encode and megabytes to answer.
+MAX_REPORTED_ERRORS = 20
+
+
 def _validation_problem(exc: RequestValidationError) -> Problem:
+    all_errors = exc.errors()
     errors = [
         {
             "loc": [str(part) for part in error.get("loc", ())],
             "message": error.get("msg", ""),
             "type": error.get("type", ""),
         }
-        for error in jsonable_encoder(exc.errors())
+        for error in jsonable_encoder(list(all_errors[:MAX_REPORTED_ERRORS]))
     ]
     for error in errors:
         error["message"] = plain_message(error["message"])
+    total = len(all_errors)
     # One sentence per problem, naming the field as the client spelt it (no "body." prefix).
     sentences = [_sentence(error) for error in errors[:5]]
-    if len(errors) > 5:
-        sentences.append(f"And {len(errors) - 5} more (see errors).")
+    if total > 5:
+        sentences.append(f"And {total - 5} more (errors lists the first {len(errors)}).")
     detail = " ".join(sentences) if errors else "Invalid request."
     return Problem(
-        422, "validation-error", _TITLES["validation-error"], detail, extensions={"errors": errors}
+        422,
+        "validation-error",
+        _TITLES["validation-error"],
+        detail,
+        extensions={"errors": errors, "errors_total": total},
     )
 
 

@@ -16,7 +16,7 @@ from app.serving import LoadedModel, ModelHolder
 from dataset_store import DatasetStore
 from model_store import ModelStore
 from service_config import Settings
-from uvac.audio import configure_encoder_precision
+from uvac.audio import DecodeSlots, configure_encoder_precision
 from uvac.device import configure_threads, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Services:
     batcher: MicroBatcher
     redis: redis.Redis
     dataset_uploads: asyncio.Semaphore
+    decode_slots: DecodeSlots
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -69,6 +70,8 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
     batcher = MicroBatcher(
         max_batch=settings.inference_max_batch,
         max_wait_s=settings.inference_max_wait_ms / 1000.0,
+        long_clip_seconds=settings.inference_long_clip_seconds,
+        windows_per_step=settings.inference_windows_per_step,
         observer=metrics.observe_batch,
     )
     client = connect_redis(settings)
@@ -92,6 +95,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
             batcher=batcher,
             redis=client,
             dataset_uploads=asyncio.Semaphore(settings.max_concurrent_dataset_uploads),
+            decode_slots=DecodeSlots(settings.max_concurrent_decodes),
         )
     finally:
         await holder.close()

@@ -4,12 +4,12 @@ FastAPI's `UploadFile` parameters read the whole body before the route runs, so 
 upload would be spooled to disk before anyone could refuse it. Upload routes therefore read
 `request.stream()` themselves: the declared `Content-Length` is checked first, then bytes
 are counted as they arrive, and the request is refused with 413 as soon as the body or one
-part goes over its cap. (The routes document their multipart body in OpenAPI by hand.)
+part goes over its cap; a body that arrives slower than the configured floor is refused
+with 408 (`app.upload_pace`). (The routes document their multipart body in OpenAPI by hand.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
@@ -18,10 +18,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.problems import ApiProblem
-from uvac.audio import Audio, load_audio
+from app.upload_pace import UploadPace, paced_body
+from uvac.audio import Audio, DecodeSlots, load_audio
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ async def read_multipart_files(
     try:
         # Inside the try: the parser refuses some boundaries (too long, empty) when built.
         parser = MultipartParser(params[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
-        async for chunk in request.stream():
+        async for chunk in paced_body(request, _pace_of(request)):
             received += len(chunk)
             if received > body_cap:
                 raise too_large(
@@ -259,6 +260,10 @@ async def read_multipart_files(
                 )
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            # The parser accepts a body cut before its closing boundary; its last part may be
+            # a fragment, so the body is refused rather than processed.
+            raise FormParserError("the body ends before the closing boundary")
     except (FormParserError, ValueError) as error:
         # ValueError: the parser's own argument checks (a boundary it cannot use).
         collector.close_all()
@@ -285,10 +290,21 @@ async def read_multipart_files(
     return wanted
 
 
-async def decode_audio(data: bytes, *, sample_rate: int, max_seconds: float) -> Audio:
-    """Decode and resample off the event loop (uvac errors propagate as problems)."""
-    return await asyncio.to_thread(
-        load_audio, data, sample_rate=sample_rate, max_seconds=max_seconds
+async def decode_audio(
+    data: bytes, *, sample_rate: int, max_seconds: float, max_samples: int, slots: DecodeSlots
+) -> Audio:
+    """Decode and resample off the event loop, in one of the process's decode slots (uvac
+    errors propagate as problems)."""
+    return await slots.run(
+        load_audio, data, sample_rate=sample_rate, max_seconds=max_seconds, max_samples=max_samples
+    )
+
+
+def _pace_of(request: Request) -> UploadPace:
+    settings = request.app.state.settings
+    return UploadPace(
+        min_bytes_per_second=settings.min_upload_bytes_per_second,
+        grace_seconds=settings.upload_grace_seconds,
     )
 
 

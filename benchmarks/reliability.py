@@ -4,6 +4,7 @@ schemathesis, fault injection, soak.
     .venv/bin/python benchmarks/reliability.py                   # everything (about 30 min)
     .venv/bin/python benchmarks/reliability.py --parts fuzz,faults --fuzz-cases 2000
     .venv/bin/python benchmarks/reliability.py --parts families --family-cases 500
+    .venv/bin/python benchmarks/reliability.py --parts families --families wide-json,head-of-line
     .venv/bin/python benchmarks/reliability.py --soak-seconds 60
 
 Prints a table, writes ``benchmarks/results/reliability.json`` (``fuzz_cases``,
@@ -62,9 +63,10 @@ def _portable(value: Any) -> Any:
 
 
 def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from benchmarks.reliability.cost_families import COST_FAMILIES, run_cost_families
     from benchmarks.reliability.faults import run_faults
     from benchmarks.reliability.fuzz_audio import run_fuzz
-    from benchmarks.reliability.fuzz_families import run_fuzz_families
+    from benchmarks.reliability.fuzz_families import FAMILIES, run_fuzz_families
     from benchmarks.reliability.pickle_scan import scan_paths
     from benchmarks.reliability.schema_check import run_schema_check
     from benchmarks.reliability.soak import run_soak
@@ -80,10 +82,20 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         results["fuzz"] = report.to_json()
     if "families" in parts:
         logger.info("== fuzz families: %d cases each", arguments.family_cases)
-        results["families"] = run_fuzz_families(
-            work_dir=work / "families", cases=arguments.family_cases,
-            report_cases=arguments.report_cases, seed=arguments.seed,
-        )  # fmt: skip
+        chosen = arguments.families or (*FAMILIES, *COST_FAMILIES)
+        redis_url = f"{arguments.redis_url}/14"
+        results["families"] = {
+            **run_fuzz_families(
+                work_dir=work / "families", cases=arguments.family_cases,
+                report_cases=arguments.report_cases, seed=arguments.seed,
+                families=tuple(name for name in chosen if name in FAMILIES), redis_url=redis_url,
+            ),
+            **run_cost_families(
+                work_dir=work / "cost-families", cases=arguments.family_cases,
+                seed=arguments.seed, redis_url=redis_url,
+                families=tuple(name for name in chosen if name in COST_FAMILIES),
+            ),
+        }  # fmt: skip
     if "security" in parts:
         logger.info("== security: pickle scan")
         findings, files = scan_paths(
@@ -118,6 +130,15 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 _FAMILY_KEYS = ("cases", "status_5xx", "crashes", "peak_rss_mb_above_idle")
+# A family's own headline figures, kept beside the four above when it has them.
+_FAMILY_EXTRA_KEYS = (
+    "short_clip_p95_seconds",
+    "long_clip_seconds",
+    "largest_answer_bytes",
+    "list_limit_1_seconds_max",
+    "livez_worst_seconds",
+    "ordinary_upload_wait_seconds_max",
+)
 _FAMILY_WHAT = {
     "archive-headers": "archive headers (GNU long names and PAX records declaring up to "
     "400 MiB, header chains, zip central directories of up to 300,000 entries)",
@@ -127,6 +148,14 @@ _FAMILY_WHAT = {
     "parts, part headers up to 20 KB, cut framing) on the three upload routes",
     "report-text": "user text reaching reports (labels that are mathtext, HTML or format "
     "strings, through upload, a real worker's evaluation and the report page)",
+    "high-rate-audio": "compressed audio at 96-655,350 Hz, 10-600 s, mono/stereo, lying "
+    "lengths, on /v1/cluster, the batch route and in a data set upload",
+    "long-names": "archives of up to 2,000 entries named up to 64 KiB, then a listing",
+    "numeric-headers": "PAX numeric records of up to 10,000 digits, signs, non-ASCII digits",
+    "concurrent-exports": "12 concurrent downloads of an export built on request",
+    "wide-json": "JSON bodies of up to 75,000 unknown keys on the JSON routes",
+    "slow-uploads": "two clients trickling bytes into the data set upload slots",
+    "head-of-line": "1 s clips while a 600 s clip is clustered (bundled encoder model)",
 }
 
 
@@ -148,6 +177,13 @@ def merge(
 ) -> dict[str, Any]:
     """The new JSON: fresh parts replace old ones; the headline numbers come from the parts."""
     details = dict(previous.get("details") or {})
+    if "families" in fresh:  # a run of some families keeps the others' last results
+        earlier = {
+            name: family
+            for name, family in (details.get("families") or {}).items()
+            if name != "run" and name not in fresh["families"]
+        }
+        fresh = {**fresh, "families": {**earlier, **fresh["families"]}}
     for name, value in fresh.items():
         details[name] = (
             {**value, "run": run} if isinstance(value, dict) else {"items": value, "run": run}
@@ -158,7 +194,7 @@ def merge(
     soak = details.get("soak") or {}
     security = details.get("security") or {}
     families = {
-        name: {key: value[key] for key in _FAMILY_KEYS}
+        name: {key: value[key] for key in (*_FAMILY_KEYS, *_FAMILY_EXTRA_KEYS) if key in value}
         for name, value in (details.get("families") or {}).items()
         if isinstance(value, dict) and name != "run"
     }
@@ -211,7 +247,9 @@ def table(summary: dict[str, Any]) -> str:
     for name, family in (summary.get("fuzz_families") or {}).items():
         rows.append((f"Fuzz family: {_FAMILY_WHAT.get(name, name)}", f"{family['cases']} cases",
                      f"{family['status_5xx']} 5xx, {family['crashes']} crashes; peak memory "
-                     f"+{family['peak_rss_mb_above_idle']} MB"))  # fmt: skip
+                     f"+{family['peak_rss_mb_above_idle']} MB"
+                     + "".join(f"; {key} {family[key]}" for key in _FAMILY_EXTRA_KEYS
+                               if key in family)))  # fmt: skip
     for fault in faults:
         rows.append((f"Fault: {fault['what']}", fault["name"],
                      "survived" if fault["survived"] else "NOT survived"))  # fmt: skip
@@ -236,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
     parser.add_argument("--family-cases", type=int, default=500,
                         help="cases per request fuzz family")  # fmt: skip
+    parser.add_argument("--families", default="",
+                        help="comma-separated families to run (default: all)")  # fmt: skip
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379",
+                        help="the Redis of the family servers (database 14 is used)")  # fmt: skip
     parser.add_argument("--report-cases", type=int, default=30,
                         help="evaluations of the report-text family")  # fmt: skip
     parser.add_argument("--fuzz-memory-mb", type=int, default=1024,
@@ -247,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "reliability.json")
     arguments = parser.parse_args(argv)
     arguments.parts = [part.strip() for part in arguments.parts.split(",") if part.strip()]
+    arguments.families = tuple(
+        name.strip() for name in arguments.families.split(",") if name.strip()
+    )
     unknown = set(arguments.parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")

@@ -4,12 +4,16 @@ Layout under the store root (``UVAC_DATASETS_DIR``)::
 
     ds_0123456789ab/
         manifest.json      id, created_at, files, rejected, labels, digest
+        listing.json       id and created_at alone, so a listing parses only its page
         files/             the accepted recordings (and labels.csv when one was uploaded)
     .staging/              half-built data sets; renamed into place when complete
 
 A data set appears all at once (staging folder + rename) or not at all. Every accepted file
 was decoded with `uvac.audio.decoding.load_audio`; files that are not audio or cannot be decoded are
-deleted and listed under ``rejected`` with the reason, rather than failing the whole upload.
+deleted and listed under ``rejected`` with the reason, rather than failing the whole upload;
+a rejected name is kept in a short, escaped form, only the first `MAX_SKIPPED_LISTED` are
+listed (``rejected_count`` counts them all), and a manifest over `MAX_MANIFEST_BYTES` refuses
+the upload, so what an archive costs to list stays near what it cost to send.
 The ``digest`` is `uvac.audio.datasets.dataset_digest` of the files (path, label and content hash)
 and labels, so the same recordings give the same digest whatever the id; a trained model
 records it.
@@ -17,6 +21,7 @@ records it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -30,8 +35,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from dataset_store.archives import UnpackLimits, unpack_archive
-from dataset_store.errors import ArchiveRejected, DatasetNotFound
-from uvac.audio import LABELS_FILE, AudioFolder, DigestEntry, dataset_digest, load_audio
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge, DatasetNotFound
+from dataset_store.unpacking import MAX_SKIPPED_LISTED, echoed_name
+from uvac.audio import (
+    LABELS_FILE,
+    Audio,
+    AudioFolder,
+    DecodeSlots,
+    DigestEntry,
+    dataset_digest,
+    load_audio,
+)
 from uvac.errors import AudioError, DatasetError
 from uvac.hashing import file_sha256
 
@@ -48,6 +62,12 @@ logger = logging.getLogger(__name__)
 
 MEGABYTE = 1024 * 1024
 MANIFEST_FILE = "manifest.json"
+LISTING_FILE = "listing.json"
+# The files list is bounded by max_files x MAX_ENTRY_PATH_BYTES already; this is the backstop
+# for the whole document.
+MAX_MANIFEST_BYTES = 32 * MEGABYTE
+# A rejection's reason is cut to this many characters (decoder messages can be long).
+_MAX_REASON_CHARS = 300
 FILES_FOLDER = "files"
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
 
@@ -65,6 +85,10 @@ class IngestLimits:
     max_file_bytes: int = 256 * MEGABYTE
     max_files: int = 20_000
     max_audio_seconds: float | None = 600.0
+    # What one recording may decode to (frames x channels at its own rate).
+    max_audio_samples: int | None = 600 * 48_000 * 2
+    # Shared with the process's other decoders, so ingestion adds no decode beyond the cap.
+    decode_slots: DecodeSlots | None = field(default=None, compare=False)
     # Decoding rate used only to check every file and measure its duration.
     sample_rate: int = 16_000
 
@@ -102,6 +126,7 @@ class DatasetManifest:
     digest: str
     source: str | None = None  # the uploaded file's name, for people
     total_duration_s: float = field(default=0.0)
+    rejected_count: int | None = None  # all rejected entries; None in older manifests
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +142,7 @@ class DatasetManifest:
             digest=document["digest"],
             source=document.get("source"),
             total_duration_s=float(document.get("total_duration_s", 0.0)),
+            rejected_count=document.get("rejected_count"),
         )
 
 
@@ -154,17 +180,36 @@ class DatasetStore:
         return DatasetManifest.from_dict(document)
 
     def list(self, *, offset: int = 0, limit: int = 50) -> tuple[list[DatasetManifest], int]:
-        """Data sets, newest first, and how many there are in all."""
-        manifests = []
+        """Data sets, newest first, and how many there are in all.
+
+        Orders by each data set's small listing file and parses only the page's manifests.
+        """
+        entries = []
         if self.root.is_dir():
             for folder in self.root.iterdir():
                 if _DATASET_ID.match(folder.name) and (folder / MANIFEST_FILE).is_file():
                     try:
-                        manifests.append(self.get(folder.name))
+                        entries.append((self._created_at(folder), folder.name))
                     except (DatasetNotFound, ValueError, KeyError):
                         logger.warning("skipping unreadable data set folder %s", folder)
-        manifests.sort(key=lambda manifest: (manifest.created_at, manifest.id), reverse=True)
-        return manifests[offset : offset + limit], len(manifests)
+        entries.sort(reverse=True)
+        manifests = []
+        for _, dataset_id in entries[offset : offset + limit]:
+            try:
+                manifests.append(self.get(dataset_id))
+            except (DatasetNotFound, ValueError, KeyError):
+                logger.warning("skipping unreadable data set %s", dataset_id)
+        return manifests, len(entries)
+
+    def _created_at(self, folder: Path) -> str:
+        try:
+            return str(json.loads((folder / LISTING_FILE).read_text("utf-8"))["created_at"])
+        except FileNotFoundError:
+            # A data set stored before listing files existed: read its manifest once and
+            # leave the listing file for next time.
+            manifest = self.get(folder.name)
+            _write_listing(folder, manifest)
+            return manifest.created_at
 
     def delete(self, dataset_id: str) -> None:
         folder = self._folder(dataset_id)
@@ -195,7 +240,13 @@ class DatasetStore:
             skipped = [
                 RejectedFile(path=entry.name, reason=entry.reason) for entry in unpacked.skipped
             ]
-            return self._finish(staging, source=filename, limits=limits, skipped=skipped)
+            return self._finish(
+                staging,
+                source=filename,
+                limits=limits,
+                skipped=skipped,
+                skipped_count=unpacked.skipped_count,
+            )
 
     def register_folder(
         self, source: Path, *, limits: IngestLimits | None = None
@@ -246,10 +297,12 @@ class DatasetStore:
         source: str,
         limits: IngestLimits,
         skipped: Iterable[RejectedFile] = (),
+        skipped_count: int = 0,
     ) -> DatasetManifest:
         files_root = staging / FILES_FOLDER
         decoded: list[tuple[str, float, str]] = []  # (relative path, duration, sha256)
-        rejected: list[RejectedFile] = list(skipped)
+        listed = list(skipped)
+        rejected = _Rejections(listed, count=max(skipped_count, len(listed)))
         for path in sorted(p for p in files_root.rglob("*") if p.is_file()):
             relative = path.relative_to(files_root).as_posix()
             if relative == LABELS_FILE:
@@ -257,23 +310,21 @@ class DatasetStore:
             if any(_is_hidden(part) for part in PurePosixPath(relative).parts):
                 # The engine's folder scan skips hidden files and folders (.DS_Store,
                 # __MACOSX, AppleDouble ._x.wav); keeping them would make the two disagree.
-                rejected.append(RejectedFile(path=relative, reason="hidden file"))
+                rejected.add(relative, "hidden file")
                 path.unlink()
                 continue
             try:
-                audio = load_audio(
-                    path, sample_rate=limits.sample_rate, max_seconds=limits.max_audio_seconds
-                )
+                audio = _decode(path, limits=limits)
             except AudioError as error:
-                rejected.append(RejectedFile(path=relative, reason=f"{error.title}: {error}"))
+                rejected.add(relative, f"{error.title}: {error}")
                 path.unlink()
                 continue
             decoded.append((relative, round(audio.duration_s, 6), file_sha256(path)))
         if not decoded:
-            reasons = "; ".join(f"{item.path}: {item.reason}" for item in rejected[:5])
+            reasons = "; ".join(f"{item.path}: {item.reason}" for item in rejected.listed[:5])
             raise ArchiveRejected(
                 "The archive holds no decodable audio file"
-                + (f" ({len(rejected)} rejected: {reasons})." if rejected else ".")
+                + (f" ({rejected.count} rejected: {reasons})." if rejected.count else ".")
             )
         labels_by_path = _engine_labels(files_root, [relative for relative, _, _ in decoded])
         accepted = [
@@ -288,24 +339,53 @@ class DatasetStore:
             id=dataset_id,
             created_at=datetime.now(UTC).isoformat(),
             files=accepted,
-            rejected=rejected,
+            rejected=rejected.listed,
+            rejected_count=rejected.count,
             labels=labels,
             digest=manifest_digest(accepted, labels),
             source=source,
             total_duration_s=round(sum(item.duration_s for item in accepted), 6),
         )
-        (staging / MANIFEST_FILE).write_text(
-            json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
-        )
+        document = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False)
+        if len(document) > MAX_MANIFEST_BYTES:  # characters: at most the bytes, often equal
+            raise ArchiveTooLarge(
+                f"The data set's manifest would be larger than {MAX_MANIFEST_BYTES} bytes; "
+                "send fewer files or shorter names."
+            )
+        (staging / MANIFEST_FILE).write_text(document, encoding="utf-8")
+        _write_listing(staging, manifest)
         staging.rename(self.root / dataset_id)
         logger.info(
             "data set %s: %d files accepted, %d rejected, digest %s",
             dataset_id,
             len(accepted),
-            len(rejected),
+            rejected.count,
             manifest.digest[:12],
         )
         return manifest
+
+
+class _Rejections:
+    """Rejected entries: the first `MAX_SKIPPED_LISTED` listed (name and reason cut short),
+    all counted."""
+
+    def __init__(self, listed: list[RejectedFile], *, count: int) -> None:
+        self.listed = listed[:MAX_SKIPPED_LISTED]
+        self.count = count
+
+    def add(self, path: str, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_SKIPPED_LISTED:
+            self.listed.append(
+                RejectedFile(
+                    path=echoed_name(path), reason=echoed_name(reason, limit=_MAX_REASON_CHARS)
+                )
+            )
+
+
+def _write_listing(folder: Path, manifest: DatasetManifest) -> None:
+    listing = {"id": manifest.id, "created_at": manifest.created_at}
+    (folder / LISTING_FILE).write_text(json.dumps(listing), encoding="utf-8")
 
 
 class _StagingFolder:
@@ -320,6 +400,17 @@ class _StagingFolder:
 
     def __exit__(self, *exc_info: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _decode(path: Path, *, limits: IngestLimits) -> Audio:
+    slot = limits.decode_slots.hold() if limits.decode_slots else contextlib.nullcontext()
+    with slot:
+        return load_audio(
+            path,
+            sample_rate=limits.sample_rate,
+            max_seconds=limits.max_audio_seconds,
+            max_samples=limits.max_audio_samples,
+        )
 
 
 def _strip_single_top_folder(files_root: Path) -> None:

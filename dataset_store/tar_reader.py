@@ -82,6 +82,11 @@ def unpack_tar(
                 name = entry.name.decode("utf-8")
             except UnicodeDecodeError:
                 printable = entry.name.decode("utf-8", "backslashreplace")
+                if entry.kind in ("symlink", "hardlink", "other"):
+                    # Whatever its name, a link or device refuses the archive, as below.
+                    raise ArchiveRejected(
+                        f"Entry {shown_name(printable)} is a link or not a regular file."
+                    ) from None
                 if entry.kind == "file":
                     unpacking.skip(printable, "not unpacked: its name is not UTF-8 text")
                 continue

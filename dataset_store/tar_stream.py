@@ -27,6 +27,7 @@ from dataset_store.errors import ArchiveRejected, UnsupportedArchive
 __all__ = [
     "MAX_EXTENDED_HEADERS",
     "MAX_EXTENDED_HEADER_BYTES",
+    "MAX_NUMBER_DIGITS",
     "EntryData",
     "Readable",
     "TarEntry",
@@ -37,6 +38,10 @@ BLOCK = 512
 # A PAX record set or GNU long name of a real archive is a few hundred bytes; names that
 # fit a file system are at most 4096.
 MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+# Decimal digits of the longest number a header may hold: 2**63 has 19. Every numeric field
+# is checked against it before conversion, since int() of a long digit string is slow and,
+# past 4300 digits, refused with a ValueError.
+MAX_NUMBER_DIGITS = 20
 # GNU tar writes at most a PAX header, a long name and a long link name before an entry.
 MAX_EXTENDED_HEADERS = 8
 
@@ -219,6 +224,10 @@ def _number(raw: bytes, *, index: int, field: str) -> int:
     text = raw.split(b"\x00", 1)[0].strip(b" ")
     if not text:
         return 0
+    if len(text) > MAX_NUMBER_DIGITS:  # ustar fields are 12 bytes; a caller may pass more
+        raise UnsupportedArchive(
+            f"The tar archive cannot be read: entry {index + 1} has an invalid {field} field."
+        )
     try:
         return int(text, 8)
     except ValueError:
@@ -233,10 +242,10 @@ def _pax_records(payload: bytes) -> dict[bytes, bytes]:
     position = 0
     while position < len(payload):
         space = payload.find(b" ", position)
-        try:
-            length = int(payload[position:space]) if space > position else 0
-        except ValueError:
-            length = 0
+        digits = payload[position:space] if space > position else b""
+        length = _decimal(digits) if digits else 0
+        if length is None:
+            raise UnsupportedArchive("The tar archive cannot be read: a PAX record is malformed.")
         end = position + length
         if space < 0 or length <= space - position or end > len(payload):
             raise UnsupportedArchive("The tar archive cannot be read: a PAX record is malformed.")
@@ -250,6 +259,17 @@ def _pax_records(payload: bytes) -> dict[bytes, bytes]:
 
 
 def _pax_number(raw: bytes) -> int:
-    if not raw.isdigit():
-        raise UnsupportedArchive("The tar archive cannot be read: a PAX size is not a number.")
+    number = _decimal(raw)
+    if number is None:
+        raise UnsupportedArchive(
+            "The tar archive cannot be read: a PAX size is not a number of at most "
+            f"{MAX_NUMBER_DIGITS} digits."
+        )
+    return number
+
+
+def _decimal(raw: bytes) -> int | None:
+    """ASCII decimal digits as a number, or None when they are not that or too many."""
+    if not raw or len(raw) > MAX_NUMBER_DIGITS or not raw.isdigit():
+        return None
     return int(raw)

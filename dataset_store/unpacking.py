@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -21,21 +22,25 @@ from dataset_store.tar_stream import Readable
 
 __all__ = [
     "CHUNK",
+    "MAX_ECHOED_NAME_CHARS",
     "MAX_ENTRY_DEPTH",
     "MAX_ENTRY_PATH_BYTES",
     "MAX_NAME_COMPONENT_BYTES",
+    "MAX_SKIPPED_LISTED",
     "Budget",
     "SkippedEntry",
     "UnpackLimits",
     "UnpackResult",
     "Unpacking",
+    "echoed_name",
     "safe_relative_path",
     "shown_name",
     "unstorable_name",
 ]
 
 CHUNK = 1 << 20
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+# "C:\\x" and "C:/x" are absolute; "C:meeting.wav" is a name with a colon in it.
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 # What a name may be to become a file: NAME_MAX of Linux file systems per component, and a
 # relative path short and shallow enough to stay far below PATH_MAX under the data folder.
 MAX_NAME_COMPONENT_BYTES = 255
@@ -43,6 +48,11 @@ MAX_ENTRY_PATH_BYTES = 1024
 MAX_ENTRY_DEPTH = 32
 # Longest entry name quoted in a reason or an error message.
 _SHOWN_NAME_CHARS = 120
+# A skipped entry's name is kept (in the manifest, in answers) cut to this many characters,
+# and only this many skipped entries are listed: an archive of long names must not turn into
+# a manifest many times its own size. The rest are counted.
+MAX_ECHOED_NAME_CHARS = 200
+MAX_SKIPPED_LISTED = 1_000
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,38 @@ class SkippedEntry:
 
 @dataclass
 class UnpackResult:
-    """The files written (relative to the destination) and the entries skipped."""
+    """The files written (relative to the destination) and the entries skipped: the first
+    `MAX_SKIPPED_LISTED` of them listed with a short form of their name, all counted."""
 
     files: list[Path] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
+    skipped_count: int = 0
+
+    def add_skipped(self, name: str, reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_SKIPPED_LISTED:
+            self.skipped.append(SkippedEntry(name=echoed_name(name), reason=reason))
+
+
+def echoed_name(name: str, *, limit: int = MAX_ECHOED_NAME_CHARS) -> str:
+    """A name as it may be stored and echoed back: characters that are not printable
+    (controls, line breaks, bidi overrides) escaped as Python writes them (``\\n``,
+    ``\\u202e``), and cut to about ``limit`` characters, ending with how many were cut
+    ("... (100 more characters)").
+    """
+    head = name[:limit]
+    escaped = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in head)
+    kept = len(head)
+    if len(escaped) > limit:  # escapes lengthened it: cut on a character boundary
+        escaped, kept = "", 0
+        for char in head:
+            piece = char if char.isprintable() else ascii(char)[1:-1]
+            if len(escaped) + len(piece) > limit:
+                break
+            escaped += piece
+            kept += 1
+    cut = len(name) - kept
+    return escaped if cut == 0 else f"{escaped}... ({cut} more characters)"
 
 
 def shown_name(name: str) -> str:
@@ -103,6 +141,8 @@ def safe_relative_path(name: str) -> PurePosixPath | None:
 
 def unstorable_name(relative: PurePosixPath) -> str | None:
     """Why a (safe) relative path cannot become a file here, or None when it can."""
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in str(relative)):
+        return "its name holds control, line-break or format characters (such as bidi overrides)"
     if any(len(part.encode("utf-8")) > MAX_NAME_COMPONENT_BYTES for part in relative.parts):
         return f"a folder or file name in it is longer than {MAX_NAME_COMPONENT_BYTES} bytes"
     if len(relative.parts) > MAX_ENTRY_DEPTH:
@@ -147,7 +187,7 @@ class Unpacking:
 
     def skip(self, name: str, reason: str) -> None:
         self.budget.add_file()
-        self.result.skipped.append(SkippedEntry(name=name, reason=reason))
+        self.result.add_skipped(name, reason)
 
     def add_file(self, source: Readable, *, name: str, relative: PurePosixPath) -> None:
         """Write one entry's data, or skip it when its name cannot be a file here."""
@@ -179,9 +219,7 @@ class Unpacking:
             # Within the name rules yet too long for this file system: the data folder's own
             # path is long. The error's text would show that path, so it is not quoted.
             target.unlink(missing_ok=True)
-            self.result.skipped.append(
-                SkippedEntry(name=name, reason="not unpacked: its path is too long to store")
-            )
+            self.result.add_skipped(name, "not unpacked: its path is too long to store")
             return
         self.result.files.append(Path(*relative.parts))
 

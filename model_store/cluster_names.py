@@ -23,7 +23,7 @@ Names are 1 to `MAX_NAME_LENGTH` characters of letters, digits, spaces and ``- _
 from __future__ import annotations
 
 import logging
-import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,10 @@ __all__ = [
 NAMES_FILE_NAME = "cluster_names.json"
 NAMES_FORMAT = 1
 MAX_NAME_LENGTH = 64
-_NAME = re.compile(r"[^\W_](?:[\w .,'()&/+#-]*)", re.UNICODE)
+# Beside letters, marks and digits of any script (Hindi, Bengali and Tamil vowel signs are
+# marks), these punctuation characters; never controls, format characters (bidi overrides)
+# or other symbols.
+_NAME_PUNCTUATION = frozenset(" .,'()&/+#-_")
 
 
 class InvalidClusterName(StoreError, ValueError):
@@ -72,18 +75,24 @@ class UnknownCluster(StoreError, ValueError):
 
 
 def validate_cluster_name(name: str) -> str:
-    """The name with surrounding spaces removed, or `InvalidClusterName`."""
-    stripped = name.strip()
+    """The name in NFC with surrounding spaces removed, or `InvalidClusterName`."""
+    stripped = unicodedata.normalize("NFC", name).strip()
     if not 1 <= len(stripped) <= MAX_NAME_LENGTH:
         raise InvalidClusterName(
             f"a cluster name has 1 to {MAX_NAME_LENGTH} characters, got {len(stripped)}"
         )
-    if not _NAME.fullmatch(stripped):
+    if not _is_name(stripped):
         raise InvalidClusterName(
             "a cluster name starts with a letter or digit and holds only letters, digits, "
             "spaces and - _ . , ' ( ) & / + #"
         )
     return stripped
+
+
+def _is_name(text: str) -> bool:
+    if unicodedata.category(text[0])[0] not in "LN":
+        return False
+    return all(unicodedata.category(char)[0] in "LMN" or char in _NAME_PUNCTUATION for char in text)
 
 
 def _names_path(store_root: Path, name: str) -> Path:

@@ -61,7 +61,10 @@ from model_store.version_files import (
     verify_version,
 )
 
-__all__ = ["METADATA_NAME", "ModelStore"]
+__all__ = ["MAX_ALIASES_PER_MODEL", "METADATA_NAME", "ModelStore"]
+
+# Every listing of a model names its aliases: their number bounds what a listing costs.
+MAX_ALIASES_PER_MODEL = 32
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +226,11 @@ class ModelStore:
         with self._lock(parsed.name):
             table = self._aliases(parsed.name)
             number = self._resolve(parsed, table)
+            if alias not in table.targets and len(table.targets) >= MAX_ALIASES_PER_MODEL:
+                raise AliasConflict(
+                    f"{parsed.name} already has {len(table.targets)} aliases, the most a model "
+                    f"may have; move one of them (or remove it) instead of adding @{alias}."
+                )
             table.move(alias, number, action="promote", at=_now())
             table.save(self._layout.aliases_path(parsed.name))
             logger.info("promoted %s:v%d to @%s", parsed.name, number, alias)

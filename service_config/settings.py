@@ -88,7 +88,18 @@ class Settings(BaseSettings):
     # Data set uploads read and unpacked at once; each one's memory is bounded, so this
     # bounds them all (429 with Retry-After beyond).
     max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
+    # A floor on how fast an upload's body must arrive once the grace period is over
+    # (408 below it), so a slow client cannot hold a request or an upload slot for ever.
+    min_upload_bytes_per_second: float = Field(default=16 * 1024, gt=0)
+    upload_grace_seconds: float = Field(default=10.0, ge=0)
     max_audio_seconds: float = Field(default=600.0, gt=0)
+    # What one recording may decode to, in samples (rate x seconds x channels) at its own
+    # rate, checked on its header before decoding: a compressed file of silence at a high
+    # rate is small on the wire and huge decoded. The default is 600 s of 48 kHz stereo.
+    max_audio_samples: int = Field(default=600 * 48_000 * 2, ge=1)
+    # Recordings decoded at once in the API, whichever route they came by (cluster, batch,
+    # data set ingestion); others wait for a slot.
+    max_concurrent_decodes: int = Field(default=2, ge=1)
     max_batch_files: int = Field(default=16, ge=1)
     # All clips of one /v1/cluster/batch request together (413 above, counted while decoding).
     max_batch_audio_seconds: float = Field(default=600.0, gt=0)
@@ -96,6 +107,10 @@ class Settings(BaseSettings):
     # Micro-batching of inference.
     inference_max_batch: int = Field(default=64, ge=1)
     inference_max_wait_ms: float = Field(default=2.0, ge=0)
+    # Clips longer than this are clustered in steps of `inference_windows_per_step` windows,
+    # with waiting short clips served between steps (app.batching).
+    inference_long_clip_seconds: float = Field(default=30.0, gt=0)
+    inference_windows_per_step: int = Field(default=1, ge=1)
 
     # Model serving.
     model_poll_seconds: float = Field(default=2.0, gt=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -233,17 +234,29 @@ def job_status(job: Job) -> JobStatus:
     return status
 
 
+# An absolute path in a message (a recording the job could not read, a traceback's file):
+# callers never see the server's folders.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/:]+(?:/[^\s'\"]*)?")
+SERVER_PATH = "<server path>"
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by ``<server path>``."""
+    return _ABSOLUTE_PATH.sub(SERVER_PATH, text)
+
+
 def _error(job: Job, status: JobStatus) -> dict[str, str] | None:
     if status not in (JobStatus.FAILED, JobStatus.STOPPED):
         return None
     recorded = job.meta.get("error")
     if isinstance(recorded, dict) and "type" in recorded:
-        return {"type": str(recorded["type"]), "message": str(recorded.get("message", ""))}
+        message = without_server_paths(str(recorded.get("message", "")))
+        return {"type": str(recorded["type"]), "message": message}
     if status == JobStatus.STOPPED:
         return {"type": "JobStopped", "message": "The job was stopped by an operator."}
     # No error recorded by the job itself (the process died, or RQ failed it): RQ's note.
     error_type, message = failure_error(_failure_text(job))
-    return {"type": error_type, "message": message}
+    return {"type": error_type, "message": without_server_paths(message)}
 
 
 def _failure_text(job: Job) -> str:
@@ -299,8 +312,14 @@ def _text(raw: Any) -> str:
 def list_jobs(
     redis: Redis, *, status: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[dict[str, Any]], int]:
-    """Jobs newest first, optionally of one status; and how many match in all."""
+    """Jobs newest first, optionally of one status; and how many match in all.
+
+    Without a status only the page's jobs are read (the index is ordered by submission);
+    a status filter reads every job, since a job's status lives in its own record.
+    """
     wanted = JobStatus(status) if status is not None else None
+    if wanted is None:
+        return _page_of_all_jobs(redis, offset=offset, limit=limit)
     ids = [_text(raw) for raw in cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, 0, -1))]
     jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
     gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
@@ -310,6 +329,39 @@ def list_jobs(
     if wanted is not None:
         infos = [info for info in infos if info["status"] == wanted.value]
     return infos[offset : offset + limit], len(infos)
+
+
+def _page_of_all_jobs(redis: Redis, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    while True:
+        raw = cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, offset, offset + limit - 1))
+        ids = [_text(item) for item in raw]
+        jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
+        gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
+        if not gone:
+            total = int(cast(int, redis.zcard(JOB_INDEX_KEY)))
+            return [job_info(job) for job in jobs if job is not None], total
+        # Expired jobs leave the index; read the page again without them.
+        redis.zrem(JOB_INDEX_KEY, *gone)
+
+
+def active_jobs_using_dataset(redis: Redis, dataset_id: str) -> list[str]:
+    """Ids of the jobs not yet ended (waiting or running) whose parameters name the data set."""
+    ids = [_text(raw) for raw in cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, 0, -1))]
+    jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
+    using = []
+    for job in jobs:
+        if job is None or job_status(job) in _ENDED:
+            continue
+        try:
+            params = job.args[0] if job.args else {}
+        except Exception:  # undecodable arguments: cannot name the data set
+            continue
+        if isinstance(params, dict) and dataset_id in (
+            params.get("dataset_id"),
+            params.get("reference_dataset_id"),
+        ):
+            using.append(job.id)
+    return using
 
 
 # --- cancel ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.deps import BatcherDep, ModelHolderDep, SettingsDep
+from app.deps import BatcherDep, DecodeSlotsDep, ModelHolderDep, SettingsDep
 from app.openapi_docs import problem_responses
 from app.problems import ApiProblem, problem_document, problem_from_exception, request_id_of
 from app.schemas import (
@@ -75,12 +75,22 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
 
 
 async def _decode_part(
-    part: UploadedPart, *, model: LoadedModel, batcher: BatcherDep, max_seconds: float
+    part: UploadedPart,
+    *,
+    model: LoadedModel,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
+    max_seconds: float,
 ) -> Audio:
     try:
         with batcher.expecting():
             return await decode_audio(
-                part.read_bytes(), sample_rate=model.sample_rate, max_seconds=max_seconds
+                part.read_bytes(),
+                sample_rate=model.sample_rate,
+                max_seconds=max_seconds,
+                max_samples=settings.max_audio_samples,
+                slots=slots,
             )
     finally:
         part.close()
@@ -92,16 +102,27 @@ async def _cluster_part(
     model: LoadedModel,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
 ) -> ClusterResult:
     audio = await _decode_part(
-        part, model=model, batcher=batcher, max_seconds=settings.max_audio_seconds
+        part,
+        model=model,
+        batcher=batcher,
+        settings=settings,
+        slots=slots,
+        max_seconds=settings.max_audio_seconds,
     )
     clip = await batcher.submit(model=model, audio=audio)
     return to_cluster_result(model, clip)
 
 
 async def _decode_batch(
-    parts: list[UploadedPart], *, model: LoadedModel, batcher: BatcherDep, settings: SettingsDep
+    parts: list[UploadedPart],
+    *,
+    model: LoadedModel,
+    batcher: BatcherDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
 ) -> list[Audio | Exception]:
     """Each part's audio or its error, decoded one after the other so that the batch's
     total stays within `max_batch_audio_seconds` however long its files say they are."""
@@ -110,7 +131,14 @@ async def _decode_batch(
     for index, part in enumerate(parts):
         max_seconds = min(settings.max_audio_seconds, remaining)
         try:
-            audio = await _decode_part(part, model=model, batcher=batcher, max_seconds=max_seconds)
+            audio = await _decode_part(
+                part,
+                model=model,
+                batcher=batcher,
+                settings=settings,
+                slots=slots,
+                max_seconds=max_seconds,
+            )
         except AudioTooLongError as error:
             if max_seconds >= settings.max_audio_seconds:
                 decoded.append(error)  # this clip alone is over the per-clip cap
@@ -140,7 +168,7 @@ async def _decode_batch(
     "rate, mono or multi-channel) as the multipart field `file`; M4A/AAC is refused with a "
     "415 that names it. Answers the cluster posterior pi of the served model "
     "(or of `?model=`), and a per-window timeline for clips longer than one window.",
-    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 408, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(field_name="file", description="The audio file."),
 )
 async def cluster(
@@ -148,6 +176,7 @@ async def cluster(
     holder: ModelHolderDep,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
     model_ref: ModelQuery = None,
 ) -> ClusterResult:
     # Resolve the model before reading the body: without one, do not read an upload for nothing.
@@ -158,7 +187,7 @@ async def cluster(
         max_part_bytes=settings.max_upload_bytes,
         setting="UVAC_MAX_UPLOAD_BYTES",
     )
-    return await _cluster_part(part, model=model, batcher=batcher, settings=settings)
+    return await _cluster_part(part, model=model, batcher=batcher, settings=settings, slots=slots)
 
 
 @router.post(
@@ -169,7 +198,7 @@ async def cluster(
     "`files`. Each file gets a result or a problem; one bad file does not fail the others. "
     "The whole request body is capped at `max_upload_bytes`, the clips' total duration at "
     "`max_batch_audio_seconds` (413 `batch-too-long`).",
-    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 408, 413, 415, 422, 503),
     openapi_extra=multipart_openapi(
         field_name="files", description="The audio files.", multiple=True
     ),
@@ -179,6 +208,7 @@ async def cluster_batch(
     holder: ModelHolderDep,
     batcher: BatcherDep,
     settings: SettingsDep,
+    slots: DecodeSlotsDep,
     model_ref: ModelQuery = None,
 ) -> BatchResult:
     model = await holder.resolve(model_ref)
@@ -190,7 +220,9 @@ async def cluster_batch(
         max_files=settings.max_batch_files,
         setting="UVAC_MAX_UPLOAD_BYTES",
     )
-    decoded = await _decode_batch(parts, model=model, batcher=batcher, settings=settings)
+    decoded = await _decode_batch(
+        parts, model=model, batcher=batcher, settings=settings, slots=slots
+    )
     # Submitted together, so the clips share forward passes.
     audios = [audio for audio in decoded if isinstance(audio, Audio)]
     submitted = (batcher.submit(model=model, audio=audio) for audio in audios)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -55,6 +58,43 @@ def _exportable_version(store: ModelStore, name: str, version: int) -> StoredVer
     return stored
 
 
+_ExportKey = tuple[str, str, tuple[str | None, ...]]  # (ref, sha256, cluster names)
+
+
+class _BuiltExports:
+    """Each generated export built once: requests for one that is being built wait for it,
+    later ones are served from memory (the last `size` exports)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._building: dict[_ExportKey, threading.Lock] = {}
+        self._built: OrderedDict[_ExportKey, dict[str, bytes]] = OrderedDict()
+
+    def get(self, key: _ExportKey, build: Callable[[], dict[str, bytes]]) -> dict[str, bytes]:
+        with self._lock:
+            if key in self._built:
+                self._built.move_to_end(key)
+                return self._built[key]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                if key in self._built:
+                    return self._built[key]
+            files = build()
+            with self._lock:
+                self._built[key] = files
+                while len(self._built) > self._size:
+                    self._built.popitem(last=False)
+                self._building.pop(key, None)
+            return files
+
+
+# The files depend only on the key (a version's checksummed content and its names), so one
+# cache serves every app in the process.
+_BUILT_EXPORTS = _BuiltExports()
+
+
 def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> bytes:
     """``model.onnx`` or ``model.json`` of a version without a stored export."""
     from uvac.edge import export_model
@@ -67,16 +107,22 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
     names = current_cluster_names(
         store.root, verified, n_clusters=n_clusters, model_info=trained.info
     )
-    with tempfile.TemporaryDirectory(prefix="uvac-export-") as folder:
-        exported = export_model(
-            trained,
-            FilePath(folder),
-            calibration_windows=None,
-            cluster_names=[names.get(str(number)) for number in range(n_clusters)],
-            cluster_order=cluster_order_from(verified.metadata, n_clusters=n_clusters),
-            source={"model": verified.ref, "sha256": verified.sha256},
-        )
-        return exported.files[file_name].read_bytes()
+    cluster_names = tuple(names.get(str(number)) for number in range(n_clusters))
+
+    def build() -> dict[str, bytes]:
+        with tempfile.TemporaryDirectory(prefix="uvac-export-") as folder:
+            exported = export_model(
+                trained,
+                FilePath(folder),
+                calibration_windows=None,
+                cluster_names=list(cluster_names),
+                cluster_order=cluster_order_from(verified.metadata, n_clusters=n_clusters),
+                source={"model": verified.ref, "sha256": verified.sha256},
+            )
+            return {name: path.read_bytes() for name, path in exported.files.items()}
+
+    key = (verified.ref, verified.sha256, cluster_names)
+    return _BUILT_EXPORTS.get(key, build)[file_name]
 
 
 def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) -> bytes:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.closed import ClosedModel
 from app.schemas.cluster import ModelRefPublic
 from model_store.cluster_names import MAX_NAME_LENGTH
 
@@ -69,7 +70,7 @@ class ClusterList(BaseModel):
     count: int
 
 
-class ClusterNameUpdate(BaseModel):
+class ClusterNameUpdate(ClosedModel):
     """Name a cluster (a program label), or clear its name with null."""
 
     model_config = ConfigDict(
@@ -79,6 +80,6 @@ class ClusterNameUpdate(BaseModel):
     name: str | None = Field(
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="Letters, digits, spaces and - _ . , ' ( ) & / + #; starts with a letter "
-        "or digit. null clears the name.",
+        description="Letters and marks of any script, digits, spaces and - _ . , ' ( ) & / + #; "
+        "normalised to NFC; starts with a letter or digit. null clears the name.",
     )

@@ -41,6 +41,11 @@ class DatasetPublic(BaseModel):
     digest: str | None = Field(default=None, description="SHA-256 of the content manifest.")
     source: str | None = Field(default=None, description="The uploaded archive's file name.")
     total_duration_s: float | None = None
+    rejected_count: int | None = Field(
+        default=None,
+        description="How many entries were rejected in all; `rejected` lists the first 1000, "
+        "each name in a short, escaped form.",
+    )
 
 
 class DatasetList(BaseModel):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from app.schemas.closed import ClosedModel
 from app.schemas.jobs import DATASET_ID_PATTERN, MODEL_NAME_PATTERN, MODEL_REF_PATTERN
 
 __all__ = ["DistillRequest"]
 
 
-class DistillRequest(BaseModel):
+class DistillRequest(ClosedModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from app.schemas.closed import ClosedModel
 from uvac.audio import MEL_MULTIPLE
 
 # The default of every field: "not given" (`exclude_unset` leaves it out). Typed Any so a
@@ -30,7 +31,7 @@ def _without_defaults(schema: dict[str, Any]) -> None:
         field_schema.pop("default", None)
 
 
-class FeatureOverrides(BaseModel):
+class FeatureOverrides(ClosedModel):
     """Overrides of the preset's feature settings (`uvac.audio.feature_config.FeatureConfig`)."""
 
     model_config = ConfigDict(

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from app.schemas.closed import ClosedModel
 from uvac.models import DATA_ARGUMENTS, MODEL_TYPES, model_options
 
 __all__ = [
@@ -93,11 +94,11 @@ def _options_model(model_type: str) -> type[BaseModel]:
         name: (_bounded(hints.get(name, Any), OPTION_BOUNDS.get(name)), None)
         for name in sorted(model_options(model_type))
     }
-    return create_model(
-        f"{model_class.__name__}Options",
-        __config__=ConfigDict(extra="forbid", strict=True),
-        **fields,
-    )
+    return create_model(f"{model_class.__name__}Options", __base__=_StrictClosedModel, **fields)
+
+
+class _StrictClosedModel(ClosedModel):
+    model_config = ConfigDict(strict=True)
 
 
 def _json_type(schema: Mapping[str, Any], *, plural: bool = False) -> str:

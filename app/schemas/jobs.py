@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from app.messages import plain_message
+from app.schemas.closed import ClosedModel
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
@@ -50,7 +51,7 @@ class JobStatusFilter(StrEnum):
 PresetName = StrEnum("PresetName", {name: name for name in PRESETS})  # type: ignore[misc]
 
 
-class ClusterRange(BaseModel):
+class ClusterRange(ClosedModel):
     """A range of K to sweep (both ends included): the job trains every K and chooses one."""
 
     model_config = ConfigDict(
@@ -69,7 +70,7 @@ class ClusterRange(BaseModel):
         return self
 
 
-class SweepOptions(BaseModel):
+class SweepOptions(ClosedModel):
     """What else a sweep varies, and how it measures stability (`uvac/selection.py`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -109,7 +110,7 @@ class SweepOptions(BaseModel):
         return value
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(ClosedModel):
     """A training job. Every optional value left out comes from the `preset` (its feature
     settings and training recipe), then from the engine's defaults."""
 
@@ -301,7 +302,7 @@ class TrainRequest(BaseModel):
         return params
 
 
-class EvaluateRequest(BaseModel):
+class EvaluateRequest(ClosedModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

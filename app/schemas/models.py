@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from app.schemas.closed import ClosedModel
+
 
 class ModelSummary(BaseModel):
     name: str
@@ -40,7 +42,7 @@ class ModelVersionList(BaseModel):
     count: int
 
 
-class AliasToVersion(BaseModel):
+class AliasToVersion(ClosedModel):
     """Point the alias at a version."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 3}]})
@@ -54,7 +56,7 @@ class AliasToVersion(BaseModel):
     )
 
 
-class AliasRollback(BaseModel):
+class AliasRollback(ClosedModel):
     """Move the alias back to its previous target."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rollback": True}]})

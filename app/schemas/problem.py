@@ -37,5 +37,9 @@ class ProblemPublic(BaseModel):
     instance: str | None = Field(default=None, description="The path that was requested.")
     request_id: str | None = Field(default=None, description="Also in the X-Request-ID header.")
     errors: list[ValidationErrorItem] | None = Field(
-        default=None, description="Only for validation errors: one entry per invalid value."
+        default=None,
+        description="Only for validation errors: one entry per invalid value, the first 20.",
+    )
+    errors_total: int | None = Field(
+        default=None, description="Only for validation errors: how many there were in all."
     )

@@ -80,6 +80,7 @@ class FamilyReport:
     kinds: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # a family's own figures
 
     def fail(self, case: Case | str, reason: str, *, server_error: bool = False) -> None:
         if server_error:

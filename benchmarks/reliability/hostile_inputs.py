@@ -107,6 +107,27 @@ def tar_gz_with_pax_record(
     return gzip_stream(chunks())
 
 
+def pax_record(key: bytes, value: bytes) -> bytes:
+    """One ``"<length> <key>=<value>\\n"`` PAX record, its length counting itself."""
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    if len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def tar_with_pax_records(records: Iterable[tuple[bytes, bytes]], *, member: bytes = b"") -> bytes:
+    """A PAX extended header with ``records`` verbatim (numbers of any length), then a file."""
+    payload = b"".join(pax_record(key, value) for key, value in records)
+    return tar_with_pax_payload(payload, member=member)
+
+
+def tar_with_pax_payload(payload: bytes, *, member: bytes = b"") -> bytes:
+    """A PAX extended header carrying ``payload`` as its records, malformed or not, then a file."""
+    head = _header("././@PaxHeader", size=len(payload), type_flag=tarfile.XHDTYPE)
+    return b"".join([head, payload, _padding(len(payload)), *_member("after.wav", member), _end()])
+
+
 def tar_gz_with_directory_data(declared_bytes: int) -> bytes:
     """A folder entry that carries ``declared_bytes`` of data, which nothing writes out."""
 

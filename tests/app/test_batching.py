@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ class FakeClusterer:
     batches: list[list[float]] = field(default_factory=list)
     threads: set[str] = field(default_factory=set)
     fail: bool = False
+    step_s: float = 0.05
+    steps: list[float] = field(default_factory=list)
 
     def cluster_batch(self, audios: list[Audio]) -> list[Any]:
         self.threads.add(threading.current_thread().name)
@@ -29,6 +32,15 @@ class FakeClusterer:
         if self.fail:
             raise RuntimeError("boom")
         return [(self.name, float(audio.samples[0])) for audio in audios]
+
+    def cluster_in_steps(self, audio: Audio, *, windows_per_step: int) -> Any:
+        """Ten steps of `step_s` each, then the answer cluster_batch would give."""
+        for _ in range(10):
+            self.threads.add(threading.current_thread().name)
+            time.sleep(self.step_s)
+            self.steps.append(float(audio.samples[0]))
+            yield
+        return (self.name, float(audio.samples[0]))
 
 
 @dataclass(eq=False)
@@ -256,3 +268,73 @@ def test_waiting_for_announced_clips_is_bounded_by_max_wait() -> None:
 
     run(scenario())
     assert model.clusterer.batches == [[pytest.approx(0.1)], [pytest.approx(0.2)]]
+
+
+def test_a_short_clip_is_served_between_the_steps_of_a_long_one() -> None:
+    model = _model("a")
+
+    async def scenario() -> tuple[list[str], Any, Any]:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, long_clip_seconds=1.0)
+        await batcher.start()
+        finished: list[str] = []
+
+        async def timed(name: str, audio: Audio, delay: float) -> Any:
+            await asyncio.sleep(delay)
+            result = await batcher.submit(model=model, audio=audio)
+            finished.append(name)
+            return result
+
+        try:
+            long_result, short_result = await asyncio.gather(
+                timed("long", _audio(0.7, seconds=2.0), 0.0),
+                timed("short", _audio(0.2), 0.12),  # after the long clip's second step
+            )
+        finally:
+            await batcher.close()
+        return finished, long_result, short_result
+
+    finished, long_result, short_result = run(scenario())
+    assert finished == ["short", "long"]
+    assert long_result == ("a", pytest.approx(0.7))
+    assert short_result == ("a", pytest.approx(0.2))
+    # The short clip went through cluster_batch while the long one was still stepping.
+    assert model.clusterer.batches == [[pytest.approx(0.2)]]
+    assert len(model.clusterer.steps) == 10
+
+
+def test_long_clips_take_their_steps_in_turn() -> None:
+    model = _model("a")
+    model.clusterer.step_s = 0.01
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, long_clip_seconds=1.0)
+        await batcher.start()
+        try:
+            await asyncio.gather(
+                batcher.submit(model=model, audio=_audio(0.3, seconds=2.0)),
+                batcher.submit(model=model, audio=_audio(0.6, seconds=2.0)),
+            )
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert model.clusterer.steps[:4] == [pytest.approx(v) for v in (0.3, 0.6, 0.3, 0.6)]
+
+
+def test_a_long_clip_whose_caller_left_is_dropped() -> None:
+    model = _model("a")
+    model.clusterer.step_s = 0.02
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, long_clip_seconds=1.0)
+        await batcher.start()
+        try:
+            task = asyncio.create_task(batcher.submit(model=model, audio=_audio(0.5, 2.0)))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.sleep(0.1)
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    assert len(model.clusterer.steps) < 10

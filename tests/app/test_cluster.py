@@ -13,7 +13,7 @@ from model_store import ModelStore, ModelVersion
 from service_config import Settings
 from tests.app.conftest import N_CLUSTERS, SAMPLE_RATE, make_settings, publish_tiny_model
 from tests.app.helpers import assert_problem, nan_wav, noise_wav, tone_wav
-from tests.audio_fixtures import noise, wav_bytes
+from tests.audio_fixtures import encode, noise, tone, wav_bytes
 
 
 def _upload(client: TestClient, data: bytes, *, path: str = "/v1/cluster", name: str = "a.wav"):
@@ -255,3 +255,18 @@ def test_a_batch_over_its_total_duration_is_413(tmp_path, redis_db, served_versi
         # One clip over the per-clip cap is that clip's problem, not the batch's.
         items = client.post("/v1/cluster/batch", files=one_too_long).json()["data"]
     assert items[0]["error"]["status"] == 413 and items[1]["result"] is not None
+
+
+def test_a_high_rate_recording_over_the_samples_cap_is_413(
+    tmp_path, redis_db, served_version
+) -> None:
+    # 1 s at 192 kHz: small as FLAC, 192,000 samples decoded; the cap is checked on the header.
+    flac = encode(tone(440, 1.0, sample_rate=192_000), sample_rate=192_000, format="FLAC")
+    settings = make_settings(tmp_path, max_audio_samples=100_000)
+    with TestClient(create_app(settings)) as client:
+        assert _upload(client, tone_wav(1.0)).status_code == 200
+        answer = _upload(client, flac, name="a.flac")
+        assert_problem(answer, status=413, slug="audio-too-long")
+        assert "samples" in answer.json()["detail"]
+        batch = client.post("/v1/cluster/batch", files=[("files", ("a.flac", flac, "audio/flac"))])
+        assert batch.json()["data"][0]["error"]["status"] == 413

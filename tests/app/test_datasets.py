@@ -167,3 +167,20 @@ def test_uploads_beyond_the_concurrent_limit_are_429(
         assert int(refused.headers["retry-after"]) >= 1
         assert first["status"] == 201
         assert _upload(client, archive).status_code == 201  # the slot is free again
+
+
+def test_a_high_rate_recording_over_the_samples_cap_is_rejected_in_an_upload(
+    tmp_path, redis_db, served_version
+) -> None:
+    from app.main import create_app
+    from tests.app.conftest import make_settings
+
+    flac = encode(tone(440, 1.0, sample_rate=192_000), sample_rate=192_000, format="FLAC")
+    archive = zip_with_members([("high.flac", flac), ("ok.wav", tone_wav(1.0))])
+    settings = make_settings(tmp_path, max_audio_samples=100_000)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/datasets", files={"file": ("a.zip", archive, "application/zip")})
+        assert answer.status_code == 201, answer.text
+        (rejected,) = answer.json()["rejected"]
+        assert rejected["path"] == "high.flac"
+        assert "samples" in rejected["reason"]

@@ -3,12 +3,14 @@ the real Redis (database 12) and a model store on disk shared with this test pro
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,9 @@ def _start_server(data_dir: Path, *, redis_url: str, log_path: Path) -> Server:
         "UVAC_MODEL_POLL_SECONDS": "0.2",
         "UVAC_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "UVAC_REDIS_RETRY_AFTER_SECONDS": "3",
+        # Slow clients are cut after a short grace here (test_slow_uploads_...).
+        "UVAC_UPLOAD_GRACE_SECONDS": "1",
+        "UVAC_MIN_UPLOAD_BYTES_PER_SECOND": "2000",
     }
     environment.pop("UVAC_API_KEYS", None)
     log_file = log_path.open("wb")
@@ -220,6 +225,42 @@ def test_an_oversized_chunked_body_is_cut_off_while_streaming(server: Server) ->
                 break
         status, _ = _read_response_head(sock)
     assert status == 413
+
+
+def _start_slow_upload(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /v1/datasets HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+        b"--xyz\r\n"
+    )
+    return sock
+
+
+def test_slow_uploads_are_cut_and_do_not_starve_others(server: Server) -> None:
+    slow = [_start_slow_upload(server.port) for _ in range(2)]  # both data set upload slots
+    try:
+        time.sleep(0.3)
+        for sock in slow:
+            sock.sendall(b"C")  # one byte, then nothing: far below the 2000 B/s floor
+        statuses = []
+        for sock in slow:
+            sock.settimeout(10)
+            statuses.append(_read_response_head(sock)[0])
+        assert statuses == [408, 408]
+    finally:
+        for sock in slow:
+            sock.close()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("a.wav", tone_wav(0.5))
+    answer = httpx.post(
+        f"{server.url}/v1/datasets",
+        files={"file": ("a.zip", archive.getvalue(), "application/zip")},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
 
 
 def test_a_promotion_is_seen_by_the_running_server(server: Server, store: ModelStore) -> None:

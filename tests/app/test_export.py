@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import onnx
@@ -195,3 +196,30 @@ def test_a_distilled_student_is_served_like_any_model(client: TestClient, studen
     assert body["n_clusters"] == 3
     assert body["assignment"] == 0  # the student learnt the low tone as class 0
     assert len(body["windows"]) > 1
+
+
+def test_concurrent_requests_for_an_export_built_on_request_all_succeed(
+    client: TestClient, store: ModelStore
+) -> None:
+    _publish(store, "logmel", _log_mel_cat_uvac())
+    _publish(store, "other", _log_mel_cat_uvac())
+    paths = [
+        f"{BASE.format(name=name, version=1)}/{file_name}"
+        for name in ("logmel", "other")
+        for file_name in ("model.onnx", "model.json", "model.onnx")
+    ] * 2
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
+    assert statuses == [200] * len(paths)
+
+
+def test_exports_at_once_in_one_process_all_succeed(tmp_path: Path) -> None:
+    trained = _log_mel_cat_uvac()
+
+    def export(folder: Path) -> int:
+        exported = export_model(trained, folder, calibration_windows=None)
+        return exported.files["model.onnx"].stat().st_size
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sizes = list(pool.map(export, [tmp_path / str(i) for i in range(4)]))
+    assert all(size > 0 for size in sizes)

@@ -297,3 +297,36 @@ def test_train_while_another_deployments_workers_use_the_database_is_503(
         stranger.register_death()
     body = assert_problem(response, status=503, slug="deployment-conflict")
     assert "its own Redis database" in body["detail"]
+
+
+def test_a_data_set_used_by_a_queued_job_cannot_be_deleted(
+    client: TestClient, dataset_id: str
+) -> None:
+    job_id = client.post("/v1/train", json=train_body(dataset_id)).json()["id"]
+    refused = client.delete(f"/v1/datasets/{dataset_id}")
+    problem = assert_problem(refused, status=409, slug="dataset-in-use")
+    assert job_id in problem["detail"]
+    assert client.get(f"/v1/datasets/{dataset_id}").status_code == 200
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 202  # cancelled: ended
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+
+
+def test_a_failed_job_names_no_server_path(
+    client: TestClient, dataset_id: str, redis_db: redis.Redis
+) -> None:
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    job_id = client.post("/v1/train", json=train_body(dataset_id)).json()["id"]
+    job = Job.fetch(job_id, connection=redis_db, serializer=JSONSerializer)
+    job.meta["error"] = {
+        "type": "FileNotFoundError",
+        "message": "[Errno 2] No such file or directory: "
+        "'/srv/uvac/var/datasets/ds_0123456789ab/files/a.wav' (from /opt/app/worker/x.py)",
+    }
+    job.save_meta()
+    job.set_status("failed")
+    error = client.get(f"/v1/jobs/{job_id}").json()["error"]
+    assert "/srv" not in error["message"]
+    assert "/opt" not in error["message"]
+    assert error["message"].count("<server path>") == 2

@@ -91,3 +91,15 @@ def test_odd_boundary_parameters_are_4xx(client: TestClient, path: str, content_
         path, content=body, headers={"content-type": content_type.encode("latin-1")}
     )
     assert 400 <= response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize("path", list(UPLOAD_ROUTES))
+def test_a_body_without_its_closing_boundary_is_400(client: TestClient, path: str) -> None:
+    body, content_type = multipart_body(
+        [file_part(UPLOAD_ROUTES[path], "a.wav", tone_wav(0.2))], boundary="frame"
+    )
+    cut = body[: body.rindex(b"--frame--")]
+    assert cut.endswith(b"\r\n")
+    response = _post(client, path, cut, content_type)
+    problem = assert_problem(response, status=400, slug="malformed-multipart", path=path)
+    assert "closing boundary" in problem["detail"]

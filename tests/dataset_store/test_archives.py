@@ -21,6 +21,8 @@ from benchmarks.reliability.hostile_inputs import (
     tar_gz_with_pax_record,
     tar_with_chained_headers,
     tar_with_members,
+    tar_with_pax_payload,
+    tar_with_pax_records,
     zip_with_central_directory,
     zip_with_members,
 )
@@ -31,7 +33,7 @@ from dataset_store.archives import (
     UnpackResult,
     unpack_archive,
 )
-from dataset_store.errors import ArchiveRejected, ArchiveTooLarge
+from dataset_store.errors import ArchiveRejected, ArchiveTooLarge, UnsupportedArchive
 from tests.worker.audio_samples import wav_bytes
 
 T = TypeVar("T")
@@ -166,3 +168,67 @@ def test_unsafe_entries_still_refuse_the_whole_archive(tmp_path: Path) -> None:
         _unpack(buffer.getvalue(), tmp_path / "out")
     with pytest.raises(ArchiveRejected, match=r"\.\."):
         _unpack(tar_with_members([("../up.wav", b"x")]), tmp_path / "out2")
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        pytest.param([(b"size", b"9" * 5_000)], id="size-5000-digits"),
+        pytest.param([(b"size", b"1" * 4_301)], id="size-4301-digits"),
+        pytest.param([(b"size", b"0" * 21)], id="size-zero-padded-past-the-bound"),
+        pytest.param([(b"size", b"-1")], id="size-negative"),
+        pytest.param([(b"size", "١٢".encode())], id="size-arabic-indic-digits"),
+    ],
+)
+def test_numeric_header_fields_are_parsed_with_a_bound(
+    tmp_path: Path, records: list[tuple[bytes, bytes]]
+) -> None:
+    archive = tar_with_pax_records(records, member=wav_bytes(440))
+    with pytest.raises(UnsupportedArchive, match="PAX size"):
+        unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+
+
+def test_a_pax_record_length_of_many_digits_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    archive = tar_with_pax_payload(b"9" * 5_000 + b" comment=x\n")
+    with pytest.raises(UnsupportedArchive, match="PAX record"):
+        unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+
+
+def test_an_ordinary_pax_size_still_unpacks(tmp_path: Path) -> None:
+    data = wav_bytes(440)
+    archive = tar_with_pax_records([(b"size", str(len(data)).encode())], member=data)
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["after.wav"]
+
+
+def test_a_link_with_a_name_that_is_not_utf8_refuses_the_archive(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as archive:  # fmt: skip
+        for kind in (tarfile.SYMTYPE, tarfile.FIFOTYPE):
+            info = tarfile.TarInfo(b"link\xff".decode("utf-8", "surrogateescape") + str(kind))
+            info.type = kind
+            info.linkname = "/etc/passwd"
+            archive.addfile(info)
+            with pytest.raises(ArchiveRejected, match="link or not a regular file"):
+                unpack_archive(
+                    io.BytesIO(buffer.getvalue() + b"\0" * 1024),
+                    destination=tmp_path / str(kind),
+                    limits=LIMITS,
+                )
+
+
+def test_a_drive_relative_name_is_a_name_not_an_absolute_path(tmp_path: Path) -> None:
+    archive = zip_with_members([("C:meeting.wav", wav_bytes(440))])
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["C:meeting.wav"]
+
+
+@pytest.mark.parametrize("name", ["a\rb.wav", "a\nb.wav", "bell\x07.wav", "\u202egnp.wav"])
+def test_names_with_control_or_format_characters_are_not_stored(tmp_path: Path, name: str) -> None:
+    archive = zip_with_members([(name, wav_bytes(440)), ("ok.wav", wav_bytes(440))])
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [path.name for path in result.files] == ["ok.wav"]
+    (skipped,) = result.skipped
+    assert "control" in skipped.reason
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]

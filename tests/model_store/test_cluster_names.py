@@ -91,3 +91,26 @@ def test_accented_letters_and_program_punctuation_are_names(
     names = set_cluster_name(store.root, version, cluster=2, name="Straße / Bahn #2 (laut)",
                              n_clusters=4)  # fmt: skip
     assert names["2"] == "Straße / Bahn #2 (laut)"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["बारिश", "বৃষ্টি", "மழை", "Cafe\u0301 terrasse", "雨の日", "Дождь 2"],
+)
+def test_letters_and_marks_of_every_script_are_names(
+    store: ModelStore, publish: PublishFn, name: str
+) -> None:
+    import unicodedata
+
+    version = publish()
+    names = set_cluster_name(store.root, version, cluster=1, name=name, n_clusters=4)
+    assert names["1"] == unicodedata.normalize("NFC", name)
+
+
+@pytest.mark.parametrize("name", ["a\u200fb", "a\u0007b", "\u0301accent first", "a\u2028b"])
+def test_controls_and_format_characters_are_still_refused(
+    store: ModelStore, publish: PublishFn, name: str
+) -> None:
+    version = publish()
+    with pytest.raises(InvalidClusterName):
+        set_cluster_name(store.root, version, cluster=1, name=name, n_clusters=4)

@@ -363,3 +363,17 @@ def test_refused_writes_change_nothing_on_disk(store: ModelStore, publish: Publi
     assert [summary.name for summary in store.list_models()] == ["scenes"]
     with pytest.raises(NotFound):
         store.list_versions("ghost")
+
+
+def test_aliases_per_model_are_bounded_and_existing_ones_still_move(
+    store: ModelStore, publish: PublishFn
+) -> None:
+    from model_store.store import MAX_ALIASES_PER_MODEL
+
+    publish(payload=b"one", seed=1)
+    publish(payload=b"two", seed=2)
+    with pytest.raises(AliasConflict, match="aliases"):
+        for index in range(MAX_ALIASES_PER_MODEL + 1):
+            store.promote("scenes:v1", f"a{index}")
+    assert len(store.get("scenes:v1").aliases) <= MAX_ALIASES_PER_MODEL
+    assert "a0" in store.promote("scenes:v2", "a0").aliases

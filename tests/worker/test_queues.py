@@ -95,6 +95,24 @@ def test_list_jobs_newest_first_with_status_filter_and_pruning(
     assert redis_conn.zcard(queues.JOB_INDEX_KEY) == 3
 
 
+def test_a_page_of_jobs_reads_only_that_page(
+    redis_conn: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings) for _ in range(6)]
+    read: list[str] = []
+    fetch_many = queues.Job.fetch_many
+
+    def counting(job_ids, **kwargs):  # type: ignore[no-untyped-def]
+        read.extend(job_ids)
+        return fetch_many(job_ids, **kwargs)
+
+    monkeypatch.setattr(queues.Job, "fetch_many", counting)
+    page, total = queues.list_jobs(redis_conn, offset=0, limit=1)
+    assert total == 6
+    assert [info["id"] for info in page] == [ids[5]]
+    assert read == [ids[5]]
+
+
 def test_cancel_queued_job_removes_it_from_the_queue(redis_conn: Redis, settings: Settings) -> None:
     job_id = queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings)
 

@@ -20,6 +20,7 @@ from uvac.audio.datasets import (
     Split,
     dataset_digest,
 )
+from uvac.audio.decode_slots import DecodeSlots
 from uvac.audio.decoding import (
     DECODED_FORMATS,
     MAX_SAMPLE_RATE,
@@ -75,6 +76,7 @@ __all__ = [
     "Audio",
     "AudioFolder",
     "DatasetItem",
+    "DecodeSlots",
     "DigestEntry",
     "EmbeddingWindower",
     "Encoder",

@@ -11,29 +11,30 @@ name (`sniff_format`): a recording in a container libsndfile cannot read (M4A/AA
 ...) is refused with an error that names the format, whatever its extension says.
 
 Safety: the header is read first and a recording whose declared length exceeds
-``max_seconds`` is refused before any sample is decoded. Samples are then decoded in bounded
-blocks, so a header that declares billions of frames never turns into one huge allocation. A
-stream whose header does not know its length (a FLAC or WAV written while recording) is
-decoded and measured, and stops at ``max_seconds`` all the same.
+``max_seconds``, or whose samples (frames x channels, so rate x seconds x channels) exceed
+``max_samples``, is refused before any sample is decoded: a compressed file of silence at a
+high rate is small on the wire and huge once decoded. Samples are then decoded in bounded
+blocks, each mixed to mono and resampled at once (`uvac.audio.resampling`), so memory follows
+the output at the model's rate, never the input. A stream whose header does not know its
+length (a FLAC or WAV written while recording) is decoded and measured, and stops at either
+limit all the same. `DecodeSlots` caps how many decodes one process runs at once.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
+from uvac.audio.resampling import StreamingResampler
 from uvac.errors import (
     AudioTooLongError,
     EmptyAudioError,
@@ -59,10 +60,6 @@ MAX_SAMPLE_RATE = 768_000
 # Samples (frames x channels) decoded per block: 4 MiB of float32 at a time.
 _BLOCK_SAMPLES = 1 << 20
 
-# A resampling kernel has about (new/gcd) x (orig/gcd) taps; unusual rates (44101 Hz) would
-# make it gigabytes, so ratios with larger terms are approximated (see _resampling_ratio).
-_MAX_RATIO_TERM = 1_000
-
 # libsndfile error codes that mean "a container we know, an encoding we cannot decode".
 _UNSUPPORTED_ENCODING_CODES = frozenset({4, 18, 78, 92, 100, 106, 110, 117, 123, 159, 176})
 
@@ -78,6 +75,10 @@ _UNKNOWN_FRAMES = 2**63 - 1
 
 # How to ask for a format we decode, in every message that refuses one.
 _SEND = "Send WAV, FLAC, Ogg or MP3"
+
+# Boxes an MP4/M4A file may start with: ftyp first as a rule, but free, skip, wide, mdat or
+# moov first in files written by some tools.
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"free", b"skip", b"wide", b"mdat", b"moov"})
 
 # Formats recognised by their first bytes: the ones libsndfile decodes, and the ones it
 # cannot (named in the refusal, since its own message for them is misleading).
@@ -109,7 +110,7 @@ def sniff_format(head: bytes) -> str | None:
     }
     if four in by_magic:
         return by_magic[four]
-    if head[4:8] == b"ftyp":
+    if head[4:8] in _MP4_FIRST_BOXES:
         return "M4A/MP4"
     if head[:3] == b"ID3":
         return "MP3"
@@ -119,6 +120,24 @@ def sniff_format(head: bytes) -> str | None:
             return "AAC (ADTS)" if head[1] & 0xF0 == 0xF0 else None
         return "MP3"
     return None
+
+
+def _sniff_stream(stream: BinaryIO) -> str | None:
+    """`sniff_format` of the stream's head, looking past an ID3 tag: an ID3 tag says nothing
+    of the audio behind it, which may be AAC (ADTS) or MP4 rather than MP3."""
+    start = stream.tell()
+    head = stream.read(_HEAD_BYTES)
+    sniffed = sniff_format(head)
+    if head[:3] != b"ID3" or len(head) < 10:
+        return sniffed
+    # The tag's size: four 7-bit bytes after the version and flags (ID3v2 "syncsafe").
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    footer = 10 if head[5] & 0x10 else 0
+    stream.seek(start + 10 + size + footer)
+    behind = sniff_format(stream.read(_HEAD_BYTES))
+    return behind if behind is not None else sniffed
 
 
 @dataclass(frozen=True)
@@ -160,8 +179,12 @@ def load_audio(
     *,
     sample_rate: int,
     max_seconds: float | None = None,
+    max_samples: int | None = None,
 ) -> Audio:
     """Decode ``source`` to mono float32 at ``sample_rate`` Hz.
+
+    ``max_seconds`` bounds the recording's duration, ``max_samples`` what it decodes to
+    (frames x channels at the file's own rate); both are checked on the header first.
 
     ``source`` is the file's bytes, a path, or a binary file object (read from its current
     position; a non-seekable stream is read into memory first). Raises ``NotAudioError``,
@@ -173,20 +196,61 @@ def load_audio(
     (dtype('float32'), 16000)
     """
     _check_sample_rate(sample_rate)
+    limits = _Limits(max_seconds=max_seconds, max_samples=max_samples)
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as file:
-            return _load_stream(file, sample_rate=sample_rate, max_seconds=max_seconds)
+            return _load_stream(file, sample_rate=sample_rate, limits=limits)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _load_stream(io.BytesIO(source), sample_rate=sample_rate, max_seconds=max_seconds)
+        return _load_stream(io.BytesIO(source), sample_rate=sample_rate, limits=limits)
     stream: BinaryIO = source if _is_seekable(source) else io.BytesIO(source.read())
-    return _load_stream(stream, sample_rate=sample_rate, max_seconds=max_seconds)
+    return _load_stream(stream, sample_rate=sample_rate, limits=limits)
 
 
-def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | None) -> Audio:
+@dataclass(frozen=True)
+class _Limits:
+    max_seconds: float | None
+    max_samples: int | None
+
+    def max_frames(self, *, source_rate: int, channels: int) -> int | None:
+        """The most frames a file at ``source_rate`` with ``channels`` may decode to."""
+        bounds = []
+        if self.max_seconds is not None:
+            bounds.append(math.floor(self.max_seconds * source_rate))
+        if self.max_samples is not None:
+            bounds.append(self.max_samples // channels)
+        return min(bounds) if bounds else None
+
+    def too_long(self, *, source_rate: int, channels: int, frames: int | None) -> AudioTooLongError:
+        """The refusal of ``frames`` frames (None: a stream that ran past the limit)."""
+        by_seconds = (
+            None if self.max_seconds is None else math.floor(self.max_seconds * source_rate)
+        )
+        if frames is not None and by_seconds is not None and frames > by_seconds:
+            return AudioTooLongError(
+                f"The recording lasts {frames / source_rate:.1f} s; "
+                f"the limit is {self.max_seconds:g} s."
+            )
+        if frames is None and by_seconds == self.max_frames(
+            source_rate=source_rate, channels=channels
+        ):
+            return AudioTooLongError(
+                f"The recording lasts more than {self.max_seconds:g} s, the limit."
+            )
+        return self._too_many_samples(source_rate=source_rate, channels=channels)
+
+    def _too_many_samples(self, *, source_rate: int, channels: int) -> AudioTooLongError:
+        return AudioTooLongError(
+            f"The recording ({channels} channel(s) at {source_rate} Hz) decodes to more than "
+            f"{self.max_samples} samples, the most one recording may hold (rate x seconds x "
+            "channels); send it at a lower sample rate, shorter, or with fewer channels."
+        )
+
+
+def _load_stream(stream: BinaryIO, *, sample_rate: int, limits: _Limits) -> Audio:
     if _remaining_bytes(stream) == 0:
         raise EmptyAudioError("The file is empty (0 bytes).")
     start = stream.tell()
-    sniffed = sniff_format(stream.read(_HEAD_BYTES))
+    sniffed = _sniff_stream(stream)
     stream.seek(start)
     if sniffed is not None and sniffed not in DECODED_FORMATS:
         raise UnsupportedEncodingError(
@@ -211,19 +275,24 @@ def _load_stream(stream: BinaryIO, *, sample_rate: int, max_seconds: float | Non
             source_rate=source_rate,
             channels=channels,
             declared_frames=declared_frames,
-            max_seconds=max_seconds,
+            limits=limits,
         )
-        max_frames = None if max_seconds is None else math.floor(max_seconds * source_rate)
-        mono = _decode_mono(
+        length_known = _UNKNOWN_FRAMES > declared_frames >= 0
+        resampler = StreamingResampler(
+            orig_rate=source_rate,
+            new_rate=sample_rate,
+            expected_input=declared_frames if length_known else None,
+        )
+        decoded = _decode_mono(
             sound_file,
             channels=channels,
-            max_frames=max_frames,
-            length_known=_UNKNOWN_FRAMES > declared_frames >= 0,
+            limits=limits,
+            length_known=length_known,
+            consume=resampler.push,
         )
-
-    if mono.size == 0:
+    if decoded == 0:
         raise EmptyAudioError("The recording holds no samples.")
-    samples = _resample(mono, orig_rate=source_rate, new_rate=sample_rate)
+    samples = resampler.finish()
     return Audio(
         samples=samples,
         sample_rate=sample_rate,
@@ -271,7 +340,7 @@ def _refuse_truncated_wav(stream: BinaryIO) -> None:
 
 
 def _check_header(
-    *, source_rate: int, channels: int, declared_frames: int, max_seconds: float | None
+    *, source_rate: int, channels: int, declared_frames: int, limits: _Limits
 ) -> None:
     if channels < 1:
         raise NotAudioError("The file declares zero audio channels.")
@@ -284,19 +353,24 @@ def _check_header(
         raise EmptyAudioError("The recording holds no samples.")
     if declared_frames >= _UNKNOWN_FRAMES or declared_frames < 0:
         return  # a stream of unknown length: decoding measures it, within max_seconds
-    if max_seconds is not None and declared_frames / source_rate > max_seconds:
-        raise AudioTooLongError(
-            f"The recording lasts {declared_frames / source_rate:.1f} s; "
-            f"the limit is {max_seconds:g} s."
-        )
+    max_frames = limits.max_frames(source_rate=source_rate, channels=channels)
+    if max_frames is not None and declared_frames > max_frames:
+        raise limits.too_long(source_rate=source_rate, channels=channels, frames=declared_frames)
 
 
 def _decode_mono(
-    sound_file: sf.SoundFile, *, channels: int, max_frames: int | None, length_known: bool
-) -> np.ndarray:
-    """Decode block by block, averaging channels; refuse NaN/inf and overlong streams."""
+    sound_file: sf.SoundFile,
+    *,
+    channels: int,
+    limits: _Limits,
+    length_known: bool,
+    consume: Callable[[np.ndarray], None],
+) -> int:
+    """Decode block by block, averaging channels, and hand each mono block (F,) to
+    ``consume``; refuse NaN/inf and overlong streams. Returns the frames decoded."""
+    source_rate = int(sound_file.samplerate)
+    max_frames = limits.max_frames(source_rate=source_rate, channels=channels)
     block_frames = max(1, _BLOCK_SAMPLES // channels)
-    blocks: list[np.ndarray] = []
     decoded = 0
     while True:
         try:
@@ -311,7 +385,7 @@ def _decode_mono(
         except (RuntimeError, ValueError, MemoryError, struct.error) as error:
             raise NotAudioError(f"The audio data could not be decoded ({error}).") from None
         if block.shape[0] == 0:
-            break
+            return decoded
         if not np.isfinite(block).all():
             raise NonFiniteAudioError(
                 "The recording holds NaN or infinite samples (or float values beyond the "
@@ -320,14 +394,8 @@ def _decode_mono(
         decoded += block.shape[0]
         if max_frames is not None and decoded > max_frames:
             # The header understated the length (streams); stop decoding right here.
-            raise AudioTooLongError(
-                f"The recording lasts more than {max_frames / sound_file.samplerate:g} s, the "
-                "limit."
-            )
-        blocks.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0])
-    if not blocks:
-        return np.zeros(0, dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+            raise limits.too_long(source_rate=source_rate, channels=channels, frames=None)
+        consume(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0])
 
 
 def _read_without_seeking(sound_file: sf.SoundFile, frames: int, channels: int) -> np.ndarray:
@@ -346,39 +414,6 @@ def _read_without_seeking(sound_file: sf.SoundFile, frames: int, channels: int) 
     return out[:read]
 
 
-def _resample(samples: np.ndarray, *, orig_rate: int, new_rate: int) -> np.ndarray:
-    if orig_rate == new_rate:
-        return samples
-    orig_term, new_term = _resampling_ratio(orig_rate, new_rate)
-    waveform = torch.from_numpy(samples).unsqueeze(0)  # (1, N)
-    with torch.inference_mode():
-        resampled = _resampler(orig_term, new_term)(waveform)  # (1, N * new / orig)
-    return resampled.squeeze(0).numpy().astype(np.float32, copy=False)
-
-
-def _resampling_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
-    """The ratio orig:new in lowest terms, approximated when its terms are large.
-
-    The sinc kernel grows with the product of the terms; an approximation with terms of at most
-    ``_MAX_RATIO_TERM`` changes the duration by well under 0.1% (1e-6 for 44101 Hz), inaudible
-    and irrelevant to the features, while keeping the kernel a few megabytes at most.
-    """
-    ratio = Fraction(orig_rate, new_rate)
-    if max(ratio.numerator, ratio.denominator) <= _MAX_RATIO_TERM:
-        return ratio.numerator, ratio.denominator
-    max_denominator = max(1, int(_MAX_RATIO_TERM / max(1.0, float(ratio))))
-    approx = ratio.limit_denominator(max_denominator)
-    logger.debug("Resampling %d -> %d Hz through the ratio %s", orig_rate, new_rate, approx)
-    return approx.numerator, approx.denominator
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(orig_term: int, new_term: int) -> torchaudio.transforms.Resample:
-    # The kernel depends only on the ratio; the module is never mutated after construction,
-    # so sharing it between threads is safe.
-    return torchaudio.transforms.Resample(orig_term, new_term, dtype=torch.float32)
-
-
 def _check_sample_rate(sample_rate: int) -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise ValueError(
@@ -392,6 +427,9 @@ def _open_error(
 ) -> NotAudioError | UnsupportedEncodingError:
     """Translate libsndfile's refusal to open a file into our error with a human message."""
     detail = error.error_string.strip() or "unknown libsndfile error"
+    if "pipe" in detail.lower():
+        # libsndfile's guess for a stream it cannot seek in; a truncated file ends up here.
+        detail = "its data ends early or its framing is broken"
     wav_tag = _wav_format_tag(head)
     if wav_tag is not None and wav_tag not in _WAV_TAGS_DECODED:
         return UnsupportedEncodingError(

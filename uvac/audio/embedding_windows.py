@@ -95,6 +95,32 @@ class EmbeddingWindower:
         )
         return windows, slices
 
+    def window_count(self, audio: Audio) -> int:
+        """How many windows ``audio`` has (what `windows_batch` would give it)."""
+        return len(self._window_starts(audio.samples.shape[0]))
+
+    def windows_at(self, audio: Audio, first: int, stop: int) -> Windows:
+        """Windows ``first`` to ``stop - 1`` of one clip, standardised: the same as those
+        rows of `windows_batch([audio])`, with one encoder call for these alone."""
+        starts = self._window_starts(audio.samples.shape[0])[first:stop]
+        samples = torch.from_numpy(audio.samples)
+        pieces = [samples[start : start + self._window_samples] for start in starts]
+        embeddings = self.encoder.embed(pieces)  # (W, D)
+        raw = Windows(
+            features=embeddings[:, None, None, :],  # (W, 1, 1, D)
+            mask=torch.ones(len(pieces), 1),
+            starts_s=[start / audio.sample_rate for start in starts],
+            ends_s=[
+                min(audio.duration_s, (start + piece.shape[0]) / audio.sample_rate)
+                for start, piece in zip(starts, pieces, strict=True)
+            ],
+            activity=torch.tensor(
+                [min(1.0, piece.shape[0] / self._window_samples) for piece in pieces],
+                dtype=torch.float32,
+            ),
+        )
+        return self.standardise(raw)
+
     def windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
         """`raw_windows_batch`, standardised with the training statistics."""
         raw, slices = self.raw_windows_batch(audios)

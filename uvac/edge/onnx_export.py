@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,11 +84,16 @@ class ExportedModel:
     sidecar: dict[str, Any]
 
 
+# torch.onnx.export keeps its state in process globals (GLOBALS.in_onnx_export), and
+# warnings.catch_warnings is process-wide too: two exports at once in one process fail.
+_TRACE_LOCK = threading.Lock()
+
+
 def _trace(edge: EdgeModel) -> bytes:
     config = edge.front_end.config
     example = torch.zeros(1, window_samples(config))
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with _TRACE_LOCK, warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export's, which needs the
         # onnxscript package; this one needs nothing beyond torch and writes the same graph.
         warnings.simplefilter("ignore")

@@ -9,19 +9,23 @@ model's fast path (h only for Cat. UVAC) in one forward pass, and aggregates per
 where ``activity_w`` is window w's share of active, unpadded frames (`Windows.activity`), so a
 zero-padded tail window counts for the sound it holds. A clip whose windows are all silent gets
 the plain mean. The per-window results are kept as the clip's timeline.
+
+`Clusterer.cluster_in_steps` gives the same result for one clip as a generator that does a
+bounded amount of work (``windows_per_step`` windows) per step, so that a server can run
+other requests between the steps of a long recording instead of behind all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from uvac.audio import Audio, FeatureExtractor
+from uvac.audio import Audio, FeatureExtractor, Windows
 from uvac.device import resolve_device
 from uvac.training import TrainedModel
 
@@ -106,29 +110,81 @@ class Clusterer:
             return []
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
-        results = []
-        for audio, clip in zip(audios, slices, strict=True):
-            clip_probabilities = probabilities[clip]  # (W, K)
-            pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
-            assignment = int(pooled.argmax())
-            timeline = [
-                WindowResult(
-                    start_s=windows.starts_s[index],
-                    end_s=windows.ends_s[index],
-                    probabilities=window_pi.tolist(),
-                    assignment=int(window_pi.argmax()),
-                )
-                for index, window_pi in zip(
-                    range(clip.start, clip.stop), clip_probabilities, strict=True
-                )
-            ]
-            results.append(
-                ClipResult(
-                    probabilities=pooled.tolist(),
-                    assignment=assignment,
-                    confidence=float(pooled[assignment]),
-                    duration_s=audio.duration_s,
-                    windows=timeline,
-                )
+        return [
+            _clip_result(
+                audio,
+                starts_s=windows.starts_s[clip],
+                ends_s=windows.ends_s[clip],
+                activity=windows.activity[clip],
+                probabilities=probabilities[clip],
             )
-        return results
+            for audio, clip in zip(audios, slices, strict=True)
+        ]
+
+    def cluster_in_steps(
+        self, audio: Audio, *, windows_per_step: int
+    ) -> Generator[None, None, ClipResult]:
+        """`cluster_batch([audio])[0]`, computed ``windows_per_step`` windows per step.
+
+        Each ``next()`` does one step; the result is the generator's return value. With an
+        encoder front-end a step embeds and clusters its windows only; with log-mel the
+        clip's features are computed in the first step (cheap next to the network).
+        """
+        if windows_per_step < 1:
+            raise ValueError("windows_per_step must be at least 1")
+        embedder = self.extractor.embedder
+        parts: list[Windows] = []
+        pieces: list[Tensor] = []
+        if embedder is not None:
+            total = embedder.window_count(audio)
+            for first in range(0, total, windows_per_step):
+                part = embedder.windows_at(audio, first, first + windows_per_step)
+                parts.append(part)
+                pieces.append(self.cluster_features(part.features, part.mask))
+                yield
+        else:
+            whole = self.extractor.windows(audio)
+            parts.append(whole)
+            yield
+            for first in range(0, len(whole), windows_per_step):
+                stop = first + windows_per_step
+                pieces.append(
+                    self.cluster_features(whole.features[first:stop], whole.mask[first:stop])
+                )
+                yield
+        return _clip_result(
+            audio,
+            starts_s=[start for part in parts for start in part.starts_s],
+            ends_s=[end for part in parts for end in part.ends_s],
+            activity=torch.cat([part.activity for part in parts]),
+            probabilities=torch.cat(pieces),
+        )
+
+
+def _clip_result(
+    audio: Audio,
+    *,
+    starts_s: list[float],
+    ends_s: list[float],
+    activity: Tensor,
+    probabilities: Tensor,
+) -> ClipResult:
+    """One clip's result from its windows' pi ``(W, K)`` and activity ``(W,)``."""
+    pooled = aggregate_windows(probabilities, activity)  # (K,)
+    assignment = int(pooled.argmax())
+    timeline = [
+        WindowResult(
+            start_s=start,
+            end_s=end,
+            probabilities=window_pi.tolist(),
+            assignment=int(window_pi.argmax()),
+        )
+        for start, end, window_pi in zip(starts_s, ends_s, probabilities, strict=True)
+    ]
+    return ClipResult(
+        probabilities=pooled.tolist(),
+        assignment=assignment,
+        confidence=float(pooled[assignment]),
+        duration_s=audio.duration_s,
+        windows=timeline,
+    )

@@ -14,7 +14,9 @@ The step is counted on probes of two or four windows of at most `PROBE_FRAMES` f
 extrapolated to the real batch and window (parts that are fixed, grow with the window, with
 the batch, and with both: the layers' activations are linear in each); the meta device's own
 cost grows with the frames (the GRU runs one step per 16), so a request for a window of a
-million frames is answered in milliseconds too. It counts
+million frames is answered in milliseconds too. The model's and the step's parts depend on
+the request's shape alone (not on the data set), so they are kept per shape
+(`_SHAPE_CACHE`): a client repeating a refused request costs a dictionary lookup. It counts
 every intermediate tensor as if all were alive at once, so it errs on the high side. The
 model is built from the same arguments as the trainer's, so an option the model refuses is
 found here too (``ValueError``).
@@ -22,7 +24,10 @@ found here too (``ValueError``).
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,18 +102,39 @@ def estimate_training_memory(
             step_bytes=_KMEANS_COPIES * dataset_bytes,
         )
     batch = max(1, min(config.batch_size, windows))
-    with torch.device("meta"):
-        model = _model(config, bins=bins, frames=frames)
-        parameters = sum(parameter.numel() for parameter in model.parameters())
-        step = _scaled_step_bytes(
-            config, model, batch=batch, channels=channels, frames=frames, bins=bins
-        )
+    parameters, step = _model_and_step(config, features, batch=batch)
     views = 1 + (config.consistency_weight > 0) + (config.self_label_weight > 0)
     return TrainingMemory(
         dataset_bytes=dataset_bytes,
         model_bytes=parameters * _FLOAT32 * _COPIES_PER_PARAMETER,
         step_bytes=step * views,
     )
+
+
+_SHAPE_CACHE: OrderedDict[str, tuple[int, int]] = OrderedDict()
+_SHAPE_CACHE_SIZE = 256
+_SHAPE_CACHE_LOCK = threading.Lock()
+
+
+def _model_and_step(config: TrainConfig, features: FeatureConfig, *, batch: int) -> tuple[int, int]:
+    """(parameters, one step's bytes) of this shape, computed once per shape."""
+    key = json.dumps([config.to_dict(), features.to_dict(), batch], sort_keys=True, default=str)
+    with _SHAPE_CACHE_LOCK:
+        if key in _SHAPE_CACHE:
+            _SHAPE_CACHE.move_to_end(key)
+            return _SHAPE_CACHE[key]
+    channels, frames, bins = features.input_shape  # (1, T, F)
+    with torch.device("meta"):
+        model = _model(config, bins=bins, frames=frames)
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        step = _scaled_step_bytes(
+            config, model, batch=batch, channels=channels, frames=frames, bins=bins
+        )
+    with _SHAPE_CACHE_LOCK:
+        _SHAPE_CACHE[key] = (parameters, step)
+        while len(_SHAPE_CACHE) > _SHAPE_CACHE_SIZE:
+            _SHAPE_CACHE.popitem(last=False)
+    return parameters, step
 
 
 def _scaled_step_bytes(

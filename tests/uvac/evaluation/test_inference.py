@@ -140,3 +140,43 @@ def test_clusterer_takes_decoded_files_at_its_rate(trained: TrainedModel) -> Non
     audio = load_audio(buffer.getvalue(), sample_rate=clusterer.sample_rate)
     (result,) = clusterer.cluster_batch([audio])
     assert result.duration_s == pytest.approx(0.2, abs=0.01)  # 3200 samples at 16 kHz
+
+
+def _run_steps(clusterer: Clusterer, audio: Audio, windows_per_step: int) -> tuple[int, object]:
+    steps = clusterer.cluster_in_steps(audio, windows_per_step=windows_per_step)
+    count = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return count, stop.value
+        count += 1
+
+
+@pytest.mark.parametrize("windows_per_step", [1, 3, 100])
+def test_clustering_in_steps_equals_one_pass(trained: TrainedModel, windows_per_step: int) -> None:
+    clusterer = Clusterer(trained)
+    clip = tone(1000.0, 4.0, seed=2)
+    (expected,) = clusterer.cluster_batch([clip])
+    steps, result = _run_steps(clusterer, clip, windows_per_step)
+    n_windows = len(expected.windows)
+    assert steps == 1 + -(-n_windows // windows_per_step)  # features, then the windows
+    assert result.assignment == expected.assignment
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-5)
+    assert [w.start_s for w in result.windows] == [w.start_s for w in expected.windows]
+
+
+def test_clustering_in_steps_with_an_encoder_embeds_a_few_windows_per_step() -> None:
+    from app.default_model import BUNDLE_DIR
+
+    clusterer = Clusterer(load_trained_model(BUNDLE_DIR))
+    rate = clusterer.sample_rate
+    t = np.arange(12 * rate) / rate
+    clip = Audio.from_samples(
+        (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate=rate
+    )
+    (expected,) = clusterer.cluster_batch([clip])
+    steps, result = _run_steps(clusterer, clip, 2)
+    assert steps == -(-len(expected.windows) // 2)
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-4)
+    assert [w.end_s for w in result.windows] == [w.end_s for w in expected.windows]

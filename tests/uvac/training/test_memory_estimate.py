@@ -97,3 +97,26 @@ def test_kmeans_needs_no_network() -> None:
     features, config = build_configs("paper", train_overrides={"model_type": "kmeans"})
     estimate = estimate_training_memory(config, features, windows=100)
     assert estimate.step_bytes > estimate.dataset_bytes > 0
+
+
+def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvac.training import memory_estimate
+
+    features, config = build_configs("scenes-logmel", train_overrides={"seed": 12_345})
+    built: list[int] = []
+    real_model = memory_estimate._model
+
+    def counting_model(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return real_model(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(memory_estimate, "_model", counting_model)
+    first = estimate_training_memory(config, features, windows=50_000)
+    builds = len(built)
+    assert builds >= 1
+    # The same shape on another data set: the model and the step come from the cache.
+    second = estimate_training_memory(config, features, windows=60_000)
+    assert len(built) == builds
+    assert second.model_bytes == first.model_bytes
+    assert second.step_bytes == first.step_bytes
+    assert second.dataset_bytes > first.dataset_bytes
