@@ -36,6 +36,7 @@ from app.routes import (
     build_business_router,
     build_legacy_router,
     health,
+    stream,
 )
 from app.services import open_services
 from service_config import Settings, get_settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     business = build_business_router()
     app.include_router(business, prefix=API_PREFIX)
+    app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(build_legacy_router(), include_in_schema=False)
     install_openapi(app)
     return app

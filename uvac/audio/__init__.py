@@ -46,6 +46,7 @@ from uvac.audio.feature_config import (
     frame_count,
 )
 from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
+from uvac.audio.live_windows import LiveWindows, streaming_obstacles
 from uvac.audio.log_mel import (
     LOG_OFFSET,
     LogMel,
@@ -77,6 +78,7 @@ __all__ = [
     "Encoder",
     "FeatureConfig",
     "FeatureExtractor",
+    "LiveWindows",
     "LogMel",
     "NormStats",
     "SoundEncoder",
@@ -98,4 +100,5 @@ __all__ = [
     "prepare_clip",
     "prepare_clip_at",
     "sniff_format",
+    "streaming_obstacles",
 ]

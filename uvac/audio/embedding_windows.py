@@ -78,7 +78,7 @@ class EmbeddingWindower:
                 )
             first = len(pieces)
             samples = torch.from_numpy(audio.samples)
-            for start in self._window_starts(samples.shape[0]):
+            for start in self.window_starts(samples.shape[0]):
                 piece = samples[start : start + self._window_samples]
                 pieces.append(piece)
                 starts_s.append(start / audio.sample_rate)
@@ -116,7 +116,16 @@ class EmbeddingWindower:
             activity=raw.activity,
         )
 
-    def _window_starts(self, n_samples: int) -> list[int]:
+    @property
+    def window_samples(self) -> int:
+        return self._window_samples
+
+    @property
+    def hop_samples(self) -> int:
+        return self._hop_samples
+
+    def window_starts(self, n_samples: int) -> list[int]:
+        """First sample of every window of a clip of ``n_samples`` (module docstring)."""
         if n_samples <= self._window_samples + self._tail_samples:
             return [0]
         last = n_samples - self._window_samples
