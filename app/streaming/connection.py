@@ -90,14 +90,14 @@ async def serve_stream(websocket: WebSocket, services: Services) -> None:
     code = 1000
     try:
         if not slots.try_acquire():
-            error = refusal(
+            busy = refusal(
                 503,
                 "too-many-streams",
                 f"{slots.limit} streams are open, the most this server takes; retry in "
                 f"{_RETRY_AFTER_S} s.",
                 retry_after_s=_RETRY_AFTER_S,
             )
-            code = await _close_with(websocket, error, stream_id=stream_id)
+            code = await _close_with(websocket, busy, stream_id=stream_id)
             return
         try:
             logger.info("stream opened (%d open)", slots.open)
@@ -363,7 +363,7 @@ async def _receive_within(
     try:
         if timeout <= 0:
             raise TimeoutError
-        message: dict[str, Any] = await asyncio.wait_for(websocket.receive(), timeout)
+        message = await asyncio.wait_for(_next(websocket), timeout)
     except TimeoutError:
         if timeout < settings.stream_idle_seconds:
             raise _too_long(settings) from None
@@ -376,6 +376,10 @@ async def _receive_within(
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(code=message.get("code", 1000), reason=message.get("reason"))
     return message
+
+
+async def _next(websocket: WebSocket) -> dict[str, Any]:
+    return dict(await websocket.receive())
 
 
 def _check_pace(received_s: float, settings: Any, *, ready_at: float) -> None:
