@@ -281,7 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         steps: list[dict[str, Any]] = []
         with running_server(
-            data_dir=root / "data", store_dir=root / "models", log_dir=root, extra_env={}
+            data_dir=root / "data",
+            store_dir=root / "models",
+            log_dir=root,
+            extra_env={"UVAC_MAX_STREAMS": "10000"},  # the step search finds the limit
         ) as server:
             url = f"ws://127.0.0.1:{server.port}/v1/stream"
             asyncio.run(run_step(url, audio, streams=1, seconds=6.0, hop_s=windows.hop_s, seed=0))
