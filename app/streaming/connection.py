@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import Message
 
 from app.auth import authenticate, presented_key
 from app.logging import stream_id_var
@@ -41,6 +42,7 @@ from app.serving import LoadedModel
 from app.streaming.audio_queue import END, AudioQueue, Frame
 from app.streaming.protocol import PcmDecoder, close_code, refusal
 from app.streaming.session import Decision, StreamSession
+from service_config import Settings
 from uvac.audio import Audio, LiveWindows, streaming_obstacles
 from uvac.edge import ProgramSmoother
 from uvac.evaluation import ClipResult
@@ -325,7 +327,7 @@ async def _open(
     )
 
 
-def _parse_config(message: dict[str, Any]) -> StreamConfig:
+def _parse_config(message: Message) -> StreamConfig:
     text = message.get("text")
     if text is None:
         raise refusal(400, "invalid-message", "The first message must be the JSON config.")
@@ -354,16 +356,15 @@ def _message_type(text: str | None) -> str:
     return kind if isinstance(kind, str) else "a message without a type"
 
 
-async def _receive_within(
-    websocket: WebSocket, settings: Any, *, opened_at: float
-) -> dict[str, Any]:
+async def _receive_within(websocket: WebSocket, settings: Settings, *, opened_at: float) -> Message:
     """The next message, within the idle timeout and the session's time left."""
     left = settings.stream_max_seconds - (time.monotonic() - opened_at)
     timeout = min(settings.stream_idle_seconds, left)
     try:
         if timeout <= 0:
             raise TimeoutError
-        message = await asyncio.wait_for(_next(websocket), timeout)
+        async with asyncio.timeout(timeout):  # no task per frame, unlike wait_for
+            message = await websocket.receive()
     except TimeoutError:
         if timeout < settings.stream_idle_seconds:
             raise _too_long(settings) from None
@@ -378,11 +379,7 @@ async def _receive_within(
     return message
 
 
-async def _next(websocket: WebSocket) -> dict[str, Any]:
-    return dict(await websocket.receive())
-
-
-def _check_pace(received_s: float, settings: Any, *, ready_at: float) -> None:
+def _check_pace(received_s: float, settings: Settings, *, ready_at: float) -> None:
     if received_s > settings.stream_max_seconds:
         raise _too_long(settings)
     allowed = settings.stream_max_speed * (time.monotonic() - ready_at)
@@ -396,7 +393,7 @@ def _check_pace(received_s: float, settings: Any, *, ready_at: float) -> None:
         )
 
 
-def _too_long(settings: Any) -> ApiProblem:
+def _too_long(settings: Settings) -> ApiProblem:
     return refusal(
         413,
         "stream-too-long",
