@@ -363,8 +363,7 @@ async def _receive_within(websocket: WebSocket, settings: Settings, *, opened_at
     try:
         if timeout <= 0:
             raise TimeoutError
-        async with asyncio.timeout(timeout):  # no task per frame, unlike wait_for
-            message = await websocket.receive()
+        message = await asyncio.wait_for(websocket.receive(), timeout)
     except TimeoutError:
         if timeout < settings.stream_idle_seconds:
             raise _too_long(settings) from None
