@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("single stream: %s", single)
             search = StepSearch(limit=limit, quick=args.quick, budget_s=args.budget_seconds)
             while (count := search.next_count()) is not None:
+                batches_before = server.batch_counters()
                 cpu_before, started = server.cpu_seconds(), time.monotonic()
                 runs = asyncio.run(
                     run_step(
@@ -338,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     wall_s=time.monotonic() - started,
                     server_cpu_s=server.cpu_seconds() - cpu_before,
                 )
+                clips, batches = (
+                    after - before
+                    for after, before in zip(server.batch_counters(), batches_before, strict=True)
+                )
+                step["mean_batch_size"] = round(clips / batches, 2) if batches else None
                 logger.info("step: %s", step)
                 steps.append(step)
                 search.record(count, held=step["held"])
