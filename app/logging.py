@@ -16,6 +16,8 @@ from typing import Any
 from service_config import JsonLineFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("uvac_request_id", default=None)
+# Set by the live-stream handler (app/streaming) for the lines of that stream.
+stream_id_var: ContextVar[str | None] = ContextVar("uvac_stream_id", default=None)
 
 
 class RequestIdFilter(logging.Filter):
@@ -23,14 +25,21 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        stream_id = stream_id_var.get()
+        if stream_id is not None:
+            record.stream_id = stream_id
         return True
 
 
 class JsonFormatter(JsonLineFormatter):
-    """The API's lines carry the id of the request being served."""
+    """The API's lines carry the id of the request being served (and of a live stream)."""
 
     def context(self, record: logging.LogRecord) -> dict[str, Any]:
-        return {"request_id": getattr(record, "request_id", None) or request_id_var.get()}
+        context = {"request_id": getattr(record, "request_id", None) or request_id_var.get()}
+        stream_id = getattr(record, "stream_id", None) or stream_id_var.get()
+        if stream_id is not None:
+            context["stream_id"] = stream_id
+        return context
 
 
 def configure_logging(*, level: str = "INFO") -> None:

@@ -44,6 +44,7 @@ from app.routes import (
     build_business_router,
     build_legacy_router,
     health,
+    stream,
 )
 from app.services import open_services
 from service_config import Settings, get_settings
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs_pages(app)
     business = build_business_router()
     app.include_router(business, prefix=API_PREFIX)
+    app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(build_legacy_router(), include_in_schema=False)
     install_openapi(app)
     return app

@@ -6,7 +6,10 @@
   micro-batcher achieves;
 - `uvac_model_info{name, version, ref, sha256}`: 1 for the model being served;
 - `uvac_jobs{status}`: jobs known to the queue, refreshed at each scrape;
-- `uvac_jobs_submitted_total{kind}`: jobs this process enqueued.
+- `uvac_jobs_submitted_total{kind}`: jobs this process enqueued;
+- `uvac_streams_open`, `uvac_stream_decision_latency_seconds` (from the arrival of a
+  window's last sample to its decision being sent) and `uvac_streams_closed_total{code}`:
+  live streams (`WS /v1/stream`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,22 @@ class AppMetrics:
             "uvac_jobs_submitted",
             "Jobs enqueued by this process",
             ["kind"],
+            registry=self.registry,
+        )
+
+        self.streams_open = Gauge(
+            "uvac_streams_open", "Live streams open now", registry=self.registry
+        )
+        self.stream_decision_latency = Histogram(
+            "uvac_stream_decision_latency_seconds",
+            "From a window's last sample arriving to its decision being sent",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.streams_closed = Counter(
+            "uvac_streams_closed",
+            "Live streams ended, by WebSocket close code",
+            ["code"],
             registry=self.registry,
         )
 

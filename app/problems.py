@@ -36,6 +36,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import Match
 
 from app.messages import plain_message
@@ -332,7 +333,7 @@ def request_id_of(request: Request) -> str | None:
 
 
 def problem_document(
-    request: Request, problem: Problem, *, request_id: str | None
+    request: HTTPConnection, problem: Problem, *, request_id: str | None
 ) -> dict[str, Any]:
     """The problem's JSON document for this request, without any of the server's paths."""
     document = problem.document(instance=request.url.path, request_id=request_id)

@@ -13,6 +13,7 @@ import redis
 from app.batching import MicroBatcher
 from app.metrics import AppMetrics
 from app.serving import LoadedModel, ModelHolder
+from app.streaming.slots import StreamSlots
 from dataset_store import DatasetStore
 from model_store import ModelStore
 from service_config import Settings
@@ -33,6 +34,7 @@ class Services:
     redis: redis.Redis
     dataset_uploads: asyncio.Semaphore
     decode_slots: DecodeSlots
+    streams: StreamSlots  # live streams open (WS /v1/stream)
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -96,6 +98,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
             redis=client,
             dataset_uploads=asyncio.Semaphore(settings.max_concurrent_dataset_uploads),
             decode_slots=DecodeSlots(settings.max_concurrent_decodes),
+            streams=StreamSlots(limit=settings.max_streams, gauge=metrics.streams_open),
         )
     finally:
         await holder.close()

@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     inference_long_clip_seconds: float = Field(default=30.0, gt=0)
     inference_windows_per_step: int = Field(default=1, ge=1)
 
+    # Live streams (WS /v1/stream, app/streaming): how many at once, how long one lasts (its
+    # audio or its open time), how long it may stay silent, and how far ahead of real time
+    # its audio may run (max_speed times the open time plus burst_seconds).
+    max_streams: int = Field(default=32, ge=1)
+    stream_max_seconds: float = Field(default=3600.0, gt=0)
+    stream_idle_seconds: float = Field(default=15.0, gt=0)
+    stream_max_speed: float = Field(default=2.0, ge=1)
+    stream_burst_seconds: float = Field(default=10.0, gt=0)
+
     # Model serving.
     model_poll_seconds: float = Field(default=2.0, gt=0)
     model_cache_size: int = Field(default=4, ge=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models
+from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models, stream
 
 __all__ = [
     "LEGACY_ROUTES",
@@ -13,6 +13,7 @@ __all__ = [
     "build_business_router",
     "build_legacy_router",
     "health",
+    "stream",
 ]
 
 # Routes that read their (multipart) body themselves, with their own caps.

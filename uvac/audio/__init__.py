@@ -49,6 +49,7 @@ from uvac.audio.feature_config import (
 )
 from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
 from uvac.audio.holdout import DEFAULT_HELD_OUT_SHARE, HeldOutSplit, held_out_split
+from uvac.audio.live_windows import LiveWindows, streaming_obstacles
 from uvac.audio.log_mel import (
     LOG_OFFSET,
     LogMel,
@@ -83,6 +84,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureExtractor",
     "HeldOutSplit",
+    "LiveWindows",
     "LogMel",
     "NormStats",
     "SoundEncoder",
@@ -105,4 +107,5 @@ __all__ = [
     "prepare_clip",
     "prepare_clip_at",
     "sniff_format",
+    "streaming_obstacles",
 ]

@@ -78,7 +78,7 @@ class EmbeddingWindower:
                 )
             first = len(pieces)
             samples = torch.from_numpy(audio.samples)
-            for start in self._window_starts(samples.shape[0]):
+            for start in self.window_starts(samples.shape[0]):
                 piece = samples[start : start + self._window_samples]
                 pieces.append(piece)
                 starts_s.append(start / audio.sample_rate)
@@ -97,12 +97,12 @@ class EmbeddingWindower:
 
     def window_count(self, audio: Audio) -> int:
         """How many windows ``audio`` has (what `windows_batch` would give it)."""
-        return len(self._window_starts(audio.samples.shape[0]))
+        return len(self.window_starts(audio.samples.shape[0]))
 
     def windows_at(self, audio: Audio, first: int, stop: int) -> Windows:
         """Windows ``first`` to ``stop - 1`` of one clip, standardised: the same as those
         rows of `windows_batch([audio])`, with one encoder call for these alone."""
-        starts = self._window_starts(audio.samples.shape[0])[first:stop]
+        starts = self.window_starts(audio.samples.shape[0])[first:stop]
         samples = torch.from_numpy(audio.samples)
         pieces = [samples[start : start + self._window_samples] for start in starts]
         embeddings = self.encoder.embed(pieces)  # (W, D)
@@ -142,7 +142,16 @@ class EmbeddingWindower:
             activity=raw.activity,
         )
 
-    def _window_starts(self, n_samples: int) -> list[int]:
+    @property
+    def window_samples(self) -> int:
+        return self._window_samples
+
+    @property
+    def hop_samples(self) -> int:
+        return self._hop_samples
+
+    def window_starts(self, n_samples: int) -> list[int]:
+        """First sample of every window of a clip of ``n_samples`` (module docstring)."""
         if n_samples <= self._window_samples + self._tail_samples:
             return [0]
         last = n_samples - self._window_samples

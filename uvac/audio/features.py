@@ -67,7 +67,7 @@ import torch
 
 from uvac.audio.decoding import Audio
 from uvac.audio.embedding_windows import EmbeddingWindower
-from uvac.audio.feature_config import FeatureConfig
+from uvac.audio.feature_config import FeatureConfig, frame_count
 from uvac.audio.log_mel import LogMel, check_log_mel, fit_time, prepare_clip, prepare_clip_at
 from uvac.audio.windows import NormStats, Windows
 
@@ -191,16 +191,12 @@ class FeatureExtractor:
         clip_frames = values.shape[0]
         window_frames = config.window_frames
         input_frames = config.frames_per_window
+        starts = self._window_start_frames(clip_frames)
         if clip_frames <= window_frames:
-            starts = [0]
             real_frames = clip_frames
             windowed_values = values.unsqueeze(0)  # (1, T_clip, M)
             windowed_active = active.unsqueeze(0)  # (1, T_clip)
         else:
-            last_start = clip_frames - window_frames
-            starts = list(range(0, last_start + 1, config.window_hop_frames))
-            if starts[-1] != last_start:
-                starts.append(last_start)
             real_frames = window_frames
             # (W, window_frames) frame indices of each window
             index = torch.tensor(starts).unsqueeze(1) + torch.arange(real_frames).unsqueeze(0)
@@ -226,6 +222,27 @@ class FeatureExtractor:
             ends_s=ends_s,
             activity=activity,
         )
+
+    def window_start_samples(self, n_samples: int) -> list[int]:
+        """First sample of every window `windows` cuts from a clip of ``n_samples`` (without
+        ``time_fit``, whose windows follow the clip's active region)."""
+        if self.embedder is not None:
+            return self.embedder.window_starts(n_samples)
+        if self.config.time_fit:
+            raise ValueError("time_fit windows depend on the clip's sound, not only its length")
+        starts = self._window_start_frames(frame_count(n_samples, self.config))
+        return [start * self.config.hop_length for start in starts]
+
+    def _window_start_frames(self, clip_frames: int) -> list[int]:
+        """Every hop, and the last window aligned to the clip's end; one for a short clip."""
+        window_frames = self.config.window_frames
+        if clip_frames <= window_frames:
+            return [0]
+        last_start = clip_frames - window_frames
+        starts = list(range(0, last_start + 1, self.config.window_hop_frames))
+        if starts[-1] != last_start:
+            starts.append(last_start)
+        return starts
 
     def _fitted_windows(self, audio: Audio) -> Windows:
         """time_fit: the trimmed clip cut into windows of ``span_frames`` (one window when it

@@ -10,6 +10,7 @@
     uvac distill TEACHER_DIR DATA_DIR --out MODEL_DIR    (uvac/cli_edge.py)
     uvac export MODEL_DIR --out DIR [--calibration DATA_DIR]
     uvac jobs watch JOB_ID [--url http://127.0.0.1:8000]   (a running service's job)
+    uvac stream FILE|- --url ws://HOST:PORT/v1/stream     (uvac/cli/stream.py)
 
 Exit codes: 0 success, 1 a run or some files failed (a message, no traceback), 2 bad usage.
 """
@@ -31,6 +32,7 @@ from uvac.audio import AudioFolder, FeatureConfig, load_audio
 from uvac.cli.edge import add_edge_commands
 from uvac.cli.jobs import add_job_commands
 from uvac.cli.options import add_config_options, key_json_value, positive_int, prefixed
+from uvac.cli.stream import add_stream_command
 from uvac.device import DEVICE_CHOICES, configure_threads, resolve_device
 from uvac.errors import UvacError
 from uvac.evaluation import (
@@ -150,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     add_edge_commands(commands, common)
     add_job_commands(commands, common)
+    add_stream_command(commands, common)
     return parser
 
 

@@ -31,7 +31,7 @@ import torchaudio
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from uvac.audio import LOG_OFFSET, FeatureConfig, NormStats
+from uvac.audio import LOG_OFFSET, FeatureConfig, LiveWindows, NormStats
 from uvac.errors import NotExportableError
 from uvac.models import BLOCK, KERNEL, PADDING, STRIDE, ClusterModel, ConvRecurrentEncoder
 
@@ -48,7 +48,7 @@ __all__ = [
 
 def window_samples(config: FeatureConfig) -> int:
     """Samples of one decision window: ``window_frames`` frames of ``n_fft``, ``hop`` apart."""
-    return config.n_fft + (config.window_frames - 1) * config.hop_length
+    return LiveWindows.of(config).window_samples
 
 
 def _feature_reasons(config: FeatureConfig) -> list[str]:

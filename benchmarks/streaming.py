@@ -1,0 +1,399 @@
+"""Live-stream benchmark: how many real-time streams one API process holds on this machine.
+
+    .venv/bin/python benchmarks/streaming.py                 # full run, under 10 minutes
+    .venv/bin/python benchmarks/streaming.py --quick         # a smoke run (short, few steps)
+
+What it does, in one run:
+
+1. Publishes the bundled default model (the sound encoder, 5 s windows every 2.5 s, 44.1 kHz)
+   in a temporary store.
+2. Measures the encoder-bound limit in this process with the server's settings (precision,
+   threads): the CPU seconds one decision window costs through `Clusterer.cluster_batch`
+   (decode-free: the windows are arrays), at batches of 1 and 8 windows, with 1 torch thread
+   (no OpenMP spin-waiting in the CPU time) and with the server's 2. The limit is
+   ``cores x hop / CPU seconds per window`` with the cheapest of those per-window costs (the
+   highest, strictest limit).
+3. Starts the production uvicorn command and streams ESC-10 recordings (one clip of every
+   class after another, each stream from its own place in that loop) to ``WS /v1/stream`` as
+   16-bit PCM in 100 ms frames, paced at real time (a frame is sent when its last sample has
+   been "heard"), from one asyncio process with the `websockets` client. Streams start at
+   random phases within one hop, as real sessions would.
+4. One stream for ``--single-seconds``: decision latency p50 / p95 and the server's CPU
+   seconds per second of stream. Then steps the number of concurrent streams up (`StepSearch`:
+   doubling, then bisecting); a step is held when every stream ends with 1000 and the p95
+   decision latency is at most 250 ms.
+
+A decision's latency is from the send of the frame that holds its window's last sample to
+the decision's arrival at the client. Writes ``benchmarks/results/streaming.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    LoadMonitor,
+    describe_model,
+    machine_info,
+    percentile_ms,
+    write_results,
+)
+from benchmarks.server_harness import (  # noqa: E402
+    SERVER_ENCODER_PRECISION,
+    SERVER_TORCH_THREADS,
+    build_store,
+    running_server,
+)
+from uvac.audio import Audio, AudioFolder, LiveWindows, configure_encoder_precision, load_audio  # noqa: E402
+from uvac.cli.stream import encode_pcm  # noqa: E402
+from uvac.device import configure_threads  # noqa: E402
+from uvac.evaluation import Clusterer  # noqa: E402
+from uvac.training import TrainedModel  # noqa: E402
+
+logger = logging.getLogger("benchmarks.streaming")
+
+ESC10_DIR = Path("/work/shared/data/esc10")
+TARGET_P95_MS = 250.0
+FRAME_S = 0.1
+CORES = 2
+
+
+def scene_loop(data_dir: Path, *, sample_rate: int, clips_per_class: int = 2) -> np.ndarray:
+    """ESC-10 clips, ``clips_per_class`` of every class in turn, one after another."""
+    folder = AudioFolder.scan(data_dir)
+    by_label: dict[str, list[Path]] = {}
+    for item in sorted(folder.items, key=lambda item: str(item.relpath)):
+        by_label.setdefault(str(item.label), []).append(item.path)
+    pieces = []
+    for round_index in range(clips_per_class):
+        for label in sorted(by_label):
+            paths = by_label[label]
+            pieces.append(
+                load_audio(paths[round_index % len(paths)], sample_rate=sample_rate).samples
+            )
+    return np.concatenate(pieces)
+
+
+def encoder_cost(trained: TrainedModel, audio: np.ndarray, windows: LiveWindows) -> dict[str, Any]:
+    """CPU and wall seconds per decision window, by batch size and thread count."""
+    configure_encoder_precision(SERVER_ENCODER_PRECISION)
+    clusterer = Clusterer(trained, device="cpu")
+    clips = [
+        Audio.from_samples(
+            audio[start : start + windows.window_samples], sample_rate=windows.sample_rate
+        )
+        for start in range(0, 8 * windows.hop_samples, windows.hop_samples)
+    ]
+    results: dict[str, Any] = {}
+    for threads in (1, SERVER_TORCH_THREADS):
+        configure_threads(threads)
+        for batch in (1, 8):
+            group = clips[:batch]
+            clusterer.cluster_batch(group)  # warm-up
+            repeats = max(2, 16 // batch)
+            cpu_started, wall_started = time.process_time(), time.perf_counter()
+            for _ in range(repeats):
+                clusterer.cluster_batch(group)
+            windows_done = repeats * batch
+            results[f"threads_{threads}_batch_{batch}"] = {
+                "cpu_s_per_window": round((time.process_time() - cpu_started) / windows_done, 4),
+                "wall_s_per_window": round((time.perf_counter() - wall_started) / windows_done, 4),
+            }
+    cheapest = min(entry["cpu_s_per_window"] for entry in results.values())
+    return {
+        "per_window": results,
+        "cpu_s_per_window": cheapest,
+        "encoder_bound_limit": round(CORES * windows.hop_s / cheapest, 2),
+    }
+
+
+class StreamRun:
+    """One stream's record: decision latencies, how it closed."""
+
+    def __init__(self) -> None:
+        self.latencies_s: list[float] = []
+        self.close_code: int | None = None
+        self.error: str | None = None
+        self.decisions = 0
+
+
+async def one_stream(
+    url: str, audio: np.ndarray, *, offset: int, seconds: float, delay_s: float, rate: int
+) -> StreamRun:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    run = StreamRun()
+    # Every frame is encoded before any stream starts, so no stream's set-up delays another's.
+    frame = round(FRAME_S * rate)
+    n_frames = int(seconds / FRAME_S)
+    positions = (offset + np.arange(n_frames * frame)) % len(audio)
+    pcm = encode_pcm(audio[positions], "pcm_s16le")
+    width = 2 * frame
+    payloads = [pcm[k * width : (k + 1) * width] for k in range(n_frames)]
+    await asyncio.sleep(delay_s)
+    async with connect(url, max_size=None) as websocket:
+        await websocket.send(json.dumps({"type": "config", "encoding": "pcm_s16le"}))
+        ready = json.loads(await websocket.recv())
+        if int(ready["sample_rate"]) != rate:
+            raise RuntimeError(f"the server takes {ready['sample_rate']} Hz, not {rate}")
+        sent_at: list[float] = []
+
+        async def send() -> None:
+            started = time.perf_counter()
+            try:
+                for index, payload in enumerate(payloads):
+                    due = started + (index + 1) * FRAME_S  # when its last sample was "heard"
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    sent_at.append(time.perf_counter())
+                    await websocket.send(payload)
+                await websocket.send(json.dumps({"type": "eof"}))
+            except ConnectionClosed:
+                pass  # the server refused the stream: its error message says why
+
+        sender = asyncio.create_task(send())
+        async for text in websocket:
+            arrived = time.perf_counter()
+            message = json.loads(text)
+            if message["type"] == "decision":
+                last_sample = round(message["end_s"] * rate) - 1
+                run.latencies_s.append(arrived - sent_at[last_sample // frame])
+                run.decisions += 1
+            elif message["type"] == "error":
+                run.error = message["problem"]["detail"]
+        await sender
+        await websocket.wait_closed()
+        run.close_code = websocket.close_code
+    return run
+
+
+async def run_step(
+    url: str,
+    audio: np.ndarray,
+    *,
+    streams: int,
+    seconds: float,
+    hop_s: float,
+    seed: int,
+    rate: int,
+) -> list[StreamRun]:
+    rng = random.Random(seed)
+    tasks = [
+        one_stream(
+            url,
+            audio,
+            offset=rng.randrange(len(audio)),
+            seconds=seconds,
+            delay_s=rng.uniform(0.0, hop_s),
+            rate=rate,
+        )
+        for _ in range(streams)
+    ]
+    return list(await asyncio.gather(*tasks))
+
+
+def summarise(
+    runs: Sequence[StreamRun], *, streams: int, wall_s: float, server_cpu_s: float
+) -> dict[str, Any]:
+    latencies = [latency for run in runs for latency in run.latencies_s]
+    closed_ok = all(run.close_code == 1000 and run.error is None for run in runs)
+    p95 = percentile_ms(latencies, 95)
+    return {
+        "streams": streams,
+        "decisions": len(latencies),
+        "p50_ms": percentile_ms(latencies, 50),
+        "p95_ms": p95,
+        "p99_ms": percentile_ms(latencies, 99),
+        "max_ms": percentile_ms(latencies, 100),
+        "all_closed_1000": closed_ok,
+        "errors": sorted({run.error for run in runs if run.error}),
+        "server_cpu_s": round(server_cpu_s, 2),
+        "server_cpu_share_of_machine": round(server_cpu_s / (wall_s * CORES), 3),
+        "held": bool(closed_ok and p95 is not None and p95 <= TARGET_P95_MS),
+    }
+
+
+class StepSearch:
+    """The stream counts to try: doubling from 2 while they hold, then halving the gap
+    between the most held and the fewest not held, until it is within 10 % (or 2 streams),
+    the counts pass twice the encoder-bound limit, or the time budget is spent."""
+
+    def __init__(self, *, limit: float, quick: bool, budget_s: float) -> None:
+        self.limit = limit
+        self.quick = quick
+        self.deadline = time.monotonic() + budget_s
+        self.held = 0
+        self.failed: int | None = None
+        self.tried: list[int] = []
+
+    def next_count(self) -> int | None:
+        if self.quick:
+            return None if self.tried else 2
+        if time.monotonic() > self.deadline:
+            return None
+        if self.failed is None:
+            count = 2 if not self.tried else 2 * self.held
+            return count if count <= 2 * self.limit else None
+        if self.failed - self.held <= max(2, round(0.1 * self.failed)):
+            return None
+        return (self.held + self.failed) // 2
+
+    def record(self, count: int, *, held: bool) -> None:
+        self.tried.append(count)
+        if held:
+            self.held = max(self.held, count)
+        else:
+            self.failed = count if self.failed is None else min(self.failed, count)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--single-seconds", type=float, default=60.0)
+    parser.add_argument("--step-seconds", type=float, default=25.0)
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "streaming.json")
+    parser.add_argument("--data", type=Path, default=ESC10_DIR)
+    parser.add_argument(
+        "--budget-seconds", type=float, default=330.0, help="no new step after this long"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.quick:
+        args.single_seconds, args.step_seconds = 12.0, 10.0
+
+    monitor = LoadMonitor()
+    with monitor, tempfile.TemporaryDirectory(prefix="uvac-stream-bench-") as scratch:
+        root = Path(scratch)
+        trained, source, _ = build_store(root / "models", model_choice="bundle")
+        windows = LiveWindows.of(trained.feature_config)
+        rate = windows.sample_rate
+        audio = scene_loop(args.data, sample_rate=windows.sample_rate)
+        cost = encoder_cost(trained, audio, windows)
+        logger.info("encoder: %s", cost)
+        limit = cost["encoder_bound_limit"]
+        model_description = describe_model(trained)
+        del trained
+
+        steps: list[dict[str, Any]] = []
+        with running_server(
+            data_dir=root / "data",
+            store_dir=root / "models",
+            log_dir=root,
+            extra_env={"UVAC_MAX_STREAMS": "10000"},  # the step search finds the limit
+        ) as server:
+            url = f"ws://127.0.0.1:{server.port}/v1/stream"
+            asyncio.run(run_step(url, audio, streams=1, seconds=6.0, hop_s=0.0, seed=0, rate=rate))
+            cpu_before, started = server.cpu_seconds(), time.monotonic()
+            runs = asyncio.run(
+                run_step(
+                    url, audio, streams=1, seconds=args.single_seconds, hop_s=0.0, seed=1, rate=rate
+                )
+            )
+            single = summarise(
+                runs,
+                streams=1,
+                wall_s=time.monotonic() - started,
+                server_cpu_s=server.cpu_seconds() - cpu_before,
+            )
+            single["server_cpu_s_per_stream_second"] = round(
+                single["server_cpu_s"] / args.single_seconds, 4
+            )
+            logger.info("single stream: %s", single)
+            search = StepSearch(limit=limit, quick=args.quick, budget_s=args.budget_seconds)
+            while (count := search.next_count()) is not None:
+                batches_before = server.batch_counters()
+                cpu_before, started = server.cpu_seconds(), time.monotonic()
+                runs = asyncio.run(
+                    run_step(
+                        url,
+                        audio,
+                        streams=count,
+                        seconds=args.step_seconds,
+                        hop_s=windows.hop_s,
+                        seed=count,
+                        rate=rate,
+                    )
+                )
+                step = summarise(
+                    runs,
+                    streams=count,
+                    wall_s=time.monotonic() - started,
+                    server_cpu_s=server.cpu_seconds() - cpu_before,
+                )
+                clips, batches = (
+                    after - before
+                    for after, before in zip(server.batch_counters(), batches_before, strict=True)
+                )
+                step["mean_batch_size"] = round(clips / batches, 2) if batches else None
+                logger.info("step: %s", step)
+                steps.append(step)
+                search.record(count, held=step["held"])
+        held = [step for step in steps if step["held"]]
+        best = held[-1] if held else None
+        document = {
+            "benchmark": "streaming",
+            "command": "python benchmarks/streaming.py" + (" --quick" if args.quick else ""),
+            "model": {"source": source, **model_description},
+            "window_s": windows.window_s,
+            "hop_s": windows.hop_s,
+            "frame_s": FRAME_S,
+            "target_p95_ms": TARGET_P95_MS,
+            "streams_held": best["streams"] if best else 0,
+            "encoder_bound_limit": limit,
+            "held_share_of_limit": round((best["streams"] if best else 0) / limit, 3),
+            "p95_decision_latency_ms": best["p95_ms"] if best else None,
+            "single_stream": {
+                "p50_ms": single["p50_ms"],
+                "p95_ms": single["p95_ms"],
+                "server_cpu_s_per_stream_second": single["server_cpu_s_per_stream_second"],
+                "seconds": args.single_seconds,
+                **{k: single[k] for k in ("decisions", "p99_ms", "max_ms", "all_closed_1000")},
+            },
+            "encoder_cost": cost,
+            "steps": steps,
+            "server": {
+                "torch_threads": SERVER_TORCH_THREADS,
+                "encoder_precision": SERVER_ENCODER_PRECISION,
+            },
+            "machine": machine_info(),
+            "load": monitor.summary(),
+        }
+    write_results(args.output, document)
+    print(
+        json.dumps(
+            {
+                k: document[k]
+                for k in (
+                    "streams_held",
+                    "encoder_bound_limit",
+                    "p95_decision_latency_ms",
+                    "single_stream",
+                )
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
