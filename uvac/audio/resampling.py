@@ -62,8 +62,9 @@ class StreamingResampler:
     """
 
     def __init__(self, *, orig_rate: int, new_rate: int, expected_input: int | None = None) -> None:
-        self._identity = orig_rate == new_rate
-        self._orig, self._new = (1, 1) if self._identity else resampling_ratio(orig_rate, new_rate)
+        self._orig, self._new = resampling_ratio(orig_rate, new_rate)
+        # Rates within the approximation of each other (7999 and 8000 Hz) need no resampling.
+        self._identity = self._orig == self._new
         self._length = 0  # input samples pushed
         # The output is written into one buffer, sized from ``expected_input`` (a header's
         # length) when known and grown by doubling otherwise: joining blocks at the end would

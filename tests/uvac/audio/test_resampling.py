@@ -63,3 +63,11 @@ def test_at_the_same_rate_the_signal_comes_back_unchanged() -> None:
     for start in range(0, samples.size, 3_000):
         resampler.push(samples[start : start + 3_000])
     np.testing.assert_array_equal(resampler.finish(), samples)
+
+
+def test_rates_within_the_approximation_of_each_other_pass_through() -> None:
+    # 7999:8000 approximates to 1:1, which torchaudio builds no kernel for.
+    samples = np.linspace(-0.5, 0.5, 392, dtype=np.float32)
+    resampler = StreamingResampler(orig_rate=7999, new_rate=8000)
+    resampler.push(samples)
+    np.testing.assert_array_equal(resampler.finish(), samples)
