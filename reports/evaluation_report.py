@@ -9,8 +9,9 @@ and no display are involved). Labels, file names and method names are user text:
 drawn with mathtext off (``text.parse_math``), so "$5 and $10" is a label, not an equation,
 and HTML-escaped on the page.
 
-- ``latent_map.png``: the clips' latent vectors projected to 2-D by PCA, coloured by cluster
-  (and, beside it, by label when there are labels);
+- ``cluster_map.png``: the cluster browser's map of the windows (t-SNE), coloured by cluster
+  (and by label when there are labels); ``latent_map.png`` (a PCA of the clips' latent
+  vectors) only for a version without a map;
 - ``cluster_sizes.png``: clips per cluster, the model beside K-means;
 - ``confusion_matrix.png``: clusters x labels counts (labels only);
 - ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists);
@@ -30,6 +31,7 @@ import matplotlib
 import numpy as np
 
 from reports.figures import (
+    cluster_map_chart,
     cluster_sizes_chart,
     confusion_matrix_chart,
     latent_map,
@@ -42,11 +44,33 @@ if TYPE_CHECKING:
     from dataset_store import DatasetManifest
     from uvac.evaluation import EvaluationReport
 
-__all__ = ["REPORT_FORMAT", "build_report", "report_summary"]
+__all__ = [
+    "CURRENT_NAMES_MARKER",
+    "REPORT_FORMAT",
+    "build_report",
+    "current_names_section",
+    "report_summary",
+]
 
 REPORT_FORMAT = "uvac-evaluation-report"
 REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
+# Where the API puts the clusters' names as they are when the page is read (names change
+# after the report is drawn; the figures label clusters by number).
+CURRENT_NAMES_MARKER = "<!-- uvac:current-cluster-names -->"
+
+
+def current_names_section(names: Mapping[str, str], *, n_clusters: int) -> str:
+    """The page's table of cluster numbers and their names now; every name escaped."""
+    rows = "".join(
+        f"<tr><td>{number}</td><td>{html.escape(names.get(str(number), ''))}</td></tr>"
+        for number in range(n_clusters)
+    )
+    return (
+        "<h2>Cluster names</h2><p>As named now; the figures number the clusters.</p>"
+        f"<table><thead><tr><th>Cluster</th><th>Name</th></tr></thead><tbody>{rows}</tbody>"
+        "</table>"
+    )
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -64,14 +88,21 @@ def build_report(
     model_metadata: Mapping[str, Any],
     model_info: Mapping[str, Any],
     dataset: DatasetManifest,
+    cluster_map: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the report, keyed by its relative path."""
+    """Every file of the report, keyed by its relative path. With the version's cluster
+    map (`reports.cluster_map`) the map is drawn instead of the latent PCA."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
     # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         figures: dict[str, bytes | None] = {
-            "latent_map.png": latent_map(model_row),
+            "latent_map.png": latent_map(model_row) if cluster_map is None else None,
+            "cluster_map.png": (
+                None
+                if cluster_map is None
+                else cluster_map_chart(cluster_map, model_metadata.get("cluster_names") or {})
+            ),
             "cluster_sizes.png": cluster_sizes_chart(rows),
             "confusion_matrix.png": confusion_matrix_chart(model_row),
             "training_curves.png": training_curves_chart(history),
@@ -177,6 +208,7 @@ figure {{ margin: 1.5rem 0; }}
 </head>
 <body>
 <h1>Evaluation of {escape(document["model"])}</h1>
+<p><a href="../browser">Open the cluster browser</a>: the map, the recordings, the names.</p>
 <p>Data set <code>{escape(dataset["id"])}</code> ({dataset["files"]} files,
 digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created_at"])}.</p>
 <table>
@@ -188,6 +220,7 @@ digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created
 <p>Internal metrics: Silhouette (higher is better), Davies-Bouldin (lower is better),
 Calinski-Harabasz (higher is better), in each named space; see report.json for what each
 space is.</p>
+{CURRENT_NAMES_MARKER}
 {report_sections(document)}
 {figures}
 </body>

@@ -15,6 +15,7 @@ job canceled. A run stopped because its worker is shutting down returns
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -180,6 +181,20 @@ def run_training(
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
         )
+        record(job, {"phase": "mapping"})
+        from uvac.selection import renumbered
+        from worker.cluster_map import map_files
+
+        # Drawn before publishing, in the numbering the version will have, so a cancel or a
+        # lost worker cannot leave a published version without its map.
+        browser_files = map_files(
+            renumbered(trained, identity),
+            items,
+            manifest=manifest,
+            metadata=trained.info,
+            n_jobs=settings.torch_threads,
+            should_stop=reporter.should_stop if reporter is not None else None,
+        )
         record(job, {"phase": "publishing"})
         return _publish(
             trained,
@@ -191,6 +206,7 @@ def run_training(
             resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
             train_seconds=time.monotonic() - started,
             extra_metadata=identity,
+            report_files=browser_files,
         )
 
     return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
@@ -221,6 +237,7 @@ def _publish(
     resumed_from_epoch: int | None,
     train_seconds: float,
     extra_metadata: Mapping[str, Any] | None = None,
+    report_files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     from uvac.training import code_version, save_trained_model
 
@@ -255,6 +272,8 @@ def _publish(
     with store.publish(name, metadata=metadata) as staging:
         save_trained_model(staging, trained)
     version = staging.version
+    if report_files:
+        store.write_report(version.ref, files=report_files)
     metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
     logger.info("job %s published %s", job and job.id, version.ref)
     return {"model": version.ref, "sha256": version.sha256, "metrics": metrics}
@@ -290,9 +309,11 @@ def run_evaluation(
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
     from reports import build_report, report_summary
+    from reports.cluster_map import CLUSTER_MAP_FILE
     from uvac.evaluation import evaluate_with_baselines
     from uvac.selection import renumbered
     from uvac.training import load_trained_model
+    from worker.cluster_map import existing_map_files, map_files
 
     check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)
@@ -329,6 +350,9 @@ def run_evaluation(
         record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         return {"canceled": True}
     record(job, {"phase": "drawing"})
+    browser_files = existing_map_files(store, version) or map_files(
+        trained, items, manifest=manifest, metadata=version.metadata, n_jobs=settings.torch_threads
+    )
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(
         store.root, version, n_clusters=trained.n_clusters, model_info=trained.info
@@ -339,7 +363,8 @@ def run_evaluation(
         model_metadata={**version.metadata, "cluster_names": names},
         model_info=trained.info,
         dataset=manifest,
+        cluster_map=json.loads(browser_files[CLUSTER_MAP_FILE]),
     )
-    store.write_report(version.ref, files=files)
+    store.write_report(version.ref, files={**browser_files, **files})
     record(job, {"phase": "done"})
     return {"model": version.ref, "report": report_summary(files)}

@@ -5,11 +5,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models
+from app.routes import (
+    browser,
+    cluster,
+    clusters,
+    datasets,
+    distill,
+    export,
+    health,
+    jobs,
+    models,
+)
 
 __all__ = [
     "LEGACY_ROUTES",
+    "PAGE_ASSETS_PATH",
     "UPLOAD_PATHS",
+    "build_assets_router",
     "build_business_router",
     "build_legacy_router",
     "health",
@@ -19,6 +31,10 @@ __all__ = [
 UPLOAD_PATHS = ("/cluster", "/cluster/batch", "/datasets")
 # The fitting backend's existing contract, which predates /v1: these answer at the root too.
 LEGACY_ROUTES = frozenset({("POST", "/cluster"), ("POST", "/train")})
+
+
+# Scripts and styles of the pages: no data in them, so no key guards them.
+PAGE_ASSETS_PATH = "/page-assets/{file_name}"
 
 
 def build_business_router() -> APIRouter:
@@ -31,7 +47,13 @@ def build_business_router() -> APIRouter:
     router.include_router(models.router)
     router.include_router(clusters.router)
     router.include_router(export.router)
+    router.include_router(browser.router)
     return router
+
+
+def build_assets_router() -> APIRouter:
+    """The pages' scripts and styles (open: a browser fetches them before any session)."""
+    return browser.assets_router
 
 
 def build_legacy_router() -> APIRouter:

@@ -9,7 +9,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from app.deps import ModelHolderDep, ModelStoreDep, PageDep
 from app.openapi_docs import problem_responses
@@ -23,8 +23,9 @@ from app.schemas import (
     ModelVersionPublic,
 )
 from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
+from model_store import ModelStore, NotFound
 from model_store import ModelVersion as StoredVersion
-from model_store import NotFound
+from model_store.cluster_names import current_cluster_names
 
 router = APIRouter(tags=["models"])
 
@@ -178,11 +179,29 @@ def get_report_file(
     # The name pattern already excludes separators and "..": this is the second lock.
     if path.resolve().parent != report_dir.resolve() or not path.is_file():
         raise NotFound(f"No report file {file_name!r} for {name}:v{version}.")
-    return FileResponse(
-        path,
-        media_type=_MEDIA_TYPES[match.group(1)],
-        headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
-    )
+    headers = {"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"}
+    # Imported here: `reports` brings matplotlib, which only report pages need.
+    from reports import CURRENT_NAMES_MARKER
+
+    if file_name == "index.html":
+        page = path.read_text(encoding="utf-8")
+        if CURRENT_NAMES_MARKER in page:
+            stored = store.get(f"{name}:v{version}")
+            page = page.replace(CURRENT_NAMES_MARKER, _current_names(store, stored, report_dir))
+        return HTMLResponse(page, headers=headers)  # type: ignore[return-value]
+    return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
+
+
+def _current_names(store: ModelStore, version: StoredVersion, report_dir: FilePath) -> str:
+    from reports import current_names_section
+
+    report = _read_report(report_dir) or {}
+    rows = report.get("rows") or [{}]
+    k = version.metadata.get("n_clusters") or rows[0].get("n_clusters")
+    if not isinstance(k, int):
+        return ""
+    names = current_cluster_names(store.root, version, n_clusters=k)
+    return current_names_section(names, n_clusters=k)
 
 
 @router.put(
