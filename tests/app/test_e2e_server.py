@@ -52,7 +52,13 @@ class Server:
         return documents
 
 
-def _start_server(data_dir: Path, *, redis_url: str, log_path: Path) -> Server:
+def _start_server(
+    data_dir: Path,
+    *,
+    redis_url: str,
+    log_path: Path,
+    extra_environment: dict[str, str] | None = None,
+) -> Server:
     port = _free_port()
     environment = {
         **os.environ,
@@ -65,6 +71,7 @@ def _start_server(data_dir: Path, *, redis_url: str, log_path: Path) -> Server:
         "UVAC_REDIS_RETRY_AFTER_SECONDS": "3",
     }
     environment.pop("UVAC_API_KEYS", None)
+    environment.update(extra_environment or {})
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         [
