@@ -102,6 +102,13 @@ def _big_map_version(store: ModelStore, dataset_id: str, digest: str) -> str:
     return staging.version.ref
 
 
+def _stored_map(store: ModelStore, ref: str) -> dict[str, Any]:
+    report = store.report_path(ref)
+    assert report is not None
+    document: dict[str, Any] = json.loads((report / "cluster_map.json").read_text())
+    return document
+
+
 @dataclass
 class Site:
     server: Server
@@ -120,14 +127,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     params = {**train_params(manifest.id, epochs=2), "n_clusters": 3}
     run_training(params, job=None, settings=settings, train_function=train_model)
     store = ModelStore(settings.model_store_path)
-    report = store.report_path("tones:v1")
-    assert report is not None
-    small = httpx.Response(200, content=(report / "cluster_map.json").read_bytes()).json()
     _big_map_version(store, manifest.id, manifest.digest)
-    big = httpx.Response(
-        200,
-        content=(store.report_path("tones:v2") / "cluster_map.json").read_bytes(),  # type: ignore[operator]
-    ).json()
+    small, big = (_stored_map(store, ref) for ref in ("tones:v1", "tones:v2"))
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     server = _start_server(
         data_dir,
