@@ -59,7 +59,9 @@ def test_publishing_maps_the_training_windows_and_evaluation_keeps_the_map(
     assert len(document["points"]["x"]) == 2 * len(manifest.files)
     assert len(document["points"]["pi"][0]) == 2
 
-    run_evaluation({"model_ref": "tones:v1", "dataset_id": manifest.id}, job=None, settings=settings)
+    run_evaluation(
+        {"model_ref": "tones:v1", "dataset_id": manifest.id}, job=None, settings=settings
+    )
 
     assert (report_dir / "cluster_map.json").read_bytes() == published_map  # drawn once
     assert (report_dir / "cluster_map.png").is_file()
