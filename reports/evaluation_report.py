@@ -98,11 +98,7 @@ def build_report(
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         figures: dict[str, bytes | None] = {
             "latent_map.png": latent_map(model_row) if cluster_map is None else None,
-            "cluster_map.png": (
-                None
-                if cluster_map is None
-                else cluster_map_chart(cluster_map, model_metadata.get("cluster_names") or {})
-            ),
+            "cluster_map.png": None if cluster_map is None else cluster_map_chart(cluster_map),
             "cluster_sizes.png": cluster_sizes_chart(rows),
             "confusion_matrix.png": confusion_matrix_chart(model_row),
             "training_curves.png": training_curves_chart(history),

@@ -116,9 +116,10 @@ def latent_map(report: EvaluationReport) -> bytes:
     return png(figure)
 
 
-def cluster_map_chart(document: Mapping[str, Any], names: Mapping[str, str]) -> bytes:
-    """The cluster browser's map (`reports.cluster_map`) as a figure: windows by cluster,
-    each cluster labelled "number name" (and, beside it, by label when there are labels)."""
+def cluster_map_chart(document: Mapping[str, Any]) -> bytes:
+    """The cluster browser's map (`reports.cluster_map`) as a figure: windows by cluster
+    number (and, beside it, by label when there are labels). Numbers, not names: names change
+    after the figure is drawn, and the report's page lists them as they are when it is read."""
     points_doc = document["points"]
     points = (
         np.column_stack([points_doc["x"], points_doc["y"]])
@@ -132,8 +133,7 @@ def cluster_map_chart(document: Mapping[str, Any], names: Mapping[str, str]) -> 
     panels = figure.subplots(1, 2 if has_labels else 1, squeeze=False)[0]
     method = str(document["projection"].get("method", ""))
     axis_names = (f"{method} 1", f"{method} 2")
-    titled = [f"{cluster} {names.get(str(cluster), '')}".strip() for cluster in clusters]
-    _scatter(panels[0], points, titled, "windows by cluster", axis_names)
+    _scatter(panels[0], points, clusters, "windows by cluster", axis_names)
     if has_labels:
         _scatter(
             panels[1],
