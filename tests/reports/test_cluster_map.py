@@ -75,3 +75,12 @@ def test_a_tiny_table_falls_back_to_pca_and_a_large_one_is_sampled() -> None:
     capped = build_cluster_map(_table(50), dataset={"id": "ds_a", "digest": "d"}, max_points=40)
     assert capped["n_windows"] == 100 and len(capped["points"]["x"]) == 40
     assert max(max(row) for row in capped["points"]["neighbours"]) < 40
+
+
+def test_the_report_names_section_escapes_names() -> None:
+    from reports import current_names_section
+
+    section = current_names_section({"0": "<script>alert(1)</script>", "2": "Rain"}, n_clusters=3)
+    assert "<script>" not in section
+    assert "<td>0</td><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in section
+    assert "<td>1</td><td></td>" in section and "<td>2</td><td>Rain</td>" in section
