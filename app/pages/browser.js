@@ -52,12 +52,26 @@
 
   // --- the map ------------------------------------------------------------------------
 
+  // The map's coordinates are in [0, 1] with the aspect ratio kept, so the shorter axis
+  // does not reach 1: centre it on the canvas.
+  function extent(values) {
+    let high = 0;
+    for (let index = 0; index < values.length; index += 1) high = Math.max(high, values[index]);
+    return high;
+  }
+
   function canvasPoint(index) {
     const canvas = document.getElementById("map");
     const margin = 12;
     const size = Math.min(canvas.width, canvas.height) - 2 * margin;
     const points = state.map.points;
-    return [margin + points.x[index] * size, margin + points.y[index] * size];
+    if (state.offsets === undefined) {
+      state.offsets = [(1 - extent(points.x)) / 2, (1 - extent(points.y)) / 2];
+    }
+    return [
+      margin + (points.x[index] + state.offsets[0]) * size,
+      margin + (points.y[index] + state.offsets[1]) * size,
+    ];
   }
 
   function pointColour(index) {
