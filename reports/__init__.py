@@ -17,6 +17,7 @@ from reports.evaluation_report import (
     REPORT_FORMAT,
     build_report,
     current_names_section,
+    report_page,
     report_summary,
 )
 from reports.figures import project_2d
@@ -28,6 +29,7 @@ __all__ = [
     "build_report",
     "current_names_section",
     "project_2d",
+    "report_page",
     "report_sections",
     "report_summary",
     "sweep_chart",

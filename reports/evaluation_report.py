@@ -49,6 +49,7 @@ __all__ = [
     "REPORT_FORMAT",
     "build_report",
     "current_names_section",
+    "report_page",
     "report_summary",
 ]
 
@@ -132,7 +133,7 @@ def build_report(
     }
     files: dict[str, bytes] = dict(drawn)
     files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
-    files[INDEX_HTML] = _html(document).encode("utf-8")
+    files[INDEX_HTML] = report_page(document).encode("utf-8")
     return files
 
 
@@ -162,7 +163,22 @@ def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
     }
 
 
-def _html(document: Mapping[str, Any]) -> str:
+def report_page(
+    document: Mapping[str, Any],
+    *,
+    current_names: Mapping[str, str] | None = None,
+    n_clusters: int | None = None,
+) -> str:
+    """``index.html`` of a report document (``report.json``). With ``current_names`` (the
+    API, when it serves the page) every table names clusters as they are named now;
+    without, the page keeps a marker where the API puts them."""
+    if current_names is None or n_clusters is None:
+        return _html(document, CURRENT_NAMES_MARKER)
+    named = {**document, "cluster_names": dict(current_names)}
+    return _html(named, current_names_section(current_names, n_clusters=n_clusters))
+
+
+def _html(document: Mapping[str, Any], names_section: str) -> str:
     escape = html.escape
     spaces = sorted({name for row in document["rows"] for name in row["internal"]})
     header = "".join(
@@ -216,7 +232,7 @@ digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created
 <p>Internal metrics: Silhouette (higher is better), Davies-Bouldin (lower is better),
 Calinski-Harabasz (higher is better), in each named space; see report.json for what each
 space is.</p>
-{CURRENT_NAMES_MARKER}
+{names_section}
 {report_sections(document)}
 {figures}
 </body>

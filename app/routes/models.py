@@ -180,28 +180,40 @@ def get_report_file(
     if path.resolve().parent != report_dir.resolve() or not path.is_file():
         raise NotFound(f"No report file {file_name!r} for {name}:v{version}.")
     headers = {"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"}
-    # Imported here: `reports` brings matplotlib, which only report pages need.
-    from reports import CURRENT_NAMES_MARKER
-
     if file_name == "index.html":
-        page = path.read_text(encoding="utf-8")
-        if CURRENT_NAMES_MARKER in page:
-            stored = store.get(f"{name}:v{version}")
-            page = page.replace(CURRENT_NAMES_MARKER, _current_names(store, stored, report_dir))
+        stored = store.get(f"{name}:v{version}")
+        page = _index_page(store, stored, report_dir, path)
         return HTMLResponse(page, headers=headers)  # type: ignore[return-value]
     return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
 
 
-def _current_names(store: ModelStore, version: StoredVersion, report_dir: FilePath) -> str:
-    from reports import current_names_section
+def _index_page(
+    store: ModelStore, version: StoredVersion, report_dir: FilePath, path: FilePath
+) -> str:
+    """The report's page with the clusters named as they are now: drawn again from
+    ``report.json``, or for a report this code cannot read, its stored page with the names
+    table filled in."""
+    # Imported here: `reports` brings matplotlib, which only report pages need.
+    from reports import (
+        CURRENT_NAMES_MARKER,
+        REPORT_FORMAT,
+        current_names_section,
+        report_page,
+    )
 
     report = _read_report(report_dir) or {}
     rows = report.get("rows") or [{}]
-    k = version.metadata.get("n_clusters") or rows[0].get("n_clusters")
+    k = version.metadata.get("n_clusters") or (rows[0] or {}).get("n_clusters")
     if not isinstance(k, int):
-        return ""
+        return path.read_text(encoding="utf-8").replace(CURRENT_NAMES_MARKER, "")
     names = current_cluster_names(store.root, version, n_clusters=k)
-    return current_names_section(names, n_clusters=k)
+    if report.get("format") == REPORT_FORMAT:
+        try:
+            return report_page(report, current_names=names, n_clusters=k)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a report of another shape: its stored page, with the names table
+    section = current_names_section(names, n_clusters=k)
+    return path.read_text(encoding="utf-8").replace(CURRENT_NAMES_MARKER, section)
 
 
 @router.put(
