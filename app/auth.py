@@ -2,7 +2,8 @@
 
 When `Settings.api_keys` is non-empty every business route requires a key, in `X-API-Key`
 or as `Authorization: Bearer <key>`; no key is 401, an unknown key 403. Health, metrics and
-the docs are not behind it.
+the docs are not behind it. A browser opens a version's pages with a signed, short-lived
+page token instead (`app.page_sessions`).
 
 The check runs twice on one code path: `app.middleware.ApiKeyMiddleware` refuses a request
 before anything reads its body (FastAPI parses a JSON body before it runs a route's
@@ -26,7 +27,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from app.problems import ApiProblem
 from service_config import Settings
 
-__all__ = ["ANONYMOUS", "authenticate", "presented_key"]
+__all__ = ["ANONYMOUS", "authenticate", "key_digest", "presented_key"]
 
 ANONYMOUS = "anonymous"
 
@@ -61,4 +62,9 @@ def authenticate(settings: Settings, presented: str | None) -> str:
         matched |= hmac.compare_digest(presented_bytes, key.encode("utf-8"))
     if not matched:
         raise ApiProblem(status=403, slug="forbidden", detail="The API key is not valid.")
-    return hashlib.sha256(presented_bytes).hexdigest()[:16]
+    return key_digest(presented)
+
+
+def key_digest(key: str) -> str:
+    """A key's identity: short enough to log and to put in a page token, never the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]

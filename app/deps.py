@@ -113,7 +113,11 @@ async def require_api_key(
 ) -> str:
     """The caller's identity: a digest of its key, or "anonymous" when auth is off."""
     settings: Settings = request.app.state.settings
-    return authenticate(settings, api_key or (bearer.credentials if bearer is not None else None))
+    presented = api_key or (bearer.credentials if bearer is not None else None)
+    page_identity = getattr(request.state, "page_identity", None)
+    if presented is None and isinstance(page_identity, str):
+        return page_identity  # a page token, checked by ApiKeyMiddleware (app/page_sessions.py)
+    return authenticate(settings, presented)
 
 
 CallerDep = Annotated[str, Depends(require_api_key)]

@@ -37,10 +37,13 @@ from app.middleware import (
     RequestIdMiddleware,
 )
 from app.openapi_docs import install_openapi
+from app.pages import PAGE_ASSETS
 from app.problems import register_problem_handlers, server_paths
 from app.routes import (
     LEGACY_ROUTES,
+    PAGE_ASSETS_PATH,
     UPLOAD_PATHS,
+    build_assets_router,
     build_business_router,
     build_legacy_router,
     health,
@@ -139,13 +142,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     business = build_business_router()
     app.include_router(business, prefix=API_PREFIX)
     app.include_router(stream.router, prefix=API_PREFIX)
+    app.include_router(build_assets_router(), prefix=API_PREFIX, include_in_schema=False)
     app.include_router(build_legacy_router(), include_in_schema=False)
     install_openapi(app)
     return app
 
 
 def _open_paths(app: FastAPI) -> frozenset[str]:
-    """The paths no API key guards: the index, health and metrics, and the documentation."""
+    """The paths no API key guards: the index, health and metrics, the documentation, and the
+    pages' scripts and styles."""
     docs = (DOCS_URL, REDOC_URL, OAUTH2_REDIRECT_URL, app.openapi_url, "/")
     health_paths = {str(getattr(route, "path", "")) for route in health.router.routes}
-    return frozenset(health_paths | {path for path in docs if path})
+    assets = {API_PREFIX + PAGE_ASSETS_PATH.format(file_name=name) for name in PAGE_ASSETS}
+    return frozenset(health_paths | assets | {path for path in docs if path})

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import authenticate, presented_key
 from app.logging import request_id_var
+from app.page_sessions import PageSession, page_session, session_cookie
 from app.problems import ApiProblem, BodyTooLarge, problem_from_exception, problem_response
 from service_config import Settings
 
@@ -118,6 +119,21 @@ class ApiKeyMiddleware:
         presented = presented_key(
             api_key=headers.get("x-api-key"), authorization=headers.get("authorization")
         )
+        if presented is None:
+            session, token_presented = page_session(self.settings, scope)
+            if session is not None:
+                await self._as_page(session, scope, receive, send)
+                return
+            if token_presented:
+                refusal = ApiProblem(
+                    status=401,
+                    slug="unauthenticated",
+                    detail="The page link has expired or does not open this page; ask "
+                    "POST /v1/models/{name}/versions/{version}/page-links for a new one.",
+                )
+                response = problem_response(Request(scope), problem_from_exception(refusal))
+                await response(scope, receive, send)
+                return
         try:
             authenticate(self.settings, presented)
         except ApiProblem as refusal:
@@ -125,6 +141,20 @@ class ApiKeyMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    async def _as_page(
+        self, session: PageSession, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve a request a page token opened (app/page_sessions.py); a token that came in
+        the URL is handed back as the page's cookie."""
+        scope.setdefault("state", {})["page_identity"] = session.identity
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and session.from_query:
+                MutableHeaders(scope=message).append("set-cookie", session_cookie(session))
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
 
 
 class HeadAsGetMiddleware:

@@ -5,20 +5,31 @@ serves it). Imports `uvac` and, for types only, `dataset_store`; never `worker` 
 
 - `reports.evaluation_report`: ``report.json``, the PNG figures and ``index.html``;
 - `reports.figures`: the matplotlib figures;
+- `reports.cluster_map`: the cluster browser's map of windows (t-SNE, neighbours);
 - `reports.selection_sections`: the sweep figure and the sections on choosing K and on cluster
   identities.
 """
 
 from __future__ import annotations
 
-from reports.evaluation_report import REPORT_FORMAT, build_report, report_summary
+from reports.evaluation_report import (
+    CURRENT_NAMES_MARKER,
+    REPORT_FORMAT,
+    build_report,
+    current_names_section,
+    report_page,
+    report_summary,
+)
 from reports.figures import project_2d
 from reports.selection_sections import report_sections, sweep_chart
 
 __all__ = [
+    "CURRENT_NAMES_MARKER",
     "REPORT_FORMAT",
     "build_report",
+    "current_names_section",
     "project_2d",
+    "report_page",
     "report_sections",
     "report_summary",
     "sweep_chart",

@@ -9,8 +9,9 @@ and no display are involved). Labels, file names and method names are user text:
 drawn with mathtext off (``text.parse_math``), so "$5 and $10" is a label, not an equation,
 and HTML-escaped on the page.
 
-- ``latent_map.png``: the clips' latent vectors projected to 2-D by PCA, coloured by cluster
-  (and, beside it, by label when there are labels);
+- ``cluster_map.png``: the cluster browser's map of the windows (t-SNE), coloured by cluster
+  (and by label when there are labels); ``latent_map.png`` (a PCA of the clips' latent
+  vectors) only for a version without a map;
 - ``cluster_sizes.png``: clips per cluster, the model beside K-means;
 - ``confusion_matrix.png``: clusters x labels counts (labels only);
 - ``training_curves.png``: loss parts and accuracy/NMI per epoch (when a history exists);
@@ -35,6 +36,7 @@ import matplotlib
 import numpy as np
 
 from reports.figures import (
+    cluster_map_chart,
     cluster_sizes_chart,
     confusion_matrix_chart,
     latent_map,
@@ -48,11 +50,34 @@ if TYPE_CHECKING:
     from dataset_store import DatasetManifest
     from uvac.evaluation import EvaluationReport
 
-__all__ = ["REPORT_FORMAT", "build_report", "report_summary"]
+__all__ = [
+    "CURRENT_NAMES_MARKER",
+    "REPORT_FORMAT",
+    "build_report",
+    "current_names_section",
+    "report_page",
+    "report_summary",
+]
 
 REPORT_FORMAT = "uvac-evaluation-report"
 REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
+# Where the API puts the clusters' names as they are when the page is read (names change
+# after the report is drawn; the figures label clusters by number).
+CURRENT_NAMES_MARKER = "<!-- uvac:current-cluster-names -->"
+
+
+def current_names_section(names: Mapping[str, str], *, n_clusters: int) -> str:
+    """The page's table of cluster numbers and their names now; every name escaped."""
+    rows = "".join(
+        f"<tr><td>{number}</td><td>{html.escape(names.get(str(number), ''))}</td></tr>"
+        for number in range(n_clusters)
+    )
+    return (
+        "<h2>Cluster names</h2><p>As named now; the figures number the clusters.</p>"
+        f"<table><thead><tr><th>Cluster</th><th>Name</th></tr></thead><tbody>{rows}</tbody>"
+        "</table>"
+    )
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -71,15 +96,19 @@ def build_report(
     model_info: Mapping[str, Any],
     dataset: DatasetManifest,
     evaluated_on: Mapping[str, Any],
+    cluster_map: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """Every file of the report, keyed by its relative path. ``evaluated_on``:
-    `uvac.evaluation.EvaluationRecordings.describe` of the recordings ``rows`` were computed on."""
+    `uvac.evaluation.EvaluationRecordings.describe` of the recordings ``rows`` were computed on.
+    With the version's cluster map (`reports.cluster_map`) the map is drawn instead of the
+    latent PCA."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
     # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         figures: dict[str, bytes | None] = {
-            "latent_map.png": latent_map(model_row),
+            "latent_map.png": latent_map(model_row) if cluster_map is None else None,
+            "cluster_map.png": None if cluster_map is None else cluster_map_chart(cluster_map),
             "cluster_sizes.png": cluster_sizes_chart(rows),
             "confusion_matrix.png": confusion_matrix_chart(model_row),
             "training_curves.png": training_curves_chart(history),
@@ -117,7 +146,7 @@ def build_report(
     }
     files: dict[str, bytes] = dict(drawn)
     files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
-    files[INDEX_HTML] = _html(document).encode("utf-8")
+    files[INDEX_HTML] = report_page(document).encode("utf-8")
     return files
 
 
@@ -161,7 +190,22 @@ def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
     }
 
 
-def _html(document: Mapping[str, Any]) -> str:
+def report_page(
+    document: Mapping[str, Any],
+    *,
+    current_names: Mapping[str, str] | None = None,
+    n_clusters: int | None = None,
+) -> str:
+    """``index.html`` of a report document (``report.json``). With ``current_names`` (the
+    API, when it serves the page) every table names clusters as they are named now;
+    without, the page keeps a marker where the API puts them."""
+    if current_names is None or n_clusters is None:
+        return _html(document, CURRENT_NAMES_MARKER)
+    named = {**document, "cluster_names": dict(current_names)}
+    return _html(named, current_names_section(current_names, n_clusters=n_clusters))
+
+
+def _html(document: Mapping[str, Any], names_section: str) -> str:
     escape = html.escape
     spaces = sorted({name for row in document["rows"] for name in row["internal"]})
     header = "".join(
@@ -203,6 +247,7 @@ figure {{ margin: 1.5rem 0; }}
 </head>
 <body>
 <h1>Evaluation of {escape(document["model"])}</h1>
+<p><a href="../browser">Open the cluster browser</a>: the map, the recordings, the names.</p>
 <p>Data set <code>{escape(dataset["id"])}</code> ({dataset["files"]} files,
 digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created_at"])}.</p>
 {provenance_section(document)}
@@ -215,6 +260,7 @@ digest <code>{escape(dataset["digest"][:16])}</code>), {escape(document["created
 <p>Internal metrics: Silhouette (higher is better), Davies-Bouldin (lower is better),
 Calinski-Harabasz (higher is better), in each named space; see report.json for what each
 space is.</p>
+{names_section}
 {report_sections(document)}
 {figures}
 </body>

@@ -4,6 +4,8 @@ off (``text.parse_math``), so "$5 and $10" is a label, not an equation.
 
 - `latent_map`: the clips' latent vectors projected to 2-D by PCA (`project_2d`), coloured by
   cluster (and, beside it, by label when there are labels);
+- `cluster_map_chart`: the cluster browser's 2-D map of windows (t-SNE), which replaces
+  `latent_map` whenever a map exists (pi is near one-hot, so a PCA of it is about K dots);
 - `cluster_sizes_chart`: clips per cluster, the model beside K-means;
 - `confusion_matrix_chart`: clusters x labels counts (labels only);
 - `training_curves_chart`: loss parts and accuracy/NMI per epoch (when a history exists).
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from uvac.evaluation import EvaluationReport
 
 __all__ = [
+    "cluster_map_chart",
     "cluster_sizes_chart",
     "confusion_matrix_chart",
     "latent_map",
@@ -66,7 +69,13 @@ def project_2d(points: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return projected, ratios
 
 
-def _scatter(axes: Any, points: np.ndarray, groups: Sequence[Any], title: str) -> None:
+def _scatter(
+    axes: Any,
+    points: np.ndarray,
+    groups: Sequence[Any],
+    title: str,
+    axis_names: tuple[str, str] = ("PC 1", "PC 2"),
+) -> None:
     names = sorted({str(group) for group in groups}, key=_natural_key)
     colour_map = matplotlib.colormaps[_COLOURS]
     for index, name in enumerate(names):
@@ -74,8 +83,8 @@ def _scatter(axes: Any, points: np.ndarray, groups: Sequence[Any], title: str) -
         colour = colour_map(index % colour_map.N)
         axes.scatter(points[chosen, 0], points[chosen, 1], s=14, label=name, color=colour)
     axes.set_title(title)
-    axes.set_xlabel("PC 1")
-    axes.set_ylabel("PC 2")
+    axes.set_xlabel(axis_names[0])
+    axes.set_ylabel(axis_names[1])
     if len(names) <= 20:
         axes.legend(fontsize="small", markerscale=1.2, loc="best")
 
@@ -104,6 +113,36 @@ def latent_map(report: EvaluationReport) -> bytes:
             "latent by label",
         )
     figure.suptitle(f"{report.method}: {report.n_clips} clips, K = {report.n_clusters}")
+    return png(figure)
+
+
+def cluster_map_chart(document: Mapping[str, Any]) -> bytes:
+    """The cluster browser's map (`reports.cluster_map`) as a figure: windows by cluster
+    number (and, beside it, by label when there are labels). Numbers, not names: names change
+    after the figure is drawn, and the report's page lists them as they are when it is read."""
+    points_doc = document["points"]
+    points = (
+        np.column_stack([points_doc["x"], points_doc["y"]])
+        if points_doc["x"]
+        else (np.zeros((0, 2)))
+    )
+    clusters = [int(cluster) for cluster in points_doc["cluster"]]
+    labels = [document["recordings"][index]["label"] for index in points_doc["recording"]]
+    has_labels = any(label is not None for label in labels)
+    figure = Figure(figsize=(11 if has_labels else 6, 5))
+    panels = figure.subplots(1, 2 if has_labels else 1, squeeze=False)[0]
+    method = str(document["projection"].get("method", ""))
+    axis_names = (f"{method} 1", f"{method} 2")
+    _scatter(panels[0], points, clusters, "windows by cluster", axis_names)
+    if has_labels:
+        _scatter(
+            panels[1],
+            points,
+            ["(none)" if label is None else label for label in labels],
+            "windows by label",
+            axis_names,
+        )
+    figure.suptitle(f"{len(clusters)} windows, K = {document['n_clusters']}")
     return png(figure)
 
 

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # cross-origin browser calls.
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # How long a page link (app/page_sessions.py: the report and cluster browser in a
+    # browser, with keys on) stays valid.
+    page_link_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     @field_validator("job_retry_intervals", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ job canceled. A run stopped because its worker is shutting down returns
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -205,6 +206,20 @@ def run_training(
             selection=trained.info.get("selection"),
             identity=identity.get("cluster_identity"),
         )
+        record(job, {"phase": "mapping"})
+        from uvac.selection import renumbered
+        from worker.cluster_map import map_files
+
+        # Drawn before publishing, in the numbering the version will have, so a cancel or a
+        # lost worker cannot leave a published version without its map.
+        browser_files = map_files(
+            renumbered(trained, identity),
+            items,
+            manifest=manifest,
+            metadata=trained.info,
+            n_jobs=settings.torch_threads,
+            should_stop=reporter.should_stop if reporter is not None else None,
+        )
         publishing = stamped_progress(Progress(phase="publishing"))
         record(job, {"phase": "publishing", "progress": publishing})
         return _publish(
@@ -217,6 +232,7 @@ def run_training(
             resumed_from_epoch=reporter.resumed_from_epoch if reporter is not None else None,
             train_seconds=time.monotonic() - started,
             extra_metadata={**identity, "held_out": held_out, "warnings": warnings},
+            report_files=browser_files,
         )
 
     return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
@@ -247,6 +263,7 @@ def _publish(
     resumed_from_epoch: int | None,
     train_seconds: float,
     extra_metadata: Mapping[str, Any] | None = None,
+    report_files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     from uvac.training import code_version, save_trained_model
 
@@ -281,6 +298,8 @@ def _publish(
     with store.publish(name, metadata=metadata) as staging:
         save_trained_model(staging, trained)
     version = staging.version
+    if report_files:
+        store.write_report(version.ref, files=report_files)
     metrics = {key: final.get(key) for key in ("loss", "accuracy", "nmi", "clusters_used")}
     metrics["computed_on"] = "the training recordings (see held_out for figures on new ones)"
     extra = extra_metadata or {}
@@ -338,9 +357,11 @@ def run_evaluation(
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
     from reports import build_report, report_summary
+    from reports.cluster_map import CLUSTER_MAP_FILE
     from uvac.evaluation import evaluate_with_baselines
     from uvac.selection import renumbered
     from uvac.training import load_trained_model
+    from worker.cluster_map import existing_map_files, map_files
 
     check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
     store = ModelStore(settings.model_store_path)
@@ -384,6 +405,9 @@ def run_evaluation(
         record(job, {"canceled": True, "canceled_at": utc_now_iso(), "phase": "canceled"})
         return {"canceled": True}
     record(job, {"phase": "drawing"})
+    browser_files = existing_map_files(store, version) or map_files(
+        trained, items, manifest=manifest, metadata=version.metadata, n_jobs=settings.torch_threads
+    )
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(
         store.root, version, n_clusters=trained.n_clusters, model_info=trained.info
@@ -395,7 +419,8 @@ def run_evaluation(
         model_info=trained.info,
         dataset=manifest,
         evaluated_on=recordings.describe(),
+        cluster_map=json.loads(browser_files[CLUSTER_MAP_FILE]),
     )
-    store.write_report(version.ref, files=files)
+    store.write_report(version.ref, files={**browser_files, **files})
     record(job, {"phase": "done"})
     return {"model": version.ref, "report": report_summary(files)}

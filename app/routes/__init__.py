@@ -5,11 +5,24 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models, stream
+from app.routes import (
+    browser,
+    cluster,
+    clusters,
+    datasets,
+    distill,
+    export,
+    health,
+    jobs,
+    models,
+    stream,
+)
 
 __all__ = [
     "LEGACY_ROUTES",
+    "PAGE_ASSETS_PATH",
     "UPLOAD_PATHS",
+    "build_assets_router",
     "build_business_router",
     "build_legacy_router",
     "health",
@@ -22,6 +35,10 @@ UPLOAD_PATHS = ("/cluster", "/cluster/batch", "/datasets")
 LEGACY_ROUTES = frozenset({("POST", "/cluster"), ("POST", "/train")})
 
 
+# Scripts and styles of the pages: no data in them, so no key guards them.
+PAGE_ASSETS_PATH = "/page-assets/{file_name}"
+
+
 def build_business_router() -> APIRouter:
     """Every business route, behind the API key check (a no-op when no keys are set)."""
     router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -32,7 +49,13 @@ def build_business_router() -> APIRouter:
     router.include_router(models.router)
     router.include_router(clusters.router)
     router.include_router(export.router)
+    router.include_router(browser.router)
     return router
+
+
+def build_assets_router() -> APIRouter:
+    """The pages' scripts and styles (open: a browser fetches them before any session)."""
+    return browser.assets_router
 
 
 def build_legacy_router() -> APIRouter:

@@ -10,7 +10,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from app.deps import ModelHolderDep, ModelStoreDep, PageDep
 from app.openapi_docs import problem_responses
@@ -24,8 +24,9 @@ from app.schemas import (
     ModelVersionPublic,
 )
 from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
+from model_store import ModelStore, NotFound, ReportNotFound
 from model_store import ModelVersion as StoredVersion
-from model_store import NotFound, ReportNotFound
+from model_store.cluster_names import current_cluster_names
 from model_store.promotion import FigureComparison, check_promotion
 
 router = APIRouter(tags=["models"])
@@ -193,11 +194,41 @@ def get_report_file(
     # The name pattern already excludes separators and "..": this is the second lock.
     if path.resolve().parent != report_dir.resolve() or not path.is_file():
         raise ReportNotFound(f"No report file {file_name!r} for {name}:v{version}.")
-    return FileResponse(
-        path,
-        media_type=_MEDIA_TYPES[match.group(1)],
-        headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+    headers = {"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"}
+    if file_name == "index.html":
+        stored = store.get(f"{name}:v{version}")
+        page = _index_page(store, stored, report_dir, path)
+        return HTMLResponse(page, headers=headers)  # type: ignore[return-value]
+    return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
+
+
+def _index_page(
+    store: ModelStore, version: StoredVersion, report_dir: FilePath, path: FilePath
+) -> str:
+    """The report's page with the clusters named as they are now: drawn again from
+    ``report.json``, or for a report this code cannot read, its stored page with the names
+    table filled in."""
+    # Imported here: `reports` brings matplotlib, which only report pages need.
+    from reports import (
+        CURRENT_NAMES_MARKER,
+        REPORT_FORMAT,
+        current_names_section,
+        report_page,
     )
+
+    report = _read_report(report_dir) or {}
+    rows = report.get("rows") or [{}]
+    k = version.metadata.get("n_clusters") or (rows[0] or {}).get("n_clusters")
+    if not isinstance(k, int):
+        return path.read_text(encoding="utf-8").replace(CURRENT_NAMES_MARKER, "")
+    names = current_cluster_names(store.root, version, n_clusters=k)
+    if report.get("format") == REPORT_FORMAT:
+        try:
+            return report_page(report, current_names=names, n_clusters=k)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a report of another shape: its stored page, with the names table
+    section = current_names_section(names, n_clusters=k)
+    return path.read_text(encoding="utf-8").replace(CURRENT_NAMES_MARKER, section)
 
 
 @router.put(

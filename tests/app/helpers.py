@@ -22,6 +22,7 @@ PATH_VALUES = {
     "job_id": "0123456789abcdef",
     "file_name": "report.json",
     "cluster": "0",
+    "recording": "0",
 }
 
 

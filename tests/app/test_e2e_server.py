@@ -54,7 +54,13 @@ class Server:
         return documents
 
 
-def _start_server(data_dir: Path, *, redis_url: str, log_path: Path) -> Server:
+def _start_server(
+    data_dir: Path,
+    *,
+    redis_url: str,
+    log_path: Path,
+    extra_environment: dict[str, str] | None = None,
+) -> Server:
     port = _free_port()
     environment = {
         **os.environ,
@@ -70,6 +76,7 @@ def _start_server(data_dir: Path, *, redis_url: str, log_path: Path) -> Server:
         "UVAC_MIN_UPLOAD_BYTES_PER_SECOND": "2000",
     }
     environment.pop("UVAC_API_KEYS", None)
+    environment.update(extra_environment or {})
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         [

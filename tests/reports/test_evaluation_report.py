@@ -229,3 +229,29 @@ def test_the_run_warnings_and_held_out_figures_reach_the_page() -> None:
     assert "files" not in report["json"]["held_out"]
     assert "4 training recordings for 2 clusters" in report["html"]
     assert "NMI 0.25" in report["html"]
+
+
+def test_the_page_drawn_again_with_current_names_names_every_table_by_them() -> None:
+    from reports import report_page
+
+    identity = {
+        "previous": "tones:v1",
+        "agreement": 0.9,
+        "clusters": [{"number": 0, "previous": 0, "new": False, "agreement": 0.9, "size": 3}],
+    }
+    files = build_report(
+        rows=rows_for(model_row(labelled=True)),
+        model_ref="tones:v2",
+        model_metadata={"cluster_identity": identity, "cluster_names": {"0": "Old name"}},
+        model_info={},
+        dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
+    )
+    stored = files["index.html"].decode()
+    assert "<td>Old name</td>" in stored and "<!-- uvac:current-cluster-names -->" in stored
+
+    page = report_page(
+        json.loads(files["report.json"]), current_names={"0": "Café <b>"}, n_clusters=3
+    )
+    assert "Old name" not in page and "uvac:current-cluster-names" not in page
+    assert page.count("<td>Café &lt;b&gt;</td>") == 2  # the identity table and the names table

@@ -138,3 +138,38 @@ def test_training_scores_the_held_out_recordings_it_never_trains_on(
     assert not seen["held_out"] & seen["training"]
     version = ModelStore(settings.model_store_path).get(result["model"])
     assert set(version.metadata["held_out"]["files"]) == seen["held_out"]
+
+
+def test_publishing_maps_the_training_windows_and_evaluation_keeps_the_map(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tones = write_tone_folder(tmp_path / "tones", per_class=3)
+    manifest = DatasetStore(settings.datasets_path).get(
+        DatasetStore(settings.datasets_path).register_folder(tones).id
+    )
+    run_training(
+        train_params(manifest.id, epochs=1), job=None, settings=settings, train_function=train_model
+    )
+    store = ModelStore(settings.model_store_path)
+    report_dir = store.report_path("tones:v1")
+    assert report_dir is not None
+    published_map = (report_dir / "cluster_map.json").read_bytes()
+    document = json.loads(published_map)
+    assert document["dataset"]["id"] == manifest.id
+    # The map shows the recordings the version was trained on: all but the held-out ones.
+    held_out = set(store.get("tones:v1").metadata["held_out"]["files"])
+    training = sorted(entry.path for entry in manifest.files if entry.path not in held_out)
+    assert held_out and sorted(entry["path"] for entry in document["recordings"]) == training
+    # 0.5 s clips in 0.25 s windows every 0.25 s: two windows each.
+    assert len(document["points"]["x"]) == 2 * len(training)
+    assert len(document["points"]["pi"][0]) == 2
+
+    run_evaluation(
+        {"model_ref": "tones:v1", "dataset_id": manifest.id}, job=None, settings=settings
+    )
+
+    assert (report_dir / "cluster_map.json").read_bytes() == published_map  # drawn once
+    assert (report_dir / "cluster_map.png").is_file()
+    assert not (report_dir / "latent_map.png").exists()  # the map replaces the latent PCA
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    assert 'href="../browser"' in page and "uvac:current-cluster-names" in page

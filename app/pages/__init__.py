@@ -1,0 +1,88 @@
+"""The HTML pages the API serves to browsers, and their script and style (served by
+`GET /v1/page-assets/{file}`: the pages need nothing from the internet).
+
+`render_browser_page` fills the cluster browser's HTML shell; every value is escaped. The
+script (`browser.js`) reads the page's data from the API with relative URLs, so the same
+page works behind a path prefix, and writes user text (names, labels, file names) only as
+text nodes.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+__all__ = ["PAGE_ASSETS", "asset_path", "render_browser_page"]
+
+_HERE = Path(__file__).resolve().parent
+PAGE_ASSETS = {
+    "browser.js": "text/javascript; charset=utf-8",
+    "browser.css": "text/css; charset=utf-8",
+}
+
+
+def asset_path(file_name: str) -> Path:
+    """The file of a known asset (the caller checks the name against `PAGE_ASSETS`)."""
+    return _HERE / file_name
+
+
+def render_browser_page(*, ref: str, has_sweep: bool) -> str:
+    """The cluster browser's HTML for one version (the script fills it)."""
+    title = html.escape(ref)
+    sweep = (
+        '<section id="sweep"><h2>Choosing K</h2>'
+        '<img src="report/sweep.png" alt="Scores of each K the sweep tried"></section>'
+        if has_sweep
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Clusters of {title}</title>
+<link rel="stylesheet" href="/v1/page-assets/browser.css">
+<script src="/v1/page-assets/browser.js" defer></script>
+</head>
+<body>
+<header>
+<h1>Clusters of <span id="model-ref">{title}</span></h1>
+<p id="summary">Loading the map…</p>
+<p><a href="report/index.html">Evaluation report</a></p>
+</header>
+<main>
+<section id="map-section">
+<div id="map-controls">
+<label>Colour by <select id="colour-by"><option value="cluster">cluster</option></select></label>
+<span id="hint">Click a point to play its recording from that window.</span>
+</div>
+<canvas id="map" width="720" height="720" aria-label="Map of the recordings' windows"></canvas>
+</section>
+<aside id="details">
+<h2>Selected window</h2>
+<div id="selection"><p>Nothing selected.</p></div>
+<audio id="player" controls preload="none"></audio>
+<h3>Nearest neighbours (full embedding space)</h3>
+<ol id="neighbours"></ol>
+</aside>
+</main>
+<section id="clusters-section">
+<h2>Clusters</h2>
+<p id="rename-status" role="status"></p>
+<table id="clusters">
+<thead><tr><th></th><th>#</th><th>Name</th><th>Size</th><th>Agreement</th>
+<th>Typical recordings</th></tr></thead>
+<tbody></tbody>
+</table>
+</section>
+<section id="confusion-section" hidden>
+<h2>Clusters and labels (windows)</h2>
+<table id="confusion"></table>
+</section>
+{sweep}
+<section id="live-section" data-stream-path="/v1/stream" hidden>
+<h2>Live</h2>
+<p id="live-status"></p>
+</section>
+</body>
+</html>
+"""
