@@ -77,6 +77,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         observer=metrics.observe_batch,
     )
     client = connect_redis(settings)
+    decode_slots = DecodeSlots(settings.max_concurrent_decodes)
     datasets = DatasetStore(settings.datasets_path)
     datasets.prepare()
     await batcher.start()
@@ -97,10 +98,11 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
             batcher=batcher,
             redis=client,
             dataset_uploads=asyncio.Semaphore(settings.max_concurrent_dataset_uploads),
-            decode_slots=DecodeSlots(settings.max_concurrent_decodes),
+            decode_slots=decode_slots,
             streams=StreamSlots(limit=settings.max_streams, gauge=metrics.streams_open),
         )
     finally:
+        decode_slots.close()
         await holder.close()
         await batcher.close()
         client.close()

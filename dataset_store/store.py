@@ -21,7 +21,6 @@ records it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -403,14 +403,14 @@ class _StagingFolder:
 
 
 def _decode(path: Path, *, limits: IngestLimits) -> Audio:
-    slot = limits.decode_slots.hold() if limits.decode_slots else contextlib.nullcontext()
-    with slot:
-        return load_audio(
-            path,
-            sample_rate=limits.sample_rate,
-            max_seconds=limits.max_audio_seconds,
-            max_samples=limits.max_audio_samples,
-        )
+    decode = partial(
+        load_audio,
+        path,
+        sample_rate=limits.sample_rate,
+        max_seconds=limits.max_audio_seconds,
+        max_samples=limits.max_audio_samples,
+    )
+    return limits.decode_slots.call(decode) if limits.decode_slots else decode()
 
 
 def _strip_single_top_folder(files_root: Path) -> None:

@@ -86,17 +86,16 @@ def test_decode_slots_cap_concurrent_holders() -> None:
     most = 0
     lock = threading.Lock()
 
-    def decode() -> None:
+    def work() -> None:
         nonlocal running, most
-        with slots.hold():
-            with lock:
-                running += 1
-                most = max(most, running)
-            time.sleep(0.02)
-            with lock:
-                running -= 1
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
 
-    threads = [threading.Thread(target=decode) for _ in range(6)]
+    threads = [threading.Thread(target=slots.call, args=(work,)) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
