@@ -12,6 +12,7 @@ from model_store.errors import (
     NotFound,
     StoreBusy,
     StoreError,
+    StoreUnavailable,
 )
 from model_store.records import ModelSummary, ModelVersion, StagingPath
 from model_store.refs import (
@@ -41,6 +42,7 @@ __all__ = [
     "StagingPath",
     "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
     "parse_ref",
     "validate_alias",
     "validate_name",

@@ -91,6 +91,7 @@ class SeaweedServer:
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="uvac-seaweedfs-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.base_port = _free_port_block()
         self.endpoint = f"http://127.0.0.1:{self.base_port + 6}"
         self.process: subprocess.Popen[bytes] | None = None
