@@ -377,6 +377,41 @@ class ObjectModelStore:
                 removed += 1
         return removed
 
+    def read_document(self, file_name: str, *, name: str) -> Any | None:
+        """A JSON document kept beside a model's versions (``cluster_names.json``), or None."""
+        validate_name(name)
+        with _storage_errors():
+            try:
+                stored = self._backend.read(f"{name}/{file_name}")
+            except ObjectNotFound:
+                return None
+        return json.loads(stored.data)
+
+    def update_document(
+        self, file_name: str, *, name: str, change: Callable[[Any | None], Any]
+    ) -> Any:
+        """Replace a JSON document beside a model's versions by compare-and-swap: ``change``
+        gets the current document (None when none) and returns the new one."""
+        validate_name(name)
+        key = f"{name}/{file_name}"
+        with _storage_errors():
+            if not self._version_numbers(name):
+                raise NotFound(f"model {name!r} not found")
+            for _attempt in range(CAS_ATTEMPTS):
+                try:
+                    stored = self._backend.read(key)
+                    current, etag = json.loads(stored.data), stored.etag
+                except ObjectNotFound:
+                    current, etag = None, None
+                document = change(current)
+                try:
+                    self._backend.replace(key, canonical_json(document), etag=etag)
+                except PreconditionFailed:
+                    _pause()
+                    continue
+                return document
+        raise AliasConflict(f"{key} changed {CAS_ATTEMPTS} times while it was edited; try again")
+
     # ------------------------------------------------------------------ internals
 
     def _version_numbers(self, name: str) -> list[int]:

@@ -103,7 +103,7 @@ def _uvac_part(module: str) -> str | None:
     ("package", "allowed"),
     [
         ("uvac", set()),
-        ("service_config", set()),
+        ("service_config", {"object_storage"}),
         ("object_storage", set()),
         ("model_store", {"object_storage"}),
         ("dataset_store", {"uvac", "object_storage"}),

@@ -30,7 +30,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from dataset_store import DatasetStore
-from model_store import ModelStore, ModelVersion
+from model_store import AnyModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.training import Progress
@@ -45,6 +45,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import ProgressReporter, utc_now_iso
+from worker.stores import model_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,7 +123,7 @@ def run_distillation(
     reporter = job_reporter(job, settings)
     progress = _Progress(reporter, settings.progress_interval_seconds)
     checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
-    store = ModelStore(settings.model_store_path)
+    store = model_store(settings)
 
     def work() -> dict[str, Any]:
         teacher_version = store.verify(str(params["teacher_ref"]))
@@ -184,7 +185,7 @@ def _publish(
     teacher: TrainedModel,
     teacher_version: ModelVersion,
     teacher_record: dict[str, Any],
-    store: ModelStore,
+    store: AnyModelStore,
     job: Job | None,
     manifest_info: dict[str, Any],
     train_seconds: float,
@@ -195,7 +196,7 @@ def _publish(
     from uvac.training import code_version, save_trained_model
 
     names = current_cluster_names(
-        store.root, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info
+        store, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info
     )
     # The student reproduces the teacher's outputs, so it takes the teacher's numbering (and
     # with it the names and the hearing-aid programs mapped to each number).

@@ -25,7 +25,6 @@ from rq import get_current_job
 from rq.job import Job
 
 from dataset_store import DatasetManifest, DatasetStore
-from model_store import ModelStore
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
@@ -42,6 +41,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import utc_now_iso
+from worker.stores import model_store
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def run_training(
         record(job, {"phase": "matching"})
         identity = publication_metadata(
             trained,
-            store_root=settings.model_store_path,
+            store=model_store(settings),
             name=str(params.get("model_name", DEFAULT_MODEL_NAME)),
             training_items=items,
             reference_items=reference_items,
@@ -250,7 +250,7 @@ def _publish(
         **({"selection": info["selection"]} if "selection" in info else {}),
         **(extra_metadata or {}),
     }
-    store = ModelStore(settings.model_store_path)
+    store = model_store(settings)
     name = str(params.get("model_name", DEFAULT_MODEL_NAME))
     with store.publish(name, metadata=metadata) as staging:
         save_trained_model(staging, trained)
@@ -295,7 +295,7 @@ def run_evaluation(
     from uvac.training import load_trained_model
 
     check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
-    store = ModelStore(settings.model_store_path)
+    store = model_store(settings)
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
     # In the version's cluster numbering, the one /v1/cluster answers with.
     trained = renumbered(load_trained_model(version.path), version.metadata)
@@ -331,7 +331,7 @@ def run_evaluation(
     record(job, {"phase": "drawing"})
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(
-        store.root, version, n_clusters=trained.n_clusters, model_info=trained.info
+        store, version, n_clusters=trained.n_clusters, model_info=trained.info
     )
     files = build_report(
         rows=rows,

@@ -24,7 +24,7 @@ from app.idempotency import release, reserve_job_id
 from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
 from app.training_limits import check_training_fits
-from model_store import ModelStore
+from model_store import AnyModelStore
 from uvac.selection import is_sweep, parse_sweep
 from worker import queues
 from worker.errors import JobNotFound
@@ -161,7 +161,7 @@ def submit_evaluation(
     )
 
 
-def _check_model_exists(store: ModelStore, ref: str) -> None:
+def _check_model_exists(store: AnyModelStore, ref: str) -> None:
     store.get(ref)  # NotFound -> 404, InvalidReference -> 422
 
 
