@@ -13,7 +13,7 @@ import redis
 from app.batching import MicroBatcher
 from app.metrics import AppMetrics
 from app.serving import LoadedModel, ModelHolder
-from dataset_store import DatasetStore
+from dataset_store import DatasetStore, open_dataset_store
 from model_store import AnyModelStore, open_model_store
 from service_config import Settings
 from uvac.audio import configure_encoder_precision
@@ -78,7 +78,12 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         observer=metrics.observe_batch,
     )
     client = connect_redis(settings)
-    datasets = DatasetStore(settings.datasets_path)
+    datasets = open_dataset_store(
+        settings.datasets_location,
+        s3=settings.s3_options(),
+        cache_dir=settings.cache_path / "datasets",
+        cache_max_bytes=settings.cache_max_bytes,
+    )
     datasets.prepare()
     await batcher.start()
     await holder.start()

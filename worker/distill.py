@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from rq import get_current_job
 from rq.job import Job
 
-from dataset_store import DatasetStore
 from model_store import AnyModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
@@ -45,7 +44,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import ProgressReporter, utc_now_iso
-from worker.stores import model_store
+from worker.stores import dataset_store, model_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,7 +127,7 @@ def run_distillation(
     def work() -> dict[str, Any]:
         teacher_version = store.verify(str(params["teacher_ref"]))
         teacher = load_trained_model(teacher_version.path)
-        datasets = DatasetStore(settings.datasets_path)
+        datasets = dataset_store(settings)
         manifest = datasets.get(str(params["dataset_id"]))
         items = dataset_items(datasets, manifest)
         record(job, {"phase": "teacher"})

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from rq import get_current_job
 from rq.job import Job
 
-from dataset_store import DatasetManifest, DatasetStore
+from dataset_store import DatasetManifest
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
@@ -41,7 +41,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import utc_now_iso
-from worker.stores import model_store
+from worker.stores import dataset_store, model_store
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def run_training(
         except (TypeError, ValueError) as error:
             raise InvalidJobParameters(str(error)) from error
 
-        datasets = DatasetStore(settings.datasets_path)
+        datasets = dataset_store(settings)
         manifest = datasets.get(str(params["dataset_id"]))
         items = dataset_items(datasets, manifest)
         reference_id = params.get("reference_dataset_id")
@@ -299,7 +299,7 @@ def run_evaluation(
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
     # In the version's cluster numbering, the one /v1/cluster answers with.
     trained = renumbered(load_trained_model(version.path), version.metadata)
-    datasets = DatasetStore(settings.datasets_path)
+    datasets = dataset_store(settings)
     manifest = datasets.get(str(params["dataset_id"]))
     items = dataset_items(datasets, manifest)
     reporter = job_reporter(job, settings)
