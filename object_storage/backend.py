@@ -50,6 +50,11 @@ class ObjectBackend(Protocol):
         """``create`` with a local file's bytes, streamed."""
         ...
 
+    def upload(self, key: str, source: Path) -> str:
+        """Write ``key`` from a local file whatever is there: only for data one writer owns
+        (a running job's checkpoints), never for what two hosts may write."""
+        ...
+
     def replace(self, key: str, data: bytes, *, etag: str | None) -> str:
         """Write ``key`` only if its ETag is still ``etag`` (None: only if absent)."""
         ...

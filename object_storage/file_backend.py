@@ -91,6 +91,14 @@ class FileBackend:
         self._link_new(temporary, key)
         return digest.hexdigest()
 
+    def upload(self, key: str, source: Path) -> str:
+        temporary = self._temporary()
+        shutil.copyfile(source, temporary)
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temporary, target)
+        return _etag(target.read_bytes())
+
     def replace(self, key: str, data: bytes, *, etag: str | None) -> str:
         target = self._path(key)
         locks = self.root / _LOCKS_DIR

@@ -152,6 +152,13 @@ class S3Backend:
             )
         return str(answer["ETag"])
 
+    def upload(self, key: str, source: Path) -> str:
+        with source.open("rb") as stream, self._errors(key):
+            answer = self._client.put_object(
+                Bucket=self.location.bucket, Key=self._key(key), Body=stream
+            )
+        return str(answer["ETag"])
+
     def replace(self, key: str, data: bytes, *, etag: str | None) -> str:
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         with self._errors(key, conditional="match"):

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from rq import get_current_job
@@ -44,7 +45,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import ProgressReporter, utc_now_iso
-from worker.stores import dataset_store, model_store
+from worker.stores import checkpoint_folder, dataset_store, model_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,7 +122,9 @@ def run_distillation(
         raise InvalidJobParameters(str(error)) from error
     reporter = job_reporter(job, settings)
     progress = _Progress(reporter, settings.progress_interval_seconds)
-    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
+    checkpoint_dir, mirror = (
+        checkpoint_folder(settings, job.id) if job is not None else (None, nullcontext())
+    )
     store = model_store(settings)
 
     def work() -> dict[str, Any]:
@@ -173,7 +176,8 @@ def run_distillation(
             train_seconds=time.monotonic() - started,
         )
 
-    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
+    with mirror:
+        return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _publish(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import utc_now_iso
-from worker.stores import dataset_store, model_store
+from worker.stores import checkpoint_folder, dataset_store, model_store
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -118,7 +119,9 @@ def run_training(
         return dict(job.meta["published"])
 
     reporter = job_reporter(job, settings)
-    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
+    checkpoint_dir, mirror = (
+        checkpoint_folder(settings, job.id) if job is not None else (None, nullcontext())
+    )
 
     def work() -> dict[str, Any]:
         train_overrides = {key: params[key] for key in _TRAIN_CONFIG_KEYS if key in params}
@@ -193,7 +196,8 @@ def run_training(
             extra_metadata=identity,
         )
 
-    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
+    with mirror:
+        return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _training_history(trained: TrainedModel, checkpoint_dir: Path | None) -> list[dict[str, Any]]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
 from dataset_store import DatasetStore, open_dataset_store
 from model_store import AnyModelStore, open_model_store
+from object_storage import is_s3_url, open_backend
 from service_config import Settings
+from worker.checkpoint_mirror import CheckpointMirror
 
-__all__ = ["dataset_store", "model_store"]
+__all__ = ["checkpoint_folder", "dataset_store", "model_store"]
 
 
 def model_store(settings: Settings) -> AnyModelStore:
@@ -25,3 +30,16 @@ def dataset_store(settings: Settings) -> DatasetStore:
         cache_dir=settings.cache_path / "datasets",
         cache_max_bytes=settings.cache_max_bytes,
     )
+
+
+def checkpoint_folder(
+    settings: Settings, job_id: str
+) -> tuple[Path, AbstractContextManager[object]]:
+    """The local folder a job checkpoints into, and the block to run the job in: on S3 a
+    `CheckpointMirror` (restore first, upload while it runs), on a folder nothing."""
+    location = settings.checkpoints_location
+    if not is_s3_url(location):
+        return settings.checkpoints_path / job_id, nullcontext()
+    local = settings.cache_path / "checkpoints" / job_id
+    backend = open_backend(location, s3=settings.s3_options())
+    return local, CheckpointMirror(backend, job_id=job_id, local_dir=local)

@@ -59,6 +59,9 @@ def test_create_from_file_streams_and_is_create_only(
     target = tmp_path / "copy.bin"
     backend.download("blobs/w", target)
     assert target.read_bytes() == source.read_bytes()
+    source.write_bytes(b"newer")
+    backend.upload("blobs/w", source)  # unconditional: one writer's own data
+    assert backend.read("blobs/w").data == b"newer"
 
 
 def test_replace_is_compare_and_swap_on_the_etag(backend: ObjectBackend) -> None:
