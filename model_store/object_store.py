@@ -35,6 +35,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +110,7 @@ class ObjectModelStore:
         self._backend = backend
         self._cache = cache
         self._staging_root = Path(staging_root)
+        self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="object-store")
 
     @property
     def backend(self) -> ObjectBackend:
@@ -162,9 +164,17 @@ class ObjectModelStore:
         """Resolve a reference; the version's files are in the local cache afterwards."""
         parsed = parse_ref(ref)
         with _storage_errors():
+            if parsed.version is None:
+                table, _etag = self._read_aliases(parsed.name)
+                number = self._resolve(parsed, table, check=False)
+                return self._version(parsed.name, number, table)
+            # A numbered version: its manifest and the alias table (for its aliases) are
+            # read at once, so a load from the warm cache waits for one round trip.
+            manifest = self._reader.submit(self._read_manifest, parsed.name, parsed.version)
             table, _etag = self._read_aliases(parsed.name)
-            number = self._resolve(parsed, table)
-            return self._version(parsed.name, number, table)
+            return self._version(
+                parsed.name, parsed.version, table, manifest_bytes=manifest.result()
+            )
 
     def verify(self, ref: str) -> ModelVersion:
         """Hash every cached file of the version against its manifest (fetched once more when
@@ -461,7 +471,9 @@ class ObjectModelStore:
             "try again"
         )
 
-    def _resolve(self, parsed: ModelRef, table: AliasTable) -> int:
+    def _resolve(self, parsed: ModelRef, table: AliasTable, *, check: bool = True) -> int:
+        """The version number ``parsed`` names; ``check``: and make sure it exists (a write
+        about to point at it), else reading the version finds out."""
         if parsed.version is not None:
             number = parsed.version
         else:
@@ -471,19 +483,27 @@ class ObjectModelStore:
                     raise NotFound(f"model {parsed.name!r} not found")
                 raise NotFound(f"alias {parsed} is not set")
             number = table.targets[parsed.alias]
-        if not self._backend.exists(manifest_key(parsed.name, number)):
+        if check and not self._backend.exists(manifest_key(parsed.name, number)):
             if not self._version_numbers(parsed.name):
                 raise NotFound(f"model {parsed.name!r} not found")
             raise NotFound(f"{parsed.name}:v{number} not found")
         return number
 
-    def _version(self, name: str, number: int, table: AliasTable) -> ModelVersion:
+    def _read_manifest(self, name: str, number: int) -> bytes | None:
+        try:
+            return self._backend.read(manifest_key(name, number)).data
+        except ObjectNotFound:
+            return None
+
+    def _version(
+        self, name: str, number: int, table: AliasTable, *, manifest_bytes: bytes | None = None
+    ) -> ModelVersion:
         """The version, its files fetched into the cache (checked) when not there yet."""
         ref = f"{name}:v{number}"
-        try:
-            manifest_bytes = self._backend.read(manifest_key(name, number)).data
-        except ObjectNotFound as error:
-            raise NotFound(f"{ref} not found") from error
+        if manifest_bytes is None:
+            manifest_bytes = self._read_manifest(name, number)
+        if manifest_bytes is None:
+            raise NotFound(f"{ref} not found")
         path = self._materialise(name, ref, manifest_bytes)
         try:
             document = json.loads((path / METADATA_NAME).read_bytes())
