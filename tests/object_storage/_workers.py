@@ -36,3 +36,23 @@ def append_many(
             except PreconditionFailed:
                 lost += 1
     return lost
+
+
+def fill_cache(root: str, digest: str, worker: int, start: Event) -> tuple[str, bytes, bool]:
+    """Fill one cache entry slowly (as a download would), racing another process."""
+    import time
+    from pathlib import Path
+
+    from object_storage import ContentCache
+
+    cache = ContentCache(root, max_bytes=1 << 30)
+    start.wait(timeout=60)
+
+    def fill(folder: Path) -> None:
+        for index in range(20):
+            (folder / f"part{index}").write_bytes(b"x" * 10_000)
+            time.sleep(0.005)
+
+    path, cached = cache.entry(digest, fill)
+    data = b"".join((path / f"part{index}").read_bytes() for index in range(20))
+    return str(path), data, cached
