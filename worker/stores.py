@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from object_storage import is_s3_url, open_backend
 from service_config import Settings
 from worker.checkpoint_mirror import CheckpointMirror
 
-__all__ = ["checkpoint_folder", "dataset_store", "model_store"]
+__all__ = ["checkpoint_folder", "dataset_store", "discard_checkpoints", "model_store"]
 
 
 def model_store(settings: Settings) -> AnyModelStore:
@@ -43,3 +44,11 @@ def checkpoint_folder(
     local = settings.cache_path / "checkpoints" / job_id
     backend = open_backend(location, s3=settings.s3_options())
     return local, CheckpointMirror(backend, job_id=job_id, local_dir=local)
+
+
+def discard_checkpoints(settings: Settings, job_id: str) -> None:
+    """Delete a job's checkpoints wherever they are (nothing will resume it any more)."""
+    local, mirror = checkpoint_folder(settings, job_id)
+    shutil.rmtree(local, ignore_errors=True)
+    if isinstance(mirror, CheckpointMirror):
+        mirror.remove()
