@@ -38,6 +38,7 @@ COPY worker ./worker
 COPY model_store ./model_store
 COPY dataset_store ./dataset_store
 COPY service_config ./service_config
+COPY object_storage ./object_storage
 # A wheel beside the venv rather than in it: the runtime stage's copy of the venv then stays
 # cached when only the code changes.
 RUN pip wheel --no-deps --wheel-dir /wheels .

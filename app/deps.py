@@ -24,7 +24,7 @@ from app.problems import ApiProblem
 from app.services import Services
 from app.serving import ModelHolder
 from dataset_store import DatasetStore
-from model_store import ModelStore
+from model_store import AnyModelStore
 from service_config import Settings
 from uvac.audio import DecodeSlots
 
@@ -41,7 +41,7 @@ async def get_settings_of_app(services: ServicesDep) -> Settings:
     return services.settings
 
 
-async def get_model_store(services: ServicesDep) -> ModelStore:
+async def get_model_store(services: ServicesDep) -> AnyModelStore:
     return services.store
 
 
@@ -91,7 +91,7 @@ async def dataset_upload_slot(services: ServicesDep) -> AsyncIterator[None]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
-ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+ModelStoreDep = Annotated[AnyModelStore, Depends(get_model_store)]
 ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]

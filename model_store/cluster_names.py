@@ -31,7 +31,13 @@ from typing import Any
 from model_store.errors import Corrupted, StoreError
 from model_store.fsutil import atomic_write_json, read_json
 from model_store.locking import model_lock
+from model_store.object_store import ObjectModelStore
 from model_store.records import ModelVersion
+from model_store.store import ModelStore
+
+# Where the names live: a folder store's root (or the store), or an object store, where the
+# file is replaced by compare-and-swap instead of under the folder's lock.
+NamesSource = Path | ModelStore | ObjectModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ __all__ = [
     "current_cluster_names",
     "edited_names",
     "metadata_names",
+    "names_document",
     "published_cluster_names",
     "set_cluster_name",
 ]
@@ -99,18 +106,43 @@ def _names_path(store_root: Path, name: str) -> Path:
     return store_root / name / NAMES_FILE_NAME
 
 
+def _root(source: NamesSource) -> Path | None:
+    if isinstance(source, ObjectModelStore):
+        return None
+    return source.root if isinstance(source, ModelStore) else source
+
+
+def _checked(document: Any, *, name: str) -> dict[str, Any]:
+    try:
+        if not isinstance(document.get("versions"), dict):
+            raise ValueError("no versions table")
+        return dict(document)
+    except (ValueError, AttributeError) as error:
+        raise Corrupted(f"unreadable cluster names of {name}: {error}", ref=name) from error
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"format": NAMES_FORMAT, "versions": {}}
     try:
         document = read_json(path)
-        if not isinstance(document.get("versions"), dict):
-            raise ValueError("no versions table")
-        return dict(document)
-    except (OSError, ValueError, AttributeError) as error:
+    except (OSError, ValueError) as error:
         raise Corrupted(
             f"unreadable cluster names {path.name}: {error}", ref=path.parent.name
         ) from error
+    return _checked(document, name=path.parent.name)
+
+
+def names_document(source: NamesSource, name: str) -> dict[str, Any]:
+    """The names file of model ``name`` (an empty table when there is none)."""
+    root = _root(source)
+    if root is not None:
+        return _read(_names_path(root, name))
+    assert isinstance(source, ObjectModelStore)
+    document = source.read_document(NAMES_FILE_NAME, name=name)
+    if document is None:
+        return {"format": NAMES_FORMAT, "versions": {}}
+    return _checked(document, name=name)
 
 
 def metadata_names(metadata: Mapping[str, Any], *, n_clusters: int) -> dict[str, str]:
@@ -140,10 +172,10 @@ def published_cluster_names(
     return published
 
 
-def edited_names(store_root: Path, version: ModelVersion) -> dict[str, str | None]:
+def edited_names(store_root: NamesSource, version: ModelVersion) -> dict[str, str | None]:
     """The names set on ``version`` through `set_cluster_name` (none when never edited);
     None for a name that was cleared."""
-    document = _read(_names_path(store_root, version.name))
+    document = names_document(store_root, version.name)
     entry = document["versions"].get(str(version.version))
     if not isinstance(entry, dict) or entry.get("sha256") != version.sha256:
         return {}
@@ -159,7 +191,9 @@ def apply_edits(published: Mapping[str, str], edited: Mapping[str, str | None]) 
     return {key: value for key, value in merged.items() if value is not None}
 
 
-def cluster_names(store_root: Path, version: ModelVersion, *, n_clusters: int) -> dict[str, str]:
+def cluster_names(
+    store_root: NamesSource, version: ModelVersion, *, n_clusters: int
+) -> dict[str, str]:
     """Every named cluster of ``version``: published names overlaid with edited ones."""
     return apply_edits(
         metadata_names(version.metadata, n_clusters=n_clusters), edited_names(store_root, version)
@@ -167,7 +201,7 @@ def cluster_names(store_root: Path, version: ModelVersion, *, n_clusters: int) -
 
 
 def current_cluster_names(
-    store_root: Path,
+    store_root: NamesSource,
     version: ModelVersion,
     *,
     n_clusters: int,
@@ -188,7 +222,7 @@ def current_cluster_names(
 
 
 def set_cluster_name(
-    store_root: Path,
+    store_root: NamesSource,
     version: ModelVersion,
     *,
     cluster: int,
@@ -203,14 +237,30 @@ def set_cluster_name(
             f"{version.ref} has clusters 0 to {n_clusters - 1}; there is no cluster {cluster}"
         )
     clean = None if name is None else validate_cluster_name(name)
-    path = _names_path(store_root, version.name)
-    with model_lock(path.parent, timeout_s=lock_timeout_s, create=False):
-        document = _read(path)
+
+    def edit(document: dict[str, Any]) -> dict[str, Any]:
         versions = document["versions"]
         entry = versions.get(str(version.version))
         if not isinstance(entry, dict) or entry.get("sha256") != version.sha256:
             entry = {"sha256": version.sha256, "names": {}}
         entry["names"] = {**entry.get("names", {}), str(cluster): clean}
         versions[str(version.version)] = entry
-        atomic_write_json(path, {"format": NAMES_FORMAT, "versions": versions})
+        return {"format": NAMES_FORMAT, "versions": versions}
+
+    root = _root(store_root)
+    if root is None:
+        assert isinstance(store_root, ObjectModelStore)
+        store_root.update_document(
+            NAMES_FILE_NAME,
+            name=version.name,
+            change=lambda current: edit(
+                _checked(current, name=version.name)
+                if current is not None
+                else {"format": NAMES_FORMAT, "versions": {}}
+            ),
+        )
+    else:
+        path = _names_path(root, version.name)
+        with model_lock(path.parent, timeout_s=lock_timeout_s, create=False):
+            atomic_write_json(path, edit(_read(path)))
     return cluster_names(store_root, version, n_clusters=n_clusters)

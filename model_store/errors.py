@@ -14,6 +14,8 @@ exactly one place by walking the class hierarchy. The store itself never speaks 
      |                                                   rollback with nothing to go back to
      +-- InvalidReference (422, "invalid-model-reference")  a malformed name, ref or alias
      +-- StoreBusy (503, "model-store-busy")             the per-model lock was not acquired
+          +-- StoreUnavailable (503, "model-store-unavailable")  the object store did not
+                                                         answer or refused the credentials
 
 ``Corrupted`` is 422 when a client asks for a broken version; the API answers 503 when its
 own serving model turns out corrupted (that is the service's fault, not the request's).
@@ -31,6 +33,7 @@ __all__ = [
     "NotFound",
     "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -104,3 +107,15 @@ class StoreBusy(StoreError):
     status = 503
     slug = "model-store-busy"
     title = "Model store busy"
+
+
+class StoreUnavailable(StoreBusy):
+    """The object store behind the model store did not answer, or refused the credentials.
+
+    A `StoreBusy`, so the workers retry it like a held lock; the message names the endpoint
+    and bucket, never a secret.
+    """
+
+    status = 503
+    slug = "model-store-unavailable"
+    title = "Model store unavailable"

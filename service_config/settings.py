@@ -14,8 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from object_storage import S3Options
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -31,6 +33,21 @@ class Settings(BaseSettings):
     model_store_dir: Path | None = None
     datasets_dir: Path | None = None
     checkpoints_dir: Path | None = None
+    # Object storage (README, "More than one host"): a URL per store, or one base URL with
+    # models/, datasets/ and checkpoints/ beneath it. Unset: the folders above (file://).
+    # s3:// URLs are reached through the s3_* settings; empty ones fall back to the usual AWS
+    # variables and files. Each host keeps what it downloads in cache_dir, at most
+    # cache_max_bytes.
+    storage_url: str | None = None
+    model_store_url: str | None = None
+    datasets_url: str | None = None
+    checkpoints_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    cache_dir: Path | None = None
+    cache_max_bytes: int = Field(default=10 * 1024 * MEGABYTE, ge=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_level: str = "INFO"
@@ -183,6 +200,40 @@ class Settings(BaseSettings):
     def checkpoints_path(self) -> Path:
         assert self.checkpoints_dir is not None
         return self.checkpoints_dir
+
+    def _store_url(self, explicit: str | None, folder: str, default: Path) -> str:
+        if explicit:
+            return explicit
+        if self.storage_url:
+            return f"{self.storage_url.rstrip('/')}/{folder}"
+        return default.absolute().as_uri()
+
+    @property
+    def model_store_location(self) -> str:
+        """The model store's URL (``file://`` of `model_store_path` unless set)."""
+        return self._store_url(self.model_store_url, "models", self.model_store_path)
+
+    @property
+    def datasets_location(self) -> str:
+        return self._store_url(self.datasets_url, "datasets", self.datasets_path)
+
+    @property
+    def checkpoints_location(self) -> str:
+        return self._store_url(self.checkpoints_url, "checkpoints", self.checkpoints_path)
+
+    @property
+    def cache_path(self) -> Path:
+        """This host's cache of downloaded objects."""
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
+
+    def s3_options(self) -> S3Options:
+        secret = self.s3_secret_access_key
+        return S3Options(
+            endpoint_url=self.s3_endpoint_url or None,
+            region=self.s3_region or None,
+            access_key_id=self.s3_access_key_id or None,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        )
 
     @property
     def auth_enabled(self) -> bool:

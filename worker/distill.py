@@ -34,13 +34,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from rq import get_current_job
 from rq.job import Job
 
-from dataset_store import DatasetManifest, DatasetStore
-from model_store import ModelStore, ModelVersion
+from dataset_store import DatasetManifest
+from model_store import AnyModelStore, ModelVersion
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.training import Progress
@@ -57,6 +58,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import ProgressReporter, stamped_progress, utc_now_iso
+from worker.stores import checkpoint_folder, dataset_store, model_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -144,13 +146,15 @@ def run_distillation(
         raise InvalidJobParameters(str(error)) from error
     reporter = job_reporter(job, settings)
     progress = _Progress(reporter, settings.progress_interval_seconds)
-    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
-    store = ModelStore(settings.model_store_path)
+    checkpoint_dir, mirror = (
+        checkpoint_folder(settings, job.id) if job is not None else (None, nullcontext())
+    )
+    store = model_store(settings)
 
     def work() -> dict[str, Any]:
         teacher_version = store.verify(str(params["teacher_ref"]))
         teacher = load_trained_model(teacher_version.path)
-        datasets = DatasetStore(settings.datasets_path)
+        datasets = dataset_store(settings)
         manifest = datasets.get(str(params["dataset_id"]))
         items, held_out, held_out_source = _split(
             dataset_items(datasets, manifest), manifest, teacher_version, params
@@ -208,7 +212,8 @@ def run_distillation(
             held_out=held,
         )
 
-    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
+    with mirror:
+        return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _publish(
@@ -219,7 +224,7 @@ def _publish(
     teacher: TrainedModel,
     teacher_version: ModelVersion,
     teacher_record: dict[str, Any],
-    store: ModelStore,
+    store: AnyModelStore,
     job: Job | None,
     manifest_info: dict[str, Any],
     train_seconds: float,
@@ -231,7 +236,7 @@ def _publish(
     from uvac.training import code_version, save_trained_model
 
     names = current_cluster_names(
-        store.root, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info
+        store, teacher_version, n_clusters=teacher.n_clusters, model_info=teacher.info
     )
     # The student reproduces the teacher's outputs, so it takes the teacher's numbering (and
     # with it the names and the hearing-aid programs mapped to each number).

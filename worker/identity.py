@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_store import ModelStore, NotFound, StoreError
+from model_store import AnyModelStore, NotFound, StoreError
 from model_store.cluster_names import cluster_names
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ def _cluster_facts(ids: list[str], probabilities: np.ndarray, order: list[int]) 
 def publication_metadata(
     trained: TrainedModel,
     *,
-    store_root: Path,
+    store: AnyModelStore,
     name: str,
     training_items: Sequence[DatasetItem],
     reference_items: Sequence[DatasetItem] | None = None,
@@ -117,7 +116,6 @@ def publication_metadata(
 
     k = int(trained.model.n_clusters)
     ids, pi = assign_recordings(trained, training_items, should_stop=should_stop, progress=progress)
-    store = ModelStore(store_root)
     try:
         earlier = store.get(name)
     except NotFound:
@@ -164,7 +162,7 @@ def publication_metadata(
         "cluster_identity": identity,
         "clusters": _cluster_facts(ids, pi, match.order),
     }
-    earlier_names = cluster_names(store_root, earlier, n_clusters=earlier_k)
+    earlier_names = cluster_names(store, earlier, n_clusters=earlier_k)
     names = carried_names(match, earlier_names)
     if names:
         metadata["cluster_names"] = names

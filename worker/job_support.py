@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from rq.job import Job
 
-from dataset_store import DatasetManifest, DatasetStore
+from dataset_store import DatasetManifest, DatasetStorageUnavailable, DatasetStore
 from model_store import StoreBusy
 from service_config import Settings
 from uvac.errors import RunCancelled
@@ -46,11 +46,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Failures worth a retry: the job itself was fine, Redis (or the store's lock) was not.
+# Failures worth a retry: the job itself was fine, Redis (or the store's lock, or the
+# object storage under the stores) was not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     StoreBusy,
+    DatasetStorageUnavailable,
 )
 
 

@@ -26,14 +26,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rq import get_current_job
 from rq.job import Job
 
-from dataset_store import DatasetManifest, DatasetStore
-from model_store import ModelStore
+from dataset_store import DatasetManifest
 from service_config import Settings, get_settings
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
@@ -53,6 +53,7 @@ from worker.job_support import (
     settle_publication,
 )
 from worker.progress import stamped_progress, utc_now_iso
+from worker.stores import checkpoint_folder, dataset_store, model_store
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
@@ -131,7 +132,9 @@ def run_training(
         return dict(job.meta["published"])
 
     reporter = job_reporter(job, settings)
-    checkpoint_dir = settings.checkpoints_path / job.id if job is not None else None
+    checkpoint_dir, mirror = (
+        checkpoint_folder(settings, job.id) if job is not None else (None, nullcontext())
+    )
 
     def work() -> dict[str, Any]:
         train_overrides = {key: params[key] for key in _TRAIN_CONFIG_KEYS if key in params}
@@ -156,7 +159,7 @@ def run_training(
         except (TypeError, ValueError) as error:
             raise InvalidJobParameters(str(error)) from error
 
-        datasets = DatasetStore(settings.datasets_path)
+        datasets = dataset_store(settings)
         manifest = datasets.get(str(params["dataset_id"]))
         split = split_for_training(dataset_items(datasets, manifest), params)
         items = split.training  # the held-out recordings never reach the training function
@@ -188,7 +191,7 @@ def run_training(
         record(job, {"phase": "matching", "progress": matching})
         identity = publication_metadata(
             trained,
-            store_root=settings.model_store_path,
+            store=model_store(settings),
             name=str(params.get("model_name", DEFAULT_MODEL_NAME)),
             training_items=items,
             reference_items=reference_items,
@@ -235,7 +238,8 @@ def run_training(
             report_files=browser_files,
         )
 
-    return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
+    with mirror:
+        return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
 
 
 def _training_history(trained: TrainedModel, checkpoint_dir: Path | None) -> list[dict[str, Any]]:
@@ -293,7 +297,7 @@ def _publish(
         **({"selection": info["selection"]} if "selection" in info else {}),
         **(extra_metadata or {}),
     }
-    store = ModelStore(settings.model_store_path)
+    store = model_store(settings)
     name = str(params.get("model_name", DEFAULT_MODEL_NAME))
     with store.publish(name, metadata=metadata) as staging:
         save_trained_model(staging, trained)
@@ -364,11 +368,11 @@ def run_evaluation(
     from worker.cluster_map import existing_map_files, map_files
 
     check_keys(params, _EVALUATE_KEYS, {"model_ref", "dataset_id"})
-    store = ModelStore(settings.model_store_path)
+    store = model_store(settings)
     version = store.verify(str(params["model_ref"]))  # every byte checked before loading
     # In the version's cluster numbering, the one /v1/cluster answers with.
     trained = renumbered(load_trained_model(version.path), version.metadata)
-    datasets = DatasetStore(settings.datasets_path)
+    datasets = dataset_store(settings)
     manifest = datasets.get(str(params["dataset_id"]))
     recordings = choose_recordings(
         dataset_items(datasets, manifest),
@@ -410,7 +414,7 @@ def run_evaluation(
     )
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(
-        store.root, version, n_clusters=trained.n_clusters, model_info=trained.info
+        store, version, n_clusters=trained.n_clusters, model_info=trained.info
     )
     files = build_report(
         rows=rows,

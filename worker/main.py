@@ -24,7 +24,7 @@ from service_config import Settings, get_settings
 from worker.deployment import (
     DeploymentConflict,
     check_no_other_deployment,
-    deployment_id,
+    deployment_of,
     worker_name,
 )
 from worker.logs import configure_logging
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tie_children_to_this_process()  # no orphaned horse may train on after a SIGKILL
 
     connection = Redis.from_url(settings.redis_url)
-    deployment = deployment_id(settings.model_store_path)
+    deployment = deployment_of(settings)
     try:
         check_no_other_deployment(connection, deployment)
     except DeploymentConflict as conflict:

@@ -27,7 +27,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from service_config import Settings
-from worker.deployment import check_no_other_deployment, deployment_id
+from worker.deployment import check_no_other_deployment, deployment_of
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta, utc_now_iso
 from worker.rq_failures import failure_error
@@ -119,7 +119,7 @@ def _enqueue(
 ) -> str:
     # Another deployment's workers would take this job and look for its data set in their
     # own volumes (worker.deployment).
-    check_no_other_deployment(redis, deployment_id(settings.model_store_path))
+    check_no_other_deployment(redis, deployment_of(settings))
     queue = queue_for(redis, queue_name)
     kind = _KIND_BY_FUNCTION[function]
     try:

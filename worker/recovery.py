@@ -24,7 +24,6 @@ The same thread also deletes checkpoint folders whose job Redis no longer knows
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +45,7 @@ from worker.checkpoint_sweep import sweep_orphan_checkpoints
 from worker.progress import update_job_meta, utc_now_iso
 from worker.queues import QUEUE_NAMES, fetch_job, queue_for
 from worker.rq_failures import is_lost_worker
+from worker.stores import discard_checkpoints
 
 __all__ = ["RecoveryThread", "SweepReport", "sweep_abandoned_jobs"]
 
@@ -169,7 +169,7 @@ def _resume_or_give_up(
                 record_job_failure(job, message, pipeline)
                 pipeline.execute()
         # Nothing will resume this job any more.
-        shutil.rmtree(settings.checkpoints_path / job.id, ignore_errors=True)
+        discard_checkpoints(settings, job.id)
         report.given_up.append(job.id)
         logger.error("job %s: %s", job.id, message)
         return

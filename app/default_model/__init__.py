@@ -12,7 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from model_store import ModelStore, NotFound
+from model_store import AnyModelStore, ModelStore, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ BUNDLE_DIR = Path(__file__).parent / "bundle"
 MODEL_FILES = ("weights.safetensors", "model.json")
 
 
-def publish_default_model(*, store_root: Path, serve_ref: str) -> str | None:
+def publish_default_model(*, store_root: Path | AnyModelStore, serve_ref: str) -> str | None:
     """Publish the bundle as `name:vN` and point the served alias at it.
 
     Does nothing (returns None) when the served reference already resolves, or when the
@@ -28,7 +28,7 @@ def publish_default_model(*, store_root: Path, serve_ref: str) -> str | None:
     Returns the published reference otherwise.
     """
     name, _, alias = serve_ref.partition("@")
-    store = ModelStore(store_root)
+    store = store_root if not isinstance(store_root, Path) else ModelStore(store_root)
     try:
         store.get(serve_ref)
         return None

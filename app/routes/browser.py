@@ -27,7 +27,7 @@ from app.problems import ApiProblem
 from app.routes.models import REPORT_FILE, ModelNamePath, VersionPath
 from app.schemas.browser import PageLinks
 from dataset_store import DatasetStore
-from model_store import ModelStore
+from model_store import AnyModelStore
 
 router = APIRouter(tags=["models"])
 assets_router = APIRouter(tags=["models"])
@@ -47,7 +47,7 @@ _AUDIO_TYPES = (
 )
 
 
-def _map_path(store: ModelStore, name: str, version: int) -> FilePath:
+def _map_path(store: AnyModelStore, name: str, version: int) -> FilePath:
     # Imported here: `reports` brings matplotlib, which only the pages need.
     from reports.cluster_map import CLUSTER_MAP_FILE
 
@@ -91,7 +91,7 @@ def browser_data(name: ModelNamePath, version: VersionPath, store: ModelStoreDep
 
 
 def _audio_file(
-    store: ModelStore, datasets: DatasetStore, name: str, version: int, recording: int
+    store: AnyModelStore, datasets: DatasetStore, name: str, version: int, recording: int
 ) -> FilePath:
     map_path = _map_path(store, name, version)
     document: dict[str, Any] = json.loads(map_path.read_text(encoding="utf-8"))
@@ -127,7 +127,7 @@ def _audio_file(
     return path
 
 
-def _version_datasets(store: ModelStore, name: str, version: int) -> set[str]:
+def _version_datasets(store: AnyModelStore, name: str, version: int) -> set[str]:
     ref = f"{name}:v{version}"
     found: set[str] = set()
     trained_on = store.get(ref).metadata.get("dataset")

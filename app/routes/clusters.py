@@ -13,7 +13,7 @@ from app.openapi_docs import problem_responses
 from app.routes.models import ModelNamePath, VersionPath
 from app.schemas import ModelRefPublic
 from app.schemas.clusters import ClusterList, ClusterNameUpdate, ClusterPublic
-from model_store import ModelStore, ModelVersion
+from model_store import AnyModelStore, ModelVersion
 from model_store.cluster_names import cluster_names, set_cluster_name
 from uvac.selection import NAME_CARRY_SHARE
 
@@ -30,10 +30,10 @@ def _n_clusters(version: ModelVersion) -> int:
     return int(document["n_clusters"])
 
 
-def _cluster_list(store: ModelStore, name: str, number: int) -> ClusterList:
+def _cluster_list(store: AnyModelStore, name: str, number: int) -> ClusterList:
     version = store.get(f"{name}:v{number}")
     k = _n_clusters(version)
-    names = cluster_names(store.root, version, n_clusters=k)
+    names = cluster_names(store, version, n_clusters=k)
     recorded = {
         entry.get("number"): entry
         for entry in version.metadata.get("clusters") or []
@@ -96,11 +96,11 @@ async def list_clusters(
 
 
 def _rename(
-    store: ModelStore, name: str, number: int, cluster: int, new_name: str | None
+    store: AnyModelStore, name: str, number: int, cluster: int, new_name: str | None
 ) -> ClusterPublic:
     version = store.get(f"{name}:v{number}")
     set_cluster_name(
-        store.root, version, cluster=cluster, name=new_name, n_clusters=_n_clusters(version)
+        store, version, cluster=cluster, name=new_name, n_clusters=_n_clusters(version)
     )
     return _cluster_list(store, name, number).data[cluster]
 

@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, Response
 from app.deps import ModelStoreDep
 from app.openapi_docs import problem_responses
 from app.schemas.jobs import MODEL_NAME_PATTERN
-from model_store import ModelStore, NotFound
+from model_store import AnyModelStore, NotFound
 from model_store import ModelVersion as StoredVersion
 from model_store.cluster_names import current_cluster_names
 from uvac.edge import EXPORT_FILES, INT8_FILE, ONNX_FILE, SIDECAR_FILE
@@ -44,7 +44,7 @@ _MEDIA_TYPES = {
 }
 
 
-def _exportable_version(store: ModelStore, name: str, version: int) -> StoredVersion:
+def _exportable_version(store: AnyModelStore, name: str, version: int) -> StoredVersion:
     """The version, if its model can be exported (else `NotExportableError`, a 422)."""
     from uvac.edge import check_exportable_document
     from uvac.training import MODEL_JSON
@@ -95,7 +95,7 @@ class _BuiltExports:
 _BUILT_EXPORTS = _BuiltExports()
 
 
-def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> bytes:
+def _generated(store: AnyModelStore, stored: StoredVersion, file_name: str) -> bytes:
     """``model.onnx`` or ``model.json`` of a version without a stored export."""
     from uvac.edge import export_model
     from uvac.selection import cluster_order_from
@@ -104,9 +104,7 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
     verified = store.load_verified(stored.ref)
     trained = load_trained_model(verified.path)
     n_clusters = trained.n_clusters
-    names = current_cluster_names(
-        store.root, verified, n_clusters=n_clusters, model_info=trained.info
-    )
+    names = current_cluster_names(store, verified, n_clusters=n_clusters, model_info=trained.info)
     cluster_names = tuple(names.get(str(number)) for number in range(n_clusters))
 
     def build() -> dict[str, bytes]:
@@ -125,7 +123,7 @@ def _generated(store: ModelStore, stored: StoredVersion, file_name: str) -> byte
     return _BUILT_EXPORTS.get(key, build)[file_name]
 
 
-def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) -> bytes:
+def _stored_sidecar(store: AnyModelStore, stored: StoredVersion, path: FilePath) -> bytes:
     """A stored sidecar with each cluster's name as it is now (a name never set stays): the
     stored bytes themselves while no name has changed."""
     stored_bytes = path.read_bytes()
@@ -133,7 +131,7 @@ def _stored_sidecar(store: ModelStore, stored: StoredVersion, path: FilePath) ->
     published = sidecar.get("cluster_names")
     if not isinstance(published, list):
         return stored_bytes
-    current = current_cluster_names(store.root, stored, n_clusters=len(published))
+    current = current_cluster_names(store, stored, n_clusters=len(published))
     names = [current.get(str(number), name) for number, name in enumerate(published)]
     if names == published:
         return stored_bytes

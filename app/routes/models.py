@@ -24,7 +24,7 @@ from app.schemas import (
     ModelVersionPublic,
 )
 from app.schemas.jobs import MODEL_ALIAS_PATTERN, MODEL_NAME_PATTERN
-from model_store import ModelStore, NotFound, ReportNotFound
+from model_store import AnyModelStore, NotFound, ReportNotFound
 from model_store import ModelVersion as StoredVersion
 from model_store.cluster_names import current_cluster_names
 from model_store.promotion import FigureComparison, check_promotion
@@ -203,7 +203,7 @@ def get_report_file(
 
 
 def _index_page(
-    store: ModelStore, version: StoredVersion, report_dir: FilePath, path: FilePath
+    store: AnyModelStore, version: StoredVersion, report_dir: FilePath, path: FilePath
 ) -> str:
     """The report's page with the clusters named as they are now: drawn again from
     ``report.json``, or for a report this code cannot read, its stored page with the names
@@ -221,7 +221,7 @@ def _index_page(
     k = version.metadata.get("n_clusters") or (rows[0] or {}).get("n_clusters")
     if not isinstance(k, int):
         return path.read_text(encoding="utf-8").replace(CURRENT_NAMES_MARKER, "")
-    names = current_cluster_names(store.root, version, n_clusters=k)
+    names = current_cluster_names(store, version, n_clusters=k)
     if report.get("format") == REPORT_FORMAT:
         try:
             return report_page(report, current_names=names, n_clusters=k)

@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model_store import ModelStore, ModelVersion
+from model_store import AnyModelStore, ModelStore, ModelVersion
 from service_config import Settings
 from tests.redis_address import redis_url_for_tests
 from uvac.audio.feature_config import FeatureConfig
@@ -62,7 +62,7 @@ def tiny_trained_model(*, seed: int = 0, n_clusters: int = N_CLUSTERS) -> Traine
 
 
 def publish_tiny_model(
-    store: ModelStore,
+    store: AnyModelStore,
     *,
     name: str = "scenes",
     seed: int = 0,

@@ -65,3 +65,39 @@ def test_dockerfile_runs_as_non_root_with_a_health_check_in_two_stages() -> None
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
+
+
+def _scale_compose() -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "compose.scale.yml").read_text())
+
+
+def test_the_scale_stack_matches_the_compose_specification() -> None:
+    jsonschema.validate(_scale_compose(), get_builtin_schema("vendor.compose-spec"))
+
+
+def test_the_scale_stack_shares_nothing_but_redis_and_s3() -> None:
+    services = _scale_compose()["services"]
+    uvac = {
+        name: service for name, service in services.items() if name.startswith(("api", "worker"))
+    }
+    assert set(uvac) == {"api-a", "api-b", "worker-a", "worker-b"}
+    own_volumes = [service["volumes"] for service in uvac.values()]
+    assert all(len(volumes) == 1 for volumes in own_volumes)
+    assert len({volumes[0] for volumes in own_volumes}) == 4  # no volume is shared
+    for service in uvac.values():
+        environment = service["environment"]
+        assert environment["UVAC_STORAGE_URL"].startswith("s3://")
+        assert environment["UVAC_S3_ENDPOINT_URL"] == "http://object-storage:8333"
+        assert "AWS_SECRET_ACCESS_KEY" in environment
+        assert set(service["depends_on"]) == {"redis", "object-storage"}
+
+
+def test_the_object_storage_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [hadolint, str(ROOT / "deploy" / "seaweedfs" / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

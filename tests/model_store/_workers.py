@@ -55,3 +55,22 @@ def hang_during_publish(root: str, flag_path: str, stage: str) -> None:
         if stage == "writing":
             raise_flag_and_hang()
         stream.write(b"\x01" * 4096)
+
+
+def publish_many_to_url(
+    url: str, options: Any, cache_dir: str, worker: int, rounds: int, start: Event
+) -> list[tuple[int, int, int, str]]:
+    """Publish ``rounds`` versions of "scenes" to the store at ``url`` (another "host": its
+    own cache folder); returns (worker, round, version, sha256) for each."""
+    from model_store.opening import open_model_store
+
+    store = open_model_store(
+        url, s3=options, cache_dir=Path(cache_dir), cache_max_bytes=64 * 1024 * 1024
+    )
+    start.wait(timeout=60)
+    published = []
+    for round_index in range(rounds):
+        with store.publish("scenes", metadata={"worker": worker, "round": round_index}) as staging:
+            (staging / "weights.safetensors").write_bytes(weights_payload(worker, round_index))
+        published.append((worker, round_index, staging.version.version, staging.version.sha256))
+    return published
