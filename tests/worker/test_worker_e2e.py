@@ -394,8 +394,14 @@ def test_an_evaluation_job_writes_the_report_with_its_figures(
     report_dir = ModelStore(settings.model_store_path).report_path("tones:v1")
     assert report_dir is not None
     names = {path.name for path in report_dir.iterdir()}
-    figures = {"latent_map.png", "cluster_sizes.png", "confusion_matrix.png", "training_curves.png"}
-    assert names == {"report.json", "index.html", *figures}
+    # A version the worker trained has its cluster map, drawn in place of the latent PCA.
+    figures = {
+        "cluster_map.png",
+        "cluster_sizes.png",
+        "confusion_matrix.png",
+        "training_curves.png",
+    }
+    assert names == {"report.json", "index.html", "cluster_map.json", *figures}
     for figure in figures:
         assert (report_dir / figure).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     report = json.loads((report_dir / "report.json").read_text())
