@@ -3,7 +3,9 @@
 Decoding any supported file to mono float samples (`decoding`), folders of recordings with
 their labels and splits (`datasets`), the feature settings (`feature_config`), log-mel
 spectrograms (`log_mel`), the pretrained encoders (`encoders`), and the time-context windows
-both front-ends produce (`windows`, `features`, `embedding_windows`).
+both front-ends produce (`windows`, `features`, `embedding_windows`); what a stretch of audio
+holds beside its cluster: its level and digital silence (`level`) and speech
+(`speech_activity`, a voice-activity detector).
 
 Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
 """
@@ -46,6 +48,7 @@ from uvac.audio.feature_config import (
     frame_count,
 )
 from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
+from uvac.audio.level import FLOOR_DBFS, Level, level_of
 from uvac.audio.log_mel import (
     LOG_OFFSET,
     LogMel,
@@ -56,10 +59,12 @@ from uvac.audio.log_mel import (
     prepare_clip,
     prepare_clip_at,
 )
+from uvac.audio.speech_activity import SpeechDetector, load_speech_detector
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DECODED_FORMATS",
+    "FLOOR_DBFS",
     "FRONTENDS",
     "LABELS_FILE",
     "LOG_MEL",
@@ -77,9 +82,11 @@ __all__ = [
     "Encoder",
     "FeatureConfig",
     "FeatureExtractor",
+    "Level",
     "LogMel",
     "NormStats",
     "SoundEncoder",
+    "SpeechDetector",
     "SpeechEncoder",
     "Split",
     "Windows",
@@ -92,8 +99,10 @@ __all__ = [
     "fit_norm_stats",
     "fit_time",
     "frame_count",
+    "level_of",
     "load_audio",
     "load_encoder",
+    "load_speech_detector",
     "log_mel",
     "prepare_clip",
     "prepare_clip_at",

@@ -2,7 +2,8 @@
 
 Inference with a trained model (`inference`: audio -> windows -> pi per window and clip), the
 paper's five metrics over a data set (`scoring`), the K-means baseline beside a model
-(`baselines`) and the result tables (`tables`).
+(`baselines`), the result tables (`tables`) and the novelty of recordings under a model's
+score with how well it separates known from unknown (`novelty`).
 
 Imports `uvac.training`, `uvac.audio`, `uvac.models` and the shared leaves.
 """
@@ -17,6 +18,13 @@ from uvac.evaluation.baselines import (
     labels_as_clusters,
 )
 from uvac.evaluation.inference import ClipResult, Clusterer, WindowResult, aggregate_windows
+from uvac.evaluation.novelty import (
+    ClipVerdict,
+    Separation,
+    clip_verdict,
+    separation,
+    window_novelty,
+)
 from uvac.evaluation.scoring import (
     FEATURES_DESCRIPTION,
     EvaluationReport,
@@ -31,12 +39,15 @@ __all__ = [
     "KMEANS_METHOD",
     "LABELS_METHOD",
     "ClipResult",
+    "ClipVerdict",
     "Clusterer",
     "EvaluationReport",
     "RepresentationScores",
+    "Separation",
     "TableRow",
     "WindowResult",
     "aggregate_windows",
+    "clip_verdict",
     "evaluate_clusterer",
     "evaluate_with_baselines",
     "kmeans_baseline",
@@ -44,4 +55,6 @@ __all__ = [
     "render_table",
     "render_titled_table",
     "report_from_assignments",
+    "separation",
+    "window_novelty",
 ]

@@ -9,6 +9,11 @@ model's fast path (h only for Cat. UVAC) in one forward pass, and aggregates per
 where ``activity_w`` is window w's share of active, unpadded frames (`Windows.activity`), so a
 zero-padded tail window counts for the sound it holds. A clip whose windows are all silent gets
 the plain mean. The per-window results are kept as the clip's timeline.
+
+Beside pi, every window and clip says what is in the sound: its level (RMS dBFS) and whether
+it is digital silence (`uvac.audio.level`), the novelty of each window under the model's score
+(`uvac.evaluation.novelty`; None for a model saved without one) and, when the clusterer was
+built with ``detect_speech``, the share of it that holds speech (`uvac.audio.speech_activity`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from uvac.audio import Audio, FeatureExtractor
+from uvac.audio import (
+    Audio,
+    FeatureExtractor,
+    Level,
+    SpeechDetector,
+    level_of,
+    load_speech_detector,
+)
 from uvac.device import resolve_device
+from uvac.evaluation.novelty import window_novelty
 from uvac.training import TrainedModel
 
 __all__ = ["ClipResult", "Clusterer", "WindowResult", "aggregate_windows"]
@@ -38,6 +51,12 @@ class WindowResult:
     end_s: float
     probabilities: list[float]  # K, sums to 1
     assignment: int
+    activity: float = 1.0  # share of the window that is the clip's audio, not padding
+    level_dbfs: float | None = None
+    silence: bool | None = None
+    speech: float | None = None  # share holding speech; None unless speech is detected
+    novelty_score: float | None = None  # the raw score (`uvac.novelty.NoveltyScore`)
+    novelty: float | None = None  # calibrated, in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,9 @@ class ClipResult:
     confidence: float  # probabilities[assignment]
     duration_s: float
     windows: list[WindowResult]
+    level_dbfs: float | None = None
+    silence: bool | None = None
+    speech: float | None = None
 
 
 def aggregate_windows(probabilities: Tensor, activity: Tensor) -> Tensor:
@@ -65,9 +87,17 @@ class Clusterer:
     is only read, in eval mode, under `torch.inference_mode`)."""
 
     def __init__(
-        self, trained: TrainedModel, *, device: str = "cpu", bf16_autocast: bool = False
+        self,
+        trained: TrainedModel,
+        *,
+        device: str = "cpu",
+        bf16_autocast: bool = False,
+        detect_speech: bool = False,
     ) -> None:
         self.trained = trained
+        self.speech_detector: SpeechDetector | None = (
+            load_speech_detector() if detect_speech else None
+        )
         self.device = resolve_device(device)
         self.bf16_autocast = bf16_autocast
         self.model = trained.model.to(self.device).eval()
@@ -106,22 +136,34 @@ class Clusterer:
             return []
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
+        novelty = window_novelty(self.trained, windows)
         results = []
         for audio, clip in zip(audios, slices, strict=True):
             clip_probabilities = probabilities[clip]  # (W, K)
             pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
             assignment = int(pooled.argmax())
+            indices = range(clip.start, clip.stop)
+            spans = [(windows.starts_s[i], windows.ends_s[i]) for i in indices]
+            levels = [_span_level(audio, start, end) for start, end in spans]
+            speech = self._speech(audio, [*spans, (0.0, audio.duration_s)])
             timeline = [
                 WindowResult(
                     start_s=windows.starts_s[index],
                     end_s=windows.ends_s[index],
                     probabilities=window_pi.tolist(),
                     assignment=int(window_pi.argmax()),
+                    activity=float(windows.activity[index]),
+                    level_dbfs=level.dbfs,
+                    silence=level.silence,
+                    speech=speech[position] if speech else None,
+                    novelty_score=float(novelty[0][index]) if novelty else None,
+                    novelty=round(float(novelty[1][index]), 4) if novelty else None,
                 )
-                for index, window_pi in zip(
-                    range(clip.start, clip.stop), clip_probabilities, strict=True
+                for position, (index, window_pi, level) in enumerate(
+                    zip(indices, clip_probabilities, levels, strict=True)
                 )
             ]
+            whole = level_of(audio.samples)
             results.append(
                 ClipResult(
                     probabilities=pooled.tolist(),
@@ -129,6 +171,20 @@ class Clusterer:
                     confidence=float(pooled[assignment]),
                     duration_s=audio.duration_s,
                     windows=timeline,
+                    level_dbfs=whole.dbfs,
+                    silence=whole.silence,
+                    speech=speech[-1] if speech else None,
                 )
             )
         return results
+
+    def _speech(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float] | None:
+        if self.speech_detector is None:
+            return None
+        return self.speech_detector.speech_shares(audio, spans)
+
+
+def _span_level(audio: Audio, start_s: float, end_s: float) -> Level:
+    start = round(start_s * audio.sample_rate)
+    end = max(start + 1, round(end_s * audio.sample_rate))
+    return level_of(audio.samples[start:end])
