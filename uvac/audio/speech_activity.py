@@ -4,6 +4,9 @@ Runtime, without torch in the loop.
 The detector reads 16 kHz audio in 32 ms chunks (512 samples, each with the 64 samples before
 it as context) and carries its recurrent state from chunk to chunk; each chunk gets the
 probability that it holds speech, and a chunk above `SPEECH_PROBABILITY` counts as speech.
+The clip is preceded by `LEAD_CHUNKS` chunks of silence, so that the recurrent state has
+settled before the clip begins: a short clip (a spoken digit of 0.3 s) is otherwise half
+over before the detector commits.
 `SpeechDetector.speech_shares(audio, spans)` gives each span of a clip (a window, in seconds)
 the share of its chunks that hold speech. Like the encoders, the detector records which
 weights it runs (`identity`: package, version, file, SHA-256, licence).
@@ -22,12 +25,19 @@ from uvac.audio.decoding import Audio
 from uvac.audio.encoders.base import EncoderIdentity, package_file
 from uvac.hashing import file_sha256
 
-__all__ = ["SPEECH_PROBABILITY", "SpeechDetector", "load_speech_detector"]
+__all__ = [
+    "SPEECH_PRESENT_SHARE",
+    "SPEECH_PROBABILITY",
+    "SpeechDetector",
+    "load_speech_detector",
+]
 
 VAD_SAMPLE_RATE = 16_000
 CHUNK = 512  # samples per decision at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous chunk the model sees with each chunk
 SPEECH_PROBABILITY = 0.5  # the detector's own default threshold
+LEAD_CHUNKS = 16  # silence before the clip (0.512 s)
+SPEECH_PRESENT_SHARE = 0.1  # a clip whose speech share reaches it holds speech
 _DISTRIBUTION = "silero-vad"
 _MODULE = "silero_vad.data"
 _WEIGHTS = "silero_vad.onnx"
@@ -75,7 +85,9 @@ class SpeechDetector:
         samples = torch.from_numpy(audio.samples)
         if audio.sample_rate != VAD_SAMPLE_RATE:
             samples = torchaudio.functional.resample(samples, audio.sample_rate, VAD_SAMPLE_RATE)
-        speech = self.chunk_probabilities(samples.numpy()) > SPEECH_PROBABILITY  # (C,)
+        lead = np.zeros(LEAD_CHUNKS * CHUNK, dtype=np.float32)
+        padded = np.concatenate([lead, samples.numpy().astype(np.float32)])
+        speech = self.chunk_probabilities(padded)[LEAD_CHUNKS:] > SPEECH_PROBABILITY  # (C,)
         centres = (np.arange(speech.shape[0]) + 0.5) * CHUNK / VAD_SAMPLE_RATE
         shares = []
         for start_s, end_s in spans:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from uvac.audio import (
     load_speech_detector,
 )
 from uvac.device import resolve_device
+from uvac.errors import EncoderUnavailableError
 from uvac.evaluation.novelty import window_novelty
 from uvac.training import TrainedModel
 
@@ -95,9 +97,12 @@ class Clusterer:
         detect_speech: bool = False,
     ) -> None:
         self.trained = trained
-        self.speech_detector: SpeechDetector | None = (
-            load_speech_detector() if detect_speech else None
-        )
+        self.speech_detector: SpeechDetector | None = None
+        if detect_speech:
+            try:
+                self.speech_detector = load_speech_detector()
+            except EncoderUnavailableError as error:  # answer without speech, not fail
+                logger.warning("speech is not detected: %s", error)
         self.device = resolve_device(device)
         self.bf16_autocast = bf16_autocast
         self.model = trained.model.to(self.device).eval()
@@ -156,8 +161,8 @@ class Clusterer:
                     level_dbfs=level.dbfs,
                     silence=level.silence,
                     speech=speech[position] if speech else None,
-                    novelty_score=float(novelty[0][index]) if novelty else None,
-                    novelty=round(float(novelty[1][index]), 4) if novelty else None,
+                    novelty_score=_finite(novelty[0][index]) if novelty else None,
+                    novelty=_rounded(novelty, index),
                 )
                 for position, (index, window_pi, level) in enumerate(
                     zip(indices, clip_probabilities, levels, strict=True)
@@ -182,6 +187,18 @@ class Clusterer:
         if self.speech_detector is None:
             return None
         return self.speech_detector.speech_shares(audio, spans)
+
+
+def _finite(value: Tensor) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _rounded(novelty: tuple[Tensor, Tensor] | None, index: int) -> float | None:
+    """A window's calibrated novelty, None without a score or without a finite one."""
+    if novelty is None or _finite(novelty[0][index]) is None:
+        return None
+    return round(float(novelty[1][index]), 4)
 
 
 def _span_level(audio: Audio, start_s: float, end_s: float) -> Level:

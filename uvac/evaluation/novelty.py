@@ -50,14 +50,15 @@ def clip_verdict(
 ) -> ClipVerdict:
     """The clip's novelty and verdicts at ``false_alarm_rate`` (default: the model's own)."""
     novelty = trained.novelty
-    if novelty is None or any(score is None for score in raw):
+    if novelty is None:
         return ClipVerdict(novelty=None, unknown=None, window_unknown=[None] * len(raw))
     threshold = novelty.calibration.threshold(false_alarm_rate)
+    # A window without a score (an encoder that gave no finite embedding) counts like silence.
     window_unknown: list[bool | None] = [
-        None if silent else bool(score is not None and score > threshold)
+        None if silent or score is None else bool(score > threshold)
         for score, silent in zip(raw, silence, strict=True)
     ]
-    real = [index for index, silent in enumerate(silence) if not silent]
+    real = [index for index, verdict in enumerate(window_unknown) if verdict is not None]
     if not real:
         return ClipVerdict(novelty=None, unknown=None, window_unknown=window_unknown)
     weights = np.array([max(float(activity[i]), 1e-6) for i in real])

@@ -56,6 +56,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "TrainedModel",
     "code_version",
+    "load_novelty",
     "load_trained_model",
     "save_trained_model",
     "training_info",
