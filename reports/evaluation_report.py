@@ -64,8 +64,10 @@ def build_report(
     model_metadata: Mapping[str, Any],
     model_info: Mapping[str, Any],
     dataset: DatasetManifest,
+    novelty: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the report, keyed by its relative path."""
+    """Every file of the report, keyed by its relative path. ``novelty`` is the novelty
+    section (`uvac.evaluation.novelty_evaluation`), absent for a model without a score."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
     # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
@@ -101,12 +103,21 @@ def build_report(
         "selection": model_metadata.get("selection"),
         "cluster_identity": model_metadata.get("cluster_identity"),
         "cluster_names": model_metadata.get("cluster_names"),
+        "novelty": dict(novelty) if novelty is not None else None,
         "figures": sorted(drawn),
     }
     files: dict[str, bytes] = dict(drawn)
     files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
     files[INDEX_HTML] = _html(document).encode("utf-8")
     return files
+
+
+def _novelty_summary(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The flagged shares and the separation, without the distribution."""
+    if not section:
+        return None
+    keys = ("false_alarm_rate", "threshold", "known", "unknown", "separation")
+    return {key: section[key] for key in keys if key in section}
 
 
 def _json_default(value: Any) -> Any:
@@ -131,6 +142,7 @@ def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
         },
         "kmeans_accuracy": None if baseline is None else baseline["accuracy"],
         "kmeans_nmi": None if baseline is None else baseline["nmi"],
+        "novelty": _novelty_summary(document.get("novelty")),
         "files": sorted(files),
     }
 

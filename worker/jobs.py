@@ -81,7 +81,7 @@ _TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {
     "sweep",  # with n_clusters as {"min", "max"}: worker.sweep
     "reference_dataset_id",  # recordings to match clusters to the earlier version on
 }
-_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed"})
+_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "unknown_dataset_id", "batch_size", "seed"})
 
 TrainFunction = Callable[..., "TrainedModel"]
 
@@ -289,8 +289,9 @@ def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
+    from model_store.novelty_settings import edited_false_alarm_rate
     from reports import build_report, report_summary
-    from uvac.evaluation import evaluate_with_baselines
+    from uvac.evaluation import evaluate_with_baselines, novelty_evaluation
     from uvac.selection import renumbered
     from uvac.training import load_trained_model
 
@@ -322,6 +323,17 @@ def run_evaluation(
             seed=int(params.get("seed", 0)),
             progress=progress,
         )
+        foreign = params.get("unknown_dataset_id")
+        unknown_items = (
+            dataset_items(datasets, datasets.get(str(foreign))) if foreign is not None else []
+        )
+        novelty = novelty_evaluation(
+            trained,
+            items,
+            unknown_items,
+            false_alarm_rate=edited_false_alarm_rate(store.root, version),
+            progress=progress,
+        )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
             return interrupted(job)
@@ -339,6 +351,7 @@ def run_evaluation(
         model_metadata={**version.metadata, "cluster_names": names},
         model_info=trained.info,
         dataset=manifest,
+        novelty=novelty,
     )
     store.write_report(version.ref, files=files)
     record(job, {"phase": "done"})

@@ -148,6 +148,8 @@ def submit_evaluation(
 ) -> JobPublic:
     _check_model_exists(store, body.model_ref)
     datasets.get(body.dataset_id)
+    if body.unknown_dataset_id is not None:
+        datasets.get(body.unknown_dataset_id)
     return submit_job(
         kind="evaluate",
         params=body.job_params(),

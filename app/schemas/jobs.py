@@ -295,9 +295,16 @@ class EvaluateRequest(BaseModel):
 
     model_ref: str = Field(pattern=MODEL_REF_PATTERN, description="`name`, `name:vN`, `name@alias`")
     dataset_id: str = Field(pattern=DATASET_ID_PATTERN)
+    unknown_dataset_id: str | None = Field(
+        default=None,
+        pattern=DATASET_ID_PATTERN,
+        description="A data set known to be foreign to the model: the report's `novelty` "
+        "section then gives AUROC, FPR at 95 % TPR and the share of each set flagged unknown.",
+        examples=["ds_ba9876543210"],
+    )
 
     def job_params(self) -> dict[str, Any]:
-        return self.model_dump()
+        return self.model_dump(exclude_none=True)
 
 
 # The engine's progress record is the schema: the training loop, the job's meta and this

@@ -25,6 +25,7 @@ from uvac.evaluation.novelty import (
     separation,
     window_novelty,
 )
+from uvac.evaluation.novelty_report import novelty_evaluation
 from uvac.evaluation.scoring import (
     FEATURES_DESCRIPTION,
     EvaluationReport,
@@ -52,6 +53,7 @@ __all__ = [
     "evaluate_with_baselines",
     "kmeans_baseline",
     "labels_as_clusters",
+    "novelty_evaluation",
     "render_table",
     "render_titled_table",
     "report_from_assignments",

@@ -5,7 +5,8 @@
 novelty and ``unknown`` at a false-alarm rate: the clip is unknown when most of its real audio
 (activity-weighted, digital silence left out) is in windows above the threshold. `separation`
 gives AUROC and the false-positive rate at 95 % true-positive rate of a score between a known
-and an unknown set (unknown is the positive class).
+and an unknown set (unknown is the positive class). The evaluation's novelty section is
+`uvac.evaluation.novelty_report`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from uvac.audio import Windows
 from uvac.novelty import window_vectors
 from uvac.training import TrainedModel
 
-__all__ = ["ClipVerdict", "Separation", "clip_verdict", "separation", "window_novelty"]
+__all__ = [
+    "ClipVerdict",
+    "Separation",
+    "clip_verdict",
+    "separation",
+    "window_novelty",
+]
 
 
 def window_novelty(trained: TrainedModel, windows: Windows) -> tuple[Tensor, Tensor] | None:
@@ -35,6 +42,7 @@ def window_novelty(trained: TrainedModel, windows: Windows) -> tuple[Tensor, Ten
 
 @dataclass(frozen=True)
 class ClipVerdict:
+    score: float | None  # activity-weighted mean raw score of the real, scored windows
     novelty: float | None  # of the activity-weighted mean raw score of the real windows
     unknown: bool | None  # None without a score or without real audio
     window_unknown: list[bool | None]  # None for a silent window or without a score
@@ -51,7 +59,7 @@ def clip_verdict(
     """The clip's novelty and verdicts at ``false_alarm_rate`` (default: the model's own)."""
     novelty = trained.novelty
     if novelty is None:
-        return ClipVerdict(novelty=None, unknown=None, window_unknown=[None] * len(raw))
+        return ClipVerdict(score=None, novelty=None, unknown=None, window_unknown=[None] * len(raw))
     threshold = novelty.calibration.threshold(false_alarm_rate)
     # A window without a score (an encoder that gave no finite embedding) counts like silence.
     window_unknown: list[bool | None] = [
@@ -60,7 +68,7 @@ def clip_verdict(
     ]
     real = [index for index, verdict in enumerate(window_unknown) if verdict is not None]
     if not real:
-        return ClipVerdict(novelty=None, unknown=None, window_unknown=window_unknown)
+        return ClipVerdict(score=None, novelty=None, unknown=None, window_unknown=window_unknown)
     weights = np.array([max(float(activity[i]), 1e-6) for i in real])
     scores = np.array([float(raw[i] or 0.0) for i in real])
     flagged = np.array([bool(window_unknown[i]) for i in real], dtype=np.float64)
@@ -68,7 +76,10 @@ def clip_verdict(
     clip_novelty = float(novelty.calibration.novelty(torch.tensor([mean_score]))[0])
     unknown = float((weights * flagged).sum() / weights.sum()) > 0.5
     return ClipVerdict(
-        novelty=round(clip_novelty, 4), unknown=unknown, window_unknown=window_unknown
+        score=mean_score,
+        novelty=round(clip_novelty, 4),
+        unknown=unknown,
+        window_unknown=window_unknown,
     )
 
 

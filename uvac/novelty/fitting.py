@@ -54,8 +54,8 @@ def source_groups(vectors: Tensor, clip_index: Tensor) -> Tensor:
     sums = torch.zeros(clips.shape[0], standard.shape[1], dtype=torch.float64)
     sums.index_add_(0, inverse, standard)
     means = sums / torch.bincount(inverse).to(torch.float64)[:, None]  # (C, D)
-    means = torch.nn.functional.normalize(means, dim=1).numpy()
-    merges = linkage(means, method="single", metric="euclidean")
+    directions = torch.nn.functional.normalize(means, dim=1).numpy()
+    merges = linkage(directions, method="single", metric="euclidean")
     threshold = float(np.percentile(merges[:, 2], SOURCE_LINK_PERCENTILE))
     group_of_clip = torch.from_numpy(fcluster(merges, threshold, criterion="distance")).long()
     return group_of_clip[inverse]

@@ -2,7 +2,9 @@
 
 What it sees is what the model sees: the model's input windows ``(N, 1, T, M)``, summarised
 per window as one vector (`window_vectors`: the embedding itself for an encoder front-end,
-T = 1; the masked mean and standard deviation of every bin over time for log-mel windows),
+T = 1; for log-mel windows, the masked mean and standard deviation of every bin over time and
+its mean absolute change from frame to frame, which survives a per-clip normalisation that
+makes every clip's mean and deviation alike),
 standardised with the training vectors' statistics. K centres are found by K-means on the
 training vectors (K: the model's cluster count), and one covariance of the vectors around
 their centres is shared by all clusters and shrunk towards a multiple of the identity,
@@ -37,8 +39,9 @@ _TENSOR_NAMES = ("mean", "std", "centres", "whitening")
 def window_vectors(features: Tensor, mask: Tensor | None = None) -> Tensor:
     """One vector per model input window: ``(N, 1, T, M)`` (mask ``(N, T)``) -> ``(N, D)``.
 
-    An embedding window (T = 1) is its embedding (D = M); a log-mel window is the mean and the
-    standard deviation of each bin over its real frames (D = 2M)."""
+    An embedding window (T = 1) is its embedding (D = M); a log-mel window is the mean, the
+    standard deviation and the mean absolute frame-to-frame change of each bin over its real
+    frames (D = 3M)."""
     values = features[:, 0].to(torch.float64)  # (N, T, M)
     if values.shape[1] == 1:
         return values[:, 0, :]
@@ -50,7 +53,11 @@ def window_vectors(features: Tensor, mask: Tensor | None = None) -> Tensor:
     weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
     mean = (values * weights[:, :, None]).sum(dim=1)  # (N, M)
     variance = (((values - mean[:, None, :]) ** 2) * weights[:, :, None]).sum(dim=1)
-    return torch.cat([mean, variance.clamp_min(0.0).sqrt()], dim=1)  # (N, 2M)
+    real = weights > 0  # (N, T)
+    step_weights = (real[:, 1:] & real[:, :-1]).to(torch.float64)  # both frames real
+    step_weights = step_weights / step_weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+    change = ((values[:, 1:] - values[:, :-1]).abs() * step_weights[:, :, None]).sum(dim=1)
+    return torch.cat([mean, variance.clamp_min(0.0).sqrt(), change], dim=1)  # (N, 3M)
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,15 @@ def test_false_alarm_rates_outside_the_range_are_refused(rate: float) -> None:
         check_false_alarm_rate(rate)
 
 
-def test_log_mel_windows_become_mean_and_spread_per_bin() -> None:
+def test_log_mel_windows_become_mean_spread_and_change_per_bin() -> None:
     features = torch.zeros(2, 1, 4, 3)
     features[0, 0, :2] = 1.0  # two real frames of ones, two padded frames of zeros
+    features[1, 0, ::2] = 1.0  # frames 1, 0, 1, 0: every step changes by one
     mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     vectors = window_vectors(features, mask)
-    assert vectors.shape == (2, 6)
-    assert vectors[0].tolist() == pytest.approx([1, 1, 1, 0, 0, 0])
+    assert vectors.shape == (2, 9)
+    assert vectors[0].tolist() == pytest.approx([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    assert vectors[1].tolist() == pytest.approx([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 1, 1])
     embeddings = torch.randn(5, 1, 1, 8)
     assert torch.equal(window_vectors(embeddings), embeddings[:, 0, 0].double())
 
