@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.cluster_naming import ClusterNamesView
+from app.novelty_setting import FalseAlarmRateView
 from app.problems import ApiProblem
 from model_store import AnyModelStore, ModelVersion, NotFound, StoreError
 from uvac.errors import UvacError
@@ -41,6 +42,11 @@ class LoadedModel:
     clusterer: Clusterer
     cluster_names: tuple[str, ...] | None
     names: ClusterNamesView | None = None  # published names plus the edited ones
+    false_alarm: FalseAlarmRateView | None = None  # the rate set after publishing, if any
+
+    def false_alarm_rate(self) -> float | None:
+        """The false-alarm rate ``unknown`` is decided at now (None: the model's own)."""
+        return self.false_alarm.rate() if self.false_alarm is not None else None
 
     def cluster_name(self, number: int) -> str | None:
         """The name of cluster ``number`` now (an edit shows without a reload)."""
@@ -84,14 +90,19 @@ def load_model(*, store: AnyModelStore, ref: str, device: str) -> LoadedModel:
     """
     version = store.load_verified(ref)
     trained = renumbered(load_trained_model(version.path), version.metadata)
-    clusterer = Clusterer(trained, device=device)
+    clusterer = Clusterer(trained, device=device, detect_speech=True)
     n_clusters = int(trained.model.n_clusters)
     names = cluster_names_from(version.metadata, trained.info, n_clusters=n_clusters)
     view = ClusterNamesView(
         store_root=store, version=version, n_clusters=n_clusters, model_info=trained.info
     )
     return LoadedModel(
-        version=version, trained=trained, clusterer=clusterer, cluster_names=names, names=view
+        version=version,
+        trained=trained,
+        clusterer=clusterer,
+        cluster_names=names,
+        names=view,
+        false_alarm=FalseAlarmRateView(store_root=store, version=version),
     )
 
 

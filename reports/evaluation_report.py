@@ -97,11 +97,13 @@ def build_report(
     dataset: DatasetManifest,
     evaluated_on: Mapping[str, Any],
     cluster_map: Mapping[str, Any] | None = None,
+    novelty: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """Every file of the report, keyed by its relative path. ``evaluated_on``:
     `uvac.evaluation.EvaluationRecordings.describe` of the recordings ``rows`` were computed on.
     With the version's cluster map (`reports.cluster_map`) the map is drawn instead of the
-    latent PCA."""
+    latent PCA. ``novelty`` is the novelty section (`uvac.evaluation.novelty_evaluation`),
+    absent for a model without a score."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
     # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
@@ -142,6 +144,7 @@ def build_report(
         "selection": model_metadata.get("selection"),
         "cluster_identity": model_metadata.get("cluster_identity"),
         "cluster_names": model_metadata.get("cluster_names"),
+        "novelty": dict(novelty) if novelty is not None else None,
         "figures": sorted(drawn),
     }
     files: dict[str, bytes] = dict(drawn)
@@ -161,6 +164,14 @@ def _distillation_figures(distillation: Any) -> dict[str, Any] | None:
     if not isinstance(distillation, Mapping):
         return None
     return {"final": distillation.get("final"), "held_out": distillation.get("held_out")}
+
+
+def _novelty_summary(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The flagged shares and the separation, without the distribution."""
+    if not section:
+        return None
+    keys = ("false_alarm_rate", "threshold", "known", "unknown", "separation")
+    return {key: section[key] for key in keys if key in section}
 
 
 def _json_default(value: Any) -> Any:
@@ -186,6 +197,7 @@ def report_summary(files: Mapping[str, bytes]) -> dict[str, Any]:
         "kmeans_accuracy": None if baseline is None else baseline["accuracy"],
         "kmeans_nmi": None if baseline is None else baseline["nmi"],
         "evaluated_on": document.get("evaluated_on"),
+        "novelty": _novelty_summary(document.get("novelty")),
         "files": sorted(files),
     }
 

@@ -31,11 +31,12 @@ UVAC_LEAVES = {"errors", "hashing", "device", "metrics"}
 UVAC_LAYERS: dict[str, set[str]] = {
     "audio": set(),
     "models": set(),
-    "training": {"audio", "models"},
-    "evaluation": {"audio", "models", "training"},
-    "selection": {"audio", "models", "training"},
-    "edge": {"audio", "models", "training", "evaluation"},
-    "cli": {"audio", "models", "training", "evaluation", "selection", "edge"},
+    "novelty": set(),
+    "training": {"audio", "models", "novelty"},
+    "evaluation": {"audio", "models", "novelty", "training"},
+    "selection": {"audio", "models", "novelty", "training"},
+    "edge": {"audio", "models", "novelty", "training", "evaluation"},
+    "cli": {"audio", "models", "novelty", "training", "evaluation", "selection", "edge"},
 }
 
 

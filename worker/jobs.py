@@ -94,7 +94,9 @@ _TRAIN_KEYS = _TRAIN_CONFIG_KEYS | {
     "reference_dataset_id",  # recordings to match clusters to the earlier version on
     "held_out_share",  # worker.held_out
 }
-_EVALUATE_KEYS = frozenset({"model_ref", "dataset_id", "batch_size", "seed", "split"})
+_EVALUATE_KEYS = frozenset(
+    {"model_ref", "dataset_id", "unknown_dataset_id", "batch_size", "seed", "split"}
+)
 
 TrainFunction = Callable[..., "TrainedModel"]
 
@@ -360,9 +362,10 @@ def run_evaluation(
     params: Mapping[str, Any], *, job: Job | None, settings: Settings
 ) -> dict[str, Any]:
     from model_store.cluster_names import current_cluster_names
+    from model_store.novelty_settings import edited_false_alarm_rate
     from reports import build_report, report_summary
     from reports.cluster_map import CLUSTER_MAP_FILE
-    from uvac.evaluation import evaluate_with_baselines
+    from uvac.evaluation import evaluate_with_baselines, novelty_evaluation
     from uvac.selection import renumbered
     from uvac.training import load_trained_model
     from worker.cluster_map import existing_map_files, map_files
@@ -402,6 +405,17 @@ def run_evaluation(
             seed=int(params.get("seed", 0)),
             progress=progress,
         )
+        foreign = params.get("unknown_dataset_id")
+        unknown_items = (
+            dataset_items(datasets, datasets.get(str(foreign))) if foreign is not None else []
+        )
+        novelty = novelty_evaluation(
+            trained,
+            items,
+            unknown_items,
+            false_alarm_rate=edited_false_alarm_rate(store, version),
+            progress=progress,
+        )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
             return interrupted(job)
@@ -424,6 +438,7 @@ def run_evaluation(
         dataset=manifest,
         evaluated_on=recordings.describe(),
         cluster_map=json.loads(browser_files[CLUSTER_MAP_FILE]),
+        novelty=novelty,
     )
     store.write_report(version.ref, files={**browser_files, **files})
     record(job, {"phase": "done"})

@@ -15,6 +15,7 @@ from app.routes import (
     health,
     jobs,
     models,
+    novelty,
     stream,
 )
 
@@ -48,6 +49,7 @@ def build_business_router() -> APIRouter:
     router.include_router(datasets.router)
     router.include_router(models.router)
     router.include_router(clusters.router)
+    router.include_router(novelty.router)
     router.include_router(export.router)
     router.include_router(browser.router)
     return router

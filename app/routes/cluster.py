@@ -24,7 +24,7 @@ from app.serving import LoadedModel
 from app.uploads import UploadedPart, decode_audio, multipart_openapi, read_multipart_files
 from uvac.audio import Audio
 from uvac.errors import AudioTooLongError
-from uvac.evaluation import ClipResult
+from uvac.evaluation import ClipResult, clip_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ def _result_or_error(
 
 def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
     version = model.version
+    verdict = clip_verdict(
+        model.trained,
+        raw=[window.novelty_score for window in clip.windows],
+        activity=[window.activity for window in clip.windows],
+        silence=[bool(window.silence) for window in clip.windows],
+        false_alarm_rate=model.false_alarm_rate(),
+    )
     windows = None
     if len(clip.windows) > 1:  # longer than one window: give the timeline
         windows = [
@@ -57,8 +64,13 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
                 end_s=window.end_s,
                 probabilities=list(window.probabilities),
                 assignment=window.assignment,
+                level_dbfs=window.level_dbfs,
+                silence=window.silence,
+                speech=window.speech,
+                novelty=window.novelty if unknown is not None else None,
+                unknown=unknown,
             )
-            for window in clip.windows
+            for window, unknown in zip(clip.windows, verdict.window_unknown, strict=True)
         ]
     return ClusterResult(
         model=ModelRefPublic(
@@ -71,6 +83,11 @@ def to_cluster_result(model: LoadedModel, clip: ClipResult) -> ClusterResult:
         duration_s=clip.duration_s,
         windows=windows,
         cluster_name=model.cluster_name(clip.assignment),
+        level_dbfs=clip.level_dbfs,
+        silence=clip.silence,
+        speech=clip.speech,
+        novelty=verdict.novelty,
+        unknown=verdict.unknown,
     )
 
 

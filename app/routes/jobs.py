@@ -161,6 +161,8 @@ def submit_evaluation(
         ),
         held_out_paths=held_out_paths(version.metadata),
     )
+    if body.unknown_dataset_id is not None:
+        datasets.get(body.unknown_dataset_id)
     return submit_job(
         kind="evaluate",
         params=body.job_params(),

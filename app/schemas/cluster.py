@@ -16,15 +16,41 @@ class ModelRefPublic(BaseModel):
     sha256: str = Field(description="Digest of the version's manifest.")
 
 
-class WindowPublic(BaseModel):
+_NOVELTY = (
+    "How unlike the model's training recordings this is, in [0, 1]: the share of held-out "
+    "training windows whose novelty score is lower (0.5 is typical of known sounds, 1.0 beyond "
+    "all of them). Null for a model published without a novelty score, for digital silence, "
+    "and for a window the encoder gave no embedding for."
+)
+_UNKNOWN = (
+    "True when this sounds like nothing the model was trained on: novelty above 1 minus the "
+    "version's false-alarm rate (set with PUT /v1/models/{name}/versions/{v}/novelty). For a "
+    "clip: most of its real audio is in unknown windows. Null when novelty is."
+)
+_LEVEL = "RMS level in dB relative to full scale (a full-scale sine is -3 dBFS; -120 floor)."
+_SILENCE = "True when every sample is below half a 16-bit step: digital silence, no cluster."
+_SPEECH = "Share of the audio that holds speech (Silero VAD, 32 ms steps); null if unavailable."
+
+
+class SoundFactsPublic(BaseModel):
+    """What is in the sound, beside pi: its level, silence, speech and novelty."""
+
+    level_dbfs: float | None = Field(default=None, description=_LEVEL, examples=[-23.5])
+    silence: bool | None = Field(default=None, description=_SILENCE, examples=[False])
+    speech: float | None = Field(default=None, description=_SPEECH, examples=[0.0])
+    novelty: float | None = Field(default=None, description=_NOVELTY, examples=[0.41])
+    unknown: bool | None = Field(default=None, description=_UNKNOWN, examples=[False])
+
+
+class WindowPublic(SoundFactsPublic):
     start_s: float
     end_s: float
     probabilities: list[float]
     assignment: int
 
 
-class ClusterResult(BaseModel):
-    """The cluster posterior of one clip."""
+class ClusterResult(SoundFactsPublic):
+    """The cluster posterior of one clip, and what is in it."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -43,6 +69,11 @@ class ClusterResult(BaseModel):
                     "confidence": 0.82,
                     "duration_s": 1.0,
                     "cluster_name": "speech-in-noise",
+                    "level_dbfs": -23.5,
+                    "silence": False,
+                    "speech": 0.62,
+                    "novelty": 0.41,
+                    "unknown": False,
                 }
             ]
         }

@@ -323,6 +323,13 @@ class EvaluateRequest(ClosedModel):
         "on the model's own data set when it held recordings out, else `all`. The report says "
         "in words which recordings it used, with a warning when any of them trained the model.",
     )
+    unknown_dataset_id: str | None = Field(
+        default=None,
+        pattern=DATASET_ID_PATTERN,
+        description="A data set known to be foreign to the model: the report's `novelty` "
+        "section then gives AUROC, FPR at 95 % TPR and the share of each set flagged unknown.",
+        examples=["ds_ba9876543210"],
+    )
 
     def job_params(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

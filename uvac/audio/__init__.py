@@ -4,7 +4,8 @@ Decoding any supported file to mono float samples (`decoding`), folders of recor
 their labels and splits (`datasets`), the held-out part training never sees (`holdout`),
 the feature settings (`feature_config`), log-mel spectrograms (`log_mel`), the pretrained
 encoders (`encoders`), and the time-context windows both front-ends produce (`windows`,
-`features`, `embedding_windows`).
+`features`, `embedding_windows`); what a stretch of audio holds beside its cluster: its level
+and digital silence (`level`) and speech (`speech_activity`, a voice-activity detector).
 
 Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
 """
@@ -49,6 +50,7 @@ from uvac.audio.feature_config import (
 )
 from uvac.audio.features import FeatureExtractor, NormStats, Windows, fit_norm_stats
 from uvac.audio.holdout import DEFAULT_HELD_OUT_SHARE, HeldOutSplit, held_out_split
+from uvac.audio.level import FLOOR_DBFS, Level, level_of
 from uvac.audio.live_windows import LiveWindows, streaming_obstacles
 from uvac.audio.log_mel import (
     LOG_OFFSET,
@@ -60,11 +62,13 @@ from uvac.audio.log_mel import (
     prepare_clip,
     prepare_clip_at,
 )
+from uvac.audio.speech_activity import SpeechDetector, load_speech_detector
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DECODED_FORMATS",
     "DEFAULT_HELD_OUT_SHARE",
+    "FLOOR_DBFS",
     "FRONTENDS",
     "LABELS_FILE",
     "LOG_MEL",
@@ -84,10 +88,12 @@ __all__ = [
     "FeatureConfig",
     "FeatureExtractor",
     "HeldOutSplit",
+    "Level",
     "LiveWindows",
     "LogMel",
     "NormStats",
     "SoundEncoder",
+    "SpeechDetector",
     "SpeechEncoder",
     "Split",
     "Windows",
@@ -101,8 +107,10 @@ __all__ = [
     "fit_time",
     "frame_count",
     "held_out_split",
+    "level_of",
     "load_audio",
     "load_encoder",
+    "load_speech_detector",
     "log_mel",
     "prepare_clip",
     "prepare_clip_at",

@@ -2,8 +2,9 @@
 
 Inference with a trained model (`inference`: audio -> windows -> pi per window and clip), the
 paper's five metrics over a data set (`scoring`), the K-means baseline beside a model
-(`baselines`), the result tables (`tables`) and which recordings an evaluation runs on
-(`recordings`).
+(`baselines`), the result tables (`tables`), which recordings an evaluation runs on
+(`recordings`), and the novelty of recordings under a model's score with how well it
+separates known from unknown (`novelty`).
 
 Imports `uvac.training`, `uvac.audio`, `uvac.models` and the shared leaves.
 """
@@ -18,6 +19,14 @@ from uvac.evaluation.baselines import (
     labels_as_clusters,
 )
 from uvac.evaluation.inference import ClipResult, Clusterer, WindowResult, aggregate_windows
+from uvac.evaluation.novelty import (
+    ClipVerdict,
+    Separation,
+    clip_verdict,
+    separation,
+    window_novelty,
+)
+from uvac.evaluation.novelty_report import novelty_evaluation
 from uvac.evaluation.recordings import (
     SPLITS,
     EvaluationRecordings,
@@ -41,14 +50,17 @@ __all__ = [
     "LABELS_METHOD",
     "SPLITS",
     "ClipResult",
+    "ClipVerdict",
     "Clusterer",
     "EvaluationRecordings",
     "EvaluationReport",
     "EvaluationSplit",
     "RepresentationScores",
+    "Separation",
     "TableRow",
     "WindowResult",
     "aggregate_windows",
+    "clip_verdict",
     "evaluate_clusterer",
     "evaluate_with_baselines",
     "evaluation_recordings",
@@ -56,7 +68,10 @@ __all__ = [
     "is_own_dataset",
     "kmeans_baseline",
     "labels_as_clusters",
+    "novelty_evaluation",
     "render_table",
     "render_titled_table",
     "report_from_assignments",
+    "separation",
+    "window_novelty",
 ]

@@ -13,20 +13,36 @@ the plain mean. The per-window results are kept as the clip's timeline.
 `Clusterer.cluster_in_steps` gives the same result for one clip as a generator that does a
 bounded amount of work (``windows_per_step`` windows) per step, so that a server can run
 other requests between the steps of a long recording instead of behind all of it.
+
+Beside pi, every window and clip says what is in the sound: its level (RMS dBFS) and whether
+it is digital silence (`uvac.audio.level`), the novelty of each window under the model's score
+(`uvac.evaluation.novelty`; None for a model saved without one) and, when the clusterer was
+built with ``detect_speech``, the share of it that holds speech (`uvac.audio.speech_activity`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from uvac.audio import Audio, FeatureExtractor, Windows
+from uvac.audio import (
+    Audio,
+    FeatureExtractor,
+    Level,
+    SpeechDetector,
+    Windows,
+    level_of,
+    load_speech_detector,
+)
 from uvac.device import resolve_device
+from uvac.errors import EncoderUnavailableError
+from uvac.evaluation.novelty import window_novelty
 from uvac.training import TrainedModel
 
 __all__ = ["ClipResult", "Clusterer", "WindowResult", "aggregate_windows"]
@@ -42,6 +58,12 @@ class WindowResult:
     end_s: float
     probabilities: list[float]  # K, sums to 1
     assignment: int
+    activity: float = 1.0  # share of the window that is the clip's audio, not padding
+    level_dbfs: float | None = None
+    silence: bool | None = None
+    speech: float | None = None  # share holding speech; None unless speech is detected
+    novelty_score: float | None = None  # the raw score (`uvac.novelty.NoveltyScore`)
+    novelty: float | None = None  # calibrated, in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,9 @@ class ClipResult:
     confidence: float  # probabilities[assignment]
     duration_s: float
     windows: list[WindowResult]
+    level_dbfs: float | None = None
+    silence: bool | None = None
+    speech: float | None = None
 
 
 def aggregate_windows(probabilities: Tensor, activity: Tensor) -> Tensor:
@@ -69,9 +94,20 @@ class Clusterer:
     is only read, in eval mode, under `torch.inference_mode`)."""
 
     def __init__(
-        self, trained: TrainedModel, *, device: str = "cpu", bf16_autocast: bool = False
+        self,
+        trained: TrainedModel,
+        *,
+        device: str = "cpu",
+        bf16_autocast: bool = False,
+        detect_speech: bool = False,
     ) -> None:
         self.trained = trained
+        self.speech_detector: SpeechDetector | None = None
+        if detect_speech:
+            try:
+                self.speech_detector = load_speech_detector()
+            except EncoderUnavailableError as error:  # answer without speech, not fail
+                logger.warning("speech is not detected: %s", error)
         self.device = resolve_device(device)
         self.bf16_autocast = bf16_autocast
         self.model = trained.model.to(self.device).eval()
@@ -110,14 +146,9 @@ class Clusterer:
             return []
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
+        novelty = window_novelty(self.trained, windows)
         return [
-            _clip_result(
-                audio,
-                starts_s=windows.starts_s[clip],
-                ends_s=windows.ends_s[clip],
-                activity=windows.activity[clip],
-                probabilities=probabilities[clip],
-            )
+            self._clip_result(audio, windows, clip, probabilities, novelty)
             for audio, clip in zip(audios, slices, strict=True)
         ]
 
@@ -152,39 +183,81 @@ class Clusterer:
                     self.cluster_features(whole.features[first:stop], whole.mask[first:stop])
                 )
                 yield
-        return _clip_result(
-            audio,
+        windows = Windows(
+            features=torch.cat([part.features for part in parts]),
+            mask=torch.cat([part.mask for part in parts]),
             starts_s=[start for part in parts for start in part.starts_s],
             ends_s=[end for part in parts for end in part.ends_s],
             activity=torch.cat([part.activity for part in parts]),
-            probabilities=torch.cat(pieces),
+        )
+        novelty = window_novelty(self.trained, windows)
+        return self._clip_result(audio, windows, slice(0, len(windows)), torch.cat(pieces), novelty)
+
+    def _clip_result(
+        self,
+        audio: Audio,
+        windows: Windows,
+        clip: slice,
+        probabilities: Tensor,
+        novelty: tuple[Tensor, Tensor] | None,
+    ) -> ClipResult:
+        """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
+        novelty per window or None): pi pooled, its timeline, level, speech and novelty."""
+        clip_probabilities = probabilities[clip]  # (W, K)
+        pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
+        assignment = int(pooled.argmax())
+        indices = range(clip.start, clip.stop)
+        spans = [(windows.starts_s[i], windows.ends_s[i]) for i in indices]
+        levels = [_span_level(audio, start, end) for start, end in spans]
+        speech = self._speech(audio, [*spans, (0.0, audio.duration_s)])
+        timeline = [
+            WindowResult(
+                start_s=windows.starts_s[index],
+                end_s=windows.ends_s[index],
+                probabilities=window_pi.tolist(),
+                assignment=int(window_pi.argmax()),
+                activity=float(windows.activity[index]),
+                level_dbfs=level.dbfs,
+                silence=level.silence,
+                speech=speech[position] if speech else None,
+                novelty_score=_finite(novelty[0][index]) if novelty else None,
+                novelty=_rounded(novelty, index),
+            )
+            for position, (index, window_pi, level) in enumerate(
+                zip(indices, clip_probabilities, levels, strict=True)
+            )
+        ]
+        whole = level_of(audio.samples)
+        return ClipResult(
+            probabilities=pooled.tolist(),
+            assignment=assignment,
+            confidence=float(pooled[assignment]),
+            duration_s=audio.duration_s,
+            windows=timeline,
+            level_dbfs=whole.dbfs,
+            silence=whole.silence,
+            speech=speech[-1] if speech else None,
         )
 
+    def _speech(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float] | None:
+        if self.speech_detector is None:
+            return None
+        return self.speech_detector.speech_shares(audio, spans)
 
-def _clip_result(
-    audio: Audio,
-    *,
-    starts_s: list[float],
-    ends_s: list[float],
-    activity: Tensor,
-    probabilities: Tensor,
-) -> ClipResult:
-    """One clip's result from its windows' pi ``(W, K)`` and activity ``(W,)``."""
-    pooled = aggregate_windows(probabilities, activity)  # (K,)
-    assignment = int(pooled.argmax())
-    timeline = [
-        WindowResult(
-            start_s=start,
-            end_s=end,
-            probabilities=window_pi.tolist(),
-            assignment=int(window_pi.argmax()),
-        )
-        for start, end, window_pi in zip(starts_s, ends_s, probabilities, strict=True)
-    ]
-    return ClipResult(
-        probabilities=pooled.tolist(),
-        assignment=assignment,
-        confidence=float(pooled[assignment]),
-        duration_s=audio.duration_s,
-        windows=timeline,
-    )
+
+def _finite(value: Tensor) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _rounded(novelty: tuple[Tensor, Tensor] | None, index: int) -> float | None:
+    """A window's calibrated novelty, None without a score or without a finite one."""
+    if novelty is None or _finite(novelty[0][index]) is None:
+        return None
+    return round(float(novelty[1][index]), 4)
+
+
+def _span_level(audio: Audio, start_s: float, end_s: float) -> Level:
+    start = round(start_s * audio.sample_rate)
+    end = max(start + 1, round(end_s * audio.sample_rate))
+    return level_of(audio.samples[start:end])

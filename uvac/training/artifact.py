@@ -8,6 +8,11 @@
   A model whose front-end is a pretrained encoder also has ``"encoder"``: the encoder's
   `uvac.audio.encoders.EncoderIdentity` (package, version, weight file and its SHA-256). Loading
   refuses the model (`EncoderMismatchError`) when the installed encoder is another one.
+- ``novelty.safetensors`` + ``novelty.json`` (optional): the model's novelty score and its
+  calibration (`uvac.novelty`): tensors ``score.*`` and ``calibration.*``, and ``{"format":
+  "uvac-novelty", "format_version": 1, "score": {...}, "calibration": {...}}``. A model saved
+  before the score existed has neither file and loads with ``novelty`` None; one file without
+  the other is an `ArtifactError`.
 
 No pickle: tensors go through safetensors, everything else through JSON, and
 `load_trained_model` validates both, raising `uvac.errors.ArtifactError` with a message that
@@ -38,6 +43,7 @@ from uvac.models import (
     build_model,
     with_current_argument_names,
 )
+from uvac.novelty import Calibration, FittedNovelty, NoveltyScore
 
 if TYPE_CHECKING:
     from uvac.training.config import TrainConfig
@@ -45,9 +51,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_JSON",
+    "NOVELTY_JSON",
+    "NOVELTY_WEIGHTS",
     "WEIGHTS_FILE",
     "TrainedModel",
     "code_version",
+    "load_novelty",
     "load_trained_model",
     "save_trained_model",
     "training_info",
@@ -61,6 +70,12 @@ ARTIFACT_FORMAT = "uvac-model"
 ARTIFACT_FORMAT_VERSION = 1
 _MODEL_PREFIX = "model."
 _NORM_PREFIX = "norm_stats."
+NOVELTY_JSON = "novelty.json"
+NOVELTY_WEIGHTS = "novelty.safetensors"
+NOVELTY_FORMAT = "uvac-novelty"
+NOVELTY_FORMAT_VERSION = 1
+_SCORE_PREFIX = "score."
+_CALIBRATION_PREFIX = "calibration."
 
 
 @dataclass
@@ -71,6 +86,7 @@ class TrainedModel:
     feature_config: FeatureConfig
     norm_stats: NormStats
     info: dict[str, Any] = field(default_factory=dict)
+    novelty: FittedNovelty | None = None  # None for models saved before the score existed
 
     @property
     def model_type(self) -> str:
@@ -146,6 +162,52 @@ def save_trained_model(directory: Path, trained: TrainedModel) -> None:
     text = json.dumps(document, indent=2, sort_keys=True)  # fails before writing if not JSON-able
     _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(tensors, str(path)))
     _atomic_write(directory / MODEL_JSON, lambda path: path.write_text(text + "\n"))
+    if trained.novelty is not None:
+        _save_novelty(directory, trained.novelty)
+
+
+def _save_novelty(directory: Path, novelty: FittedNovelty) -> None:
+    tensors = {
+        **novelty.score.to_tensors(_SCORE_PREFIX),
+        **novelty.calibration.to_tensors(_CALIBRATION_PREFIX),
+    }
+    document = {
+        "format": NOVELTY_FORMAT,
+        "format_version": NOVELTY_FORMAT_VERSION,
+        "score": novelty.score.to_dict(),
+        "calibration": novelty.calibration.to_dict(),
+    }
+    text = json.dumps(document, indent=2, sort_keys=True)
+    _atomic_write(directory / NOVELTY_WEIGHTS, lambda path: save_file(tensors, str(path)))
+    _atomic_write(directory / NOVELTY_JSON, lambda path: path.write_text(text + "\n"))
+
+
+def load_novelty(directory: Path) -> FittedNovelty | None:
+    """The novelty score saved beside a model, None when the model has none."""
+    document_path, weights_path = directory / NOVELTY_JSON, directory / NOVELTY_WEIGHTS
+    if not document_path.exists() and not weights_path.exists():
+        return None
+    try:
+        document = json.loads(document_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{NOVELTY_JSON} is missing beside {NOVELTY_WEIGHTS}") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{NOVELTY_JSON} is not readable JSON: {error}") from error
+    if not isinstance(document, dict) or document.get("format") != NOVELTY_FORMAT:
+        raise ArtifactError(f"{NOVELTY_JSON}: not a {NOVELTY_FORMAT!r} document")
+    if document.get("format_version") != NOVELTY_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{NOVELTY_JSON}: format_version {document.get('format_version')!r} is not supported"
+        )
+    tensors = _read_weights(weights_path)
+    try:
+        score = NoveltyScore.from_stored(tensors, document["score"], prefix=_SCORE_PREFIX)
+        calibration = Calibration.from_stored(
+            tensors, document["calibration"], prefix=_CALIBRATION_PREFIX
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{NOVELTY_WEIGHTS} does not fit {NOVELTY_JSON}: {error}") from error
+    return FittedNovelty(score=score, calibration=calibration)
 
 
 def load_trained_model(directory: Path) -> TrainedModel:
@@ -196,7 +258,11 @@ def load_trained_model(directory: Path) -> TrainedModel:
     model.eval()
     info = document.get("info", {})
     return TrainedModel(
-        model=model, feature_config=feature_config, norm_stats=norm_stats, info=dict(info)
+        model=model,
+        feature_config=feature_config,
+        norm_stats=norm_stats,
+        info=dict(info),
+        novelty=load_novelty(directory),
     )
 
 

@@ -7,6 +7,9 @@ the normalisation statistics it was trained with.
 - `train_on_windows(data, ...)`: the same from `TrainingWindows` already cut, so that several
   runs on one data set (other seeds, say) decode the recordings, or run an encoder, once.
 
+Both fit the model's novelty score (`uvac.novelty`) on the training windows once the model is
+trained, with the model's cluster count, and store it in the `TrainedModel`.
+
 The loop itself, seeded, cancellable and resumable from checkpoints, is `uvac.training.trainer`.
 What a run is told to do is `uvac.training.config.TrainConfig`; what it reports is
 `uvac.training.progress.Progress` while it runs and `uvac.training.history` per epoch.
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uvac.novelty import fit_novelty, window_vectors
 from uvac.training.artifact import TrainedModel, training_info
 from uvac.training.data import (
     HeldOutWindows,
@@ -109,6 +113,13 @@ def train_on_windows(
         dataset_digest=dataset_digest,
         data_summary=data.summary(),
     )
+    novelty = fit_novelty(
+        window_vectors(data.features, data.mask), data.clip_index, n_clusters=model.n_clusters
+    )
     return TrainedModel(
-        model=model, feature_config=feature_config, norm_stats=data.norm_stats, info=info
+        model=model,
+        feature_config=feature_config,
+        norm_stats=data.norm_stats,
+        info=info,
+        novelty=novelty,
     )

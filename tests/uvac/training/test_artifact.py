@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from uvac.audio.features import NormStats
 from uvac.errors import ArtifactError
 from uvac.models import CatUVAC, GmmUVAC, KMeansClusterer
 from uvac.models.base import ClusterModel
+from uvac.novelty import fit_novelty, window_vectors
 from uvac.training.artifact import (
     MODEL_JSON,
+    NOVELTY_JSON,
+    NOVELTY_WEIGHTS,
     WEIGHTS_FILE,
     TrainedModel,
     load_trained_model,
@@ -164,3 +168,48 @@ def test_a_model_saved_with_the_earlier_argument_name_loads(tmp_path: Path) -> N
     (tmp_path / "model.json").write_text(json.dumps(document), encoding="utf-8")
     loaded = load_trained_model(tmp_path)
     assert loaded.model.n_features == trained.model.n_features
+
+
+def _with_novelty(trained: TrainedModel) -> TrainedModel:
+    generator = torch.Generator().manual_seed(0)
+    features = torch.rand(40, 1, FRAMES, 16, generator=generator)
+    vectors = window_vectors(features, torch.ones(40, FRAMES))
+    novelty = fit_novelty(vectors, torch.arange(40) // 2, n_clusters=3, false_alarm_rate=0.1)
+    return dataclasses.replace(trained, novelty=novelty)
+
+
+def test_the_novelty_score_and_threshold_round_trip(tmp_path: Path) -> None:
+    original = _with_novelty(_trained("cat-uvac"))
+    save_trained_model(tmp_path, original)
+    assert {NOVELTY_JSON, NOVELTY_WEIGHTS} <= {p.name for p in tmp_path.iterdir()}
+    loaded = load_trained_model(tmp_path)
+    assert original.novelty is not None and loaded.novelty is not None
+    assert loaded.novelty.calibration.false_alarm_rate == 0.1
+    assert loaded.novelty.calibration.threshold() == original.novelty.calibration.threshold()
+    query = window_vectors(torch.rand(6, 1, FRAMES, 16), None)
+    assert torch.equal(loaded.novelty.score.scores(query), original.novelty.score.scores(query))
+    document = json.loads((tmp_path / NOVELTY_JSON).read_text())
+    assert document["calibration"]["threshold"] == pytest.approx(
+        original.novelty.calibration.threshold()
+    )
+
+
+def test_a_model_saved_without_a_novelty_score_loads_without_one(tmp_path: Path) -> None:
+    save_trained_model(tmp_path, _trained("kmeans"))
+    assert load_trained_model(tmp_path).novelty is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / NOVELTY_JSON).unlink(), "novelty.json is missing"),
+        (lambda d: (d / NOVELTY_WEIGHTS).unlink(), "novelty.safetensors is missing"),
+        (lambda d: (d / NOVELTY_JSON).write_text("{}"), "not a 'uvac-novelty'"),
+        (lambda d: (d / NOVELTY_WEIGHTS).write_bytes(b"x"), "not a readable safetensors"),
+    ],
+)
+def test_a_damaged_novelty_score_is_an_artifact_error(tmp_path: Path, damage, message) -> None:
+    save_trained_model(tmp_path, _with_novelty(_trained("cat-uvac")))
+    damage(tmp_path)
+    with pytest.raises(ArtifactError, match=message):
+        load_trained_model(tmp_path)

@@ -1,0 +1,104 @@
+"""The novelty section of an evaluation: a model run over a data set it should know and,
+optionally, one known to be foreign (an evaluation's ``unknown_dataset_id``). It reports the
+score's distribution on the held-out training windows with the threshold, the share of each
+set's clips flagged unknown, and AUROC and FPR at 95 % TPR between the two sets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from uvac.audio import DatasetItem, load_audio
+from uvac.errors import AudioError
+from uvac.evaluation.inference import Clusterer
+from uvac.evaluation.novelty import ClipVerdict, clip_verdict, separation
+from uvac.training import TrainedModel
+
+__all__ = ["novelty_evaluation"]
+
+logger = logging.getLogger(__name__)
+
+
+def _clip_verdicts(
+    trained: TrainedModel,
+    items: Sequence[DatasetItem],
+    *,
+    false_alarm_rate: float | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[ClipVerdict]:
+    clusterer = Clusterer(trained)
+    verdicts = []
+    for done, item in enumerate(items, start=1):
+        try:
+            audio = load_audio(item.path, sample_rate=clusterer.sample_rate)
+        except AudioError as error:
+            logger.warning("novelty: %s skipped (%s)", item.path, error)
+            continue
+        (clip,) = clusterer.cluster_batch([audio])
+        verdicts.append(
+            clip_verdict(
+                trained,
+                raw=[window.novelty_score for window in clip.windows],
+                activity=[window.activity for window in clip.windows],
+                silence=[bool(window.silence) for window in clip.windows],
+                false_alarm_rate=false_alarm_rate,
+            )
+        )
+        if progress is not None:
+            progress(done, len(items))
+    return verdicts
+
+
+def _flagged_share(verdicts: Sequence[ClipVerdict]) -> float | None:
+    decided = [v.unknown for v in verdicts if v.unknown is not None]
+    return round(sum(decided) / len(decided), 4) if decided else None
+
+
+def novelty_evaluation(
+    trained: TrainedModel,
+    known: Sequence[DatasetItem],
+    unknown: Sequence[DatasetItem] = (),
+    *,
+    false_alarm_rate: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any] | None:
+    """The report's novelty section (JSON-able); None for a model without a score."""
+    if trained.novelty is None:
+        return None
+    calibration = trained.novelty.calibration
+    held_out = calibration.held_out_scores.numpy()
+    section: dict[str, Any] = {
+        "score": trained.novelty.score.to_dict(),
+        "false_alarm_rate": false_alarm_rate or calibration.false_alarm_rate,
+        "threshold": calibration.threshold(false_alarm_rate),
+        "held_out_windows": int(held_out.shape[0]),
+        "held_out_quantiles": {
+            str(q): float(np.quantile(held_out, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+        },
+    }
+    total = len(known) + len(unknown)
+
+    def step(offset: int) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, _: progress(offset + done, total))
+
+    known_verdicts = _clip_verdicts(
+        trained, known, false_alarm_rate=false_alarm_rate, progress=step(0)
+    )
+    section["known"] = {"clips": len(known_verdicts), "flagged": _flagged_share(known_verdicts)}
+    if unknown:
+        unknown_verdicts = _clip_verdicts(
+            trained, unknown, false_alarm_rate=false_alarm_rate, progress=step(len(known))
+        )
+        section["unknown"] = {
+            "clips": len(unknown_verdicts),
+            "flagged": _flagged_share(unknown_verdicts),
+        }
+        known_scores = [v.score for v in known_verdicts if v.score is not None]
+        unknown_scores = [v.score for v in unknown_verdicts if v.score is not None]
+        if known_scores and unknown_scores:
+            section["separation"] = separation(known_scores, unknown_scores).to_dict()
+    return section
