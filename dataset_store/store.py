@@ -6,6 +6,8 @@ Layout under the store root (``UVAC_DATASETS_DIR``)::
         manifest.json      id, created_at, files, rejected, labels, digest
         files/             the accepted recordings (and labels.csv when one was uploaded)
     .staging/              half-built data sets; renamed into place when complete
+    .embeddings/           encoder embeddings of the recordings (`uvac.audio.EmbeddingCache`),
+                           keyed by content, so they move with the data sets
 
 A data set appears all at once (staging folder + rename) or not at all. Every accepted file
 was decoded with `uvac.audio.decoding.load_audio`; files that are not audio or cannot be decoded are
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 MEGABYTE = 1024 * 1024
 MANIFEST_FILE = "manifest.json"
 FILES_FOLDER = "files"
+EMBEDDINGS_FOLDER = ".embeddings"
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
 
 
@@ -140,6 +143,11 @@ class DatasetStore:
         self._staging_root()
 
     # --- reading -----------------------------------------------------------------------
+
+    @property
+    def embeddings_path(self) -> Path:
+        """The folder of the embedding cache every job reads embeddings through."""
+        return self.root / EMBEDDINGS_FOLDER
 
     def path(self, dataset_id: str) -> Path:
         """The folder holding the data set's recordings (and its labels.csv, if any)."""

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # decode on others; in a worker, each job's torch and ONNX Runtime use this many.
     torch_threads: int = Field(default=2, ge=1)
 
+    # The store of encoder embeddings beside the data sets (<datasets_dir>/.embeddings,
+    # uvac.audio.embedding_cache): least recently used entries go beyond this many bytes.
+    embedding_cache_max_bytes: int = Field(default=2 * 1024 * MEGABYTE, ge=1)
+
     # Job lifetimes. RQ's default timeout (180 s) would kill every real training run.
     training_job_timeout: int = Field(default=6 * HOUR, ge=1)
     evaluation_job_timeout: int = Field(default=1 * HOUR, ge=1)

@@ -28,7 +28,7 @@ from worker.errors import WorkerError
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -36,6 +36,7 @@ __all__ = [
     "check_keys",
     "configure_torch",
     "dataset_items",
+    "embedding_cache",
     "failure_policy",
     "interrupted",
     "job_reporter",
@@ -124,9 +125,19 @@ def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[Datase
 
     root = store.path(manifest.id)
     return [
-        DatasetItem(path=root / item.path, label=item.label, relpath=item.path)
+        DatasetItem(path=root / item.path, label=item.label, relpath=item.path, sha256=item.sha256)
         for item in manifest.files
     ]
+
+
+def embedding_cache(settings: Settings) -> EmbeddingCache:
+    """The store of encoder embeddings beside the data sets, shared by every job."""
+    from uvac.audio import EmbeddingCache
+
+    return EmbeddingCache(
+        DatasetStore(settings.datasets_path).embeddings_path,
+        max_bytes=settings.embedding_cache_max_bytes,
+    )
 
 
 def settle_publication(

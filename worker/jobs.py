@@ -35,6 +35,7 @@ from worker.job_support import (
     check_keys,
     configure_torch,
     dataset_items,
+    embedding_cache,
     failure_policy,
     interrupted,
     job_reporter,
@@ -154,6 +155,7 @@ def run_training(
             raise RunCancelled("cancelled before training started")
         record(job, {"phase": "training", "started_training_at": utc_now_iso()})
         started = time.monotonic()
+        embeddings = embedding_cache(settings)
         trained = train(
             items,
             config=train_config,
@@ -163,6 +165,7 @@ def run_training(
             checkpoint_dir=checkpoint_dir,
             dataset_digest=manifest.digest,
             encoding_progress=reporter.encoding if reporter is not None else None,
+            embedding_cache=embeddings,
         )
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).
@@ -179,6 +182,7 @@ def run_training(
             reference_id=str(reference_id) if reference_id else None,
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
+            embedding_cache=embeddings,
         )
         record(job, {"phase": "publishing"})
         return _publish(
@@ -321,6 +325,7 @@ def run_evaluation(
             batch_size=int(params.get("batch_size", 64)),
             seed=int(params.get("seed", 0)),
             progress=progress,
+            embedding_cache=embedding_cache(settings),
         )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from uvac.selection import SweepSpec
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.audio import DatasetItem, EmbeddingCache, FeatureConfig
     from uvac.selection import SweepProgress
     from uvac.training import TrainConfig, TrainedModel
 
@@ -89,6 +89,7 @@ def sweep_train_function(
         checkpoint_dir: Path | None = None,
         dataset_digest: str | None = None,
         encoding_progress: Callable[[int, int], None] | None = None,
+        embedding_cache: EmbeddingCache | None = None,
     ) -> TrainedModel:
         from uvac.selection import DEFAULT_STABILITY_THRESHOLD, DEFAULT_SUBSAMPLE, run_sweep
         from uvac.training import windows_for_training
@@ -98,6 +99,7 @@ def sweep_train_function(
             feature_config=feature_config,
             should_stop=should_stop,
             progress=encoding_progress,
+            embedding_cache=embedding_cache,
         )
         reporter = (
             _SweepReporter(write_progress, progress_interval_seconds)

@@ -2,8 +2,9 @@
 
 Decoding any supported file to mono float samples (`decoding`), folders of recordings with
 their labels and splits (`datasets`), the feature settings (`feature_config`), log-mel
-spectrograms (`log_mel`), the pretrained encoders (`encoders`), and the time-context windows
-both front-ends produce (`windows`, `features`, `embedding_windows`).
+spectrograms (`log_mel`), the pretrained encoders (`encoders`), the time-context windows
+both front-ends produce (`windows`, `features`, `embedding_windows`), and the on-disk store of
+embeddings every job reads them through (`embedding_cache`, `embedded_items`).
 
 Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
 """
@@ -27,6 +28,8 @@ from uvac.audio.decoding import (
     load_audio,
     sniff_format,
 )
+from uvac.audio.embedded_items import EmbeddedItem, embed_items
+from uvac.audio.embedding_cache import CachedEmbedding, EmbeddingCache
 from uvac.audio.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.audio.encoders import (
     Encoder,
@@ -56,6 +59,7 @@ from uvac.audio.log_mel import (
     prepare_clip,
     prepare_clip_at,
 )
+from uvac.audio.windows import concatenate_windows
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -71,8 +75,11 @@ __all__ = [
     "WEIGHTS_QINT8",
     "Audio",
     "AudioFolder",
+    "CachedEmbedding",
     "DatasetItem",
     "DigestEntry",
+    "EmbeddedItem",
+    "EmbeddingCache",
     "EmbeddingWindower",
     "Encoder",
     "FeatureConfig",
@@ -85,9 +92,11 @@ __all__ = [
     "Windows",
     "check_encoder_identity",
     "check_log_mel",
+    "concatenate_windows",
     "configure_encoder_precision",
     "dataset_digest",
     "dct_matrix",
+    "embed_items",
     "fit_embedding_stats",
     "fit_norm_stats",
     "fit_time",

@@ -25,6 +25,7 @@ from uvac.edge.distillation import (
     TeacherWindows,
     calibration_windows,
     distill,
+    embedded_teacher_targets,
     teacher_targets,
 )
 from uvac.edge.onnx_export import (
@@ -71,6 +72,7 @@ __all__ = [
     "device_decisions",
     "dft_basis",
     "distill",
+    "embedded_teacher_targets",
     "export_fp32",
     "export_model",
     "multiply_accumulates",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from uvac.audio import Audio, FeatureExtractor
+from uvac.audio import Audio, EmbeddedItem, FeatureExtractor, Windows, concatenate_windows
 from uvac.device import resolve_device
 from uvac.training import TrainedModel
 
@@ -105,9 +105,32 @@ class Clusterer:
         if not audios:
             return []
         windows, slices = self.extractor.windows_batch(audios)
+        return self.cluster_windows(windows, slices, [audio.duration_s for audio in audios])
+
+    def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
+        """Cluster clips whose raw embeddings are known (`uvac.audio.embed_items`, read
+        through the embedding cache): standardised with the model's statistics, one pass."""
+        embedder = self.extractor.embedder
+        if embedder is None:
+            raise ValueError("cluster_embedded needs a model on an encoder front-end")
+        if not embedded:
+            return []
+        parts = []
+        for clip in embedded:
+            if clip.windows is None:
+                raise ValueError(f"{clip.item.relpath} has no embeddings: {clip.error}")
+            parts.append(embedder.standardise(clip.windows))
+        windows, slices = concatenate_windows(parts)
+        return self.cluster_windows(windows, slices, [clip.duration_s for clip in embedded])
+
+    def cluster_windows(
+        self, windows: Windows, slices: Sequence[slice], durations_s: Sequence[float]
+    ) -> list[ClipResult]:
+        """Cluster clips whose windows are cut and normalised already (`cluster_batch` from
+        there on): each clip's slice of ``windows`` and its duration."""
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
         results = []
-        for audio, clip in zip(audios, slices, strict=True):
+        for duration_s, clip in zip(durations_s, slices, strict=True):
             clip_probabilities = probabilities[clip]  # (W, K)
             pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
             assignment = int(pooled.argmax())
@@ -127,7 +150,7 @@ class Clusterer:
                     probabilities=pooled.tolist(),
                     assignment=assignment,
                     confidence=float(pooled[assignment]),
-                    duration_s=audio.duration_s,
+                    duration_s=duration_s,
                     windows=timeline,
                 )
             )

@@ -23,7 +23,7 @@ from uvac.training.data import TrainingWindows, windows_for_training
 from uvac.training.trainer import ProgressCallback, StopCheck, fit
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.audio import DatasetItem, EmbeddingCache, FeatureConfig
     from uvac.training.config import TrainConfig
 
 __all__ = ["train_model", "train_on_windows"]
@@ -42,16 +42,22 @@ def train_model(
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
     encoding_progress: Callable[[int, int], None] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> TrainedModel:
     """Train on recordings: features, normalisation fitted on these clips, windows, model.
 
     Files that fail to decode are skipped with a warning (and counted in the model's info);
     `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
     accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
-    total)`` follows the encoder's pass over the files (encoder front-ends).
+    total)`` follows the encoder's pass over the files (encoder front-ends), whose embeddings
+    are read through ``embedding_cache`` when one is given.
     """
     data = windows_for_training(
-        items, feature_config=feature_config, should_stop=should_stop, progress=encoding_progress
+        items,
+        feature_config=feature_config,
+        should_stop=should_stop,
+        progress=encoding_progress,
+        embedding_cache=embedding_cache,
     )
     return train_on_windows(
         data,
