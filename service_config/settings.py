@@ -43,10 +43,17 @@ class Settings(BaseSettings):
     # The model reference the API serves.
     serve_model: str = "scenes@production"
 
-    # Both cores of the machine the service was sized for. In the API, the one inference
-    # thread (app.batching) runs each batch with this many intra-op threads while uploads
-    # decode on others; in a worker, each job's torch and ONNX Runtime use this many.
-    torch_threads: int = Field(default=2, ge=1)
+    # Intra-op threads per workload (uvac.device.choose_thread_policy): each of the
+    # `host_processes` torch processes of the service on this host (the API and the
+    # workers; uvac-serve sets it for its children) gets cores // host_processes; an
+    # encoder pass, a convolutional network and the API's inference thread use that share,
+    # the perceptrons on embeddings train with the count measured fastest (1). Overrides:
+    # `encoder_threads`, `training_threads` (both kinds of network), and `torch_threads`
+    # for every workload at once. ONNX Runtime (the speech encoder) takes the encoder's.
+    host_processes: int = Field(default=1, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
+    encoder_threads: int | None = Field(default=None, ge=1)
+    training_threads: int | None = Field(default=None, ge=1)
 
     # The store of encoder embeddings beside the data sets (<datasets_dir>/.embeddings,
     # uvac.audio.embedding_cache): least recently used entries go beyond this many bytes.
@@ -158,6 +165,16 @@ class Settings(BaseSettings):
     def checkpoints_path(self) -> Path:
         assert self.checkpoints_dir is not None
         return self.checkpoints_dir
+
+    def thread_overrides(self) -> dict[str, int | None]:
+        """The fixed thread counts per workload of `uvac.device.choose_thread_policy`."""
+        training = self.training_threads or self.torch_threads
+        return {
+            "encoder": self.encoder_threads or self.torch_threads,
+            "network": training,
+            "small_network": training,
+            "serving": self.torch_threads,
+        }
 
     @property
     def auth_enabled(self) -> bool:

@@ -68,7 +68,7 @@ def distill_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        configure_torch(settings)
+        configure_torch(settings, "network")
         return run_distillation(params, job=job, settings=settings)
 
 

@@ -29,6 +29,7 @@ from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
 if TYPE_CHECKING:
     from uvac.audio import DatasetItem, EmbeddingCache
+    from uvac.device import ThreadPolicy, Workload
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -43,6 +44,7 @@ __all__ = [
     "record",
     "remove_checkpoints",
     "settle_publication",
+    "thread_policy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,10 +90,24 @@ def failure_policy(job: Job | None) -> Iterator[None]:
         raise
 
 
-def configure_torch(settings: Settings) -> None:
+def thread_policy(settings: Settings) -> ThreadPolicy:
+    """This worker's thread count per workload (`uvac.device.choose_thread_policy`)."""
+    from uvac.device import available_cores, choose_thread_policy
+
+    return choose_thread_policy(
+        cores=available_cores(),
+        processes=settings.host_processes,
+        overrides=settings.thread_overrides(),
+    )
+
+
+def configure_torch(settings: Settings, workload: Workload = "encoder") -> ThreadPolicy:
+    """Threads for a job that starts with ``workload``; the policy, for its later phases."""
     from uvac.device import configure_threads
 
-    configure_threads(settings.torch_threads)
+    policy = thread_policy(settings)
+    configure_threads(policy.threads(workload))
+    return policy
 
 
 def job_reporter(job: Job | None, settings: Settings) -> ProgressReporter | None:

@@ -46,6 +46,7 @@ from worker.progress import utc_now_iso
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
+    from uvac.device import ThreadPolicy
     from uvac.training import TrainedModel
 
 __all__ = [
@@ -95,10 +96,12 @@ def train_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        configure_torch(settings)
+        threads = configure_torch(settings)
         from uvac.training import train_model
 
-        return run_training(params, job=job, settings=settings, train_function=train_model)
+        return run_training(
+            params, job=job, settings=settings, train_function=train_model, threads=threads
+        )
 
 
 def run_training(
@@ -107,8 +110,10 @@ def run_training(
     job: Job | None,
     settings: Settings,
     train_function: TrainFunction,
+    threads: ThreadPolicy | None = None,
 ) -> dict[str, Any]:
-    """The body of `train_job`, with the training function as a seam for tests."""
+    """The body of `train_job`, with the training function as a seam for tests; ``threads``
+    sets each phase's thread count (the caller's setting stays without it)."""
     from uvac.training import DEFAULT_PRESET, build_configs
 
     check_keys(params, _TRAIN_KEYS, {"dataset_id", "n_clusters"})
@@ -166,6 +171,7 @@ def run_training(
             dataset_digest=manifest.digest,
             encoding_progress=reporter.encoding if reporter is not None else None,
             embedding_cache=embeddings,
+            threads=threads,
         )
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).

@@ -14,6 +14,7 @@ What a run is told to do is `uvac.training.config.TrainConfig`; what it reports 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +25,22 @@ from uvac.training.trainer import ProgressCallback, StopCheck, fit
 
 if TYPE_CHECKING:
     from uvac.audio import DatasetItem, EmbeddingCache, FeatureConfig
+    from uvac.device import ThreadPolicy, Workload
     from uvac.training.config import TrainConfig
 
-__all__ = ["train_model", "train_on_windows"]
+__all__ = ["phase_threads", "train_model", "train_on_windows", "training_workload"]
+
+
+def training_workload(feature_config: FeatureConfig) -> Workload:
+    """Perceptrons on embeddings are small networks; spectrograms train a convolutional one."""
+    return "small_network" if feature_config.uses_encoder else "network"
+
+
+def phase_threads(
+    threads: ThreadPolicy | None, workload: Workload
+) -> contextlib.AbstractContextManager[object]:
+    """``threads.using(workload)``, or nothing without a policy (the caller's setting stays)."""
+    return threads.using(workload) if threads is not None else contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------- from recordings
@@ -43,6 +57,7 @@ def train_model(
     dataset_digest: str | None = None,
     encoding_progress: Callable[[int, int], None] | None = None,
     embedding_cache: EmbeddingCache | None = None,
+    threads: ThreadPolicy | None = None,
 ) -> TrainedModel:
     """Train on recordings: features, normalisation fitted on these clips, windows, model.
 
@@ -50,15 +65,17 @@ def train_model(
     `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
     accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
     total)`` follows the encoder's pass over the files (encoder front-ends), whose embeddings
-    are read through ``embedding_cache`` when one is given.
+    are read through ``embedding_cache`` when one is given. With ``threads``, the encoder's
+    pass and the training each run with their workload's thread count.
     """
-    data = windows_for_training(
-        items,
-        feature_config=feature_config,
-        should_stop=should_stop,
-        progress=encoding_progress,
-        embedding_cache=embedding_cache,
-    )
+    with phase_threads(threads, "encoder"):
+        data = windows_for_training(
+            items,
+            feature_config=feature_config,
+            should_stop=should_stop,
+            progress=encoding_progress,
+            embedding_cache=embedding_cache,
+        )
     return train_on_windows(
         data,
         config=config,
@@ -67,6 +84,7 @@ def train_model(
         should_stop=should_stop,
         checkpoint_dir=checkpoint_dir,
         dataset_digest=dataset_digest,
+        threads=threads,
     )
 
 
@@ -79,18 +97,21 @@ def train_on_windows(
     should_stop: StopCheck | None = None,
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
+    threads: ThreadPolicy | None = None,
 ) -> TrainedModel:
     """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
-    so that several runs on one data set (other seeds, say) decode the recordings once."""
-    model, history = fit(
-        data.features,
-        data.mask,
-        config=config,
-        labels=data.labels,
-        progress=progress,
-        should_stop=should_stop,
-        checkpoint_dir=checkpoint_dir,
-    )
+    so that several runs on one data set (other seeds, say) decode the recordings once.
+    With ``threads``, the network trains with its workload's thread count."""
+    with phase_threads(threads, training_workload(feature_config)):
+        model, history = fit(
+            data.features,
+            data.mask,
+            config=config,
+            labels=data.labels,
+            progress=progress,
+            should_stop=should_stop,
+            checkpoint_dir=checkpoint_dir,
+        )
     info = training_info(
         model=model,
         config=config,
