@@ -5,7 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.deps import require_api_key
-from app.routes import cluster, clusters, datasets, distill, export, health, jobs, models
+from app.routes import (
+    cluster,
+    clusters,
+    datasets,
+    distill,
+    export,
+    health,
+    jobs,
+    models,
+    prepare,
+)
 
 __all__ = [
     "LEGACY_ROUTES",
@@ -27,6 +37,7 @@ def build_business_router() -> APIRouter:
     router.include_router(cluster.router)
     router.include_router(jobs.router)
     router.include_router(distill.router)
+    router.include_router(prepare.router)
     router.include_router(datasets.router)
     router.include_router(models.router)
     router.include_router(clusters.router)

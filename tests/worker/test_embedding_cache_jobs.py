@@ -19,6 +19,7 @@ from tests.worker.audio_samples import write_tone_folder
 from uvac.audio import configure_encoder_precision, load_encoder
 from uvac.training import train_model
 from worker.jobs import run_evaluation, run_training
+from worker.prepare import run_preparation
 
 
 def scenes_params(dataset_id: str, *, seed: int, **extra: Any) -> dict[str, Any]:
@@ -88,3 +89,41 @@ def test_a_second_job_on_an_embedded_data_set_makes_no_encoder_call(
     assert identity["n_recordings"] == 6
     assert evaluation["report"]
     assert sweep["model"] == "scenes:v3"
+
+
+def test_a_prepared_data_set_trains_without_an_encoder_call(
+    settings: Settings, tmp_path: Path, encoder_calls: list[int]
+) -> None:
+    tones = write_tone_folder(tmp_path / "tones", per_class=2)
+    (tones / "broken.wav").write_bytes(b"RIFF not a wave file")
+    datasets = DatasetStore(settings.datasets_path)
+    dataset_id = datasets.register_folder(tones).id  # the broken file is rejected here
+
+    prepared = run_preparation(
+        {"dataset_id": dataset_id, "preset": "scenes"}, job=None, settings=settings
+    )
+    assert prepared == {
+        "dataset_id": dataset_id,
+        "frontend": "sound-encoder",
+        "recordings": 4,
+        "embedded": 4,
+        "skipped": 0,
+    }
+    assert encoder_calls
+
+    encoder_calls.clear()
+    trained = run_training(
+        scenes_params(dataset_id, seed=0), job=None, settings=settings, train_function=train_model
+    )
+    assert trained["model"] == "scenes:v1"
+    assert encoder_calls == []
+
+
+def test_a_log_mel_recipe_has_nothing_to_prepare(settings: Settings, tmp_path: Path) -> None:
+    tones = write_tone_folder(tmp_path / "tones", per_class=1)
+    dataset_id = DatasetStore(settings.datasets_path).register_folder(tones).id
+    prepared = run_preparation(
+        {"dataset_id": dataset_id, "preset": "words-logmel"}, job=None, settings=settings
+    )
+    assert prepared["embedded"] == 0 and prepared["frontend"] == "log-mel"
+    assert not DatasetStore(settings.datasets_path).embeddings_path.exists()
