@@ -11,7 +11,9 @@ data set's preset, the thread policy of a 2-core host with one service process):
 embeds every recording into the cache beside the data sets, trains and records its clusters;
 the second trains with another seed and matches its clusters to the first version's, both
 models' embeddings read from the cache. Each job's wall time and its encoder calls (counted
-on the encoder instance) go to ``embedding_cache.<esc10|large>`` in ``training_speed.json``.
+on the encoder instance) go to ``embedding_cache.<esc10|large>`` in ``training_speed.json``,
+with an evaluation's work (`evaluate_with_baselines` on the data set) timed once embedding
+every recording, as before the cache, and once reading the cache (``evaluation``).
 
 ``busy``: Cat. UVAC (the speech preset's perceptrons, 60 epochs) on 3,000 embedded windows
 (FSDD's speech-encoder embeddings, from the embedding cache the ``cache`` run filled, or
@@ -48,6 +50,7 @@ from torch import Tensor  # noqa: E402
 
 from benchmarks.common import RESULTS_DIR, LoadMonitor, machine_info, write_results  # noqa: E402
 from dataset_store import DatasetStore, IngestLimits  # noqa: E402
+from model_store import ModelStore  # noqa: E402
 from service_config import Settings  # noqa: E402
 from uvac.audio import (  # noqa: E402
     AudioFolder,
@@ -57,8 +60,10 @@ from uvac.audio import (  # noqa: E402
     load_encoder,
 )
 from uvac.device import choose_thread_policy, configure_threads  # noqa: E402
+from uvac.evaluation import evaluate_with_baselines  # noqa: E402
 from uvac.training import (  # noqa: E402
     build_configs,
+    load_trained_model,
     train_model,
     train_on_windows,
     training_windows_from_embeddings,
@@ -112,6 +117,24 @@ def timed_job(params: dict[str, Any], settings: Settings, encoder: str) -> dict[
     }
 
 
+def timed_evaluations(model_ref: str, dataset_id: str, settings: Settings) -> dict[str, Any]:
+    """The evaluation job's work (the model and the baselines' rows) on the training set,
+    once embedding every recording as before the cache, once reading the cache."""
+    datasets = DatasetStore(settings.datasets_path)
+    items = dataset_items(datasets, datasets.get(dataset_id))
+    store = ModelStore(settings.model_store_path)
+    trained = load_trained_model(store.verify(model_ref).path)
+    result: dict[str, Any] = {}
+    configure_threads(choose_thread_policy(cores=HOST_CORES, processes=1).encoder)
+    for name, cache in (("without_cache", None), ("with_cache", embedding_cache(settings))):
+        with counted_encoder_calls(trained.feature_config.frontend) as calls:
+            started = time.perf_counter()
+            evaluate_with_baselines(trained, items, embedding_cache=cache)
+            result[f"{name}_s"] = round(time.perf_counter() - started, 2)
+        result[f"{name}_encoder_calls"] = len(calls)
+    return result
+
+
 def run_cache(dataset: str, data_dir: Path) -> dict[str, Any]:
     folder, preset, _, n_clusters = DATASETS[dataset]
     feature_config, _ = build_configs(preset)
@@ -126,6 +149,8 @@ def run_cache(dataset: str, data_dir: Path) -> dict[str, Any]:
         logger.info("first job: %s", first)
         second = timed_job({**params, "seed": 1}, settings, feature_config.frontend)
         logger.info("second job: %s", second)
+        evaluation = timed_evaluations(second["model"], manifest.id, settings)
+        logger.info("evaluation: %s", evaluation)
     entries = list(datasets.embeddings_path.glob("*/*.safetensors"))
     return {
         "dataset": dataset,
@@ -141,6 +166,7 @@ def run_cache(dataset: str, data_dir: Path) -> dict[str, Any]:
         "first_job_encoder_calls": first["encoder_calls"],
         "first_job_windows_embedded": first["windows_embedded"],
         "second_job_encoder_calls": second["encoder_calls"],
+        "evaluation": evaluation,
         "cache_entries": len(entries),
         "cache_bytes": sum(path.stat().st_size for path in entries),
         "load": monitor.summary(),
