@@ -245,9 +245,11 @@ def run_busy(data_dir: Path) -> dict[str, Any]:
     logger.info("%d windows; training with %d thread(s)", windows, threads)
     with LoadMonitor() as idle_monitor:
         idle = timed_training(data, threads=threads, epochs=BUSY_EPOCHS)
+    idle_load = idle_monitor.summary()
     logger.info("idle: %s", idle)
     with busy_cores(HOST_CORES), LoadMonitor() as busy_monitor:
         busy = timed_training(data, threads=threads, epochs=BUSY_EPOCHS)
+        busy_load = busy_monitor.summary()
         logger.info("busy: %s", busy)
         old_busy = timed_training(data, threads=2, epochs=OLD_THREADS_EPOCHS)
         logger.info("busy, 2 threads: %s", old_busy)
@@ -261,8 +263,8 @@ def run_busy(data_dir: Path) -> dict[str, Any]:
         "idle_s": idle["seconds"],
         "busy_s": busy["seconds"],
         "busy_over_idle": round(busy["seconds"] / idle["seconds"], 2),
-        "idle_load": idle_monitor.summary(),
-        "busy_load_seen": busy_monitor.summary(),
+        "idle_load": idle_load,
+        "busy_load_seen": busy_load,
         "two_threads": {
             "epochs": OLD_THREADS_EPOCHS,
             "idle_s_per_epoch": old_idle["s_per_epoch"],
