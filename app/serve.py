@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["UVAC_REDIS_URL"] = redis_url
 
         _publish_default_model(settings)
+        # The API and the workers share this host's cores (uvac.device.choose_thread_policy).
+        os.environ.setdefault("UVAC_HOST_PROCESSES", str(args.workers + 1))
         for _ in range(args.workers):
             children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
         api = subprocess.Popen(_uvicorn_command(args.host, args.port))

@@ -18,7 +18,12 @@ from dataset_store import DatasetStore, open_dataset_store
 from model_store import AnyModelStore, open_model_store
 from service_config import Settings
 from uvac.audio import DecodeSlots, configure_encoder_precision
-from uvac.device import configure_threads, resolve_device
+from uvac.device import (
+    available_cores,
+    choose_thread_policy,
+    configure_threads,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,12 @@ def connect_redis(settings: Settings) -> redis.Redis:
 @asynccontextmanager
 async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIterator[Services]:
     """Open everything the routes need; the served model is loaded before this yields."""
-    configure_threads(settings.torch_threads)
+    threads = choose_thread_policy(
+        cores=available_cores(),
+        processes=settings.host_processes,
+        overrides=settings.thread_overrides(),
+    )
+    configure_threads(threads.serving)
     configure_encoder_precision(settings.encoder_precision)
     device = str(resolve_device(settings.device))
     # A short lock wait: an alias move must not hold a request for a minute.

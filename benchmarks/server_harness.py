@@ -34,7 +34,7 @@ from uvac.training import TrainedModel, load_trained_model, save_trained_model
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_REF = "bench@production"
 REDIS_URL = "redis://127.0.0.1:6379/15"
-SERVER_TORCH_THREADS = Settings.model_fields["torch_threads"].default  # the API's default
+SERVER_TORCH_THREADS = 2  # the API's share of a 2-core host serving alone (uvac.device)
 SERVER_ENCODER_PRECISION = Settings.model_fields["encoder_precision"].default
 
 

@@ -70,6 +70,8 @@ BATCH = 64
 # The paper's network on 1 s x 64 mel bins: the reference prototype's input shape.
 PAPER_SHAPE_FEATURES = FeatureConfig(n_mels=64, window_seconds=1.0)
 PAPER_SHAPE_TRAINING = TrainConfig(n_clusters=10)
+# Keys of the results file that benchmarks/embedding_jobs.py writes; a run here keeps them.
+EMBEDDING_JOB_KEYS = ("embedding_cache", "busy_host")
 
 
 # ----------------------------------------------------------------------------- GEMM
@@ -431,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         }
     )
+    if args.output.is_file():  # embedding_jobs.py's keys: measured apart, kept here
+        earlier = json.loads(args.output.read_text())
+        document.update({key: earlier[key] for key in EMBEDDING_JOB_KEYS if key in earlier})
     write_results(args.output, document)
     summary = {key: document[key] for key in ("gemm_gflops", *keys)}
     print(json.dumps({**summary, "bf16": document.get("bf16"), "load": load}, indent=2))

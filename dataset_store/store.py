@@ -7,6 +7,8 @@ Layout under the store root (``UVAC_DATASETS_DIR``)::
         listing.json       id and created_at alone, so a listing parses only its page
         files/             the accepted recordings (and labels.csv when one was uploaded)
     .staging/              half-built data sets; renamed into place when complete
+    .embeddings/           encoder embeddings of the recordings (`uvac.audio.EmbeddingCache`),
+                           keyed by content, so they move with the data sets
 
 A data set appears all at once (staging folder + rename) or not at all. Every accepted file
 was decoded with `uvac.audio.decoding.load_audio`; files that are not audio or cannot be decoded are
@@ -69,6 +71,7 @@ MAX_MANIFEST_BYTES = 32 * MEGABYTE
 # A rejection's reason is cut to this many characters (decoder messages can be long).
 _MAX_REASON_CHARS = 300
 FILES_FOLDER = "files"
+EMBEDDINGS_FOLDER = ".embeddings"
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{12}$")
 
 
@@ -166,6 +169,11 @@ class DatasetStore:
         self._staging_root()
 
     # --- reading -----------------------------------------------------------------------
+
+    @property
+    def embeddings_path(self) -> Path:
+        """The folder of the embedding cache every job reads embeddings through."""
+        return self.root / EMBEDDINGS_FOLDER
 
     def path(self, dataset_id: str) -> Path:
         """The folder holding the data set's recordings (and its labels.csv, if any)."""

@@ -60,10 +60,21 @@ class Settings(BaseSettings):
     # The model reference the API serves.
     serve_model: str = "scenes@production"
 
-    # Both cores of the machine the service was sized for. In the API, the one inference
-    # thread (app.batching) runs each batch with this many intra-op threads while uploads
-    # decode on others; in a worker, each job's torch and ONNX Runtime use this many.
-    torch_threads: int = Field(default=2, ge=1)
+    # Intra-op threads per workload (uvac.device.choose_thread_policy): each of the
+    # `host_processes` torch processes of the service on this host (the API and the
+    # workers; uvac-serve sets it for its children) gets cores // host_processes; an
+    # encoder pass, a convolutional network and the API's inference thread use that share,
+    # the perceptrons on embeddings train with the count measured fastest (1). Overrides:
+    # `encoder_threads`, `training_threads` (both kinds of network), and `torch_threads`
+    # for every workload at once. ONNX Runtime (the speech encoder) takes the encoder's.
+    host_processes: int = Field(default=1, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
+    encoder_threads: int | None = Field(default=None, ge=1)
+    training_threads: int | None = Field(default=None, ge=1)
+
+    # The store of encoder embeddings beside the data sets (<datasets_dir>/.embeddings,
+    # uvac.audio.embedding_cache): least recently used entries go beyond this many bytes.
+    embedding_cache_max_bytes: int = Field(default=2 * 1024 * MEGABYTE, ge=1)
 
     # Job lifetimes. RQ's default timeout (180 s) would kill every real training run.
     training_job_timeout: int = Field(default=6 * HOUR, ge=1)
@@ -234,6 +245,16 @@ class Settings(BaseSettings):
             access_key_id=self.s3_access_key_id or None,
             secret_access_key=secret.get_secret_value() if secret is not None else None,
         )
+
+    def thread_overrides(self) -> dict[str, int | None]:
+        """The fixed thread counts per workload of `uvac.device.choose_thread_policy`."""
+        training = self.training_threads or self.torch_threads
+        return {
+            "encoder": self.encoder_threads or self.torch_threads,
+            "network": training,
+            "small_network": training,
+            "serving": self.torch_threads,
+        }
 
     @property
     def auth_enabled(self) -> bool:

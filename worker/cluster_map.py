@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,8 @@ from reports.cluster_map import CLUSTER_MAP_FILE, WindowTable, build_cluster_map
 if TYPE_CHECKING:
     from dataset_store import DatasetManifest
     from model_store import AnyModelStore, ModelVersion
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache, Windows
+    from uvac.evaluation import Clusterer
     from uvac.training import TrainedModel
 
 __all__ = ["existing_map_files", "map_files", "window_table"]
@@ -37,12 +38,13 @@ def window_table(
     items: Sequence[DatasetItem],
     *,
     should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> WindowTable:
-    """Every window of every decodable item, with its embedding and pi."""
+    """Every window of every decodable item, with its embedding and pi. A model on an encoder
+    reads the embeddings through ``embedding_cache``, as training does."""
     import torch
 
-    from uvac.audio import load_audio
-    from uvac.errors import AudioError, RunCancelled
+    from uvac.audio import concatenate_windows
     from uvac.evaluation import Clusterer
 
     clusterer = Clusterer(trained)
@@ -51,34 +53,26 @@ def window_table(
     recording, starts, ends = [], [], []
     embeddings: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
-    pending: list[Any] = []
+    pending: list[Windows] = []
 
     def flush() -> None:
-        windows, slices = clusterer.extractor.windows_batch(pending)
+        windows, slices = concatenate_windows(pending)
         pi = clusterer.cluster_features(windows.features, windows.mask)  # (W, K)
         with torch.inference_mode():
             features = windows.features.float().mean(dim=2).flatten(1)  # (W, D)
         first = len(recordings) - len(pending)
         for offset, clip in enumerate(slices):
-            count = clip.stop - clip.start
-            recording.extend([first + offset] * count)
+            recording.extend([first + offset] * (clip.stop - clip.start))
         starts.extend(windows.starts_s)
         ends.extend(windows.ends_s)
         embeddings.append(features.numpy())
         probabilities.append(pi.numpy())
         pending.clear()
 
-    for item in items:
-        if should_stop is not None and should_stop():
-            raise RunCancelled("cancelled while mapping the recordings")
-        try:
-            audio = load_audio(item.path, sample_rate=clusterer.sample_rate)
-        except AudioError as error:
-            logger.warning("map: skipping %s: %s", item.relpath, error)
-            continue
+    for item, windows in _item_windows(clusterer, items, embedding_cache, should_stop):
         recordings.append(str(item.relpath or item.path.name))
         labels.append(item.label)
-        pending.append(audio)
+        pending.append(windows)
         if len(pending) == _BATCH_CLIPS:
             flush()
     if pending:
@@ -96,6 +90,35 @@ def window_table(
     )
 
 
+def _item_windows(
+    clusterer: Clusterer,
+    items: Sequence[DatasetItem],
+    cache: EmbeddingCache | None,
+    should_stop: Callable[[], bool] | None,
+) -> Iterator[tuple[DatasetItem, Windows]]:
+    """Each decodable item with its normalised windows (undecodable ones are logged)."""
+    from uvac.audio import embed_items, load_audio
+    from uvac.errors import AudioError, RunCancelled
+
+    embedder = clusterer.extractor.embedder
+    if embedder is not None and cache is not None:
+        for result in embed_items(items, embedder=embedder, cache=cache, should_stop=should_stop):
+            if result.windows is None:
+                logger.warning("map: skipping %s: %s", result.item.relpath, result.error)
+                continue
+            yield result.item, embedder.standardise(result.windows)
+        return
+    for item in items:
+        if should_stop is not None and should_stop():
+            raise RunCancelled("cancelled while mapping the recordings")
+        try:
+            audio = load_audio(item.path, sample_rate=clusterer.sample_rate)
+        except AudioError as error:
+            logger.warning("map: skipping %s: %s", item.relpath, error)
+            continue
+        yield item, clusterer.extractor.windows(audio)
+
+
 def map_files(
     trained: TrainedModel,
     items: Sequence[DatasetItem],
@@ -104,12 +127,13 @@ def map_files(
     metadata: Mapping[str, Any],
     n_jobs: int = 1,
     should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, bytes]:
     """``cluster_map.json`` of ``items`` (and ``sweep.png`` for a swept version), for the
     report area. ``trained`` is in the version's numbering."""
     from reports import sweep_chart
 
-    table = window_table(trained, items, should_stop=should_stop)
+    table = window_table(trained, items, should_stop=should_stop, embedding_cache=embedding_cache)
     document = build_cluster_map(
         table, dataset={"id": manifest.id, "digest": manifest.digest}, n_jobs=n_jobs
     )

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ from worker.job_support import (
     check_keys,
     configure_torch,
     dataset_items,
+    embedding_cache,
     failure_policy,
     job_reporter,
     record,
@@ -63,7 +64,8 @@ from worker.stores import checkpoint_folder, dataset_store, model_store
 if TYPE_CHECKING:
     import numpy as np
 
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache
+    from uvac.edge import TeacherWindows
     from uvac.training import TrainedModel
 
 __all__ = ["EXPORT_FOLDER", "distill_job", "run_distillation"]
@@ -90,7 +92,7 @@ def distill_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        configure_torch(settings)
+        configure_torch(settings, "network")
         return run_distillation(params, job=job, settings=settings)
 
 
@@ -164,11 +166,20 @@ def run_distillation(
             teacher.feature_config.sample_rate,
             STUDENT_FEATURES.sample_rate,
         )
-        targets, clips = [], []
+        on_encoder = teacher.feature_config.uses_encoder
+        targets = (
+            _embedded_targets(teacher, items, embedding_cache(settings), progress.teacher)
+            if on_encoder
+            else []
+        )
+        clips = []
         for index, item in enumerate(items):
-            targets += teacher_targets(teacher, [load_audio(item.path, sample_rate=teacher_rate)])
+            if not on_encoder:
+                audio = load_audio(item.path, sample_rate=teacher_rate)
+                targets += teacher_targets(teacher, [audio])
             clips.append(load_audio(item.path, sample_rate=student_rate).samples)
-            progress.teacher(index + 1, len(items))
+            if not on_encoder:
+                progress.teacher(index + 1, len(items))
         record(job, {"phase": "distilling", "started_training_at": utc_now_iso()})
         teacher_record = {
             "ref": teacher_version.ref,
@@ -214,6 +225,27 @@ def run_distillation(
 
     with mirror:
         return settle_publication(work, job=job, reporter=reporter, checkpoint_dir=checkpoint_dir)
+
+
+def _embedded_targets(
+    teacher: TrainedModel,
+    items: Sequence[DatasetItem],
+    cache: EmbeddingCache,
+    progress: Callable[[int, int], None],
+) -> list[TeacherWindows]:
+    """The teacher's targets, its embeddings read through the cache; a recording that does
+    not decode fails the job, as in the teacher's pass over decoded audio."""
+    from uvac.audio import FeatureExtractor, embed_items
+    from uvac.edge import embedded_teacher_targets
+
+    embedder = FeatureExtractor(teacher.feature_config, teacher.norm_stats).embedder
+    assert embedder is not None
+    embedded = []
+    for clip in embed_items(items, embedder=embedder, cache=cache, progress=progress):
+        if clip.error is not None:
+            raise clip.error
+        embedded.append(clip)
+    return embedded_teacher_targets(teacher, embedded)
 
 
 def _publish(

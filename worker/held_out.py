@@ -20,7 +20,7 @@ from worker.identity import assign_recordings
 from worker.job_support import InvalidJobParameters
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem, HeldOutSplit
+    from uvac.audio import DatasetItem, EmbeddingCache, HeldOutSplit
     from uvac.training import TrainedModel
 
 __all__ = ["held_out_metrics", "held_out_record", "held_out_share", "split_for_training"]
@@ -47,12 +47,15 @@ def held_out_metrics(
     items: Sequence[DatasetItem],
     *,
     should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """The model's figures on ``items``: ``{"recordings", "accuracy", "nmi", "clusters_used",
     "mean_confidence"}`` (accuracy and NMI None without a label on every recording)."""
     from uvac.metrics import clusters_used, nmi, unsupervised_accuracy
 
-    ids, pi = assign_recordings(trained, items, should_stop=should_stop)
+    ids, pi = assign_recordings(
+        trained, items, should_stop=should_stop, embedding_cache=embedding_cache
+    )
     if not ids:
         return {"recordings": 0, "accuracy": None, "nmi": None, "clusters_used": 0}
     assignments = pi.argmax(axis=1)
@@ -73,6 +76,7 @@ def held_out_record(
     split: HeldOutSplit,
     *,
     should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """The version's ``held_out`` metadata: the split, its figures and a sentence on both."""
     record: dict[str, Any] = split.describe()
@@ -82,7 +86,9 @@ def held_out_record(
             "No recording was held out (held_out_share 0): there are no held-out figures."
         )
         return record
-    record["metrics"] = held_out_metrics(trained, split.held_out, should_stop=should_stop)
+    record["metrics"] = held_out_metrics(
+        trained, split.held_out, should_stop=should_stop, embedding_cache=embedding_cache
+    )
     record["description"] = (
         f"Figures on the {len(split.held_out)} held-out recordings ({100 * split.share:g}% of "
         "the data set" + (", stratified by label" if split.stratified else "") + "), which "

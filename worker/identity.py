@@ -27,7 +27,8 @@ from model_store import AnyModelStore, NotFound, StoreError
 from model_store.cluster_names import cluster_names
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache
+    from uvac.evaluation import Clusterer
     from uvac.training import TrainedModel
 
 __all__ = ["TYPICAL_CLIPS", "assign_recordings", "publication_metadata"]
@@ -44,22 +45,80 @@ def assign_recordings(
     *,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Each decodable item's id (its path in the data set) and pi ``(N, K)``."""
-    from uvac.audio import load_audio
-    from uvac.errors import AudioError, RunCancelled
+    """Each decodable item's id (its path in the data set) and pi ``(N, K)``. A model on an
+    encoder reads the embeddings through ``embedding_cache``."""
     from uvac.evaluation import Clusterer
 
     clusterer = Clusterer(trained)
-    ids: list[str] = []
-    rows: list[list[float]] = []
+    if clusterer.extractor.embedder is not None:
+        rows = _embedded_rows(clusterer, items, should_stop, progress, embedding_cache)
+    else:
+        rows = _decoded_rows(clusterer, items, should_stop, progress)
+    ids = [clip_id for clip_id, _ in rows]
+    k = int(trained.model.n_clusters)
+    pi = np.asarray([row for _, row in rows], dtype=np.float64).reshape(len(ids), k)
+    return ids, pi
+
+
+def _embedded_rows(
+    clusterer: Clusterer,
+    items: Sequence[DatasetItem],
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[int, int], None] | None,
+    embedding_cache: EmbeddingCache | None,
+) -> list[tuple[str, list[float]]]:
+    from uvac.audio import EmbeddedItem, embed_items
+    from uvac.errors import RunCancelled
+
+    assert clusterer.extractor.embedder is not None
+    rows: list[tuple[str, list[float]]] = []
+    pending: list[EmbeddedItem] = []
+
+    def flush() -> None:
+        for clip, result in zip(pending, clusterer.cluster_embedded(pending), strict=True):
+            rows.append((_clip_id(clip.item), result.probabilities))
+        pending.clear()
+
+    embedded = embed_items(
+        items,
+        embedder=clusterer.extractor.embedder,
+        cache=embedding_cache,
+        should_stop=should_stop,
+        progress=progress,
+    )
+    try:
+        for clip in embedded:
+            if clip.windows is None:
+                logger.warning("matching: skipping %s: %s", clip.item.relpath, clip.error)
+                continue
+            pending.append(clip)
+            if len(pending) == _BATCH_CLIPS:
+                flush()
+    except RunCancelled as stop:
+        raise RunCancelled("cancelled while matching clusters to the earlier version") from stop
+    if pending:
+        flush()
+    return rows
+
+
+def _decoded_rows(
+    clusterer: Clusterer,
+    items: Sequence[DatasetItem],
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[tuple[str, list[float]]]:
+    from uvac.audio import load_audio
+    from uvac.errors import AudioError, RunCancelled
+
+    rows: list[tuple[str, list[float]]] = []
     pending: list[tuple[str, Any]] = []
 
     def flush() -> None:
         results = clusterer.cluster_batch([audio for _, audio in pending])
         for (clip_id, _), result in zip(pending, results, strict=True):
-            ids.append(clip_id)
-            rows.append(result.probabilities)
+            rows.append((clip_id, result.probabilities))
         pending.clear()
 
     for done, item in enumerate(items, start=1):
@@ -70,15 +129,18 @@ def assign_recordings(
         except AudioError as error:
             logger.warning("matching: skipping %s: %s", item.relpath, error)
             continue
-        pending.append((str(item.relpath or item.path), audio))
+        pending.append((_clip_id(item), audio))
         if len(pending) == _BATCH_CLIPS:
             flush()
         if progress is not None:
             progress(done, len(items))
     if pending:
         flush()
-    k = int(trained.model.n_clusters)
-    return ids, np.asarray(rows, dtype=np.float64).reshape(len(ids), k)
+    return rows
+
+
+def _clip_id(item: DatasetItem) -> str:
+    return str(item.relpath or item.path)
 
 
 def _cluster_facts(ids: list[str], probabilities: np.ndarray, order: list[int]) -> list[dict]:
@@ -107,15 +169,23 @@ def publication_metadata(
     reference_id: str | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """Metadata keys for the new version: ``clusters``, and with an earlier version
-    ``cluster_identity`` and the carried ``cluster_names``."""
+    ``cluster_identity`` and the carried ``cluster_names``. Embeddings are read through
+    ``embedding_cache``."""
     from uvac.errors import ArtifactError, EncoderUnavailableError
     from uvac.selection import carried_names, match_clusters, name_suggestions, renumbered
     from uvac.training import load_trained_model
 
     k = int(trained.model.n_clusters)
-    ids, pi = assign_recordings(trained, training_items, should_stop=should_stop, progress=progress)
+    ids, pi = assign_recordings(
+        trained,
+        training_items,
+        should_stop=should_stop,
+        progress=progress,
+        embedding_cache=embedding_cache,
+    )
     try:
         earlier = store.get(name)
     except NotFound:
@@ -126,7 +196,11 @@ def publication_metadata(
             load_trained_model(store.load_verified(earlier.ref).path), earlier.metadata
         )
         earlier_ids, earlier_pi = assign_recordings(
-            earlier_trained, recordings, should_stop=should_stop, progress=progress
+            earlier_trained,
+            recordings,
+            should_stop=should_stop,
+            progress=progress,
+            embedding_cache=embedding_cache,
         )
     except (StoreError, ArtifactError, EncoderUnavailableError, OSError) as error:
         # The new model is fine; without the earlier one it keeps its own numbering.
@@ -137,7 +211,9 @@ def publication_metadata(
         }
     earlier_k = int(earlier_trained.model.n_clusters)
     if reference_items is not None:
-        new_ids, new_pi = assign_recordings(trained, reference_items, should_stop=should_stop)
+        new_ids, new_pi = assign_recordings(
+            trained, reference_items, should_stop=should_stop, embedding_cache=embedding_cache
+        )
     else:
         new_ids, new_pi = ids, pi
     common = sorted(set(earlier_ids) & set(new_ids))

@@ -28,7 +28,8 @@ from worker.errors import WorkerError
 from worker.progress import ProgressReporter, update_job_meta, utc_now_iso
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache
+    from uvac.device import ThreadPolicy, Workload
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -36,12 +37,14 @@ __all__ = [
     "check_keys",
     "configure_torch",
     "dataset_items",
+    "embedding_cache",
     "failure_policy",
     "interrupted",
     "job_reporter",
     "record",
     "remove_checkpoints",
     "settle_publication",
+    "thread_policy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,10 +92,24 @@ def failure_policy(job: Job | None) -> Iterator[None]:
         raise
 
 
-def configure_torch(settings: Settings) -> None:
+def thread_policy(settings: Settings) -> ThreadPolicy:
+    """This worker's thread count per workload (`uvac.device.choose_thread_policy`)."""
+    from uvac.device import available_cores, choose_thread_policy
+
+    return choose_thread_policy(
+        cores=available_cores(),
+        processes=settings.host_processes,
+        overrides=settings.thread_overrides(),
+    )
+
+
+def configure_torch(settings: Settings, workload: Workload = "encoder") -> ThreadPolicy:
+    """Threads for a job that starts with ``workload``; the policy, for its later phases."""
     from uvac.device import configure_threads
 
-    configure_threads(settings.torch_threads)
+    policy = thread_policy(settings)
+    configure_threads(policy.threads(workload))
+    return policy
 
 
 def job_reporter(job: Job | None, settings: Settings) -> ProgressReporter | None:
@@ -126,9 +143,19 @@ def dataset_items(store: DatasetStore, manifest: DatasetManifest) -> list[Datase
 
     root = store.path(manifest.id)
     return [
-        DatasetItem(path=root / item.path, label=item.label, relpath=item.path)
+        DatasetItem(path=root / item.path, label=item.label, relpath=item.path, sha256=item.sha256)
         for item in manifest.files
     ]
+
+
+def embedding_cache(settings: Settings) -> EmbeddingCache:
+    """The store of encoder embeddings beside the data sets, shared by every job."""
+    from uvac.audio import EmbeddingCache
+
+    return EmbeddingCache(
+        DatasetStore(settings.datasets_path).embeddings_path,
+        max_bytes=settings.embedding_cache_max_bytes,
+    )
 
 
 def settle_publication(

@@ -35,6 +35,7 @@ from rq.job import Job
 
 from dataset_store import DatasetManifest
 from service_config import Settings, get_settings
+from uvac.device import available_cores
 from uvac.errors import RunCancelled
 from uvac.selection import is_sweep, parse_sweep
 from uvac.training import Progress
@@ -46,6 +47,7 @@ from worker.job_support import (
     check_keys,
     configure_torch,
     dataset_items,
+    embedding_cache,
     failure_policy,
     interrupted,
     job_reporter,
@@ -57,6 +59,7 @@ from worker.stores import checkpoint_folder, dataset_store, model_store
 from worker.sweep import sweep_train_function
 
 if TYPE_CHECKING:
+    from uvac.device import ThreadPolicy
     from uvac.training import TrainedModel
 
 __all__ = [
@@ -109,10 +112,12 @@ def train_job(params: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     settings = get_settings()
     with failure_policy(job):
-        configure_torch(settings)
+        threads = configure_torch(settings)
         from uvac.training import train_model
 
-        return run_training(params, job=job, settings=settings, train_function=train_model)
+        return run_training(
+            params, job=job, settings=settings, train_function=train_model, threads=threads
+        )
 
 
 def run_training(
@@ -121,8 +126,10 @@ def run_training(
     job: Job | None,
     settings: Settings,
     train_function: TrainFunction,
+    threads: ThreadPolicy | None = None,
 ) -> dict[str, Any]:
-    """The body of `train_job`, with the training function as a seam for tests."""
+    """The body of `train_job`, with the training function as a seam for tests; ``threads``
+    sets each phase's thread count (the caller's setting stays without it)."""
     from uvac.selection import run_warnings
     from uvac.training import DEFAULT_PRESET, build_configs
 
@@ -173,6 +180,7 @@ def run_training(
             raise RunCancelled("cancelled before training started")
         record(job, {"phase": "training", "started_training_at": utc_now_iso()})
         started = time.monotonic()
+        embeddings = embedding_cache(settings)
         trained = train(
             items,
             config=train_config,
@@ -183,6 +191,8 @@ def run_training(
             dataset_digest=manifest.digest,
             encoding_progress=reporter.encoding if reporter is not None else None,
             held_out_items=split.held_out,  # scored each epoch, never trained on
+            embedding_cache=embeddings,
+            threads=threads,
         )
         # A cancel that arrived during the last batches still wins over publishing (a
         # shutdown does not: publishing takes a moment, a re-run would redo it).
@@ -200,10 +210,14 @@ def run_training(
             reference_id=str(reference_id) if reference_id else None,
             should_stop=reporter.should_stop if reporter is not None else None,
             progress=_matching_progress(job),
+            embedding_cache=embeddings,
         )
         record(job, {"phase": "held-out"})
         held_out = held_out_record(
-            trained, split, should_stop=reporter.should_stop if reporter is not None else None
+            trained,
+            split,
+            should_stop=reporter.should_stop if reporter is not None else None,
+            embedding_cache=embeddings,
         )
         warnings = run_warnings(
             recordings=len(items),
@@ -222,8 +236,9 @@ def run_training(
             items,
             manifest=manifest,
             metadata=trained.info,
-            n_jobs=settings.torch_threads,
+            n_jobs=settings.torch_threads or available_cores(),
             should_stop=reporter.should_stop if reporter is not None else None,
+            embedding_cache=embeddings,
         )
         publishing = stamped_progress(Progress(phase="publishing"))
         record(job, {"phase": "publishing", "progress": publishing})
@@ -404,6 +419,7 @@ def run_evaluation(
             batch_size=int(params.get("batch_size", 64)),
             seed=int(params.get("seed", 0)),
             progress=progress,
+            embedding_cache=embedding_cache(settings),
         )
         foreign = params.get("unknown_dataset_id")
         unknown_items = (
@@ -415,6 +431,7 @@ def run_evaluation(
             unknown_items,
             false_alarm_rate=edited_false_alarm_rate(store, version),
             progress=progress,
+            embedding_cache=embedding_cache(settings),
         )
     except RunCancelled as stop:
         if reporter is not None and reporter.interrupted:
@@ -424,7 +441,12 @@ def run_evaluation(
         return {"canceled": True}
     record(job, {"phase": "drawing"})
     browser_files = existing_map_files(store, version) or map_files(
-        trained, items, manifest=manifest, metadata=version.metadata, n_jobs=settings.torch_threads
+        trained,
+        items,
+        manifest=manifest,
+        metadata=version.metadata,
+        n_jobs=settings.torch_threads or available_cores(),
+        embedding_cache=embedding_cache(settings),
     )
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(

@@ -27,6 +27,7 @@ from worker.deployment import (
     deployment_of,
     worker_name,
 )
+from worker.job_support import thread_policy
 from worker.logs import configure_logging
 from worker.queues import QUEUE_NAMES
 from worker.recovery import RecoveryThread, sweep_abandoned_jobs
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     settings = get_settings()
     configure_logging(level=settings.log_level)
-    os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
+    # A native pool sized for the workload that uses the most (the encoder's pass).
+    os.environ.setdefault("OMP_NUM_THREADS", str(thread_policy(settings).most()))
     tie_children_to_this_process()  # no orphaned horse may train on after a SIGKILL
 
     connection = Redis.from_url(settings.redis_url)

@@ -40,6 +40,7 @@ __all__ = [
     "cancel_job",
     "enqueue_distillation",
     "enqueue_evaluation",
+    "enqueue_preparation",
     "enqueue_training",
     "fetch_job",
     "get_job_info",
@@ -59,10 +60,12 @@ JOB_INDEX_KEY = "uvac:jobs"
 TRAIN_FUNCTION = "worker.jobs.train_job"
 EVALUATE_FUNCTION = "worker.jobs.evaluate_job"
 DISTILL_FUNCTION = "worker.distill.distill_job"
+PREPARE_FUNCTION = "worker.prepare.prepare_job"
 _KIND_BY_FUNCTION = {
     TRAIN_FUNCTION: "train",
     EVALUATE_FUNCTION: "evaluate",
     DISTILL_FUNCTION: "distill",
+    PREPARE_FUNCTION: "prepare",
 }
 
 
@@ -202,6 +205,28 @@ def enqueue_distillation(
         job_id=job_id,
         timeout=settings.training_job_timeout,
         description=f"distil {params.get('teacher_ref')} on {params.get('dataset_id')}",
+        settings=settings,
+    )
+
+
+def enqueue_preparation(
+    redis: Redis,
+    params: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    settings: Settings,
+) -> str:
+    """Queue the embedding of a data set into the cache (``{"dataset_id", "preset",
+    "features"}``, see `worker.prepare`) on the evaluation queue, so that a training worker
+    stays free for the first training; returns the job id."""
+    return _enqueue(
+        redis,
+        queue_name=EVALUATION_QUEUE,
+        function=PREPARE_FUNCTION,
+        params=params,
+        job_id=job_id,
+        timeout=settings.training_job_timeout,
+        description=f"embed {params.get('dataset_id')} for {params.get('preset', 'the default')}",
         settings=settings,
     )
 

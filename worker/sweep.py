@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from uvac.selection import SweepSpec
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.audio import DatasetItem, EmbeddingCache, FeatureConfig
+    from uvac.device import ThreadPolicy
     from uvac.selection import SweepProgress
     from uvac.training import TrainConfig, TrainedModel
 
@@ -97,37 +98,42 @@ def sweep_train_function(
         dataset_digest: str | None = None,
         encoding_progress: Callable[[int, int], None] | None = None,
         held_out_items: Sequence[DatasetItem] = (),
+        embedding_cache: EmbeddingCache | None = None,
+        threads: ThreadPolicy | None = None,
     ) -> TrainedModel:
         # The held-out recordings are scored by the job once the sweep has chosen its model;
         # the sweep's many runs do not score them epoch by epoch.
         del held_out_items
         from uvac.selection import DEFAULT_STABILITY_THRESHOLD, DEFAULT_SUBSAMPLE, run_sweep
-        from uvac.training import windows_for_training
+        from uvac.training import phase_threads, training_workload, windows_for_training
 
-        data = windows_for_training(
-            items,
-            feature_config=feature_config,
-            should_stop=should_stop,
-            progress=encoding_progress,
-        )
+        with phase_threads(threads, "encoder"):
+            data = windows_for_training(
+                items,
+                feature_config=feature_config,
+                should_stop=should_stop,
+                progress=encoding_progress,
+                embedding_cache=embedding_cache,
+            )
         reporter = (
             _SweepReporter(write_progress, progress_interval_seconds)
             if write_progress is not None
             else None
         )
-        result = run_sweep(
-            data,
-            base_config=config,
-            feature_config=feature_config,
-            candidates=spec.candidates(),
-            seeds=spec.seeds,
-            stability_threshold=spec.stability_threshold or DEFAULT_STABILITY_THRESHOLD,
-            progress=reporter,
-            should_stop=should_stop,
-            checkpoint_dir=checkpoint_dir / "sweep" if checkpoint_dir is not None else None,
-            dataset_digest=dataset_digest,
-            subsample=spec.subsample or DEFAULT_SUBSAMPLE,
-        )
+        with phase_threads(threads, training_workload(feature_config)):
+            result = run_sweep(
+                data,
+                base_config=config,
+                feature_config=feature_config,
+                candidates=spec.candidates(),
+                seeds=spec.seeds,
+                stability_threshold=spec.stability_threshold or DEFAULT_STABILITY_THRESHOLD,
+                progress=reporter,
+                should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir / "sweep" if checkpoint_dir is not None else None,
+                dataset_digest=dataset_digest,
+                subsample=spec.subsample or DEFAULT_SUBSAMPLE,
+            )
         info = {**result.model.info, "selection": result.summary()}
         return dataclasses.replace(result.model, info=info)
 

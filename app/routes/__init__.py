@@ -16,6 +16,7 @@ from app.routes import (
     jobs,
     models,
     novelty,
+    prepare,
     stream,
 )
 
@@ -46,6 +47,7 @@ def build_business_router() -> APIRouter:
     router.include_router(cluster.router)
     router.include_router(jobs.router)
     router.include_router(distill.router)
+    router.include_router(prepare.router)
     router.include_router(datasets.router)
     router.include_router(models.router)
     router.include_router(clusters.router)

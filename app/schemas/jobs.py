@@ -371,7 +371,7 @@ class JobPublic(BaseModel):
     )
 
     id: str
-    kind: str = Field(description="`train`, `evaluate` or `distill`.")
+    kind: str = Field(description="`train`, `evaluate`, `distill` or `prepare`.")
     status: str
     params: dict[str, Any] = Field(default_factory=dict)
     progress: JobProgress | None = None

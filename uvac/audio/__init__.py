@@ -3,9 +3,11 @@
 Decoding any supported file to mono float samples (`decoding`), folders of recordings with
 their labels and splits (`datasets`), the held-out part training never sees (`holdout`),
 the feature settings (`feature_config`), log-mel spectrograms (`log_mel`), the pretrained
-encoders (`encoders`), and the time-context windows both front-ends produce (`windows`,
-`features`, `embedding_windows`); what a stretch of audio holds beside its cluster: its level
-and digital silence (`level`) and speech (`speech_activity`, a voice-activity detector).
+encoders (`encoders`), the time-context windows both front-ends produce (`windows`,
+`features`, `embedding_windows`), and the on-disk store of embeddings every job reads them
+through (`embedding_cache`, `embedded_items`); what a stretch of audio holds beside its
+cluster: its level and digital silence (`level`) and speech (`speech_activity`, a
+voice-activity detector).
 
 Imports only the shared leaves (`uvac.errors`, `uvac.hashing`).
 """
@@ -30,6 +32,8 @@ from uvac.audio.decoding import (
     load_audio,
     sniff_format,
 )
+from uvac.audio.embedded_items import EmbeddedItem, embed_items
+from uvac.audio.embedding_cache import CachedEmbedding, EmbeddingCache
 from uvac.audio.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.audio.encoders import (
     Encoder,
@@ -63,6 +67,7 @@ from uvac.audio.log_mel import (
     prepare_clip_at,
 )
 from uvac.audio.speech_activity import SpeechDetector, load_speech_detector
+from uvac.audio.windows import concatenate_windows
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -80,9 +85,12 @@ __all__ = [
     "WEIGHTS_QINT8",
     "Audio",
     "AudioFolder",
+    "CachedEmbedding",
     "DatasetItem",
     "DecodeSlots",
     "DigestEntry",
+    "EmbeddedItem",
+    "EmbeddingCache",
     "EmbeddingWindower",
     "Encoder",
     "FeatureConfig",
@@ -99,9 +107,11 @@ __all__ = [
     "Windows",
     "check_encoder_identity",
     "check_log_mel",
+    "concatenate_windows",
     "configure_encoder_precision",
     "dataset_digest",
     "dct_matrix",
+    "embed_items",
     "fit_embedding_stats",
     "fit_norm_stats",
     "fit_time",

@@ -77,6 +77,7 @@ class DatasetItem:
     path: Path  # absolute
     label: str | None
     relpath: str  # relative to the data set root, "/" separated
+    sha256: str | None = None  # of the file's content, when known (a data set's manifest)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ scaling is exactly the z-score.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -60,6 +61,20 @@ class EmbeddingWindower:
         self._window_samples = round(config.window_seconds * config.sample_rate)
         self._hop_samples = max(1, round(config.window_hop_seconds * config.sample_rate))
         self._tail_samples = round(TAIL_SECONDS * config.sample_rate)
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides the recording that decides its raw embeddings: the encoder's
+        identity and precision, and how windows are cut (`uvac.audio.embedding_cache`)."""
+        identity = self.encoder.identity.to_dict()
+        identity.pop("licence", None)
+        return {
+            "encoder": identity,
+            "bf16": bool(getattr(self.encoder, "bf16_autocast", False)),
+            "sample_rate": self.config.sample_rate,
+            "window_samples": self._window_samples,
+            "hop_samples": self._hop_samples,
+            "tail_samples": self._tail_samples,
+        }
 
     def raw_windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
         """Every window of every clip with its raw embedding, one encoder call for all."""

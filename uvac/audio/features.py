@@ -69,7 +69,7 @@ from uvac.audio.decoding import Audio
 from uvac.audio.embedding_windows import EmbeddingWindower
 from uvac.audio.feature_config import FeatureConfig, frame_count
 from uvac.audio.log_mel import LogMel, check_log_mel, fit_time, prepare_clip, prepare_clip_at
-from uvac.audio.windows import NormStats, Windows
+from uvac.audio.windows import NormStats, Windows, concatenate_windows
 
 __all__ = ["FeatureExtractor", "fit_norm_stats"]
 
@@ -166,22 +166,7 @@ class FeatureExtractor:
             return self.embedder.windows_batch(audios)
         if not audios:
             raise ValueError("windows_batch needs at least one clip")
-        parts = [self._clip_windows(audio) for audio in audios]
-        slices: list[slice] = []
-        offset = 0
-        for part in parts:
-            slices.append(slice(offset, offset + len(part)))
-            offset += len(part)
-        if len(parts) == 1:
-            return parts[0], slices
-        windows = Windows(
-            features=torch.cat([part.features for part in parts]),
-            mask=torch.cat([part.mask for part in parts]),
-            starts_s=[start for part in parts for start in part.starts_s],
-            ends_s=[end for part in parts for end in part.ends_s],
-            activity=torch.cat([part.activity for part in parts]),
-        )
-        return windows, slices
+        return concatenate_windows([self._clip_windows(audio) for audio in audios])
 
     def _clip_windows(self, audio: Audio) -> Windows:
         if self.config.time_fit:

@@ -7,12 +7,12 @@ Both the log-mel pipeline (`uvac.audio.features`) and the encoder pipeline
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NormStats", "Windows"]
+__all__ = ["NormStats", "Windows", "concatenate_windows"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,24 @@ class Windows:
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
+
+
+def concatenate_windows(parts: Sequence[Windows]) -> tuple[Windows, list[slice]]:
+    """Several clips' windows as one `Windows`, and each clip's slice of it."""
+    if not parts:
+        raise ValueError("need the windows of at least one clip")
+    slices: list[slice] = []
+    offset = 0
+    for part in parts:
+        slices.append(slice(offset, offset + len(part)))
+        offset += len(part)
+    if len(parts) == 1:
+        return parts[0], slices
+    windows = Windows(
+        features=torch.cat([part.features for part in parts]),
+        mask=torch.cat([part.mask for part in parts]),
+        starts_s=[start for part in parts for start in part.starts_s],
+        ends_s=[end for part in parts for end in part.ends_s],
+        activity=torch.cat([part.activity for part in parts]),
+    )
+    return windows, slices

@@ -26,6 +26,7 @@ from uvac.edge.distillation import (
     calibration_windows,
     clip_agreement,
     distill,
+    embedded_teacher_targets,
     teacher_targets,
 )
 from uvac.edge.onnx_export import (
@@ -73,6 +74,7 @@ __all__ = [
     "device_decisions",
     "dft_basis",
     "distill",
+    "embedded_teacher_targets",
     "export_fp32",
     "export_model",
     "multiply_accumulates",

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from uvac.audio import Audio, FeatureConfig, FeatureExtractor, fit_norm_stats
+from uvac.audio import Audio, EmbeddedItem, FeatureConfig, FeatureExtractor, fit_norm_stats
 from uvac.edge.device_model import LogMelFrontEnd, window_samples
 from uvac.errors import RunCancelled
-from uvac.evaluation import Clusterer
+from uvac.evaluation import ClipResult, Clusterer
 from uvac.models import STUDENT_CONV_CHANNELS, STUDENT_GRU_HIDDEN, CatUVACStudent
 from uvac.training import (
     Progress,
@@ -55,6 +55,7 @@ __all__ = [
     "calibration_windows",
     "clip_agreement",
     "distill",
+    "embedded_teacher_targets",
     "teacher_targets",
 ]
 
@@ -171,17 +172,23 @@ class _History:
 def teacher_targets(teacher: TrainedModel, audios: Sequence[Audio]) -> list[TeacherWindows]:
     """The teacher's windows and pi for each recording (at the teacher's sample rate)."""
     clusterer = Clusterer(teacher)
-    targets = []
-    for audio in audios:
-        (result,) = clusterer.cluster_batch([audio])
-        targets.append(
-            TeacherWindows(
-                starts_s=[w.start_s for w in result.windows],
-                ends_s=[w.end_s for w in result.windows],
-                probabilities=torch.tensor([w.probabilities for w in result.windows]),
-            )
-        )
-    return targets
+    return [_teacher_windows(clusterer.cluster_batch([audio])[0]) for audio in audios]
+
+
+def embedded_teacher_targets(
+    teacher: TrainedModel, embedded: Sequence[EmbeddedItem]
+) -> list[TeacherWindows]:
+    """`teacher_targets` of recordings whose raw embeddings are known (a teacher on an
+    encoder, its embeddings read through the cache, `uvac.audio.embed_items`)."""
+    return [_teacher_windows(result) for result in Clusterer(teacher).cluster_embedded(embedded)]
+
+
+def _teacher_windows(result: ClipResult) -> TeacherWindows:
+    return TeacherWindows(
+        starts_s=[w.start_s for w in result.windows],
+        ends_s=[w.end_s for w in result.windows],
+        probabilities=torch.tensor([w.probabilities for w in result.windows]),
+    )
 
 
 def _padded(samples: np.ndarray, length: int) -> np.ndarray:

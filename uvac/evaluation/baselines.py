@@ -20,7 +20,7 @@ from uvac.evaluation.scoring import (
 )
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem
+    from uvac.audio import DatasetItem, EmbeddingCache
     from uvac.training import TrainedModel
 
 __all__ = ["KMEANS_METHOD", "LABELS_METHOD", "evaluate_with_baselines", "kmeans_baseline",
@@ -101,10 +101,18 @@ def evaluate_with_baselines(
     batch_size: int = 64,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> list[EvaluationReport]:
     """Table I rows for one data set: this model, K-means on the same data, labels as
-    clusters (the last only when there are labels)."""
-    report = evaluate_clusterer(trained_model, items, batch_size=batch_size, progress=progress)
+    clusters (the last only when there are labels). Embeddings are read through
+    ``embedding_cache`` (`evaluate_clusterer`)."""
+    report = evaluate_clusterer(
+        trained_model,
+        items,
+        batch_size=batch_size,
+        progress=progress,
+        embedding_cache=embedding_cache,
+    )
     rows = [report, kmeans_baseline(report, seed=seed)]
     reference = labels_as_clusters(report)
     if reference is not None:

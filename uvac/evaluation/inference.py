@@ -33,10 +33,12 @@ from torch import Tensor
 
 from uvac.audio import (
     Audio,
+    EmbeddedItem,
     FeatureExtractor,
     Level,
     SpeechDetector,
     Windows,
+    concatenate_windows,
     level_of,
     load_speech_detector,
 )
@@ -152,6 +154,35 @@ class Clusterer:
             for audio, clip in zip(audios, slices, strict=True)
         ]
 
+    def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
+        """Cluster clips whose raw embeddings are known (`uvac.audio.embed_items`, read
+        through the embedding cache): standardised with the model's statistics, one pass.
+        Without the audio, the answers carry no level and no speech."""
+        embedder = self.extractor.embedder
+        if embedder is None:
+            raise ValueError("cluster_embedded needs a model on an encoder front-end")
+        if not embedded:
+            return []
+        parts = []
+        for clip in embedded:
+            if clip.windows is None:
+                raise ValueError(f"{clip.item.relpath} has no embeddings: {clip.error}")
+            parts.append(embedder.standardise(clip.windows))
+        windows, slices = concatenate_windows(parts)
+        return self.cluster_windows(windows, slices, [clip.duration_s for clip in embedded])
+
+    def cluster_windows(
+        self, windows: Windows, slices: Sequence[slice], durations_s: Sequence[float]
+    ) -> list[ClipResult]:
+        """Cluster clips whose windows are cut and normalised already: each clip's slice of
+        ``windows`` and its duration (no audio: no level and no speech)."""
+        probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
+        novelty = window_novelty(self.trained, windows)
+        return [
+            self._clip_result(None, windows, clip, probabilities, novelty, duration_s=duration_s)
+            for duration_s, clip in zip(durations_s, slices, strict=True)
+        ]
+
     def cluster_in_steps(
         self, audio: Audio, *, windows_per_step: int
     ) -> Generator[None, None, ClipResult]:
@@ -195,21 +226,29 @@ class Clusterer:
 
     def _clip_result(
         self,
-        audio: Audio,
+        audio: Audio | None,
         windows: Windows,
         clip: slice,
         probabilities: Tensor,
         novelty: tuple[Tensor, Tensor] | None,
+        *,
+        duration_s: float | None = None,
     ) -> ClipResult:
         """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
-        novelty per window or None): pi pooled, its timeline, level, speech and novelty."""
+        novelty per window or None): pi pooled, its timeline, novelty and, with its ``audio``,
+        level and speech (``duration_s`` stands in for a clip given without audio)."""
         clip_probabilities = probabilities[clip]  # (W, K)
         pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
         assignment = int(pooled.argmax())
         indices = range(clip.start, clip.stop)
         spans = [(windows.starts_s[i], windows.ends_s[i]) for i in indices]
-        levels = [_span_level(audio, start, end) for start, end in spans]
-        speech = self._speech(audio, [*spans, (0.0, audio.duration_s)])
+        duration = audio.duration_s if audio is not None else float(duration_s or 0.0)
+        levels: list[Level | None] = (
+            [_span_level(audio, start, end) for start, end in spans]
+            if audio is not None
+            else [None] * len(spans)
+        )
+        speech = self._speech(audio, [*spans, (0.0, duration)]) if audio is not None else None
         timeline = [
             WindowResult(
                 start_s=windows.starts_s[index],
@@ -217,8 +256,8 @@ class Clusterer:
                 probabilities=window_pi.tolist(),
                 assignment=int(window_pi.argmax()),
                 activity=float(windows.activity[index]),
-                level_dbfs=level.dbfs,
-                silence=level.silence,
+                level_dbfs=level.dbfs if level is not None else None,
+                silence=level.silence if level is not None else None,
                 speech=speech[position] if speech else None,
                 novelty_score=_finite(novelty[0][index]) if novelty else None,
                 novelty=_rounded(novelty, index),
@@ -227,15 +266,15 @@ class Clusterer:
                 zip(indices, clip_probabilities, levels, strict=True)
             )
         ]
-        whole = level_of(audio.samples)
+        whole = level_of(audio.samples) if audio is not None else None
         return ClipResult(
             probabilities=pooled.tolist(),
             assignment=assignment,
             confidence=float(pooled[assignment]),
-            duration_s=audio.duration_s,
+            duration_s=duration,
             windows=timeline,
-            level_dbfs=whole.dbfs,
-            silence=whole.silence,
+            level_dbfs=whole.dbfs if whole is not None else None,
+            silence=whole.silence if whole is not None else None,
             speech=speech[-1] if speech else None,
         )
 

@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from uvac.audio import DatasetItem, load_audio
+from uvac.audio import (
+    Audio,
+    DatasetItem,
+    EmbeddedItem,
+    EmbeddingCache,
+    embed_items,
+    level_of,
+    load_audio,
+)
 from uvac.errors import AudioError
 from uvac.evaluation.inference import Clusterer
 from uvac.evaluation.novelty import ClipVerdict, clip_verdict, separation
@@ -29,8 +37,19 @@ def _clip_verdicts(
     *,
     false_alarm_rate: float | None,
     progress: Callable[[int, int], None] | None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> list[ClipVerdict]:
     clusterer = Clusterer(trained)
+    embedder = clusterer.extractor.embedder
+    # An encoder's embeddings come through the cache; the audio is still decoded (cheap next
+    # to the encoder) for each window's digital silence.
+    cached: dict[str, EmbeddedItem] = {}
+    if embedder is not None and embedding_cache is not None:
+        cached = {
+            result.item.relpath: result
+            for result in embed_items(items, embedder=embedder, cache=embedding_cache)
+            if result.windows is not None
+        }
     verdicts = []
     for done, item in enumerate(items, start=1):
         try:
@@ -38,19 +57,30 @@ def _clip_verdicts(
         except AudioError as error:
             logger.warning("novelty: %s skipped (%s)", item.path, error)
             continue
-        (clip,) = clusterer.cluster_batch([audio])
+        if item.relpath in cached:
+            (clip,) = clusterer.cluster_embedded([cached[item.relpath]])
+            silence = [_silent(audio, window.start_s, window.end_s) for window in clip.windows]
+        else:
+            (clip,) = clusterer.cluster_batch([audio])
+            silence = [bool(window.silence) for window in clip.windows]
         verdicts.append(
             clip_verdict(
                 trained,
                 raw=[window.novelty_score for window in clip.windows],
                 activity=[window.activity for window in clip.windows],
-                silence=[bool(window.silence) for window in clip.windows],
+                silence=silence,
                 false_alarm_rate=false_alarm_rate,
             )
         )
         if progress is not None:
             progress(done, len(items))
     return verdicts
+
+
+def _silent(audio: Audio, start_s: float, end_s: float) -> bool:
+    start = round(start_s * audio.sample_rate)
+    end = max(start + 1, round(end_s * audio.sample_rate))
+    return level_of(audio.samples[start:end]).silence
 
 
 def _flagged_share(verdicts: Sequence[ClipVerdict]) -> float | None:
@@ -65,8 +95,10 @@ def novelty_evaluation(
     *,
     false_alarm_rate: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, Any] | None:
-    """The report's novelty section (JSON-able); None for a model without a score."""
+    """The report's novelty section (JSON-able); None for a model without a score. An
+    encoder's embeddings are read through ``embedding_cache``."""
     if trained.novelty is None:
         return None
     calibration = trained.novelty.calibration
@@ -86,12 +118,20 @@ def novelty_evaluation(
         return None if progress is None else (lambda done, _: progress(offset + done, total))
 
     known_verdicts = _clip_verdicts(
-        trained, known, false_alarm_rate=false_alarm_rate, progress=step(0)
+        trained,
+        known,
+        false_alarm_rate=false_alarm_rate,
+        progress=step(0),
+        embedding_cache=embedding_cache,
     )
     section["known"] = {"clips": len(known_verdicts), "flagged": _flagged_share(known_verdicts)}
     if unknown:
         unknown_verdicts = _clip_verdicts(
-            trained, unknown, false_alarm_rate=false_alarm_rate, progress=step(len(known))
+            trained,
+            unknown,
+            false_alarm_rate=false_alarm_rate,
+            progress=step(len(known)),
+            embedding_cache=embedding_cache,
         )
         section["unknown"] = {
             "clips": len(unknown_verdicts),

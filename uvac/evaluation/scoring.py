@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from uvac import metrics
-from uvac.audio import FeatureExtractor, Windows, load_audio
+from uvac.audio import EmbeddingCache, FeatureExtractor, Windows, embed_items, load_audio
 from uvac.errors import AudioError, DatasetError
 from uvac.evaluation.inference import aggregate_windows
 from uvac.evaluation.tables import TableRow
@@ -170,16 +170,17 @@ def evaluate_clusterer(
     *,
     batch_size: int = 64,
     progress: ProgressCallback | None = None,
-    embedding_cache: dict[str, Windows] | None = None,
+    embedding_cache: EmbeddingCache | dict[str, Windows] | None = None,
 ) -> EvaluationReport:
     """Cluster every item with `trained_model` and compute the paper's metrics.
 
     Windows are extracted with the model's own feature configuration and normalisation
     statistics. Items that fail to decode are skipped and listed in `skipped`; if none can be
     used, `DatasetError` is raised. `batch_size` is the number of windows per forward pass.
-    For an encoder front-end, ``embedding_cache`` (item path -> raw embedding windows, filled
-    here when missing) lets a study that evaluates many models on the same clips with the
-    same encoder embed each clip once; the caller keeps one cache per front-end config.
+    For an encoder front-end, ``embedding_cache`` lets the encoder run once per clip: the
+    on-disk `uvac.audio.EmbeddingCache` (the service's, read through and filled here), or a
+    dict (item path -> raw embedding windows, filled here when missing) that a study keeps
+    per front-end config.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -192,12 +193,12 @@ def evaluate_clusterer(
     paths: list[str] = []
     labels: list[str | None] = []
     skipped: list[dict[str, str]] = []
-    for done, item in enumerate(items, start=1):
-        try:
-            windows = _item_windows(item, extractor, sample_rate, embedding_cache)
-        except AudioError as error:
-            logger.warning("skipping %s: %s", item.path, error)
-            skipped.append({"path": item.relpath, "reason": str(error)})
+    for done, (item, windows) in enumerate(
+        _items_windows(items, extractor, sample_rate, embedding_cache), start=1
+    ):
+        if isinstance(windows, AudioError):
+            logger.warning("skipping %s: %s", item.path, windows)
+            skipped.append({"path": item.relpath, "reason": str(windows)})
         else:
             runner.add(windows.features, windows.mask, windows.activity)
             paths.append(item.relpath)
@@ -232,14 +233,37 @@ def evaluate_clusterer(
     return report
 
 
+def _items_windows(
+    items: Sequence[DatasetItem],
+    extractor: FeatureExtractor,
+    sample_rate: int,
+    embedding_cache: EmbeddingCache | dict[str, Windows] | None,
+) -> Iterator[tuple[DatasetItem, Windows | AudioError]]:
+    """Each item's normalised windows, or the error that kept it out."""
+    embedder = extractor.embedder
+    if embedder is not None and isinstance(embedding_cache, EmbeddingCache):
+        for embedded in embed_items(items, embedder=embedder, cache=embedding_cache):
+            if embedded.windows is None:
+                assert embedded.error is not None
+                yield embedded.item, embedded.error
+            else:
+                yield embedded.item, embedder.standardise(embedded.windows)
+        return
+    for item in items:
+        try:
+            yield item, _item_windows(item, extractor, sample_rate, embedding_cache)
+        except AudioError as error:
+            yield item, error
+
+
 def _item_windows(
     item: DatasetItem,
     extractor: FeatureExtractor,
     sample_rate: int,
-    embedding_cache: dict[str, Windows] | None,
+    embedding_cache: EmbeddingCache | dict[str, Windows] | None,
 ) -> Windows:
     embedder = extractor.embedder
-    if embedder is None or embedding_cache is None:
+    if embedder is None or not isinstance(embedding_cache, dict):
         return extractor.windows(load_audio(item.path, sample_rate=sample_rate))
     key = str(item.path)
     if key not in embedding_cache:

@@ -67,7 +67,12 @@ from uvac.training.memory_estimate import (
     estimate_training_memory,
     window_count,
 )
-from uvac.training.pipeline import train_model, train_on_windows
+from uvac.training.pipeline import (
+    phase_threads,
+    train_model,
+    train_on_windows,
+    training_workload,
+)
 from uvac.training.presets import DEFAULT_PRESET, PRESETS, Preset, build_configs
 from uvac.training.progress import Phase, Progress
 from uvac.training.trainer import ProgressCallback, StopCheck, Trainer, fit
@@ -114,6 +119,7 @@ __all__ = [
     "load_trained_model",
     "mutual_information_loss",
     "nearest_neighbours",
+    "phase_threads",
     "restore_rng_state",
     "resume_relevant_fields",
     "save_checkpoint",
@@ -126,6 +132,7 @@ __all__ = [
     "train_on_windows",
     "training_info",
     "training_windows_from_embeddings",
+    "training_workload",
     "ward_pseudo_labels",
     "window_count",
     "windows_for_training",

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse
 import torch
 from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
+from sklearn.neighbors import kneighbors_graph
 from torch import Tensor
 
 from uvac.errors import RunCancelled
@@ -80,6 +81,17 @@ def spectral_pseudo_labels(
     if groups is not None and int(torch.bincount(groups).max()) > 1:
         return _spectral_across_recordings(x, mask, n_clusters=n_clusters, seed=seed, groups=groups)
     vectors = (x * mask[:, None, :, None]).flatten(start_dim=1).float().cpu().numpy()  # (N, T*F)
+    if _tiny(vectors.shape[0], n_clusters):
+        graph = kneighbors_graph(
+            vectors.astype("float64"),
+            n_neighbors=min(SPECTRAL_NEIGHBOURS, vectors.shape[0] - 1),
+            include_self=True,
+        )
+        tiny = SpectralClustering(
+            n_clusters=n_clusters, affinity="precomputed", assign_labels="kmeans", random_state=seed
+        )
+        dense = (0.5 * (graph + graph.T)).toarray()
+        return torch.from_numpy(tiny.fit_predict(dense)).to(torch.int64)
     spectral = SpectralClustering(
         n_clusters=n_clusters,
         affinity="nearest_neighbors",
@@ -88,6 +100,12 @@ def spectral_pseudo_labels(
         random_state=seed,
     )
     return torch.from_numpy(spectral.fit_predict(vectors.astype("float64"))).to(torch.int64)
+
+
+def _tiny(n_windows: int, n_clusters: int) -> bool:
+    """Too few windows for ARPACK's sparse eigensolver, which cannot take as many eigenvectors
+    as the graph has nodes: such graphs go to the dense solver, the same graph otherwise."""
+    return n_windows <= 3 * n_clusters
 
 
 def _spectral_across_recordings(
@@ -106,7 +124,8 @@ def _spectral_across_recordings(
     spectral = SpectralClustering(
         n_clusters=n_clusters, affinity="precomputed", assign_labels="kmeans", random_state=seed
     )
-    labels = spectral.fit_predict(0.5 * (connectivity + connectivity.T))
+    affinity = 0.5 * (connectivity + connectivity.T)
+    labels = spectral.fit_predict(affinity.toarray() if _tiny(n_windows, n_clusters) else affinity)
     return torch.from_numpy(labels).to(torch.int64)
 
 

@@ -6,8 +6,9 @@ again and cuts normalised windows. Decoding twice keeps memory at the size of th
 instead of holding every waveform (a 10 s clip at 16 kHz is 20 times larger than its log-mel).
 
 Encoder front-end: one pass. Each clip's windows are embedded once (clips batched into the
-encoder), the statistics are fitted on the raw embeddings, and the same embeddings are then
-standardised: the encoder, by far the costliest step, runs once per clip and training run.
+encoder) or read from the embedding cache, the statistics are fitted on the raw embeddings, and
+the same embeddings are then standardised: the encoder, by far the costliest step, runs once
+per clip, and not at all for a clip the cache already holds.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from torch import Tensor
 from uvac.audio import (
     Audio,
     DatasetItem,
+    EmbeddingCache,
     EmbeddingWindower,
     FeatureConfig,
     FeatureExtractor,
     NormStats,
+    Windows,
+    embed_items,
     fit_embedding_stats,
     fit_norm_stats,
     load_audio,
@@ -42,8 +46,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_ENCODER_BATCH_CLIPS = 16  # clips per encoder call while embedding a training set
 
 
 @dataclass(frozen=True)
@@ -75,17 +77,23 @@ def windows_for_training(
     feature_config: FeatureConfig,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> TrainingWindows:
     """Windows of ``items`` normalised with statistics fitted on them.
 
     Undecodable files are skipped with a warning; `DatasetError` when none is usable;
     `RunCancelled` when ``should_stop()`` says so (asked before every file).
     ``progress(done, total)`` is called after each file of the encoding pass (encoder
-    front-ends; the log-mel passes are quick).
+    front-ends; the log-mel passes are quick). With an encoder front-end, the embeddings are
+    read through ``embedding_cache`` (`uvac.audio.embed_items`).
     """
     if feature_config.uses_encoder:
         return _embedding_windows_for_training(
-            items, feature_config=feature_config, should_stop=should_stop, progress=progress
+            items,
+            feature_config=feature_config,
+            should_stop=should_stop,
+            progress=progress,
+            embedding_cache=embedding_cache,
         )
     extractor = FeatureExtractor(feature_config)
     log_mels: list[Tensor] = []
@@ -124,30 +132,24 @@ def _embedding_windows_for_training(
     feature_config: FeatureConfig,
     should_stop: Callable[[], bool] | None,
     progress: Callable[[int, int], None] | None,
+    embedding_cache: EmbeddingCache | None,
 ) -> TrainingWindows:
-    embedder = EmbeddingWindower(feature_config)
     raw: list[Tensor] = []  # each usable clip's raw embeddings (W_i, 1, 1, D)
     usable: list[DatasetItem] = []
     skipped: list[dict[str, str]] = []
-    pending: list[tuple[DatasetItem, Audio]] = []
-
-    def embed_pending() -> None:
-        windows, slices = embedder.raw_windows_batch([audio for _, audio in pending])
-        for (item, _), clip_slice in zip(pending, slices, strict=True):
-            raw.append(windows.features[clip_slice])
-            usable.append(item)
-        pending.clear()
-
-    decoded = _decoded(items, feature_config, should_stop, skipped)
-    for done, (item, audio) in enumerate(decoded, start=1):
-        if audio is not None:
-            pending.append((item, audio))
-        if len(pending) == _ENCODER_BATCH_CLIPS:
-            embed_pending()
-        if progress is not None:
-            progress(done, len(items))
-    if pending:
-        embed_pending()
+    embedded = embed_items(
+        items,
+        embedder=EmbeddingWindower(feature_config),
+        cache=embedding_cache,
+        should_stop=should_stop,
+        progress=progress,
+    )
+    for result in embedded:
+        if result.windows is None:
+            skipped.append({"path": str(result.item.path), "reason": str(result.error)})
+            continue
+        raw.append(result.windows.features)
+        usable.append(result.item)
     if not usable:
         raise DatasetError(f"none of the {len(items)} recordings could be decoded")
     return training_windows_from_embeddings(usable, raw, skipped=skipped)
@@ -223,27 +225,38 @@ def held_out_windows(
     feature_config: FeatureConfig,
     training: TrainingWindows,
     should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
 ) -> HeldOutWindows | None:
     """The windows of ``items`` cut and normalised exactly as ``training``'s; None when none
-    decodes. Labels are kept only when every item's label is one training knows."""
-    extractor = FeatureExtractor(feature_config, training.norm_stats)
+    decodes. Labels are kept only when every item's label is one training knows. An encoder's
+    embeddings are read through ``embedding_cache``, as training's are."""
     names = training.label_names or []
-    features, masks, labels = [], [], []
+    windows_of: list[tuple[DatasetItem, Windows]] = []
+    if feature_config.uses_encoder:
+        embedder = EmbeddingWindower(feature_config, training.norm_stats)
+        for result in embed_items(
+            items, embedder=embedder, cache=embedding_cache, should_stop=should_stop
+        ):
+            if result.windows is not None:
+                windows_of.append((result.item, embedder.standardise(result.windows)))
+    else:
+        extractor = FeatureExtractor(feature_config, training.norm_stats)
+        for item, audio in _decoded(items, feature_config, should_stop, skipped=[]):
+            if audio is not None:
+                windows_of.append((item, extractor.windows(audio)))
+    if not windows_of:
+        return None
+    labels: list[int] = []
     every_label_known = True
-    for item, audio in _decoded(items, feature_config, should_stop, skipped=[]):
-        if audio is None:
-            continue
-        windows = extractor.windows(audio)
-        features.append(windows.features)
-        masks.append(windows.mask)
+    for item, windows in windows_of:
         if item.label is None or str(item.label) not in names:
             every_label_known = False
         else:
             labels.extend([names.index(str(item.label))] * len(windows))
-    if not features:
-        return None
     return HeldOutWindows(
-        torch.cat(features), torch.cat(masks), labels if every_label_known else None
+        torch.cat([windows.features for _, windows in windows_of]),
+        torch.cat([windows.mask for _, windows in windows_of]),
+        labels if every_label_known else None,
     )
 
 

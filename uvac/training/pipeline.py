@@ -17,6 +17,7 @@ What a run is told to do is `uvac.training.config.TrainConfig`; what it reports 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,10 +33,23 @@ from uvac.training.data import (
 from uvac.training.trainer import ProgressCallback, StopCheck, fit
 
 if TYPE_CHECKING:
-    from uvac.audio import DatasetItem, FeatureConfig
+    from uvac.audio import DatasetItem, EmbeddingCache, FeatureConfig
+    from uvac.device import ThreadPolicy, Workload
     from uvac.training.config import TrainConfig
 
-__all__ = ["train_model", "train_on_windows"]
+__all__ = ["phase_threads", "train_model", "train_on_windows", "training_workload"]
+
+
+def training_workload(feature_config: FeatureConfig) -> Workload:
+    """Perceptrons on embeddings are small networks; spectrograms train a convolutional one."""
+    return "small_network" if feature_config.uses_encoder else "network"
+
+
+def phase_threads(
+    threads: ThreadPolicy | None, workload: Workload
+) -> contextlib.AbstractContextManager[object]:
+    """``threads.using(workload)``, or nothing without a policy (the caller's setting stays)."""
+    return threads.using(workload) if threads is not None else contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------- from recordings
@@ -52,24 +66,37 @@ def train_model(
     dataset_digest: str | None = None,
     encoding_progress: Callable[[int, int], None] | None = None,
     held_out_items: Sequence[DatasetItem] = (),
+    embedding_cache: EmbeddingCache | None = None,
+    threads: ThreadPolicy | None = None,
 ) -> TrainedModel:
     """Train on recordings: features, normalisation fitted on these clips, windows, model.
 
     Files that fail to decode are skipped with a warning (and counted in the model's info);
     `uvac.errors.DatasetError` if none is usable. Labels (when every item has one) feed the
     accuracy/NMI in progress; each clip's windows carry its label. ``encoding_progress(done,
-    total)`` follows the encoder's pass over the files (encoder front-ends).
-    ``held_out_items`` (recordings kept out of training) are cut with the training statistics
-    and only scored, for the held-out accuracy and NMI of each epoch.
+    total)`` follows the encoder's pass over the files (encoder front-ends), whose embeddings
+    are read through ``embedding_cache`` when one is given. With ``threads``, the encoder's
+    pass and the training each run with their workload's thread count. ``held_out_items``
+    (recordings kept out of training) are cut with the training statistics and only scored,
+    for the held-out accuracy and NMI of each epoch.
     """
-    data = windows_for_training(
-        items, feature_config=feature_config, should_stop=should_stop, progress=encoding_progress
-    )
-    held_out = None
-    if held_out_items:
-        held_out = held_out_windows(
-            held_out_items, feature_config=feature_config, training=data, should_stop=should_stop
+    with phase_threads(threads, "encoder"):
+        data = windows_for_training(
+            items,
+            feature_config=feature_config,
+            should_stop=should_stop,
+            progress=encoding_progress,
+            embedding_cache=embedding_cache,
         )
+        held_out = None
+        if held_out_items:
+            held_out = held_out_windows(
+                held_out_items,
+                feature_config=feature_config,
+                training=data,
+                should_stop=should_stop,
+                embedding_cache=embedding_cache,
+            )
     return train_on_windows(
         data,
         config=config,
@@ -79,6 +106,7 @@ def train_model(
         checkpoint_dir=checkpoint_dir,
         dataset_digest=dataset_digest,
         held_out=held_out,
+        threads=threads,
     )
 
 
@@ -92,20 +120,23 @@ def train_on_windows(
     checkpoint_dir: Path | None = None,
     dataset_digest: str | None = None,
     held_out: HeldOutWindows | None = None,
+    threads: ThreadPolicy | None = None,
 ) -> TrainedModel:
     """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
-    so that several runs on one data set (other seeds, say) decode the recordings once."""
-    model, history = fit(
-        data.features,
-        data.mask,
-        config=config,
-        labels=data.labels,
-        progress=progress,
-        should_stop=should_stop,
-        checkpoint_dir=checkpoint_dir,
-        held_out=held_out,
-        groups=data.clip_index,
-    )
+    so that several runs on one data set (other seeds, say) decode the recordings once.
+    With ``threads``, the network trains with its workload's thread count."""
+    with phase_threads(threads, training_workload(feature_config)):
+        model, history = fit(
+            data.features,
+            data.mask,
+            config=config,
+            labels=data.labels,
+            progress=progress,
+            should_stop=should_stop,
+            checkpoint_dir=checkpoint_dir,
+            held_out=held_out,
+            groups=data.clip_index,
+        )
     info = training_info(
         model=model,
         config=config,

@@ -222,3 +222,31 @@ def test_every_config_field_is_an_option(
     assert config.model_hyperparameters == {"gru_hidden": 16}
     assert features.utterance_norm is True and features.activity_threshold_db is None
     assert features.f_max == 3500.0 and features.n_mels == 128  # preset kept where not set
+
+
+def test_evaluate_after_train_reads_the_embeddings_train_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uvac.audio import configure_encoder_precision, load_encoder
+
+    configure_encoder_precision("fp32")
+    data = tmp_path / "scenes"
+    for index in range(3):
+        _write_tone(data / "low" / f"low_{index}.wav", frequency=220, seconds=1.0, seed=index)
+        _write_tone(data / "high" / f"high_{index}.wav", frequency=1760, seconds=1.0, seed=index)
+    cache = tmp_path / "cache"
+    encoder = load_encoder("sound-encoder")
+    original = encoder.embed
+    calls: list[int] = []
+    monkeypatch.setattr(encoder, "embed", lambda windows: calls.append(1) or original(windows))
+    common = ["--embedding-cache", str(cache)]
+
+    train = ["train", str(data), "--out", str(tmp_path / "m"), "--split", "all", "--epochs", "1"]
+    assert main([*train, "--clusters", "2", *common]) == 0
+    assert calls and len(list(cache.glob("*/*.safetensors"))) == 6
+    calls.clear()
+    assert main(["evaluate", str(tmp_path / "m"), str(data), "--split", "all", *common]) == 0
+    assert calls == []
+    assert main(["evaluate", str(tmp_path / "m"), str(data), "--split", "all",
+                 "--no-embedding-cache"]) == 0  # fmt: skip
+    assert calls  # without the cache every recording is embedded again
