@@ -5,6 +5,7 @@ Subpackages, each above the ones before it (``docs/architecture.md`` draws the r
 
 - `uvac.audio`: decoding, log-mel, encoders, windows, folders of recordings;
 - `uvac.models`: the clustering networks, built by name;
+- `uvac.novelty`: the novelty score a trained model carries, its calibration and fitting;
 - `uvac.training`: configuration, presets, the training loop and the saved artifact;
 - `uvac.evaluation`: inference with a trained model, metrics, baselines, tables;
 - `uvac.selection`: the K sweep, its rule, cluster identities across versions;
