@@ -402,7 +402,13 @@ def test_more_streams_than_the_maximum_are_refused_until_one_closes(
             assert problem["type"].endswith("/too-many-streams")
             assert problem["retry_after_s"] > 0
             assert _open_streams(client) == 1
-        # The first client left without eof: its slot is free again.
+            # Ended by the protocol (eof with no audio is a 4422): Starlette's test client
+            # cancels an app the moment its client leaves, so leaving mid-stream is tested
+            # against a real server (test_stream_e2e.py).
+            first.send_json({"type": "eof"})
+            _, code = read_to_close(first)
+            assert code == 4422
+        # The first stream has ended: its slot is free again.
         _assert_none_open(client)
         _, _, code = _stream(client, [pcm_bytes(varied_audio(0.6), "pcm_s16le")])
         assert code == 1000
@@ -430,9 +436,16 @@ def test_a_key_is_needed_before_the_socket_is_accepted(
         ):
             pass
         audio = pcm_bytes(varied_audio(0.6), "pcm_s16le")
+        # Each accepted stream is ended as the protocol says (eof, then the server closes):
+        # leaving mid-stream is tested against a real server, where the app is not cancelled
+        # the moment the client goes, as Starlette's test client does.
         with client.websocket_connect("/v1/stream", headers={"X-API-Key": "k-123"}) as websocket:
             websocket.send_json({"type": "config"})
             assert websocket.receive_json()["type"] == "ready"
+            websocket.send_bytes(audio)
+            websocket.send_json({"type": "eof"})
+            _, code = read_to_close(websocket)
+            assert code == 1000
         # A browser offers the key as a subprotocol; the server answers uvac.v1, not the key.
         with client.websocket_connect(
             "/v1/stream", subprotocols=["uvac.v1", "uvac.key.k-123"]
