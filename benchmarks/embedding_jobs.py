@@ -75,8 +75,8 @@ logger = logging.getLogger("benchmarks.embedding_jobs")
 
 DATASETS = {
     # name: (folder, preset, key in the results, n_clusters)
-    "esc10": (Path("/work/shared/data/esc10"), "scenes", "esc10", 10),
-    "fsdd": (Path("/work/shared/data/fsdd/recordings"), "speech", "large", 10),
+    "esc10": (REPO_ROOT.parent / "shared" / "data" / "esc10", "scenes", "esc10", 10),
+    "fsdd": (REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings", "speech", "large", 10),
 }
 HOST_CORES = 2  # the machine the service was sized for
 BUSY_EPOCHS = 60

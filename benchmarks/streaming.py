@@ -69,7 +69,7 @@ from uvac.training import TrainedModel  # noqa: E402
 
 logger = logging.getLogger("benchmarks.streaming")
 
-ESC10_DIR = Path("/work/shared/data/esc10")
+ESC10_DIR = REPO_ROOT.parent / "shared" / "data" / "esc10"
 TARGET_P95_MS = 250.0
 FRAME_S = 0.1
 CORES = 2
