@@ -87,11 +87,7 @@ def spectral_pseudo_labels(
             n_neighbors=min(SPECTRAL_NEIGHBOURS, vectors.shape[0] - 1),
             include_self=True,
         )
-        tiny = SpectralClustering(
-            n_clusters=n_clusters, affinity="precomputed", assign_labels="kmeans", random_state=seed
-        )
-        dense = (0.5 * (graph + graph.T)).toarray()
-        return torch.from_numpy(tiny.fit_predict(dense)).to(torch.int64)
+        return _cut_graph(graph, n_clusters=n_clusters, seed=seed)
     spectral = SpectralClustering(
         n_clusters=n_clusters,
         affinity="nearest_neighbors",
@@ -121,12 +117,19 @@ def _spectral_across_recordings(
     connectivity = scipy.sparse.csr_matrix(
         (np.ones(rows.shape[0]), (rows.numpy(), columns.numpy())), shape=(n_windows, n_windows)
     )
+    return _cut_graph(connectivity, n_clusters=n_clusters, seed=seed)
+
+
+def _cut_graph(connectivity: scipy.sparse.spmatrix, *, n_clusters: int, seed: int) -> Tensor:
+    """Spectral clustering ``(N,)`` int64 of a k-nearest-neighbour connectivity ``(N, N)``,
+    symmetrised as scikit-learn does (dense when the graph is `_tiny`)."""
+    affinity = 0.5 * (connectivity + connectivity.T)
+    if _tiny(affinity.shape[0], n_clusters):
+        affinity = affinity.toarray()
     spectral = SpectralClustering(
         n_clusters=n_clusters, affinity="precomputed", assign_labels="kmeans", random_state=seed
     )
-    affinity = 0.5 * (connectivity + connectivity.T)
-    labels = spectral.fit_predict(affinity.toarray() if _tiny(n_windows, n_clusters) else affinity)
-    return torch.from_numpy(labels).to(torch.int64)
+    return torch.from_numpy(spectral.fit_predict(affinity)).to(torch.int64)
 
 
 def ward_pseudo_labels(x: Tensor, mask: Tensor, *, n_clusters: int, seed: int) -> Tensor:
