@@ -25,19 +25,20 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from model_store.errors import Corrupted, StoreError
-from model_store.fsutil import atomic_write_json, read_json
-from model_store.locking import model_lock
-from model_store.object_store import ObjectModelStore
+from model_store.errors import StoreError
 from model_store.records import ModelVersion
-from model_store.store import ModelStore
+from model_store.version_tables import (
+    TABLE_FORMAT,
+    TableSource,
+    read_table,
+    update_table,
+)
 
 # Where the names live: a folder store's root (or the store), or an object store, where the
 # file is replaced by compare-and-swap instead of under the folder's lock.
-NamesSource = Path | ModelStore | ObjectModelStore
+NamesSource = TableSource
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 NAMES_FILE_NAME = "cluster_names.json"
-NAMES_FORMAT = 1
 MAX_NAME_LENGTH = 64
 # Beside letters, marks and digits of any script (Hindi, Bengali and Tamil vowel signs are
 # marks), these punctuation characters; never controls, format characters (bidi overrides)
@@ -102,47 +102,9 @@ def _is_name(text: str) -> bool:
     return all(unicodedata.category(char)[0] in "LMN" or char in _NAME_PUNCTUATION for char in text)
 
 
-def _names_path(store_root: Path, name: str) -> Path:
-    return store_root / name / NAMES_FILE_NAME
-
-
-def _root(source: NamesSource) -> Path | None:
-    if isinstance(source, ObjectModelStore):
-        return None
-    return source.root if isinstance(source, ModelStore) else source
-
-
-def _checked(document: Any, *, name: str) -> dict[str, Any]:
-    try:
-        if not isinstance(document.get("versions"), dict):
-            raise ValueError("no versions table")
-        return dict(document)
-    except (ValueError, AttributeError) as error:
-        raise Corrupted(f"unreadable cluster names of {name}: {error}", ref=name) from error
-
-
-def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"format": NAMES_FORMAT, "versions": {}}
-    try:
-        document = read_json(path)
-    except (OSError, ValueError) as error:
-        raise Corrupted(
-            f"unreadable cluster names {path.name}: {error}", ref=path.parent.name
-        ) from error
-    return _checked(document, name=path.parent.name)
-
-
 def names_document(source: NamesSource, name: str) -> dict[str, Any]:
     """The names file of model ``name`` (an empty table when there is none)."""
-    root = _root(source)
-    if root is not None:
-        return _read(_names_path(root, name))
-    assert isinstance(source, ObjectModelStore)
-    document = source.read_document(NAMES_FILE_NAME, name=name)
-    if document is None:
-        return {"format": NAMES_FORMAT, "versions": {}}
-    return _checked(document, name=name)
+    return read_table(source, NAMES_FILE_NAME, name=name, what="cluster names")
 
 
 def metadata_names(metadata: Mapping[str, Any], *, n_clusters: int) -> dict[str, str]:
@@ -245,22 +207,14 @@ def set_cluster_name(
             entry = {"sha256": version.sha256, "names": {}}
         entry["names"] = {**entry.get("names", {}), str(cluster): clean}
         versions[str(version.version)] = entry
-        return {"format": NAMES_FORMAT, "versions": versions}
+        return {"format": TABLE_FORMAT, "versions": versions}
 
-    root = _root(store_root)
-    if root is None:
-        assert isinstance(store_root, ObjectModelStore)
-        store_root.update_document(
-            NAMES_FILE_NAME,
-            name=version.name,
-            change=lambda current: edit(
-                _checked(current, name=version.name)
-                if current is not None
-                else {"format": NAMES_FORMAT, "versions": {}}
-            ),
-        )
-    else:
-        path = _names_path(root, version.name)
-        with model_lock(path.parent, timeout_s=lock_timeout_s, create=False):
-            atomic_write_json(path, edit(_read(path)))
+    update_table(
+        store_root,
+        NAMES_FILE_NAME,
+        name=version.name,
+        what="cluster names",
+        change=edit,
+        lock_timeout_s=lock_timeout_s,
+    )
     return cluster_names(store_root, version, n_clusters=n_clusters)
