@@ -10,8 +10,10 @@ encoders):
   held-out training windows, exactly as training does it: `uvac.novelty.fit_novelty`).
 - ``far``: ESC-10's train split (sound encoder) against FSDD's test split, and FSDD's train
   split (speech encoder) against ESC-10's test split.
-- every candidate side by side: the shipped Mahalanobis distance to the nearest K-means centre
-  with a shared covariance shrunk at several strengths and with Ledoit-Wolf's; k-nearest-
+- every candidate side by side: the shipped relative Mahalanobis distance (to the nearest
+  K-means centre with a shared covariance, less a weight times the distance to the mean under
+  the data's own covariance) at several shrinkages and weights, the plain distance to the
+  nearest centre at several shrinkages and with Ledoit-Wolf's covariance; k-nearest-
   neighbour distances on standardised, L2-normalised embeddings (per window) and on
   standardised ones; for the shipped ESC-10 model (`app/default_model/bundle`, trained on the
   same split) also the maximum of pi, the energy of pi and a rank combination, on ``far``.
@@ -57,6 +59,7 @@ from uvac.audio import (  # noqa: E402
 from uvac.audio.speech_activity import SPEECH_PRESENT_SHARE  # noqa: E402
 from uvac.evaluation import separation  # noqa: E402
 from uvac.novelty import (  # noqa: E402
+    DEFAULT_BACKGROUND_WEIGHT,
     DEFAULT_FALSE_ALARM_RATE,
     DEFAULT_SHRINKAGE,
     NoveltyScore,
@@ -66,7 +69,7 @@ from uvac.training import build_configs, load_trained_model  # noqa: E402
 
 logger = logging.getLogger("benchmarks.novelty")
 
-DEFAULT_SCORE = f"mahalanobis_shrink{DEFAULT_SHRINKAGE}"
+DEFAULT_SCORE = f"relative_mahalanobis_shrink{DEFAULT_SHRINKAGE}_weight{DEFAULT_BACKGROUND_WEIGHT}"
 NON_SPEECH_CLASSES = (
     "002 - Rain", "003 - Sea waves", "010 - Fire crackling", "007 - Helicopter",
     "008 - Chainsaw", "005 - Clock tick",
@@ -78,16 +81,23 @@ Candidate = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (train, query
 # ------------------------------------------------------------------------------- candidates
 
 
-def _mahalanobis(shrinkage: float) -> Candidate:
+def _mahalanobis(shrinkage: float, *, background_weight: float = 0.0) -> Candidate:
     def score(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-        fitted = NoveltyScore.fit(torch.from_numpy(train), n_clusters=k, shrinkage=shrinkage)
+        fitted = NoveltyScore.fit(
+            torch.from_numpy(train),
+            n_clusters=k,
+            shrinkage=shrinkage,
+            background_weight=background_weight,
+        )
         return fitted.scores(torch.from_numpy(query)).numpy()
 
     return score
 
 
 def _mahalanobis_ledoit_wolf(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    base = NoveltyScore.fit(torch.from_numpy(train), n_clusters=k, shrinkage=1.0)
+    base = NoveltyScore.fit(
+        torch.from_numpy(train), n_clusters=k, shrinkage=1.0, background_weight=0.0
+    )
     standard = (train - base.mean.numpy()) / base.std.numpy()
     centres = base.centres.numpy() / np.diag(base.whitening.numpy())[None, :]  # back to standard
     nearest = ((standard[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
@@ -118,8 +128,17 @@ def _knn(neighbours: int, *, l2: bool) -> Candidate:
     return score
 
 
+# (shrinkage, background weight) of the relative candidates: weight 1 is Ren et al.'s score.
+_RELATIVE_SETTINGS = (
+    (0.8, 1.0), (0.9, 1.0), (0.95, 1.0), (0.9, 0.5), (0.9, 0.65), (0.95, 0.75),
+    (DEFAULT_SHRINKAGE, DEFAULT_BACKGROUND_WEIGHT),
+)  # fmt: skip
 CANDIDATES: dict[str, Candidate] = {
-    **{f"mahalanobis_shrink{s}": _mahalanobis(s) for s in (0.5, 0.8, DEFAULT_SHRINKAGE, 1.0)},
+    **{f"mahalanobis_shrink{s}": _mahalanobis(s) for s in (0.5, 0.8, 0.9, 1.0)},
+    **{
+        f"relative_mahalanobis_shrink{s}_weight{w}": _mahalanobis(s, background_weight=w)
+        for s, w in _RELATIVE_SETTINGS
+    },
     "mahalanobis_ledoit_wolf": _mahalanobis_ledoit_wolf,
     "knn1_l2": _knn(1, l2=True),
     "knn5_l2": _knn(5, l2=True),

@@ -14,7 +14,7 @@ class NoveltyPublic(BaseModel):
         description="False for a version published before novelty scores existed: its "
         "answers carry `novelty: null` and `unknown: null`."
     )
-    method: str | None = Field(default=None, examples=["mahalanobis-nearest-centre"])
+    method: str | None = Field(default=None, examples=["relative-mahalanobis-nearest-centre"])
     false_alarm_rate: float | None = Field(
         default=None,
         description="The share of known recordings answered as unknown, now.",

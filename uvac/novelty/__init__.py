@@ -1,8 +1,9 @@
 """How far a window lies from what a model was trained on: the novelty score every model
 carries, fitted where training builds the artifact and applied where inference runs.
 
-`NoveltyScore` (`score`): a Mahalanobis distance to the nearest of K centres of the training
-windows, with one shared covariance shrunk towards its mean variance; `fit_novelty` (`fitting`)
+`NoveltyScore` (`score`): a relative Mahalanobis distance, to the nearest of K centres of the
+training windows (one shared covariance shrunk towards its mean variance) less a share of the
+distance to their mean under their own covariance; `fit_novelty` (`fitting`)
 fits it on training windows and calibrates it on cross-fitted held-out windows, so the model
 knows its score's distribution on recordings it has not seen (`Calibration`).
 
@@ -19,10 +20,16 @@ from uvac.novelty.calibration import (
     check_false_alarm_rate,
 )
 from uvac.novelty.fitting import CALIBRATION_FOLDS, FittedNovelty, fit_novelty
-from uvac.novelty.score import DEFAULT_SHRINKAGE, NoveltyScore, window_vectors
+from uvac.novelty.score import (
+    DEFAULT_BACKGROUND_WEIGHT,
+    DEFAULT_SHRINKAGE,
+    NoveltyScore,
+    window_vectors,
+)
 
 __all__ = [
     "CALIBRATION_FOLDS",
+    "DEFAULT_BACKGROUND_WEIGHT",
     "DEFAULT_FALSE_ALARM_RATE",
     "DEFAULT_SHRINKAGE",
     "MAX_FALSE_ALARM_RATE",

@@ -1,4 +1,4 @@
-"""The novelty score of a window: a Mahalanobis distance to the nearest cluster centre.
+"""The novelty score of a window: a relative Mahalanobis distance to the nearest cluster centre.
 
 What it sees is what the model sees: the model's input windows ``(N, 1, T, M)``, summarised
 per window as one vector (`window_vectors`: the embedding itself for an encoder front-end,
@@ -12,9 +12,24 @@ their centres is shared by all clusters and shrunk towards a multiple of the ide
     Sigma = (1 - lambda) S + lambda (trace(S) / D) I,
 
 because a data set holds fewer windows than an embedding has dimensions. The score is the
-squared distance to the nearest centre under Sigma^-1; larger is more novel. Its cost does not
-grow with the training set: a (D, D) whitening matrix and K centres, one (D, D) product and K
-distances per window.
+squared distance to the nearest centre under Sigma^-1 minus the squared distance to the
+training vectors' mean under their own covariance, shrunk the same way (the background),
+weighted by w:
+
+    score(x) = min_k |x - c_k|^2_Sigma - w |x - mu|^2_Sigma0
+
+With w = 1 this is the relative Mahalanobis distance of Ren et al. (2021, "A Simple Fix to
+Mahalanobis Distance for Improving Near-OOD Detection"). The background term takes away what
+every sound's distance shares, its spread along the directions in which all training windows
+vary, so that what is left is how far a window lies from the clusters relative to the data as
+a whole: environments close to the known ones separate better. It also takes away part of
+what sets a far sound (speech, for an environment model) apart, so the default weight is
+below 1; benchmarks/README.md has both tests for each weight. Larger is more novel; the score
+can be negative. Its cost does not grow with the training set: two (D, D) whitening matrices
+and K centres, two (D, D) products and K distances per window.
+
+A score stored by an earlier version (method `LEGACY_METHOD`, without the background) still
+loads and scores as it did.
 """
 
 from __future__ import annotations
@@ -27,13 +42,24 @@ import torch
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-__all__ = ["DEFAULT_SHRINKAGE", "METHOD", "NoveltyScore", "window_vectors"]
+__all__ = [
+    "DEFAULT_BACKGROUND_WEIGHT",
+    "DEFAULT_SHRINKAGE",
+    "LEGACY_METHOD",
+    "METHOD",
+    "NoveltyScore",
+    "window_vectors",
+]
 
-METHOD = "mahalanobis-nearest-centre"
-# The weight of the identity in the shared covariance; chosen by benchmarks/novelty.py.
-DEFAULT_SHRINKAGE = 0.9
+METHOD = "relative-mahalanobis-nearest-centre"
+LEGACY_METHOD = "mahalanobis-nearest-centre"  # no background term
+# The weight of the identity in both covariances, and the background's weight w; chosen by
+# benchmarks/novelty.py.
+DEFAULT_SHRINKAGE = 0.95
+DEFAULT_BACKGROUND_WEIGHT = 0.85
 _MIN_STD = 1e-6
 _TENSOR_NAMES = ("mean", "std", "centres", "whitening")
+_BACKGROUND = "background_whitening"
 
 
 def window_vectors(features: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -62,13 +88,17 @@ def window_vectors(features: Tensor, mask: Tensor | None = None) -> Tensor:
 
 @dataclass(frozen=True)
 class NoveltyScore:
-    """A fitted score: ``scores(vectors)`` -> one non-negative number per window."""
+    """A fitted score: ``scores(vectors)`` -> one number per window, larger is more novel."""
 
     mean: Tensor  # (D,) of the training vectors
     std: Tensor  # (D,)
     centres: Tensor  # (K, D) in whitened coordinates
     whitening: Tensor  # (D, D): x @ whitening has the identity as shared covariance
     shrinkage: float
+    # (D, D): standardised x @ background_whitening has the identity as covariance of all the
+    # training vectors; None for a score stored without the background (`LEGACY_METHOD`).
+    background_whitening: Tensor | None = None
+    background_weight: float = 0.0
 
     @property
     def dimensions(self) -> int:
@@ -82,12 +112,16 @@ class NoveltyScore:
         n_clusters: int,
         shrinkage: float = DEFAULT_SHRINKAGE,
         seed: int = 0,
+        background_weight: float = DEFAULT_BACKGROUND_WEIGHT,
     ) -> NoveltyScore:
-        """Fit on training vectors ``(N, D)`` (N >= 2)."""
+        """Fit on training vectors ``(N, D)`` (N >= 2); ``background_weight=0`` leaves out the
+        background term (the plain distance to the nearest centre)."""
         if vectors.ndim != 2 or vectors.shape[0] < 2:
             raise ValueError(f"need at least two vectors (N, D), got {tuple(vectors.shape)}")
         if not 0.0 < shrinkage <= 1.0:
             raise ValueError(f"shrinkage must be in (0, 1], got {shrinkage}")
+        if not 0.0 <= background_weight <= 1.0:
+            raise ValueError(f"background_weight must be in [0, 1], got {background_weight}")
         values = vectors.to(torch.float64)
         mean = values.mean(dim=0)
         std = values.std(dim=0, correction=0)
@@ -97,40 +131,46 @@ class NoveltyScore:
         kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(standard.numpy())
         centres = torch.from_numpy(kmeans.cluster_centers_).to(torch.float64)  # (K, D)
         labels = torch.from_numpy(kmeans.labels_).long()
-        residuals = standard - centres[labels]
-        covariance = residuals.T @ residuals / residuals.shape[0]  # (D, D)
-        scale = float(torch.trace(covariance)) / covariance.shape[0]
-        scale = scale if scale > 0 else 1.0
-        identity = torch.eye(covariance.shape[0], dtype=torch.float64)
-        shrunk = (1.0 - shrinkage) * covariance + shrinkage * scale * identity
-        # Sigma^-1 = W W^T with W = L^-T for Sigma = L L^T, so |(x - c) W|^2 is the distance.
-        cholesky = torch.linalg.cholesky(shrunk)
-        whitening = torch.linalg.solve_triangular(cholesky, identity, upper=False).T
+        whitening = _shrunk_whitening(standard - centres[labels], shrinkage)
+        # The standardised vectors have mean 0, so the background's centre is the origin.
+        background = _shrunk_whitening(standard, shrinkage) if background_weight > 0 else None
         return cls(
             mean=mean.float(),
             std=std.float(),
             centres=(centres @ whitening).float(),
             whitening=whitening.float(),
             shrinkage=float(shrinkage),
+            background_whitening=None if background is None else background.float(),
+            background_weight=float(background_weight) if background is not None else 0.0,
         )
 
     def scores(self, vectors: Tensor) -> Tensor:
-        """``(N, D)`` -> ``(N,)`` squared Mahalanobis distance to the nearest centre."""
+        """``(N, D)`` -> ``(N,)``: the squared Mahalanobis distance to the nearest centre, less
+        w times the squared distance to the training mean under the background covariance."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dimensions:
             raise ValueError(
                 f"novelty score expects (N, {self.dimensions}) vectors, got {tuple(vectors.shape)}"
             )
-        whitened = ((vectors.float() - self.mean) / self.std) @ self.whitening  # (N, D)
-        distances = torch.cdist(whitened, self.centres) ** 2  # (N, K)
-        return distances.min(dim=1).values
+        standard = (vectors.float() - self.mean) / self.std  # (N, D)
+        distances = torch.cdist(standard @ self.whitening, self.centres) ** 2  # (N, K)
+        nearest = distances.min(dim=1).values
+        if self.background_whitening is None:
+            return nearest
+        background = ((standard @ self.background_whitening) ** 2).sum(dim=1)
+        return nearest - self.background_weight * background
 
     def to_tensors(self, prefix: str) -> dict[str, Tensor]:
-        return {prefix + name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
+        tensors = {prefix + name: getattr(self, name).contiguous() for name in _TENSOR_NAMES}
+        if self.background_whitening is not None:
+            tensors[prefix + _BACKGROUND] = self.background_whitening.contiguous()
+        return tensors
 
     def to_dict(self) -> dict[str, Any]:
+        relative = self.background_whitening is not None
         return {
-            "method": METHOD,
+            "method": METHOD if relative else LEGACY_METHOD,
             "shrinkage": self.shrinkage,
+            **({"background_weight": self.background_weight} if relative else {}),
             "dimensions": self.dimensions,
             "n_centres": int(self.centres.shape[0]),
         }
@@ -140,10 +180,12 @@ class NoveltyScore:
         cls, tensors: Mapping[str, Tensor], document: Mapping[str, Any], *, prefix: str
     ) -> NoveltyScore:
         """Rebuild from `to_tensors` and `to_dict`; `ValueError` names what does not fit."""
-        if document.get("method") != METHOD:
-            raise ValueError(f"unknown novelty method {document.get('method')!r}")
+        method = document.get("method")
+        if method not in (METHOD, LEGACY_METHOD):
+            raise ValueError(f"unknown novelty method {method!r}")
+        names = (*_TENSOR_NAMES, _BACKGROUND) if method == METHOD else _TENSOR_NAMES
         try:
-            values = {name: tensors[prefix + name].float() for name in _TENSOR_NAMES}
+            values = {name: tensors[prefix + name].float() for name in names}
         except KeyError as error:
             raise ValueError(f"missing tensor {error}") from error
         d = values["mean"].shape[0]
@@ -154,7 +196,28 @@ class NoveltyScore:
             and values["centres"].ndim == 2
             and values["centres"].shape[1] == d
             and document.get("dimensions") == d
+            and (_BACKGROUND not in values or values[_BACKGROUND].shape == (d, d))
         )
         if not shapes_fit:
             raise ValueError("the novelty tensors' shapes disagree with each other")
-        return cls(shrinkage=float(document.get("shrinkage", DEFAULT_SHRINKAGE)), **values)
+        weight: Any = document.get("background_weight") if method == METHOD else 0.0
+        if method == METHOD and not (isinstance(weight, int | float) and 0.0 < weight <= 1.0):
+            raise ValueError(f"background_weight must be in (0, 1], got {weight!r}")
+        return cls(
+            shrinkage=float(document.get("shrinkage", DEFAULT_SHRINKAGE)),
+            background_weight=float(weight),
+            **values,
+        )
+
+
+def _shrunk_whitening(residuals: Tensor, shrinkage: float) -> Tensor:
+    """``(N, D)`` residuals -> W ``(D, D)`` with ``|r @ W|^2`` the squared distance under their
+    covariance shrunk towards its mean variance."""
+    covariance = residuals.T @ residuals / residuals.shape[0]  # (D, D)
+    scale = float(torch.trace(covariance)) / covariance.shape[0]
+    scale = scale if scale > 0 else 1.0
+    identity = torch.eye(covariance.shape[0], dtype=torch.float64)
+    shrunk = (1.0 - shrinkage) * covariance + shrinkage * scale * identity
+    # Sigma^-1 = W W^T with W = L^-T for Sigma = L L^T, so |(x - c) W|^2 is the distance.
+    cholesky = torch.linalg.cholesky(shrunk)
+    return torch.linalg.solve_triangular(cholesky, identity, upper=False).T

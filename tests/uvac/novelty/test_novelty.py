@@ -83,3 +83,38 @@ def test_stored_score_round_trips() -> None:
     rebuilt = NoveltyScore.from_stored(score.to_tensors("s."), score.to_dict(), prefix="s.")
     query = torch.randn(7, 6)
     assert torch.equal(score.scores(query), rebuilt.scores(query))
+
+
+def test_the_background_term_is_the_distance_to_the_training_mean() -> None:
+    train = torch.cat([_class(c, 60, seed=c) for c in range(3)])
+    relative = NoveltyScore.fit(train, n_clusters=3, background_weight=0.5)
+    plain = NoveltyScore.fit(train, n_clusters=3, background_weight=0.0)
+    background = NoveltyScore.fit(train, n_clusters=1, background_weight=0.0)
+    query = torch.cat([_class(0, 5, seed=30), _class(3, 5, seed=31)])
+    expected = plain.scores(query) - 0.5 * background.scores(query)
+    assert torch.allclose(relative.scores(query), expected, atol=1e-3)
+    document = relative.to_dict()
+    assert document["method"] == "relative-mahalanobis-nearest-centre"
+    rebuilt = NoveltyScore.from_stored(relative.to_tensors("s."), document, prefix="s.")
+    assert torch.equal(rebuilt.scores(query), relative.scores(query))
+
+
+def test_a_score_stored_without_the_background_loads_and_scores_as_before() -> None:
+    plain = NoveltyScore.fit(torch.randn(50, 6), n_clusters=3, background_weight=0.0)
+    document = plain.to_dict()
+    assert document["method"] == "mahalanobis-nearest-centre"
+    rebuilt = NoveltyScore.from_stored(plain.to_tensors("s."), document, prefix="s.")
+    assert rebuilt.background_whitening is None
+    query = torch.randn(7, 6)
+    assert torch.equal(plain.scores(query), rebuilt.scores(query))
+
+
+def test_a_relative_score_missing_its_background_is_refused() -> None:
+    score = NoveltyScore.fit(torch.randn(50, 6), n_clusters=3)
+    tensors = score.to_tensors("s.")
+    del tensors["s.background_whitening"]
+    with pytest.raises(ValueError, match="background_whitening"):
+        NoveltyScore.from_stored(tensors, score.to_dict(), prefix="s.")
+    document = {**score.to_dict(), "background_weight": 2.0}
+    with pytest.raises(ValueError, match="background_weight"):
+        NoveltyScore.from_stored(score.to_tensors("s."), document, prefix="s.")
