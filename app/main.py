@@ -38,7 +38,7 @@ from app.middleware import (
 )
 from app.openapi_docs import install_openapi
 from app.pages import PAGE_ASSETS
-from app.problems import register_problem_handlers, server_paths
+from app.problems import register_problem_handlers
 from app.routes import (
     LEGACY_ROUTES,
     PAGE_ASSETS_PATH,
@@ -95,16 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    register_problem_handlers(
-        app,
-        redis_retry_after_seconds=settings.redis_retry_after_seconds,
-        hidden_paths=server_paths(
-            settings.data_dir,
-            settings.model_store_path,
-            settings.datasets_path,
-            settings.checkpoints_path,
-        ),
-    )
+    register_problem_handlers(app, redis_retry_after_seconds=settings.redis_retry_after_seconds)
 
     # add_middleware wraps: the last one added runs first. Request ids outermost, so even
     # CORS refusals and metrics-timed responses carry one; CORS answers preflights before

@@ -13,21 +13,18 @@ are `ApiProblem`s. Validation errors add an `errors` list; an unexpected excepti
 whose detail names only the request id (a 5xx is a bug, and its text is not for callers).
 
 No document shows a path of the server's: the messages are written not to, and as a second
-lock every string of a document is cleared of the server's folders (`server_paths`) before
-it is sent, so a library's error text quoted in a detail cannot leak one.
+lock every absolute path in a document is blanked (`worker.server_paths`) before it is sent,
+so a library's error text quoted in a detail cannot leak one. Every such path is blanked
+alike, the caller's own too, so what comes back says nothing of which folders exist here.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import sys
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -40,6 +37,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Match
 
 from app.messages import plain_message
+from worker.server_paths import redacted
 
 logger = logging.getLogger(__name__)
 
@@ -295,39 +293,6 @@ class BodyTooLarge(HTTPException):
         )
 
 
-SERVER_PATH_PLACEHOLDER = "<server path>"
-
-
-def server_paths(*folders: Path) -> tuple[str, ...]:
-    """The folders whose names must not reach a caller, each as given and resolved, with the
-    temporary folder, the working folder, the interpreter's prefix and the home folder."""
-    candidates = [*folders, Path(tempfile.gettempdir()), Path.cwd(), Path(sys.prefix)]
-    candidates.append(Path(os.path.expanduser("~")))
-    spellings = set()
-    for folder in candidates:
-        for spelling in (folder.absolute(), folder.resolve()):
-            if len(spelling.parts) > 1:  # never "/" itself: every path would match
-                spellings.add(str(spelling))
-    return tuple(sorted(spellings, key=len, reverse=True))
-
-
-def _path_pattern(paths: Sequence[str]) -> re.Pattern[str] | None:
-    if not paths:
-        return None
-    alternatives = "|".join(re.escape(path) for path in paths)
-    return re.compile(rf"(?:{alternatives})(?:/[^\s'\"]*)?")
-
-
-def _redacted(value: Any, pattern: re.Pattern[str]) -> Any:
-    if isinstance(value, str):
-        return pattern.sub(SERVER_PATH_PLACEHOLDER, value)
-    if isinstance(value, Mapping):
-        return {key: _redacted(item, pattern) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item, pattern) for item in value]
-    return value
-
-
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -335,10 +300,10 @@ def request_id_of(request: Request) -> str | None:
 def problem_document(
     request: HTTPConnection, problem: Problem, *, request_id: str | None
 ) -> dict[str, Any]:
-    """The problem's JSON document for this request, without any of the server's paths."""
+    """The problem's JSON document for this request, without any absolute path (`instance`,
+    the path the caller asked for, aside)."""
     document = problem.document(instance=request.url.path, request_id=request_id)
-    pattern = getattr(request.app.state, "server_path_pattern", None)
-    return _redacted(document, pattern) if pattern is not None else document
+    return {key: value if key == "instance" else redacted(value) for key, value in document.items()}
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
@@ -387,13 +352,8 @@ def _domain_error_classes() -> list[type[Exception]]:
     return [UvacError, StoreError, DatasetStoreError, WorkerError]
 
 
-def register_problem_handlers(
-    app: FastAPI, *, redis_retry_after_seconds: int = 5, hidden_paths: Sequence[str] = ()
-) -> None:
-    """Install the handlers once; Starlette walks each exception's MRO to find them.
-
-    ``hidden_paths`` (see `server_paths`) are replaced in every problem document."""
-    app.state.server_path_pattern = _path_pattern(hidden_paths)
+def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 5) -> None:
+    """Install the handlers once; Starlette walks each exception's MRO to find them."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)

@@ -15,6 +15,7 @@ from model_store import Corrupted, NotFound
 from tests.app.helpers import assert_problem
 from uvac.errors import AudioTooLongError, NotAudioError
 from worker.errors import JobNotFound
+from worker.server_paths import without_server_paths
 
 
 def test_domain_errors_map_by_their_class_attributes() -> None:
@@ -185,6 +186,34 @@ def test_no_problem_document_shows_a_server_path(settings, tmp_path) -> None:
     assert str(tmp_path) not in repr(detail) + repr(extension)
     assert detail["detail"] == "[Errno 36] File name too long: '<server path>'"
     assert extension["where"] == ["<server path>"]
+
+
+def test_every_absolute_path_is_blanked_alike(settings) -> None:
+    """A name of one of the service's folders and any other absolute path come back the same,
+    so the answers do not tell which folders exist here."""
+    app = create_app(settings)
+
+    @app.get("/echo")
+    def echo(name: str) -> None:
+        raise ArchiveRejected(f"Entry {name!r} has an absolute path.")
+
+    own = [settings.datasets_path.resolve(), settings.model_store_path.resolve()]
+    others = ["/etc/passwd", "/no/such/folder/a.wav", "/srv/uvac/datasets"]
+    with TestClient(app) as client:
+        answers = {
+            str(name): client.get("/echo", params={"name": str(name)}).json()
+            for name in [*own, *others]
+        }
+    details = {answer["detail"] for answer in answers.values()}
+    assert details == {"Entry '<server path>' has an absolute path."}
+    assert all(answer["instance"] == "/echo" for answer in answers.values())
+
+
+def test_a_route_named_in_a_message_is_kept() -> None:
+    message = "No model yet. Train one with POST /v1/train, then GET /v1/jobs/{id}; not /etc/x."
+    assert without_server_paths(message) == (
+        "No model yet. Train one with POST /v1/train, then GET /v1/jobs/{id}; not <server path>"
+    )
 
 
 def test_each_validation_problem_is_one_plain_sentence(client: TestClient) -> None:
