@@ -14,13 +14,14 @@ from app.schemas.problem import ProblemPublic
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 
 _DESCRIPTIONS = {
-    400: "Malformed request",
+    400: "Malformed request (a header, a Range, a multipart body, an archive)",
     401: "No API key (when keys are configured)",
     403: "The API key is not valid",
     404: "Not found",
     408: "The upload arrived slower than the configured floor",
     409: "Conflict with the current state",
-    413: "Upload, audio or batch over the configured limits",
+    413: "Body, upload, audio or batch over the configured limits",
+    416: "The Range header asks for bytes outside the file",
     415: "Not audio, or an unsupported encoding or media type",
     422: "Validation error (a body that is not valid JSON included) or unusable input",
     429: "Too many uploads at once; see Retry-After",
@@ -37,6 +38,21 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def _document_shared_refusals(operation: dict[str, Any]) -> None:
+    """The answers that come from what a route takes rather than from its own code: a body
+    over the cap is a 413 (app.middleware.BodySizeLimitMiddleware, or the upload's own
+    limits), a malformed `Idempotency-Key` a 400 (app.idempotency)."""
+    responses = operation["responses"]
+    shared = []
+    if "requestBody" in operation:
+        shared.append(413)
+    headers = {p["name"].lower() for p in operation.get("parameters", []) if p["in"] == "header"}
+    if "idempotency-key" in headers:
+        shared.append(400)
+    for status, response in problem_responses(*shared).items():
+        responses.setdefault(str(status), response)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -67,6 +83,7 @@ def install_openapi(app: FastAPI) -> None:
                 # FastAPI documents its own 422 as HTTPValidationError JSON; ours is a problem.
                 if "422" in operation["responses"]:
                     operation["responses"]["422"] = problem_responses(422)[422]
+                _document_shared_refusals(operation)
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = document

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -136,8 +137,9 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     if isinstance(exc, RequestValidationError):
         return _json_syntax_problem(exc) or _validation_problem(exc)
     if isinstance(exc, StarletteHTTPException):
-        if _is_undecodable_body(exc):
-            return _malformed_json_problem("the body is not UTF-8 text", position=None)
+        reason = _unparsable_json_reason(exc)
+        if reason is not None:
+            return _malformed_json_problem(reason, position=None)
         declared = getattr(exc, "slug", None)
         slug = declared if isinstance(declared, str) else _slug_for_status(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -236,7 +238,8 @@ def _not_json_problem(request: Request, exc: RequestValidationError) -> Problem 
 # Malformed JSON is a 422 validation problem, like a body of the wrong shape: FastAPI already
 # answers JSON syntax errors with a 422, every JSON-body route documents its 422 as a problem,
 # and a generated client then has one status for "the body you sent is unusable" (with
-# `errors` naming what). Bytes that are not even text (FastAPI's bare 400) join them here.
+# `errors` naming what). What FastAPI answers with a bare 400 joins them here: bytes that are
+# not text, nesting deeper than the parser's recursion, and integers too long to convert.
 _JSON_SYNTAX_ERROR = "json_invalid"
 
 
@@ -263,10 +266,20 @@ def _json_syntax_problem(exc: RequestValidationError) -> Problem | None:
     return None
 
 
-def _is_undecodable_body(exc: StarletteHTTPException) -> bool:
-    """FastAPI's 400 for a JSON body that could not even be decoded to text: it raises
-    "There was an error parsing the body" from the UnicodeDecodeError of `json.loads`."""
-    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
+def _unparsable_json_reason(exc: StarletteHTTPException) -> str | None:
+    """Why a JSON body could not be parsed, for FastAPI's bare 400 ("There was an error
+    parsing the body"), raised from what `json.loads` raised other than a syntax error; None
+    for any other exception."""
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "it nests arrays or objects deeper than the parser allows"
+    if isinstance(cause, ValueError):  # what int() refuses: too many digits
+        return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+    return None
 
 
 def _redis_unavailable_problem(retry_after_seconds: int) -> Problem:
