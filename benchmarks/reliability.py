@@ -63,10 +63,7 @@ def _portable(value: Any) -> Any:
 
 
 def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from benchmarks.reliability.contract_families import (
-        CONTRACT_FAMILIES,
-        run_contract_families,
-    )
+    from benchmarks.reliability.contract_families import CONTRACT_FAMILIES
     from benchmarks.reliability.cost_families import COST_FAMILIES, run_cost_families
     from benchmarks.reliability.faults import run_faults
     from benchmarks.reliability.fuzz_audio import run_fuzz
@@ -97,12 +94,9 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
             **run_cost_families(
                 work_dir=work / "cost-families", cases=arguments.family_cases,
                 seed=arguments.seed, redis_url=redis_url,
-                families=tuple(name for name in chosen if name in COST_FAMILIES),
-            ),
-            **run_contract_families(
-                work_dir=work / "contract-families", cases=arguments.family_cases,
-                seed=arguments.seed, redis_url=redis_url,
-                families=tuple(name for name in chosen if name in CONTRACT_FAMILIES),
+                families=tuple(
+                    name for name in chosen if name in (*COST_FAMILIES, *CONTRACT_FAMILIES)
+                ),
             ),
         }  # fmt: skip
     if "security" in parts:

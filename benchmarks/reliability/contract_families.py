@@ -11,7 +11,8 @@ real uvicorn server:
   blanked alike (one and the same detail, whatever folder it named); a misflagged or
   unprintable name must skip only its entry, and ``C:name`` must be stored.
 
-Each reports like `fuzz_families.FamilyReport`; a broken promise counts as a crash.
+Each reports like `fuzz_families.FamilyReport`; a broken promise counts as a crash. They run
+through `cost_families.run_cost_families`, a fresh server each.
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.reliability.fuzz_families import FamilyReport, _check_response, _warm_up
+from benchmarks.reliability.fuzz_families import FamilyReport, _check_response
 from benchmarks.reliability.harness import (
     MODEL_NAME,
     MODEL_SAMPLE_RATE,
     ApiServer,
-    publish_tiny_model,
-    running_api,
     tone_wav,
 )
 from benchmarks.reliability.hostile_inputs import zip_with_members, zip_with_misflagged_names
@@ -204,43 +202,12 @@ def _check_echo(
         report.fail(kind, f"stored {stored}, rejected {document.get('rejected')}")
 
 
-def run_contract_families(
-    *,
-    work_dir: Path,
-    cases: int,
-    seed: int,
-    redis_url: str,
-    families: tuple[str, ...] = CONTRACT_FAMILIES,
-) -> dict[str, dict[str, Any]]:
-    """Run each family against a fresh server; returns their reports."""
-    runners: dict[str, Callable[[FamilyReport, ApiServer, Path], None]] = {
+def contract_runners(
+    *, cases: int, seed: int, hidden: tuple[str, ...]
+) -> dict[str, Callable[[FamilyReport, ApiServer, Path], None]]:
+    """Each family as `cost_families.run_cost_families` runs it: given its report, a fresh
+    server (the tiny model published) and the server's data folder."""
+    return {
         "strict-json": lambda r, s, d: _run_strict_json(r, s, cases, seed, hidden),
         "echoed-paths": lambda r, s, d: _run_echoed_paths(r, s, min(cases, 300), seed, hidden, d),
     }
-    results: dict[str, dict[str, Any]] = {}
-    hidden = tuple({str(work_dir), str(work_dir.resolve())})
-    for name in families:
-        family_dir = work_dir / name
-        data_dir = family_dir / "data"
-        report = FamilyReport(name=name)
-        started = time.monotonic()
-        publish_tiny_model(data_dir / "models")
-        with running_api(
-            data_dir=data_dir,
-            redis_url=redis_url,
-            log_path=family_dir / "api.log",
-            env={"UVAC_LOG_LEVEL": "WARNING"},
-        ) as server:
-            report.idle_rss_mb = _warm_up(server)
-            runners[name](report, server, data_dir)
-        report.seconds = time.monotonic() - started
-        results[name] = {**report.to_json(), **report.extra}
-        logger.info(
-            "contract family %s: %d cases, %d 5xx, %d crashes, peak RSS +%.1f MB",
-            name,
-            report.cases,
-            report.status_5xx,
-            report.crashes,
-            results[name]["peak_rss_mb_above_idle"],
-        )
-    return results
