@@ -40,6 +40,7 @@ from app.openapi_docs import install_openapi
 from app.pages import PAGE_ASSETS
 from app.problems import register_problem_handlers
 from app.routes import (
+    BUSINESS_ROUTERS,
     LEGACY_ROUTES,
     PAGE_ASSETS_PATH,
     UPLOAD_PATHS,
@@ -135,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(build_assets_router(), prefix=API_PREFIX, include_in_schema=False)
     app.include_router(build_legacy_router(), include_in_schema=False)
-    install_openapi(app)
+    install_openapi(app, business_routers=BUSINESS_ROUTERS, prefix=API_PREFIX)
     return app
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.schemas.problem import ProblemPublic
@@ -25,7 +28,7 @@ _DESCRIPTIONS = {
     415: "Not audio, or an unsupported encoding or media type",
     422: "Validation error (a body that is not valid JSON included) or unusable input",
     429: "Too many uploads at once; see Retry-After",
-    503: "Temporarily unavailable (no model yet, job queue down); see Retry-After",
+    503: "Temporarily unavailable (no model yet, job queue or object store out of reach)",
 }
 
 
@@ -55,8 +58,36 @@ def _document_shared_refusals(operation: dict[str, Any]) -> None:
         responses.setdefault(str(status), response)
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Generate the document once, with the Problem schema and problem+json 422s."""
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from _calls(dependency)
+
+
+def _operations_on_outside_services(
+    routers: Sequence[APIRouter], prefix: str
+) -> set[tuple[str, str]]:
+    """(path, method) of each operation that uses Redis or a store: when one is out of reach
+    (Redis down, an S3 store's outage) the answer is a 503."""
+    from app.deps import get_dataset_store, get_model_store, get_redis
+
+    outside = {get_dataset_store, get_model_store, get_redis}
+    return {
+        (prefix + route.path, method.lower())
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and outside & set(_calls(route.dependant))
+        for method in route.methods or ()
+    }
+
+
+def install_openapi(
+    app: FastAPI, *, business_routers: Sequence[APIRouter] = (), prefix: str = ""
+) -> None:
+    """Generate the document once, with the Problem schema and problem+json 422s; each
+    operation of ``business_routers`` (mounted at ``prefix``) that uses Redis or a store
+    documents a 503."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -75,11 +106,14 @@ def install_openapi(app: FastAPI) -> None:
         for name, definition in problem_schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
         schemas["Problem"] = problem_schema
-        for path_item in document.get("paths", {}).values():
+        may_be_unavailable = _operations_on_outside_services(business_routers, prefix)
+        for path, path_item in document.get("paths", {}).items():
             path_item.pop("head", None)  # every GET answers HEAD; one operation says it
-            for operation in path_item.values():
+            for method, operation in path_item.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
+                if (path, method) in may_be_unavailable:
+                    operation["responses"].setdefault("503", problem_responses(503)[503])
                 # FastAPI documents its own 422 as HTTPValidationError JSON; ours is a problem.
                 if "422" in operation["responses"]:
                     operation["responses"]["422"] = problem_responses(422)[422]

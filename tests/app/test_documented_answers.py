@@ -108,3 +108,19 @@ def test_file_downloads_document_their_range_answers(document: dict[str, Any]) -
         responses = document["paths"][path]["get"]["responses"]
         assert {"206", "400", "416"} <= set(responses), path
         assert "application/problem+json" in responses["416"]["content"]
+
+
+def test_routes_on_redis_or_a_store_document_their_503(document: dict[str, Any]) -> None:
+    """Redis down or an S3 store out of reach is a 503 on every route that uses them."""
+    for path, method in [
+        ("/v1/models", "get"),
+        ("/v1/models/{name}/versions/{version}", "get"),
+        ("/v1/models/{name}/versions/{version}/report/{file_name}", "get"),
+        ("/v1/datasets", "get"),
+        ("/v1/datasets", "post"),
+        ("/v1/datasets/{dataset_id}", "get"),
+        ("/v1/jobs", "get"),
+    ]:
+        responses = document["paths"][path][method]["responses"]
+        assert "application/problem+json" in responses["503"]["content"], (method, path)
+    assert "503" not in document["paths"]["/livez"]["get"]["responses"]
