@@ -17,8 +17,9 @@ __all__ = ["SERVER_PATH", "redacted", "without_server_paths"]
 
 SERVER_PATH = "<server path>"
 # A slash that starts a path: not inside a word, a URL (``https://``), a media type
-# (``audio/wav``) or a fraction; then at least one character of a first component.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/\\])/[^\s'\"/:]+(?:/[^\s'\"]*)?")
+# (``audio/wav``) or a fraction, unless a ``file://`` URL; then at least one character of a
+# first component.
+_ABSOLUTE_PATH = re.compile(r"(?:file://|(?<![\w.:/\\]))/[^\s'\"/:]+(?:/[^\s'\"]*)?")
 _ROUTE_METHOD = re.compile(r"\b(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|WS) $")
 
 

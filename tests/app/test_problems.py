@@ -15,7 +15,6 @@ from model_store import Corrupted, NotFound
 from tests.app.helpers import assert_problem
 from uvac.errors import AudioTooLongError, NotAudioError
 from worker.errors import JobNotFound
-from worker.server_paths import without_server_paths
 
 
 def test_domain_errors_map_by_their_class_attributes() -> None:
@@ -207,13 +206,6 @@ def test_every_absolute_path_is_blanked_alike(settings) -> None:
     details = {answer["detail"] for answer in answers.values()}
     assert details == {"Entry '<server path>' has an absolute path."}
     assert all(answer["instance"] == "/echo" for answer in answers.values())
-
-
-def test_a_route_named_in_a_message_is_kept() -> None:
-    message = "No model yet. Train one with POST /v1/train, then GET /v1/jobs/{id}; not /etc/x."
-    assert without_server_paths(message) == (
-        "No model yet. Train one with POST /v1/train, then GET /v1/jobs/{id}; not <server path>"
-    )
 
 
 def test_each_validation_problem_is_one_plain_sentence(client: TestClient) -> None:
