@@ -38,8 +38,9 @@ from app.middleware import (
 )
 from app.openapi_docs import install_openapi
 from app.pages import PAGE_ASSETS
-from app.problems import register_problem_handlers, server_paths
+from app.problems import register_problem_handlers
 from app.routes import (
+    BUSINESS_ROUTERS,
     LEGACY_ROUTES,
     PAGE_ASSETS_PATH,
     UPLOAD_PATHS,
@@ -95,16 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    register_problem_handlers(
-        app,
-        redis_retry_after_seconds=settings.redis_retry_after_seconds,
-        hidden_paths=server_paths(
-            settings.data_dir,
-            settings.model_store_path,
-            settings.datasets_path,
-            settings.checkpoints_path,
-        ),
-    )
+    register_problem_handlers(app, redis_retry_after_seconds=settings.redis_retry_after_seconds)
 
     # add_middleware wraps: the last one added runs first. Request ids outermost, so even
     # CORS refusals and metrics-timed responses carry one; CORS answers preflights before
@@ -144,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(build_assets_router(), prefix=API_PREFIX, include_in_schema=False)
     app.include_router(build_legacy_router(), include_in_schema=False)
-    install_openapi(app)
+    install_openapi(app, business_routers=BUSINESS_ROUTERS, prefix=API_PREFIX)
     return app
 
 

@@ -13,21 +13,19 @@ are `ApiProblem`s. Validation errors add an `errors` list; an unexpected excepti
 whose detail names only the request id (a 5xx is a bug, and its text is not for callers).
 
 No document shows a path of the server's: the messages are written not to, and as a second
-lock every string of a document is cleared of the server's folders (`server_paths`) before
-it is sent, so a library's error text quoted in a detail cannot leak one.
+lock every absolute path in a document is blanked (`worker.server_paths`) before it is sent,
+so a library's error text quoted in a detail cannot leak one. Every such path is blanked
+alike, the caller's own too, so what comes back says nothing of which folders exist here.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -40,6 +38,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Match
 
 from app.messages import plain_message
+from worker.server_paths import redacted
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +137,9 @@ def problem_from_exception(exc: BaseException, *, retry_after_seconds: int = 5) 
     if isinstance(exc, RequestValidationError):
         return _json_syntax_problem(exc) or _validation_problem(exc)
     if isinstance(exc, StarletteHTTPException):
-        if _is_undecodable_body(exc):
-            return _malformed_json_problem("the body is not UTF-8 text", position=None)
+        reason = _unparsable_json_reason(exc)
+        if reason is not None:
+            return _malformed_json_problem(reason, position=None)
         declared = getattr(exc, "slug", None)
         slug = declared if isinstance(declared, str) else _slug_for_status(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -238,7 +238,8 @@ def _not_json_problem(request: Request, exc: RequestValidationError) -> Problem 
 # Malformed JSON is a 422 validation problem, like a body of the wrong shape: FastAPI already
 # answers JSON syntax errors with a 422, every JSON-body route documents its 422 as a problem,
 # and a generated client then has one status for "the body you sent is unusable" (with
-# `errors` naming what). Bytes that are not even text (FastAPI's bare 400) join them here.
+# `errors` naming what). What FastAPI answers with a bare 400 joins them here: bytes that are
+# not text, nesting deeper than the parser's recursion, and integers too long to convert.
 _JSON_SYNTAX_ERROR = "json_invalid"
 
 
@@ -265,10 +266,20 @@ def _json_syntax_problem(exc: RequestValidationError) -> Problem | None:
     return None
 
 
-def _is_undecodable_body(exc: StarletteHTTPException) -> bool:
-    """FastAPI's 400 for a JSON body that could not even be decoded to text: it raises
-    "There was an error parsing the body" from the UnicodeDecodeError of `json.loads`."""
-    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
+def _unparsable_json_reason(exc: StarletteHTTPException) -> str | None:
+    """Why a JSON body could not be parsed, for FastAPI's bare 400 ("There was an error
+    parsing the body"), raised from what `json.loads` raised other than a syntax error; None
+    for any other exception."""
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "it nests arrays or objects deeper than the parser allows"
+    if isinstance(cause, ValueError):  # what int() refuses: too many digits
+        return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+    return None
 
 
 def _redis_unavailable_problem(retry_after_seconds: int) -> Problem:
@@ -295,39 +306,6 @@ class BodyTooLarge(HTTPException):
         )
 
 
-SERVER_PATH_PLACEHOLDER = "<server path>"
-
-
-def server_paths(*folders: Path) -> tuple[str, ...]:
-    """The folders whose names must not reach a caller, each as given and resolved, with the
-    temporary folder, the working folder, the interpreter's prefix and the home folder."""
-    candidates = [*folders, Path(tempfile.gettempdir()), Path.cwd(), Path(sys.prefix)]
-    candidates.append(Path(os.path.expanduser("~")))
-    spellings = set()
-    for folder in candidates:
-        for spelling in (folder.absolute(), folder.resolve()):
-            if len(spelling.parts) > 1:  # never "/" itself: every path would match
-                spellings.add(str(spelling))
-    return tuple(sorted(spellings, key=len, reverse=True))
-
-
-def _path_pattern(paths: Sequence[str]) -> re.Pattern[str] | None:
-    if not paths:
-        return None
-    alternatives = "|".join(re.escape(path) for path in paths)
-    return re.compile(rf"(?:{alternatives})(?:/[^\s'\"]*)?")
-
-
-def _redacted(value: Any, pattern: re.Pattern[str]) -> Any:
-    if isinstance(value, str):
-        return pattern.sub(SERVER_PATH_PLACEHOLDER, value)
-    if isinstance(value, Mapping):
-        return {key: _redacted(item, pattern) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item, pattern) for item in value]
-    return value
-
-
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -335,10 +313,10 @@ def request_id_of(request: Request) -> str | None:
 def problem_document(
     request: HTTPConnection, problem: Problem, *, request_id: str | None
 ) -> dict[str, Any]:
-    """The problem's JSON document for this request, without any of the server's paths."""
+    """The problem's JSON document for this request, without any absolute path (`instance`,
+    the path the caller asked for, aside)."""
     document = problem.document(instance=request.url.path, request_id=request_id)
-    pattern = getattr(request.app.state, "server_path_pattern", None)
-    return _redacted(document, pattern) if pattern is not None else document
+    return {key: value if key == "instance" else redacted(value) for key, value in document.items()}
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
@@ -387,13 +365,8 @@ def _domain_error_classes() -> list[type[Exception]]:
     return [UvacError, StoreError, DatasetStoreError, WorkerError]
 
 
-def register_problem_handlers(
-    app: FastAPI, *, redis_retry_after_seconds: int = 5, hidden_paths: Sequence[str] = ()
-) -> None:
-    """Install the handlers once; Starlette walks each exception's MRO to find them.
-
-    ``hidden_paths`` (see `server_paths`) are replaced in every problem document."""
-    app.state.server_path_pattern = _path_pattern(hidden_paths)
+def register_problem_handlers(app: FastAPI, *, redis_retry_after_seconds: int = 5) -> None:
+    """Install the handlers once; Starlette walks each exception's MRO to find them."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_from_exception(exc, retry_after_seconds=redis_retry_after_seconds)

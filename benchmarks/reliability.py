@@ -63,6 +63,7 @@ def _portable(value: Any) -> Any:
 
 
 def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from benchmarks.reliability.contract_families import CONTRACT_FAMILIES
     from benchmarks.reliability.cost_families import COST_FAMILIES, run_cost_families
     from benchmarks.reliability.faults import run_faults
     from benchmarks.reliability.fuzz_audio import run_fuzz
@@ -82,7 +83,7 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
         results["fuzz"] = report.to_json()
     if "families" in parts:
         logger.info("== fuzz families: %d cases each", arguments.family_cases)
-        chosen = arguments.families or (*FAMILIES, *COST_FAMILIES)
+        chosen = arguments.families or (*FAMILIES, *COST_FAMILIES, *CONTRACT_FAMILIES)
         redis_url = f"{arguments.redis_url}/14"
         results["families"] = {
             **run_fuzz_families(
@@ -93,7 +94,9 @@ def run_parts(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
             **run_cost_families(
                 work_dir=work / "cost-families", cases=arguments.family_cases,
                 seed=arguments.seed, redis_url=redis_url,
-                families=tuple(name for name in chosen if name in COST_FAMILIES),
+                families=tuple(
+                    name for name in chosen if name in (*COST_FAMILIES, *CONTRACT_FAMILIES)
+                ),
             ),
         }  # fmt: skip
     if "security" in parts:
@@ -156,6 +159,10 @@ _FAMILY_WHAT = {
     "wide-json": "JSON bodies of up to 75,000 unknown keys on the JSON routes",
     "slow-uploads": "two clients trickling bytes into the data set upload slots",
     "head-of-line": "1 s clips while a 600 s clip is clustered (bundled encoder model)",
+    "strict-json": "values of another JSON type at each typed field of the JSON routes, "
+    "nesting up to 200,000 deep, integers of up to 100,000 digits: each a 422",
+    "echoed-paths": "archive entries named by absolute paths (the server's folders and "
+    "others), misflagged UTF-8, drive-relative and control-character names",
 }
 
 

@@ -3,13 +3,16 @@
 An upload is hostile until proven otherwise. This module never calls ``extractall``; it walks
 the entries itself and refuses the whole archive (`ArchiveRejected`) when an entry
 
-- has an absolute path (``/etc/passwd``, ``C:\\x``) or a ``..`` component (zip-slip),
-- is a symbolic link, a hard link, a device, a FIFO or a socket,
+- has an absolute path (``/etc/passwd``, ``C:\\x``; ``C:meeting.wav`` is a plain name with a
+  colon) or a ``..`` component (zip-slip),
+- is a symbolic link, a hard link, a device, a FIFO or a socket, whatever its name,
 - would push the unpacked size or the file count over `UnpackLimits` (`ArchiveTooLarge`).
 
-An entry whose name cannot become a file here (not UTF-8, a component over 255 bytes, a path
-over `MAX_ENTRY_PATH_BYTES` or deeper than `MAX_ENTRY_DEPTH` folders) is skipped and reported
-with the reason (`UnpackResult.skipped`): it says nothing about the safety of the others.
+An entry whose name cannot become a file here (not UTF-8, a zip name flagged UTF-8 that is
+not, control, line-break or format characters such as bidi overrides, a component over 255
+bytes, a path over `MAX_ENTRY_PATH_BYTES` or deeper than `MAX_ENTRY_DEPTH` folders) is skipped
+and reported with the reason (`UnpackResult.skipped`): it says nothing about the safety of the
+others.
 
 Memory does not depend on what the archive declares. Sizes are counted on the bytes actually
 written, so a zip bomb with lying headers stops at the limit. A zip's central directory is

@@ -11,6 +11,7 @@ import stat
 import struct
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,19 +43,31 @@ _ZIP_READ_ERRORS = (
 
 
 def unpack_zip(stream: BinaryIO, *, destination: Path, limits: UnpackLimits) -> UnpackResult:
-    _check_zip_directory(stream, limits)
+    misnamed = _check_zip_directory(stream, limits)
+    readable = _FlagsCleared(stream, misnamed) if misnamed else stream
     try:
-        archive = zipfile.ZipFile(stream)
+        archive = zipfile.ZipFile(readable)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise UnsupportedArchive(f"The zip archive cannot be read: {error}") from error
     unpacking = Unpacking(destination, limits)
+    misnamed_entries = {entry.index: entry.name for entry in misnamed}
     with archive:
         entries = archive.infolist()
         if len(entries) > limits.max_entries:
             raise ArchiveTooLarge(f"The archive holds more than {limits.max_files} files.")
-        for info in entries:
+        for index, info in enumerate(entries):
+            if index in misnamed_entries:
+                # As in a tar: a name that is not text skips its file (a link or device with
+                # one still refuses the archive, below).
+                printable = misnamed_entries[index].decode("utf-8", "backslashreplace")
+                _check_zip_entry_type(info, shown=printable)
+                if not info.is_dir():
+                    unpacking.skip(
+                        printable, "not unpacked: its name is marked as UTF-8 but is not UTF-8 text"
+                    )
+                continue
             relative = safe_relative_path(info.filename)
-            _check_zip_entry_type(info)
+            _check_zip_entry_type(info, shown=info.filename)
             if info.is_dir():
                 unpacking.add_directory(relative)
                 continue
@@ -76,18 +89,34 @@ _ZIP_END = struct.Struct("<4s4H2LH")  # end of central directory record
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_END = struct.Struct("<4sQ2H2L4Q")
 _ZIP_CENTRAL_ENTRY = struct.Struct("<4s4B4HL2L5H2L")
+# General purpose bit 11: the entry's name is UTF-8 (else cp437). The flag bits are the
+# record's 9th and 10th bytes, little-endian, so bit 11 is in the 10th.
+_UTF8_NAME_FLAG = 0x800
+_FLAGS_HIGH_BYTE = 9
 _ZIP_MAX_COMMENT = 0xFFFF
 
 
-def _check_zip_directory(stream: BinaryIO, limits: UnpackLimits) -> None:
+@dataclass(frozen=True)
+class _MisnamedEntry:
+    """A central directory entry flagged as having a UTF-8 name that is not UTF-8."""
+
+    index: int  # its place in the directory, as in `ZipFile.infolist()`
+    flags_at: int  # the stream offset of the high byte of its flag bits
+    flags_byte: int  # that byte as stored
+    name: bytes
+
+
+def _check_zip_directory(stream: BinaryIO, limits: UnpackLimits) -> list[_MisnamedEntry]:
     """Refuse a zip whose central directory is over `MAX_ZIP_DIRECTORY_BYTES` or lists more
-    than ``limits.max_entries`` entries, reading it in place of zipfile's whole parse.
+    than ``limits.max_entries`` entries, reading it in place of zipfile's whole parse; answer
+    the entries whose name is flagged UTF-8 but is not (zipfile would refuse the whole
+    archive for one of them).
 
     What this cannot make sense of is left to zipfile, which then refuses the archive.
     """
     located = _zip_directory_location(stream)
     if located is None:
-        return
+        return []
     start, size, declared_entries = located
     if declared_entries > limits.max_entries:
         raise ArchiveTooLarge(f"The archive holds more than {limits.max_files} files.")
@@ -100,6 +129,7 @@ def _check_zip_directory(stream: BinaryIO, limits: UnpackLimits) -> None:
     directory = stream.read(size)
     # The declared count may lie; zipfile walks the bytes, so count what it would find.
     position = entries = 0
+    misnamed = []
     while position + _ZIP_CENTRAL_ENTRY.size <= len(directory):
         record = _ZIP_CENTRAL_ENTRY.unpack_from(directory, position)
         if record[0] != b"PK\x01\x02":
@@ -107,9 +137,58 @@ def _check_zip_directory(stream: BinaryIO, limits: UnpackLimits) -> None:
         entries += 1
         if entries > limits.max_entries:
             raise ArchiveTooLarge(f"The archive holds more than {limits.max_files} files.")
-        name_length, extra_length, comment_length = record[12], record[13], record[14]
-        position += _ZIP_CENTRAL_ENTRY.size + name_length + extra_length + comment_length
+        flags, name_length, extra_length, comment_length = record[5], *record[12:15]
+        name_at = position + _ZIP_CENTRAL_ENTRY.size
+        name = directory[name_at : name_at + name_length]
+        if flags & _UTF8_NAME_FLAG and not _is_utf8(name):
+            flags_at = position + _FLAGS_HIGH_BYTE
+            misnamed.append(
+                _MisnamedEntry(entries - 1, start + flags_at, directory[flags_at], bytes(name))
+            )
+        position = name_at + name_length + extra_length + comment_length
     stream.seek(0)
+    return misnamed
+
+
+def _is_utf8(name: bytes) -> bool:
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _FlagsCleared:
+    """The zip's bytes as read, with the UTF-8 flag of each misnamed entry's directory record
+    cleared: zipfile then reads those names as cp437 instead of refusing the archive, and
+    `unpack_zip` skips those entries by their place in the directory."""
+
+    def __init__(self, raw: BinaryIO, misnamed: list[_MisnamedEntry]) -> None:
+        self._raw = raw
+        self._patches = {
+            entry.flags_at: entry.flags_byte & ~(_UTF8_NAME_FLAG >> 8) for entry in misnamed
+        }
+        self._first, self._last = min(self._patches), max(self._patches)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._raw.tell()
+        data = self._raw.read(size)
+        if start > self._last or start + len(data) <= self._first:
+            return data
+        patched = bytearray(data)
+        for offset in range(max(start, self._first), min(start + len(data), self._last + 1)):
+            if offset in self._patches:
+                patched[offset - start] = self._patches[offset]
+        return bytes(patched)
 
 
 def _zip_directory_location(stream: BinaryIO) -> tuple[int, int, int] | None:
@@ -144,13 +223,13 @@ def _zip_directory_location(stream: BinaryIO) -> tuple[int, int, int] | None:
     return start, size, entries
 
 
-def _check_zip_entry_type(info: zipfile.ZipInfo) -> None:
+def _check_zip_entry_type(info: zipfile.ZipInfo, *, shown: str) -> None:
     # Unix tools store st_mode in the high 16 bits of external_attr. No file-type bits means
     # "not recorded" (Windows tools, Python's writestr): a regular file or a directory.
     mode = info.external_attr >> 16
     if stat.S_IFMT(mode) == 0:
         return
     if stat.S_ISLNK(mode):
-        raise ArchiveRejected(f"Entry {info.filename!r} is a symbolic link.")
+        raise ArchiveRejected(f"Entry {shown_name(shown)} is a symbolic link.")
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise ArchiveRejected(f"Entry {info.filename!r} is not a regular file or folder.")
+        raise ArchiveRejected(f"Entry {shown_name(shown)} is not a regular file or folder.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -31,6 +30,7 @@ from worker.deployment import check_no_other_deployment, deployment_of
 from worker.errors import JobNotCancellable, JobNotFound
 from worker.progress import update_job_meta, utc_now_iso
 from worker.rq_failures import failure_error
+from worker.server_paths import without_server_paths
 
 __all__ = [
     "EVALUATION_QUEUE",
@@ -257,17 +257,6 @@ def job_status(job: Job) -> JobStatus:
     if status == JobStatus.STARTED and job.meta.get("cancel_requested"):
         return JobStatus.CANCELING
     return status
-
-
-# An absolute path in a message (a recording the job could not read, a traceback's file):
-# callers never see the server's folders.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/:]+(?:/[^\s'\"]*)?")
-SERVER_PATH = "<server path>"
-
-
-def without_server_paths(text: str) -> str:
-    """``text`` with every absolute path replaced by ``<server path>``."""
-    return _ABSOLUTE_PATH.sub(SERVER_PATH, text)
 
 
 def _error(job: Job, status: JobStatus) -> dict[str, str] | None:

@@ -21,6 +21,7 @@ from app.routes import (
 )
 
 __all__ = [
+    "BUSINESS_ROUTERS",
     "LEGACY_ROUTES",
     "PAGE_ASSETS_PATH",
     "UPLOAD_PATHS",
@@ -41,19 +42,26 @@ LEGACY_ROUTES = frozenset({("POST", "/cluster"), ("POST", "/train")})
 PAGE_ASSETS_PATH = "/page-assets/{file_name}"
 
 
+# The routers of the business routes, in the order they are matched.
+BUSINESS_ROUTERS = (
+    cluster.router,
+    jobs.router,
+    distill.router,
+    prepare.router,
+    datasets.router,
+    models.router,
+    clusters.router,
+    novelty.router,
+    export.router,
+    browser.router,
+)
+
+
 def build_business_router() -> APIRouter:
     """Every business route, behind the API key check (a no-op when no keys are set)."""
     router = APIRouter(dependencies=[Depends(require_api_key)])
-    router.include_router(cluster.router)
-    router.include_router(jobs.router)
-    router.include_router(distill.router)
-    router.include_router(prepare.router)
-    router.include_router(datasets.router)
-    router.include_router(models.router)
-    router.include_router(clusters.router)
-    router.include_router(novelty.router)
-    router.include_router(export.router)
-    router.include_router(browser.router)
+    for business in BUSINESS_ROUTERS:
+        router.include_router(business)
     return router
 
 

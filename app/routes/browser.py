@@ -17,9 +17,10 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 
 from app.deps import CallerDep, DatasetStoreDep, ModelStoreDep, SettingsDep
+from app.file_responses import RangeFileResponse, range_responses
 from app.openapi_docs import problem_responses
 from app.page_sessions import QUERY_PARAMETER, issue_token, version_scope
 from app.pages import PAGE_ASSETS, asset_path, render_browser_page
@@ -81,11 +82,17 @@ def browser_page(name: ModelNamePath, version: VersionPath, store: ModelStoreDep
 @router.get(
     "/models/{name}/versions/{version}/browser/data",
     summary="The cluster browser's map data (cluster_map.json)",
-    response_class=FileResponse,
-    responses={200: {"content": {"application/json": {}}}, **problem_responses(401, 403, 404, 422)},
+    response_class=RangeFileResponse,
+    responses={
+        200: {"content": {"application/json": {}}},
+        **range_responses(),
+        **problem_responses(401, 403, 404, 422),
+    },
 )
-def browser_data(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) -> FileResponse:
-    return FileResponse(
+def browser_data(
+    name: ModelNamePath, version: VersionPath, store: ModelStoreDep
+) -> RangeFileResponse:
+    return RangeFileResponse(
         _map_path(store, name, version), media_type="application/json", headers=_NO_SNIFF
     )
 
@@ -156,11 +163,11 @@ def _audio_type(path: FilePath) -> str:
 @router.get(
     "/models/{name}/versions/{version}/browser/audio/{recording}",
     summary="Play one recording of the version's map (HTTP Range requests supported)",
-    response_class=FileResponse,
+    response_class=RangeFileResponse,
     responses={
         200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/mpeg": {}}},
-        206: {"description": "The requested byte range"},
-        **problem_responses(401, 403, 404, 416, 422),
+        **range_responses(),
+        **problem_responses(401, 403, 404, 422),
     },
 )
 async def browser_audio(
@@ -169,11 +176,11 @@ async def browser_audio(
     recording: RecordingPath,
     store: ModelStoreDep,
     datasets: DatasetStoreDep,
-) -> FileResponse:
+) -> RangeFileResponse:
     path = await asyncio.to_thread(_audio_file, store, datasets, name, version, recording)
     media_type = await asyncio.to_thread(_audio_type, path)
-    # Starlette's FileResponse answers Range requests (206, 416) itself.
-    return FileResponse(
+    # RangeFileResponse answers Range requests (206; 400 and 416 as problems) itself.
+    return RangeFileResponse(
         path, media_type=media_type, headers={**_NO_SNIFF, "Cache-Control": "private, max-age=300"}
     )
 
@@ -214,13 +221,13 @@ def page_links(
 @assets_router.get(
     "/page-assets/{file_name}",
     summary="A script or style of the pages (served here: the pages use no CDN)",
-    response_class=FileResponse,
+    response_class=RangeFileResponse,
     include_in_schema=False,
 )
-def page_asset(file_name: str) -> FileResponse:
+def page_asset(file_name: str) -> RangeFileResponse:
     if file_name not in PAGE_ASSETS:
         raise ApiProblem(status=404, slug="not-found", detail=f"No page asset {file_name!r}.")
-    return FileResponse(
+    return RangeFileResponse(
         asset_path(file_name),
         media_type=PAGE_ASSETS[file_name],
         headers={**_NO_SNIFF, "Cache-Control": "no-cache"},

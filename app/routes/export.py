@@ -22,9 +22,10 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from app.deps import ModelStoreDep
+from app.file_responses import RangeFileResponse, range_responses
 from app.openapi_docs import problem_responses
 from app.schemas.jobs import MODEL_NAME_PATTERN
 from model_store import AnyModelStore, NotFound
@@ -171,12 +172,13 @@ def get_export(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) 
 @router.get(
     "/models/{name}/versions/{version}/export/{file_name}",
     summary="Download one file of a version's device export",
-    response_class=FileResponse,
+    response_class=RangeFileResponse,
     responses={
         200: {
             "description": "The file",
             "content": {"application/octet-stream": {}, "application/json": {}},
         },
+        **range_responses(),
         **problem_responses(401, 403, 404, 422),
     },
 )
@@ -192,7 +194,7 @@ def get_export_file(
         content = _stored_sidecar(store, stored, path)
         return Response(content, media_type=_MEDIA_TYPES[file_name], headers=headers)
     if path.is_file():
-        return FileResponse(path, media_type=_MEDIA_TYPES[file_name], headers=headers)
+        return RangeFileResponse(path, media_type=_MEDIA_TYPES[file_name], headers=headers)
     if file_name == INT8_FILE:
         raise NotFound(
             f"{stored.ref} has no stored int8 export: int8 needs calibration recordings. "

@@ -10,9 +10,10 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 
 from app.deps import ModelHolderDep, ModelStoreDep, PageDep
+from app.file_responses import RangeFileResponse, range_responses
 from app.openapi_docs import problem_responses
 from app.schemas import (
     AliasPublic,
@@ -177,15 +178,16 @@ def get_report(name: ModelNamePath, version: VersionPath, store: ModelStoreDep) 
 @router.get(
     "/models/{name}/versions/{version}/report/{file_name}",
     summary="Get one file of a version's report (HTML page, PNG figures)",
-    response_class=FileResponse,
+    response_class=RangeFileResponse,
     responses={
         200: {"description": "The file", "content": {"text/html": {}, "image/png": {}}},
+        **range_responses(),
         **problem_responses(401, 403, 404, 422),
     },
 )
 def get_report_file(
     name: ModelNamePath, version: VersionPath, file_name: str, store: ModelStoreDep
-) -> FileResponse:
+) -> RangeFileResponse:
     match = _REPORT_FILE_NAME.fullmatch(file_name)
     if match is None:
         raise ReportNotFound(f"No report file {file_name!r}.")
@@ -199,7 +201,7 @@ def get_report_file(
         stored = store.get(f"{name}:v{version}")
         page = _index_page(store, stored, report_dir, path)
         return HTMLResponse(page, headers=headers)  # type: ignore[return-value]
-    return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
+    return RangeFileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
 
 
 def _index_page(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.schemas.closed import ClosedModel
@@ -94,11 +94,7 @@ def _options_model(model_type: str) -> type[BaseModel]:
         name: (_bounded(hints.get(name, Any), OPTION_BOUNDS.get(name)), None)
         for name in sorted(model_options(model_type))
     }
-    return create_model(f"{model_class.__name__}Options", __base__=_StrictClosedModel, **fields)
-
-
-class _StrictClosedModel(ClosedModel):
-    model_config = ConfigDict(strict=True)
+    return create_model(f"{model_class.__name__}Options", __base__=ClosedModel, **fields)
 
 
 def _json_type(schema: Mapping[str, Any], *, plural: bool = False) -> str:

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from app.messages import plain_message
-from app.schemas.closed import ClosedModel
+from app.schemas.closed import ClosedModel, LaxEnum
 from app.schemas.features import FeatureOverrides
 from app.schemas.hyperparameters import check_model_hyperparameters, describe_options
 from model_store.refs import ALIAS_PATTERN, NAME_PATTERN
@@ -172,7 +172,7 @@ class TrainRequest(ClosedModel):
         "its figures on them, and `POST /v1/evaluate` on this data set uses them by default. "
         "0 trains on every recording (and leaves no held-out figures).",
     )
-    preset: PresetName = Field(
+    preset: Annotated[PresetName, LaxEnum] = Field(
         default=PresetName(DEFAULT_PRESET),
         description="The recipe the other settings start from; explicit values win over it. "
         + " ".join(f"`{name}`: {preset.description}." for name, preset in PRESETS.items()),

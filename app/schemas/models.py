@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from app.schemas.closed import ClosedModel
 
@@ -62,6 +62,14 @@ class AliasRollback(ClosedModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rollback": True}]})
 
     rollback: Literal[True]
+
+    @field_validator("rollback", mode="before")
+    @classmethod
+    def _a_boolean(cls, value: Any) -> Any:
+        # A Literal matches by equality, so strict mode alone would take 1 for true.
+        if not isinstance(value, bool):
+            raise ValueError("rollback must be the JSON value true")
+        return value
 
 
 def _alias_action(body: Any) -> str | None:

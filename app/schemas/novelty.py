@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from app.schemas.closed import ClosedModel
 from app.schemas.cluster import ModelRefPublic
 from model_store.novelty_settings import MAX_FALSE_ALARM_RATE
 
@@ -31,7 +32,7 @@ class NoveltyPublic(BaseModel):
     )
 
 
-class NoveltyUpdate(BaseModel):
+class NoveltyUpdate(ClosedModel):
     false_alarm_rate: float = Field(
         gt=0.0,
         le=MAX_FALSE_ALARM_RATE,

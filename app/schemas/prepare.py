@@ -3,10 +3,11 @@ embeddings it should hold."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from app.schemas.closed import ClosedModel, LaxEnum
 from app.schemas.features import FeatureOverrides
 from app.schemas.jobs import DATASET_ID_PATTERN, PresetName
 from uvac.training import DEFAULT_PRESET
@@ -14,7 +15,7 @@ from uvac.training import DEFAULT_PRESET
 __all__ = ["PrepareRequest"]
 
 
-class PrepareRequest(BaseModel):
+class PrepareRequest(ClosedModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -26,7 +27,7 @@ class PrepareRequest(BaseModel):
     )
 
     dataset_id: str = Field(pattern=DATASET_ID_PATTERN, description="The recordings to embed.")
-    preset: PresetName = Field(
+    preset: Annotated[PresetName, LaxEnum] = Field(
         default=PresetName(DEFAULT_PRESET),
         description="The training recipe whose encoder and windows the embeddings are for "
         "(a log-mel recipe has nothing to prepare).",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from app.schemas.closed import ClosedModel
 from app.schemas.cluster import ModelRefPublic
 from app.schemas.jobs import MODEL_REF_PATTERN
 from uvac.edge import DEFAULT_HOLD_S, DEFAULT_TIME_CONSTANT_S
@@ -18,10 +19,8 @@ ENCODINGS = ("pcm_s16le", "pcm_f32le")
 read), or 32-bit floats in [-1, 1]."""
 
 
-class StreamConfig(BaseModel):
+class StreamConfig(ClosedModel):
     """The client's first text frame."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["config"]
     sample_rate: int | None = Field(

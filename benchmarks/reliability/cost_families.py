@@ -43,6 +43,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from benchmarks.reliability.contract_families import contract_runners
 from benchmarks.reliability.fuzz_families import FamilyReport, _check_response, _warm_up
 from benchmarks.reliability.harness import (
     MODEL_NAME,
@@ -477,6 +478,7 @@ def run_cost_families(
     """Run each family against a fresh server; returns their reports."""
     from benchmarks.server_harness import build_store
 
+    hidden = tuple({str(work_dir), str(work_dir.resolve())})
     runners: dict[str, Callable[..., None]] = {
         "high-rate-audio": lambda r, s, d: _run_high_rate(r, s, min(cases, 48), seed, hidden),
         "long-names": lambda r, s, d: _run_long_names(r, s, min(cases, 12), seed, hidden),
@@ -486,9 +488,9 @@ def run_cost_families(
         ),
         "wide-json": lambda r, s, d: _run_wide_json(r, s, min(cases, 200), seed, hidden),
         "slow-uploads": lambda r, s, d: _run_slow_uploads(r, s, min(cases, 3), seed, hidden),
+        **contract_runners(cases=cases, seed=seed, hidden=hidden),
     }
     results: dict[str, dict[str, Any]] = {}
-    hidden = tuple({str(work_dir), str(work_dir.resolve())})
     for name in families:
         family_dir = work_dir / name
         data_dir = family_dir / "data"

@@ -178,6 +178,19 @@ def zip_with_members(members: Iterable[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
+def zip_with_misflagged_names(
+    members: Iterable[tuple[str, bytes]], *, raw_names: dict[str, bytes]
+) -> bytes:
+    """A zip of ``members`` in which each name of ``raw_names`` (non-ASCII, so zipfile flags it
+    UTF-8) is replaced by the raw bytes given, of the same length: flagged UTF-8, yet not."""
+    archive = zip_with_members(members)
+    for name, raw in raw_names.items():
+        encoded = name.encode("utf-8")
+        assert len(raw) == len(encoded) and not encoded.isascii()
+        archive = archive.replace(encoded, raw)
+    return archive
+
+
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END = struct.Struct("<4s4H2LH")

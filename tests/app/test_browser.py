@@ -109,7 +109,11 @@ def test_audio_is_served_with_its_type_and_byte_ranges(
     part = client.get(f"{base}/audio/2", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == expected[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(expected)}"
-    assert client.get(f"{base}/audio/2", headers={"Range": "bytes=99999999-"}).status_code == 416
+    outside = client.get(f"{base}/audio/2", headers={"Range": "bytes=99999999-"})
+    assert_problem(outside, status=416, slug="range-not-satisfiable")
+    assert outside.headers["content-range"] == f"bytes */{len(expected)}"
+    malformed = client.get(f"{base}/audio/2", headers={"Range": "lines=1-2"})
+    assert "bytes" in assert_problem(malformed, status=400, slug="invalid-range")["detail"]
     assert_problem(client.get(f"{base}/audio/6"), status=404, slug="recording-not-found")
     assert client.get(f"{base}/audio/..%2F..%2Fmodels").status_code in (404, 422)
 

@@ -187,6 +187,27 @@ def test_no_problem_document_shows_a_server_path(settings, tmp_path) -> None:
     assert extension["where"] == ["<server path>"]
 
 
+def test_every_absolute_path_is_blanked_alike(settings) -> None:
+    """A name of one of the service's folders and any other absolute path come back the same,
+    so the answers do not tell which folders exist here."""
+    app = create_app(settings)
+
+    @app.get("/echo")
+    def echo(name: str) -> None:
+        raise ArchiveRejected(f"Entry {name!r} has an absolute path.")
+
+    own = [settings.datasets_path.resolve(), settings.model_store_path.resolve()]
+    others = ["/etc/passwd", "/no/such/folder/a.wav", "/srv/uvac/datasets"]
+    with TestClient(app) as client:
+        answers = {
+            str(name): client.get("/echo", params={"name": str(name)}).json()
+            for name in [*own, *others]
+        }
+    details = {answer["detail"] for answer in answers.values()}
+    assert details == {"Entry '<server path>' has an absolute path."}
+    assert all(answer["instance"] == "/echo" for answer in answers.values())
+
+
 def test_each_validation_problem_is_one_plain_sentence(client: TestClient) -> None:
     response = client.post(
         "/v1/train",

@@ -7,8 +7,10 @@ archive's headers declare, only with the bounded chunks it reads.
 from __future__ import annotations
 
 import io
+import stat
 import tarfile
 import tracemalloc
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +27,7 @@ from benchmarks.reliability.hostile_inputs import (
     tar_with_pax_records,
     zip_with_central_directory,
     zip_with_members,
+    zip_with_misflagged_names,
 )
 from dataset_store.archives import (
     MAX_ENTRY_DEPTH,
@@ -232,3 +235,28 @@ def test_names_with_control_or_format_characters_are_not_stored(tmp_path: Path, 
     (skipped,) = result.skipped
     assert "control" in skipped.reason
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ok.wav"]
+
+
+def test_a_zip_name_flagged_utf8_that_is_not_skips_only_its_entry(tmp_path: Path) -> None:
+    archive = zip_with_misflagged_names(
+        [("ok.wav", wav_bytes(440)), ("dir/bäd.wav", wav_bytes(440)), ("é.wav", wav_bytes(440))],
+        raw_names={"bäd": b"b\xff\xfed", "é.wav": b"\xff\xfe.wav"},
+    )
+    result = unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
+    assert [str(path) for path in result.files] == ["ok.wav"]
+    assert [(entry.name, entry.reason) for entry in result.skipped] == [
+        (name, "not unpacked: its name is marked as UTF-8 but is not UTF-8 text")
+        for name in ("dir/b\\xff\\xfed.wav", "\\xff\\xfe.wav")
+    ]
+    assert result.skipped_count == 2
+
+
+def test_a_misflagged_zip_link_still_refuses_the_archive(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as writer:
+        link = zipfile.ZipInfo("lïnk")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        writer.writestr(link, "/etc/passwd")
+    archive = buffer.getvalue().replace("ï".encode(), b"\xff\xfe")
+    with pytest.raises(ArchiveRejected, match="symbolic link"):
+        unpack_archive(io.BytesIO(archive), destination=tmp_path, limits=LIMITS)
