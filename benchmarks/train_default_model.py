@@ -15,6 +15,10 @@ sizes): a rule without labels, which a vendor retraining on unlabelled recording
 too, and which keeps the test split out of the choice. Usage, from the repository root::
 
     .venv/bin/python benchmarks/train_default_model.py --esc10 path/to/esc10
+
+``--add-novelty`` trains nothing: it fits the novelty score (`uvac.novelty.fit_novelty`,
+exactly as training fits it) on the shipped model's training windows and writes
+``novelty.safetensors`` and ``novelty.json`` beside its weights, which it leaves untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 from benchmarks.embedding_cache import cached_embeddings  # noqa: E402
 from uvac.audio import AudioFolder  # noqa: E402
 from uvac.evaluation import evaluate_clusterer, kmeans_baseline  # noqa: E402
+from uvac.novelty import fit_novelty, window_vectors  # noqa: E402
 from uvac.training import (  # noqa: E402
     DEFAULT_PRESET,
     TrainedModel,
@@ -63,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--add-novelty", action="store_true", help=__doc__.split("``--")[-1])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.add_novelty:
+        return add_novelty(args.bundle, AudioFolder.scan(args.esc10, split="train"))
 
     train = AudioFolder.scan(args.esc10, split="train")
     test = AudioFolder.scan(args.esc10, split="test")
@@ -162,6 +171,37 @@ def main(argv: list[str] | None = None) -> int:
         report.accuracy, report.nmi, report.clusters_used, baseline.accuracy, baseline.nmi,
         train_seconds,
     )  # fmt: skip
+    return 0
+
+
+def add_novelty(bundle: Path, train: AudioFolder) -> int:
+    """Fit the shipped model's novelty score on its training split; weights stay as they are."""
+    trained = load_trained_model(bundle)
+    # The training windows' statistics, stored with the model, tell whether these are its
+    # recordings (the manifest digest's definition has changed since the bundle was trained).
+    if len(train.items) != json.loads((bundle / "metadata.json").read_text())["dataset"]["files"]:
+        raise SystemExit("these are not the recordings the bundled model was trained on")
+    embeddings = cached_embeddings(train.items, trained.feature_config)
+    data = training_windows_from_embeddings(
+        train.items, [embeddings[str(item.path)].features for item in train.items]
+    )
+    if not (
+        torch.allclose(data.norm_stats.mean, trained.norm_stats.mean, atol=1e-4)
+        and torch.allclose(data.norm_stats.std, trained.norm_stats.std, atol=1e-4)
+    ):
+        raise SystemExit("these are not the embeddings the bundled model was trained on")
+    novelty = fit_novelty(
+        window_vectors(data.features, data.mask), data.clip_index, n_clusters=trained.n_clusters
+    )
+    if novelty is None:
+        raise SystemExit("too few training windows for a novelty score")
+    weights = (bundle / "weights.safetensors").read_bytes()
+    save_trained_model(bundle, replace(trained, novelty=novelty))
+    if (bundle / "weights.safetensors").read_bytes() != weights:
+        raise SystemExit("saving changed the weights")
+    for name in ("novelty.safetensors", "novelty.json"):
+        (bundle / name).chmod(0o644)
+    logger.info("novelty score: %s", novelty.score.to_dict())
     return 0
 
 

@@ -2,7 +2,8 @@
 
 `bundle/` holds a model trained by this project's own pipeline (see `bundle/TRAINING.md`
 for the command that reproduces it) as the engine writes it (`weights.safetensors`,
-`model.json`), the store metadata (`metadata.json`) and its evaluation report (`report/`).
+`model.json`, and its novelty score `novelty.safetensors` with `novelty.json`), the store
+metadata (`metadata.json`) and its evaluation report (`report/`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLE_DIR = Path(__file__).parent / "bundle"
 MODEL_FILES = ("weights.safetensors", "model.json")
+NOVELTY_FILES = ("novelty.safetensors", "novelty.json")  # the novelty score, where it has one
 
 
 def publish_default_model(*, store_root: Path | AnyModelStore, serve_ref: str) -> str | None:
@@ -50,6 +52,9 @@ def publish_default_model(*, store_root: Path | AnyModelStore, serve_ref: str) -
     with store.publish(name, metadata=metadata) as staging:
         for file in MODEL_FILES:
             shutil.copy2(BUNDLE_DIR / file, staging / file)
+        for file in NOVELTY_FILES:
+            if (BUNDLE_DIR / file).is_file():
+                shutil.copy2(BUNDLE_DIR / file, staging / file)
     published = staging.version
     report_dir = BUNDLE_DIR / "report"
     if report_dir.is_dir():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.default_model import publish_default_model
 from model_store import ModelStore
+from uvac.training import load_trained_model
 
 
 def test_the_bundled_model_has_the_same_identity_in_every_deployment(tmp_path: Path) -> None:
@@ -20,3 +21,13 @@ def test_the_bundled_model_has_the_same_identity_in_every_deployment(tmp_path: P
     assert staging.sha256 == production.sha256
     # And it is published only into an empty store.
     assert publish_default_model(store_root=tmp_path / "a", serve_ref="scenes@production") is None
+
+
+def test_the_bundled_model_carries_its_novelty_score(tmp_path: Path) -> None:
+    publish_default_model(store_root=tmp_path, serve_ref="scenes@production")
+    version = ModelStore(tmp_path).get("scenes@production")
+    trained = load_trained_model(version.path)
+    assert trained.novelty is not None
+    assert trained.novelty.score.to_dict()["method"] == "relative-mahalanobis-nearest-centre"
+    assert trained.novelty.score.dimensions == 512
+    assert 0.0 < trained.novelty.calibration.false_alarm_rate <= 0.5
