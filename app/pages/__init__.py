@@ -56,6 +56,7 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <span id="hint">Click a point to play its recording from that window.</span>
 </div>
 <canvas id="map" width="720" height="720" aria-label="Map of the recordings' windows"></canvas>
+<p id="map-legend"></p>
 </section>
 <aside id="details">
 <h2>Selected window</h2>
@@ -69,7 +70,8 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <h2>Clusters</h2>
 <p id="rename-status" role="status"></p>
 <table id="clusters">
-<thead><tr><th></th><th>#</th><th>Name</th><th>Size</th><th>Agreement</th>
+<thead><tr><th></th><th>#</th><th>Name</th><th>In the map</th>
+<th id="training-size-head" hidden>Training clips</th><th>Agreement</th>
 <th>Typical recordings</th></tr></thead>
 <tbody></tbody>
 </table>

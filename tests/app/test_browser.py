@@ -17,8 +17,15 @@ from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, ModelVersion
 from model_store.cluster_names import set_cluster_name
 from service_config import Settings
-from tests.app.conftest import make_settings, publish_tiny_model, tiny_trained_model
+from tests.app.conftest import (
+    SAMPLE_RATE,
+    make_settings,
+    publish_tiny_model,
+    tiny_trained_model,
+)
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from tests.audio_fixtures import wav_bytes
+from uvac.training import save_trained_model
 from worker.cluster_map import map_files
 from worker.job_support import dataset_items
 
@@ -90,6 +97,60 @@ def test_the_data_holds_every_window_of_the_training_recordings(
     )
     # 1.5 s clips in 0.5 s windows every 0.25 s: 5 windows each.
     assert len(document["points"]["x"]) == 5 * len(manifest.files)
+
+
+def test_a_model_with_a_novelty_score_marks_the_foreign_windows(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    from tests.app.test_novelty import TONES_HZ, _model_with_novelty, _tone_clip
+
+    source = tmp_path / "recordings"
+    for folder in ("tone", "noise"):
+        (source / folder).mkdir(parents=True)
+    for index in range(3):
+        clip = wav_bytes(_tone_clip(TONES_HZ[index], 50 + index), sample_rate=SAMPLE_RATE)
+        (source / "tone" / f"t{index}.wav").write_bytes(clip)
+        (source / "noise" / f"n{index}.wav").write_bytes(noise_wav(1.5, seed=index))
+    datasets = DatasetStore(settings.datasets_path)
+    manifest = datasets.get(datasets.register_folder(source).id)
+    store = ModelStore(settings.model_store_path)
+    trained = _model_with_novelty()  # fitted on tones: the noise recordings are foreign
+    with store.publish("scenes", metadata={"n_clusters": 3, "dataset": {"id": manifest.id}}) as (
+        staging
+    ):
+        save_trained_model(Path(staging), trained)
+    version = staging.version
+    items = dataset_items(datasets, manifest)
+    files = map_files(trained, items, manifest=manifest, metadata=version.metadata)
+    store.write_report(version.ref, files=files)
+
+    document = client.get(f"/v1/models/scenes/versions/{version.version}/browser/data").json()
+    points, novelty = document["points"], document["novelty"]
+    assert trained.novelty is not None
+    assert novelty["threshold"] == pytest.approx(trained.novelty.calibration.threshold())
+    assert novelty["false_alarm_rate"] == trained.novelty.calibration.false_alarm_rate
+    noise = [
+        index
+        for index, recording in enumerate(points["recording"])
+        if document["recordings"][recording]["path"].startswith("noise/")
+    ]
+    assert noise and all(points["unknown"][index] is True for index in noise)
+    assert novelty["unknown_windows"] == sum(1 for flag in points["unknown"] if flag)
+    assert novelty["unknown_windows"] < len(points["x"])  # the tones are ones it knows
+    assert all(
+        (score > novelty["threshold"]) == flag
+        for score, flag in zip(points["novelty_score"], points["unknown"], strict=True)
+    )
+
+
+def test_a_model_without_a_novelty_score_has_no_verdicts_and_says_why(
+    client: TestClient, mapped: tuple[ModelVersion, DatasetManifest]
+) -> None:
+    version, _ = mapped
+    document = client.get(f"/v1/models/scenes/versions/{version.version}/browser/data").json()
+    assert document["novelty"] is None
+    assert "without a novelty score" in document["novelty_unavailable"]
+    assert "unknown" not in document["points"]
 
 
 def test_audio_is_served_with_its_type_and_byte_ranges(
