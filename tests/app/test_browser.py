@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 from app.auth import key_digest
 from app.main import create_app
@@ -24,6 +25,7 @@ from tests.app.conftest import (
     tiny_trained_model,
 )
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from tests.app.stream_helpers import pcm_bytes, publish_kmeans_model, read_to_close, varied_audio
 from tests.audio_fixtures import wav_bytes
 from uvac.training import save_trained_model
 from worker.cluster_map import map_files
@@ -303,3 +305,79 @@ def test_an_expired_tampered_or_revoked_token_is_refused(
     with TestClient(create_app(rotated)) as other:
         assert_problem(other.get(path, params={"page_token": good}), status=401,
                        slug="unauthenticated")  # fmt: skip
+
+
+# --- the live view's stream: a version's own WebSocket, opened with the page session -------
+
+
+@pytest.fixture
+def streamed(tmp_path: Path, redis_db) -> Iterator[tuple[TestClient, Settings]]:
+    settings = make_settings(tmp_path, api_keys=KEY)
+    store = ModelStore(settings.model_store_path)
+    publish_kmeans_model(store)  # v1: a model that can be streamed
+    publish_kmeans_model(store, seed=1)  # v2
+    with TestClient(create_app(settings)) as client:
+        yield client, settings
+
+
+def _page_cookie(client: TestClient, version: int = 1) -> str:
+    url = _link(client, version)
+    opened = client.get(url.replace("/browser?", "/clusters?"))
+    assert opened.status_code == 200
+    client.cookies.clear()  # sent explicitly below, as a browser sends it on the handshake
+    return opened.headers["set-cookie"].split(";", 1)[0]
+
+
+def _stream_with(
+    client: TestClient, path: str, headers: dict[str, str], config: dict[str, str] | None = None
+) -> tuple[list[dict], int]:
+    with client.websocket_connect(path, headers=headers) as websocket:
+        websocket.send_json({"type": "config", "encoding": "pcm_f32le", **(config or {})})
+        websocket.send_bytes(pcm_bytes(varied_audio(1.0), "pcm_f32le"))
+        websocket.send_json({"type": "eof"})
+        return read_to_close(websocket)
+
+
+def test_a_page_session_streams_its_own_version_from_its_own_origin(
+    streamed: tuple[TestClient, Settings],
+) -> None:
+    client, _ = streamed
+    cookie = _page_cookie(client)
+    page = {"cookie": cookie, "origin": "http://testserver"}
+    messages, code = _stream_with(client, "/v1/models/scenes/versions/1/stream", page)
+    assert code == 1000, messages
+    assert messages[0]["type"] == "ready" and messages[0]["model"]["ref"] == "scenes:v1"
+    assert [m["type"] for m in messages[1:-1]] == ["decision"] * (len(messages) - 2)
+    assert len(messages) > 2 and messages[-1]["type"] == "final"
+    # Naming another model in the config of a pinned stream is refused.
+    messages, code = _stream_with(
+        client, "/v1/models/scenes/versions/1/stream", page, {"model": "scenes:v2"}
+    )
+    assert code == 4400 and messages[-1]["problem"]["detail"].startswith("This stream is")
+    # A key opens a version's stream as it opens /v1/stream.
+    _, code = _stream_with(client, "/v1/models/scenes/versions/2/stream", {"X-API-Key": KEY})
+    assert code == 1000
+
+
+@pytest.mark.parametrize(
+    ("path", "origin"),
+    [
+        ("/v1/models/scenes/versions/1/stream", None),  # no Origin: not a page's handshake
+        ("/v1/models/scenes/versions/1/stream", "http://testserver:8080"),  # another origin
+        ("/v1/models/scenes/versions/2/stream", "http://testserver"),  # another version
+        ("/v1/stream", "http://testserver"),  # the general stream takes keys only
+    ],
+)
+def test_the_page_session_opens_no_other_stream(
+    streamed: tuple[TestClient, Settings], path: str, origin: str | None
+) -> None:
+    client, _ = streamed
+    headers = {"cookie": _page_cookie(client)}
+    if origin is not None:
+        headers["origin"] = origin
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect(path, headers=headers),
+    ):
+        pass
+    assert_problem(refused.value, status=401, slug="unauthenticated")
