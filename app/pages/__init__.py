@@ -18,6 +18,8 @@ _HERE = Path(__file__).resolve().parent
 PAGE_ASSETS = {
     "browser.js": "text/javascript; charset=utf-8",
     "browser.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "live-capture.js": "text/javascript; charset=utf-8",
 }
 
 
@@ -42,6 +44,7 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <title>Clusters of {title}</title>
 <link rel="stylesheet" href="/v1/page-assets/browser.css">
 <script src="/v1/page-assets/browser.js" defer></script>
+<script src="/v1/page-assets/live.js" defer></script>
 </head>
 <body>
 <header>
@@ -81,9 +84,25 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <table id="confusion"></table>
 </section>
 {sweep}
-<section id="live-section" data-stream-path="/v1/stream" hidden>
+<section id="live-section" data-state="idle" data-decisions="0">
 <h2>Live</h2>
-<p id="live-status"></p>
+<p>Stream a recording, or this computer's microphone, to this version and watch the
+environment it hears and the program it would choose, as they change.</p>
+<div id="live-controls">
+<label>Recording <input type="file" id="live-file" accept="audio/*"></label>
+<label>Speed <select id="live-speed"><option value="1">real time</option>
+<option value="2">2×</option></select></label>
+<button type="button" id="live-file-start">Stream the recording</button>
+<button type="button" id="live-mic-start">Stream the microphone</button>
+<button type="button" id="live-stop" disabled>Stop</button>
+</div>
+<p id="live-status" role="status"></p>
+<p id="live-now"></p>
+<canvas id="live-timeline" width="720" height="46"
+aria-label="The environment and the program over the last minute"></canvas>
+<p class="hint">Upper row: each window's cluster (the environment heard); lower row: the
+program in force (smoothed, switching once another cluster has led for a while). The
+cluster's row in the table is marked while it is heard.</p>
 </section>
 </body>
 </html>

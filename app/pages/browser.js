@@ -413,27 +413,6 @@
     canvas.dataset.foreignWindows = String(windows);
   }
 
-  // --- live view seam -----------------------------------------------------------------
-  // WS /v1/stream is built in another change. When it exists the server shows this section
-  // (drop `hidden`); `window.uvacBrowser.live(onDecision)` then streams the microphone and
-  // hands each decision ({environment, program, probabilities}) to `onDecision`, which
-  // highlights the cluster on the map. Until then it reports that streaming is unavailable.
-  function live(onDecision) {
-    const section = document.getElementById("live-section");
-    const status = document.getElementById("live-status");
-    if (section.hidden) {
-      status.textContent = "Live streaming is not available on this server yet.";
-      return null;
-    }
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + section.dataset.streamPath);
-    socket.addEventListener("message", function (event) {
-      const decision = JSON.parse(event.data);
-      onDecision(decision);
-    });
-    return socket;
-  }
-
   // --- start ----------------------------------------------------------------------------
 
   async function start() {
@@ -476,6 +455,8 @@
     document.body.dataset.renderMs = (performance.now() - started).toFixed(1);
   }
 
-  window.uvacBrowser = { live: live, state: state, canvasPoint: canvasPoint };
+  window.uvacBrowser = {
+    state: state, canvasPoint: canvasPoint, colour: colour, clusterName: clusterName,
+  };
   document.addEventListener("DOMContentLoaded", start);
 })();
