@@ -3,6 +3,7 @@ the version's data set), page links with API keys on, and the report's current n
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,6 +219,57 @@ def test_the_report_page_names_clusters_as_they_are_named_now(
     response = client.get(f"/v1/models/scenes/versions/{version.version}/report/index.html")
     assert response.status_code == 200
     assert "<td>1</td><td>Café &amp; bar</td>" in response.text
+
+
+NAMED = ("cluster_map.png", "cluster_sizes.png", "confusion_matrix.png")
+
+
+def test_the_report_figures_name_clusters_as_they_are_named_now(
+    client: TestClient, mapped: tuple[ModelVersion, DatasetManifest], settings: Settings
+) -> None:
+    from reports import build_report, named_figure
+    from tests.reports.test_evaluation_report import (
+        HELD_OUT,
+        evaluated_on,
+        manifest,
+        model_row,
+        rows_for,
+    )
+
+    version, _ = mapped
+    store = ModelStore(settings.model_store_path)
+    report_dir = store.report_path(version.ref)
+    assert report_dir is not None
+    cluster_map = json.loads((report_dir / "cluster_map.json").read_text())
+    files = build_report(
+        rows=rows_for(model_row(labelled=True)),
+        model_ref=version.ref,
+        model_metadata=version.metadata,
+        model_info={},
+        dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
+        cluster_map=cluster_map,
+    )
+    map_bytes = (report_dir / "cluster_map.json").read_bytes()
+    store.write_report(version.ref, files={**files, "cluster_map.json": map_bytes})
+    report = json.loads(files["report.json"])
+    base = f"/v1/models/scenes/versions/{version.version}/report"
+    before = {name: client.get(f"{base}/{name}") for name in NAMED}
+    assert all(response.status_code == 200 for response in before.values())
+    assert before["cluster_sizes.png"].content == files["cluster_sizes.png"]  # no names yet
+
+    set_cluster_name(store.root, version, cluster=1, name="Café & bar", n_clusters=3)
+    names = {"1": "Café & bar"}
+    for name in NAMED:
+        response = client.get(f"{base}/{name}")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.content != before[name].content, name
+        assert response.content == named_figure(
+            name, report=report, cluster_map=cluster_map, names=names
+        )
+    page = client.get(f"{base}/index.html").text
+    assert "<td>1</td><td>Café &amp; bar</td>" in page
 
 
 # --- page links: the browser's way in with API keys on ---------------------------------------
