@@ -2,9 +2,10 @@
 `GET /v1/page-assets/{file}`: the pages need nothing from the internet).
 
 `render_browser_page` fills the cluster browser's HTML shell; every value is escaped. The
-script (`browser.js`) reads the page's data from the API with relative URLs, so the same
-page works behind a path prefix, and writes user text (names, labels, file names) only as
-text nodes.
+scripts (`browser.js`: the map, playback, the clusters; `live.js`: the live panel, with its
+AudioWorklet `live-capture.js`) read the page's data from the API with relative URLs, so the
+same page works behind a path prefix, and write user text (names, labels, file names) only
+as text nodes.
 """
 
 from __future__ import annotations

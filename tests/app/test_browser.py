@@ -82,9 +82,14 @@ def test_the_page_is_served_with_its_own_script_and_a_strict_policy(
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
     assert '<script src="/v1/page-assets/browser.js"' in response.text
     assert "http://" not in response.text and "https://" not in response.text  # no CDN
-    script = client.get("/v1/page-assets/browser.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javas")
-    assert "innerHTML" not in script.text  # user text only ever becomes text nodes
+    assert '<script src="/v1/page-assets/live.js"' in response.text
+    for name in ("browser.js", "live.js", "live-capture.js"):
+        script = client.get(f"/v1/page-assets/{name}")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        # User text only ever becomes text nodes; nothing is fetched from elsewhere.
+        assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+        assert "://" not in script.text
     assert client.get("/v1/page-assets/browser.css").status_code == 200
     assert_problem(client.get("/v1/page-assets/secrets.py"), status=404, slug="not-found")
 
