@@ -166,7 +166,7 @@ def _page(data_dir: Path, screenshot: Path, live_clip: Path) -> dict[str, Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1900"):  # fmt: skip
+                 "--window-size=1400,2300"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -204,6 +204,7 @@ def _page(data_dir: Path, screenshot: Path, live_clip: Path) -> dict[str, Any]:
             "const p = document.getElementById('player'); return [p.paused, p.currentTime];"
         )
         live = _live_file(driver, live_clip)
+        driver.execute_script("window.scrollTo(0, 0)")  # choosing the file scrolled down
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
         sizes = {

@@ -95,7 +95,8 @@
 
   function onFinal(final) {
     setState("finished", final.duration_s.toFixed(1) + " s streamed, " + final.decisions +
-      " decisions; the whole stream is " + window.uvacBrowser.clusterName(final.assignment) +
+      (final.decisions === 1 ? " decision" : " decisions") + "; the whole stream is " +
+      window.uvacBrowser.clusterName(final.assignment) +
       " (confidence " + final.confidence.toFixed(2) + ").");
   }
 
