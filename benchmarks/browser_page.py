@@ -9,8 +9,9 @@
    projection's cost at the issue's size, whatever the encoder costs.
 3. The page in Debian's chromium (Selenium, chromium-driver), served by the production
    uvicorn command with API keys on and opened with a page link: seconds from `driver.get`
-   until the map is drawn, the bytes it loads; a click on a point (its recording plays);
-   a screenshot.
+   until the map is drawn, the bytes it loads; a click on a point (its recording plays); an
+   ESC-10 recording chosen in the live panel and streamed to the version's stream at twice
+   real time (its decisions drawn); a screenshot.
 
 Usage (from the repository root; a few minutes)::
 
@@ -115,7 +116,32 @@ def _tsne_at_issue_size(threads: int) -> dict[str, Any]:
     }
 
 
-def _page(data_dir: Path, screenshot: Path) -> dict[str, Any]:
+def _live_file(driver: Any, clip: Path) -> dict[str, Any]:
+    """Stream ``clip`` from the page's live panel at 2x; what the panel showed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, "live-file").send_keys(str(clip))
+    driver.find_element(By.CSS_SELECTOR, "#live-speed option[value='2']").click()
+    started = time.perf_counter()
+    driver.find_element(By.ID, "live-file-start").click()
+    WebDriverWait(driver, 120).until(
+        lambda d: (
+            d.find_element(By.ID, "live-section").get_attribute("data-state")
+            in ("finished", "error")
+        )
+    )
+    section = driver.find_element(By.ID, "live-section")
+    return {
+        "file": clip.name,
+        "state": section.get_attribute("data-state"),
+        "decisions": int(section.get_attribute("data-decisions") or 0),
+        "seconds_to_final": round(time.perf_counter() - started, 2),
+        "status": driver.find_element(By.ID, "live-status").text,
+    }
+
+
+def _page(data_dir: Path, screenshot: Path, live_clip: Path) -> dict[str, Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
@@ -140,7 +166,7 @@ def _page(data_dir: Path, screenshot: Path) -> dict[str, Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1250"):  # fmt: skip
+                 "--window-size=1400,2300"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -177,6 +203,8 @@ def _page(data_dir: Path, screenshot: Path) -> dict[str, Any]:
         playing = driver.execute_script(
             "const p = document.getElementById('player'); return [p.paused, p.currentTime];"
         )
+        live = _live_file(driver, live_clip)
+        driver.execute_script("window.scrollTo(0, 0)")  # choosing the file scrolled down
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
         sizes = {
@@ -187,12 +215,15 @@ def _page(data_dir: Path, screenshot: Path) -> dict[str, Any]:
                 "/v1/models/scenes/versions/1/clusters",
                 "/v1/page-assets/browser.js",
                 "/v1/page-assets/browser.css",
+                "/v1/page-assets/live.js",
+                "/v1/page-assets/live-capture.js",
             )
         }
         return {
             "open_seconds": opens,
             "points_drawn": drawn,
             "clicked_point_playing": {"paused": playing[0], "current_time": playing[1]},
+            "live_file": live,
             "bytes": sizes,
             "total_bytes": sum(sizes.values()),
             "chromium": driver.capabilities.get("browserVersion"),
@@ -219,7 +250,8 @@ def main() -> None:
         data_dir = Path(scratch)
         esc10 = _map_esc10(data_dir, args.esc10, args.threads)
         logger.info("ESC-10 map: %s", esc10)
-        page = _page(data_dir, args.screenshot)
+        live_clip = sorted((args.esc10 / "002 - Rain").glob("*.ogg"))[0]
+        page = _page(data_dir, args.screenshot, live_clip)
         logger.info("page: %s", page)
         tsne = _tsne_at_issue_size(args.threads)
         logger.info("t-SNE at 3,000 recordings: %s", tsne)

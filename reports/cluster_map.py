@@ -13,12 +13,19 @@ distances, so the neighbours the page lists are found in the full embedding spac
 the map. Very small tables (fewer windows than t-SNE's perplexity needs) fall back to PCA.
 
 Window count is capped (`MAX_POINTS`, a seeded sample) so the page stays light.
+
+For a model with a novelty score (`uvac.novelty`) each point carries its window's raw score
+and calibrated novelty, and the map says the threshold and false-alarm rate it was drawn
+with, so the page can grey the windows the model finds foreign (at the version's rate now:
+the page reads it from the novelty route). A model without a score has ``novelty: null`` and
+``novelty_unavailable`` says why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -29,6 +36,8 @@ __all__ = [
     "CLUSTER_MAP_FORMAT",
     "MAX_POINTS",
     "NEIGHBOURS",
+    "NO_NOVELTY_SCORE",
+    "NoveltyThreshold",
     "WindowTable",
     "build_cluster_map",
 ]
@@ -40,6 +49,10 @@ NEIGHBOURS = 5
 TYPICAL_WINDOWS = 5
 _PCA_DIMENSIONS = 50
 _MIN_TSNE_POINTS = 16
+NO_NOVELTY_SCORE = (
+    "This version was published without a novelty score (it predates them), so no window "
+    "is marked foreign; a version trained now has one."
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,18 @@ class WindowTable:
     ends_s: np.ndarray  # (N,) float
     embeddings: np.ndarray  # (N, D) float: the model's input space, time-averaged
     probabilities: np.ndarray  # (N, K) float: pi, rows sum to 1
+    novelty_scores: np.ndarray | None = None  # (N,) raw novelty scores; None without a score
+    novelty: np.ndarray | None = None  # (N,) calibrated novelty in [0, 1]
+
+
+@dataclass(frozen=True)
+class NoveltyThreshold:
+    """Where a window becomes foreign, as the map was drawn: the raw score's threshold at
+    the version's false-alarm rate."""
+
+    method: str
+    false_alarm_rate: float
+    threshold: float
 
 
 def _project(embeddings: np.ndarray, *, seed: int, n_jobs: int) -> tuple[np.ndarray, dict]:
@@ -91,8 +116,11 @@ def build_cluster_map(
     seed: int = 0,
     n_jobs: int = 1,
     max_points: int = MAX_POINTS,
+    novelty: NoveltyThreshold | None = None,
 ) -> dict:
-    """The ``cluster_map.json`` document of ``table`` (the page's data, columnar)."""
+    """The ``cluster_map.json`` document of ``table`` (the page's data, columnar). With
+    ``novelty`` (and the table's scores), each point carries its novelty and whether it is
+    beyond the threshold."""
     n, k = table.probabilities.shape
     chosen = np.arange(n)
     if n > max_points:
@@ -108,7 +136,7 @@ def build_cluster_map(
     else:
         xy, projection, neighbours = np.zeros((0, 2)), {"method": "none", "seed": seed}, []
     clusters = pi.argmax(axis=1) if len(chosen) else np.zeros(0, dtype=int)
-    return {
+    document: dict[str, Any] = {
         "format": CLUSTER_MAP_FORMAT,
         "format_version": 1,
         "dataset": dataset,
@@ -131,7 +159,45 @@ def build_cluster_map(
             "neighbours": neighbours,
         },
         "typical": _typical(pi, clusters, table.recording[chosen], k),
+        "novelty": None,
+        "novelty_unavailable": NO_NOVELTY_SCORE,
     }
+    if novelty is not None and table.novelty_scores is not None:
+        _add_novelty(document, table.novelty_scores[chosen], table.novelty, chosen, novelty)
+    return document
+
+
+def _add_novelty(
+    document: dict[str, Any],
+    scores: np.ndarray,
+    calibrated: np.ndarray | None,
+    chosen: np.ndarray,
+    novelty: NoveltyThreshold,
+) -> None:
+    """Each point's raw score, calibrated novelty and verdict at the threshold."""
+    raw = [_finite(value) for value in scores]
+    unknown = [bool(value > novelty.threshold) if np.isfinite(value) else None for value in scores]
+    points = document["points"]
+    points["novelty_score"] = raw
+    points["novelty"] = (
+        [_finite(value) for value in calibrated[chosen]]
+        if calibrated is not None
+        else [None] * len(raw)
+    )
+    points["unknown"] = unknown
+    document["novelty"] = {
+        "method": novelty.method,
+        "false_alarm_rate": novelty.false_alarm_rate,
+        "threshold": novelty.threshold,
+        "unknown_windows": sum(1 for flag in unknown if flag),
+    }
+    document["novelty_unavailable"] = None
+
+
+def _finite(value: float) -> float | None:
+    """A score rounded for the page, None when it is not finite (a window without one)."""
+    value = float(value)
+    return round(value, 4) if np.isfinite(value) else None
 
 
 def _typical(

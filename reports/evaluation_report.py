@@ -5,7 +5,9 @@ same features, and labels-as-clusters when there are labels) plus the model's tr
 Output: ``{relative path: bytes}``, ready for `ModelStore.write_report`.
 
 Figures (matplotlib's Agg canvas, drawn on `Figure` objects directly, so no pyplot state
-and no display are involved). Labels, file names and method names are user text: they are
+and no display are involved). The figures that name clusters are drawn with the names at
+evaluation time here, and again by the API with the names when the report is read
+(`reports.named_figures`). Labels, file names and method names are user text: they are
 drawn with mathtext off (``text.parse_math``), so "$5 and $10" is a label, not an equation,
 and HTML-escaped on the page.
 
@@ -35,14 +37,8 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 import numpy as np
 
-from reports.figures import (
-    cluster_map_chart,
-    cluster_sizes_chart,
-    confusion_matrix_chart,
-    latent_map,
-    percent,
-    training_curves_chart,
-)
+from reports.figures import latent_map, percent, training_curves_chart
+from reports.named_figures import NAMED_FIGURES, named_figure, names_by_number
 from reports.provenance_section import provenance_section
 from reports.selection_sections import report_sections, sweep_chart
 
@@ -63,7 +59,7 @@ REPORT_FORMAT = "uvac-evaluation-report"
 REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
 # Where the API puts the clusters' names as they are when the page is read (names change
-# after the report is drawn; the figures label clusters by number).
+# after the report is drawn; the API draws the figures that name clusters again, too).
 CURRENT_NAMES_MARKER = "<!-- uvac:current-cluster-names -->"
 
 
@@ -74,7 +70,7 @@ def current_names_section(names: Mapping[str, str], *, n_clusters: int) -> str:
         for number in range(n_clusters)
     )
     return (
-        "<h2>Cluster names</h2><p>As named now; the figures number the clusters.</p>"
+        "<h2>Cluster names</h2><p>As named now; the figures and tables name them so too.</p>"
         f"<table><thead><tr><th>Cluster</th><th>Name</th></tr></thead><tbody>{rows}</tbody>"
         "</table>"
     )
@@ -106,17 +102,6 @@ def build_report(
     absent for a model without a score."""
     model_row = rows[0]
     history = model_metadata.get("training_history") or model_info.get("history") or []
-    # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        figures: dict[str, bytes | None] = {
-            "latent_map.png": latent_map(model_row) if cluster_map is None else None,
-            "cluster_map.png": None if cluster_map is None else cluster_map_chart(cluster_map),
-            "cluster_sizes.png": cluster_sizes_chart(rows),
-            "confusion_matrix.png": confusion_matrix_chart(model_row),
-            "training_curves.png": training_curves_chart(history),
-            "sweep.png": sweep_chart(model_metadata.get("selection")),
-        }
-    drawn = {name: data for name, data in figures.items() if data is not None}
     document = {
         "format": REPORT_FORMAT,
         "format_version": 1,
@@ -145,8 +130,21 @@ def build_report(
         "cluster_identity": model_metadata.get("cluster_identity"),
         "cluster_names": model_metadata.get("cluster_names"),
         "novelty": dict(novelty) if novelty is not None else None,
-        "figures": sorted(drawn),
     }
+    names = names_by_number(model_metadata.get("cluster_names"))
+    # Every text drawn is literal: mathtext would read user text between dollar signs as TeX.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        figures: dict[str, bytes | None] = {
+            "latent_map.png": latent_map(model_row) if cluster_map is None else None,
+            **{
+                name: named_figure(name, report=document, cluster_map=cluster_map, names=names)
+                for name in NAMED_FIGURES
+            },
+            "training_curves.png": training_curves_chart(history),
+            "sweep.png": sweep_chart(model_metadata.get("selection")),
+        }
+    drawn = {name: data for name, data in figures.items() if data is not None}
+    document["figures"] = sorted(drawn)
     files: dict[str, bytes] = dict(drawn)
     files[REPORT_JSON] = json.dumps(document, indent=2, default=_json_default).encode("utf-8")
     files[INDEX_HTML] = report_page(document).encode("utf-8")

@@ -6,6 +6,8 @@ set. The map and, for a swept version, its sweep figure go in the version's repo
 
 Each window's embedding is the model's own input, averaged over time: the standardised
 encoder embedding for the encoder presets, the mean log-mel spectrum for the log-mel ones.
+A model with a novelty score also scores every window, and the map records the threshold at
+the version's false-alarm rate when it is drawn (the page greys the foreign windows).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reports.cluster_map import CLUSTER_MAP_FILE, WindowTable, build_cluster_map
+from reports.cluster_map import (
+    CLUSTER_MAP_FILE,
+    NoveltyThreshold,
+    WindowTable,
+    build_cluster_map,
+)
 
 if TYPE_CHECKING:
     from dataset_store import DatasetManifest
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
     from uvac.evaluation import Clusterer
     from uvac.training import TrainedModel
 
-__all__ = ["existing_map_files", "map_files", "window_table"]
+__all__ = ["existing_map_files", "map_files", "novelty_threshold", "window_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ def window_table(
     import torch
 
     from uvac.audio import concatenate_windows
-    from uvac.evaluation import Clusterer
+    from uvac.evaluation import Clusterer, window_novelty
 
     clusterer = Clusterer(trained)
     recordings: list[str] = []
@@ -53,11 +60,17 @@ def window_table(
     recording, starts, ends = [], [], []
     embeddings: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
+    novelty_scores: list[np.ndarray] = []
+    novelty: list[np.ndarray] = []
     pending: list[Windows] = []
 
     def flush() -> None:
         windows, slices = concatenate_windows(pending)
         pi = clusterer.cluster_features(windows.features, windows.mask)  # (W, K)
+        scored = window_novelty(trained, windows)  # (W,) raw and calibrated, or None
+        if scored is not None:
+            novelty_scores.append(scored[0].numpy())
+            novelty.append(scored[1].numpy())
         with torch.inference_mode():
             features = windows.features.float().mean(dim=2).flatten(1)  # (W, D)
         first = len(recordings) - len(pending)
@@ -87,6 +100,28 @@ def window_table(
         ends_s=np.asarray(ends, dtype=np.float64),
         embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, dimensions)),
         probabilities=np.concatenate(probabilities) if probabilities else np.zeros((0, k)),
+        novelty_scores=_joined(novelty_scores) if trained.novelty is not None else None,
+        novelty=_joined(novelty) if trained.novelty is not None else None,
+    )
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def novelty_threshold(
+    trained: TrainedModel, *, false_alarm_rate: float | None = None
+) -> NoveltyThreshold | None:
+    """The threshold foreign windows are marked at (None for a model without a score): at
+    ``false_alarm_rate`` when the version has one set, else the model's own."""
+    if trained.novelty is None:
+        return None
+    calibration = trained.novelty.calibration
+    rate = false_alarm_rate if false_alarm_rate is not None else calibration.false_alarm_rate
+    return NoveltyThreshold(
+        method=str(trained.novelty.score.to_dict()["method"]),
+        false_alarm_rate=float(rate),
+        threshold=calibration.threshold(rate),
     )
 
 
@@ -128,14 +163,19 @@ def map_files(
     n_jobs: int = 1,
     should_stop: Callable[[], bool] | None = None,
     embedding_cache: EmbeddingCache | None = None,
+    false_alarm_rate: float | None = None,
 ) -> dict[str, bytes]:
     """``cluster_map.json`` of ``items`` (and ``sweep.png`` for a swept version), for the
-    report area. ``trained`` is in the version's numbering."""
+    report area. ``trained`` is in the version's numbering; ``false_alarm_rate`` is the one
+    set on the version after publishing, if any."""
     from reports import sweep_chart
 
     table = window_table(trained, items, should_stop=should_stop, embedding_cache=embedding_cache)
     document = build_cluster_map(
-        table, dataset={"id": manifest.id, "digest": manifest.digest}, n_jobs=n_jobs
+        table,
+        dataset={"id": manifest.id, "digest": manifest.digest},
+        n_jobs=n_jobs,
+        novelty=novelty_threshold(trained, false_alarm_rate=false_alarm_rate),
     )
     files = {CLUSTER_MAP_FILE: json.dumps(document, separators=(",", ":")).encode("utf-8")}
     sweep = sweep_chart(metadata.get("selection"))

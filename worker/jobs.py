@@ -447,6 +447,7 @@ def run_evaluation(
         metadata=version.metadata,
         n_jobs=settings.torch_threads or available_cores(),
         embedding_cache=embedding_cache(settings),
+        false_alarm_rate=edited_false_alarm_rate(store, version),
     )
     # The names as the fitting backend has set them by now, not only those published.
     names = current_cluster_names(

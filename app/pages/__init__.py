@@ -2,9 +2,10 @@
 `GET /v1/page-assets/{file}`: the pages need nothing from the internet).
 
 `render_browser_page` fills the cluster browser's HTML shell; every value is escaped. The
-script (`browser.js`) reads the page's data from the API with relative URLs, so the same
-page works behind a path prefix, and writes user text (names, labels, file names) only as
-text nodes.
+scripts (`browser.js`: the map, playback, the clusters; `live.js`: the live panel, with its
+AudioWorklet `live-capture.js`) read the page's data from the API with relative URLs, so the
+same page works behind a path prefix, and write user text (names, labels, file names) only
+as text nodes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ _HERE = Path(__file__).resolve().parent
 PAGE_ASSETS = {
     "browser.js": "text/javascript; charset=utf-8",
     "browser.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "live-capture.js": "text/javascript; charset=utf-8",
 }
 
 
@@ -42,6 +45,7 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <title>Clusters of {title}</title>
 <link rel="stylesheet" href="/v1/page-assets/browser.css">
 <script src="/v1/page-assets/browser.js" defer></script>
+<script src="/v1/page-assets/live.js" defer></script>
 </head>
 <body>
 <header>
@@ -56,6 +60,7 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <span id="hint">Click a point to play its recording from that window.</span>
 </div>
 <canvas id="map" width="720" height="720" aria-label="Map of the recordings' windows"></canvas>
+<p id="map-legend"></p>
 </section>
 <aside id="details">
 <h2>Selected window</h2>
@@ -69,7 +74,8 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <h2>Clusters</h2>
 <p id="rename-status" role="status"></p>
 <table id="clusters">
-<thead><tr><th></th><th>#</th><th>Name</th><th>Size</th><th>Agreement</th>
+<thead><tr><th></th><th>#</th><th>Name</th><th>In the map</th>
+<th id="training-size-head" hidden>Training clips</th><th>Agreement</th>
 <th>Typical recordings</th></tr></thead>
 <tbody></tbody>
 </table>
@@ -79,9 +85,25 @@ def render_browser_page(*, ref: str, has_sweep: bool) -> str:
 <table id="confusion"></table>
 </section>
 {sweep}
-<section id="live-section" data-stream-path="/v1/stream" hidden>
+<section id="live-section" data-state="idle" data-decisions="0">
 <h2>Live</h2>
-<p id="live-status"></p>
+<p>Stream a recording, or this computer's microphone, to this version and watch the
+environment it hears and the program it would choose, as they change.</p>
+<div id="live-controls">
+<label>Recording <input type="file" id="live-file" accept="audio/*"></label>
+<label>Speed <select id="live-speed"><option value="1">real time</option>
+<option value="2">2×</option></select></label>
+<button type="button" id="live-file-start">Stream the recording</button>
+<button type="button" id="live-mic-start">Stream the microphone</button>
+<button type="button" id="live-stop" disabled>Stop</button>
+</div>
+<p id="live-status" role="status"></p>
+<p id="live-now"></p>
+<canvas id="live-timeline" width="720" height="46"
+aria-label="The environment and the program over the last minute"></canvas>
+<p class="hint">Upper row: each window's cluster (the environment heard); lower row: the
+program in force (smoothed, switching once another cluster has led for a while). The
+cluster's row in the table is marked while it is heard.</p>
 </section>
 </body>
 </html>

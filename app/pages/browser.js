@@ -11,11 +11,12 @@
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   ];
+  const FOREIGN = "#c4c4c4";
   const RADIUS = 3;
   const PICK_RADIUS = 10;
   const state = {
     map: null, clusters: [], selected: -1, colourBy: "cluster", labelIndex: new Map(),
-    queue: [], stopAt: null, pointsDrawn: 0,
+    queue: [], stopAt: null, pointsDrawn: 0, novelty: null,
   };
 
   function colour(index) {
@@ -74,7 +75,22 @@
     ];
   }
 
+  // A window is foreign when its novelty score passes the threshold at the version's
+  // false-alarm rate now (the novelty route), or as the map was drawn when that is not known.
+  function foreignThreshold() {
+    if (state.novelty && state.novelty.available) return state.novelty.threshold;
+    return state.map.novelty ? state.map.novelty.threshold : null;
+  }
+
+  function isForeign(index) {
+    const scores = state.map.points.novelty_score;
+    const threshold = foreignThreshold();
+    if (!scores || threshold === null) return false;
+    return scores[index] !== null && scores[index] > threshold;
+  }
+
   function pointColour(index) {
+    if (isForeign(index)) return FOREIGN;
     const points = state.map.points;
     if (state.colourBy === "label") {
       const label = state.map.recordings[points.recording[index]].label;
@@ -88,12 +104,16 @@
     const context = canvas.getContext("2d");
     context.clearRect(0, 0, canvas.width, canvas.height);
     const count = state.map.points.x.length;
-    for (let index = 0; index < count; index += 1) {
-      const [x, y] = canvasPoint(index);
-      context.fillStyle = pointColour(index);
-      context.beginPath();
-      context.arc(x, y, RADIUS, 0, 2 * Math.PI);
-      context.fill();
+    // Foreign windows first, so the known ones stay visible where they overlap.
+    for (const foreign of [true, false]) {
+      for (let index = 0; index < count; index += 1) {
+        if (isForeign(index) !== foreign) continue;
+        const [x, y] = canvasPoint(index);
+        context.fillStyle = pointColour(index);
+        context.beginPath();
+        context.arc(x, y, RADIUS, 0, 2 * Math.PI);
+        context.fill();
+      }
     }
     if (state.selected >= 0) {
       const [x, y] = canvasPoint(state.selected);
@@ -191,6 +211,11 @@
       points.end_s[index].toFixed(2) + " s, "));
     facts.appendChild(element("strong", clusterName(points.cluster[index])));
     if (recording.label !== null) facts.appendChild(element("span", ", label " + recording.label));
+    const novelty = state.map.points.novelty;
+    if (novelty && novelty[index] !== null && novelty[index] !== undefined) {
+      facts.appendChild(element("span", ", novelty " + novelty[index].toFixed(3) +
+        (isForeign(index) ? " (foreign)" : "")));
+    }
     box.appendChild(facts);
     const bars = element("ul", null, "pi");
     points.pi[index].forEach(function (value, cluster) {
@@ -251,11 +276,35 @@
     if (state.selected >= 0) describe(state.selected);
   }
 
+  function plural(count, noun) {
+    return count + " " + noun + (count === 1 ? "" : "s");
+  }
+
+  // A recording belongs to the cluster of its windows' mean pi, as /v1/cluster pools them.
+  function recordingsPerCluster() {
+    const points = state.map.points;
+    const sums = new Map();
+    points.pi.forEach(function (pi, index) {
+      const recording = points.recording[index];
+      const sum = sums.get(recording) || new Array(pi.length).fill(0);
+      pi.forEach(function (value, cluster) { sum[cluster] += value; });
+      sums.set(recording, sum);
+    });
+    const counts = new Array(state.map.n_clusters).fill(0);
+    sums.forEach(function (sum) { counts[sum.indexOf(Math.max.apply(null, sum))] += 1; });
+    return counts;
+  }
+
   function clusterRows() {
     const body = document.querySelector("#clusters tbody");
     body.replaceChildren();
     const sizes = new Array(state.map.n_clusters).fill(0);
     state.map.points.cluster.forEach(function (cluster) { sizes[cluster] += 1; });
+    const recordings = recordingsPerCluster();
+    const trainingSizes = state.clusters.some(function (entry) {
+      return entry && entry.size !== null && entry.size !== undefined;
+    });
+    document.getElementById("training-size-head").hidden = !trainingSizes;
     for (let number = 0; number < state.map.n_clusters; number += 1) {
       const entry = state.clusters[number] || {};
       const row = element("tr");
@@ -274,8 +323,12 @@
       input.addEventListener("change", function () { rename(number, input); });
       nameCell.appendChild(input);
       row.appendChild(nameCell);
-      const size = entry.size !== null && entry.size !== undefined ? entry.size : "–";
-      row.appendChild(element("td", size + " (" + sizes[number] + " windows)"));
+      row.appendChild(element("td", plural(recordings[number], "recording") + ", " +
+        plural(sizes[number], "window"), "map-size"));
+      if (trainingSizes) {
+        row.appendChild(element("td", entry.size !== null && entry.size !== undefined
+          ? entry.size : "not recorded", "training-size"));
+      }
       const agreement = typeof entry.agreement === "number"
         ? (entry.agreement * 100).toFixed(1) + "%" + (entry.previous_number !== null &&
           entry.previous_number !== undefined ? " of " + entry.previous_number : "")
@@ -328,25 +381,36 @@
     document.getElementById("confusion-section").hidden = false;
   }
 
-  // --- live view seam -----------------------------------------------------------------
-  // WS /v1/stream is built in another change. When it exists the server shows this section
-  // (drop `hidden`); `window.uvacBrowser.live(onDecision)` then streams the microphone and
-  // hands each decision ({environment, program, probabilities}) to `onDecision`, which
-  // highlights the cluster on the map. Until then it reports that streaming is unavailable.
-  function live(onDecision) {
-    const section = document.getElementById("live-section");
-    const status = document.getElementById("live-status");
-    if (section.hidden) {
-      status.textContent = "Live streaming is not available on this server yet.";
-      return null;
+  function legend() {
+    const box = document.getElementById("map-legend");
+    box.replaceChildren();
+    const canvas = document.getElementById("map");
+    if (!state.map.novelty) {
+      box.appendChild(element("span", state.map.novelty_unavailable ||
+        "No novelty score: no window is greyed.", "no-novelty"));
+      canvas.dataset.foreignWindows = "0";
+      return;
     }
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + section.dataset.streamPath);
-    socket.addEventListener("message", function (event) {
-      const decision = JSON.parse(event.data);
-      onDecision(decision);
-    });
-    return socket;
+    const points = state.map.points;
+    const recordings = new Set();
+    let windows = 0;
+    for (let index = 0; index < points.x.length; index += 1) {
+      if (!isForeign(index)) continue;
+      windows += 1;
+      recordings.add(points.recording[index]);
+    }
+    const rate = state.novelty && state.novelty.available
+      ? state.novelty.false_alarm_rate : state.map.novelty.false_alarm_rate;
+    const item = element("span", null, "foreign");
+    const swatch = element("span", null, "swatch");
+    swatch.style.background = FOREIGN;
+    item.appendChild(swatch);
+    item.appendChild(element("span", " Foreign: " + plural(windows, "window") + " of " +
+      plural(recordings.size, "recording") + " lie beyond the novelty threshold (" +
+      (rate * 100).toFixed(1) + " % false-alarm rate: about that share of windows like the " +
+      "training ones is greyed too)."));
+    box.appendChild(item);
+    canvas.dataset.foreignWindows = String(windows);
   }
 
   // --- start ----------------------------------------------------------------------------
@@ -358,6 +422,10 @@
       const results = await Promise.all([getJson("browser/data"), getJson("clusters")]);
       state.map = results[0];
       state.clusters = results[1].data;
+      if (state.map.novelty) {
+        // The rate now (it may have been changed since the map was drawn).
+        state.novelty = await getJson("novelty").catch(function () { return null; });
+      }
     } catch (error) {
       summary.textContent = "The map could not be loaded: " + error.message;
       return;
@@ -373,6 +441,7 @@
     clusterRows();
     confusion();
     draw();
+    legend();
     const canvas = document.getElementById("map");
     canvas.addEventListener("click", pick);
     document.getElementById("colour-by").addEventListener("change", function (event) {
@@ -386,6 +455,8 @@
     document.body.dataset.renderMs = (performance.now() - started).toFixed(1);
   }
 
-  window.uvacBrowser = { live: live, state: state, canvasPoint: canvasPoint };
+  window.uvacBrowser = {
+    state: state, canvasPoint: canvasPoint, colour: colour, clusterName: clusterName,
+  };
   document.addEventListener("DOMContentLoaded", start);
 })();

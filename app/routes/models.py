@@ -10,11 +10,12 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from app.deps import ModelHolderDep, ModelStoreDep, PageDep
 from app.file_responses import RangeFileResponse, range_responses
 from app.openapi_docs import problem_responses
+from app.report_figures import current_figure
 from app.schemas import (
     AliasPublic,
     AliasRollback,
@@ -201,6 +202,14 @@ def get_report_file(
         stored = store.get(f"{name}:v{version}")
         page = _index_page(store, stored, report_dir, path)
         return HTMLResponse(page, headers=headers)  # type: ignore[return-value]
+    if match.group(1) == "png":
+        # A figure that names clusters is drawn again with the names now; revalidated, as a
+        # rename changes it.
+        figure = current_figure(store, store.get(f"{name}:v{version}"), report_dir, file_name)
+        if figure is not None:
+            return Response(  # type: ignore[return-value]
+                figure, media_type="image/png", headers={**headers, "Cache-Control": "no-cache"}
+            )
     return RangeFileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
 
 

@@ -2,8 +2,12 @@
 close codes: `app.streaming.protocol`).
 
 The key is checked before the socket is accepted (a refusal is the HTTP problem the other
-routes answer). Then two tasks share the socket: the receiver reads frames, enforces the
-limits and queues samples (`AudioQueue`, bounded); the decider windows them
+routes answer). A version's own stream (`WS /v1/models/{name}/versions/{v}/stream`, the
+cluster browser's live view) is pinned to that version and also accepts the version's page
+session (`app.page_sessions`): the cookie a page link set, from a page of the same origin.
+
+Then two tasks share the socket: the receiver reads frames, enforces the limits and queues
+samples (`AudioQueue`, bounded); the decider windows them
 (`StreamSession`), has the app's micro-batcher cluster each window beside every other
 stream's and upload's, and sends the decisions in order. Whichever ends the stream (eof, a
 limit, the client leaving), the stream's slot is given back.
@@ -18,6 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
@@ -26,6 +31,7 @@ from starlette.types import Message
 
 from app.auth import authenticate, presented_key
 from app.logging import stream_id_var
+from app.page_sessions import page_session
 from app.problems import PROBLEM_MEDIA_TYPE, ApiProblem, problem_document, problem_from_exception
 from app.schemas import ModelRefPublic
 from app.schemas.stream import (
@@ -77,11 +83,34 @@ def _subprotocols(websocket: WebSocket) -> Sequence[str]:
     return list(websocket.scope.get("subprotocols") or [])
 
 
-async def serve_stream(websocket: WebSocket, services: Services) -> None:
+def _same_origin(websocket: WebSocket) -> bool:
+    """The page that opened the socket is served by this host (browsers always send Origin
+    on a WebSocket handshake; a page of another origin on the same site could otherwise use
+    the cookie, which SameSite does not stop)."""
+    origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _check_caller(websocket: WebSocket, settings: Settings, *, pinned: str | None) -> None:
+    """A key, or for a version's own stream, that version's page session: else the 401/403."""
+    key = stream_key(websocket)
+    if key is None and pinned is not None and settings.auth_enabled:
+        session, _ = page_session(settings, websocket.scope)
+        if session is not None and _same_origin(websocket):
+            return
+    authenticate(settings, key)
+
+
+async def serve_stream(
+    websocket: WebSocket, services: Services, *, pinned: str | None = None
+) -> None:
+    """Serve one stream; ``pinned`` (``name:vN``) fixes the model, for a version's stream."""
     stream_id = uuid.uuid4().hex
     stream_id_var.set(stream_id)
     try:
-        authenticate(services.settings, stream_key(websocket))
+        _check_caller(websocket, services.settings, pinned=pinned)
     except ApiProblem as error:
         logger.info("stream refused before accepting: %s", error.slug)
         await _deny(websocket, error, stream_id=stream_id)
@@ -103,7 +132,7 @@ async def serve_stream(websocket: WebSocket, services: Services) -> None:
             return
         try:
             logger.info("stream opened (%d open)", slots.open)
-            code = await _run(websocket, services, stream_id=stream_id)
+            code = await _run(websocket, services, stream_id=stream_id, pinned=pinned)
         finally:
             slots.release()
             logger.info("stream closed with %d (%d open)", code, slots.open)
@@ -111,11 +140,15 @@ async def serve_stream(websocket: WebSocket, services: Services) -> None:
         services.metrics.streams_closed.labels(code=str(code)).inc()
 
 
-async def _run(websocket: WebSocket, services: Services, *, stream_id: str) -> int:
+async def _run(
+    websocket: WebSocket, services: Services, *, stream_id: str, pinned: str | None
+) -> int:
     """Serve the stream; the close code it ended with."""
     opened_at = time.monotonic()
     try:
-        connection = await _open(websocket, services, stream_id=stream_id, opened_at=opened_at)
+        connection = await _open(
+            websocket, services, stream_id=stream_id, opened_at=opened_at, pinned=pinned
+        )
         await connection.serve()
     except WebSocketDisconnect as gone:
         logger.info("client left (close code %s)", gone.code)
@@ -262,13 +295,24 @@ def decision_message(model: LoadedModel, decision: Decision) -> StreamDecision:
 
 
 async def _open(
-    websocket: WebSocket, services: Services, *, stream_id: str, opened_at: float
+    websocket: WebSocket,
+    services: Services,
+    *,
+    stream_id: str,
+    opened_at: float,
+    pinned: str | None,
 ) -> _Connection:
     """Read the config, resolve the model, answer `ready`."""
     settings = services.settings
     message = await _receive_within(websocket, settings, opened_at=opened_at)
     config = _parse_config(message)
-    model = await services.holder.resolve(config.model)
+    if pinned is not None and config.model not in (None, pinned):
+        raise refusal(
+            400,
+            "invalid-message",
+            f"This stream is {pinned}'s; leave out the config's model or name {pinned}.",
+        )
+    model = await services.holder.resolve(pinned or config.model)
     obstacles = streaming_obstacles(model.trained.feature_config)
     if obstacles:
         raise refusal(

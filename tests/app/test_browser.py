@@ -3,12 +3,14 @@ the version's data set), page links with API keys on, and the report's current n
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 from app.auth import key_digest
 from app.main import create_app
@@ -17,8 +19,16 @@ from dataset_store import DatasetManifest, DatasetStore
 from model_store import ModelStore, ModelVersion
 from model_store.cluster_names import set_cluster_name
 from service_config import Settings
-from tests.app.conftest import make_settings, publish_tiny_model, tiny_trained_model
+from tests.app.conftest import (
+    SAMPLE_RATE,
+    make_settings,
+    publish_tiny_model,
+    tiny_trained_model,
+)
 from tests.app.helpers import assert_problem, noise_wav, tone_wav
+from tests.app.stream_helpers import pcm_bytes, publish_kmeans_model, read_to_close, varied_audio
+from tests.audio_fixtures import wav_bytes
+from uvac.training import save_trained_model
 from worker.cluster_map import map_files
 from worker.job_support import dataset_items
 
@@ -72,9 +82,14 @@ def test_the_page_is_served_with_its_own_script_and_a_strict_policy(
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
     assert '<script src="/v1/page-assets/browser.js"' in response.text
     assert "http://" not in response.text and "https://" not in response.text  # no CDN
-    script = client.get("/v1/page-assets/browser.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javas")
-    assert "innerHTML" not in script.text  # user text only ever becomes text nodes
+    assert '<script src="/v1/page-assets/live.js"' in response.text
+    for name in ("browser.js", "live.js", "live-capture.js"):
+        script = client.get(f"/v1/page-assets/{name}")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        # User text only ever becomes text nodes; nothing is fetched from elsewhere.
+        assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+        assert "://" not in script.text
     assert client.get("/v1/page-assets/browser.css").status_code == 200
     assert_problem(client.get("/v1/page-assets/secrets.py"), status=404, slug="not-found")
 
@@ -90,6 +105,60 @@ def test_the_data_holds_every_window_of_the_training_recordings(
     )
     # 1.5 s clips in 0.5 s windows every 0.25 s: 5 windows each.
     assert len(document["points"]["x"]) == 5 * len(manifest.files)
+
+
+def test_a_model_with_a_novelty_score_marks_the_foreign_windows(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    from tests.app.test_novelty import TONES_HZ, _model_with_novelty, _tone_clip
+
+    source = tmp_path / "recordings"
+    for folder in ("tone", "noise"):
+        (source / folder).mkdir(parents=True)
+    for index in range(3):
+        clip = wav_bytes(_tone_clip(TONES_HZ[index], 50 + index), sample_rate=SAMPLE_RATE)
+        (source / "tone" / f"t{index}.wav").write_bytes(clip)
+        (source / "noise" / f"n{index}.wav").write_bytes(noise_wav(1.5, seed=index))
+    datasets = DatasetStore(settings.datasets_path)
+    manifest = datasets.get(datasets.register_folder(source).id)
+    store = ModelStore(settings.model_store_path)
+    trained = _model_with_novelty()  # fitted on tones: the noise recordings are foreign
+    with store.publish("scenes", metadata={"n_clusters": 3, "dataset": {"id": manifest.id}}) as (
+        staging
+    ):
+        save_trained_model(Path(staging), trained)
+    version = staging.version
+    items = dataset_items(datasets, manifest)
+    files = map_files(trained, items, manifest=manifest, metadata=version.metadata)
+    store.write_report(version.ref, files=files)
+
+    document = client.get(f"/v1/models/scenes/versions/{version.version}/browser/data").json()
+    points, novelty = document["points"], document["novelty"]
+    assert trained.novelty is not None
+    assert novelty["threshold"] == pytest.approx(trained.novelty.calibration.threshold())
+    assert novelty["false_alarm_rate"] == trained.novelty.calibration.false_alarm_rate
+    noise = [
+        index
+        for index, recording in enumerate(points["recording"])
+        if document["recordings"][recording]["path"].startswith("noise/")
+    ]
+    assert noise and all(points["unknown"][index] is True for index in noise)
+    assert novelty["unknown_windows"] == sum(1 for flag in points["unknown"] if flag)
+    assert novelty["unknown_windows"] < len(points["x"])  # the tones are ones it knows
+    assert all(
+        (score > novelty["threshold"]) == flag
+        for score, flag in zip(points["novelty_score"], points["unknown"], strict=True)
+    )
+
+
+def test_a_model_without_a_novelty_score_has_no_verdicts_and_says_why(
+    client: TestClient, mapped: tuple[ModelVersion, DatasetManifest]
+) -> None:
+    version, _ = mapped
+    document = client.get(f"/v1/models/scenes/versions/{version.version}/browser/data").json()
+    assert document["novelty"] is None
+    assert "without a novelty score" in document["novelty_unavailable"]
+    assert "unknown" not in document["points"]
 
 
 def test_audio_is_served_with_its_type_and_byte_ranges(
@@ -159,6 +228,57 @@ def test_the_report_page_names_clusters_as_they_are_named_now(
     response = client.get(f"/v1/models/scenes/versions/{version.version}/report/index.html")
     assert response.status_code == 200
     assert "<td>1</td><td>Café &amp; bar</td>" in response.text
+
+
+NAMED = ("cluster_map.png", "cluster_sizes.png", "confusion_matrix.png")
+
+
+def test_the_report_figures_name_clusters_as_they_are_named_now(
+    client: TestClient, mapped: tuple[ModelVersion, DatasetManifest], settings: Settings
+) -> None:
+    from reports import build_report, named_figure
+    from tests.reports.test_evaluation_report import (
+        HELD_OUT,
+        evaluated_on,
+        manifest,
+        model_row,
+        rows_for,
+    )
+
+    version, _ = mapped
+    store = ModelStore(settings.model_store_path)
+    report_dir = store.report_path(version.ref)
+    assert report_dir is not None
+    cluster_map = json.loads((report_dir / "cluster_map.json").read_text())
+    files = build_report(
+        rows=rows_for(model_row(labelled=True)),
+        model_ref=version.ref,
+        model_metadata=version.metadata,
+        model_info={},
+        dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
+        cluster_map=cluster_map,
+    )
+    map_bytes = (report_dir / "cluster_map.json").read_bytes()
+    store.write_report(version.ref, files={**files, "cluster_map.json": map_bytes})
+    report = json.loads(files["report.json"])
+    base = f"/v1/models/scenes/versions/{version.version}/report"
+    before = {name: client.get(f"{base}/{name}") for name in NAMED}
+    assert all(response.status_code == 200 for response in before.values())
+    assert before["cluster_sizes.png"].content == files["cluster_sizes.png"]  # no names yet
+
+    set_cluster_name(store.root, version, cluster=1, name="Café & bar", n_clusters=3)
+    names = {"1": "Café & bar"}
+    for name in NAMED:
+        response = client.get(f"{base}/{name}")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.content != before[name].content, name
+        assert response.content == named_figure(
+            name, report=report, cluster_map=cluster_map, names=names
+        )
+    page = client.get(f"{base}/index.html").text
+    assert "<td>1</td><td>Café &amp; bar</td>" in page
 
 
 # --- page links: the browser's way in with API keys on ---------------------------------------
@@ -246,3 +366,79 @@ def test_an_expired_tampered_or_revoked_token_is_refused(
     with TestClient(create_app(rotated)) as other:
         assert_problem(other.get(path, params={"page_token": good}), status=401,
                        slug="unauthenticated")  # fmt: skip
+
+
+# --- the live view's stream: a version's own WebSocket, opened with the page session -------
+
+
+@pytest.fixture
+def streamed(tmp_path: Path, redis_db) -> Iterator[tuple[TestClient, Settings]]:
+    settings = make_settings(tmp_path, api_keys=KEY)
+    store = ModelStore(settings.model_store_path)
+    publish_kmeans_model(store)  # v1: a model that can be streamed
+    publish_kmeans_model(store, seed=1)  # v2
+    with TestClient(create_app(settings)) as client:
+        yield client, settings
+
+
+def _page_cookie(client: TestClient, version: int = 1) -> str:
+    url = _link(client, version)
+    opened = client.get(url.replace("/browser?", "/clusters?"))
+    assert opened.status_code == 200
+    client.cookies.clear()  # sent explicitly below, as a browser sends it on the handshake
+    return opened.headers["set-cookie"].split(";", 1)[0]
+
+
+def _stream_with(
+    client: TestClient, path: str, headers: dict[str, str], config: dict[str, str] | None = None
+) -> tuple[list[dict], int]:
+    with client.websocket_connect(path, headers=headers) as websocket:
+        websocket.send_json({"type": "config", "encoding": "pcm_f32le", **(config or {})})
+        websocket.send_bytes(pcm_bytes(varied_audio(1.0), "pcm_f32le"))
+        websocket.send_json({"type": "eof"})
+        return read_to_close(websocket)
+
+
+def test_a_page_session_streams_its_own_version_from_its_own_origin(
+    streamed: tuple[TestClient, Settings],
+) -> None:
+    client, _ = streamed
+    cookie = _page_cookie(client)
+    page = {"cookie": cookie, "origin": "http://testserver"}
+    messages, code = _stream_with(client, "/v1/models/scenes/versions/1/stream", page)
+    assert code == 1000, messages
+    assert messages[0]["type"] == "ready" and messages[0]["model"]["ref"] == "scenes:v1"
+    assert [m["type"] for m in messages[1:-1]] == ["decision"] * (len(messages) - 2)
+    assert len(messages) > 2 and messages[-1]["type"] == "final"
+    # Naming another model in the config of a pinned stream is refused.
+    messages, code = _stream_with(
+        client, "/v1/models/scenes/versions/1/stream", page, {"model": "scenes:v2"}
+    )
+    assert code == 4400 and messages[-1]["problem"]["detail"].startswith("This stream is")
+    # A key opens a version's stream as it opens /v1/stream.
+    _, code = _stream_with(client, "/v1/models/scenes/versions/2/stream", {"X-API-Key": KEY})
+    assert code == 1000
+
+
+@pytest.mark.parametrize(
+    ("path", "origin"),
+    [
+        ("/v1/models/scenes/versions/1/stream", None),  # no Origin: not a page's handshake
+        ("/v1/models/scenes/versions/1/stream", "http://testserver:8080"),  # another origin
+        ("/v1/models/scenes/versions/2/stream", "http://testserver"),  # another version
+        ("/v1/stream", "http://testserver"),  # the general stream takes keys only
+    ],
+)
+def test_the_page_session_opens_no_other_stream(
+    streamed: tuple[TestClient, Settings], path: str, origin: str | None
+) -> None:
+    client, _ = streamed
+    headers = {"cookie": _page_cookie(client)}
+    if origin is not None:
+        headers["origin"] = origin
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect(path, headers=headers),
+    ):
+        pass
+    assert_problem(refused.value, status=401, slug="unauthenticated")

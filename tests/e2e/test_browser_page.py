@@ -3,11 +3,14 @@ chromium-driver, against a real uvicorn server with API keys on (the page is ope
 page link, as a person would).
 
 A small model is trained through the worker's job function on generated tones; the page
-of its version must draw every window, play a clicked window's recording (the `<audio>`
-element's `currentTime` advances), keep a rename across a reload, and show user text holding
-markup as text. A second version holds the map of 3,000 recordings (6,000 windows); the time
-its page takes to open and its size are logged, not asserted (figures belong in
-benchmarks/README.md, a timing in a test would only make it flaky).
+of its version must draw every window, grey as many as its novelty score finds foreign (and
+say how many), play a clicked window's recording (the `<audio>` element's `currentTime`
+advances), keep a rename across a reload, show user text holding markup as text, and stream
+a chosen WAV file (and Chromium's fake microphone) to the version's live stream, drawing the
+environment and program as decisions arrive. A second version holds the map of 3,000
+recordings (6,000 windows); the time its page takes to open and its size are logged, not
+asserted (figures belong in benchmarks/README.md, a timing in a test would only make it
+flaky).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
+import soundfile as sf
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -38,7 +42,7 @@ from model_store import ModelStore
 from service_config import Settings
 from tests.app.conftest import REDIS_TEST_URL
 from tests.app.test_e2e_server import Server, _start_server, _stop
-from tests.worker.audio_samples import wav_bytes
+from tests.worker.audio_samples import SAMPLE_RATE, tone, wav_bytes
 from tests.worker.test_worker_e2e import train_params
 from uvac.training import load_trained_model, save_trained_model
 from uvac.training.pipeline import train_model
@@ -125,6 +129,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(datasets.register_folder(recordings).id)
     params = {**train_params(manifest.id, epochs=2), "n_clusters": 3}
+    # Features a live stream can cut exactly (no whole-clip normalisation or fitting).
+    params["features"] = {
+        **params["features"], "utterance_norm": False, "activity_threshold_db": None,
+        "time_fit": False,
+    }  # fmt: skip
     run_training(params, job=None, settings=settings, train_function=train_model)
     store = ModelStore(settings.model_store_path)
     _big_map_version(store, manifest.id, manifest.digest)
@@ -153,6 +162,9 @@ def driver() -> Iterator[WebDriver]:
     for flag in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--window-size=1400,1300",
+        # The live view's microphone: a fake device, allowed without a prompt.
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
     ):  # fmt: skip
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -256,7 +268,13 @@ def test_a_rename_is_kept_after_a_reload_and_markup_stays_text(
     headers = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#confusion th")]
     assert MARKUP_LABEL in headers
     assert _js(driver, "return window.pwned === undefined")
-    assert _js(driver, "return document.querySelectorAll('img[onerror], script').length") == 1
+    assert _js(driver, "return document.querySelectorAll('img[onerror]').length") == 0
+    # The only scripts are the page's own (none came from user text).
+    sources = _js(driver, "return Array.from(document.scripts).map(s => s.src)")
+    assert [source.split("/v1/")[1] for source in sources] == [
+        "page-assets/browser.js",
+        "page-assets/live.js",
+    ]
 
 
 def test_a_published_script_name_is_text_and_the_big_page_opens(
@@ -280,6 +298,7 @@ def test_a_published_script_name_is_text_and_the_big_page_opens(
             "/v1/models/tones/versions/2/clusters",
             "/v1/page-assets/browser.js",
             "/v1/page-assets/browser.css",
+            "/v1/page-assets/live.js",
         )
     }
     logger.warning(
@@ -289,3 +308,102 @@ def test_a_published_script_name_is_text_and_the_big_page_opens(
     )  # fmt: skip
     print(f"BROWSER_PAGE_OPEN seconds={seconds:.3f} navigation_ms={page_ms:.0f} "
           f"bytes={sum(sizes.values())} sizes={sizes}")  # fmt: skip
+
+
+def test_foreign_windows_are_greyed_at_the_versions_threshold_and_counted(
+    site: Site, driver: WebDriver
+) -> None:
+    _open(driver, _page_link(site, 1))
+    novelty = httpx.get(
+        f"{site.server.url}/v1/models/tones/versions/1/novelty", headers={"X-API-Key": KEY}
+    ).json()
+    assert novelty["available"] is True  # training fits a score
+    scores = _stored_map(site.store, "tones:v1")["points"]["novelty_score"]
+    foreign = sum(1 for score in scores if score is not None and score > novelty["threshold"])
+    canvas = driver.find_element(By.ID, "map")
+    assert int(canvas.get_attribute("data-foreign-windows") or -1) == foreign
+    legend = driver.find_element(By.ID, "map-legend").text
+    assert f"Foreign: {foreign} window" in legend and "false-alarm rate" in legend
+    # A grey point is drawn grey, a known one in its cluster's colour.
+    colours = _js(
+        driver,
+        "const b = window.uvacBrowser, s = b.state.map.points, c = document.getElementById('map')"
+        ".getContext('2d'); return s.x.map((_, i) => { const [x, y] = b.canvasPoint(i); "
+        "return Array.from(c.getImageData(Math.round(x), Math.round(y), 1, 1).data); });",
+    )
+    greys = sum(1 for red, green, blue, _ in colours if red == green == blue == 0xC4)
+    assert greys <= foreign and (greys > 0) == (foreign > 0)
+    # The big version's map was drawn without a score: nothing is greyed, and the page says why.
+    _open(driver, _page_link(site, 2))
+    assert "without a novelty score" in driver.find_element(By.ID, "map-legend").text
+    assert driver.find_element(By.ID, "map").get_attribute("data-foreign-windows") == "0"
+
+
+def _live_wav(path: Path) -> Path:
+    """6 s: low and high tones in turn, the two sounds the model was trained on."""
+    pieces = [
+        tone(frequency, seconds=1.5, seed=index)
+        for index, frequency in enumerate((220.0, 1760.0, 220.0, 1760.0))
+    ]
+    sf.write(path, np.concatenate(pieces), SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def _wait_live(driver: WebDriver, state: str, timeout: float = 30) -> None:
+    WebDriverWait(driver, timeout).until(
+        lambda d: (
+            d.find_element(By.ID, "live-section").get_attribute("data-state") in (state, "error")
+        )
+    )
+    section = driver.find_element(By.ID, "live-section")
+    assert section.get_attribute("data-state") == state, driver.find_element(
+        By.ID, "live-status"
+    ).text
+
+
+def test_a_chosen_file_streams_live_and_draws_environment_and_program(
+    site: Site, driver: WebDriver, tmp_path: Path
+) -> None:
+    _open(driver, _page_link(site, 1))
+    driver.find_element(By.ID, "live-file").send_keys(str(_live_wav(tmp_path / "live.wav")))
+    driver.find_element(By.CSS_SELECTOR, "#live-speed option[value='2']").click()
+    driver.find_element(By.ID, "live-file-start").click()
+    _wait_live(driver, "finished")
+    section = driver.find_element(By.ID, "live-section")
+    decisions = int(section.get_attribute("data-decisions") or 0)
+    # 0.25 s windows every 0.25 s over 6 s of audio.
+    assert 20 <= decisions <= 24, decisions
+    assert "environment:" in driver.find_element(By.ID, "live-now").text
+    status = driver.find_element(By.ID, "live-status").text
+    assert f"{decisions} decisions" in status and "6.0 s streamed" in status
+    environment = section.get_attribute("data-environment")
+    row = driver.find_element(By.CSS_SELECTOR, "#clusters tr.live-environment")
+    assert row.get_attribute("data-cluster") == environment
+    painted = _js(
+        driver,
+        "const c = document.getElementById('live-timeline'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; "
+        "for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;",
+    )
+    assert painted > 0
+    # Both tones were heard: the strip holds more than one environment.
+    environments = _js(
+        driver, "return new Set(window.uvacLive.live.strip.map(e => e.environment)).size"
+    )
+    assert environments >= 2
+
+
+def test_the_microphone_streams_live(site: Site, driver: WebDriver) -> None:
+    _open(driver, _page_link(site, 1))
+    driver.find_element(By.ID, "live-mic-start").click()
+    WebDriverWait(driver, 30).until(
+        lambda d: (
+            int(d.find_element(By.ID, "live-section").get_attribute("data-decisions") or 0) >= 3
+            or d.find_element(By.ID, "live-section").get_attribute("data-state") == "error"
+        )
+    )
+    assert driver.find_element(By.ID, "live-section").get_attribute("data-state") == "streaming", (
+        driver.find_element(By.ID, "live-status").text
+    )
+    driver.find_element(By.ID, "live-stop").click()
+    _wait_live(driver, "finished")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from reports.cluster_map import NEIGHBOURS, WindowTable, build_cluster_map
+from reports.cluster_map import (
+    NEIGHBOURS,
+    NO_NOVELTY_SCORE,
+    NoveltyThreshold,
+    WindowTable,
+    build_cluster_map,
+)
 
 
 def _table(n_recordings: int, *, windows: int = 2, k: int = 3, seed: int = 0) -> WindowTable:
@@ -75,6 +83,45 @@ def test_a_tiny_table_falls_back_to_pca_and_a_large_one_is_sampled() -> None:
     capped = build_cluster_map(_table(50), dataset={"id": "ds_a", "digest": "d"}, max_points=40)
     assert capped["n_windows"] == 100 and len(capped["points"]["x"]) == 40
     assert max(max(row) for row in capped["points"]["neighbours"]) < 40
+
+
+def test_each_window_carries_its_novelty_and_the_verdict_at_the_threshold() -> None:
+    table = _table(30, windows=2)
+    rng = np.random.default_rng(1)
+    scores = rng.exponential(10.0, size=60)
+    scores[5] = np.nan  # a window without a finite score has no verdict
+    scored = dataclasses.replace(table, novelty_scores=scores, novelty=rng.uniform(size=60))
+    threshold = NoveltyThreshold(method="m", false_alarm_rate=0.1, threshold=15.0)
+    document = build_cluster_map(scored, dataset={"id": "ds_a", "digest": "d"}, novelty=threshold)
+    points = document["points"]
+    expected = [None if np.isnan(s) else bool(s > 15.0) for s in scores]
+    assert points["unknown"] == expected and any(expected)
+    assert not all(flag for flag in expected if flag is not None)
+    assert points["novelty_score"][5] is None and points["novelty"][5] is not None
+    assert document["novelty"] == {
+        "method": "m",
+        "false_alarm_rate": 0.1,
+        "threshold": 15.0,
+        "unknown_windows": sum(1 for flag in expected if flag),
+    }
+    assert document["novelty_unavailable"] is None
+    # A sampled map keeps each point's own score.
+    capped = build_cluster_map(
+        scored, dataset={"id": "ds_a", "digest": "d"}, novelty=threshold, max_points=20
+    )
+    kept = [
+        (r, s)
+        for r, s in zip(capped["points"]["recording"], capped["points"]["start_s"], strict=True)
+    ]
+    for index, (recording, start) in enumerate(kept):
+        source = int(np.flatnonzero((table.recording == recording) & (table.starts_s == start))[0])
+        assert capped["points"]["unknown"][index] == expected[source]
+
+
+def test_a_model_without_a_novelty_score_says_why_nothing_is_greyed() -> None:
+    document = build_cluster_map(_table(10), dataset={"id": "ds_a", "digest": "d"})
+    assert document["novelty"] is None and document["novelty_unavailable"] == NO_NOVELTY_SCORE
+    assert "unknown" not in document["points"]
 
 
 def test_the_report_names_section_escapes_names() -> None:

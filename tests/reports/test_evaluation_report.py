@@ -255,3 +255,49 @@ def test_the_page_drawn_again_with_current_names_names_every_table_by_them() -> 
     )
     assert "Old name" not in page and "uvac:current-cluster-names" not in page
     assert page.count("<td>Café &lt;b&gt;</td>") == 2  # the identity table and the names table
+
+
+def _texts(artists: object) -> list[str]:
+    return [text.get_text() for text in artists]  # type: ignore[attr-defined]
+
+
+def test_the_figures_that_name_clusters_label_them_by_the_names_given() -> None:
+    from reports.figures import cluster_map_figure, cluster_sizes_figure, confusion_matrix_figure
+    from reports.named_figures import NAMED_FIGURES, named_figure
+
+    files = build_report(
+        rows=rows_for(model_row(labelled=True)),
+        model_ref="tones:v2",
+        model_metadata={"cluster_names": ["Quiet", None]},
+        model_info={},
+        dataset=manifest(labelled=True),
+        evaluated_on=evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT),
+    )
+    report = json.loads(files["report.json"])
+    names = {"1": "Café <b> & $5"}
+    sizes = cluster_sizes_figure(report["rows"], names)
+    assert _texts(sizes.axes[0].get_xticklabels()) == ["0", "1 Café <b> & $5"]
+    confusion = confusion_matrix_figure(report["clips"], accuracy=0.9, names=names)
+    assert confusion is not None
+    assert _texts(confusion.axes[0].get_yticklabels()) == ["0", "1 Café <b> & $5"]
+    cluster_map = {
+        "n_clusters": 2,
+        "projection": {"method": "openTSNE"},
+        "recordings": [{"path": "a.wav", "label": None}, {"path": "b.wav", "label": None}],
+        "points": {
+            "x": [0.0, 0.5, 1.0],
+            "y": [0.0, 1.0, 0.5],
+            "recording": [0, 0, 1],
+            "cluster": [0, 1, 1],
+            "unknown": [False, True, False],
+        },
+    }
+    legend = cluster_map_figure(cluster_map, names).axes[0].get_legend()
+    assert _texts(legend.get_texts()) == ["foreign (1 windows)", "0", "1 Café <b> & $5"]
+    # The report drew them with the names it was evaluated with.
+    stored = cluster_sizes_figure(report["rows"], {"0": "Quiet"})
+    assert _texts(stored.axes[0].get_xticklabels())[0] == "0 Quiet"
+    assert files["cluster_sizes.png"] == named_figure(
+        "cluster_sizes.png", report=report, cluster_map=None, names={"0": "Quiet"}
+    )
+    assert set(NAMED_FIGURES) & set(files) == {"cluster_sizes.png", "confusion_matrix.png"}
