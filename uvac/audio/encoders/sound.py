@@ -55,7 +55,6 @@ LOG_SCALE = 1e4
 LOG_MAXIMUM = 9.457798957824707
 MIN_FRAMES = 8  # three 2x2 max-poolings need 8 frames to leave one
 CHANNELS = (64, 128, 256, 512)
-_BATCH_WINDOWS = 16  # windows per network call: bounds memory on long recordings
 
 
 class _ConvBlock(nn.Module):
@@ -174,19 +173,13 @@ class SoundEncoder(Encoder):
 
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
+        # One window per network call: on a CPU a larger batch costs more per window, not
+        # less (its activations outgrow the caches; benchmarks/README.md, live streams), and
+        # a window's embedding then never depends on the windows it was sent with.
+        embeddings = []
         with torch.inference_mode():
-            spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
-            embeddings: list[Tensor | None] = [None] * len(spectrograms)
-            # Windows of equal length (every full window of a recording) share a network call.
-            by_length: dict[int, list[int]] = {}
-            for index, spectrogram in enumerate(spectrograms):
-                by_length.setdefault(int(spectrogram.shape[0]), []).append(index)
-            for indices in by_length.values():
-                for start in range(0, len(indices), _BATCH_WINDOWS):
-                    chunk = indices[start : start + _BATCH_WINDOWS]
-                    batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
-                    with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
-                        result = self.network(batch).float()  # (B, 512)
-                    for row, index in enumerate(chunk):
-                        embeddings[index] = result[row]
-            return torch.stack([value for value in embeddings if value is not None])  # (W, 512)
+            for window in windows:
+                spectrogram = self.spectrogram(window.to(torch.float32)).unsqueeze(0)
+                with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
+                    embeddings.append(self.network(spectrogram).float()[0])  # (512,)
+        return torch.stack(embeddings)  # (W, 512)
