@@ -23,10 +23,10 @@ two steps. Several long clips take their steps in turn.
 
 With ``lanes`` above 1, that many inference threads run forward passes side by side (each
 with ``lane_setup`` run once in it, e.g. its torch thread count): the consumer hands work to
-whichever lane is free, and splits what is waiting evenly over the free lanes rather than
-giving one lane everything. On a CPU, two lanes of one intra-op thread do more work per
-second than one lane of two (no thread waits on the other within an operation), and a
-convolutional encoder costs no less per window in a larger batch (benchmarks/README.md,
+whichever lane is free, and splits what waits (or is announced) evenly over the free lanes
+rather than giving one lane everything. On a CPU, two lanes of one intra-op thread do more
+work per second than one lane of two (no thread waits on the other within an operation), and
+the sound encoder gains nothing from batches over two 5 s windows (benchmarks/README.md,
 live streams), so many small concurrent requests (live streams) gain from lanes and lose
 nothing from small batches.
 """
@@ -262,8 +262,9 @@ class MicroBatcher:
         seconds = first.audio.duration_s
         deadline = loop.time() + self._max_wait_s
         limit = self._max_batch
-        if self._free_lanes > 1:  # what waits now, shared evenly by the free lanes
-            limit = min(limit, -(-(self._queue.qsize() + 1) // self._free_lanes))
+        if self._free_lanes > 1:  # what waits or is announced, shared evenly by the free lanes
+            coming = self._queue.qsize() + 1 + self._expected
+            limit = min(limit, -(-coming // self._free_lanes))
         while len(batch) < limit and seconds < self._max_batch_seconds:
             if not self._queue.empty():
                 item = self._queue.get_nowait()
