@@ -55,6 +55,9 @@ LOG_SCALE = 1e4
 LOG_MAXIMUM = 9.457798957824707
 MIN_FRAMES = 8  # three 2x2 max-poolings need 8 frames to leave one
 CHANNELS = (64, 128, 256, 512)
+# Spectrogram frames per network call (two 5 s windows, ten 1 s ones): the fewest CPU seconds
+# per window for both (benchmarks/README.md, live streams); also bounds memory.
+_FRAMES_PER_CALL = 432
 
 
 class _ConvBlock(nn.Module):
@@ -173,13 +176,22 @@ class SoundEncoder(Encoder):
 
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
-        # One window per network call: on a CPU a larger batch costs more per window, not
-        # less (its activations outgrow the caches; benchmarks/README.md, live streams), and
-        # a window's embedding then never depends on the windows it was sent with.
-        embeddings = []
         with torch.inference_mode():
-            for window in windows:
-                spectrogram = self.spectrogram(window.to(torch.float32)).unsqueeze(0)
-                with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
-                    embeddings.append(self.network(spectrogram).float()[0])  # (512,)
-        return torch.stack(embeddings)  # (W, 512)
+            spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
+            embeddings: list[Tensor | None] = [None] * len(spectrograms)
+            # Windows of equal length (every full window of a recording) share a network
+            # call, as many as fit in _FRAMES_PER_CALL frames: on a CPU a call over more
+            # frames costs more per window, not less (its activations outgrow the caches).
+            by_length: dict[int, list[int]] = {}
+            for index, spectrogram in enumerate(spectrograms):
+                by_length.setdefault(int(spectrogram.shape[0]), []).append(index)
+            for frames, indices in by_length.items():
+                per_call = max(1, _FRAMES_PER_CALL // frames)
+                for start in range(0, len(indices), per_call):
+                    chunk = indices[start : start + per_call]
+                    batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
+                    with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
+                        result = self.network(batch).float()  # (B, 512)
+                    for row, index in enumerate(chunk):
+                        embeddings[index] = result[row]
+            return torch.stack([value for value in embeddings if value is not None])  # (W, 512)
