@@ -63,6 +63,22 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+def submit_together(model: FakeModel, audios: list[Audio], **options: Any) -> list[Any]:
+    """Submit ``audios`` at once to a batcher made with ``options``; their results."""
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(**options)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.submit(model=model, audio=audio) for audio in audios)
+            )
+        finally:
+            await batcher.close()
+
+    return list(run(scenario()))
+
+
 def test_concurrent_submissions_share_one_forward_pass() -> None:
     model = _model("a")
 
@@ -102,18 +118,8 @@ def test_batches_never_exceed_max_batch() -> None:
 
 def test_audio_seconds_cap_a_batch() -> None:
     model = _model("a")
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05, max_batch_seconds=0.25)
-        await batcher.start()
-        try:
-            await asyncio.gather(
-                *(batcher.submit(model=model, audio=_audio(0.1, seconds=0.1)) for _ in range(6))
-            )
-        finally:
-            await batcher.close()
-
-    run(scenario())
+    clips = [_audio(0.1, seconds=0.1) for _ in range(6)]
+    submit_together(model, clips, max_batch=64, max_wait_s=0.05, max_batch_seconds=0.25)
     assert all(len(batch) <= 3 for batch in model.clusterer.batches)
 
 
@@ -379,18 +385,8 @@ def test_lanes_run_forward_passes_side_by_side() -> None:
 
 def test_waiting_clips_are_shared_by_the_free_lanes() -> None:
     model = _model("a")
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, lanes=2)
-        await batcher.start()
-        try:
-            await asyncio.gather(
-                *(batcher.submit(model=model, audio=_audio(v)) for v in (0.1, 0.2, 0.3, 0.4))
-            )
-        finally:
-            await batcher.close()
-
-    run(scenario())
+    clips = [_audio(value) for value in (0.1, 0.2, 0.3, 0.4)]
+    submit_together(model, clips, max_batch=64, max_wait_s=0.0, lanes=2)
     assert sorted(len(batch) for batch in model.clusterer.batches) == [2, 2]
 
 
