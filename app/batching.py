@@ -20,6 +20,15 @@ holds the inference thread for the whole recording (a minute for a 600 s clip wi
 encoder), each is clustered in steps of `windows_per_step` windows
 (`Clusterer.cluster_in_steps`), and the consumer serves every waiting short batch between
 two steps. Several long clips take their steps in turn.
+
+With ``lanes`` above 1, that many inference threads run forward passes side by side (each
+with ``lane_setup`` run once in it, e.g. its torch thread count): the consumer hands work to
+whichever lane is free, and splits what waits (or is announced) evenly over the free lanes
+rather than giving one lane everything. On a CPU, two lanes of one intra-op thread do more
+work per second than one lane of two (no thread waits on the other within an operation), and
+the sound encoder gains nothing from batches over two 5 s windows (benchmarks/README.md,
+live streams), so many small concurrent requests (live streams) gain from lanes and lose
+nothing from small batches.
 """
 
 from __future__ import annotations
@@ -92,9 +101,18 @@ class MicroBatcher:
         long_clip_seconds: float | None = None,
         windows_per_step: int = 32,
         observer: BatchObserver | None = None,
+        lanes: int = 1,
+        lane_setup: Callable[[], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
+        self._lanes = lanes
+        self._lane_setup = lane_setup
+        self._free_lanes = lanes
+        self._lane_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch
         self._max_wait_s = max(0.0, max_wait_s)
         self._max_batch_seconds = max_batch_seconds
@@ -110,7 +128,11 @@ class MicroBatcher:
         self._closed = False
 
     async def start(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvac-inference")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._lanes,
+            thread_name_prefix="uvac-inference",
+            initializer=self._lane_setup,
+        )
         self._consumer = asyncio.create_task(self._consume_forever(), name="uvac-batcher")
 
     async def close(self) -> None:
@@ -120,6 +142,9 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consumer
             self._consumer = None
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
@@ -153,31 +178,58 @@ class MicroBatcher:
 
     async def _consume_forever(self) -> None:
         while True:
-            if self._long and self._queue.empty():
-                await self._step_long()
+            while self._free_lanes == 0:
+                self._lane_freed.clear()
+                await self._lane_freed.wait()
+            work = await self._next_work()
+            if work is None:
                 continue
-            batch = await self._collect()
-            live = [pending for pending in batch if not pending.future.done()]
-            short = []
-            for pending in live:
-                if self._is_long(pending):
-                    steps = pending.model.clusterer.cluster_in_steps(
-                        pending.audio, windows_per_step=self._windows_per_step
-                    )
-                    self._long.append(_LongClip(pending=pending, steps=steps))
-                else:
-                    short.append(pending)
-            for group in _group_by_model(short):
-                await self._run(group)
+            self._free_lanes -= 1
+            task = asyncio.create_task(self._on_lane(work), name="uvac-inference-lane")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _next_work(self) -> list[_Pending] | _LongClip | None:
+        """The next work for a free lane: a short batch when clips wait, else a long clip's
+        step; None when a batch turned out to hold nothing live."""
+        while self._queue.empty() and not self._long:
+            self._changed.clear()
+            await self._changed.wait()
+        if self._queue.empty():
+            return self._long.popleft()
+        batch = await self._collect()
+        short = []
+        for pending in batch:
+            if pending.future.done():
+                continue
+            if self._is_long(pending):
+                steps = pending.model.clusterer.cluster_in_steps(
+                    pending.audio, windows_per_step=self._windows_per_step
+                )
+                self._long.append(_LongClip(pending=pending, steps=steps))
+                self._changed.set()
+            else:
+                short.append(pending)
+        return short or None
+
+    async def _on_lane(self, work: list[_Pending] | _LongClip) -> None:
+        try:
+            if isinstance(work, _LongClip):
+                await self._step_long(work)
+            else:
+                for group in _group_by_model(work):
+                    await self._run(group)
+        finally:
+            self._free_lanes += 1
+            self._lane_freed.set()
 
     def _is_long(self, pending: _Pending) -> bool:
         limit = self._long_clip_seconds
         return limit is not None and pending.audio.duration_s > limit
 
-    async def _step_long(self) -> None:
-        """One step of the first long clip, which then goes to the back of the lane."""
+    async def _step_long(self, long_clip: _LongClip) -> None:
+        """One step of a long clip, which then goes to the back of the long clips' line."""
         assert self._executor is not None
-        long_clip = self._long.popleft()
         future = long_clip.pending.future
         if future.done():  # the caller went away
             long_clip.steps.close()
@@ -187,15 +239,18 @@ class MicroBatcher:
             finished, result = await asyncio.get_running_loop().run_in_executor(
                 self._executor, _next_step, long_clip.steps
             )
+        except asyncio.CancelledError:
+            _fail([long_clip.pending], _shutting_down())
+            raise
         except Exception as error:
             logger.exception("inference failed for a long clip")
-            if not future.done():
-                future.set_exception(error)
+            _fail([long_clip.pending], error)
             return
         if self._observer is not None:
             self._observer(1, time.perf_counter() - started)
         if not finished:
             self._long.append(long_clip)
+            self._changed.set()
         elif not future.done():
             assert result is not None
             future.set_result(result)
@@ -206,7 +261,11 @@ class MicroBatcher:
         batch = [first]
         seconds = first.audio.duration_s
         deadline = loop.time() + self._max_wait_s
-        while len(batch) < self._max_batch and seconds < self._max_batch_seconds:
+        limit = self._max_batch
+        if self._free_lanes > 1:  # what waits or is announced, shared evenly by the free lanes
+            coming = self._queue.qsize() + 1 + self._expected
+            limit = min(limit, -(-coming // self._free_lanes))
+        while len(batch) < limit and seconds < self._max_batch_seconds:
             if not self._queue.empty():
                 item = self._queue.get_nowait()
                 batch.append(item)
@@ -231,17 +290,24 @@ class MicroBatcher:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, clusterer.cluster_batch, audios
             )
+        except asyncio.CancelledError:
+            _fail(group, _shutting_down())
+            raise
         except Exception as error:
             logger.exception("inference failed for a batch of %d clips", len(group))
-            for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+            _fail(group, error)
             return
         if self._observer is not None:
             self._observer(len(group), time.perf_counter() - started)
         for pending, result in zip(group, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+
+def _fail(pendings: Sequence[_Pending], error: BaseException) -> None:
+    for pending in pendings:
+        if not pending.future.done():
+            pending.future.set_exception(error)
 
 
 def _next_step(steps: Generator[None, None, ClipResult]) -> tuple[bool, ClipResult | None]:

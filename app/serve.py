@@ -159,7 +159,9 @@ def _publish_default_model(settings: Settings) -> None:
         logger.info("published the bundled default model as %s", published)
 
 
-def _uvicorn_command(host: str, port: int) -> list[str]:
+def uvicorn_command(host: str, port: int) -> list[str]:
+    """The API's server command. WebSocket compression is off: live streams send raw PCM,
+    which deflate barely shrinks at a CPU cost on both ends for every frame."""
     return [
         sys.executable,
         "-m",
@@ -171,6 +173,8 @@ def _uvicorn_command(host: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--ws-per-message-deflate",
+        "false",
     ]
 
 
@@ -179,7 +183,7 @@ def api_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parse_args(argv)
     _publish_default_model(get_settings())
-    command = _uvicorn_command(args.host, args.port)
+    command = uvicorn_command(args.host, args.port)
     os.execv(command[0], command)
 
 
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("UVAC_HOST_PROCESSES", str(args.workers + 1))
         for _ in range(args.workers):
             children.append(subprocess.Popen([sys.executable, "-m", "worker.main"]))
-        api = subprocess.Popen(_uvicorn_command(args.host, args.port))
+        api = subprocess.Popen(uvicorn_command(args.host, args.port))
         children.append(api)
         if _wait_for_api(api, host=args.host, port=args.port):
             logger.info("API on http://%s:%d (docs at /docs); Ctrl-C stops", args.host, args.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,7 +86,10 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         )
 
     holder.on_swap(publish_model_info)
+    lanes = settings.inference_lanes or threads.serving
     batcher = MicroBatcher(
+        lanes=lanes,
+        lane_setup=functools.partial(configure_threads, max(1, threads.serving // lanes)),
         max_batch=settings.inference_max_batch,
         max_wait_s=settings.inference_max_wait_ms / 1000.0,
         long_clip_seconds=settings.inference_long_clip_seconds,

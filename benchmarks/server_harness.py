@@ -4,7 +4,7 @@ uvicorn command in a child process.
 - `build_store` publishes the model as ``bench@production`` (``SERVE_REF``): the bundled
   default model when it is a Cat. UVAC (`bundle_is_cat_uvac`), else an untrained Cat. UVAC of
   the default preset.
-- `running_server` starts ``python -m uvicorn app.main:create_app --factory --no-access-log``
+- `running_server` starts the production command (`app.serve.uvicorn_command`)
   with ``UVAC_TORCH_THREADS`` at the API's default and ``UVAC_REDIS_URL`` (``REDIS_URL``), and
   waits for ``/readyz``; `ServerProcess` reads the server's CPU time and batch counters.
 """
@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from app.default_model import publish_default_model
+from app.serve import uvicorn_command
 from benchmarks.common import BUNDLE_DIR, bundled_model_available, synthetic_trained_model
 from model_store import ModelStore
 from service_config import Settings
@@ -119,10 +119,7 @@ def running_server(
     }
     environment.pop("UVAC_API_KEYS", None)
     log_path = log_dir / f"uvicorn-{port}.log"
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-    ]  # fmt: skip
+    command = uvicorn_command("127.0.0.1", port)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT

@@ -15,7 +15,8 @@ What it does, in one run:
    `torch.inference_mode`), batched at 64 clips, for the 1 s and the 10 s clip; also each stage
    alone and one clip at a time.
 3. Starts the production command (``python -m uvicorn app.main:create_app --factory
-   --no-access-log``) in a child process with ``UVAC_TORCH_THREADS`` at the API's default,
+   --no-access-log --ws-per-message-deflate false``) in a child process with
+   ``UVAC_TORCH_THREADS`` at the API's default,
    ``UVAC_REDIS_URL=redis://127.0.0.1:6379/15`` and the temporary store, waits for ``/readyz``,
    then posts 16 kHz 16-bit WAV clips (noise + tones) to ``POST /v1/cluster`` from 1, 4 and 16
    concurrent keep-alive connections, each load point for a fixed duration after a warm-up.
@@ -271,7 +272,8 @@ def build_document(
             "seconds_per_point": args.seconds,
             "warmup_seconds": args.warmup_seconds,
             "raw_seconds": args.raw_seconds,
-            "server_command": "python -m uvicorn app.main:create_app --factory --no-access-log",
+            "server_command": "python -m uvicorn app.main:create_app --factory --no-access-log "
+            "--ws-per-message-deflate false",
             "server_torch_threads": SERVER_TORCH_THREADS,
             "raw_pipeline_torch_threads": SERVER_TORCH_THREADS,
             "encoder_precision": SERVER_ENCODER_PRECISION,

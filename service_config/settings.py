@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # Micro-batching of inference.
     inference_max_batch: int = Field(default=64, ge=1)
     inference_max_wait_ms: float = Field(default=2.0, ge=0)
+    # Inference threads running forward passes side by side, each with the API's serving
+    # threads divided among them (app.batching). Unset: one lane per serving thread.
+    inference_lanes: int | None = Field(default=None, ge=1)
     # Clips longer than this are clustered in steps of `inference_windows_per_step` windows,
     # with waiting short clips served between steps (app.batching).
     inference_long_clip_seconds: float = Field(default=30.0, gt=0)

@@ -6,11 +6,12 @@ routes answer). A version's own stream (`WS /v1/models/{name}/versions/{v}/strea
 cluster browser's live view) is pinned to that version and also accepts the version's page
 session (`app.page_sessions`): the cookie a page link set, from a page of the same origin.
 
-Then two tasks share the socket: the receiver reads frames, enforces the limits and queues
-samples (`AudioQueue`, bounded); the decider windows them
-(`StreamSession`), has the app's micro-batcher cluster each window beside every other
-stream's and upload's, and sends the decisions in order. Whichever ends the stream (eof, a
-limit, the client leaving), the stream's slot is given back.
+Then two tasks share the socket: the receiver reads frames, enforces the limits, windows the
+samples (`StreamSession`) and queues the windows they complete (bounded: a full queue stops
+it reading the socket); the decider has the app's micro-batcher cluster each window beside
+every other stream's and upload's, and sends the decisions in order. A watchdog beside the
+receiver ends an idle or over-long stream, so reading a frame costs no timer of its own.
+Whichever ends the stream (eof, a limit, the client leaving), the stream's slot is given back.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ from app.schemas.stream import (
 )
 from app.services import Services
 from app.serving import LoadedModel
-from app.streaming.audio_queue import END, AudioQueue, Frame
 from app.streaming.protocol import PcmDecoder, close_code, refusal
-from app.streaming.session import Decision, StreamSession
+from app.streaming.session import Decision, StreamSession, Window
 from service_config import Settings
 from uvac.audio import Audio, LiveWindows, streaming_obstacles
 from uvac.edge import ProgramSmoother
@@ -183,8 +183,11 @@ class _Connection:
         self.decoder = decoder
         self.opened_at = opened_at
         self.ready_at = time.monotonic()
-        rate = session.windows.sample_rate
-        self.queue = AudioQueue(max_samples=round(self.settings.stream_burst_seconds * rate))
+        windows = session.windows
+        # Windows cut but not yet decided, at most about UVAC_STREAM_BURST_SECONDS of audio.
+        depth = max(1, int(self.settings.stream_burst_seconds / windows.hop_s))
+        self.pending: asyncio.Queue[list[Window] | None] = asyncio.Queue(maxsize=depth)
+        self._waiting_since: float | None = None  # the receiver waits for a frame since
 
     async def serve(self) -> None:
         receiver = asyncio.create_task(self._receive(), name="uvac-stream-receive")
@@ -201,24 +204,45 @@ class _Connection:
         await self._finish()
 
     async def _receive(self) -> None:
+        """Read until eof, with the watchdog ending an idle or over-long stream."""
+        reading = asyncio.create_task(self._read(), name="uvac-stream-read")
+        watching = asyncio.create_task(self._watch(), name="uvac-stream-watch")
+        try:
+            done, _ = await asyncio.wait({reading, watching}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (reading, watching):
+                task.cancel()
+            await asyncio.gather(reading, watching, return_exceptions=True)
+
+    async def _read(self) -> None:
         settings = self.settings
         rate = self.session.windows.sample_rate
         received = 0
         while True:
-            message = await _receive_within(self.websocket, settings, opened_at=self.opened_at)
+            self._waiting_since = time.monotonic()
+            message = await self.websocket.receive()
+            self._waiting_since = None
             data = message.get("bytes")
             if data is not None:
                 samples = self.decoder.decode(data)
                 arrived = time.perf_counter()
                 received += samples.shape[0]
                 _check_pace(received / rate, settings, ready_at=self.ready_at)
-                await self.queue.put(Frame(samples=samples, arrived_at=arrived))
+                windows = self.session.add(samples, arrived_at=arrived)
+                if windows:
+                    await self.pending.put(windows)
                 continue
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(
+                    code=message.get("code", 1000), reason=message.get("reason")
+                )
             kind = _message_type(message.get("text"))
             if kind == "keepalive":
                 continue
             if kind == "eof":
-                await self.queue.put(END)
+                await self.pending.put(None)
                 return
             raise refusal(
                 400,
@@ -226,14 +250,27 @@ class _Connection:
                 f"Expected binary audio, 'keepalive' or 'eof' after the config, got {kind!r}.",
             )
 
+    async def _watch(self) -> None:
+        """Raise the stream's refusal once it has waited for a frame longer than the idle
+        timeout, or been open longer than the maximum; the reader marks when it waits."""
+        settings = self.settings
+        idle = settings.stream_idle_seconds
+        ends_at = self.opened_at + settings.stream_max_seconds
+        while True:
+            now = time.monotonic()
+            if now >= ends_at:
+                raise _too_long(settings)
+            waiting_since = self._waiting_since
+            if waiting_since is not None and now - waiting_since >= idle:
+                raise _idle(settings)
+            due = (now if waiting_since is None else waiting_since) + idle
+            await asyncio.sleep(min(due, ends_at) - now)
+
     async def _decide(self) -> None:
         while True:
-            frame = await self.queue.get()
-            if frame is END:
+            windows = await self.pending.get()
+            if windows is None:
                 return
-            windows = self.session.add(frame.samples, arrived_at=frame.arrived_at)
-            if not windows:
-                continue
             results = await asyncio.gather(*(self._cluster(window.samples) for window in windows))
             for window, result in zip(windows, results, strict=True):
                 await self._send_decision(self.session.decide(window, result))
@@ -401,7 +438,8 @@ def _message_type(text: str | None) -> str:
 
 
 async def _receive_within(websocket: WebSocket, settings: Settings, *, opened_at: float) -> Message:
-    """The next message, within the idle timeout and the session's time left."""
+    """The next message, within the idle timeout and the session's time left (the config;
+    after it, `_Connection._watch` keeps these limits)."""
     left = settings.stream_max_seconds - (time.monotonic() - opened_at)
     timeout = min(settings.stream_idle_seconds, left)
     try:
@@ -411,12 +449,7 @@ async def _receive_within(websocket: WebSocket, settings: Settings, *, opened_at
     except TimeoutError:
         if timeout < settings.stream_idle_seconds:
             raise _too_long(settings) from None
-        raise refusal(
-            408,
-            "idle-timeout",
-            f"Nothing arrived for {settings.stream_idle_seconds:g} s; send audio or a "
-            "'keepalive' at least that often.",
-        ) from None
+        raise _idle(settings) from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(code=message.get("code", 1000), reason=message.get("reason"))
     return message
@@ -434,6 +467,15 @@ def _check_pace(received_s: float, settings: Settings, *, ready_at: float) -> No
             f"stream may run at most {settings.stream_max_speed:g} times real time plus "
             f"{settings.stream_burst_seconds:g} s ahead. Pace the audio as it is heard.",
         )
+
+
+def _idle(settings: Settings) -> ApiProblem:
+    return refusal(
+        408,
+        "idle-timeout",
+        f"Nothing arrived for {settings.stream_idle_seconds:g} s; send audio or a "
+        "'keepalive' at least that often.",
+    )
 
 
 def _too_long(settings: Settings) -> ApiProblem:

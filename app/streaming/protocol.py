@@ -70,9 +70,8 @@ class PcmDecoder:
         whole = len(data) - len(data) % self._width
         self._carry = data[whole:]
         if self.encoding == "pcm_s16le":
-            samples = np.frombuffer(data, dtype="<i2", count=whole // 2).astype(np.float32)
-            samples *= _S16_SCALE
-            return samples
+            pcm = np.frombuffer(data, dtype="<i2", count=whole // 2)
+            return np.multiply(pcm, _S16_SCALE, dtype=np.float32)  # one pass: cast and scale
         samples = np.frombuffer(data, dtype="<f4", count=whole // 4).astype(np.float32)
         if not np.isfinite(samples).all():
             raise refusal(422, "non-finite-audio", "The audio holds NaN or infinite samples.")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app.batching import MicroBatcher
+from app.problems import ApiProblem
 from uvac.audio.decoding import Audio
 
 
@@ -62,6 +63,22 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+def submit_together(model: FakeModel, audios: list[Audio], **options: Any) -> list[Any]:
+    """Submit ``audios`` at once to a batcher made with ``options``; their results."""
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(**options)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.submit(model=model, audio=audio) for audio in audios)
+            )
+        finally:
+            await batcher.close()
+
+    return list(run(scenario()))
+
+
 def test_concurrent_submissions_share_one_forward_pass() -> None:
     model = _model("a")
 
@@ -101,18 +118,8 @@ def test_batches_never_exceed_max_batch() -> None:
 
 def test_audio_seconds_cap_a_batch() -> None:
     model = _model("a")
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.05, max_batch_seconds=0.25)
-        await batcher.start()
-        try:
-            await asyncio.gather(
-                *(batcher.submit(model=model, audio=_audio(0.1, seconds=0.1)) for _ in range(6))
-            )
-        finally:
-            await batcher.close()
-
-    run(scenario())
+    clips = [_audio(0.1, seconds=0.1) for _ in range(6)]
+    submit_together(model, clips, max_batch=64, max_wait_s=0.05, max_batch_seconds=0.25)
     assert all(len(batch) <= 3 for batch in model.clusterer.batches)
 
 
@@ -338,3 +345,62 @@ def test_a_long_clip_whose_caller_left_is_dropped() -> None:
 
     run(scenario())
     assert len(model.clusterer.steps) < 10
+
+
+def test_lanes_run_forward_passes_side_by_side() -> None:
+    """Two lanes: two batches are inside the model at once (each waits for the other at a
+    barrier, which one lane could never pass)."""
+    meeting = threading.Barrier(2, timeout=10)
+    set_up: list[str] = []
+
+    @dataclass
+    class MeetingClusterer(FakeClusterer):
+        def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+            meeting.wait()
+            return super().cluster_batch(audios)
+
+    model = FakeModel(clusterer=MeetingClusterer("a"), key=("a", "sha"))
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(
+            max_batch=64,
+            max_wait_s=0.0,
+            lanes=2,
+            lane_setup=lambda: set_up.append(threading.current_thread().name),
+        )
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.1)))
+            await asyncio.sleep(0.05)  # the first batch is in a lane, waiting at the barrier
+            second = await batcher.submit(model=model, audio=_audio(0.2))
+            return [await first, second]
+        finally:
+            await batcher.close()
+
+    results = run(scenario())
+    assert results == [("a", pytest.approx(0.1)), ("a", pytest.approx(0.2))]
+    assert len(model.clusterer.threads) == 2
+    assert sorted(set_up) == sorted(model.clusterer.threads)  # each lane was set up once
+
+
+def test_waiting_clips_are_shared_by_the_free_lanes() -> None:
+    model = _model("a")
+    clips = [_audio(value) for value in (0.1, 0.2, 0.3, 0.4)]
+    submit_together(model, clips, max_batch=64, max_wait_s=0.0, lanes=2)
+    assert sorted(len(batch) for batch in model.clusterer.batches) == [2, 2]
+
+
+def test_a_pass_in_flight_at_close_fails_with_503() -> None:
+    model = _model("a")
+    model.clusterer.step_s = 0.2
+
+    async def scenario() -> BaseException | None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, long_clip_seconds=1.0, lanes=2)
+        await batcher.start()
+        request = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.5, 2.0)))
+        await asyncio.sleep(0.05)  # its first step is running
+        await batcher.close()
+        return request.exception()
+
+    error = run(scenario())
+    assert isinstance(error, ApiProblem) and error.status == 503

@@ -55,7 +55,9 @@ LOG_SCALE = 1e4
 LOG_MAXIMUM = 9.457798957824707
 MIN_FRAMES = 8  # three 2x2 max-poolings need 8 frames to leave one
 CHANNELS = (64, 128, 256, 512)
-_BATCH_WINDOWS = 16  # windows per network call: bounds memory on long recordings
+# Spectrogram frames per network call (two 5 s windows, ten 1 s ones): the fewest CPU seconds
+# per window for both (benchmarks/README.md, live streams); also bounds memory.
+_FRAMES_PER_CALL = 432
 
 
 class _ConvBlock(nn.Module):
@@ -177,13 +179,16 @@ class SoundEncoder(Encoder):
         with torch.inference_mode():
             spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
             embeddings: list[Tensor | None] = [None] * len(spectrograms)
-            # Windows of equal length (every full window of a recording) share a network call.
+            # Windows of equal length (every full window of a recording) share a network
+            # call, as many as fit in _FRAMES_PER_CALL frames: on a CPU a call over more
+            # frames costs more per window, not less (its activations outgrow the caches).
             by_length: dict[int, list[int]] = {}
             for index, spectrogram in enumerate(spectrograms):
                 by_length.setdefault(int(spectrogram.shape[0]), []).append(index)
-            for indices in by_length.values():
-                for start in range(0, len(indices), _BATCH_WINDOWS):
-                    chunk = indices[start : start + _BATCH_WINDOWS]
+            for frames, indices in by_length.items():
+                per_call = max(1, _FRAMES_PER_CALL // frames)
+                for start in range(0, len(indices), per_call):
+                    chunk = indices[start : start + per_call]
                     batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
                     with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
                         result = self.network(batch).float()  # (B, 512)
