@@ -2,13 +2,18 @@
 
 A job is accepted or refused on this estimate when it is submitted, so that a job that was
 accepted can run within the worker's memory (rather than fail there minutes later, or take
-the worker down). Three parts:
+the worker down). Four parts:
 
 - the data set's windows, as the trainer holds them (float32 features and their masks);
 - the model: its parameters, their gradients and Adam's two moments;
 - one optimisation step: every tensor the forward pass and the backward pass produce, counted
   on PyTorch's meta device, which computes shapes and allocates nothing; times the extra views
-  of the consistency and self-labelling terms, each a forward and backward of its own.
+  of the consistency and self-labelling terms, each a forward and backward of its own;
+- reading one recording, the longest (`recording_bytes`): its decoded samples and, with an
+  encoder front-end, the encoder itself (weights, one call's activations at its batch size,
+  its inputs and outputs for the recording's windows; `uvac.audio.Encoder.memory_bytes`).
+  Every job kind reads recordings this way, so every kind's estimate has this part
+  (`uvac.training.job_memory`, `uvac.edge.distillation_memory`).
 
 The step is counted on probes of two or four windows of at most `PROBE_FRAMES` frames and
 extrapolated to the real batch and window (parts that are fixed, grow with the window, with
@@ -33,17 +38,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from uvac.audio import FeatureConfig
+from uvac.audio import ENCODERS, FeatureConfig
 from uvac.models import VariationalClusterModel, build_model
+from uvac.tensor_bytes import TensorBytesCounter
 from uvac.training.config import TrainConfig
 
 __all__ = [
     "PROBE_FRAMES",
     "TrainingMemory",
     "estimate_training_memory",
+    "recording_bytes",
     "window_count",
 ]
 
@@ -54,6 +59,8 @@ _COPIES_PER_PARAMETER = 4
 _KMEANS_COPIES = 3
 PROBE_FRAMES = 64  # a multiple of 16, as the networks' inputs are
 _PROBE_WINDOWS = (2, 4)
+# A decoded recording, and the frames or windows cut from it, are alive at once.
+_DECODED_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,20 @@ class TrainingMemory:
     dataset_bytes: int
     model_bytes: int
     step_bytes: int
+    recording_bytes: int
 
     @property
     def total_bytes(self) -> int:
-        return self.dataset_bytes + self.model_bytes + self.step_bytes
+        return self.dataset_bytes + self.model_bytes + self.step_bytes + self.recording_bytes
+
+    def parts(self) -> tuple[tuple[str, int], ...]:
+        """(what, bytes) of each part, for a refusal to name."""
+        return (
+            ("the data set's windows", self.dataset_bytes),
+            ("the model and its optimiser state", self.model_bytes),
+            ("one step of a batch", self.step_bytes),
+            ("reading the longest recording (decoder and encoder)", self.recording_bytes),
+        )
 
 
 def window_count(durations_s: Iterable[float], features: FeatureConfig) -> int:
@@ -84,10 +101,24 @@ def window_count(durations_s: Iterable[float], features: FeatureConfig) -> int:
     return total
 
 
+def recording_bytes(features: FeatureConfig, *, longest_s: float) -> int:
+    """What reading one recording of ``longest_s`` seconds takes: its samples at the features'
+    rate (and the frames or windows cut from them) and, with an encoder front-end, the
+    encoder's weights, activations and per-window inputs and outputs."""
+    samples = math.ceil(max(0.0, longest_s) * features.sample_rate)
+    total = _DECODED_COPIES * samples * _FLOAT32
+    if features.uses_encoder:
+        encoder = ENCODERS[features.frontend]
+        windows = window_count([longest_s], features)
+        total += encoder.memory_bytes(window_seconds=features.window_seconds, windows=windows)
+    return total
+
+
 def estimate_training_memory(
-    config: TrainConfig, features: FeatureConfig, *, windows: int
+    config: TrainConfig, features: FeatureConfig, *, windows: int, longest_s: float
 ) -> TrainingMemory:
-    """The memory a run of ``config`` on ``windows`` windows of ``features`` needs.
+    """The memory a run of ``config`` on ``windows`` windows of ``features`` needs, the
+    longest recording lasting ``longest_s`` seconds.
 
     Raises ``ValueError`` (or ``TypeError``) when the model cannot be built from these
     settings, as the trainer would.
@@ -95,11 +126,13 @@ def estimate_training_memory(
     channels, frames, bins = features.input_shape  # (1, T, F)
     window_values = channels * frames * bins
     dataset_bytes = windows * (window_values + frames) * _FLOAT32  # features and masks
+    reading = recording_bytes(features, longest_s=longest_s)
     if config.model_type == "kmeans":
         return TrainingMemory(
             dataset_bytes=dataset_bytes,
             model_bytes=config.n_clusters * window_values * _FLOAT32,
             step_bytes=_KMEANS_COPIES * dataset_bytes,
+            recording_bytes=reading,
         )
     batch = max(1, min(config.batch_size, windows))
     parameters, step = _model_and_step(config, features, batch=batch)
@@ -108,6 +141,7 @@ def estimate_training_memory(
         dataset_bytes=dataset_bytes,
         model_bytes=parameters * _FLOAT32 * _COPIES_PER_PARAMETER,
         step_bytes=step * views,
+        recording_bytes=reading,
     )
 
 
@@ -184,27 +218,12 @@ def _model(config: TrainConfig, *, bins: int, frames: int) -> Any:
     return build_model(config.model_type, **arguments)
 
 
-class _CountingMode(TorchDispatchMode):
-    """Adds up the bytes of every tensor an operation returns."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
-                self.bytes += leaf.numel() * leaf.element_size()
-        return out
-
-
 def _step_bytes(model: Any, batch: torch.Tensor, config: TrainConfig) -> int:
     if not isinstance(model, VariationalClusterModel):  # pragma: no cover (no such type yet)
         return int(batch.numel() * batch.element_size())
     # As after the optimiser's zero_grad: each step makes its gradients anew.
     model.zero_grad(set_to_none=True)
-    counting = _CountingMode()
+    counting = TensorBytesCounter()
     with counting:
         parts = model.loss(
             batch,
