@@ -20,8 +20,10 @@ extrapolated to the real batch and window (parts that are fixed, grow with the w
 the batch, and with both: the layers' activations are linear in each); the meta device's own
 cost grows with the frames (the GRU runs one step per 16), so a request for a window of a
 million frames is answered in milliseconds too. The model's and the step's parts depend on
-the request's shape alone (not on the data set), so they are kept per shape
-(`_SHAPE_CACHE`): a client repeating a refused request costs a dictionary lookup. It counts
+the model's shape alone (not on the data set, the batch, the window's length beyond the
+probes, or the rates and loss weights), so they are kept per shape (`_SHAPE_CACHE`): a client
+repeating a refused request, or varying only those, costs a dictionary lookup; shapes not yet
+counted are counted one at a time. It counts
 every intermediate tensor as if all were alive at once, so it errs on the high side. The
 model is built from the same arguments as the trainer's, so an option the model refuses is
 found here too (``ValueError``).
@@ -145,35 +147,84 @@ def estimate_training_memory(
     )
 
 
-_SHAPE_CACHE: OrderedDict[str, tuple[int, int]] = OrderedDict()
+@dataclass(frozen=True)
+class _StepFit:
+    """One step's bytes as ``a + a' T + b B + c B T`` (see `_fit_step`), never below the
+    largest probe measured."""
+
+    fixed: float  # a
+    per_frame: float  # a'
+    per_window: float  # b
+    per_window_frame: float  # c
+    floor: int
+
+    def bytes(self, *, batch: int, frames: int) -> int:
+        per_window = self.per_window + self.per_window_frame * frames
+        estimate = self.fixed + self.per_frame * frames + per_window * batch
+        return max(self.floor, math.ceil(estimate))
+
+
+_SHAPE_CACHE: OrderedDict[str, tuple[int, _StepFit]] = OrderedDict()
 _SHAPE_CACHE_SIZE = 256
 _SHAPE_CACHE_LOCK = threading.Lock()
+# One count at a time: each holds the interpreter for about a second, so requests of new
+# shapes arriving together wait for each other instead of all starving the serving threads,
+# and a shape counted meanwhile is then found in the cache.
+_COUNTING_LOCK = threading.Lock()
+
+
+def _shape_key(config: TrainConfig, *, bins: int, frames: int) -> str:
+    """What decides the counted sizes: the model and its inputs' probe lengths. The batch, the
+    real window length (beyond the probes), the seed, rates and loss weights are not in it
+    (they enter the fitted formula or change no tensor's size), so requests that differ
+    only in those share one count."""
+    short, long = min(frames, PROBE_FRAMES // 2), min(frames, PROBE_FRAMES)
+    tied_to_length = config.model_type != "cat-uvac"  # built for one window length
+    shape = [
+        config.model_type,
+        config.n_clusters,
+        config.model_hyperparameters,
+        bins,
+        short,
+        long,
+        frames if tied_to_length else None,
+    ]
+    return json.dumps(shape, sort_keys=True, default=str)
 
 
 def _model_and_step(config: TrainConfig, features: FeatureConfig, *, batch: int) -> tuple[int, int]:
-    """(parameters, one step's bytes) of this shape, computed once per shape."""
-    key = json.dumps([config.to_dict(), features.to_dict(), batch], sort_keys=True, default=str)
+    """(parameters, one step's bytes) of this shape; the model is counted once per shape."""
+    channels, frames, bins = features.input_shape  # (1, T, F)
+    key = _shape_key(config, bins=bins, frames=frames)
+    counted = _cached(key)
+    if counted is None:
+        with _COUNTING_LOCK:
+            counted = _cached(key)
+            if counted is None:
+                with torch.device("meta"):
+                    model = _model(config, bins=bins, frames=frames)
+                    parameters = sum(parameter.numel() for parameter in model.parameters())
+                    fit = _fit_step(config, model, channels=channels, frames=frames, bins=bins)
+                counted = (parameters, fit)
+                with _SHAPE_CACHE_LOCK:
+                    _SHAPE_CACHE[key] = counted
+                    while len(_SHAPE_CACHE) > _SHAPE_CACHE_SIZE:
+                        _SHAPE_CACHE.popitem(last=False)
+    parameters, fit = counted
+    return parameters, fit.bytes(batch=batch, frames=frames)
+
+
+def _cached(key: str) -> tuple[int, _StepFit] | None:
     with _SHAPE_CACHE_LOCK:
         if key in _SHAPE_CACHE:
             _SHAPE_CACHE.move_to_end(key)
             return _SHAPE_CACHE[key]
-    channels, frames, bins = features.input_shape  # (1, T, F)
-    with torch.device("meta"):
-        model = _model(config, bins=bins, frames=frames)
-        parameters = sum(parameter.numel() for parameter in model.parameters())
-        step = _scaled_step_bytes(
-            config, model, batch=batch, channels=channels, frames=frames, bins=bins
-        )
-    with _SHAPE_CACHE_LOCK:
-        _SHAPE_CACHE[key] = (parameters, step)
-        while len(_SHAPE_CACHE) > _SHAPE_CACHE_SIZE:
-            _SHAPE_CACHE.popitem(last=False)
-    return parameters, step
+    return None
 
 
-def _scaled_step_bytes(
-    config: TrainConfig, model: Any, *, batch: int, channels: int, frames: int, bins: int
-) -> int:
+def _fit_step(
+    config: TrainConfig, model: Any, *, channels: int, frames: int, bins: int
+) -> _StepFit:
     """One step's bytes as ``a + a' T + b B + c B T``, fitted on four small probes.
 
     ``a`` is what the weights' gradients take, ``a'`` what grows with the window alone,
@@ -195,7 +246,13 @@ def _scaled_step_bytes(
     small_short, large_short = measure(small, short), measure(large, short)
     per_window_short = (large_short - small_short) / (large - small)
     if long == short:  # the window is short: T is the real one, only B is extrapolated
-        return max(large_short, math.ceil(small_short + per_window_short * (batch - small)))
+        return _StepFit(
+            fixed=small_short - per_window_short * small,
+            per_frame=0.0,
+            per_window=per_window_short,
+            per_window_frame=0.0,
+            floor=large_short,
+        )
     small_long, large_long = measure(small, long), measure(large, long)
     per_window_long = (large_long - small_long) / (large - small)
     span = long - short
@@ -203,8 +260,13 @@ def _scaled_step_bytes(
     per_window = per_window_short - per_window_frame * short  # b
     per_frame = (small_long - small_short) / span - small * per_window_frame  # a'
     fixed = small_short - per_frame * short - small * (per_window + per_window_frame * short)
-    estimate = fixed + per_frame * frames + (per_window + per_window_frame * frames) * batch
-    return max(large_long, math.ceil(estimate))
+    return _StepFit(
+        fixed=fixed,
+        per_frame=per_frame,
+        per_window=per_window,
+        per_window_frame=per_window_frame,
+        floor=large_long,
+    )
 
 
 def _model(config: TrainConfig, *, bins: int, frames: int) -> Any:

@@ -102,7 +102,8 @@ def test_kmeans_needs_no_network() -> None:
 def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from uvac.training import memory_estimate
 
-    features, config = build_configs("scenes-logmel", train_overrides={"seed": 12_345})
+    unique = {"model_hyperparameters": {"conv_channels": [4, 8, 12, 20]}}  # a shape of its own
+    features, config = build_configs("scenes-logmel", train_overrides=unique)
     built: list[int] = []
     real_model = memory_estimate._model
 
@@ -120,6 +121,40 @@ def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert second.model_bytes == first.model_bytes
     assert second.step_bytes == first.step_bytes
     assert second.dataset_bytes > first.dataset_bytes
+
+
+def test_what_changes_no_tensor_size_shares_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvac.training import memory_estimate
+
+    hyperparameters = {"model_hyperparameters": {"conv_channels": [8, 8, 16, 24]}}
+    features, config = build_configs("scenes-logmel", train_overrides=hyperparameters)
+    first = estimate_training_memory(config, features, windows=10_000, longest_s=1.0)
+    built: list[int] = []
+    real_model = memory_estimate._model
+
+    def counting_model(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return real_model(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(memory_estimate, "_model", counting_model)
+    varied = {**hyperparameters, "seed": 99, "learning_rate": 1e-3, "lambda_kl": 0.9}
+    longer = {"window_seconds": features.window_seconds * 2}
+    for overrides, feature_overrides in [({**varied, "batch_size": 7}, None), (varied, longer)]:
+        other_features, other = build_configs(
+            "scenes-logmel", train_overrides=overrides, feature_overrides=feature_overrides
+        )
+        estimate = estimate_training_memory(other, other_features, windows=10_000, longest_s=1.0)
+        assert estimate.model_bytes == first.model_bytes
+    assert built == []  # counted once, for the first request
+    # The batch still sizes the step, through the fitted formula.
+    smaller = build_configs("scenes-logmel", train_overrides={**varied, "batch_size": 7})
+    small = estimate_training_memory(smaller[1], smaller[0], windows=10_000, longest_s=1.0)
+    assert small.step_bytes < first.step_bytes
+    other_width = build_configs(
+        "scenes-logmel", train_overrides={"model_hyperparameters": {"conv_channels": [8] * 4}}
+    )
+    estimate_training_memory(other_width[1], other_width[0], windows=10_000, longest_s=1.0)
+    assert built  # a model of another shape is counted
 
 
 def test_an_encoder_front_end_counts_the_encoder_and_the_longest_recording() -> None:
