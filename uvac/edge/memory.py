@@ -75,16 +75,22 @@ def distillation_memory(
 
 
 def _student_sizes(config: DistillConfig, *, n_clusters: int) -> tuple[int, int]:
-    return _counted_student(
-        tuple(config.conv_channels),
-        config.gru_hidden,
-        config.gru_layers,
-        n_clusters,
-        config.batch_size,
-    )
+    """(parameters, one step's bytes at the config's batch size): the step is linear in the
+    batch (the student's input length is fixed), so two small batches are counted once per
+    student shape and the batch size applied to them."""
+    shape = (tuple(config.conv_channels), config.gru_hidden, config.gru_layers, n_clusters)
+    parameters, small = _counted_student(*shape, _PROBE_BATCHES[0])
+    _, large = _counted_student(*shape, _PROBE_BATCHES[1])
+    per_window = (large - small) / (_PROBE_BATCHES[1] - _PROBE_BATCHES[0])
+    step = small + per_window * (config.batch_size - _PROBE_BATCHES[0])
+    return parameters, max(large, math.ceil(step))
 
 
-@lru_cache(maxsize=64)
+# Batches the student's step is counted at: with one window some tensors are broadcast.
+_PROBE_BATCHES = (2, 4)
+
+
+@lru_cache(maxsize=128)
 def _counted_student(
     conv_channels: tuple[int, ...], gru_hidden: int, gru_layers: int, n_clusters: int, batch: int
 ) -> tuple[int, int]:
