@@ -12,7 +12,7 @@ from typing import Any
 
 from app.schemas.distill import DistillRequest
 from app.schemas.prepare import PrepareRequest
-from app.training_limits import manifest_items, refusal, too_large
+from app.training_limits import check_fits, manifest_items, refusal
 from dataset_store import DatasetManifest
 from model_store import ModelVersion
 from uvac.audio import DEFAULT_HELD_OUT_SHARE, FeatureConfig
@@ -88,12 +88,11 @@ def check_evaluation_fits(
     memory = evaluation_memory(
         config, features, windows=windows, longest_s=max(durations, default=0.0)
     )
-    if memory.total_bytes > max_bytes:
-        raise too_large(
-            memory, what="This evaluation", max_bytes=max_bytes, lower="evaluate fewer or "
-            "shorter recordings (split held-out, or a smaller data set)",
-            kind="evaluation_too_large",
-        )  # fmt: skip
+    check_fits(
+        memory, what="This evaluation", max_bytes=max_bytes, lower="evaluate fewer or "
+        "shorter recordings (split held-out, or a smaller data set)",
+        kind="evaluation_too_large",
+    )  # fmt: skip
 
 
 def check_preparation_fits(
@@ -106,12 +105,11 @@ def check_preparation_fits(
     memory = preparation_memory(
         features, longest_s=max((entry.duration_s for entry in manifest.files), default=0.0)
     )
-    if memory.total_bytes > max_bytes:
-        raise too_large(
-            memory, what="Embedding this data set", max_bytes=max_bytes,
-            lower="features (window_seconds), or cut the longest recordings",
-            kind="preparation_too_large",
-        )  # fmt: skip
+    check_fits(
+        memory, what="Embedding this data set", max_bytes=max_bytes,
+        lower="features (window_seconds), or cut the longest recordings",
+        kind="preparation_too_large",
+    )  # fmt: skip
 
 
 def distill_config(body: DistillRequest) -> DistillConfig:
@@ -153,9 +151,8 @@ def check_distillation_fits(
         teacher_windows=window_count(durations, features),
         durations_s=durations,
     )
-    if memory.total_bytes > max_bytes:
-        raise too_large(
-            memory, what="This distillation", max_bytes=max_bytes,
-            lower="distil on a smaller data set, or lower batch_size",
-            kind="distillation_too_large",
-        )  # fmt: skip
+    check_fits(
+        memory, what="This distillation", max_bytes=max_bytes,
+        lower="distil on a smaller data set, or lower batch_size",
+        kind="distillation_too_large",
+    )  # fmt: skip

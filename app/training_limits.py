@@ -23,7 +23,7 @@ from uvac.audio import DEFAULT_HELD_OUT_SHARE, DatasetItem, held_out_split
 from uvac.selection import MIN_SWEEP_RECORDINGS
 from uvac.training import estimate_training_memory, window_count
 
-__all__ = ["check_training_fits", "manifest_items", "refusal", "too_large"]
+__all__ = ["check_fits", "check_training_fits", "manifest_items", "refusal"]
 
 _GIB = 1024**3
 # The request fields that make a run larger, named in the refusal.
@@ -67,14 +67,13 @@ def check_training_fits(
             f"The {config.model_type} model cannot be built from these settings: {error}",
             "model_hyperparameters_invalid",
         ) from error
-    if estimate.total_bytes > max_bytes:
-        raise too_large(
-            estimate,
-            what=f"This training ({windows} windows of the data set)",
-            max_bytes=max_bytes,
-            lower=_SIZE_FIELDS,
-            kind="training_too_large",
-        )
+    check_fits(
+        estimate,
+        what=f"This training ({windows} windows of the data set)",
+        max_bytes=max_bytes,
+        lower=_SIZE_FIELDS,
+        kind="training_too_large",
+    )
     largest_k = (
         request.n_clusters.max
         if isinstance(request.n_clusters, ClusterRange)
@@ -101,12 +100,12 @@ def check_training_fits(
         )
 
 
-def too_large(
-    estimate: _Sized, *, what: str, max_bytes: int, lower: str, kind: str
-) -> RequestValidationError:
-    """The 422 of a job that needs more memory than a worker has, naming each part."""
+def check_fits(estimate: _Sized, *, what: str, max_bytes: int, lower: str, kind: str) -> None:
+    """Raise the 422 of a job that needs more memory than a worker has, naming each part."""
+    if estimate.total_bytes <= max_bytes:
+        return
     parts = ", ".join(f"{name}: {size / _GIB:.2f} GiB" for name, size in estimate.parts())
-    return refusal(
+    raise refusal(
         (),
         f"{what} would need about {estimate.total_bytes / _GIB:.2f} GiB ({parts}); a worker "
         f"has {max_bytes / _GIB:.2f} GiB. Lower what sets the size: {lower}.",

@@ -99,11 +99,10 @@ def test_kmeans_needs_no_network() -> None:
     assert estimate.step_bytes > estimate.dataset_bytes > 0
 
 
-def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per model the estimate builds from now on."""
     from uvac.training import memory_estimate
 
-    unique = {"model_hyperparameters": {"conv_channels": [4, 8, 12, 20]}}  # a shape of its own
-    features, config = build_configs("scenes-logmel", train_overrides=unique)
     built: list[int] = []
     real_model = memory_estimate._model
 
@@ -112,6 +111,14 @@ def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_model(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(memory_estimate, "_model", counting_model)
+    return built
+
+
+def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    unique = {"model_hyperparameters": {"conv_channels": [4, 8, 12, 20]}}  # a shape of its own
+    features, config = build_configs("scenes-logmel", train_overrides=unique)
+    built = _count_builds(monkeypatch)
     first = estimate_training_memory(config, features, windows=50_000, longest_s=1.0)
     builds = len(built)
     assert builds >= 1
@@ -124,19 +131,11 @@ def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_what_changes_no_tensor_size_shares_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvac.training import memory_estimate
 
     hyperparameters = {"model_hyperparameters": {"conv_channels": [8, 8, 16, 24]}}
     features, config = build_configs("scenes-logmel", train_overrides=hyperparameters)
     first = estimate_training_memory(config, features, windows=10_000, longest_s=1.0)
-    built: list[int] = []
-    real_model = memory_estimate._model
-
-    def counting_model(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        built.append(1)
-        return real_model(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(memory_estimate, "_model", counting_model)
+    built = _count_builds(monkeypatch)
     varied = {**hyperparameters, "seed": 99, "learning_rate": 1e-3, "lambda_kl": 0.9}
     longer = {"window_seconds": features.window_seconds * 2}
     for overrides, feature_overrides in [({**varied, "batch_size": 7}, None), (varied, longer)]:
