@@ -27,7 +27,7 @@ _DESCRIPTIONS = {
     416: "The Range header asks for bytes outside the file",
     415: "Not audio, or an unsupported encoding or media type",
     422: "Validation error (a body that is not valid JSON included) or unusable input",
-    429: "Too many uploads at once; see Retry-After",
+    429: "Too many uploads at once, or job submissions in a minute; see Retry-After",
     503: "Temporarily unavailable (no model yet, job queue or object store out of reach)",
 }
 

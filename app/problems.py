@@ -64,6 +64,7 @@ _TITLES: dict[str, str] = {
     "too-many-files": "Too many files",
     "too-many-parts": "Too many multipart parts",
     "too-many-uploads": "Too many uploads at once",
+    "too-many-submissions": "Too many job submissions",
     "batch-too-long": "Batch too long",
     "no-model": "No model to serve",
     "model-unavailable": "Model unavailable",

@@ -26,11 +26,14 @@ from typing import Any
 from model_store.errors import AliasConflict, Corrupted, NotFound
 from model_store.fsutil import atomic_write_json, read_json
 
-__all__ = ["ALIASES_FILE_NAME", "HISTORY_LIMIT", "AliasTable"]
+__all__ = ["ALIASES_FILE_NAME", "HISTORY_LIMIT", "MAX_ALIASES_PER_MODEL", "AliasTable"]
 
 ALIASES_FILE_NAME = "aliases.json"
 ALIASES_FORMAT = 1
 HISTORY_LIMIT = 1000
+# Every model listing carries each model's aliases: a promotion may not add one beyond this
+# (moving an existing alias is always allowed; publishing may always set `latest`).
+MAX_ALIASES_PER_MODEL = 32
 
 
 @dataclass
@@ -82,8 +85,16 @@ class AliasTable:
         return sorted(alias for alias, target in self.targets.items() if target == version)
 
     def move(self, alias: str, version: int, *, action: str, at: str) -> None:
-        """Point ``alias`` at ``version``, remembering the old target for rollback."""
+        """Point ``alias`` at ``version``, remembering the old target for rollback.
+
+        A promotion that would add an alias beyond `MAX_ALIASES_PER_MODEL` is an
+        `AliasConflict` (409)."""
         old = self.targets.get(alias)
+        if old is None and action == "promote" and len(self.targets) >= MAX_ALIASES_PER_MODEL:
+            raise AliasConflict(
+                f"{self.name} already has {len(self.targets)} aliases, the most a model may "
+                f"have; move one of them (or remove it) instead of adding @{alias}."
+            )
         if old is not None and old != version:
             stack = self.previous.setdefault(alias, [])
             stack.append(old)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model_store.aliases import AliasTable
+from model_store.aliases import MAX_ALIASES_PER_MODEL, AliasTable
 from model_store.errors import AliasConflict, AlreadyExists, Corrupted, NotFound
 from model_store.fsutil import fsync_dir, remove_tree, rename_no_replace, write_bytes_durably
 from model_store.layout import DEFAULT_STALE_STAGING_S, StoreLayout
@@ -62,9 +62,6 @@ from model_store.version_files import (
 )
 
 __all__ = ["MAX_ALIASES_PER_MODEL", "METADATA_NAME", "ModelStore"]
-
-# Every listing of a model names its aliases: their number bounds what a listing costs.
-MAX_ALIASES_PER_MODEL = 32
 
 logger = logging.getLogger(__name__)
 
@@ -226,11 +223,6 @@ class ModelStore:
         with self._lock(parsed.name):
             table = self._aliases(parsed.name)
             number = self._resolve(parsed, table)
-            if alias not in table.targets and len(table.targets) >= MAX_ALIASES_PER_MODEL:
-                raise AliasConflict(
-                    f"{parsed.name} already has {len(table.targets)} aliases, the most a model "
-                    f"may have; move one of them (or remove it) instead of adding @{alias}."
-                )
             table.move(alias, number, action="promote", at=_now())
             table.save(self._layout.aliases_path(parsed.name))
             logger.info("promoted %s:v%d to @%s", parsed.name, number, alias)

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Data set uploads read and unpacked at once; each one's memory is bounded, so this
     # bounds them all (429 with Retry-After beyond).
     max_concurrent_dataset_uploads: int = Field(default=2, ge=1)
+    # Job submissions (train, evaluate, distill, prepare) one API key, or one client address
+    # when keys are off, may make in a clock minute (429 with Retry-After beyond; 0: no limit).
+    job_submissions_per_minute: int = Field(default=30, ge=0)
     # A floor on how fast an upload's body must arrive once the grace period is over
     # (408 below it), so a slow client cannot hold a request or an upload slot for ever.
     min_upload_bytes_per_second: float = Field(default=16 * 1024, gt=0)

@@ -26,7 +26,7 @@ SERVICE_PACKAGES = {
     "object_storage",
 }
 # The engine's modules that belong to no subpackage: small leaves everything may use.
-UVAC_LEAVES = {"errors", "hashing", "device", "metrics"}
+UVAC_LEAVES = {"errors", "hashing", "device", "metrics", "tensor_bytes"}
 # Each subpackage of uvac -> the subpackages it may import (the leaves are always allowed).
 UVAC_LAYERS: dict[str, set[str]] = {
     "audio": set(),

@@ -335,20 +335,17 @@ def _split(
     params: Mapping[str, Any],
 ) -> tuple[list[DatasetItem], list[DatasetItem], str]:
     """(training items, held-out items, where the held-out part comes from)."""
-    from uvac.audio import held_out_split
-    from uvac.evaluation import held_out_paths, is_own_dataset
+    from uvac.edge import student_split
 
-    own = is_own_dataset(teacher_version.metadata, dataset_id=manifest.id, digest=manifest.digest)
-    teacher_held = set(held_out_paths(teacher_version.metadata) or ())
-    if own and teacher_held:
-        # Recordings neither the teacher nor the student was trained on.
-        return (
-            [item for item in items if item.relpath not in teacher_held],
-            [item for item in items if item.relpath in teacher_held],
-            f"the recordings {teacher_version.ref}'s training held out",
-        )
-    split = held_out_split(items, share=held_out_share(params))
-    return split.training, split.held_out, "held out of this distillation"
+    split = student_split(
+        items,
+        teacher_metadata=teacher_version.metadata,
+        teacher_ref=teacher_version.ref,
+        dataset_id=manifest.id,
+        dataset_digest=manifest.digest,
+        share=held_out_share(params),
+    )
+    return split.training, split.held_out, split.source
 
 
 def _held_out_agreement(

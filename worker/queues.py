@@ -249,12 +249,15 @@ def job_status(job: Job) -> JobStatus:
     failed); the worker then marks it canceled, and its meta says so in the meantime. A
     running job asked to stop is "canceling" until it does.
     """
-    if job.meta.get("canceled"):
-        return JobStatus.CANCELED
     raw = job.get_status(refresh=False)
-    value = raw.value if isinstance(raw, Enum) else str(raw)
-    status = JobStatus(_RQ_STATUS_ALIASES.get(value, value))
-    if status == JobStatus.STARTED and job.meta.get("cancel_requested"):
+    return _contract_status(raw.value if isinstance(raw, Enum) else str(raw), job.meta)
+
+
+def _contract_status(rq_status: str, meta: dict[str, Any]) -> JobStatus:
+    if meta.get("canceled"):
+        return JobStatus.CANCELED
+    status = JobStatus(_RQ_STATUS_ALIASES.get(rq_status, rq_status))
+    if status == JobStatus.STARTED and meta.get("cancel_requested"):
         return JobStatus.CANCELING
     return status
 
@@ -328,21 +331,56 @@ def list_jobs(
 ) -> tuple[list[dict[str, Any]], int]:
     """Jobs newest first, optionally of one status; and how many match in all.
 
-    Without a status only the page's jobs are read (the index is ordered by submission);
-    a status filter reads every job, since a job's status lives in its own record.
+    Without a status only the page's jobs are read (the index is ordered by submission).
+    A status lives in each job's own record, so a status filter reads the status and meta
+    fields of every indexed job (in batches, one round trip each), then the page's jobs.
     """
-    wanted = JobStatus(status) if status is not None else None
-    if wanted is None:
+    if status is None:
         return _page_of_all_jobs(redis, offset=offset, limit=limit)
-    ids = [_text(raw) for raw in cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, 0, -1))]
-    jobs = Job.fetch_many(ids, connection=redis, serializer=JSONSerializer) if ids else []
-    gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
-    if gone:
-        redis.zrem(JOB_INDEX_KEY, *gone)
-    infos = [job_info(job) for job in jobs if job is not None]
-    if wanted is not None:
-        infos = [info for info in infos if info["status"] == wanted.value]
-    return infos[offset : offset + limit], len(infos)
+    matching = _ids_with_status(redis, JobStatus(status))
+    page = matching[offset : offset + limit]
+    jobs = Job.fetch_many(page, connection=redis, serializer=JSONSerializer) if page else []
+    return [job_info(job) for job in jobs if job is not None], len(matching)
+
+
+# Status fields read per Redis round trip when a listing filters by status.
+_STATUS_SCAN_CHUNK = 500
+
+
+def _ids_with_status(redis: Redis, wanted: JobStatus) -> list[str]:
+    """Ids of the indexed jobs in ``wanted``, newest first, from two fields of each job's
+    record (its RQ status and its meta) rather than the whole job; expired ones leave the
+    index."""
+    matching: list[str] = []
+    start = 0
+    while True:
+        raw = cast(list[Any], redis.zrevrange(JOB_INDEX_KEY, start, start + _STATUS_SCAN_CHUNK - 1))
+        if not raw:
+            return matching
+        ids = [_text(item) for item in raw]
+        pipeline = redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipeline.hmget(Job.key_for(job_id), "status", "meta")
+        gone = []
+        for job_id, (rq_status, meta) in zip(ids, pipeline.execute(), strict=True):
+            if rq_status is None:
+                gone.append(job_id)
+                continue
+            if _contract_status(_text(rq_status), _meta(meta)) == wanted:
+                matching.append(job_id)
+        if gone:
+            redis.zrem(JOB_INDEX_KEY, *gone)
+        start += len(ids) - len(gone)
+
+
+def _meta(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        meta = JSONSerializer.loads(raw)
+    except ValueError:  # unreadable meta: no cancel flags to read
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _page_of_all_jobs(redis: Redis, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:

@@ -12,10 +12,12 @@ from app.deps import (
     RedisDep,
     SettingsDep,
 )
+from app.job_limits import check_distillation_fits
 from app.openapi_docs import problem_responses
 from app.routes.jobs import IdempotencyKeyHeader, submit_job
 from app.schemas import JobPublic
 from app.schemas.distill import DistillRequest
+from app.submission_rate import SubmissionAllowance
 from worker import queues
 
 router = APIRouter(tags=["jobs"])
@@ -31,9 +33,10 @@ router = APIRouter(tags=["jobs"])
     "a new version (metadata `teacher`: ref, version, sha256) with its device export "
     "(`GET /v1/models/{name}/versions/{v}/export`). Answers 202 with "
     "`Location: /v1/jobs/{id}`.",
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def submit_distillation(
+    _allowance: SubmissionAllowance,
     body: DistillRequest,
     response: Response,
     caller: CallerDep,
@@ -44,8 +47,9 @@ def submit_distillation(
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    store.get(body.teacher_ref)  # 404 now rather than a failed job later
-    datasets.get(body.dataset_id)
+    teacher = store.get(body.teacher_ref)  # 404 now rather than a failed job later
+    manifest = datasets.get(body.dataset_id)
+    check_distillation_fits(body, teacher, manifest, max_bytes=settings.max_training_memory_bytes)
     return submit_job(
         kind="distill",
         params=body.job_params(),

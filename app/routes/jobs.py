@@ -21,8 +21,10 @@ from app.deps import (
     SettingsDep,
 )
 from app.idempotency import release, reserve_job_id
+from app.job_limits import check_evaluation_fits
 from app.openapi_docs import problem_responses
 from app.schemas import EvaluateRequest, JobList, JobPublic, JobStatusFilter, TrainRequest
+from app.submission_rate import SubmissionAllowance
 from app.training_limits import check_training_fits, manifest_items
 from uvac.evaluation import evaluation_recordings, held_out_paths, is_own_dataset
 from uvac.selection import is_sweep, parse_sweep
@@ -95,9 +97,10 @@ def submit_job(
     description="Trains a model on an uploaded data set in the worker. Answers 202 with "
     "`Location: /v1/jobs/{id}`; poll that for progress. The finished job's result names the "
     "published model version (promote it with `PUT /v1/models/{name}/aliases/{alias}`).",
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def submit_training(
+    _allowance: SubmissionAllowance,
     body: TrainRequest,
     response: Response,
     caller: CallerDep,
@@ -136,9 +139,10 @@ def submit_training(
     "runs on the recordings training held out unless `split` is `all`; a `held-out` split "
     "that does not exist (another data set, or a model that held none out) is a 422 "
     "`invalid-split`.",
-    responses=problem_responses(401, 403, 404, 409, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
 )
 def submit_evaluation(
+    _allowance: SubmissionAllowance,
     body: EvaluateRequest,
     response: Response,
     caller: CallerDep,
@@ -152,7 +156,7 @@ def submit_evaluation(
     version = store.get(body.model_ref)  # NotFound -> 404, InvalidReference -> 422
     manifest = datasets.get(body.dataset_id)
     # A held-out split that does not exist is a 422 now rather than a failed job later.
-    evaluation_recordings(
+    chosen = evaluation_recordings(
         manifest_items(manifest),
         split=body.split,
         dataset_id=manifest.id,
@@ -163,6 +167,12 @@ def submit_evaluation(
     )
     if body.unknown_dataset_id is not None:
         datasets.get(body.unknown_dataset_id)
+    check_evaluation_fits(
+        version,
+        manifest,
+        [item.relpath for item in chosen.items],
+        max_bytes=settings.max_training_memory_bytes,
+    )
     return submit_job(
         kind="evaluate",
         params=body.job_params(),

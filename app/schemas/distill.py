@@ -47,7 +47,13 @@ class DistillRequest(ClosedModel):
     crops_per_clip: int | None = Field(
         default=None, ge=1, le=256, description="Random student windows per recording per epoch."
     )
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="The starting rate (default 0.003); the cosine schedule ends at 1/30 of it, "
+        "at most 0.0001.",
+    )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
     def job_params(self) -> dict[str, Any]:

@@ -110,6 +110,19 @@ def test_promoting_a_new_alias(client: TestClient, store: ModelStore, served_ver
     assert store.get("scenes@staging").version == 1
 
 
+def test_an_alias_beyond_the_bound_is_a_409_naming_it(
+    client: TestClient, store: ModelStore, served_version
+) -> None:
+    from model_store.aliases import MAX_ALIASES_PER_MODEL
+
+    for index in range(MAX_ALIASES_PER_MODEL - len(store.get("scenes:v1").aliases)):
+        store.promote("scenes:v1", f"a{index}")
+    response = client.put("/v1/models/scenes/aliases/extra", json={"version": 1})
+    problem = assert_problem(response, status=409, slug="alias-conflict")
+    assert f"{MAX_ALIASES_PER_MODEL} aliases" in problem["detail"]
+    assert client.put("/v1/models/scenes/aliases/a0", json={"version": 1}).status_code == 200
+
+
 def test_metrics_from_training_metadata_and_a_worker_report(
     client: TestClient, store: ModelStore
 ) -> None:

@@ -99,6 +99,24 @@ def test_promote_rollback_and_history(any_store: AnyModelStore) -> None:
         any_store.get("scenes@production")
 
 
+def test_aliases_per_model_are_bounded_on_either_store(any_store: AnyModelStore) -> None:
+    from model_store.aliases import MAX_ALIASES_PER_MODEL
+
+    _publish(any_store, seed=1)
+    _publish(any_store, seed=2)
+    # `latest` is one of them; promotions add the others up to the bound.
+    for index in range(MAX_ALIASES_PER_MODEL - 1):
+        any_store.promote("scenes:v1", f"a{index}")
+    with pytest.raises(AliasConflict, match=f"{MAX_ALIASES_PER_MODEL} aliases"):
+        any_store.promote("scenes:v1", "one-too-many")
+    assert "one-too-many" not in any_store.list_models()[0].aliases
+    # Existing aliases still move, and a removed one frees its place; publishing still works.
+    assert any_store.promote("scenes:v2", "a0").version == 2
+    any_store.remove_alias("scenes", "a1")
+    assert any_store.promote("scenes:v2", "one-too-many").version == 2
+    assert _publish(any_store, seed=3).version == 3
+
+
 def test_unknown_things_are_not_found(any_store: AnyModelStore) -> None:
     with pytest.raises(NotFound):
         any_store.get("nothing")

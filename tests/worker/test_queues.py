@@ -95,10 +95,8 @@ def test_list_jobs_newest_first_with_status_filter_and_pruning(
     assert redis_conn.zcard(queues.JOB_INDEX_KEY) == 3
 
 
-def test_a_page_of_jobs_reads_only_that_page(
-    redis_conn: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = [queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings) for _ in range(6)]
+def _count_job_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the jobs read whole from now on, in order."""
     read: list[str] = []
     fetch_many = queues.Job.fetch_many
 
@@ -107,10 +105,39 @@ def test_a_page_of_jobs_reads_only_that_page(
         return fetch_many(job_ids, **kwargs)
 
     monkeypatch.setattr(queues.Job, "fetch_many", counting)
+    return read
+
+
+def test_a_page_of_jobs_reads_only_that_page(
+    redis_conn: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings) for _ in range(6)]
+    read = _count_job_reads(monkeypatch)
     page, total = queues.list_jobs(redis_conn, offset=0, limit=1)
     assert total == 6
     assert [info["id"] for info in page] == [ids[5]]
     assert read == [ids[5]]
+
+
+def test_a_status_filtered_page_reads_whole_jobs_only_for_that_page(
+    redis_conn: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [queues.enqueue_training(redis_conn, TRAIN_PARAMS, settings=settings) for _ in range(7)]
+    for job_id in ids[1::2]:
+        queues.cancel_job(redis_conn, job_id)
+    running = ids[6]
+    fetch(redis_conn, running).set_status(RqJobStatus.STARTED)
+    queues.cancel_job(redis_conn, running)  # a running job asked to stop: "canceling"
+    fetch(redis_conn, ids[0]).delete()  # expired: pruned from the index on the way
+    read = _count_job_reads(monkeypatch)
+    page, total = queues.list_jobs(redis_conn, status="canceled", offset=1, limit=1)
+    assert total == 3 and [info["id"] for info in page] == [ids[3]]
+    assert read == [ids[3]]
+    queued, total = queues.list_jobs(redis_conn, status="queued")
+    assert total == 2 and [info["id"] for info in queued] == [ids[4], ids[2]]
+    canceling, _ = queues.list_jobs(redis_conn, status="canceling")
+    assert [info["id"] for info in canceling] == [running]
+    assert redis_conn.zcard(queues.JOB_INDEX_KEY) == 6
 
 
 def test_cancel_queued_job_removes_it_from_the_queue(redis_conn: Redis, settings: Settings) -> None:

@@ -36,6 +36,7 @@ from uvac.audio.embedded_items import EmbeddedItem, embed_items
 from uvac.audio.embedding_cache import CachedEmbedding, EmbeddingCache
 from uvac.audio.embedding_windows import EmbeddingWindower, fit_embedding_stats
 from uvac.audio.encoders import (
+    ENCODERS,
     Encoder,
     SoundEncoder,
     SpeechEncoder,
@@ -73,6 +74,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "DECODED_FORMATS",
     "DEFAULT_HELD_OUT_SHARE",
+    "ENCODERS",
     "FLOOR_DBFS",
     "FRONTENDS",
     "LABELS_FILE",

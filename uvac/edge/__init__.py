@@ -29,6 +29,7 @@ from uvac.edge.distillation import (
     embedded_teacher_targets,
     teacher_targets,
 )
+from uvac.edge.memory import distillation_memory
 from uvac.edge.onnx_export import (
     EXPORT_FILES,
     INT8_FILE,
@@ -40,6 +41,7 @@ from uvac.edge.onnx_export import (
     quantize_int8,
     sidecar,
 )
+from uvac.edge.recordings import StudentSplit, student_split
 from uvac.edge.streaming import (
     DEFAULT_HOLD_S,
     DEFAULT_TIME_CONSTANT_S,
@@ -65,6 +67,7 @@ __all__ = [
     "ProgramSmoother",
     "Progress",
     "SmoothedDecision",
+    "StudentSplit",
     "TeacherWindows",
     "calibration_windows",
     "check_exportable",
@@ -74,6 +77,7 @@ __all__ = [
     "device_decisions",
     "dft_basis",
     "distill",
+    "distillation_memory",
     "embedded_teacher_targets",
     "export_fp32",
     "export_model",
@@ -81,6 +85,7 @@ __all__ = [
     "quantize_int8",
     "sidecar",
     "smooth_timeline",
+    "student_split",
     "teacher_targets",
     "window_samples",
 ]

@@ -137,16 +137,32 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
+        """The settings ``data`` gives, the others default. A ``learning_rate`` given without
+        ``final_learning_rate`` ends at the default's share of it (1/30), at most the default
+        final rate: a run asked to start lower than usual ends lower too, and one that starts
+        at the default or above ends where the default run does."""
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown distillation settings: {', '.join(unknown)}")
         values = dict(data)
+        if "learning_rate" in values and "final_learning_rate" not in values:
+            values["final_learning_rate"] = _final_rate(values["learning_rate"])
         if "snr_db" in values:
             values["snr_db"] = tuple(float(v) for v in values["snr_db"])
         if "conv_channels" in values:
             values["conv_channels"] = tuple(int(v) for v in values["conv_channels"])
         return cls(**values)
+
+
+def _final_rate(learning_rate: Any) -> Any:
+    """The final rate of a run that names only its starting rate (see `DistillConfig.from_dict`);
+    anything but a positive number is left for the config's own check to refuse."""
+    default = DistillConfig()
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+        return default.final_learning_rate
+    share = default.final_learning_rate / default.learning_rate
+    return min(default.final_learning_rate, learning_rate * share)
 
 
 @dataclass(frozen=True)

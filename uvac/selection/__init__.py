@@ -35,6 +35,7 @@ from uvac.selection.run_checks import (
 )
 from uvac.selection.sweep import (
     DEFAULT_SUBSAMPLE,
+    MIN_SWEEP_RECORDINGS,
     SweepProgress,
     SweepResult,
     clip_probabilities,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_STABILITY_THRESHOLD",
     "DEFAULT_SUBSAMPLE",
     "MIN_RECORDINGS_PER_CLUSTER",
+    "MIN_SWEEP_RECORDINGS",
     "NAME_CARRY_SHARE",
     "Candidate",
     "CandidateScores",

@@ -60,11 +60,21 @@ from uvac.training import (
     train_on_windows,
 )
 
-__all__ = ["SweepProgress", "SweepResult", "clip_probabilities", "clip_representation", "run_sweep"]
+__all__ = [
+    "MIN_SWEEP_RECORDINGS",
+    "SweepProgress",
+    "SweepResult",
+    "clip_probabilities",
+    "clip_representation",
+    "run_sweep",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SUBSAMPLE = 0.8
+# Stability compares the seeds' assignments of recordings, and the subsampled run keeps at
+# least two of them: fewer recordings leave nothing to compare.
+MIN_SWEEP_RECORDINGS = 2
 _DONE_FILE = "run.json"
 _PROBABILITIES_FILE = "clip_probabilities.safetensors"
 
@@ -185,6 +195,11 @@ def run_sweep(
         raise ValueError("a sweep needs at least two different seeds to measure stability")
     if not candidates:
         raise ValueError("a sweep needs at least one candidate")
+    if data.n_clips < MIN_SWEEP_RECORDINGS:
+        raise ValueError(
+            f"a sweep needs at least {MIN_SWEEP_RECORDINGS} training recordings to compare "
+            f"its runs' assignments, got {data.n_clips}"
+        )
     representation = clip_representation(data)
     labels = clip_labels(data)
     total_runs = len(candidates) * len(seeds) + (1 if subsample is not None else 0)
@@ -320,7 +335,7 @@ def run_sweep(
 def _resample(data: TrainingWindows, share: float, seed: int) -> TrainingWindows:
     """The windows of a random ``share`` of the clips, drawn with ``seed``."""
     rng = np.random.default_rng([seed, 1])
-    n_keep = max(2, round(share * data.n_clips))
+    n_keep = max(MIN_SWEEP_RECORDINGS, round(share * data.n_clips))
     clips = np.sort(rng.choice(data.n_clips, size=n_keep, replace=False))
     keep = torch.from_numpy(np.isin(data.clip_index.numpy(), clips))
     renumbered = torch.from_numpy(np.searchsorted(clips, data.clip_index[keep].numpy()))

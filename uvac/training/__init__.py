@@ -60,11 +60,13 @@ from uvac.training.data import (
     windows_for_training,
 )
 from uvac.training.history import EpochRecord, TrainingHistory, label_metrics
+from uvac.training.job_memory import JobMemory, evaluation_memory, preparation_memory
 from uvac.training.kmeans_fit import fit_kmeans
 from uvac.training.memory_estimate import (
     PROBE_FRAMES,
     TrainingMemory,
     estimate_training_memory,
+    recording_bytes,
     window_count,
 )
 from uvac.training.pipeline import (
@@ -90,6 +92,7 @@ __all__ = [
     "RESUME_NEUTRAL_FIELDS",
     "WEIGHTS_FILE",
     "EpochRecord",
+    "JobMemory",
     "Phase",
     "Preset",
     "Progress",
@@ -108,6 +111,7 @@ __all__ = [
     "capture_rng_state",
     "code_version",
     "estimate_training_memory",
+    "evaluation_memory",
     "fit",
     "fit_kmeans",
     "initial_pseudo_labels",
@@ -120,6 +124,8 @@ __all__ = [
     "mutual_information_loss",
     "nearest_neighbours",
     "phase_threads",
+    "preparation_memory",
+    "recording_bytes",
     "restore_rng_state",
     "resume_relevant_fields",
     "save_checkpoint",

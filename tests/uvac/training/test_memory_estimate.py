@@ -10,8 +10,8 @@ from tests.audio_fixtures import noise
 from uvac.audio.decoding import Audio
 from uvac.audio.feature_config import FeatureConfig
 from uvac.audio.features import FeatureExtractor, NormStats
+from uvac.tensor_bytes import TensorBytesCounter
 from uvac.training.memory_estimate import (
-    _CountingMode,
     _model,
     estimate_training_memory,
     window_count,
@@ -40,11 +40,11 @@ def test_window_count_is_what_the_feature_extractor_cuts(seconds: float) -> None
 def _direct_step_bytes(preset: str, **overrides: object) -> tuple[int, int]:
     features, config = build_configs(preset, train_overrides=overrides)
     channels, frames, bins = features.input_shape
-    estimate = estimate_training_memory(config, features, windows=10_000)
+    estimate = estimate_training_memory(config, features, windows=10_000, longest_s=1.0)
     views = 1 + (config.consistency_weight > 0) + (config.self_label_weight > 0)
     with torch.device("meta"):
         model = _model(config, bins=bins, frames=frames)
-        counting = _CountingMode()
+        counting = TensorBytesCounter()
         with counting:
             parts = model.loss(
                 torch.zeros(config.batch_size, channels, frames, bins),
@@ -74,13 +74,13 @@ def test_the_extrapolated_step_is_the_full_count(preset: str, overrides: dict) -
 def test_the_estimate_grows_with_the_batch_and_the_data() -> None:
     features, config = build_configs("scenes-logmel")
     _, bigger_batch = build_configs("scenes-logmel", train_overrides={"batch_size": 512})
-    base = estimate_training_memory(config, features, windows=1000)
+    base = estimate_training_memory(config, features, windows=1000, longest_s=1.0)
     assert (
-        estimate_training_memory(bigger_batch, features, windows=1000).step_bytes
+        estimate_training_memory(bigger_batch, features, windows=1000, longest_s=1.0).step_bytes
         > 4 * base.step_bytes
     )
     assert (
-        estimate_training_memory(config, features, windows=10_000).dataset_bytes
+        estimate_training_memory(config, features, windows=10_000, longest_s=1.0).dataset_bytes
         == 10 * base.dataset_bytes
     )
 
@@ -90,19 +90,19 @@ def test_a_model_the_options_cannot_build_is_refused() -> None:
         "scenes-logmel", train_overrides={"model_hyperparameters": {"conv_channels": [8, 16]}}
     )
     with pytest.raises(ValueError):
-        estimate_training_memory(config, features, windows=10)
+        estimate_training_memory(config, features, windows=10, longest_s=1.0)
 
 
 def test_kmeans_needs_no_network() -> None:
     features, config = build_configs("paper", train_overrides={"model_type": "kmeans"})
-    estimate = estimate_training_memory(config, features, windows=100)
+    estimate = estimate_training_memory(config, features, windows=100, longest_s=1.0)
     assert estimate.step_bytes > estimate.dataset_bytes > 0
 
 
-def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per model the estimate builds from now on."""
     from uvac.training import memory_estimate
 
-    features, config = build_configs("scenes-logmel", train_overrides={"seed": 12_345})
     built: list[int] = []
     real_model = memory_estimate._model
 
@@ -111,12 +111,66 @@ def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_model(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(memory_estimate, "_model", counting_model)
-    first = estimate_training_memory(config, features, windows=50_000)
+    return built
+
+
+def test_a_shape_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    unique = {"model_hyperparameters": {"conv_channels": [4, 8, 12, 20]}}  # a shape of its own
+    features, config = build_configs("scenes-logmel", train_overrides=unique)
+    built = _count_builds(monkeypatch)
+    first = estimate_training_memory(config, features, windows=50_000, longest_s=1.0)
     builds = len(built)
     assert builds >= 1
     # The same shape on another data set: the model and the step come from the cache.
-    second = estimate_training_memory(config, features, windows=60_000)
+    second = estimate_training_memory(config, features, windows=60_000, longest_s=1.0)
     assert len(built) == builds
     assert second.model_bytes == first.model_bytes
     assert second.step_bytes == first.step_bytes
     assert second.dataset_bytes > first.dataset_bytes
+
+
+def test_what_changes_no_tensor_size_shares_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    hyperparameters = {"model_hyperparameters": {"conv_channels": [8, 8, 16, 24]}}
+    features, config = build_configs("scenes-logmel", train_overrides=hyperparameters)
+    first = estimate_training_memory(config, features, windows=10_000, longest_s=1.0)
+    built = _count_builds(monkeypatch)
+    varied = {**hyperparameters, "seed": 99, "learning_rate": 1e-3, "lambda_kl": 0.9}
+    longer = {"window_seconds": features.window_seconds * 2}
+    for overrides, feature_overrides in [({**varied, "batch_size": 7}, None), (varied, longer)]:
+        other_features, other = build_configs(
+            "scenes-logmel", train_overrides=overrides, feature_overrides=feature_overrides
+        )
+        estimate = estimate_training_memory(other, other_features, windows=10_000, longest_s=1.0)
+        assert estimate.model_bytes == first.model_bytes
+    assert built == []  # counted once, for the first request
+    # The batch still sizes the step, through the fitted formula.
+    smaller = build_configs("scenes-logmel", train_overrides={**varied, "batch_size": 7})
+    small = estimate_training_memory(smaller[1], smaller[0], windows=10_000, longest_s=1.0)
+    assert small.step_bytes < first.step_bytes
+    other_width = build_configs(
+        "scenes-logmel", train_overrides={"model_hyperparameters": {"conv_channels": [8] * 4}}
+    )
+    estimate_training_memory(other_width[1], other_width[0], windows=10_000, longest_s=1.0)
+    assert built  # a model of another shape is counted
+
+
+def test_an_encoder_front_end_counts_the_encoder_and_the_longest_recording() -> None:
+    from uvac.audio import SoundEncoder
+
+    log_mel_features, log_mel_config = build_configs("scenes-logmel")
+    features, config = build_configs("scenes")  # the sound encoder's embeddings
+    on_encoder = estimate_training_memory(config, features, windows=100, longest_s=60.0)
+    weights = 4_000_000 * 4  # the encoder's 4.7 M parameters, at least
+    encoder_alone = SoundEncoder.memory_bytes(window_seconds=features.window_seconds, windows=1)
+    assert on_encoder.recording_bytes > encoder_alone > weights
+    decoded = 60 * features.sample_rate * 4  # a minute of float32 samples at 44.1 kHz
+    assert on_encoder.recording_bytes > encoder_alone + decoded
+    assert on_encoder.total_bytes == sum(size for _, size in on_encoder.parts())
+    on_log_mels = estimate_training_memory(
+        log_mel_config, log_mel_features, windows=100, longest_s=60.0
+    )
+    assert 60 * log_mel_features.sample_rate * 4 <= on_log_mels.recording_bytes < encoder_alone
+    longer = estimate_training_memory(config, features, windows=100, longest_s=600.0)
+    assert longer.recording_bytes > on_encoder.recording_bytes

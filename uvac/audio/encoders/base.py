@@ -85,6 +85,14 @@ class Encoder(abc.ABC):
         )
         return path
 
+    @classmethod
+    @abc.abstractmethod
+    def memory_bytes(cls, *, window_seconds: float, windows: int) -> int:
+        """Bytes embedding one recording of ``windows`` windows of ``window_seconds`` takes
+        beyond its samples: the weights, one network call's activations at the encoder's own
+        batch size, and the network's inputs and outputs for every window of the recording.
+        Known without loading the weights (a job is sized before any worker loads them)."""
+
     @abc.abstractmethod
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         """One embedding per window: ``W`` tensors ``(N_w,)`` at ``sample_rate`` -> ``(W, D)``

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from torch.nn import functional as F
 
 from uvac.audio.encoders.base import Encoder
 from uvac.errors import EncoderUnavailableError
+from uvac.tensor_bytes import TensorBytesCounter
 
 __all__ = ["SoundEncoder"]
 
@@ -130,6 +132,25 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     }
 
 
+# Tensors alive at once in an inference call: an operation's input and output, and one
+# temporary (a normalisation's, a pooling's indices).
+_LIVE_TENSORS = 3
+
+
+@lru_cache(maxsize=64)
+def _network_bytes(frames: int) -> int:
+    """The network's weights and the peak of one call on a full batch of windows of
+    ``frames`` frames (its largest tensor, `_LIVE_TENSORS` times), counted on the meta device
+    (nothing is allocated or read)."""
+    with torch.device("meta"):
+        network = _EmbeddingNet()
+        weights = sum(p.numel() * p.element_size() for p in network.parameters())
+        counter = TensorBytesCounter()
+        with torch.inference_mode(), counter:
+            network(torch.zeros(_BATCH_WINDOWS, frames, N_MELS))
+    return int(weights + _LIVE_TENSORS * counter.largest)
+
+
 class SoundEncoder(Encoder):
     """aiSFX embeddings of sound windows; see the module docstring."""
 
@@ -154,6 +175,16 @@ class SoundEncoder(Encoder):
         self.bf16_autocast = False
         self._window = torch.hann_window(N_FFT)
         self._filterbank = _mel_filterbank()
+
+    @classmethod
+    def memory_bytes(cls, *, window_seconds: float, windows: int) -> int:
+        frames = max(MIN_FRAMES, 1 + round(window_seconds * SAMPLE_RATE) // HOP)
+        # Each window's spectrogram is kept until its batch is embedded; one window's power
+        # spectrum (complex STFT and its square) is made at a time.
+        spectrograms = max(1, windows) * frames * N_MELS * 4
+        spectrum = (N_FFT // 2 + 1) * frames * (8 + 4)
+        embeddings = max(1, windows) * cls.embedding_dim * 4
+        return _network_bytes(frames) + spectrograms + spectrum + embeddings
 
     def spectrogram(self, samples: Tensor) -> Tensor:
         """The network's input for one window: ``(N,)`` -> ``(T, 96)``, T >= 8 frames."""

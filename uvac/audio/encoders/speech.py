@@ -41,6 +41,12 @@ FRAME_STEP = 160  # 10 ms
 N_FFT = 512
 N_FILTERS = 64
 _EPS = float(np.finfo(float).eps)
+# Read from the ONNX graph of WEIGHTS (it is not a torch module, so it cannot be counted on the
+# meta device): the bytes of its initialisers, and of every intermediate tensor of one call at
+# its fixed batch of one, by ONNX shape inference (all counted as alive at once).
+_WEIGHT_BYTES = 87_575_556
+_ACTIVATION_BYTES = 20_753_536
+_FRAMES = 1 + math.ceil((WINDOW_SAMPLES - FRAME_SAMPLES) / FRAME_STEP)  # 149
 
 
 def _filterbank() -> Tensor:
@@ -92,6 +98,14 @@ class SpeechEncoder(Encoder):
         self._input_name = self._session.get_inputs()[0].name
         self._filterbank = _filterbank()
 
+    @classmethod
+    def memory_bytes(cls, *, window_seconds: float, windows: int) -> int:
+        # One window at a time: its padded samples, frames and spectrum (float64), its input.
+        one_window = WINDOW_SAMPLES * 8 + _FRAMES * (FRAME_SAMPLES + (N_FFT // 2 + 1) * 2) * 8
+        one_window += _FRAMES * N_FILTERS * 4
+        embeddings = max(1, windows) * cls.embedding_dim * 4 * 2  # collected, then stacked
+        return _WEIGHT_BYTES + _ACTIVATION_BYTES + one_window + embeddings
+
     def features(self, samples: Tensor) -> Tensor:
         """The network's input for one window: ``(N,)``, N <= 24,000 -> ``(149, 64)`` float32."""
         samples = samples.to(torch.float64)
@@ -99,8 +113,7 @@ class SpeechEncoder(Encoder):
         if padding < 0:
             raise ValueError(f"a speech window holds at most {WINDOW_SAMPLES} samples")
         samples = F.pad(samples, (padding // 2, padding - padding // 2))
-        n_frames = 1 + math.ceil((WINDOW_SAMPLES - FRAME_SAMPLES) / FRAME_STEP)
-        tail = (n_frames - 1) * FRAME_STEP + FRAME_SAMPLES - WINDOW_SAMPLES
+        tail = (_FRAMES - 1) * FRAME_STEP + FRAME_SAMPLES - WINDOW_SAMPLES
         frames = F.pad(samples, (0, tail)).unfold(0, FRAME_SAMPLES, FRAME_STEP)  # (149, 400)
         power = torch.fft.rfft(frames, n=N_FFT).abs().square() / N_FFT  # (149, 257)
         energies = power @ self._filterbank  # (149, 64)
