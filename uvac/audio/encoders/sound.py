@@ -147,7 +147,7 @@ def _network_bytes(frames: int) -> int:
         weights = sum(p.numel() * p.element_size() for p in network.parameters())
         counter = TensorBytesCounter()
         with torch.inference_mode(), counter:
-            network(torch.zeros(_BATCH_WINDOWS, frames, N_MELS))
+            network(torch.zeros(max(1, _FRAMES_PER_CALL // frames), frames, N_MELS))
     return int(weights + _LIVE_TENSORS * counter.largest)
 
 
