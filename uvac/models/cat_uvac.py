@@ -174,6 +174,12 @@ class CatUVAC(VariationalClusterModel):
             nn.Linear(self.hidden_units[0], self.n_features),
         )
 
+    @property
+    def windows_independent(self) -> bool:
+        """The perceptrons normalise each window by itself (LayerNorm); the conv-GRU
+        networks use batch norm."""
+        return self.architecture == "mlp"
+
     def hyperparameters(self) -> dict[str, Any]:
         common = {"n_clusters": self._n_clusters, "n_features": self.n_features}
         if self.architecture == "mlp":
@@ -309,7 +315,12 @@ class CatUVAC(VariationalClusterModel):
         balance = kl_to_uniform(output.probabilities.mean(dim=0))
         total = reconstruction + lambda_kl * (kl_z + kl_y) + cluster_balance * balance
         return LossParts(
-            total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y, balance=balance
+            total=total,
+            reconstruction=reconstruction,
+            kl_z=kl_z,
+            kl_y=kl_y,
+            balance=balance,
+            probabilities=output.probabilities,
         )
 
 
