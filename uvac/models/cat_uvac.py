@@ -66,7 +66,13 @@ from uvac.models.layers import (
     pad_to_blocks,
     padded_size,
 )
-from uvac.models.mlp import DEFAULT_HIDDEN_UNITS, flatten_embeddings, gaussian_reconstruction, mlp
+from uvac.models.mlp import (
+    DEFAULT_HIDDEN_UNITS,
+    flatten_embeddings,
+    gaussian_reconstruction,
+    mlp,
+    mlp_of_pair,
+)
 
 __all__ = ["CatUVAC", "CatUVACOutput"]
 
@@ -273,7 +279,8 @@ class CatUVAC(VariationalClusterModel):
             else probabilities
         )
         y = y.to(embeddings.dtype)
-        z_params = self.f_head(self.f_encoder(torch.cat([embeddings, y], dim=1))).float()
+        assert isinstance(self.f_encoder, nn.Sequential)  # the perceptron `_build_mlp` made
+        z_params = self.f_head(mlp_of_pair(self.f_encoder, embeddings, y)).float()  # (B, 2 d_z)
         z_mean, z_logvar = z_params.chunk(2, dim=1)  # (B, d_z) each
         z = (
             z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)

@@ -65,6 +65,7 @@ from uvac.training.consistency import (
 from uvac.training.data import HeldOutWindows
 from uvac.training.history import EpochRecord, TrainingHistory, label_metrics
 from uvac.training.kmeans_fit import fit_kmeans
+from uvac.training.optimizer import adam, load_adam_state
 from uvac.training.progress import Progress
 
 __all__ = ["ProgressCallback", "StopCheck", "Trainer", "fit"]
@@ -198,7 +199,7 @@ class Trainer:
         self.features = features.to(device, torch.float32)  # (N, 1, T, M)
         self.mask = mask.to(device, torch.float32)  # (N, T)
         self.fingerprint = _data_fingerprint(features, mask)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.optimizer = adam(model.parameters(), learning_rate=config.learning_rate, device=device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.history = TrainingHistory()
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
@@ -466,7 +467,7 @@ class Trainer:
             )
             return 0
         self.model.load_state_dict(checkpoint.model_state)
-        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        load_adam_state(self.optimizer, checkpoint.optimizer_state)
         restore_rng_state(checkpoint.rng, self.shuffle)
         self.history = TrainingHistory.from_list(checkpoint.history)
         start = checkpoint.extra.get("start_assignments")
