@@ -41,6 +41,10 @@ class LossParts:
     the paper's per-sample KL_y averages to KL(q(y) || U) + I(x; y), so it penalises the
     information y carries about x as much as an uneven use of the clusters; the balance term
     weighs the second alone.
+
+    ``probabilities`` is pi of the batch ``(B, K)`` as the loss computed it, in its graph,
+    when the model's pi is what `ClusterModel.cluster_probabilities` gives in train mode
+    (None otherwise): the trainer's extra terms then reuse it instead of running h again.
     """
 
     total: Tensor
@@ -48,6 +52,7 @@ class LossParts:
     kl_z: Tensor
     kl_y: Tensor
     balance: Tensor
+    probabilities: Tensor | None = None
 
 
 class ClusterModel(nn.Module, abc.ABC):
@@ -111,6 +116,14 @@ class VariationalClusterModel(ClusterModel):
     @property
     def n_clusters(self) -> int:
         return self._n_clusters
+
+    @property
+    def windows_independent(self) -> bool:
+        """True when a window's outputs in train mode depend on that window alone and a
+        forward pass changes no state: no batch norm, whose statistics mix the windows of a
+        batch and whose running statistics count every pass. The trainer may then run h once
+        on several batches stacked, and reuse pi from the loss's own pass."""
+        return False
 
     @abc.abstractmethod
     def loss(

@@ -66,7 +66,13 @@ from uvac.models.layers import (
     pad_to_blocks,
     padded_size,
 )
-from uvac.models.mlp import DEFAULT_HIDDEN_UNITS, flatten_embeddings, gaussian_reconstruction, mlp
+from uvac.models.mlp import (
+    DEFAULT_HIDDEN_UNITS,
+    flatten_embeddings,
+    gaussian_reconstruction,
+    mlp,
+    mlp_of_pair,
+)
 
 __all__ = ["CatUVAC", "CatUVACOutput"]
 
@@ -174,6 +180,12 @@ class CatUVAC(VariationalClusterModel):
             nn.Linear(self.hidden_units[0], self.n_features),
         )
 
+    @property
+    def windows_independent(self) -> bool:
+        """The perceptrons normalise each window by itself (LayerNorm); the conv-GRU
+        networks use batch norm."""
+        return self.architecture == "mlp"
+
     def hyperparameters(self) -> dict[str, Any]:
         common = {"n_clusters": self._n_clusters, "n_features": self.n_features}
         if self.architecture == "mlp":
@@ -267,7 +279,8 @@ class CatUVAC(VariationalClusterModel):
             else probabilities
         )
         y = y.to(embeddings.dtype)
-        z_params = self.f_head(self.f_encoder(torch.cat([embeddings, y], dim=1))).float()
+        assert isinstance(self.f_encoder, nn.Sequential)  # the perceptron `_build_mlp` made
+        z_params = self.f_head(mlp_of_pair(self.f_encoder, embeddings, y)).float()  # (B, 2 d_z)
         z_mean, z_logvar = z_params.chunk(2, dim=1)  # (B, d_z) each
         z = (
             z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
@@ -309,7 +322,12 @@ class CatUVAC(VariationalClusterModel):
         balance = kl_to_uniform(output.probabilities.mean(dim=0))
         total = reconstruction + lambda_kl * (kl_z + kl_y) + cluster_balance * balance
         return LossParts(
-            total=total, reconstruction=reconstruction, kl_z=kl_z, kl_y=kl_y, balance=balance
+            total=total,
+            reconstruction=reconstruction,
+            kl_z=kl_z,
+            kl_y=kl_y,
+            balance=balance,
+            probabilities=output.probabilities,
         )
 
 

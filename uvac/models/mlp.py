@@ -24,9 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["DEFAULT_HIDDEN_UNITS", "flatten_embeddings", "gaussian_reconstruction", "mlp"]
+__all__ = [
+    "DEFAULT_HIDDEN_UNITS",
+    "flatten_embeddings",
+    "gaussian_reconstruction",
+    "mlp",
+    "mlp_of_pair",
+]
 
 DEFAULT_HIDDEN_UNITS = (512, 256)
 
@@ -39,6 +46,28 @@ def mlp(in_features: int, hidden_units: Sequence[int]) -> nn.Sequential:
         layers += [nn.Linear(width, units), nn.LayerNorm(units), nn.GELU()]
         width = units
     return nn.Sequential(*layers)
+
+
+def mlp_of_pair(network: nn.Sequential, data: Tensor, learned: Tensor) -> Tensor:
+    """``network(cat([data, learned], dim=1))`` for an `mlp` ``network``, with no gradient
+    for ``data`` (the input windows ``(B, D)``) when it needs none.
+
+    The gradient of the concatenation would multiply the first layer's whole weight, the
+    widest product of f's backward pass, only to drop its ``D`` data columns. Here the layer
+    sees the concatenation without a graph, and a second term, a product that is zero in
+    value (``learned - learned.detach()``), carries ``learned``'s gradient through its own
+    columns alone. The value and the weight's gradient are the concatenation's, bit for bit.
+    """
+    joint = torch.cat([data, learned], dim=1)  # (B, D + K)
+    if data.requires_grad:
+        return network(joint)
+    first = network[0]
+    assert isinstance(first, nn.Linear)
+    width = data.shape[1]
+    hidden = first(joint.detach()) + nn.functional.linear(
+        learned - learned.detach(), first.weight[:, width:].detach()
+    )  # (B, hidden)
+    return network[1:](hidden)
 
 
 def flatten_embeddings(x: Tensor) -> Tensor:

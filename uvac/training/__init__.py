@@ -2,9 +2,9 @@
 
 The training configuration and its presets (`config`, `presets`), the data windows
 (`data`), the loop (`trainer`) with its clustering start (`cluster_start`), consistency
-losses (`consistency`), K-means fit (`kmeans_fit`), checkpoints, history and progress, the
-memory estimate a job is sized by (`memory_estimate`), the whole pipeline (`pipeline`) and
-the artifact format every later layer loads (`artifact`).
+losses (`consistency`), optimiser (`optimizer`), K-means fit (`kmeans_fit`), checkpoints,
+history and progress, the memory estimate a job is sized by (`memory_estimate`), the whole
+pipeline (`pipeline`) and the artifact format every later layer loads (`artifact`).
 
 Imports `uvac.audio`, `uvac.models` and the shared leaves.
 """

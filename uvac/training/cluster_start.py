@@ -27,6 +27,7 @@ from torch import Tensor
 
 from uvac.errors import RunCancelled
 from uvac.training.consistency import nearest_neighbours
+from uvac.training.optimizer import adam
 from uvac.training.progress import Progress
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def teach_initial_partition(
         seed=config.seed,
         groups=groups,
     ).to(device)  # (N,)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = adam(model.parameters(), learning_rate=config.learning_rate, device=device)
     model.train()
     clustered = time.perf_counter()
     steps_done = 0

@@ -35,7 +35,13 @@ from torch import Tensor
 
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, RunCancelled
-from uvac.models import ClusterModel, KMeansClusterer, VariationalClusterModel, build_model
+from uvac.models import (
+    ClusterModel,
+    KMeansClusterer,
+    LossParts,
+    VariationalClusterModel,
+    build_model,
+)
 from uvac.training.checkpoint import (
     TrainingCheckpoint,
     capture_rng_state,
@@ -59,6 +65,7 @@ from uvac.training.consistency import (
 from uvac.training.data import HeldOutWindows
 from uvac.training.history import EpochRecord, TrainingHistory, label_metrics
 from uvac.training.kmeans_fit import fit_kmeans
+from uvac.training.optimizer import adam, load_adam_state
 from uvac.training.progress import Progress
 
 __all__ = ["ProgressCallback", "StopCheck", "Trainer", "fit"]
@@ -192,7 +199,7 @@ class Trainer:
         self.features = features.to(device, torch.float32)  # (N, 1, T, M)
         self.mask = mask.to(device, torch.float32)  # (N, T)
         self.fingerprint = _data_fingerprint(features, mask)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.optimizer = adam(model.parameters(), learning_rate=config.learning_rate, device=device)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.history = TrainingHistory()
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
@@ -303,30 +310,8 @@ class Trainer:
                 cluster_balance=self.config.cluster_balance,
             )
             total = parts.total
-            if self.config.consistency_weight > 0:
-                source, source_mask = x, mask
-                if self.neighbours is not None:  # one random neighbour of each window
-                    choice = torch.randint(
-                        self.neighbours.shape[1], (window_indices.shape[0],), device=self.device
-                    )
-                    partners = self.neighbours[window_indices, choice]  # (B,)
-                    source, source_mask = self.features[partners], self.mask[partners]
-                view, view_mask = augment_windows(source, source_mask)  # (B,1,T,F), (B,T)
-                consistency = mutual_information_loss(
-                    self.model.cluster_probabilities(x, mask),
-                    self.model.cluster_probabilities(view, view_mask),
-                )
-                total = total + self.config.consistency_weight * consistency
-            if self.config.self_label_weight > 0:
-                with torch.no_grad():
-                    clean = self.model.cluster_probabilities(x, mask)  # (B, K)
-                view, view_mask = augment_windows(x, mask)  # (B, 1, T, F), (B, T)
-                self_label = self_label_loss(
-                    clean,
-                    self.model.cluster_probabilities(view, view_mask),
-                    threshold=self.config.self_label_threshold,
-                )
-                total = total + self.config.self_label_weight * self_label
+            for term in self._extra_terms(window_indices, x, mask, parts):
+                total = total + term
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -336,6 +321,77 @@ class Trainer:
             .detach()
             .to(torch.float64)
         )
+
+    def _extra_terms(
+        self, window_indices: Tensor, x: Tensor, mask: Tensor, parts: LossParts
+    ) -> list[Tensor]:
+        """The weighted consistency and self-labelling terms (those configured) of the batch
+        ``x (B, 1, T, F)``, the windows at ``window_indices``, whose ELBO is ``parts``."""
+        config = self.config
+        # The random draws come in this order whichever way pi is computed below.
+        consistency_view = self_label_view = None
+        if config.consistency_weight > 0:
+            source, source_mask = x, mask
+            if self.neighbours is not None:  # one random neighbour of each window
+                choice = torch.randint(
+                    self.neighbours.shape[1], (window_indices.shape[0],), device=self.device
+                )
+                partners = self.neighbours[window_indices, choice]  # (B,)
+                source, source_mask = self.features[partners], self.mask[partners]
+            consistency_view = augment_windows(source, source_mask)  # (B,1,T,F), (B,T)
+        if config.self_label_weight > 0:
+            self_label_view = augment_windows(x, mask)  # (B, 1, T, F), (B, T)
+        if consistency_view is None and self_label_view is None:
+            return []
+        pi = self._extra_term_probabilities(x, mask, parts, consistency_view, self_label_view)
+        terms = []
+        if pi.batch is not None and pi.consistency_view is not None:
+            consistency = mutual_information_loss(pi.batch, pi.consistency_view)
+            terms.append(config.consistency_weight * consistency)
+        if pi.clean is not None and pi.self_label_view is not None:
+            self_label = self_label_loss(
+                pi.clean, pi.self_label_view, threshold=config.self_label_threshold
+            )
+            terms.append(config.self_label_weight * self_label)
+        return terms
+
+    def _extra_term_probabilities(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        parts: LossParts,
+        consistency_view: tuple[Tensor, Tensor] | None,
+        self_label_view: tuple[Tensor, Tensor] | None,
+    ) -> _ExtraTermProbabilities:
+        """pi of the batch and of its views for `_extra_terms`.
+
+        When the model's windows are independent of their batch, the batch's pi is the one
+        the loss computed and both views go through h in one pass; otherwise (batch norm)
+        each goes through h on its own, the batch again for each term, so that every view
+        is normalised with its own batch's statistics as the loss's batch is.
+        """
+        cluster_probabilities = self.model.cluster_probabilities
+        views = [view for view in (consistency_view, self_label_view) if view is not None]
+        if self.model.windows_independent and parts.probabilities is not None:
+            stacked = cluster_probabilities(
+                torch.cat([view[0] for view in views]), torch.cat([view[1] for view in views])
+            )  # (V * B, K)
+            view_pi = iter(stacked.split(x.shape[0]))
+            return _ExtraTermProbabilities(
+                batch=parts.probabilities,
+                clean=parts.probabilities.detach(),
+                consistency_view=next(view_pi) if consistency_view is not None else None,
+                self_label_view=next(view_pi) if self_label_view is not None else None,
+            )
+        batch = clean = consistency_pi = self_label_pi = None
+        if consistency_view is not None:
+            batch = cluster_probabilities(x, mask)  # (B, K)
+            consistency_pi = cluster_probabilities(*consistency_view)
+        if self_label_view is not None:
+            with torch.no_grad():
+                clean = cluster_probabilities(x, mask)  # (B, K)
+            self_label_pi = cluster_probabilities(*self_label_view)
+        return _ExtraTermProbabilities(batch, clean, consistency_pi, self_label_pi)
 
     def _assignments(self, features: Tensor, mask: Tensor) -> Tensor:
         """The model's cluster ``(N,)`` of each window, on the CPU; leaves train mode on."""
@@ -411,7 +467,7 @@ class Trainer:
             )
             return 0
         self.model.load_state_dict(checkpoint.model_state)
-        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        load_adam_state(self.optimizer, checkpoint.optimizer_state)
         restore_rng_state(checkpoint.rng, self.shuffle)
         self.history = TrainingHistory.from_list(checkpoint.history)
         start = checkpoint.extra.get("start_assignments")
@@ -439,6 +495,18 @@ class Trainer:
                 },
             ),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ExtraTermProbabilities:
+    """pi ``(B, K)`` that the consistency and self-labelling terms compare: the batch's (with
+    its gradient, for consistency; None without that term), the batch's without gradient
+    (the self-labelling targets) and each term's augmented view (None without the term)."""
+
+    batch: Tensor | None
+    clean: Tensor | None
+    consistency_view: Tensor | None
+    self_label_view: Tensor | None
 
 
 def _epoch_record(

@@ -10,6 +10,7 @@ import torch
 from uvac.models import MODEL_TYPES, CatUVAC, GmmUVAC, KMeansClusterer, build_model
 from uvac.models.cat_uvac import categorical_kl_to_uniform, gaussian_kl_to_standard_normal
 from uvac.models.layers import BroadcastConv2d, masked_reconstruction_bce, masked_time_mean
+from uvac.models.mlp import mlp, mlp_of_pair
 
 SMALL = {"conv_channels": [4, 8, 8, 16], "gru_hidden": 16, "deconv_channels": [8, 8, 4]}
 
@@ -215,3 +216,26 @@ def test_broadcast_convolution_equals_the_concatenated_convolution() -> None:
     maps = torch.cat([x, y[:, :, None, None].expand(2, 3, 16, 32)], dim=1)  # (B, 1 + K, T, M)
     expected = torch.nn.functional.conv2d(maps, layer.weight, stride=2, padding=3)
     assert torch.allclose(layer(x, y), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("data_needs_grad", [False, True])
+def test_mlp_of_a_pair_equals_the_mlp_of_the_concatenation(data_needs_grad: bool) -> None:
+    torch.manual_seed(0)
+    network = mlp(12 + 3, [8, 6])
+    data = torch.randn(5, 12, requires_grad=data_needs_grad)
+    learned = torch.softmax(torch.randn(5, 3), dim=1).requires_grad_()
+    expected = network(torch.cat([data, learned], dim=1))
+    expected_grads = torch.autograd.grad(expected.square().sum(), [learned, *network.parameters()])
+
+    paired = mlp_of_pair(network, data, learned)
+    grads = torch.autograd.grad(paired.square().sum(), [learned, *network.parameters()])
+    assert torch.equal(paired, expected)
+    torch.testing.assert_close(grads[0], expected_grads[0])  # the learned input's
+    for grad, expected_grad in zip(grads[1:], expected_grads[1:], strict=True):
+        assert torch.equal(grad, expected_grad)
+    if data_needs_grad:  # then the data's gradient is there as before
+        (data_grad,) = torch.autograd.grad(mlp_of_pair(network, data, learned).sum(), [data])
+        (expected_data_grad,) = torch.autograd.grad(
+            network(torch.cat([data, learned], dim=1)).sum(), [data]
+        )
+        torch.testing.assert_close(data_grad, expected_data_grad)
