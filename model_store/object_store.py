@@ -187,7 +187,10 @@ class ObjectModelStore:
         with _storage_errors():
             numbers = sorted(self._require_model(name), reverse=True)
             table, _etag = self._read_aliases(name)
-            page = [self._version(name, n, table) for n in numbers[offset : offset + limit]]
+            page = [
+                self._version(name, n, table.aliases_of(n))
+                for n in numbers[offset : offset + limit]
+            ]
             return page, len(numbers)
 
     def get(self, ref: str) -> ModelVersion:
@@ -197,22 +200,23 @@ class ObjectModelStore:
             if parsed.version is None:
                 table, _etag = self._read_aliases(parsed.name)
                 number = self._resolve(parsed, table, check=False)
-                return self._version(parsed.name, number, table)
+                return self._version(parsed.name, number, table.aliases_of(number))
             # A numbered version: its record and the alias table (for its aliases) are read
             # at once, so this waits for one round trip.
             record = self._reader.submit(self._read_record, parsed.name, parsed.version)
             table, _etag = self._read_aliases(parsed.name)
-            return self._version(parsed.name, parsed.version, table, record_bytes=record.result())
+            aliases = table.aliases_of(parsed.version)
+            return self._version(parsed.name, parsed.version, aliases, record.result())
 
     def verify(self, ref: str) -> ModelVersion:
         """Hash every cached file of the version against its manifest (fetched once more when
         the cached copy does not match); raise Corrupted listing the bad files.
 
         An exact ``name:vN`` read from S3 within ``revalidate_s`` is not read again (see the
-        module's notes); the version returned then carries the aliases of that read. One
-        read longer ago is hashed while its record is read again, so the round trip is
-        hidden behind the hashing; the hashes count only when the record names that same
-        cached copy.
+        module's notes). One read longer ago is hashed while its record alone is read again,
+        so the round trip hides behind the hashing; the hashes count only when the record
+        names that same cached copy. Either way the version carries the aliases of the last
+        read (`get` reads them afresh).
         """
         parsed = parse_ref(ref)
         known = self._read_at.get((parsed.name, parsed.version or 0))
@@ -220,14 +224,18 @@ class ObjectModelStore:
             if not _check_folder(known[0].path):
                 return known[0]
             known = None  # damaged or evicted: read it all again
-        early = self._hasher.submit(_check_folder, known[0].path) if known is not None else None
-        version = self.get(ref)
-        if early is not None and known is not None and known[0].path == version.path:
-            problems = early.result()
-        else:
-            if early is not None:
-                early.result()
+        if known is None:
+            version = self.get(ref)
             problems = _check_folder(version.path)
+        else:
+            previous = known[0]
+            early = self._hasher.submit(_check_folder, previous.path)
+            try:
+                with _storage_errors():  # the record alone; the aliases of the last read
+                    version = self._version(previous.name, previous.version, previous.aliases)
+            finally:
+                hashed = early.result()
+            problems = hashed if version.path == previous.path else _check_folder(version.path)
         if problems:
             logger.warning("cached %s is damaged (%s); fetching again", version.ref, problems)
             shutil.rmtree(version.path, ignore_errors=True)
@@ -301,7 +309,7 @@ class ObjectModelStore:
 
             number, table = self._update_aliases(parsed.name, move)
             logger.info("promoted %s:v%d to @%s", parsed.name, number, alias)
-            return self._version(parsed.name, number, table)
+            return self._version(parsed.name, number, table.aliases_of(number))
 
     def rollback(self, name: str, alias: str) -> ModelVersion:
         validate_name(name)
@@ -315,7 +323,7 @@ class ObjectModelStore:
 
             number, table = self._update_aliases(name, back)
             logger.info("rolled %s@%s back to v%d", name, alias, number)
-            return self._version(name, number, table)
+            return self._version(name, number, table.aliases_of(number))
 
     def remove_alias(self, name: str, alias: str) -> None:
         validate_name(name)
@@ -503,7 +511,7 @@ class ObjectModelStore:
             return None
 
     def _version(
-        self, name: str, number: int, table: AliasTable, *, record_bytes: bytes | None = None
+        self, name: str, number: int, aliases: list[str], record_bytes: bytes | None = None
     ) -> ModelVersion:
         """The version, its files fetched into the cache (checked) when not there yet."""
         ref = f"{name}:v{number}"
@@ -532,7 +540,7 @@ class ObjectModelStore:
             sha256=record.sha256,
             metadata=document["metadata"],
             created_at=str(document.get("created_at", "")),
-            aliases=table.aliases_of(number),
+            aliases=aliases,
         )
         self._read_at[(name, number)] = (version, time.monotonic())
         return version
@@ -552,4 +560,4 @@ class ObjectModelStore:
                 table.move(LATEST_ALIAS, number, action="publish", at=claimed.created_at)
 
         _result, table = self._update_aliases(name, move_latest)
-        return self._version(name, number, table, record_bytes=claimed.record_bytes)
+        return self._version(name, number, table.aliases_of(number), claimed.record_bytes)
