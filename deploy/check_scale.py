@@ -18,10 +18,19 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from compose_stack import READY_LIMIT_SECONDS, Stack, expect, served_ref, submit, wait_job
+from compose_stack import (
+    READY_LIMIT_SECONDS,
+    Stack,
+    expect,
+    run_steps,
+    served_ref,
+    submit,
+    wait_job,
+)
 from service_client import ServiceClient, tone_archive, wait_for
 
 UVAC_SERVICES = ("api-a", "api-b", "worker-a", "worker-b")
@@ -44,16 +53,20 @@ class ScaleStack:
 def step_both_replicas_ready(scale: ScaleStack) -> None:
     started = time.monotonic()
     scale.a.compose("up", "-d", "--no-build", timeout=600)
-    for stack in (scale.a, scale.b):
+    for client in (scale.a.client, scale.b.client):
         wait_for(
-            lambda stack=stack: stack.client.status_of("/readyz") == 200,
+            partial(_is_ready, client),
             seconds=READY_LIMIT_SECONDS,
-            what=f"/readyz 200 from {stack.client.base_url}",
+            what=f"/readyz 200 from {client.base_url}",
         )
     scale.facts["ready_seconds"] = round(time.monotonic() - started, 1)
     served = {served_ref(scale.a.client), served_ref(scale.b.client)}
     expect(len(served) == 1, f"the replicas serve different models: {sorted(served)}")
     scale.facts["served_at_start"] = served.pop()
+
+
+def _is_ready(client: ServiceClient) -> bool:
+    return client.status_of("/readyz") == 200
 
 
 def step_volumes_are_private(scale: ScaleStack) -> None:
@@ -147,22 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return Stack(project=arguments.project, compose_files=arguments.compose_file, client=client)
 
     scale = ScaleStack(a=stack(arguments.api_a), b=stack(arguments.api_b))
-    steps: list[dict[str, Any]] = []
-    for name, checked, check in STEPS:
-        started = time.monotonic()
-        entry: dict[str, Any] = {"name": name, "checked": checked, "passed": True}
-        try:
-            check(scale)
-        except Exception as error:  # a failed step is recorded, and the next one runs
-            entry["passed"] = False
-            entry["detail"] = f"{type(error).__name__}: {error}"
-        entry["seconds"] = round(time.monotonic() - started, 1)
-        steps.append(entry)
-        print(
-            f"{'PASS' if entry['passed'] else 'FAIL'} {name} ({entry['seconds']} s)"
-            + (f": {entry['detail']}" if not entry["passed"] else ""),
-            flush=True,
-        )
+    steps = run_steps(STEPS, scale)
     results = json.loads(arguments.out.read_text()) if arguments.out.is_file() else {}
     results["scale"] = {
         "compose_files": arguments.compose_file,
