@@ -60,9 +60,21 @@ def step_both_replicas_ready(scale: ScaleStack) -> None:
             what=f"/readyz 200 from {client.base_url}",
         )
     scale.facts["ready_seconds"] = round(time.monotonic() - started, 1)
-    served = {served_ref(scale.a.client), served_ref(scale.b.client)}
-    expect(len(served) == 1, f"the replicas serve different models: {sorted(served)}")
-    scale.facts["served_at_start"] = served.pop()
+    # Both replicas start on an empty store and may each publish the bundled model; the
+    # alias they serve is then moved twice, and each follows it within its poll interval.
+    served = wait_for(
+        lambda: _same_ref(scale.a.client, scale.b.client),
+        seconds=SWITCH_LIMIT_SECONDS,
+        what="both replicas to serve the same model",
+    )
+    scale.facts["served_at_start"] = served
+    listing = scale.a.client.get("/v1/models/scenes/versions").json()
+    scale.facts["bundled_versions_at_start"] = listing.get("count")
+
+
+def _same_ref(a: ServiceClient, b: ServiceClient) -> str | None:
+    first, second = served_ref(a), served_ref(b)
+    return first if first == second else None
 
 
 def _is_ready(client: ServiceClient) -> bool:
