@@ -1,9 +1,11 @@
 """The object store's write and read protocol, free of the store's bookkeeping.
 
 - `update_json`: compare-and-swap of one JSON object on its ETag, retried after a lost race.
-- `store_files` and `claim_version`: blobs by content (create-only), then the manifest,
-  whose create-only write is the claim on the version number (the loser takes the next).
+- `store_files` and `claim_version`: blobs by content, then the version's record (its
+  manifest and metadata.json), whose create-only write is the claim on the version number
+  (the loser takes the next). `VersionRecord` reads a record back.
 - `materialise` and `seed_cache`: a version's files in this host's cache, checked.
+- `collect_garbage`: blobs no record lists, once older than a grace.
 """
 
 from __future__ import annotations
