@@ -153,6 +153,7 @@ def _publish_default_model(settings: Settings) -> None:
             s3=settings.s3_options(),
             cache_dir=settings.cache_path / "models",
             cache_max_bytes=settings.cache_max_bytes,
+            revalidate_s=settings.s3_revalidate_seconds,
         )
     published = publish_default_model(store_root=store, serve_ref=settings.serve_model)
     if published:

@@ -69,6 +69,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         s3=settings.s3_options(),
         cache_dir=settings.cache_path / "models",
         cache_max_bytes=settings.cache_max_bytes,
+        revalidate_s=settings.s3_revalidate_seconds,
         lock_timeout_s=5.0,
     )
     holder = ModelHolder(

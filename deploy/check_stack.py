@@ -16,12 +16,10 @@ import json
 import os
 import platform
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from compose_stack import READY_LIMIT_SECONDS, Stack, run
+from compose_stack import READY_LIMIT_SECONDS, Stack, run, run_steps
 from service_client import ServiceClient
 from steps import STEPS
 
@@ -66,22 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         compose_files=arguments.compose_file,
         client=ServiceClient(arguments.api_url, api_key=arguments.api_key),
     )
-    steps: list[dict[str, Any]] = []
-    for name, checked, check in STEPS:
-        started = time.monotonic()
-        entry: dict[str, Any] = {"name": name, "checked": checked, "passed": True}
-        try:
-            check(stack)
-        except Exception as error:  # a failed step is recorded, and the next one runs
-            entry["passed"] = False
-            entry["detail"] = f"{type(error).__name__}: {error}"
-        entry["seconds"] = round(time.monotonic() - started, 1)
-        steps.append(entry)
-        print(
-            f"{'PASS' if entry['passed'] else 'FAIL'} {name} ({entry['seconds']} s)"
-            + (f": {entry['detail']}" if not entry["passed"] else ""),
-            flush=True,
-        )
+    steps = run_steps(STEPS, stack)
 
     torch_build = cuda_bytes = None
     for container in stack.containers("api")[:1]:

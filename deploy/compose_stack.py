@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,30 @@ class Stack:
             what="/readyz 200",
         )
         return time.monotonic() - started
+
+
+def run_steps(steps: list[tuple[str, str, Callable[[Any], None]]], target: Any) -> list[dict]:
+    """Run each ``(name, checked, check)`` on ``target``; one entry each for deploy.json.
+
+    A failed step is recorded with its reason, and the next one runs: each stands on its own.
+    """
+    entries: list[dict[str, Any]] = []
+    for name, checked, check in steps:
+        started = time.monotonic()
+        entry: dict[str, Any] = {"name": name, "checked": checked, "passed": True}
+        try:
+            check(target)
+        except Exception as error:  # recorded; the next step runs
+            entry["passed"] = False
+            entry["detail"] = f"{type(error).__name__}: {error}"
+        entry["seconds"] = round(time.monotonic() - started, 1)
+        entries.append(entry)
+        print(
+            f"{'PASS' if entry['passed'] else 'FAIL'} {name} ({entry['seconds']} s)"
+            + (f": {entry['detail']}" if not entry["passed"] else ""),
+            flush=True,
+        )
+    return entries
 
 
 def run(command: list[str], *, timeout: float = 120) -> str:

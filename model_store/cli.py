@@ -11,10 +11,16 @@
     uvac-store retain NAME --keep N
     uvac-store history NAME
     uvac-store cleanup [--max-age-s S]
+    uvac-store gc NAME [--grace-s S]   S3: delete blobs no version lists (folders: nothing)
 
-Every command takes ``--root`` (default: $UVAC_MODEL_STORE_DIR, else $UVAC_DATA_DIR/models,
-else ./var/models) and ``--json``. Exit status: 0 success, 1 a store error (message on
-stderr, or a JSON problem with ``--json``), 2 bad usage.
+Every command takes ``--url`` (the store's URL, ``s3://bucket/prefix``, ``file://...`` or a
+folder; default as the services find it: $UVAC_MODEL_STORE_URL, else $UVAC_STORAGE_URL/models,
+else the folder of ``--root``: $UVAC_MODEL_STORE_DIR, else $UVAC_DATA_DIR/models, else
+./var/models) and ``--json``. An S3 store is reached with the services' variables
+(UVAC_S3_ENDPOINT_URL, UVAC_S3_REGION, UVAC_S3_ACCESS_KEY_ID, UVAC_S3_SECRET_ACCESS_KEY, else
+the usual AWS ones) and keeps what it downloads under $UVAC_CACHE_DIR/models (default
+$UVAC_DATA_DIR/cache/models). Exit status: 0 success, 1 a store error (message on stderr, or
+a JSON problem with ``--json``), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from model_store.errors import Corrupted, StoreError
-from model_store.store import ModelStore
+from model_store.object_store import ObjectModelStore
+from model_store.opening import AnyModelStore, open_model_store
+from object_storage import S3Options
 
-__all__ = ["default_root", "main"]
+__all__ = ["default_root", "default_url", "main"]
+
+_CACHE_MAX_BYTES = 10 << 30
 
 
 def default_root() -> Path:
@@ -41,9 +51,36 @@ def default_root() -> Path:
     return Path(os.environ.get("UVAC_DATA_DIR", "./var")) / "models"
 
 
+def default_url(root: Path | None = None) -> str:
+    """The store's URL as the services' settings name it; ``root`` (else `default_root`) when
+    they name none."""
+    explicit = os.environ.get("UVAC_MODEL_STORE_URL")
+    if explicit:
+        return explicit
+    base = os.environ.get("UVAC_STORAGE_URL")
+    if base:
+        return f"{base.rstrip('/')}/models"
+    return str(root if root is not None else default_root())
+
+
+def _open(url: str) -> AnyModelStore:
+    cache = os.environ.get("UVAC_CACHE_DIR")
+    cache_dir = Path(cache) if cache else Path(os.environ.get("UVAC_DATA_DIR", "./var")) / "cache"
+    options = S3Options(
+        endpoint_url=os.environ.get("UVAC_S3_ENDPOINT_URL") or None,
+        region=os.environ.get("UVAC_S3_REGION") or None,
+        access_key_id=os.environ.get("UVAC_S3_ACCESS_KEY_ID") or None,
+        secret_access_key=os.environ.get("UVAC_S3_SECRET_ACCESS_KEY") or None,
+    )
+    return open_model_store(
+        url, s3=options, cache_dir=cache_dir / "models", cache_max_bytes=_CACHE_MAX_BYTES
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", type=Path, default=None, help="model store root folder")
+    common.add_argument("--url", default=None, help="model store URL (s3://, file:// or a path)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     parser = argparse.ArgumentParser(prog="uvac-store", description="Manage the UVAC model store.")
@@ -76,6 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     add("history", "show the alias history of a model").add_argument("name")
     cleanup = add("cleanup", "remove temporaries left by killed publishers")
     cleanup.add_argument("--max-age-s", type=float, default=3600.0)
+    gc = add("gc", "delete stored blobs no version lists (S3; a folder store has none)")
+    gc.add_argument("name")
+    gc.add_argument("--grace-s", type=float, default=None, help="only blobs older (1 h)")
     return parser
 
 
@@ -88,7 +128,7 @@ def _version_label(number: int | None) -> str:
     return "-" if number is None else f"v{number}"
 
 
-def _run(args: argparse.Namespace, store: ModelStore) -> tuple[Any, str]:
+def _run(args: argparse.Namespace, store: AnyModelStore) -> tuple[Any, str]:
     """Execute one command; returns (JSON-able result, text rendering)."""
     command = args.command
     if command == "list":
@@ -139,16 +179,23 @@ def _run(args: argparse.Namespace, store: ModelStore) -> tuple[Any, str]:
     if command == "cleanup":
         removed = store.cleanup_staging(max_age_s=args.max_age_s)
         return {"removed": removed}, f"removed {removed} stale staging entries"
+    if command == "gc":
+        if not isinstance(store, ObjectModelStore):
+            store.get(args.name)  # an unknown name is an error here too
+            return {
+                "deleted": []
+            }, "nothing to collect: a folder store deletes files with a version"
+        digests = store.collect_garbage(args.name, grace_s=args.grace_s)
+        return {"deleted": digests}, f"deleted {len(digests)} unlisted blobs"
     raise AssertionError(f"unhandled command {command}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    root = args.root if args.root is not None else default_root()
+    url = args.url or (str(args.root) if args.root is not None else default_url())
     emit: Callable[[str], None] = print
     try:
-        store = ModelStore(root)
-        result, text = _run(args, store)
+        result, text = _run(args, _open(url))
     except (StoreError, ValueError) as error:
         problem: dict[str, Any] = {
             "type": getattr(error, "slug", "invalid-argument"),

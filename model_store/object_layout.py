@@ -2,10 +2,12 @@
 
 ::
 
-    <name>/versions/v<N>/MANIFEST.json   the version: written last, create-only; its bytes'
-                                         SHA-256 is the version's identity, as on disk
-    <name>/blobs/<sha256>                every file of every version (metadata.json too),
-                                         stored by content, create-only, written first
+    <name>/versions/v<N>/MANIFEST.json   the version's record: written last, create-only; it
+                                         holds the manifest (whose SHA-256 is the version's
+                                         identity, as on disk) and metadata.json
+    <name>/blobs/<sha256>                every file of every version, stored by content,
+                                         written (again) by each publish before its record;
+                                         removed once no record lists it (`collect_garbage`)
     <name>/aliases.json                  alias targets, rollback stacks, history (the same
                                          document as on disk), moved by compare-and-swap
     <name>/cluster_names.json            edited cluster names, by compare-and-swap
@@ -20,10 +22,12 @@ import re
 __all__ = [
     "aliases_key",
     "blob_key",
+    "blobs_prefix",
     "manifest_key",
     "names_key",
     "report_file_key",
     "report_pointer_key",
+    "reports_prefix",
     "version_number",
     "versions_prefix",
 ]
@@ -39,8 +43,16 @@ def manifest_key(name: str, number: int) -> str:
     return f"{name}/versions/v{number}/MANIFEST.json"
 
 
+def blobs_prefix(name: str) -> str:
+    return f"{name}/blobs/"
+
+
 def blob_key(name: str, sha256: str) -> str:
-    return f"{name}/blobs/{sha256}"
+    return blobs_prefix(name) + sha256
+
+
+def reports_prefix(name: str, number: int) -> str:
+    return f"{name}/reports/v{number}/"
 
 
 def aliases_key(name: str) -> str:

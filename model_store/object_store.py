@@ -3,23 +3,34 @@
 The same versions, aliases, checksums and errors as `ModelStore` on a folder, with no lock
 and no rename, which S3 has not (`model_store.object_layout` draws the keys):
 
-- **Create-only, manifest last.** A publish uploads every file as a blob named by its SHA-256
-  (create-only: an existing blob already holds exactly those bytes), then writes the version's
-  ``MANIFEST.json`` with ``If-None-Match: *``. A version exists when its manifest does, and its
-  manifest is written only after every byte it lists, so a reader never sees half a version,
-  and a publisher killed (or an S3 server lost) at any point leaves at most unreferenced blobs.
-- **Race-free numbers.** The manifest write is the claim on ``v<N>``: of two hosts publishing
-  one name at once, one gets N, the other's create fails and it takes N+1 (its metadata.json,
-  which names the number, is sealed again).
+- **Create-only, record last.** A publish uploads every file as a blob named by its SHA-256
+  (the same bytes whoever writes them), then writes the version's record ``MANIFEST.json``
+  with ``If-None-Match: *``. A version exists when its record does, and its record is
+  written only after every byte it lists, so a reader never sees half a version, and a
+  publisher killed (or an S3 server lost) at any point leaves at most unlisted blobs, which
+  `collect_garbage` removes once they are older than its grace.
+- **Race-free numbers.** The record's write is the claim on ``v<N>``: of two hosts publishing
+  one name at once, one gets N, the other's create fails and it takes N+1 (its record, which
+  names the number, is made again).
 - **Compare-and-swap aliases.** ``aliases.json`` (and ``cluster_names.json``) move by
   ``If-Match`` on the ETag read before; a lost race re-reads and tries again, and after
   `object_protocol.CAS_ATTEMPTS` losses it is an `AliasConflict` (409), never a silent
   overwrite. ``latest`` only moves forward, so two publishes finishing out of order leave it
   on the higher number.
 - **Verified loads through a local cache.** A version is downloaded once per host into a
-  `ContentCache` entry keyed by its manifest digest, every file checked against the manifest
+  `ContentCache` entry keyed by its record's digest, every file checked against the manifest
   as it arrives; every load (`verify`, `load_verified`) hashes the cached files again, as the
   folder store does, and a cached copy that no longer matches is fetched again once.
+- **Loads trust a recent read.** Versions are immutable, so a load of an exact ``name:vN``
+  that this store read from S3 (its record) within ``revalidate_s`` asks S3 nothing: it
+  hashes the cached copy. Later, the load reads the record again (overlapped with the
+  hashing). So a version deleted on another host can still be loaded here for at most
+  ``revalidate_s``; `get`, listings and alias references always read S3, and a deletion
+  through this store is seen by it at once.
+- **The identity is the model's.** The record at ``v<N>/MANIFEST.json`` holds the manifest
+  (every file's SHA-256 and the metadata document's) and ``metadata.json`` (name, number,
+  publish time); the version's ``sha256`` is that of the manifest alone, byte for byte what
+  the folder store writes, so one model has one digest on both backends.
 
 Known limit: a version deleted at the instant another host promotes it can leave that alias
 pointing at nothing; the alias then resolves to `NotFound`, never to other bytes.
@@ -27,7 +38,6 @@ pointing at nothing; the alias then resolves to `NotFound`, never to other bytes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -42,10 +52,12 @@ from typing import Any, TypeVar
 
 from model_store.aliases import AliasTable
 from model_store.errors import AliasConflict, Corrupted, NotFound, StoreUnavailable
-from model_store.manifest import MANIFEST_NAME, verify_tree
-from model_store.object_layout import aliases_key, manifest_key
+from model_store.manifest import MANIFEST_NAME
+from model_store.object_layout import aliases_key, manifest_key, reports_prefix
 from model_store.object_protocol import (
+    VersionRecord,
     claim_version,
+    collect_garbage,
     materialise,
     now,
     seed_cache,
@@ -63,7 +75,12 @@ from model_store.refs import (
     validate_alias,
     validate_name,
 )
-from model_store.version_files import METADATA_NAME, hash_staged_files, json_document
+from model_store.version_files import (
+    METADATA_NAME,
+    hash_staged_files,
+    json_document,
+    verify_files,
+)
 from object_storage import (
     ContentCache,
     ObjectBackend,
@@ -77,16 +94,19 @@ __all__ = ["ObjectModelStore"]
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+DEFAULT_REVALIDATE_S = 5.0
+DEFAULT_GC_GRACE_S = 3600.0
 _NAME_RE = re.compile(NAME_PATTERN)
 _T = TypeVar("_T")
 
 
 def _check_folder(path: Path) -> dict[str, str]:
-    """``verify_tree`` of a cached version against the manifest stored in it."""
+    """A cached version's files against the manifest and metadata stored with them."""
     try:
         manifest = json.loads((path / MANIFEST_NAME).read_bytes())
-        return verify_tree(path, manifest)
-    except (OSError, ValueError) as error:  # evicted or damaged meanwhile
+        document = json.loads((path / METADATA_NAME).read_bytes())
+        return verify_files(path, manifest, document.get("metadata"))
+    except (OSError, ValueError, AttributeError) as error:  # evicted or damaged meanwhile
         return {MANIFEST_NAME: f"unreadable ({type(error).__name__})"}
 
 
@@ -106,14 +126,25 @@ class ObjectModelStore:
     there before they are uploaded).
     """
 
-    def __init__(self, backend: ObjectBackend, *, cache: ContentCache, staging_root: Path) -> None:
+    def __init__(
+        self,
+        backend: ObjectBackend,
+        *,
+        cache: ContentCache,
+        staging_root: Path,
+        revalidate_s: float = DEFAULT_REVALIDATE_S,
+        gc_grace_s: float = DEFAULT_GC_GRACE_S,
+    ) -> None:
         self._backend = backend
         self._cache = cache
         self._staging_root = Path(staging_root)
+        self._revalidate_s = revalidate_s
+        self._gc_grace_s = gc_grace_s
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="object-store")
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="object-hash")
-        # (name, number) -> the cache folder this store last read that version into.
-        self._known: dict[tuple[str, int], Path] = {}
+        # (name, number) -> the version as this store last read its record, and when
+        # (time.monotonic); its path is the cache folder it was read into.
+        self._read_at: dict[tuple[str, int], tuple[ModelVersion, float]] = {}
 
     @property
     def backend(self) -> ObjectBackend:
@@ -156,7 +187,10 @@ class ObjectModelStore:
         with _storage_errors():
             numbers = sorted(self._require_model(name), reverse=True)
             table, _etag = self._read_aliases(name)
-            page = [self._version(name, n, table) for n in numbers[offset : offset + limit]]
+            page = [
+                self._version(name, n, table.aliases_of(n))
+                for n in numbers[offset : offset + limit]
+            ]
             return page, len(numbers)
 
     def get(self, ref: str) -> ModelVersion:
@@ -166,39 +200,49 @@ class ObjectModelStore:
             if parsed.version is None:
                 table, _etag = self._read_aliases(parsed.name)
                 number = self._resolve(parsed, table, check=False)
-                return self._version(parsed.name, number, table)
-            # A numbered version: its manifest and the alias table (for its aliases) are
-            # read at once, so a load from the warm cache waits for one round trip.
-            manifest = self._reader.submit(self._read_manifest, parsed.name, parsed.version)
+                return self._version(parsed.name, number, table.aliases_of(number))
+            # A numbered version: its record and the alias table (for its aliases) are read
+            # at once, so this waits for one round trip.
+            record = self._reader.submit(self._read_record, parsed.name, parsed.version)
             table, _etag = self._read_aliases(parsed.name)
-            return self._version(
-                parsed.name, parsed.version, table, manifest_bytes=manifest.result()
-            )
+            aliases = table.aliases_of(parsed.version)
+            return self._version(parsed.name, parsed.version, aliases, record.result())
 
     def verify(self, ref: str) -> ModelVersion:
         """Hash every cached file of the version against its manifest (fetched once more when
         the cached copy does not match); raise Corrupted listing the bad files.
 
-        A version this store loaded before is hashed while its manifest is read again from
-        S3, so a load from the warm cache costs what a folder load does, round trip hidden;
-        the hashes count only when the manifest read back names that same cached copy.
+        An exact ``name:vN`` read from S3 within ``revalidate_s`` is not read again (see the
+        module's notes). One read longer ago is hashed while its record alone is read again,
+        so the round trip hides behind the hashing; the hashes count only when the record
+        names that same cached copy. Either way the version carries the aliases of the last
+        read (`get` reads them afresh).
         """
         parsed = parse_ref(ref)
-        known = self._known.get((parsed.name, parsed.version or 0))
-        early = self._hasher.submit(_check_folder, known) if known is not None else None
-        version = self.get(ref)
-        if early is not None and known == version.path:
-            problems = early.result()
-        else:
-            if early is not None:
-                early.result()
+        known = self._read_at.get((parsed.name, parsed.version or 0))
+        if known is not None and time.monotonic() - known[1] <= self._revalidate_s:
+            if not _check_folder(known[0].path):
+                return known[0]
+            known = None  # damaged or evicted: read it all again
+        if known is None:
+            version = self.get(ref)
             problems = _check_folder(version.path)
+        else:
+            previous = known[0]
+            early = self._hasher.submit(_check_folder, previous.path)
+            try:
+                with _storage_errors():  # the record alone; the aliases of the last read
+                    version = self._version(previous.name, previous.version, previous.aliases)
+            finally:
+                hashed = early.result()
+            problems = hashed if version.path == previous.path else _check_folder(version.path)
         if problems:
             logger.warning("cached %s is damaged (%s); fetching again", version.ref, problems)
             shutil.rmtree(version.path, ignore_errors=True)
             version = self.get(ref)
             problems = _check_folder(version.path)
         if problems:
+            self._read_at.pop((version.name, version.version), None)
             listing = ", ".join(f"{path} ({problem})" for path, problem in problems.items())
             raise Corrupted(
                 f"{version.ref} does not match its manifest: {listing}",
@@ -265,7 +309,7 @@ class ObjectModelStore:
 
             number, table = self._update_aliases(parsed.name, move)
             logger.info("promoted %s:v%d to @%s", parsed.name, number, alias)
-            return self._version(parsed.name, number, table)
+            return self._version(parsed.name, number, table.aliases_of(number))
 
     def rollback(self, name: str, alias: str) -> ModelVersion:
         validate_name(name)
@@ -279,7 +323,7 @@ class ObjectModelStore:
 
             number, table = self._update_aliases(name, back)
             logger.info("rolled %s@%s back to v%d", name, alias, number)
-            return self._version(name, number, table)
+            return self._version(name, number, table.aliases_of(number))
 
     def remove_alias(self, name: str, alias: str) -> None:
         validate_name(name)
@@ -289,10 +333,19 @@ class ObjectModelStore:
             self._update_aliases(name, lambda table: table.remove(alias, at=now()))
 
     def delete(self, ref: str) -> None:
-        """Delete a version (its manifest: it disappears at once); refused while aliased.
+        """Delete a version (its record: it disappears at once); refused while aliased.
 
-        Its blobs stay: they are stored by content and other versions may share them.
+        Its reports go with it, and so do its blobs that no other version lists and that
+        were written more than ``gc_grace_s`` ago (`collect_garbage` says why a grace).
         """
+        _number, listed = self._delete(ref)
+        with _storage_errors():
+            collect_garbage(
+                self._backend, parse_ref(ref).name, grace_s=self._gc_grace_s, only=listed
+            )
+
+    def _delete(self, ref: str) -> tuple[int, set[str]]:
+        """Delete the record and reports; returns the number and the blobs it listed."""
         parsed = parse_ref(ref)
         with _storage_errors():
 
@@ -314,8 +367,30 @@ class ObjectModelStore:
             # Writing the table (with the deletion in its history) makes a promote that
             # read it before lose its compare-and-swap and look again.
             number, _table = self._update_aliases(parsed.name, check_unaliased)
+            self._read_at.pop((parsed.name, number), None)
+            record_bytes = self._read_record(parsed.name, number)
             self._backend.delete(manifest_key(parsed.name, number))
+            for key in self._backend.list_keys(reports_prefix(parsed.name, number)):
+                self._backend.delete(key)
             logger.info("deleted %s:v%d", parsed.name, number)
+        listed: set[str] = set()
+        if record_bytes is not None:
+            record = VersionRecord(f"{parsed.name}:v{number}", record_bytes)
+            listed = {sha256 for sha256, _size in record.files.values()}
+        return number, listed
+
+    def collect_garbage(self, name: str, *, grace_s: float | None = None) -> list[str]:
+        """Delete the blobs of ``name`` no version lists, written more than ``grace_s`` ago
+        (default ``gc_grace_s``; a publish in progress on another host writes its blobs
+        again just before its record, so a grace longer than any publish keeps them);
+        returns their digests."""
+        validate_name(name)
+        grace = self._gc_grace_s if grace_s is None else grace_s
+        if grace < 0:
+            raise ValueError("grace_s must be >= 0")
+        with _storage_errors():
+            self._require_model(name)
+            return collect_garbage(self._backend, name, grace_s=grace)
 
     def apply_retention(self, name: str, *, keep: int) -> list[int]:
         validate_name(name)
@@ -326,12 +401,15 @@ class ObjectModelStore:
             aliased = set(self._read_aliases(name)[0].targets.values())
             unaliased = [n for n in sorted(numbers, reverse=True) if n not in aliased]
             deleted = []
+            freed: set[str] = set()
             for number in sorted(unaliased[keep:]):
                 try:
-                    self.delete(f"{name}:v{number}")
+                    freed |= self._delete(f"{name}:v{number}")[1]
                 except (AliasConflict, NotFound):
                     continue  # promoted or deleted meanwhile by another host
                 deleted.append(number)
+            if freed:
+                collect_garbage(self._backend, name, grace_s=self._gc_grace_s, only=freed)
             return deleted
 
     def write_report(self, ref: str, *, files: Mapping[str, bytes]) -> Path:
@@ -426,23 +504,24 @@ class ObjectModelStore:
             raise NotFound(f"{parsed.name}:v{number} not found")
         return number
 
-    def _read_manifest(self, name: str, number: int) -> bytes | None:
+    def _read_record(self, name: str, number: int) -> bytes | None:
         try:
             return self._backend.read(manifest_key(name, number)).data
         except ObjectNotFound:
             return None
 
     def _version(
-        self, name: str, number: int, table: AliasTable, *, manifest_bytes: bytes | None = None
+        self, name: str, number: int, aliases: list[str], record_bytes: bytes | None = None
     ) -> ModelVersion:
         """The version, its files fetched into the cache (checked) when not there yet."""
         ref = f"{name}:v{number}"
-        if manifest_bytes is None:
-            manifest_bytes = self._read_manifest(name, number)
-        if manifest_bytes is None:
+        if record_bytes is None:
+            record_bytes = self._read_record(name, number)
+        if record_bytes is None:
+            self._read_at.pop((name, number), None)
             raise NotFound(f"{ref} not found")
-        path = materialise(self._backend, self._cache, name, ref, manifest_bytes)
-        self._known[(name, number)] = path
+        record = VersionRecord(ref, record_bytes)
+        path = materialise(self._backend, self._cache, name, record)
         try:
             document = json.loads((path / METADATA_NAME).read_bytes())
         except (OSError, ValueError) as error:
@@ -453,22 +532,25 @@ class ObjectModelStore:
                 ref=ref,
                 bad_files=[METADATA_NAME],
             )
-        return ModelVersion(
+        version = ModelVersion(
             name=name,
             version=number,
             ref=ref,
             path=path,
-            sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+            sha256=record.sha256,
             metadata=document["metadata"],
             created_at=str(document.get("created_at", "")),
-            aliases=table.aliases_of(number),
+            aliases=aliases,
         )
+        self._read_at[(name, number)] = (version, time.monotonic())
+        return version
 
     def _commit(self, name: str, staging: Path, metadata: dict[str, Any]) -> ModelVersion:
         entries = hash_staged_files(staging)
         store_files(self._backend, name, staging, entries)
         claimed = claim_version(self._backend, name, entries, metadata)
-        seed_cache(self._cache, staging, claimed)
+        record = VersionRecord(f"{name}:v{claimed.number}", claimed.record_bytes)
+        seed_cache(self._cache, staging, record)
         number = claimed.number
 
         def move_latest(table: AliasTable) -> None:
@@ -478,4 +560,4 @@ class ObjectModelStore:
                 table.move(LATEST_ALIAS, number, action="publish", at=claimed.created_at)
 
         _result, table = self._update_aliases(name, move_latest)
-        return self._version(name, number, table, manifest_bytes=claimed.manifest_bytes)
+        return self._version(name, number, table.aliases_of(number), claimed.record_bytes)

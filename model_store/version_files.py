@@ -31,6 +31,7 @@ __all__ = [
     "metadata_digest",
     "read_version",
     "seal_version",
+    "verify_files",
     "verify_version",
 ]
 
@@ -96,11 +97,16 @@ def seal_version(
 def verify_version(version: ModelVersion, manifest: Any) -> dict[str, str]:
     """Every file against the manifest, and the metadata document against its digest;
     ``{relative path: problem}``, empty when intact."""
+    return verify_files(version.path, manifest, version.metadata)
+
+
+def verify_files(path: Path, manifest: Any, metadata: Any) -> dict[str, str]:
+    """`verify_version` of the folder ``path`` whose metadata document is ``metadata``."""
     pinned = manifest.get("metadata") if isinstance(manifest, dict) else None
     if not isinstance(pinned, dict):  # format 1: metadata.json is one of the listed files
-        return verify_tree(version.path, manifest)
-    problems = verify_tree(version.path, manifest, unlisted=frozenset({METADATA_NAME}))
-    if pinned.get("sha256") != metadata_digest(version.metadata):
+        return verify_tree(path, manifest)
+    problems = verify_tree(path, manifest, unlisted=frozenset({METADATA_NAME}))
+    if not isinstance(metadata, dict) or pinned.get("sha256") != metadata_digest(metadata):
         problems[METADATA_NAME] = "sha256 differs"
     return dict(sorted(problems.items()))
 

@@ -69,6 +69,11 @@ class ObjectBackend(Protocol):
         """Every key under ``prefix`` (a folder-like prefix ending in ``/``), sorted."""
         ...
 
+    def list_written(self, prefix: str) -> list[tuple[str, float]]:
+        """``list_keys`` with when each key was last written (seconds since the epoch, by the
+        storage's clock: S3's ``LastModified``, a file's modification time)."""
+        ...
+
     def list_folders(self, prefix: str) -> list[str]:
         """The names one level below ``prefix`` that hold keys (``a/`` -> ``["b", "c"]``)."""
         ...

@@ -139,6 +139,15 @@ class FileBackend:
                 keys.append((Path(current) / file_name).relative_to(self.root).as_posix())
         return sorted(keys)
 
+    def list_written(self, prefix: str) -> list[tuple[str, float]]:
+        written = []
+        for key in self.list_keys(prefix):
+            try:
+                written.append((key, self._path(key).stat().st_mtime))
+            except FileNotFoundError:
+                continue  # deleted since the listing
+        return written
+
     def list_folders(self, prefix: str) -> list[str]:
         folder = self.root / prefix.rstrip("/") if prefix else self.root
         if not folder.is_dir():

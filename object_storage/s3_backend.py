@@ -190,13 +190,16 @@ class S3Backend:
             )
 
     def list_keys(self, prefix: str) -> list[str]:
+        return [key for key, _written in self.list_written(prefix)]
+
+    def list_written(self, prefix: str) -> list[tuple[str, float]]:
         start = len(self._prefix)
-        keys = [
-            entry["Key"][start:]
+        written = [
+            (entry["Key"][start:], entry["LastModified"].timestamp())
             for page in self._pages(prefix)
             for entry in page.get("Contents", [])
         ]
-        return sorted(keys)
+        return sorted(written)
 
     def list_folders(self, prefix: str) -> list[str]:
         start = len(self._prefix) + len(prefix)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     cache_dir: Path | None = None
     cache_max_bytes: int = Field(default=10 * 1024 * MEGABYTE, ge=0)
+    # How long a load of an exact version (name:vN) trusts this process's last read of it
+    # from S3 before reading it again: a version deleted on another host can still be loaded
+    # here that long (README, "More than one host").
+    s3_revalidate_seconds: float = Field(default=5.0, ge=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_level: str = "INFO"

@@ -21,6 +21,7 @@ def model_store(settings: Settings) -> AnyModelStore:
         s3=settings.s3_options(),
         cache_dir=settings.cache_path / "models",
         cache_max_bytes=settings.cache_max_bytes,
+        revalidate_s=settings.s3_revalidate_seconds,
     )
 
 

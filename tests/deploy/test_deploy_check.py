@@ -33,6 +33,13 @@ STEP_NAMES = [
 ]
 
 
+SCALE_STEP_NAMES = [
+    "scale-ready",
+    "scale-volumes-private",
+    "scale-upload-a-train-promote-serve-b",
+]
+
+
 def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
@@ -115,7 +122,8 @@ def test_the_recorded_run_has_every_step_of_the_check() -> None:
     assert results["build_seconds"] >= 0
     assert results["ready_seconds"] is None or results["ready_seconds"] >= 0
     assert [step["name"] for step in results["steps"]] == STEP_NAMES
-    for step in results["steps"]:
+    assert [step["name"] for step in results["scale"]["steps"]] == SCALE_STEP_NAMES
+    for step in results["steps"] + results["scale"]["steps"]:
         assert isinstance(step["checked"], str) and step["checked"]
         assert isinstance(step["passed"], bool)
 
@@ -134,3 +142,28 @@ def test_the_published_port_lives_in_the_file_compose_reads_by_itself() -> None:
     a list an earlier file set: so the base file publishes nothing."""
     assert "ports" not in _yaml(ROOT / "docker-compose.yml")["services"]["api"]
     assert _yaml(ROOT / "docker-compose.override.yml")["services"]["api"]["ports"]
+
+
+def test_the_scale_overlay_builds_locally_and_keeps_the_stacks_own_network() -> None:
+    """compose.scale.local.yml swaps the registry's images for local builds only: the scale
+    stack's services, its network and published ports stay compose.scale.yml's."""
+    overlay = _yaml(ROOT / "deploy" / "compose.scale.local.yml")
+    base = _yaml(ROOT / "deploy" / "compose.scale.yml")
+    jsonschema.validate(overlay, get_builtin_schema("vendor.compose-spec"))
+    assert set(overlay["services"]) <= set(base["services"])
+    for name, service in overlay["services"].items():
+        assert set(service) <= {"image", "build"}, name
+        assert service["build"]["network"] == "host", name
+        assert service["build"]["args"]["BASE_IMAGE"].startswith("${UVAC_BASE_IMAGE"), name
+    assert overlay["services"]["redis"]["image"] == "uvac-redis:local"
+
+
+def test_the_scale_checker_records_what_the_readme_says() -> None:
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import check_scale
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    assert [name for name, _, _ in check_scale.STEPS] == SCALE_STEP_NAMES
+    script = (ROOT / "bin" / "deploy-check").read_text()
+    assert "deploy/check_scale.py" in script and "deploy/compose.scale.local.yml" in script

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from model_store import ModelStore
-from model_store.cli import default_root, main
+from model_store import ModelStore, open_model_store
+from model_store.cli import default_root, default_url, main
+from object_storage import S3Options
 
 from .conftest import PublishFn
 
@@ -72,3 +74,56 @@ def test_default_root_follows_the_shared_settings(
     assert default_root() == tmp_path / "models"
     monkeypatch.setenv("UVAC_MODEL_STORE_DIR", str(tmp_path / "store"))
     assert default_root() == tmp_path / "store"
+
+
+def test_default_url_follows_the_services_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("UVAC_MODEL_STORE_URL", "UVAC_STORAGE_URL", "UVAC_MODEL_STORE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UVAC_DATA_DIR", str(tmp_path))
+    assert default_url() == str(tmp_path / "models")
+    monkeypatch.setenv("UVAC_STORAGE_URL", "s3://bucket/service/")
+    assert default_url() == "s3://bucket/service/models"
+    monkeypatch.setenv("UVAC_MODEL_STORE_URL", "s3://other/models")
+    assert default_url() == "s3://other/models"
+
+
+def test_cli_on_an_s3_store(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    s3_url: str,
+    s3_options: S3Options,
+) -> None:
+    """The store URL and S3 settings come from the services' variables."""
+    monkeypatch.setenv("UVAC_MODEL_STORE_URL", s3_url)
+    monkeypatch.setenv("UVAC_S3_ENDPOINT_URL", str(s3_options.endpoint_url))
+    monkeypatch.setenv("UVAC_S3_REGION", str(s3_options.region))
+    monkeypatch.setenv("UVAC_S3_ACCESS_KEY_ID", str(s3_options.access_key_id))
+    monkeypatch.setenv("UVAC_S3_SECRET_ACCESS_KEY", str(s3_options.secret_access_key))
+    monkeypatch.setenv("UVAC_DATA_DIR", str(tmp_path / "cli-host"))
+    publisher = open_model_store(
+        s3_url, s3=s3_options, cache_dir=tmp_path / "publisher", cache_max_bytes=1 << 26
+    )
+    for payload in (b"one", b"two"):
+        with publisher.publish("scenes", metadata={}) as staging:
+            (staging / "weights.safetensors").write_bytes(payload)
+
+    def run(*argv: str) -> tuple[int, Any]:
+        code = main([*argv, "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
+    assert run("list")[1][0]["latest_version"] == 2
+    assert run("verify", "scenes:v1")[1]["ok"] is True
+    code, shown = run("path", "scenes:v1")
+    assert Path(shown["path"]).is_relative_to(tmp_path / "cli-host" / "cache" / "models")
+    assert run("delete", "scenes:v1") == (0, {"deleted": "scenes:v1"})
+    # The deleted version's blob is younger than the default grace, so it stays until a
+    # collection with a shorter one.
+    assert run("gc", "scenes")[1] == {"deleted": []}
+    assert run("gc", "scenes", "--grace-s", "0")[1] == {
+        "deleted": [hashlib.sha256(b"one").hexdigest()]
+    }
+    code, problem = run("show", "scenes:v1")
+    assert code == 1 and problem["type"] == "model-not-found"

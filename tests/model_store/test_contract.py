@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_store import AliasConflict, Corrupted, ModelStore, ModelVersion, NotFound
+from model_store import AliasConflict, Corrupted, ModelVersion, NotFound
 from model_store.object_layout import blob_key
 from model_store.object_store import ObjectModelStore
 from model_store.opening import AnyModelStore, open_model_store
@@ -52,23 +52,38 @@ def test_publish_resolve_and_identity(any_store: AnyModelStore) -> None:
     assert (loaded.path / "sub" / "model.json").read_text() == '{"model_type": "cat-uvac"}'
     manifest_bytes = (loaded.path / "MANIFEST.json").read_bytes()
     assert loaded.sha256 == first.sha256 == hashlib.sha256(manifest_bytes).hexdigest()
-    files = set(json.loads(manifest_bytes)["files"])
-    # The folder store pins the publisher's metadata by digest and lists only the model's
-    # files, so a model's identity leaves out when and where it was published; the object
-    # store still lists metadata.json, which its loader finds through the manifest.
-    model_files = {"weights.safetensors", "sub/model.json"}
-    assert files == (
-        model_files if isinstance(any_store, ModelStore) else model_files | {"metadata.json"}
-    )
+    # Both stores pin the publisher's metadata by digest and list only the model's files, so
+    # a model's identity leaves out when and where it was published.
+    assert set(json.loads(manifest_bytes)["files"]) == {"weights.safetensors", "sub/model.json"}
     assert json.loads((loaded.path / "metadata.json").read_text())["ref"] == "scenes:v1"
 
 
 def test_same_content_twice_gets_two_versions(any_store: AnyModelStore) -> None:
     first, second = _publish(any_store, payload=b"same"), _publish(any_store, payload=b"same")
     assert (first.version, second.version) == (1, 2)
-    # On disk the same model has the same identity wherever and whenever it is published; on
-    # S3 the publish time is still inside it (see test_publish_resolve_and_identity).
-    assert (first.sha256 == second.sha256) == isinstance(any_store, ModelStore)
+    # The same model has the same identity whenever it is published, and two versions of it
+    # still read back their own number and publish time.
+    assert first.sha256 == second.sha256
+    assert any_store.load_verified("scenes:v1").created_at == first.created_at
+    assert any_store.load_verified("scenes:v2").created_at == second.created_at
+    assert any_store.get("scenes:v2").metadata == {}
+    different = _publish(any_store, payload=b"same", seed=1)
+    assert different.sha256 != first.sha256  # the metadata is part of the identity
+
+
+def test_one_model_has_one_digest_on_both_backends(
+    tmp_path: Path, s3_url: str, s3_options: S3Options
+) -> None:
+    folder = open_model_store((tmp_path / "models").as_uri(), cache_dir=tmp_path, cache_max_bytes=0)
+    bucket = open_model_store(
+        s3_url, s3=s3_options, cache_dir=tmp_path / "cache", cache_max_bytes=CACHE_BYTES
+    )
+    _publish(folder, payload=b"earlier")  # so the two version numbers differ too
+    on_disk = _publish(folder, payload=b"model", seed=7)
+    on_s3 = _publish(bucket, payload=b"model", seed=7)
+    assert (on_disk.version, on_s3.version) == (2, 1)
+    assert on_disk.sha256 == on_s3.sha256
+    assert bucket.load_verified("scenes:v1").sha256 == folder.load_verified("scenes:v2").sha256
 
 
 def test_failed_publish_block_leaves_nothing(any_store: AnyModelStore) -> None:

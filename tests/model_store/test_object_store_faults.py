@@ -109,12 +109,12 @@ def _stop_on_call(
     setattr(target, method, stopping)
 
 
-@pytest.mark.parametrize(("method", "call"), [("create_from_file", 2), ("create", 2)])
+@pytest.mark.parametrize(("method", "call"), [("upload", 2), ("create", 1)])
 def test_server_lost_mid_publish_leaves_no_visible_version(
     own_server: seaweedfs_server.SeaweedServer, tmp_path: Path, method: str, call: int
 ) -> None:
-    """Stopped while the files upload (2nd file), or just before the manifest (the 2nd
-    create: the metadata blob is the 1st)."""
+    """Stopped while the files upload (2nd file), or just before the version's record (the
+    only create)."""
     store = _store(own_server, tmp_path / "cache")
     _stop_on_call(own_server, store.backend, method, call=call)
     with pytest.raises(StoreUnavailable) as caught, store.publish("scenes", metadata={}) as staging:

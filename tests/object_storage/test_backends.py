@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -93,6 +94,9 @@ def test_missing_objects_and_listing(backend: ObjectBackend, tmp_path: Path) -> 
     ]
     assert backend.list_folders("m/versions/") == ["v1", "v2"]
     assert backend.list_folders("") == ["m", "n"]
+    written = backend.list_written("m/blobs/")
+    assert [key for key, _at in written] == ["m/blobs/ab"]
+    assert abs(written[0][1] - time.time()) < 120  # the storage's clock, near this one
     backend.delete("m/blobs/ab")
     backend.delete("m/blobs/ab")  # already gone: nothing happens
     assert not backend.exists("m/blobs/ab")
