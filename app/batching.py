@@ -28,7 +28,10 @@ rather than giving one lane everything. On a CPU, two lanes of one intra-op thre
 work per second than one lane of two (no thread waits on the other within an operation), and
 the sound encoder gains nothing from batches over two 5 s windows (benchmarks/README.md,
 live streams), so many small concurrent requests (live streams) gain from lanes and lose
-nothing from small batches.
+nothing from small batches. A pass that has the machine to itself (every other lane idle and
+nothing waiting) runs with ``alone_setup`` instead (e.g. every serving thread), so a single
+request or stream is not held to one lane's share of the cores; ``lane_setup`` is run again
+after it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from app.problems import ApiProblem
 
@@ -103,6 +106,7 @@ class MicroBatcher:
         observer: BatchObserver | None = None,
         lanes: int = 1,
         lane_setup: Callable[[], None] | None = None,
+        alone_setup: Callable[[], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -110,6 +114,7 @@ class MicroBatcher:
             raise ValueError("lanes must be at least 1")
         self._lanes = lanes
         self._lane_setup = lane_setup
+        self._alone_setup = alone_setup if lanes > 1 else None
         self._free_lanes = lanes
         self._lane_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -237,7 +242,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             finished, result = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _next_step, long_clip.steps
+                self._executor, self._in_lane, self._alone(), _next_step, long_clip.steps
             )
         except asyncio.CancelledError:
             _fail([long_clip.pending], _shutting_down())
@@ -288,7 +293,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, clusterer.cluster_batch, audios
+                self._executor, self._in_lane, self._alone(), clusterer.cluster_batch, audios
             )
         except asyncio.CancelledError:
             _fail(group, _shutting_down())
@@ -302,6 +307,21 @@ class MicroBatcher:
         for pending, result in zip(group, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+    def _alone(self) -> bool:
+        """Whether the pass about to start is the only one (its lane already counted busy)."""
+        return self._free_lanes == self._lanes - 1 and self._queue.empty() and not self._long
+
+    def _in_lane(self, alone: bool, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in an inference thread, with every serving thread when alone."""
+        if not alone or self._alone_setup is None:
+            return function(*args)
+        self._alone_setup()
+        try:
+            return function(*args)
+        finally:
+            if self._lane_setup is not None:
+                self._lane_setup()
 
 
 def _fail(pendings: Sequence[_Pending], error: BaseException) -> None:

@@ -91,6 +91,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
     batcher = MicroBatcher(
         lanes=lanes,
         lane_setup=functools.partial(configure_threads, max(1, threads.serving // lanes)),
+        alone_setup=functools.partial(configure_threads, threads.serving),
         max_batch=settings.inference_max_batch,
         max_wait_s=settings.inference_max_wait_ms / 1000.0,
         long_clip_seconds=settings.inference_long_clip_seconds,

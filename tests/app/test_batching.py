@@ -404,3 +404,45 @@ def test_a_pass_in_flight_at_close_fails_with_503() -> None:
 
     error = run(scenario())
     assert isinstance(error, ApiProblem) and error.status == 503
+
+
+def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> None:
+    """alone_setup runs before a pass that starts with every other lane idle, lane_setup after
+    it; a pass that starts beside another (they meet at a barrier) keeps its lane's share."""
+    setting: dict[str, str] = {}  # thread -> the setup it last ran
+    seen: list[str] = []  # the setting each pass ran under
+    meeting = threading.Barrier(2, timeout=10)
+    together = threading.Event()
+
+    @dataclass
+    class RecordingClusterer(FakeClusterer):
+        def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+            seen.append(setting[threading.current_thread().name])
+            if together.is_set():
+                meeting.wait()
+            return super().cluster_batch(audios)
+
+    def setup(kind: str) -> Any:
+        return lambda: setting.__setitem__(threading.current_thread().name, kind)
+
+    model = FakeModel(clusterer=RecordingClusterer("a"), key=("a", "sha"))
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            max_batch=1, max_wait_s=0.0, lanes=2, lane_setup=setup("lane"), alone_setup=setup("all")
+        )
+        await batcher.start()
+        try:
+            await batcher.submit(model=model, audio=_audio(0.1))  # alone
+            together.set()
+            first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.2)))
+            await asyncio.sleep(0.05)  # the first pass waits at the barrier in one lane
+            await batcher.submit(model=model, audio=_audio(0.3))
+            await first
+        finally:
+            await batcher.close()
+
+    run(scenario())
+    # The lone pass, then a pass that started alone, then one that started beside it.
+    assert seen == ["all", "all", "lane"]
+    assert set(setting.values()) == {"lane"}  # every lane is back to its share afterwards
