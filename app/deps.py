@@ -123,12 +123,18 @@ async def require_api_key(
 CallerDep = Annotated[str, Depends(require_api_key)]
 
 
+# Beyond any list this service keeps; larger numbers overflow what Redis ranges accept.
+MAX_PAGE_OFFSET = 2**31 - 1
+
+
 class Page:
     """`offset`/`limit` query parameters shared by the list routes."""
 
     def __init__(
         self,
-        offset: Annotated[int, Query(ge=0, description="How many items to skip.")] = 0,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_PAGE_OFFSET, description="How many items to skip.")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     ) -> None:
         self.offset = offset
