@@ -43,11 +43,14 @@ def provenance_section(document: Mapping[str, Any]) -> str:
     held_out = document.get("held_out")
     if isinstance(held_out, Mapping) and isinstance(held_out.get("metrics"), Mapping):
         metrics = held_out["metrics"]
+        novelty_rate = metrics.get("novelty_rate")
         parts.append(
             f"<p>At training: {escape(str(held_out.get('description', '')))} Accuracy "
             f"{_figure(metrics.get('accuracy'))}, NMI {_figure(metrics.get('nmi'))}, "
             f"{metrics.get('clusters_used')} clusters used on {metrics.get('recordings')} "
-            "recordings.</p>"
+            "recordings"
+            + (f", novelty rate {_figure(novelty_rate)}" if novelty_rate is not None else "")
+            + ".</p>"
         )
     distillation = document.get("distillation")
     held_agreement = distillation.get("held_out") if isinstance(distillation, Mapping) else None

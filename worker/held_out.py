@@ -6,7 +6,10 @@ function, so the model, its normalisation, its start and any early stopping neve
 held-out recordings. `held_out_record` scores the trained model on them and returns what the
 version's metadata keeps under ``held_out``: the split (the held-out files by their path in the
 data set, so an evaluation finds them) and the figures (accuracy and NMI when every held-out
-recording has a label; the clusters used and the mean confidence always).
+recording has a label; the clusters used and the mean confidence always; and the
+``novelty_rate``, the share of held-out recordings the model answers as unknown, decided as
+`/v1/cluster` decides it (`uvac.evaluation.unknown_share`), None for a model without a novelty
+score). Without labels the novelty rate is what a promotion compares (`model_store.promotion`).
 """
 
 from __future__ import annotations
@@ -50,14 +53,22 @@ def held_out_metrics(
     embedding_cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """The model's figures on ``items``: ``{"recordings", "accuracy", "nmi", "clusters_used",
-    "mean_confidence"}`` (accuracy and NMI None without a label on every recording)."""
+    "mean_confidence", "novelty_rate"}`` (accuracy and NMI None without a label on every
+    recording; the novelty rate None without a novelty score)."""
+    from uvac.evaluation import unknown_share
     from uvac.metrics import clusters_used, nmi, unsupervised_accuracy
 
     ids, pi = assign_recordings(
         trained, items, should_stop=should_stop, embedding_cache=embedding_cache
     )
     if not ids:
-        return {"recordings": 0, "accuracy": None, "nmi": None, "clusters_used": 0}
+        return {
+            "recordings": 0,
+            "accuracy": None,
+            "nmi": None,
+            "clusters_used": 0,
+            "novelty_rate": None,
+        }
     assignments = pi.argmax(axis=1)
     labels_by_id = {item.relpath: item.label for item in items}
     labels = [labels_by_id.get(clip) for clip in ids]
@@ -68,6 +79,9 @@ def held_out_metrics(
         "nmi": float(nmi(labels, assignments)) if labelled else None,
         "clusters_used": int(clusters_used(assignments)),
         "mean_confidence": float(np.mean(pi.max(axis=1))),
+        "novelty_rate": unknown_share(
+            trained, items, should_stop=should_stop, embedding_cache=embedding_cache
+        ),
     }
 
 
@@ -86,12 +100,19 @@ def held_out_record(
             "No recording was held out (held_out_share 0): there are no held-out figures."
         )
         return record
-    record["metrics"] = held_out_metrics(
+    metrics = held_out_metrics(
         trained, split.held_out, should_stop=should_stop, embedding_cache=embedding_cache
     )
-    record["description"] = (
+    description = (
         f"Figures on the {len(split.held_out)} held-out recordings ({100 * split.share:g}% of "
         "the data set" + (", stratified by label" if split.stratified else "") + "), which "
         "training never saw."
     )
+    if metrics["novelty_rate"] is not None:
+        description += (
+            " novelty_rate is the share of them /v1/cluster answers as unknown, at the model's "
+            "own false-alarm rate."
+        )
+    record["metrics"] = metrics
+    record["description"] = description
     return record

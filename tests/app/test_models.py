@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from dataset_store import DatasetStore
 from model_store import ModelStore, ModelVersion
+from service_config import Settings
 from tests.app.conftest import publish_tiny_model
 from tests.app.helpers import assert_problem
+from tests.worker.audio_samples import write_unlabelled_recordings
+from tests.worker.test_held_out import unlabelled_params
+from uvac.training.pipeline import train_model
+from worker.jobs import run_training
 
 
 def test_list_models(client: TestClient, store: ModelStore, served_version: ModelVersion) -> None:
@@ -216,6 +223,44 @@ def test_a_promotion_to_a_version_worse_on_held_out_recordings_needs_force(
     assert store.get("scenes@production").version == worse.version
     logged = f"forced promotion of {worse.ref} to @production over {current.ref}"
     assert any(logged in record.getMessage() for record in caplog.records)
+
+
+def test_without_labels_a_version_answering_more_held_out_recordings_unknown_needs_force(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    datasets = DatasetStore(settings.datasets_path)
+    # The same recordings' names, so the same ones are held out: noise in both data sets, but
+    # in the second the held-out ones are tones, which its model answers as unknown.
+    familiar = datasets.register_folder(write_unlabelled_recordings(tmp_path / "familiar")).id
+    foreign = datasets.register_folder(
+        write_unlabelled_recordings(tmp_path / "foreign", tones_held_out=True)
+    ).id
+    for dataset_id in (familiar, foreign):
+        run_training(
+            unlabelled_params(dataset_id), job=None, settings=settings, train_function=train_model
+        )
+    store = ModelStore(settings.model_store_path)
+    current, new = store.get("hum:v1"), store.get("hum:v2")
+    current_rate = current.metadata["held_out"]["metrics"]["novelty_rate"]
+    new_rate = new.metadata["held_out"]["metrics"]["novelty_rate"]
+    assert new.metadata["held_out"]["metrics"]["accuracy"] is None  # no labels to compare
+    assert new_rate > current_rate
+    url = "/v1/models/hum/aliases/production"
+    assert client.put(url, json={"version": 1}).status_code == 200
+
+    refused = client.put(url, json={"version": 2})
+
+    body = assert_problem(refused, status=409, slug="promotion-worsens-model")
+    assert body["figures"] == [
+        {"figure": "novelty_rate", "new": new_rate, "current": current_rate,
+         "higher_is_better": False}
+    ]  # fmt: skip
+    assert f"held-out novelty_rate {new_rate:.3f} against {current_rate:.3f}" in body["detail"]
+    assert store.get("hum@production").version == 1
+    forced = client.put(url, json={"version": 2, "force": True})
+    assert forced.status_code == 200, forced.text
+    assert [figure["figure"] for figure in forced.json()["worse_figures"]] == ["novelty_rate"]
+    assert store.get("hum@production").version == 2
 
 
 def test_a_promotion_that_is_not_worse_or_cannot_be_compared_goes_through(

@@ -220,7 +220,7 @@ def test_the_run_warnings_and_held_out_figures_reach_the_page() -> None:
         "warnings": [{"code": "small-data", "message": "4 training recordings for 2 clusters"}],
         "held_out": {"share": 0.2, "stratified": True, "files": HELD_OUT,
                      "metrics": {"recordings": 2, "accuracy": 0.5, "nmi": 0.25,
-                                 "clusters_used": 2},
+                                 "clusters_used": 2, "novelty_rate": 0.5},
                      "description": "Figures on the 2 held-out recordings."},
     }  # fmt: skip
     report = _report(evaluated_on(manifest(labelled=True), split=None, held_out=HELD_OUT), metadata)
@@ -228,6 +228,7 @@ def test_the_run_warnings_and_held_out_figures_reach_the_page() -> None:
     assert report["json"]["held_out"]["metrics"]["nmi"] == 0.25
     assert "files" not in report["json"]["held_out"]
     assert "4 training recordings for 2 clusters" in report["html"]
+    assert "2 clusters used on 2 recordings, novelty rate 0.5." in report["html"]
     assert "NMI 0.25" in report["html"]
 
 

@@ -26,7 +26,7 @@ from uvac.evaluation.novelty import (
     separation,
     window_novelty,
 )
-from uvac.evaluation.novelty_report import novelty_evaluation
+from uvac.evaluation.novelty_report import novelty_evaluation, unknown_share
 from uvac.evaluation.recordings import (
     SPLITS,
     EvaluationRecordings,
@@ -73,5 +73,6 @@ __all__ = [
     "render_titled_table",
     "report_from_assignments",
     "separation",
+    "unknown_share",
     "window_novelty",
 ]

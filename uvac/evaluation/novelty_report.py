@@ -2,6 +2,8 @@
 optionally, one known to be foreign (an evaluation's ``unknown_dataset_id``). It reports the
 score's distribution on the held-out training windows with the threshold, the share of each
 set's clips flagged unknown, and AUROC and FPR at 95 % TPR between the two sets.
+`unknown_share` is that flagged share alone: what a training job records as a version's
+held-out ``novelty_rate``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from uvac.audio import (
     level_of,
     load_audio,
 )
-from uvac.errors import AudioError
+from uvac.errors import AudioError, RunCancelled
 from uvac.evaluation.inference import Clusterer
 from uvac.evaluation.novelty import ClipVerdict, clip_verdict, separation
 from uvac.training import TrainedModel
 
-__all__ = ["novelty_evaluation"]
+__all__ = ["novelty_evaluation", "unknown_share"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def _clip_verdicts(
     false_alarm_rate: float | None,
     progress: Callable[[int, int], None] | None,
     embedding_cache: EmbeddingCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[ClipVerdict]:
     clusterer = Clusterer(trained)
     embedder = clusterer.extractor.embedder
@@ -52,6 +55,8 @@ def _clip_verdicts(
         }
     verdicts = []
     for done, item in enumerate(items, start=1):
+        if should_stop is not None and should_stop():
+            raise RunCancelled("cancelled while deciding which recordings are unknown")
         try:
             audio = load_audio(item.path, sample_rate=clusterer.sample_rate)
         except AudioError as error:
@@ -86,6 +91,31 @@ def _silent(audio: Audio, start_s: float, end_s: float) -> bool:
 def _flagged_share(verdicts: Sequence[ClipVerdict]) -> float | None:
     decided = [v.unknown for v in verdicts if v.unknown is not None]
     return round(sum(decided) / len(decided), 4) if decided else None
+
+
+def unknown_share(
+    trained: TrainedModel,
+    items: Sequence[DatasetItem],
+    *,
+    false_alarm_rate: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
+) -> float | None:
+    """The share of ``items`` the model answers as unknown, decided as `/v1/cluster` decides
+    (`clip_verdict`, at ``false_alarm_rate``, default the model's own); None for a model
+    without a score or when no recording has a verdict (all silent or undecodable). An
+    encoder's embeddings are read through ``embedding_cache``."""
+    if trained.novelty is None:
+        return None
+    verdicts = _clip_verdicts(
+        trained,
+        items,
+        false_alarm_rate=false_alarm_rate,
+        progress=None,
+        embedding_cache=embedding_cache,
+        should_stop=should_stop,
+    )
+    return _flagged_share(verdicts)
 
 
 def novelty_evaluation(
