@@ -236,6 +236,7 @@ def _one_run(
         "max_pi": max_pi,
         "train_seconds": round(train_seconds, 2),
         "epochs": train_config.epochs,
+        "epochs_run": trained.info["training"].get("epochs_completed"),
         "train_accuracy_last_epoch": trained.info["training"].get("final", {}).get("accuracy"),
     }
 
@@ -251,6 +252,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary["representation_features"] = runs[0]["representation_features"]
     summary["min_clusters_used"] = min(run["clusters_used"] for run in runs)
     summary["epochs"] = runs[0]["epochs"]
+    epochs_run = [run["epochs_run"] for run in runs if run.get("epochs_run") is not None]
+    summary["epochs_run"] = statistics.fmean(epochs_run) if epochs_run else None
     summary["seeds"] = runs
     return summary
 

@@ -63,9 +63,13 @@ class TrainConfig:
     whose pi on the clean view is above ``self_label_threshold`` become targets (their argmax,
     fixed) for h on an augmented view, with cross-entropy weighted by the inverse frequency of each
     target in the batch, so that large clusters do not swallow small ones. The ELBO terms stay in
-    the loss. ``model_hyperparameters`` go to the model's constructor on top of what the data
-    decides (``n_clusters``, ``n_features`` and, for models tied to a window length, ``n_frames``),
-    e.g. ``{"conv_channels": [8, 16, 16, 32]}`` for a small network.
+    the loss. ``stop_after_stable_epochs = n > 0`` ends training once each of the last n epochs
+    moved at most `uvac.training.trainer.STABLE_SHARE` of the training windows to another cluster
+    (0, the default, trains every epoch); the learning-rate and temperature schedules still span
+    ``epochs``, which becomes the most a run takes. ``model_hyperparameters`` go to the model's
+    constructor on top of what the data decides (``n_clusters``, ``n_features`` and, for models
+    tied to a window length, ``n_frames``), e.g. ``{"conv_channels": [8, 16, 16, 32]}`` for a
+    small network.
     """
 
     model_type: str = "cat-uvac"
@@ -84,6 +88,7 @@ class TrainConfig:
     init_clustering: str = "kmeans"
     self_label_weight: float = 0.0
     self_label_threshold: float = 0.95
+    stop_after_stable_epochs: int = 0
     seed: int = 0
     bf16_autocast: bool = False
     device: str = "auto"
@@ -103,7 +108,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_clusters < 2:
             raise ValueError(f"n_clusters must be at least 2, got {self.n_clusters}")
-        for name in ("epochs", "consistency_neighbours", "init_epochs"):
+        for name in ("epochs", "consistency_neighbours", "init_epochs", "stop_after_stable_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")

@@ -43,6 +43,9 @@ class EpochRecord:
     # Share of the training windows whose cluster differs from the one the start taught h;
     # None without a start (or after a resume from a checkpoint that predates the field).
     changed_since_start: float | None = None
+    # Share of the training windows whose cluster differs from the one the previous epoch
+    # ended with (the start's, for the first epoch); None without a previous partition.
+    changed_since_previous: float | None = None
     # Accuracy and NMI of the held-out windows (never trained on); None without them.
     held_out_accuracy: float | None = None
     held_out_nmi: float | None = None

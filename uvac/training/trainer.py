@@ -68,12 +68,16 @@ from uvac.training.kmeans_fit import fit_kmeans
 from uvac.training.optimizer import adam, load_adam_state
 from uvac.training.progress import Progress
 
-__all__ = ["ProgressCallback", "StopCheck", "Trainer", "fit"]
+__all__ = ["STABLE_SHARE", "ProgressCallback", "StopCheck", "Trainer", "fit"]
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
+
+# An epoch that moves at most this share of the training windows to another cluster leaves
+# the partition as it was (`TrainConfig.stop_after_stable_epochs`).
+STABLE_SHARE = 0.005
 
 
 def fit(
@@ -205,6 +209,7 @@ class Trainer:
         self.batches_per_epoch = len(self._batches(torch.arange(features.shape[0])))
         self.held_out = held_out
         self.start_assignments: Tensor | None = None  # (N,) the clusters the start taught
+        self.previous_assignments: Tensor | None = None  # (N,) at the end of the last epoch
         self.groups = groups  # (N,) the recording of each window, or None
         self.neighbours: Tensor | None = None  # (N, k) training-window indices
         if config.consistency_weight > 0 and config.consistency_neighbours > 0:
@@ -224,14 +229,32 @@ class Trainer:
         started = time.perf_counter()
         steps_at_start = first_epoch * self.batches_per_epoch
         for epoch_index in range(first_epoch, self.config.epochs):
+            if self._partition_settled():
+                logger.info(
+                    "the partition has been stable for %d epochs: stopping after epoch %d of %d",
+                    self.config.stop_after_stable_epochs, epoch_index, self.config.epochs,
+                )  # fmt: skip
+                break
             self._run_epoch(epoch_index, started=started, steps_at_start=steps_at_start)
             completed = epoch_index + 1
             if self.checkpoint_dir is not None and (
                 completed % self.config.checkpoint_every_epochs == 0
                 or completed == self.config.epochs
+                or self._partition_settled()
             ):
                 self._save_checkpoint(completed)
         return self.history
+
+    def _partition_settled(self) -> bool:
+        """True when each of the last ``config.stop_after_stable_epochs`` epochs moved at most
+        `STABLE_SHARE` of the training windows to another cluster (never when that is 0)."""
+        patience = self.config.stop_after_stable_epochs
+        recent = self.history.epochs[-patience:] if patience else []
+        return len(recent) == patience > 0 and all(
+            record.changed_since_previous is not None
+            and record.changed_since_previous <= STABLE_SHARE
+            for record in recent
+        )
 
     # -- one epoch ------------------------------------------------------------------------
 
@@ -277,9 +300,10 @@ class Trainer:
         )  # fmt: skip
         self.history.epochs.append(record)
         logger.info(
-            "epoch %d/%d: loss %.4g (rec %.4g, kl_z %.4g, kl_y %.4g), tau %.3g, lr %.3g, acc %s",
+            "epoch %d/%d: loss %.4g (rec %.4g, kl_z %.4g, kl_y %.4g), tau %.3g, lr %.3g, acc %s, "
+            "moved %s",
             record.epoch, config.epochs, record.loss, record.reconstruction, record.kl_z,
-            record.kl_y, temperature, learning_rate, record.accuracy,
+            record.kl_y, temperature, learning_rate, record.accuracy, record.changed_since_previous,
         )  # fmt: skip
         self._report(
             record, len(batches), started=started, steps_at_start=steps_at_start, epoch_done=True
@@ -415,6 +439,12 @@ class Trainer:
         if self.start_assignments is not None:
             changed = (assignments != self.start_assignments).float().mean()
             figures["changed_since_start"] = float(changed)
+        previous = self.previous_assignments
+        if previous is None:
+            previous = self.start_assignments
+        if previous is not None:
+            figures["changed_since_previous"] = float((assignments != previous).float().mean())
+        self.previous_assignments = assignments
         if self.held_out is not None and self.held_out.labels is not None:
             held_out = self._assignments(self.held_out.features, self.held_out.mask)
             accuracy, nmi_value, _ = label_metrics(held_out, self.held_out.labels)
@@ -473,6 +503,8 @@ class Trainer:
         start = checkpoint.extra.get("start_assignments")
         if start is not None and len(start) == self.features.shape[0]:
             self.start_assignments = torch.tensor(start, dtype=torch.int64)
+        # The partition the last epoch ended with, as an uninterrupted run would hold it.
+        self.previous_assignments = self._assignments(self.features, self.mask)
         logger.info("resuming from the checkpoint after epoch %d", checkpoint.epoch)
         return checkpoint.epoch
 

@@ -3,11 +3,14 @@ epoch, and consistency partners drawn across recordings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from reports.figures import training_curves_chart
 from uvac import metrics
+from uvac.errors import RunCancelled
 from uvac.training import cluster_start
 from uvac.training.config import TrainConfig
 from uvac.training.consistency import nearest_neighbours
@@ -120,3 +123,42 @@ def test_the_spectral_start_groups_sounds_not_recordings() -> None:
         x, torch.ones(x.shape[0], 1), n_clusters=2, seed=0, groups=torch.tensor(recordings)
     )
     assert metrics.nmi(kinds, labels.numpy()) == pytest.approx(1.0)
+
+
+def test_training_stops_once_the_partition_has_been_stable_for_the_set_epochs() -> None:
+    features, labels = _two_groups(32, seed=0)
+    torch.manual_seed(0)
+    _, stopped = fit(
+        features, torch.ones(32, 16), config=_config(epochs=12, stop_after_stable_epochs=2),
+        labels=labels,
+    )  # fmt: skip
+    # Two groups far apart: the start's partition never moves, so two epochs settle it.
+    assert [record.changed_since_previous for record in stopped.epochs] == [0.0, 0.0]
+    torch.manual_seed(0)
+    _, full = fit(features, torch.ones(32, 16), config=_config(epochs=3), labels=labels)
+    assert len(full.epochs) == 3  # 0 (the default) never stops early
+    with pytest.raises(ValueError, match="stop_after_stable_epochs"):
+        TrainConfig(stop_after_stable_epochs=-1)
+
+
+def test_a_resumed_run_stops_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    features, labels = _two_groups(32, seed=0)
+    config = _config(epochs=12, stop_after_stable_epochs=3)
+    torch.manual_seed(0)
+    whole_model, whole = fit(features, torch.ones(32, 16), config=config, labels=labels)
+    calls = iter(range(1_000))
+    torch.manual_seed(0)
+    with pytest.raises(RunCancelled):  # in the second epoch (4 batches per epoch)
+        fit(
+            features, torch.ones(32, 16), config=config, labels=labels,
+            checkpoint_dir=tmp_path, should_stop=lambda: next(calls) >= 6,
+        )  # fmt: skip
+    resumed_model, resumed = fit(
+        features, torch.ones(32, 16), config=config, labels=labels, checkpoint_dir=tmp_path
+    )
+    assert len(resumed.epochs) == len(whole.epochs) == 3
+    assert [r.changed_since_previous for r in resumed.epochs] == [
+        r.changed_since_previous for r in whole.epochs
+    ]
+    for name, tensor in whole_model.state_dict().items():
+        torch.testing.assert_close(resumed_model.state_dict()[name], tensor)
