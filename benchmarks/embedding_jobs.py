@@ -29,6 +29,7 @@ load during the run (`benchmarks.common.LoadMonitor`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import multiprocessing
@@ -68,6 +69,7 @@ from uvac.training import (  # noqa: E402
     train_on_windows,
     training_windows_from_embeddings,
 )
+from worker import jobs as worker_jobs  # noqa: E402
 from worker.job_support import dataset_items, embedding_cache  # noqa: E402
 from worker.jobs import run_training  # noqa: E402
 
@@ -102,17 +104,44 @@ def counted_encoder_calls(name: str) -> Iterator[list[int]]:
         del encoder.embed
 
 
+@contextmanager
+def phase_clock() -> Iterator[list[tuple[str, float]]]:
+    """(phase, time) each time the training job announces a phase (`worker.jobs.record`,
+    which does nothing for a job run without RQ), so a job's seconds split by phase."""
+    original = worker_jobs.record
+    marks: list[tuple[str, float]] = []
+
+    def record(job: Any, meta: dict[str, Any]) -> None:
+        if "phase" in meta:
+            marks.append((str(meta["phase"]), time.perf_counter()))
+        original(job, meta)
+
+    worker_jobs.record = record  # type: ignore[assignment]
+    try:
+        yield marks
+    finally:
+        worker_jobs.record = original
+
+
 def timed_job(params: dict[str, Any], settings: Settings, encoder: str) -> dict[str, Any]:
     policy = choose_thread_policy(cores=HOST_CORES, processes=1)
-    with counted_encoder_calls(encoder) as calls:
+    store = ModelStore(settings.model_store_path)
+    with counted_encoder_calls(encoder) as calls, phase_clock() as marks:
         started = time.perf_counter()
         result = run_training(
             params, job=None, settings=settings, train_function=train_model, threads=policy
         )
-        seconds = time.perf_counter() - started
+        ended = time.perf_counter()
+    # Each phase runs until the next one is announced; the first mark follows set-up.
+    bounds = [("set-up", started), *marks, ("end", ended)]
+    phases: dict[str, float] = {}
+    for (phase, begun), (_, until) in itertools.pairwise(bounds):
+        phases[phase] = round(phases.get(phase, 0.0) + until - begun, 2)
     return {
         "model": result["model"],
-        "seconds": round(seconds, 2),
+        "seconds": round(ended - started, 2),
+        "phases_s": phases,
+        "epochs_run": len(store.get(result["model"]).metadata.get("training_history") or []),
         "encoder_calls": len(calls),
         "windows_embedded": sum(calls),
     }
@@ -166,6 +195,9 @@ def run_cache(dataset: str, data_dir: Path, *, with_evaluation: bool = True) -> 
         "first_job_s": first["seconds"],
         "second_job_s": second["seconds"],
         "second_over_first": round(second["seconds"] / first["seconds"], 3),
+        "first_job_phases_s": first["phases_s"],
+        "second_job_phases_s": second["phases_s"],
+        "epochs_run": {"first_job": first["epochs_run"], "second_job": second["epochs_run"]},
         "first_job_encoder_calls": first["encoder_calls"],
         "first_job_windows_embedded": first["windows_embedded"],
         "second_job_encoder_calls": second["encoder_calls"],
