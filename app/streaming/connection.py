@@ -277,7 +277,9 @@ class _Connection:
 
     async def _cluster(self, samples: Any) -> ClipResult:
         audio = Audio.from_samples(samples, sample_rate=self.session.windows.sample_rate)
-        return await self.services.batcher.submit(model=self.model, audio=audio)
+        return await self.services.batcher.submit(
+            model=self.model, audio=audio, speech=False, solo=False
+        )
 
     async def _send_decision(self, decision: Decision) -> None:
         await self.websocket.send_text(decision_message(self.model, decision).model_dump_json())
@@ -296,7 +298,10 @@ class _Connection:
             raise refusal(422, "empty-audio", "The stream ended before any audio arrived.")
         extractor = self.model.clusterer.extractor
         clips = self.session.closing_clips(extractor.window_start_samples)
-        submitted = (self.services.batcher.submit(model=self.model, audio=clip) for clip in clips)
+        submitted = (
+            self.services.batcher.submit(model=self.model, audio=clip, speech=False, solo=False)
+            for clip in clips
+        )
         final = self.session.final(list(await asyncio.gather(*submitted)))
         message = StreamFinal(
             model=_model_ref(self.model),
