@@ -35,13 +35,13 @@ other lane idle and nothing waiting) runs with ``alone_setup`` instead (e.g. eve
 thread), so a single request is not held to one lane's share of the cores; ``lane_setup`` is
 run again after it.
 
-A caller may ask for less, clip by clip (`submit`): ``speech=False`` leaves the speech fields
-out, which spares the speech detector's own pass over the clip (a large share of what the
-sound encoder costs), and ``solo=False`` keeps the clip's pass on its lane's threads even
-when it is alone. Live stream windows ask for both: their messages carry no speech, and with
-streams open a lane that is alone now seldom stays alone for its pass: the threads it
-borrows then contend with the other lane and the event loop, and an intra-op thread that
-waits for a descheduled partner burns CPU for nothing.
+While a live stream is open (`steady_load`), no pass takes every serving thread: a stream's
+windows come every hop, so a lane that is alone now seldom stays alone for its pass, and
+the threads it borrows then contend with the other lane and the event loop (an intra-op
+thread that waits for a descheduled partner burns CPU for nothing). A caller may also ask
+for less per clip: ``submit(speech=False)`` leaves the speech fields out, which spares the
+speech detector's own pass over the clip (a large share of what the sound encoder costs);
+stream windows do, as no stream message carries speech.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ class _Pending:
     audio: Audio
     future: asyncio.Future[ClipResult] = field(repr=False)
     speech: bool = True  # whether the answer needs the clip's speech fields
-    solo: bool = True  # whether its pass may take every serving thread when alone
 
 
 @dataclass(eq=False)
@@ -142,6 +141,7 @@ class MicroBatcher:
         self._observer = observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._expected = 0  # requests decoding audio that they will submit next
+        self._steady = 0  # open live streams (`steady_load`)
         self._changed = asyncio.Event()  # set on every submission and announcement change
         self._executor: ThreadPoolExecutor | None = None
         self._consumer: asyncio.Task[None] | None = None
@@ -187,18 +187,28 @@ class MicroBatcher:
             self._expected -= 1
             self._changed.set()
 
-    async def submit(
-        self, *, model: BatchModel, audio: Audio, speech: bool = True, solo: bool = True
-    ) -> ClipResult:
-        """Cluster one clip with `model`, batched with whatever else is waiting. With
-        ``speech`` False the answer leaves the speech fields out (None); with ``solo`` False
-        its pass never takes every serving thread (see the module docstring). A long clip
-        always gets both."""
+    @contextlib.contextmanager
+    def steady_load(self) -> Iterator[None]:
+        """Inside, no pass takes every serving thread (a live stream holds it while open)."""
+        self._steady += 1
+        try:
+            yield
+        finally:
+            self._steady -= 1
+
+    @property
+    def steady(self) -> bool:
+        """Whether anyone holds `steady_load` now."""
+        return self._steady > 0
+
+    async def submit(self, *, model: BatchModel, audio: Audio, speech: bool = True) -> ClipResult:
+        """Cluster one clip with `model`, batched with whatever else is waiting; with
+        ``speech`` False the answer leaves the speech fields out (None); a long clip always
+        gets them."""
         if self._closed or self._consumer is None:
             raise _shutting_down()
         future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
-        pending = _Pending(model=model, audio=audio, future=future, speech=speech, solo=solo)
-        self._queue.put_nowait(pending)
+        self._queue.put_nowait(_Pending(model=model, audio=audio, future=future, speech=speech))
         self._changed.set()
         return await future
 
@@ -263,7 +273,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             finished, result = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._in_lane, self._alone([]), _next_step, long_clip.steps
+                self._executor, self._in_lane, self._alone(), _next_step, long_clip.steps
             )
         except asyncio.CancelledError:
             _fail([long_clip.pending], _shutting_down())
@@ -316,7 +326,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._in_lane, self._alone(group), cluster
+                self._executor, self._in_lane, self._alone(), cluster
             )
         except asyncio.CancelledError:
             _fail(group, _shutting_down())
@@ -331,14 +341,14 @@ class MicroBatcher:
             if not pending.future.done():
                 pending.future.set_result(result)
 
-    def _alone(self, group: Sequence[_Pending]) -> bool:
-        """Whether the pass about to start over ``group`` is the only one (its lane already
-        counted busy) and may take every serving thread."""
+    def _alone(self) -> bool:
+        """Whether the pass about to start is the only one (its lane already counted busy)
+        and may take every serving thread."""
         return (
             self._free_lanes == self._lanes - 1
             and self._queue.empty()
             and not self._long
-            and all(pending.solo for pending in group)
+            and not self.steady
         )
 
     def _in_lane(self, alone: bool, function: Callable[..., T], *args: Any) -> T:

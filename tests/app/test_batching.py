@@ -412,8 +412,8 @@ def test_a_pass_in_flight_at_close_fails_with_503() -> None:
 
 def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> None:
     """alone_setup runs before a pass that starts with every other lane idle, lane_setup after
-    it; a pass that starts beside another (they meet at a barrier), or whose clips ask for
-    no more (solo=False), keeps its lane's share."""
+    it; a pass that starts beside another (they meet at a barrier), or while a live stream
+    holds `steady_load`, keeps its lane's share."""
     setting: dict[str, str] = {}  # thread -> the setup it last ran
     seen: list[str] = []  # the setting each pass ran under
     meeting = threading.Barrier(2, timeout=10)
@@ -438,7 +438,8 @@ def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> 
         )
         await batcher.start()
         try:
-            await batcher.submit(model=model, audio=_audio(0.05), solo=False)  # alone
+            with batcher.steady_load():
+                await batcher.submit(model=model, audio=_audio(0.05))  # alone, a stream open
             await batcher.submit(model=model, audio=_audio(0.1))  # alone
             together.set()
             first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.2)))
