@@ -23,21 +23,32 @@ two steps. Several long clips take their steps in turn.
 
 With ``lanes`` above 1, that many inference threads run forward passes side by side (each
 with ``lane_setup`` run once in it, e.g. its torch thread count): the consumer hands work to
-whichever lane is free, and splits what waits (or is announced) evenly over the free lanes
-rather than giving one lane everything. On a CPU, two lanes of one intra-op thread do more
-work per second than one lane of two (no thread waits on the other within an operation), and
-the sound encoder gains nothing from batches over two 5 s windows (benchmarks/README.md,
-live streams), so many small concurrent requests (live streams) gain from lanes and lose
-nothing from small batches. A pass that has the machine to itself (every other lane idle and
-nothing waiting) runs with ``alone_setup`` instead (e.g. every serving thread), so a single
-request or stream is not held to one lane's share of the cores; ``lane_setup`` is run again
-after it.
+whichever lane is free, and a pass takes at most its even share of what waits (or is
+announced) over all the lanes, busy ones included, rather than one lane taking everything:
+a busy lane is soon free for the rest, and the clips of a pass are all answered at its end,
+so a share's answers come sooner than a whole backlog's. On a CPU, two lanes of one intra-op
+thread do more work per second than one lane of two (no thread waits on the other within an
+operation), and the sound encoder gains nothing from batches over two 5 s windows
+(benchmarks/README.md, live streams), so many small concurrent requests (live streams) gain
+from lanes and lose nothing from small batches. A pass that has the machine to itself (every
+other lane idle and nothing waiting) runs with ``alone_setup`` instead (e.g. every serving
+thread), so a single request is not held to one lane's share of the cores; ``lane_setup`` is
+run again after it.
+
+While a live stream is open (`steady_load`), no pass takes every serving thread: a stream's
+windows come every hop, so a lane that is alone now seldom stays alone for its pass, and
+the threads it borrows then contend with the other lane and the event loop (an intra-op
+thread that waits for a descheduled partner burns CPU for nothing). A caller may also ask
+for less per clip: ``submit(speech=False)`` leaves the speech fields out, which spares the
+speech detector's own pass over the clip (a large share of what the sound encoder costs);
+stream windows do, as no stream message carries speech.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -66,7 +77,9 @@ class BatchModel(Protocol):
 
 
 class _ClusterBatch(Protocol):
-    def cluster_batch(self, audios: Sequence[Audio]) -> list[ClipResult]: ...
+    def cluster_batch(
+        self, audios: Sequence[Audio], *, speech: Sequence[bool] | None = None
+    ) -> list[ClipResult]: ...
 
     def cluster_in_steps(
         self, audio: Audio, *, windows_per_step: int
@@ -78,6 +91,7 @@ class _Pending:
     model: BatchModel
     audio: Audio
     future: asyncio.Future[ClipResult] = field(repr=False)
+    speech: bool = True  # whether the answer needs the clip's speech fields
 
 
 @dataclass(eq=False)
@@ -127,6 +141,7 @@ class MicroBatcher:
         self._observer = observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._expected = 0  # requests decoding audio that they will submit next
+        self._steady = 0  # open live streams (`steady_load`)
         self._changed = asyncio.Event()  # set on every submission and announcement change
         self._executor: ThreadPoolExecutor | None = None
         self._consumer: asyncio.Task[None] | None = None
@@ -172,12 +187,28 @@ class MicroBatcher:
             self._expected -= 1
             self._changed.set()
 
-    async def submit(self, *, model: BatchModel, audio: Audio) -> ClipResult:
-        """Cluster one clip with `model`, batched with whatever else is waiting."""
+    @contextlib.contextmanager
+    def steady_load(self) -> Iterator[None]:
+        """Inside, no pass takes every serving thread (a live stream holds it while open)."""
+        self._steady += 1
+        try:
+            yield
+        finally:
+            self._steady -= 1
+
+    @property
+    def steady(self) -> bool:
+        """Whether anyone holds `steady_load` now."""
+        return self._steady > 0
+
+    async def submit(self, *, model: BatchModel, audio: Audio, speech: bool = True) -> ClipResult:
+        """Cluster one clip with `model`, batched with whatever else is waiting; with
+        ``speech`` False the answer leaves the speech fields out (None); a long clip always
+        gets them."""
         if self._closed or self._consumer is None:
             raise _shutting_down()
         future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(model=model, audio=audio, future=future))
+        self._queue.put_nowait(_Pending(model=model, audio=audio, future=future, speech=speech))
         self._changed.set()
         return await future
 
@@ -267,9 +298,9 @@ class MicroBatcher:
         seconds = first.audio.duration_s
         deadline = loop.time() + self._max_wait_s
         limit = self._max_batch
-        if self._free_lanes > 1:  # what waits or is announced, shared evenly by the free lanes
+        if self._lanes > 1:  # a lane's even share of what waits or is announced
             coming = self._queue.qsize() + 1 + self._expected
-            limit = min(limit, -(-coming // self._free_lanes))
+            limit = min(limit, -(-coming // self._lanes))
         while len(batch) < limit and seconds < self._max_batch_seconds:
             if not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -290,10 +321,12 @@ class MicroBatcher:
         assert self._executor is not None
         clusterer = group[0].model.clusterer
         audios = [pending.audio for pending in group]
+        speech = [pending.speech for pending in group]
+        cluster = functools.partial(clusterer.cluster_batch, audios, speech=speech)
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._in_lane, self._alone(), clusterer.cluster_batch, audios
+                self._executor, self._in_lane, self._alone(), cluster
             )
         except asyncio.CancelledError:
             _fail(group, _shutting_down())
@@ -309,8 +342,14 @@ class MicroBatcher:
                 pending.future.set_result(result)
 
     def _alone(self) -> bool:
-        """Whether the pass about to start is the only one (its lane already counted busy)."""
-        return self._free_lanes == self._lanes - 1 and self._queue.empty() and not self._long
+        """Whether the pass about to start is the only one (its lane already counted busy)
+        and may take every serving thread."""
+        return (
+            self._free_lanes == self._lanes - 1
+            and self._queue.empty()
+            and not self._long
+            and not self.steady
+        )
 
     def _in_lane(self, alone: bool, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in an inference thread, with every serving thread when alone."""

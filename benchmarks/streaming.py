@@ -18,8 +18,9 @@ What it does, in one run:
 3. Starts the production uvicorn command and streams ESC-10 recordings (one clip of every
    class after another, each stream from its own place in that loop) to ``WS /v1/stream`` as
    16-bit PCM in 100 ms frames, paced at real time (a frame is sent when its last sample has
-   been "heard"), from one asyncio process with the `websockets` client. Streams start at
-   random phases within one hop, as real sessions would.
+   been "heard"), from one asyncio process with the `websockets` client; every frame is
+   framed and masked before the streams start, so sending one is a socket write. Streams
+   start at random phases within one hop, as real sessions would.
 4. One stream for ``--single-seconds``: decision latency p50 / p95 and the server's CPU
    seconds per second of stream. Then steps the number of concurrent streams up (`StepSearch`:
    doubling, then bisecting); a step is held when every stream ends with 1000 and the p95
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -77,6 +79,7 @@ ESC10_DIR = REPO_ROOT.parent / "shared" / "data" / "esc10"
 TARGET_P95_MS = 250.0
 FRAME_S = 0.1
 CORES = 2
+_WRITE_BUFFER_BYTES = 64 * 1024  # a client's unsent bytes before it waits for the socket
 
 
 def scene_loop(data_dir: Path, *, sample_rate: int, clips_per_class: int = 2) -> np.ndarray:
@@ -140,20 +143,33 @@ class StreamRun:
         self.decisions = 0
 
 
+def wire_frames(audio: np.ndarray, *, offset: int, n_frames: int, frame: int) -> list[bytes]:
+    """A stream's audio frames as the bytes a client puts on the socket: 16-bit PCM from
+    ``offset`` on (round the loop), each frame a masked binary WebSocket frame."""
+    from websockets.frames import Frame, Opcode
+
+    positions = (offset + np.arange(n_frames * frame)) % len(audio)
+    pcm = encode_pcm(audio[positions], "pcm_s16le")
+    width = 2 * frame
+    return [
+        Frame(Opcode.BINARY, pcm[k * width : (k + 1) * width]).serialize(mask=True)
+        for k in range(n_frames)
+    ]
+
+
 async def one_stream(
     url: str, audio: np.ndarray, *, offset: int, seconds: float, delay_s: float, rate: int
 ) -> StreamRun:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
+    from websockets.protocol import State
 
     run = StreamRun()
-    # Every frame is encoded before any stream starts, so no stream's set-up delays another's.
+    # Every frame is encoded and framed before any stream starts, so no stream's set-up
+    # delays another's, and sending one costs a socket write: the clients share the machine
+    # with the server, and the library's send path costs several times that per frame.
     frame = round(FRAME_S * rate)
-    n_frames = int(seconds / FRAME_S)
-    positions = (offset + np.arange(n_frames * frame)) % len(audio)
-    pcm = encode_pcm(audio[positions], "pcm_s16le")
-    width = 2 * frame
-    payloads = [pcm[k * width : (k + 1) * width] for k in range(n_frames)]
+    wires = wire_frames(audio, offset=offset, n_frames=int(seconds / FRAME_S), frame=frame)
     await asyncio.sleep(delay_s)
     async with connect(url, max_size=None) as websocket:
         await websocket.send(json.dumps({"type": "config", "encoding": "pcm_s16le"}))
@@ -163,18 +179,22 @@ async def one_stream(
         sent_at: list[float] = []
 
         async def send() -> None:
+            transport = websocket.transport
             started = time.perf_counter()
-            try:
-                for index, payload in enumerate(payloads):
-                    due = started + (index + 1) * FRAME_S  # when its last sample was "heard"
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    sent_at.append(time.perf_counter())
-                    await websocket.send(payload)
+            for index, wire in enumerate(wires):
+                due = started + (index + 1) * FRAME_S  # when its last sample was "heard"
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if websocket.protocol.state is not State.OPEN:
+                    return  # the server refused the stream: its error message says why
+                sent_at.append(time.perf_counter())
+                transport.write(wire)
+                if transport.get_write_buffer_size() > _WRITE_BUFFER_BYTES:
+                    with contextlib.suppress(ConnectionClosed):  # the server stopped reading:
+                        await websocket.drain()  # wait, as the library's send would
+            with contextlib.suppress(ConnectionClosed):  # the server may close meanwhile
                 await websocket.send(json.dumps({"type": "eof"}))
-            except ConnectionClosed:
-                pass  # the server refused the stream: its error message says why
 
         sender = asyncio.create_task(send())
         async for text in websocket:

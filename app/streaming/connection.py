@@ -9,9 +9,11 @@ session (`app.page_sessions`): the cookie a page link set, from a page of the sa
 Then two tasks share the socket: the receiver reads frames, enforces the limits, windows the
 samples (`StreamSession`) and queues the windows they complete (bounded: a full queue stops
 it reading the socket); the decider has the app's micro-batcher cluster each window beside
-every other stream's and upload's, and sends the decisions in order. A watchdog beside the
-receiver ends an idle or over-long stream, so reading a frame costs no timer of its own.
-Whichever ends the stream (eof, a limit, the client leaving), the stream's slot is given back.
+every other stream's and upload's, and sends the decisions in order. No stream message
+carries speech, so the windows skip speech detection, and while a stream is open no pass
+takes every serving thread (`app.batching`). A watchdog beside the receiver ends an idle or
+over-long stream, so reading a frame costs no timer of its own. Whichever ends the stream
+(eof, a limit, the client leaving), the stream's slot is given back.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ async def serve_stream(
             return
         try:
             logger.info("stream opened (%d open)", slots.open)
-            code = await _run(websocket, services, stream_id=stream_id, pinned=pinned)
+            with services.batcher.steady_load():
+                code = await _run(websocket, services, stream_id=stream_id, pinned=pinned)
         finally:
             slots.release()
             logger.info("stream closed with %d (%d open)", code, slots.open)
@@ -277,7 +280,7 @@ class _Connection:
 
     async def _cluster(self, samples: Any) -> ClipResult:
         audio = Audio.from_samples(samples, sample_rate=self.session.windows.sample_rate)
-        return await self.services.batcher.submit(model=self.model, audio=audio)
+        return await self.services.batcher.submit(model=self.model, audio=audio, speech=False)
 
     async def _send_decision(self, decision: Decision) -> None:
         await self.websocket.send_text(decision_message(self.model, decision).model_dump_json())
@@ -296,7 +299,10 @@ class _Connection:
             raise refusal(422, "empty-audio", "The stream ended before any audio arrived.")
         extractor = self.model.clusterer.extractor
         clips = self.session.closing_clips(extractor.window_start_samples)
-        submitted = (self.services.batcher.submit(model=self.model, audio=clip) for clip in clips)
+        submitted = (
+            self.services.batcher.submit(model=self.model, audio=clip, speech=False)
+            for clip in clips
+        )
         final = self.session.final(list(await asyncio.gather(*submitted)))
         message = StreamFinal(
             model=_model_ref(self.model),

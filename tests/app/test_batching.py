@@ -26,9 +26,11 @@ class FakeClusterer:
     fail: bool = False
     step_s: float = 0.05
     steps: list[float] = field(default_factory=list)
+    speech: list[list[bool] | None] = field(default_factory=list)  # the flags of each batch
 
-    def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+    def cluster_batch(self, audios: list[Audio], *, speech: list[bool] | None = None) -> list[Any]:
         self.threads.add(threading.current_thread().name)
+        self.speech.append(speech)
         self.batches.append([float(audio.samples[0]) for audio in audios])
         if self.fail:
             raise RuntimeError("boom")
@@ -355,9 +357,9 @@ def test_lanes_run_forward_passes_side_by_side() -> None:
 
     @dataclass
     class MeetingClusterer(FakeClusterer):
-        def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+        def cluster_batch(self, audios: list[Audio], **options: Any) -> list[Any]:
             meeting.wait()
-            return super().cluster_batch(audios)
+            return super().cluster_batch(audios, **options)
 
     model = FakeModel(clusterer=MeetingClusterer("a"), key=("a", "sha"))
 
@@ -383,11 +385,13 @@ def test_lanes_run_forward_passes_side_by_side() -> None:
     assert sorted(set_up) == sorted(model.clusterer.threads)  # each lane was set up once
 
 
-def test_waiting_clips_are_shared_by_the_free_lanes() -> None:
+def test_waiting_clips_are_shared_by_the_lanes() -> None:
+    """No pass takes more than a lane's even share of what waits: the first takes half."""
     model = _model("a")
     clips = [_audio(value) for value in (0.1, 0.2, 0.3, 0.4)]
     submit_together(model, clips, max_batch=64, max_wait_s=0.0, lanes=2)
-    assert sorted(len(batch) for batch in model.clusterer.batches) == [2, 2]
+    sizes = [len(batch) for batch in model.clusterer.batches]
+    assert sizes[0] == 2 and max(sizes) == 2 and sum(sizes) == 4
 
 
 def test_a_pass_in_flight_at_close_fails_with_503() -> None:
@@ -408,7 +412,8 @@ def test_a_pass_in_flight_at_close_fails_with_503() -> None:
 
 def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> None:
     """alone_setup runs before a pass that starts with every other lane idle, lane_setup after
-    it; a pass that starts beside another (they meet at a barrier) keeps its lane's share."""
+    it; a pass that starts beside another (they meet at a barrier), or while a live stream
+    holds `steady_load`, keeps its lane's share."""
     setting: dict[str, str] = {}  # thread -> the setup it last ran
     seen: list[str] = []  # the setting each pass ran under
     meeting = threading.Barrier(2, timeout=10)
@@ -416,11 +421,11 @@ def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> 
 
     @dataclass
     class RecordingClusterer(FakeClusterer):
-        def cluster_batch(self, audios: list[Audio]) -> list[Any]:
+        def cluster_batch(self, audios: list[Audio], **options: Any) -> list[Any]:
             seen.append(setting[threading.current_thread().name])
             if together.is_set():
                 meeting.wait()
-            return super().cluster_batch(audios)
+            return super().cluster_batch(audios, **options)
 
     def setup(kind: str) -> Any:
         return lambda: setting.__setitem__(threading.current_thread().name, kind)
@@ -433,6 +438,8 @@ def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> 
         )
         await batcher.start()
         try:
+            with batcher.steady_load():
+                await batcher.submit(model=model, audio=_audio(0.05))  # alone, a stream open
             await batcher.submit(model=model, audio=_audio(0.1))  # alone
             together.set()
             first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.2)))
@@ -443,6 +450,66 @@ def test_a_pass_alone_gets_every_thread_and_shared_passes_their_lane_share() -> 
             await batcher.close()
 
     run(scenario())
-    # The lone pass, then a pass that started alone, then one that started beside it.
-    assert seen == ["all", "all", "lane"]
+    # The lone passes, then a pass that started alone, then one that started beside it.
+    assert seen == ["lane", "all", "all", "lane"]
     assert set(setting.values()) == {"lane"}  # every lane is back to its share afterwards
+
+
+def test_each_clip_says_whether_it_needs_speech() -> None:
+    """Clips that share a pass keep their own speech flag, in the batch's order."""
+    model = _model("a")
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(max_batch=8, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                batcher.submit(model=model, audio=_audio(0.1)),
+                batcher.submit(model=model, audio=_audio(0.2), speech=False),
+                batcher.submit(model=model, audio=_audio(0.3), speech=True),
+            )
+        finally:
+            await batcher.close()
+
+    results = run(scenario())
+    assert [value for _, value in results] == pytest.approx([0.1, 0.2, 0.3])
+    assert model.clusterer.batches == [pytest.approx([0.1, 0.2, 0.3])]
+    assert model.clusterer.speech == [[True, False, True]]
+
+
+def test_a_free_lane_leaves_the_busy_lane_its_share_of_a_backlog() -> None:
+    """With one lane busy, four waiting clips are not all taken by the free lane in one pass:
+    each pass takes at most half of what waits (the busy lane is soon free for the rest)."""
+    release = threading.Event()
+    holding = threading.Event()
+
+    @dataclass
+    class HoldingClusterer(FakeClusterer):
+        def cluster_batch(self, audios: list[Audio], **options: Any) -> list[Any]:
+            if float(audios[0].samples[0]) == pytest.approx(0.9):
+                holding.set()
+                release.wait(timeout=10)
+            return super().cluster_batch(audios, **options)
+
+    model = FakeModel(clusterer=HoldingClusterer("a"), key=("a", "sha"))
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, lanes=2)
+        await batcher.start()
+        try:
+            held = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(0.9)))
+            while not holding.is_set():
+                await asyncio.sleep(0.01)
+            waiting = [batcher.submit(model=model, audio=_audio(v)) for v in (0.1, 0.2, 0.3, 0.4)]
+            results = await asyncio.gather(*waiting)
+            assert [value for _, value in results] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+            release.set()
+            await held
+        finally:
+            release.set()
+            await batcher.close()
+
+    run(scenario())
+    *backlog, held = model.clusterer.batches  # the held pass records its clip last
+    assert held == [pytest.approx(0.9)]
+    assert [len(batch) for batch in backlog] == [2, 1, 1]

@@ -519,3 +519,33 @@ def test_an_encoder_model_streams_its_cluster_timeline(
     spread = np.ptp([window["probabilities"] for window in timeline], axis=0).max()
     assert spread > 0.01, "the windows' pi should differ for the comparison to mean anything"
     np.testing.assert_allclose(messages[-1]["probabilities"], expected["probabilities"], atol=1e-4)
+
+
+def test_stream_windows_skip_speech_and_an_open_stream_holds_steady_load(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stream message carries speech, so a stream's clips skip the detector; while the
+    stream is open the batcher is told the load is steady (no pass takes every serving
+    thread, `app.batching`), and not after it closes. An upload keeps its speech."""
+    batcher = client.app.state.services.batcher  # type: ignore[attr-defined]
+    asked: list[tuple[bool, bool]] = []  # (speech, steady load)
+    submit = batcher.submit
+
+    async def recording(**request: Any) -> Any:
+        asked.append((request.get("speech", True), batcher.steady))
+        return await submit(**request)
+
+    monkeypatch.setattr(batcher, "submit", recording)
+    samples = varied_audio(3.3, seed=4)
+    upload = client.post("/v1/cluster", files={"file": ("a.wav", _wav(samples, "pcm_f32le"))})
+    assert upload.status_code == 200 and upload.json()["speech"] is not None
+    assert asked == [(True, False)]
+    _, messages, code = _stream(
+        client, [pcm_bytes(samples, "pcm_f32le")], config={"encoding": "pcm_f32le"}
+    )
+    assert code == 1000
+    decisions = [message for message in messages if message["type"] == "decision"]
+    assert len(asked) - 1 >= len(decisions) >= 2  # every decision, then the closing clip(s)
+    assert set(asked[1:]) == {(False, True)}
+    _assert_none_open(client)
+    assert not batcher.steady

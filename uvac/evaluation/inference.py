@@ -142,16 +142,26 @@ class Clusterer:
             probabilities = self.model.cluster_probabilities(x, m)  # (B, K)
         return probabilities.float().cpu()
 
-    def cluster_batch(self, audios: Sequence[Audio]) -> list[ClipResult]:
-        """Cluster clips (at `sample_rate`); all their windows go through one forward pass."""
+    def cluster_batch(
+        self, audios: Sequence[Audio], *, speech: Sequence[bool] | None = None
+    ) -> list[ClipResult]:
+        """Cluster clips (at `sample_rate`); all their windows go through one forward pass.
+
+        ``speech`` says, clip by clip, whether to detect its speech (default: every clip, when
+        the clusterer detects speech at all). A caller that never reads the speech fields
+        (a live stream's decisions) leaves them out: the detector costs more than the encoder.
+        """
         if not audios:
             return []
+        wanted = [True] * len(audios) if speech is None else list(speech)
+        if len(wanted) != len(audios):
+            raise ValueError(f"speech has {len(wanted)} flags for {len(audios)} clips")
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
         novelty = window_novelty(self.trained, windows)
         return [
-            self._clip_result(audio, windows, clip, probabilities, novelty)
-            for audio, clip in zip(audios, slices, strict=True)
+            self._clip_result(audio, windows, clip, probabilities, novelty, speech=detect)
+            for audio, clip, detect in zip(audios, slices, wanted, strict=True)
         ]
 
     def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
@@ -233,10 +243,12 @@ class Clusterer:
         novelty: tuple[Tensor, Tensor] | None,
         *,
         duration_s: float | None = None,
+        speech: bool = True,
     ) -> ClipResult:
         """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
         novelty per window or None): pi pooled, its timeline, novelty and, with its ``audio``,
-        level and speech (``duration_s`` stands in for a clip given without audio)."""
+        level and (unless ``speech`` is False) speech (``duration_s`` stands in for a clip
+        given without audio)."""
         clip_probabilities = probabilities[clip]  # (W, K)
         pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
         assignment = int(pooled.argmax())
@@ -248,7 +260,9 @@ class Clusterer:
             if audio is not None
             else [None] * len(spans)
         )
-        speech = self._speech(audio, [*spans, (0.0, duration)]) if audio is not None else None
+        shares = (
+            self._speech(audio, [*spans, (0.0, duration)]) if audio is not None and speech else None
+        )
         timeline = [
             WindowResult(
                 start_s=windows.starts_s[index],
@@ -258,7 +272,7 @@ class Clusterer:
                 activity=float(windows.activity[index]),
                 level_dbfs=level.dbfs if level is not None else None,
                 silence=level.silence if level is not None else None,
-                speech=speech[position] if speech else None,
+                speech=shares[position] if shares else None,
                 novelty_score=_finite(novelty[0][index]) if novelty else None,
                 novelty=_rounded(novelty, index),
             )
@@ -275,7 +289,7 @@ class Clusterer:
             windows=timeline,
             level_dbfs=whole.dbfs if whole is not None else None,
             silence=whole.silence if whole is not None else None,
-            speech=speech[-1] if speech else None,
+            speech=shares[-1] if shares else None,
         )
 
     def _speech(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float] | None:

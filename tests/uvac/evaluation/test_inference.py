@@ -180,3 +180,43 @@ def test_clustering_in_steps_with_an_encoder_embeds_a_few_windows_per_step() -> 
     assert steps == -(-len(expected.windows) // 2)
     np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-4)
     assert [w.end_s for w in result.windows] == [w.end_s for w in expected.windows]
+
+
+class _CountingDetector:
+    """Stands in for Silero VAD: every span half speech; counts the clips it hears."""
+
+    def __init__(self) -> None:
+        self.clips: list[float] = []
+
+    def speech_shares(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float]:
+        self.clips.append(audio.duration_s)
+        return [0.5] * len(spans)
+
+
+def test_clips_that_need_no_speech_skip_the_detector_and_keep_their_pi(
+    trained: TrainedModel,
+) -> None:
+    clusterer = Clusterer(trained)
+    detector = _CountingDetector()
+    clusterer.speech_detector = detector  # type: ignore[assignment]
+    clips = [tone(300.0, 0.6), tone(1000.0, 0.9, seed=1), tone(3000.0, 0.7, seed=2)]
+    full = clusterer.cluster_batch(clips)
+    assert len(detector.clips) == 3
+    mixed = clusterer.cluster_batch(clips, speech=[False, True, False])
+    assert detector.clips[3:] == [pytest.approx(0.9)]  # only the clip that asked for it
+    for with_speech, answer, wanted in zip(full, mixed, [False, True, False], strict=True):
+        np.testing.assert_allclose(answer.probabilities, with_speech.probabilities, atol=1e-6)
+        np.testing.assert_allclose(
+            [w.probabilities for w in answer.windows],
+            [w.probabilities for w in with_speech.windows],
+            atol=1e-6,
+        )
+        assert [w.level_dbfs for w in answer.windows] == [w.level_dbfs for w in with_speech.windows]
+        expected = 0.5 if wanted else None
+        assert answer.speech == expected
+        assert {w.speech for w in answer.windows} == {expected}
+
+
+def test_speech_flags_must_match_the_clips(trained: TrainedModel) -> None:
+    with pytest.raises(ValueError, match="2 flags for 1 clips"):
+        Clusterer(trained).cluster_batch([tone(300.0, 0.6)], speech=[True, False])
