@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.schemas.closed import ClosedModel
-from app.schemas.cluster import ModelRefPublic
+from app.schemas.cluster import ModelRefPublic, SoundFactsPublic
 from app.schemas.jobs import MODEL_REF_PATTERN
 from uvac.edge import DEFAULT_HOLD_S, DEFAULT_TIME_CONSTANT_S
 
@@ -34,6 +34,12 @@ class StreamConfig(ClosedModel):
     )
     time_constant_s: float = Field(default=DEFAULT_TIME_CONSTANT_S, ge=0, le=3600)
     hold_s: float = Field(default=DEFAULT_HOLD_S, ge=0, le=3600)
+    speech: bool = Field(
+        default=False,
+        description="Run the speech detector on every window, for the decisions' `speech` "
+        "(null otherwise). It adds about a fifth to a half of the encoder's CPU to each "
+        "decision, so fewer streams fit on a host that asks for it.",
+    )
 
 
 class StreamLimits(BaseModel):
@@ -60,8 +66,9 @@ class StreamReady(BaseModel):
     limits: StreamLimits
 
 
-class StreamDecision(BaseModel):
-    """One window's answer, as `/v1/cluster`'s `windows` timeline gives it, plus the program."""
+class StreamDecision(SoundFactsPublic):
+    """One window's answer, as `/v1/cluster`'s `windows` timeline gives it (pi, level,
+    silence, novelty, unknown, and speech when the config asks for it), plus the program."""
 
     type: Literal["decision"] = "decision"
     index: int = Field(description="0 for the first window, then one per hop.")

@@ -53,7 +53,7 @@ from app.streaming.session import Decision, StreamSession, Window
 from service_config import Settings
 from uvac.audio import Audio, LiveWindows, streaming_obstacles
 from uvac.edge import ProgramSmoother
-from uvac.evaluation import ClipResult
+from uvac.evaluation import ClipResult, clip_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,10 @@ class _Connection:
         session: StreamSession,
         decoder: PcmDecoder,
         opened_at: float,
+        speech: bool,
     ) -> None:
         self.websocket = websocket
+        self.speech = speech  # run the speech detector on every window
         self.services = services
         self.settings = services.settings
         self.model = model
@@ -280,7 +282,7 @@ class _Connection:
 
     async def _cluster(self, samples: Any) -> ClipResult:
         audio = Audio.from_samples(samples, sample_rate=self.session.windows.sample_rate)
-        return await self.services.batcher.submit(model=self.model, audio=audio, speech=False)
+        return await self.services.batcher.submit(model=self.model, audio=audio, speech=self.speech)
 
     async def _send_decision(self, decision: Decision) -> None:
         await self.websocket.send_text(decision_message(self.model, decision).model_dump_json())
@@ -320,11 +322,23 @@ class _Connection:
 
 def decision_message(model: LoadedModel, decision: Decision) -> StreamDecision:
     """One decision's message. The window's fields are the `windows` entry /v1/cluster gives
-    (``decision.result.windows[0]``); fields /v1/cluster adds per window belong here too."""
+    (``decision.result.windows[0]``), its novelty verdict decided as there."""
     window = decision.result.windows[0]
+    unknown = clip_verdict(
+        model.trained,
+        raw=[window.novelty_score],
+        activity=[window.activity],
+        silence=[bool(window.silence)],
+        false_alarm_rate=model.false_alarm_rate(),
+    ).window_unknown[0]
     rate = model.sample_rate
     start = decision.window.start
     return StreamDecision(
+        level_dbfs=window.level_dbfs,
+        silence=window.silence,
+        speech=window.speech,
+        novelty=window.novelty if unknown is not None else None,
+        unknown=unknown,
         index=decision.window.index,
         start_s=start / rate,
         end_s=(start + decision.window.samples.shape[0]) / rate,
@@ -411,6 +425,7 @@ async def _open(
         session=session,
         decoder=PcmDecoder(config.encoding),
         opened_at=opened_at,
+        speech=config.speech,
     )
 
 

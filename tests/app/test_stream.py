@@ -8,6 +8,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,10 @@ from tests.app.stream_helpers import (
     varied_audio,
     wait_until,
 )
+from tests.app.test_novelty import TONES_HZ, _model_with_novelty, _tone_clip
 from uvac.audio import LiveWindows
 from uvac.edge import smooth_timeline
+from uvac.training import save_trained_model
 
 WINDOWS = LiveWindows.of(TINY_FEATURES)
 
@@ -96,6 +99,24 @@ def _stream(
     return ready, messages, code
 
 
+def _assert_same_sound_facts(
+    decision: dict[str, Any], window: dict[str, Any], *, speech: bool
+) -> None:
+    """The decision's level, silence, novelty and verdict are the timeline window's; its
+    speech too when the stream asked for it, else null."""
+    assert decision["level_dbfs"] == pytest.approx(window["level_dbfs"], abs=1e-3)
+    assert decision["silence"] == window["silence"]
+    assert decision["unknown"] == window["unknown"]
+    if window["novelty"] is None:
+        assert decision["novelty"] is None
+    else:
+        assert decision["novelty"] == pytest.approx(window["novelty"], abs=1e-4)
+    if speech:
+        assert decision["speech"] == pytest.approx(window["speech"], abs=1e-4)
+    else:
+        assert decision["speech"] is None
+
+
 def _refused(
     client: TestClient, *first: dict[str, Any] | bytes | str, path: str = "/v1/stream"
 ) -> tuple[int, dict[str, Any]]:
@@ -148,6 +169,7 @@ def test_decisions_are_the_cluster_timeline_whatever_the_frames(
         assert decision["end_s"] == pytest.approx(window["end_s"], abs=1e-9)
         np.testing.assert_allclose(decision["probabilities"], window["probabilities"], atol=1e-4)
         assert decision["assignment"] == window["assignment"]
+        _assert_same_sound_facts(decision, window, speech=False)
     (final,) = [message for message in messages if message["type"] == "final"]
     assert messages[-1] is final
     np.testing.assert_allclose(final["probabilities"], expected["probabilities"], atol=1e-4)
@@ -516,16 +538,17 @@ def test_an_encoder_model_streams_its_cluster_timeline(
     for decision, window in zip(decisions, timeline, strict=False):
         assert decision["end_s"] == pytest.approx(window["end_s"])
         np.testing.assert_allclose(decision["probabilities"], window["probabilities"], atol=1e-4)
+        _assert_same_sound_facts(decision, window, speech=False)
     spread = np.ptp([window["probabilities"] for window in timeline], axis=0).max()
     assert spread > 0.01, "the windows' pi should differ for the comparison to mean anything"
     np.testing.assert_allclose(messages[-1]["probabilities"], expected["probabilities"], atol=1e-4)
 
 
-def test_stream_windows_skip_speech_and_an_open_stream_holds_steady_load(
+def test_stream_windows_skip_speech_unless_asked_and_an_open_stream_holds_steady_load(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No stream message carries speech, so a stream's clips skip the detector; while the
-    stream is open the batcher is told the load is steady (no pass takes every serving
+    """A stream's clips skip the speech detector unless its config asks for speech; while
+    the stream is open the batcher is told the load is steady (no pass takes every serving
     thread, `app.batching`), and not after it closes. An upload keeps its speech."""
     batcher = client.app.state.services.batcher  # type: ignore[attr-defined]
     asked: list[tuple[bool, bool]] = []  # (speech, steady load)
@@ -547,5 +570,45 @@ def test_stream_windows_skip_speech_and_an_open_stream_holds_steady_load(
     decisions = [message for message in messages if message["type"] == "decision"]
     assert len(asked) - 1 >= len(decisions) >= 2  # every decision, then the closing clip(s)
     assert set(asked[1:]) == {(False, True)}
+    assert all(decision["speech"] is None for decision in decisions)
     _assert_none_open(client)
     assert not batcher.steady
+
+    asked.clear()
+    timeline = upload.json()["windows"]
+    _, messages, code = _stream(
+        client,
+        [pcm_bytes(samples, "pcm_f32le")],
+        config={"encoding": "pcm_f32le", "speech": True},
+    )
+    assert code == 1000
+    decisions = [message for message in messages if message["type"] == "decision"]
+    # The decisions' windows ask for speech; the closing clips (the final pi) do not.
+    assert set(asked[: len(decisions)]) == {(True, True)}
+    for decision, window in zip(decisions, timeline, strict=False):
+        _assert_same_sound_facts(decision, window, speech=True)
+
+
+def test_decisions_carry_the_timelines_novelty_verdicts(
+    settings: Settings, store: ModelStore
+) -> None:
+    """A model with a novelty score (fitted on tones): tones then noise, streamed, give each
+    window the novelty and unknown verdict /v1/cluster's timeline gives it."""
+    rng = np.random.default_rng(5)
+    tones = np.concatenate([_tone_clip(hz, index) for index, hz in enumerate(TONES_HZ)])
+    noise = (0.3 * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32)
+    samples = np.concatenate([tones, noise]).astype(np.float32)
+    with store.publish("scenes", metadata={"seed": 0}) as staging:
+        save_trained_model(Path(staging), _model_with_novelty())
+    store.promote(staging.version.ref, "production")
+    with _client(settings) as client:
+        upload = client.post("/v1/cluster", files={"file": ("a.wav", _wav(samples, "pcm_f32le"))})
+        assert upload.status_code == 200, upload.text
+        frames = random_frames(pcm_bytes(samples, "pcm_f32le"), seed=5)
+        _, messages, code = _stream(client, frames, config={"encoding": "pcm_f32le"})
+    assert code == 1000
+    decisions = [message for message in messages if message["type"] == "decision"]
+    timeline = upload.json()["windows"]
+    for decision, window in zip(decisions, timeline, strict=False):
+        _assert_same_sound_facts(decision, window, speech=False)
+    assert {decision["unknown"] for decision in decisions} == {True, False}
