@@ -149,9 +149,10 @@ class Clusterer:
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
         novelty = window_novelty(self.trained, windows)
+        speech = self._speech_many(audios, windows, slices)
         return [
-            self._clip_result(audio, windows, clip, probabilities, novelty)
-            for audio, clip in zip(audios, slices, strict=True)
+            self._clip_result(audio, windows, clip, probabilities, novelty, speech=shares)
+            for audio, clip, shares in zip(audios, slices, speech, strict=True)
         ]
 
     def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
@@ -233,22 +234,25 @@ class Clusterer:
         novelty: tuple[Tensor, Tensor] | None,
         *,
         duration_s: float | None = None,
+        speech: list[float] | None = None,
     ) -> ClipResult:
         """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
         novelty per window or None): pi pooled, its timeline, novelty and, with its ``audio``,
-        level and speech (``duration_s`` stands in for a clip given without audio)."""
+        level and speech (``duration_s`` stands in for a clip given without audio; ``speech``:
+        the shares `_speech_many` found for it, else they are found here)."""
         clip_probabilities = probabilities[clip]  # (W, K)
         pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
         assignment = int(pooled.argmax())
         indices = range(clip.start, clip.stop)
-        spans = [(windows.starts_s[i], windows.ends_s[i]) for i in indices]
+        spans = _window_spans(windows, clip)
         duration = audio.duration_s if audio is not None else float(duration_s or 0.0)
         levels: list[Level | None] = (
             [_span_level(audio, start, end) for start, end in spans]
             if audio is not None
             else [None] * len(spans)
         )
-        speech = self._speech(audio, [*spans, (0.0, duration)]) if audio is not None else None
+        if speech is None and audio is not None:
+            (speech,) = self._speech_many([audio], windows, [clip])
         timeline = [
             WindowResult(
                 start_s=windows.starts_s[index],
@@ -278,10 +282,24 @@ class Clusterer:
             speech=speech[-1] if speech else None,
         )
 
-    def _speech(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float] | None:
+    def _speech_many(
+        self, audios: Sequence[Audio], windows: Windows, slices: Sequence[slice]
+    ) -> list[list[float] | None]:
+        """Each clip's speech share per window, then of the whole clip (None per clip without
+        a detector); the clips' detector passes run as one batch."""
         if self.speech_detector is None:
-            return None
-        return self.speech_detector.speech_shares(audio, spans)
+            return [None] * len(audios)
+        spans = [
+            [*_window_spans(windows, clip), (0.0, audio.duration_s)]
+            for audio, clip in zip(audios, slices, strict=True)
+        ]
+        shares = self.speech_detector.speech_shares_many(list(zip(audios, spans, strict=True)))
+        return list(shares)
+
+
+def _window_spans(windows: Windows, clip: slice) -> list[tuple[float, float]]:
+    """(start_s, end_s) of each window in ``clip`` of ``windows``."""
+    return [(windows.starts_s[i], windows.ends_s[i]) for i in range(clip.start, clip.stop)]
 
 
 def _finite(value: Tensor) -> float | None:
