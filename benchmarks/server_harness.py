@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -78,6 +79,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class RunningServer(Protocol):
+    """What the load generator and `wait_ready` need of a server under test."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    log_path: Path
+
+    def cpu_seconds(self) -> float: ...
+
+    def batch_counters(self) -> tuple[float, float]: ...
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -128,7 +142,7 @@ def running_server(
         process=process, url=f"http://127.0.0.1:{port}", port=port, log_path=log_path
     )
     try:
-        _wait_ready(server)
+        wait_ready(server)
         yield server
     finally:
         process.terminate()
@@ -139,7 +153,7 @@ def running_server(
             process.wait()
 
 
-def _wait_ready(server: ServerProcess, timeout_s: float = 90.0) -> None:
+def wait_ready(server: RunningServer, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
