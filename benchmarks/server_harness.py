@@ -79,6 +79,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class RunningServer(Protocol):
     """What the load generator and `wait_ready` need of a server under test."""
 
@@ -100,10 +106,8 @@ class ServerProcess:
     log_path: Path
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process, all threads (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        """User + system CPU of the server process, all threads."""
+        return process_cpu_seconds(self.process.pid)
 
     def batch_counters(self) -> tuple[float, float]:
         """(sum, count) of the server's ``uvac_inference_batch_size`` histogram."""

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from benchmarks.load import load_point
-from benchmarks.server_harness import free_port, wait_ready
+from benchmarks.server_harness import free_port, process_cpu_seconds, wait_ready
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,11 @@ class PeerServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server's live processes, all threads."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
+        total = 0.0
         for pid in _process_tree(self.process.pid):
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / ticks
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                total += process_cpu_seconds(pid)
+        return total
 
     def batch_counters(self) -> tuple[float, float]:
         """(sum, count) of BentoML's adaptive batch size histogram (zeros when unbatched)."""
