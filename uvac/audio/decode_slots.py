@@ -26,10 +26,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-# Free heap memory below which a decode leaves it to the allocator: a short clip's decode frees
-# a few hundred kilobytes, which the next decode reuses, and trimming costs as much as that
-# decode did (every arena walked, and the pages faulted in again afterwards).
-TRIM_ABOVE_FREE_BYTES = 16 * 1024 * 1024
+# Heap memory a decode must leave free (the arenas' free bytes after it, less before) for the
+# pages to be handed back: a short clip's decode frees a few hundred kilobytes, which the
+# next decode reuses, and trimming costs as much as that decode did (every arena walked, and
+# the pages faulted in again afterwards). The arenas' free bytes alone say little: a serving
+# process keeps tens of megabytes free that trimming does not shrink.
+TRIM_ABOVE_FREED_BYTES = 16 * 1024 * 1024
 
 
 class _MallInfo2(ctypes.Structure):
@@ -64,11 +66,15 @@ _TRIM, _FREE_HEAP_BYTES = _allocator()
 def _then_trim(function: Callable[[], T]) -> T:
     # A long decode frees tens of megabytes at once; handing the free pages back to the system
     # keeps the process's resident memory near what it uses rather than what it last used.
+    free_before = _FREE_HEAP_BYTES()
     try:
         return function()
     finally:
-        free = _FREE_HEAP_BYTES()
-        if free is None or free > TRIM_ABOVE_FREE_BYTES:
+        free_after = _FREE_HEAP_BYTES()
+        freed = None
+        if free_before is not None and free_after is not None:
+            freed = free_after - free_before
+        if freed is None or freed > TRIM_ABOVE_FREED_BYTES:
             _TRIM()
 
 

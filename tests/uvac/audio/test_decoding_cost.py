@@ -18,7 +18,7 @@ import pytest
 from tests.audio_fixtures import encode, patch_flac_total_samples, silence, tone
 from uvac.audio import DecodeSlots, decode_slots
 from uvac.audio import decoding as decoding_module
-from uvac.audio.decode_slots import TRIM_ABOVE_FREE_BYTES
+from uvac.audio.decode_slots import TRIM_ABOVE_FREED_BYTES
 from uvac.audio.decoding import load_audio
 from uvac.errors import AudioTooLongError
 
@@ -175,14 +175,19 @@ def test_a_truncated_mp3_does_not_speak_of_pipes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("free_bytes", "trimmed"),
-    [(0, False), (TRIM_ABOVE_FREE_BYTES + 1, True), (None, True)],  # None: the C library cannot say
+    ("free_before", "free_after", "trimmed"),
+    [
+        (40 << 20, 41 << 20, False),  # a short clip: little freed, however much was free
+        (40 << 20, (40 << 20) + TRIM_ABOVE_FREED_BYTES + 1, True),  # a long decode's buffers
+        (None, None, True),  # the C library cannot say: trim as before
+    ],
 )
-def test_a_decode_trims_the_heap_only_when_much_of_it_is_free(
-    monkeypatch: pytest.MonkeyPatch, free_bytes: int | None, trimmed: bool
+def test_a_decode_trims_the_heap_only_when_it_left_much_of_it_free(
+    monkeypatch: pytest.MonkeyPatch, free_before: int | None, free_after: int | None, trimmed: bool
 ) -> None:
+    readings = iter([free_before, free_after])
     trims: list[bool] = []
-    monkeypatch.setattr(decode_slots, "_FREE_HEAP_BYTES", lambda: free_bytes)
+    monkeypatch.setattr(decode_slots, "_FREE_HEAP_BYTES", lambda: next(readings))
     monkeypatch.setattr(decode_slots, "_TRIM", lambda: trims.append(True))
     assert DecodeSlots(1).call(lambda: "decoded") == "decoded"
     assert trims == ([True] if trimmed else [])
