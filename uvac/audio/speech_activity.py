@@ -84,22 +84,28 @@ class SpeechDetector:
         state after the longest signal's last chunk.
 
         The signals run side by side, longest first, and a signal leaves the batch after its
-        last chunk, so no row computes past its own end.
+        last chunk, so no row computes past its own end. Each signal is padded on its own (one
+        30 s clip in a batch of short ones does not pad them all to 30 s).
         """
         counts = [-(-signal.shape[0] // CHUNK) for signal in signals]
         order = sorted(range(len(signals)), key=lambda index: -counts[index])
         longest = counts[order[0]] if signals else 0
-        padded = np.zeros((len(signals), longest * CHUNK + CONTEXT), dtype=np.float32)
-        for row, index in enumerate(order):
-            padded[row, CONTEXT : CONTEXT + signals[index].shape[0]] = signals[index]
+        padded = []  # by row: the silent context, the signal, zeros to its last chunk's end
+        for index in order:
+            samples = np.zeros(counts[index] * CHUNK + CONTEXT, dtype=np.float32)
+            samples[CONTEXT : CONTEXT + signals[index].shape[0]] = signals[index]
+            padded.append(samples)
         state = np.ascontiguousarray(state[:, order])
         probabilities = np.empty((len(signals), longest), dtype=np.float32)
+        batch = np.empty((len(signals), CONTEXT + CHUNK), dtype=np.float32)
         active = len(signals)
         for step in range(longest):
             while counts[order[active - 1]] <= step:
                 active -= 1  # the shortest signal still in the batch has ended
             start = step * CHUNK
-            chunks = padded[:active, start : start + CONTEXT + CHUNK]  # (active, CONTEXT + CHUNK)
+            for row in range(active):
+                batch[row] = padded[row][start : start + CONTEXT + CHUNK]
+            chunks = batch[:active]  # (active, CONTEXT + CHUNK)
             output, state = self._session.run(
                 None, {"input": chunks, "state": state[:, :active], "sr": self._rate}
             )
