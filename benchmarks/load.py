@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import percentile_ms
-from benchmarks.server_harness import ServerProcess
+from benchmarks.server_harness import RunningServer
 
 BOUNDARY = "uvacbenchboundary7d1f"
 
@@ -56,6 +56,15 @@ async def _exchange(
     return status, await reader.readexactly(length)
 
 
+def _clip_answer(body: bytes) -> Any:
+    """The answer's JSON object; a one-element list is unwrapped (a BentoML batchable API
+    answers each request with its slice of the batch)."""
+    document = json.loads(body)
+    if isinstance(document, list) and len(document) == 1:
+        return document[0]
+    return document
+
+
 @dataclass
 class _Tally:
     latencies_s: list[float]
@@ -74,7 +83,7 @@ async def _connection_loop(
         while (sent_at := loop.time()) < end:
             try:
                 status, body = await _exchange(reader, writer, request)
-                ok = status == 200 and len(json.loads(body)["probabilities"]) == n_clusters
+                ok = status == 200 and len(_clip_answer(body)["probabilities"]) == n_clusters
                 problem = None if ok else f"HTTP {status}: {body[:300]!r}"
             except (OSError, RuntimeError, ValueError, KeyError, asyncio.IncompleteReadError) as e:
                 ok, problem = False, f"{type(e).__name__}: {e}"
@@ -112,7 +121,7 @@ async def _run_load(
 
 
 def load_point(
-    server: ServerProcess,
+    server: RunningServer,
     *,
     wav: bytes,
     n_clusters: int,

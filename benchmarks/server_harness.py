@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -78,6 +79,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class RunningServer(Protocol):
+    """What the load generator and `wait_ready` need of a server under test."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    log_path: Path
+
+    def cpu_seconds(self) -> float: ...
+
+    def batch_counters(self) -> tuple[float, float]: ...
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -86,10 +106,8 @@ class ServerProcess:
     log_path: Path
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process, all threads (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        """User + system CPU of the server process, all threads."""
+        return process_cpu_seconds(self.process.pid)
 
     def batch_counters(self) -> tuple[float, float]:
         """(sum, count) of the server's ``uvac_inference_batch_size`` histogram."""
@@ -128,7 +146,7 @@ def running_server(
         process=process, url=f"http://127.0.0.1:{port}", port=port, log_path=log_path
     )
     try:
-        _wait_ready(server)
+        wait_ready(server)
         yield server
     finally:
         process.terminate()
@@ -139,7 +157,7 @@ def running_server(
             process.wait()
 
 
-def _wait_ready(server: ServerProcess, timeout_s: float = 90.0) -> None:
+def wait_ready(server: RunningServer, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:

@@ -13,7 +13,8 @@ What it does, in one run:
    decode (`uvac.audio.decoding.load_audio` from WAV bytes) + features
    (`FeatureExtractor.windows_batch`) + h (`model.cluster_probabilities` under
    `torch.inference_mode`), batched at 64 clips, for the 1 s and the 10 s clip; also each stage
-   alone and one clip at a time.
+   alone and one clip at a time; and the answer pipeline: decode + `Clusterer.cluster_batch`
+   with speech detection, everything the API's answer holds (level, speech, novelty).
 3. Starts the production command (``python -m uvicorn app.main:create_app --factory
    --no-access-log --ws-per-message-deflate false``) in a child process with
    ``UVAC_TORCH_THREADS`` at the API's default,
@@ -25,6 +26,10 @@ What it does, in one run:
    response is parsed and checked.
 4. Restarts the server with ``UVAC_INFERENCE_MAX_BATCH=1`` and repeats concurrency 16: the
    micro-batching on/off comparison.
+5. Serves the same model with BentoML (`benchmarks.peers.bentoml_peer`: adaptive batching on,
+   then off, one server at a time, the same thread count and encoder precision) in the Python
+   that ``--bentoml-python`` or ``UVAC_BENCH_BENTOML_PYTHON`` names, and posts the 1 s clip to
+   it at concurrency 1 and 16 (``peers.bentoml``).
 
 Besides latency percentiles and throughput it records, per load point, the server's CPU
 seconds per request, the client's CPU share, and the mean batch size of the forward passes
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -64,7 +70,9 @@ from benchmarks.common import (  # noqa: E402
     write_results,
 )
 from benchmarks.load import load_point  # noqa: E402
+from benchmarks.peers.bentoml_peer import PEER_PYTHON_ENV, measure_bentoml  # noqa: E402
 from benchmarks.server_harness import (  # noqa: E402
+    SERVE_REF,
     SERVER_ENCODER_PRECISION,
     SERVER_TORCH_THREADS,
     build_store,
@@ -72,6 +80,7 @@ from benchmarks.server_harness import (  # noqa: E402
 )
 from service_config import Settings  # noqa: E402
 from uvac.audio import FeatureExtractor, configure_encoder_precision, load_audio  # noqa: E402
+from uvac.evaluation import ClipResult, Clusterer  # noqa: E402
 from uvac.training import TrainedModel  # noqa: E402
 
 logger = logging.getLogger("benchmarks.serving")
@@ -89,6 +98,7 @@ def measure_raw_pipeline(
     """Clips per second of decode + features + h in this process (see the module docstring)."""
     config = trained.feature_config
     extractor = FeatureExtractor(config, trained.norm_stats)
+    clusterer = Clusterer(trained, detect_speech=True)  # what the API answers with
     model = trained.model.eval()
     sample_rate = config.sample_rate
 
@@ -117,8 +127,12 @@ def measure_raw_pipeline(
             one, _ = extractor.windows_batch(decoded)
             return h(one.features, one.mask)
 
-        share = seconds / 6  # six measurements per clip length
+        def answer(batch: list[bytes] = batch) -> list[ClipResult]:
+            return clusterer.cluster_batch(decode(batch))
+
+        share = seconds / 8  # eight measurements per clip length
         total = rate_per_s(pipeline, items_per_step=RAW_BATCH, seconds=2 * share)
+        answers = rate_per_s(answer, items_per_step=RAW_BATCH, seconds=2 * share)
         stages = {
             "decode": rate_per_s(partial(decode, batch), items_per_step=RAW_BATCH, seconds=share),
             "features": rate_per_s(
@@ -135,6 +149,7 @@ def measure_raw_pipeline(
         results[label] = {
             "clips_per_s": total["per_s"],
             "best_batch_clips_per_s": total["best_step_per_s"],
+            "answer_clips_per_s": answers["per_s"],
             "windows_per_clip": len(windows) // RAW_BATCH,
             "stage_ms_per_clip_at_64": {
                 stage: round(1000.0 / rate["per_s"], 4) for stage, rate in stages.items()
@@ -165,6 +180,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="auto: the bundled default model when it is a Cat. UVAC, else an untrained one "
         "of the default preset",
     )
+    parser.add_argument(
+        "--bentoml-python",
+        default=os.environ.get(PEER_PYTHON_ENV, sys.executable),
+        help=f"the Python that serves the BentoML peer (default: ${PEER_PYTHON_ENV}, else this "
+        "one); benchmarks/README.md says how to make its environment",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip the BentoML peer")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "serving.json")
     return parser.parse_args(argv)
 
@@ -216,12 +238,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )  # fmt: skip
                     batching_off[label] = point
                     logger.info("batching off, %s c16: %s", label, point)
+        peers: dict[str, Any] = {}
+        if not args.no_peers and "1s" in wavs:
+            peers["bentoml"] = measure_bentoml(
+                python=args.bentoml_python, store_dir=scratch_dir / "models", serve_ref=SERVE_REF,
+                wav=wavs["1s"], n_clusters=n_clusters, concurrency=[1, 16],
+                warmup_s=args.warmup_seconds, seconds=args.seconds,
+                torch_threads=SERVER_TORCH_THREADS, encoder_precision=SERVER_ENCODER_PRECISION,
+                log_dir=scratch_dir,
+            )  # fmt: skip
         load = monitor.summary()
 
     document = build_document(
         args=args, trained=trained, source=source, raw=raw, clips=clips,
         batching_off=batching_off, defaults=defaults, load=load, version_path=version_path,
-        encoder_bf16=encoder_bf16,
+        encoder_bf16=encoder_bf16, peers=peers,
     )  # fmt: skip
     write_results(args.output, document)
     print(json.dumps(document["summary"], indent=2))
@@ -240,6 +271,7 @@ def build_document(
     load: dict[str, Any],
     version_path: Path,
     encoder_bf16: bool,
+    peers: dict[str, Any],
 ) -> dict[str, Any]:
     raw_by_clip = {label: result["clips_per_s"] for label, result in raw.items()}
     first_clip = "1s" if "1s" in raw_by_clip else next(iter(raw_by_clip))
@@ -248,17 +280,29 @@ def build_document(
         if "c16" in points:
             ratio = points["c16"]["throughput"] / raw_by_clip[label]
             summary[f"c16_over_raw_{label}"] = round(ratio, 3)
+            answer_ratio = points["c16"]["throughput"] / raw[label]["answer_clips_per_s"]
+            summary[f"c16_over_answer_pipeline_{label}"] = round(answer_ratio, 3)
             if label in batching_off:
                 summary[f"c16_batching_off_throughput_{label}"] = batching_off[label]["throughput"]
                 summary[f"c16_batching_on_throughput_{label}"] = points["c16"]["throughput"]
         if "c1" in points:
             summary[f"c1_p50_ms_{label}"] = points["c1"]["p50_ms"]
+    bentoml = peers.get("bentoml", {})
+    ours_c16 = clips.get("1s", {}).get("c16", {}).get("throughput")
+    if bentoml.get("measured") and ours_c16 is not None:
+        summary["bentoml_best_variant"] = bentoml["best_variant"]
+        summary["bentoml_c16_throughput_1s"] = bentoml["c16"]["throughput"]
+        summary["c16_over_bentoml_1s"] = round(ours_c16 / bentoml["c16"]["throughput"], 3)
+    c1_p50 = clips.get("1s", {}).get("c1", {}).get("p50_ms") or 1e9
     targets = {
         "c16_throughput_at_least_half_of_raw": {
             label: summary.get(f"c16_over_raw_{label}", 0.0) >= 0.5 for label in clips
         },
-        "c1_p50_at_most_5ms_1s_clip": (clips.get("1s", {}).get("c1", {}).get("p50_ms") or 1e9)
-        <= 5.0,
+        "c1_p50_at_most_5ms_1s_clip": c1_p50 <= 5.0,
+        # Issue 23's targets.
+        "c16_throughput_at_least_0_9_of_raw_1s": summary.get("c16_over_raw_1s", 0.0) >= 0.9,
+        "c16_throughput_at_least_1_2_of_bentoml_1s": summary.get("c16_over_bentoml_1s", 0.0) >= 1.2,
+        "c1_p50_at_most_30ms_1s_clip": c1_p50 <= 30.0,
     }
     return {
         "benchmark": "serving",
@@ -292,6 +336,7 @@ def build_document(
         "raw_pipeline": raw,
         "clips": clips,
         "batching_off_c16": batching_off,
+        "peers": peers,
         "summary": summary,
         "targets_met": targets,
     }

@@ -26,26 +26,56 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _malloc_trim() -> Callable[[], object]:
-    """glibc's malloc_trim(0), or a no-op where the C library has none."""
+# Heap memory a decode must leave free (the arenas' free bytes after it, less before) for the
+# pages to be handed back: a short clip's decode frees a few hundred kilobytes, which the
+# next decode reuses, and trimming costs as much as that decode did (every arena walked, and
+# the pages faulted in again afterwards). The arenas' free bytes alone say little: a serving
+# process keeps tens of megabytes free that trimming does not shrink.
+TRIM_ABOVE_FREED_BYTES = 16 * 1024 * 1024
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _allocator() -> tuple[Callable[[], object], Callable[[], int | None]]:
+    """glibc's malloc_trim(0) and the free bytes of its arenas (mallinfo2's ``fordblks``);
+    no-ops (free bytes unknown) where the C library has neither."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
     except (OSError, AttributeError):
-        return lambda: None
-    return lambda: trim(0)
+        return (lambda: None), (lambda: None)
+    try:
+        mallinfo2 = libc.mallinfo2
+    except AttributeError:  # glibc before 2.33: free bytes unknown, trim every time
+        return (lambda: trim(0)), (lambda: None)
+    mallinfo2.restype = _MallInfo2
+    return (lambda: trim(0)), (lambda: int(mallinfo2().fordblks))
 
 
-_TRIM = _malloc_trim()
+_TRIM, _FREE_HEAP_BYTES = _allocator()
 
 
 def _then_trim(function: Callable[[], T]) -> T:
-    # A decode frees tens of megabytes at once; handing the free pages back to the system
+    # A long decode frees tens of megabytes at once; handing the free pages back to the system
     # keeps the process's resident memory near what it uses rather than what it last used.
+    free_before = _FREE_HEAP_BYTES()
     try:
         return function()
     finally:
-        _TRIM()
+        free_after = _FREE_HEAP_BYTES()
+        freed = None
+        if free_before is not None and free_after is not None:
+            freed = free_after - free_before
+        if freed is None or freed > TRIM_ABOVE_FREED_BYTES:
+            _TRIM()
 
 
 class DecodeSlots:

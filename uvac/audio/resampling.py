@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torchaudio
 
-__all__ = ["StreamingResampler", "resampling_ratio"]
+__all__ = ["StreamingResampler", "resample_signal", "resampling_ratio"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,18 @@ def _resampler(orig_term: int, new_term: int) -> torchaudio.transforms.Resample:
     # The kernel depends only on the ratio; the module is never mutated after construction,
     # so sharing it between threads is safe.
     return torchaudio.transforms.Resample(orig_term, new_term, dtype=torch.float32)
+
+
+def resample_signal(samples: np.ndarray, *, orig_rate: int, new_rate: int) -> np.ndarray:
+    """A whole mono float32 signal ``(N,)`` at ``new_rate``, with the kernel of the ratio built
+    once per process (`torchaudio.functional.resample` builds it again on every call)."""
+    orig_term, new_term = resampling_ratio(orig_rate, new_rate)
+    if orig_term == new_term:
+        return samples
+    with torch.inference_mode():
+        signal = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        resampled = _resampler(orig_term, new_term)(signal)
+    return resampled.numpy()
 
 
 class StreamingResampler:

@@ -149,7 +149,8 @@ class Clusterer:
 
         ``speech`` says, clip by clip, whether to detect its speech (default: every clip, when
         the clusterer detects speech at all). A caller that never reads the speech fields
-        (a live stream's decisions) leaves them out: the detector costs more than the encoder.
+        (a live stream that did not ask for them) leaves them out: the detector costs a good
+        share of the encoder's time.
         """
         if not audios:
             return []
@@ -159,10 +160,20 @@ class Clusterer:
         windows, slices = self.extractor.windows_batch(audios)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
         novelty = window_novelty(self.trained, windows)
+        chosen = [index for index, detect in enumerate(wanted) if detect]
+        found = self._speech_many(
+            [audios[index] for index in chosen], windows, [slices[index] for index in chosen]
+        )
+        shares: list[list[float] | None] = [None] * len(audios)
+        for index, clip_shares in zip(chosen, found, strict=True):
+            shares[index] = clip_shares
         return [
-            self._clip_result(audio, windows, clip, probabilities, novelty, speech=detect)
-            for audio, clip, detect in zip(audios, slices, wanted, strict=True)
-        ]
+            self._clip_result(
+                audio, windows, clip, probabilities, novelty, speech=clip_shares,
+                detect_speech=False,
+            )
+            for audio, clip, clip_shares in zip(audios, slices, shares, strict=True)
+        ]  # fmt: skip
 
     def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
         """Cluster clips whose raw embeddings are known (`uvac.audio.embed_items`, read
@@ -243,26 +254,27 @@ class Clusterer:
         novelty: tuple[Tensor, Tensor] | None,
         *,
         duration_s: float | None = None,
-        speech: bool = True,
+        speech: list[float] | None = None,
+        detect_speech: bool = True,
     ) -> ClipResult:
         """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
         novelty per window or None): pi pooled, its timeline, novelty and, with its ``audio``,
-        level and (unless ``speech`` is False) speech (``duration_s`` stands in for a clip
-        given without audio)."""
+        level and speech (``duration_s`` stands in for a clip given without audio; ``speech``:
+        the shares `_speech_many` found for it, else they are found here unless
+        ``detect_speech`` is False)."""
         clip_probabilities = probabilities[clip]  # (W, K)
         pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
         assignment = int(pooled.argmax())
         indices = range(clip.start, clip.stop)
-        spans = [(windows.starts_s[i], windows.ends_s[i]) for i in indices]
+        spans = _window_spans(windows, clip)
         duration = audio.duration_s if audio is not None else float(duration_s or 0.0)
         levels: list[Level | None] = (
             [_span_level(audio, start, end) for start, end in spans]
             if audio is not None
             else [None] * len(spans)
         )
-        shares = (
-            self._speech(audio, [*spans, (0.0, duration)]) if audio is not None and speech else None
-        )
+        if speech is None and audio is not None and detect_speech:
+            (speech,) = self._speech_many([audio], windows, [clip])
         timeline = [
             WindowResult(
                 start_s=windows.starts_s[index],
@@ -272,7 +284,7 @@ class Clusterer:
                 activity=float(windows.activity[index]),
                 level_dbfs=level.dbfs if level is not None else None,
                 silence=level.silence if level is not None else None,
-                speech=shares[position] if shares else None,
+                speech=speech[position] if speech else None,
                 novelty_score=_finite(novelty[0][index]) if novelty else None,
                 novelty=_rounded(novelty, index),
             )
@@ -289,13 +301,27 @@ class Clusterer:
             windows=timeline,
             level_dbfs=whole.dbfs if whole is not None else None,
             silence=whole.silence if whole is not None else None,
-            speech=shares[-1] if shares else None,
+            speech=speech[-1] if speech else None,
         )
 
-    def _speech(self, audio: Audio, spans: list[tuple[float, float]]) -> list[float] | None:
+    def _speech_many(
+        self, audios: Sequence[Audio], windows: Windows, slices: Sequence[slice]
+    ) -> list[list[float] | None]:
+        """Each clip's speech share per window, then of the whole clip (None per clip without
+        a detector); the clips' detector passes run as one batch."""
         if self.speech_detector is None:
-            return None
-        return self.speech_detector.speech_shares(audio, spans)
+            return [None] * len(audios)
+        spans = [
+            [*_window_spans(windows, clip), (0.0, audio.duration_s)]
+            for audio, clip in zip(audios, slices, strict=True)
+        ]
+        shares = self.speech_detector.speech_shares_many(list(zip(audios, spans, strict=True)))
+        return list(shares)
+
+
+def _window_spans(windows: Windows, clip: slice) -> list[tuple[float, float]]:
+    """(start_s, end_s) of each window in ``clip`` of ``windows``."""
+    return [(windows.starts_s[i], windows.ends_s[i]) for i in range(clip.start, clip.stop)]
 
 
 def _finite(value: Tensor) -> float | None:

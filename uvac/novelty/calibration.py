@@ -12,6 +12,7 @@ are kept, not only one threshold.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +65,27 @@ class Calibration:
         rate = check_false_alarm_rate(
             self.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
         )
-        return float(np.quantile(self.held_out_scores.numpy(), 1.0 - rate))
+        # Every answer of a served model asks for it: each rate's quantile is computed once.
+        thresholds = self._thresholds
+        if rate not in thresholds:
+            thresholds[rate] = float(np.quantile(self.held_out_scores.numpy(), 1.0 - rate))
+        return thresholds[rate]
 
     def novelty(self, scores: Tensor) -> Tensor:
         """Raw scores ``(N,)`` -> novelty in [0, 1] ``(N,)`` (see the module docstring)."""
-        reference = self.held_out_scores.numpy().astype(np.float64)
-        positions = np.linspace(0.0, 1.0, reference.shape[0])
+        reference, positions = self._interpolation_points
         values = np.interp(scores.numpy().astype(np.float64), reference, positions)
         return torch.from_numpy(values).float()
+
+    @functools.cached_property
+    def _thresholds(self) -> dict[float, float]:
+        return {}
+
+    @functools.cached_property
+    def _interpolation_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out scores (float64) and their novelty, from 0 to 1 ``(H,)`` each."""
+        reference = self.held_out_scores.numpy().astype(np.float64)
+        return reference, np.linspace(0.0, 1.0, reference.shape[0])
 
     def to_tensors(self, prefix: str) -> dict[str, Tensor]:
         return {prefix + "held_out_scores": self.held_out_scores.contiguous()}

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from tests.audio_fixtures import encode, patch_flac_total_samples, silence, tone
-from uvac.audio import DecodeSlots
+from uvac.audio import DecodeSlots, decode_slots
 from uvac.audio import decoding as decoding_module
+from uvac.audio.decode_slots import TRIM_ABOVE_FREED_BYTES
 from uvac.audio.decoding import load_audio
 from uvac.errors import AudioTooLongError
 
@@ -171,3 +172,27 @@ def test_a_truncated_mp3_does_not_speak_of_pipes() -> None:
             load_audio(mp3[:cut], sample_rate=16_000)
         except AudioError as error:
             assert "pipe" not in str(error).lower()
+
+
+@pytest.mark.parametrize(
+    ("free_before", "free_after", "trimmed"),
+    [
+        (40 << 20, 41 << 20, False),  # a short clip: little freed, however much was free
+        (40 << 20, (40 << 20) + TRIM_ABOVE_FREED_BYTES + 1, True),  # a long decode's buffers
+        (None, None, True),  # the C library cannot say: trim as before
+    ],
+)
+def test_a_decode_trims_the_heap_only_when_it_left_much_of_it_free(
+    monkeypatch: pytest.MonkeyPatch, free_before: int | None, free_after: int | None, trimmed: bool
+) -> None:
+    readings = iter([free_before, free_after])
+    trims: list[bool] = []
+    monkeypatch.setattr(decode_slots, "_FREE_HEAP_BYTES", lambda: next(readings))
+    monkeypatch.setattr(decode_slots, "_TRIM", lambda: trims.append(True))
+    assert DecodeSlots(1).call(lambda: "decoded") == "decoded"
+    assert trims == ([True] if trimmed else [])
+
+
+def test_the_free_heap_is_known_where_glibc_reports_it() -> None:
+    free = decode_slots._FREE_HEAP_BYTES()
+    assert free is None or free >= 0

@@ -231,6 +231,23 @@ def test_bf16_precision_applies_to_the_loaded_encoder_and_stays_close_to_fp32() 
         configure_encoder_precision("int4")
 
 
+def test_bf16_weights_kept_in_bf16_answer_what_autocast_of_the_float32_network_does() -> None:
+    encoder = load_encoder(SoundEncoder.name)
+    windows = [
+        torch.from_numpy(chirp(200, 6000, seconds, sample_rate=44100)) for seconds in (1, 1, 2)
+    ]
+    spectrograms = torch.stack([encoder.spectrogram(window) for window in windows[:2]])  # type: ignore[attr-defined]
+    try:
+        configure_encoder_precision("bf16")
+        embedded = encoder.embed(windows)
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+            autocast = encoder.network(spectrograms).float()  # type: ignore[attr-defined]
+    finally:
+        configure_encoder_precision("fp32")
+    assert torch.equal(embedded[:2], autocast)
+    assert encoder.bf16_autocast is False  # type: ignore[attr-defined]
+
+
 def test_the_encoding_pass_reports_every_file_and_skips_undecodable_ones(tmp_path: Path) -> None:
     from uvac.training.data import windows_for_training
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torchaudio
 
-from uvac.audio.resampling import StreamingResampler, resampling_ratio
+from tests.audio_fixtures import chirp, noise
+from uvac.audio.resampling import StreamingResampler, resample_signal, resampling_ratio
 
 
 def whole_signal(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
@@ -71,3 +72,16 @@ def test_rates_within_the_approximation_of_each_other_pass_through() -> None:
     resampler = StreamingResampler(orig_rate=7999, new_rate=8000)
     resampler.push(samples)
     np.testing.assert_array_equal(resampler.finish(), samples)
+
+
+@pytest.mark.parametrize(("orig_rate", "new_rate"), [(44_100, 16_000), (8_000, 16_000)])
+def test_a_whole_signal_resamples_as_torchaudio_does(orig_rate: int, new_rate: int) -> None:
+    signal = chirp(100, 3000, 0.7, sample_rate=orig_rate)
+    expected = torchaudio.functional.resample(torch.from_numpy(signal), orig_rate, new_rate)
+    resampled = resample_signal(signal, orig_rate=orig_rate, new_rate=new_rate)
+    assert np.array_equal(resampled, expected.numpy())
+
+
+def test_a_whole_signal_at_its_own_rate_comes_back_as_it_is() -> None:
+    signal = noise(0.1, sample_rate=16_000)
+    assert resample_signal(signal, orig_rate=16_000, new_rate=16_000) is signal

@@ -7,6 +7,7 @@ import pytest
 
 from tests.audio_fixtures import noise, silence, tone
 from uvac.audio import FLOOR_DBFS, Audio, level_of, load_speech_detector
+from uvac.audio.speech_activity import CHUNK, LEAD_CHUNKS, SPEECH_PROBABILITY
 
 
 def test_digital_silence_is_silence_at_the_floor() -> None:
@@ -38,3 +39,40 @@ def test_speech_detector_records_its_weights_and_hears_no_speech_in_tones_or_sil
 def test_speech_shares_follow_the_spans_at_other_rates() -> None:
     audio = Audio.from_samples(silence(2.0, sample_rate=8000), sample_rate=8000)
     assert load_speech_detector().speech_shares(audio, [(0.0, 1.0), (5.0, 6.0)]) == [0.0, 0.0]
+
+
+def _speechlike(seconds: float, *, sample_rate: int, seed: int) -> Audio:
+    """A voiced, syllable-paced signal: bursts of a wobbling 200 Hz tone with harmonics."""
+    time = np.arange(round(seconds * sample_rate)) / sample_rate
+    pitch = 2 * np.pi * 200 * time * (1 + 0.3 * np.sin(2 * np.pi * 3 * time))
+    voiced = sum(np.sin(k * pitch) / k for k in range(1, 6)) * (np.sin(2 * np.pi * 4 * time) > 0)
+    hiss = 0.02 * np.random.default_rng(seed).standard_normal(time.size)
+    return Audio.from_samples((0.3 * voiced + hiss).astype(np.float32), sample_rate=sample_rate)
+
+
+def test_clips_detected_together_get_what_each_gets_alone() -> None:
+    detector = load_speech_detector()
+    clips = [
+        (_speechlike(seconds, sample_rate=rate, seed=seed), [(0.0, seconds / 2), (0.0, seconds)])
+        for seed, (seconds, rate) in enumerate(
+            [(1.0, 44100), (3.3, 16000), (0.2, 8000), (2.0, 44100)]
+        )
+    ]
+    together = detector.speech_shares_many(clips)
+    alone = [detector.speech_shares(audio, spans) for audio, spans in clips]
+    assert together == alone
+    assert any(share > 0 for shares in alone for share in shares)  # not all trivially zero
+
+
+def test_starting_from_the_lead_state_equals_running_the_silent_lead() -> None:
+    detector = load_speech_detector()
+    signal = _speechlike(1.5, sample_rate=16000, seed=7).samples
+    lead = np.zeros(LEAD_CHUNKS * CHUNK, dtype=np.float32)
+    with_lead = detector.chunk_probabilities(np.concatenate([lead, signal]))[LEAD_CHUNKS:]
+    audio = Audio.from_samples(signal, sample_rate=16000)
+    each_chunk = [
+        ((index + 0.5) * CHUNK / 16000, (index + 1) * CHUNK / 16000)
+        for index in range(len(with_lead))
+    ]
+    shares = detector.speech_shares(audio, each_chunk)
+    assert shares == [float(p > SPEECH_PROBABILITY) for p in with_lead]

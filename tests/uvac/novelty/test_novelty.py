@@ -118,3 +118,11 @@ def test_a_relative_score_missing_its_background_is_refused() -> None:
     document = {**score.to_dict(), "background_weight": 2.0}
     with pytest.raises(ValueError, match="background_weight"):
         NoveltyScore.from_stored(score.to_tensors("s."), document, prefix="s.")
+
+
+def test_each_false_alarm_rate_keeps_its_own_threshold_when_asked_again() -> None:
+    calibration = Calibration.from_scores(torch.arange(101, dtype=torch.float32))
+    first = [calibration.threshold(rate) for rate in (0.05, 0.2, None)]
+    again = [calibration.threshold(rate) for rate in (None, 0.2, 0.05)]
+    assert first == [95.0, 80.0, 95.0] and again == [95.0, 80.0, 95.0]
+    assert calibration.novelty(torch.tensor([50.0, 100.0])).tolist() == [0.5, 1.0]

@@ -27,6 +27,7 @@ Only the embedding network is kept (the package's per-data-set classifier heads 
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -170,11 +171,31 @@ class SoundEncoder(Encoder):
                 f"{error}"
             ) from error
         self.network.eval().requires_grad_(False)
-        # Set by `uvac.audio.encoders.configure_encoder_precision` (the API's choice; training
-        # embeds in float32, the reference every model is trained on).
-        self.bf16_autocast = False
+        # The network under bf16 autocast, its convolutions' weights in bf16 already: autocast
+        # casts a weight that needs no gradient again on every call (the same bf16 values,
+        # so the answers are the same); None in float32.
+        self._bf16_network: _EmbeddingNet | None = None
         self._window = torch.hann_window(N_FFT)
         self._filterbank = _mel_filterbank()
+
+    @property
+    def bf16_autocast(self) -> bool:
+        """Whether the network runs under bf16 autocast; set by
+        `uvac.audio.encoders.configure_encoder_precision` (the API's choice; training embeds
+        in float32, the reference every model is trained on)."""
+        return self._bf16_network is not None
+
+    @bf16_autocast.setter
+    def bf16_autocast(self, enabled: bool) -> None:
+        if enabled == self.bf16_autocast:
+            return
+        bf16_network = None
+        if enabled:
+            bf16_network = copy.deepcopy(self.network)
+            for module in bf16_network.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.to(torch.bfloat16)
+        self._bf16_network = bf16_network  # one assignment: a pass under way keeps its network
 
     @classmethod
     def memory_bytes(cls, *, window_seconds: float, windows: int) -> int:
@@ -207,6 +228,8 @@ class SoundEncoder(Encoder):
 
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
+        bf16_network = self._bf16_network
+        network = bf16_network if bf16_network is not None else self.network
         with torch.inference_mode():
             spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
             embeddings: list[Tensor | None] = [None] * len(spectrograms)
@@ -221,8 +244,8 @@ class SoundEncoder(Encoder):
                 for start in range(0, len(indices), per_call):
                     chunk = indices[start : start + per_call]
                     batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
-                    with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_autocast):
-                        result = self.network(batch).float()  # (B, 512)
+                    with torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None):
+                        result = network(batch).float()  # (B, 512)
                     for row, index in enumerate(chunk):
                         embeddings[index] = result[row]
             return torch.stack([value for value in embeddings if value is not None])  # (W, 512)
