@@ -192,6 +192,11 @@ class _CountingDetector:
         self.clips.append(audio.duration_s)
         return [0.5] * len(spans)
 
+    def speech_shares_many(
+        self, clips: list[tuple[Audio, list[tuple[float, float]]]]
+    ) -> list[list[float]]:
+        return [self.speech_shares(audio, spans) for audio, spans in clips]
+
 
 def test_clips_that_need_no_speech_skip_the_detector_and_keep_their_pi(
     trained: TrainedModel,
