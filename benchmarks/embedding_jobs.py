@@ -141,7 +141,9 @@ def timed_job(params: dict[str, Any], settings: Settings, encoder: str) -> dict[
         "model": result["model"],
         "seconds": round(ended - started, 2),
         "phases_s": phases,
-        "epochs_run": len(store.get(result["model"]).metadata.get("training_history") or []),
+        "epochs_run": (store.get(result["model"]).metadata.get("training") or {}).get(
+            "epochs_completed"
+        ),
         "encoder_calls": len(calls),
         "windows_embedded": sum(calls),
     }
