@@ -340,6 +340,12 @@ def _publish(
             "description": held_out.get("description"),
         },
         "warnings": warnings,
+        # Training may end before its epochs once the partition has settled
+        # (`TrainConfig.stop_after_stable_epochs`): say how many it ran.
+        "epochs": {
+            "run": (info.get("training") or {}).get("epochs_completed"),
+            "most": (info.get("train_config") or {}).get("epochs"),
+        },
     }
 
 

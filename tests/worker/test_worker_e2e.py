@@ -207,6 +207,7 @@ def test_a_small_train_job_publishes_a_version_and_shows_progress(
         result["held_out"]["recordings"] == 2 and result["held_out"]["metrics"]["recordings"] == 2
     )
     assert [warning["code"] for warning in result["warnings"]] == ["small-data"]
+    assert result["epochs"] == {"run": 6, "most": 6}  # words-logmel trains every epoch
     store = ModelStore(settings.model_store_path)
     version = store.get("tones")  # "latest" moved to the new version
     assert version.ref == "tones:v1"
