@@ -41,7 +41,7 @@ the threads it borrows then contend with the other lane and the event loop (an i
 thread that waits for a descheduled partner burns CPU for nothing). A caller may also ask
 for less per clip: ``submit(speech=False)`` leaves the speech fields out, which spares the
 speech detector's own pass over the clip (a large share of what the sound encoder costs);
-stream windows do, as no stream message carries speech.
+stream windows do unless their stream's config asks for speech.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ session (`app.page_sessions`): the cookie a page link set, from a page of the sa
 Then two tasks share the socket: the receiver reads frames, enforces the limits, windows the
 samples (`StreamSession`) and queues the windows they complete (bounded: a full queue stops
 it reading the socket); the decider has the app's micro-batcher cluster each window beside
-every other stream's and upload's, and sends the decisions in order. No stream message
-carries speech, so the windows skip speech detection, and while a stream is open no pass
+every other stream's and upload's, and sends the decisions in order. The windows skip
+speech detection unless the config asks for speech, and while a stream is open no pass
 takes every serving thread (`app.batching`). A watchdog beside the receiver ends an idle or
 over-long stream, so reading a frame costs no timer of its own. Whichever ends the stream
 (eof, a limit, the client leaving), the stream's slot is given back.
