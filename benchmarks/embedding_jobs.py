@@ -33,6 +33,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
@@ -210,9 +211,10 @@ def run_cache(dataset: str, data_dir: Path, *, with_evaluation: bool = True) -> 
     }
 
 
-def _spin(stop: Any) -> None:
-    """Pure Python arithmetic until told to stop: one busy core per process."""
-    while not stop.is_set():
+def _spin(stop: Any, parent: int) -> None:
+    """Pure Python arithmetic until told to stop, or until the benchmark that started it is
+    gone (a killed run must not leave cores busy under the next one): one busy core."""
+    while not stop.is_set() and os.getppid() == parent:
         total = 0
         for value in range(200_000):
             total += value * value
@@ -222,7 +224,9 @@ def _spin(stop: Any) -> None:
 def busy_cores(count: int) -> Iterator[None]:
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    spinners = [context.Process(target=_spin, args=(stop,), daemon=True) for _ in range(count)]
+    spinners = [
+        context.Process(target=_spin, args=(stop, os.getpid()), daemon=True) for _ in range(count)
+    ]
     for spinner in spinners:
         spinner.start()
     time.sleep(1.0)
