@@ -168,12 +168,9 @@ class Clusterer:
         for index, clip_shares in zip(chosen, found, strict=True):
             shares[index] = clip_shares
         return [
-            self._clip_result(
-                audio, windows, clip, probabilities, novelty, speech=clip_shares,
-                detect_speech=False,
-            )
+            self._clip_result(audio, windows, clip, probabilities, novelty, speech=clip_shares)
             for audio, clip, clip_shares in zip(audios, slices, shares, strict=True)
-        ]  # fmt: skip
+        ]
 
     def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
         """Cluster clips whose raw embeddings are known (`uvac.audio.embed_items`, read
@@ -243,7 +240,9 @@ class Clusterer:
             activity=torch.cat([part.activity for part in parts]),
         )
         novelty = window_novelty(self.trained, windows)
-        return self._clip_result(audio, windows, slice(0, len(windows)), torch.cat(pieces), novelty)
+        clip = slice(0, len(windows))
+        (speech,) = self._speech_many([audio], windows, [clip])
+        return self._clip_result(audio, windows, clip, torch.cat(pieces), novelty, speech=speech)
 
     def _clip_result(
         self,
@@ -255,13 +254,11 @@ class Clusterer:
         *,
         duration_s: float | None = None,
         speech: list[float] | None = None,
-        detect_speech: bool = True,
     ) -> ClipResult:
         """The result of the clip whose windows are ``clip`` of ``windows`` (pi ``(W_all, K)``,
         novelty per window or None): pi pooled, its timeline, novelty and, with its ``audio``,
-        level and speech (``duration_s`` stands in for a clip given without audio; ``speech``:
-        the shares `_speech_many` found for it, else they are found here unless
-        ``detect_speech`` is False)."""
+        level (``duration_s`` stands in for a clip given without audio); ``speech``: the
+        shares `_speech_many` found for it (per window, then the whole clip), or None."""
         clip_probabilities = probabilities[clip]  # (W, K)
         pooled = aggregate_windows(clip_probabilities, windows.activity[clip])  # (K,)
         assignment = int(pooled.argmax())
@@ -273,8 +270,6 @@ class Clusterer:
             if audio is not None
             else [None] * len(spans)
         )
-        if speech is None and audio is not None and detect_speech:
-            (speech,) = self._speech_many([audio], windows, [clip])
         timeline = [
             WindowResult(
                 start_s=windows.starts_s[index],

@@ -166,6 +166,17 @@ def test_clustering_in_steps_equals_one_pass(trained: TrainedModel, windows_per_
     assert [w.start_s for w in result.windows] == [w.start_s for w in expected.windows]
 
 
+def test_clustering_in_steps_detects_speech_as_one_pass_does(trained: TrainedModel) -> None:
+    clusterer = Clusterer(trained)
+    clusterer.speech_detector = _CountingDetector()  # type: ignore[assignment]
+    clip = tone(1000.0, 4.0, seed=2)
+    (expected,) = clusterer.cluster_batch([clip])
+    _, result = _run_steps(clusterer, clip, 3)
+    assert expected.speech == result.speech == 0.5
+    assert [w.speech for w in result.windows] == [w.speech for w in expected.windows]
+    assert {w.speech for w in result.windows} == {0.5}
+
+
 def test_clustering_in_steps_with_an_encoder_embeds_a_few_windows_per_step() -> None:
     from app.default_model import BUNDLE_DIR
 
