@@ -90,7 +90,7 @@ def as_s16(samples: np.ndarray) -> np.ndarray:
 
 def read_to_close(websocket: Any) -> tuple[list[dict[str, Any]], int]:
     """Every text message of a Starlette test WebSocket until the server closes; the code."""
-    messages = []
+    messages: list[dict[str, Any]] = []
     while True:
         message = websocket.receive()
         if message["type"] == "websocket.close":

@@ -110,19 +110,19 @@ def test_the_data_holds_every_window_of_the_training_recordings(
 def test_a_model_with_a_novelty_score_marks_the_foreign_windows(
     client: TestClient, settings: Settings, tmp_path: Path
 ) -> None:
-    from tests.app.test_novelty import TONES_HZ, _model_with_novelty, _tone_clip
+    from tests.app.novelty_models import TONES_HZ, model_with_novelty, tone_clip
 
     source = tmp_path / "recordings"
     for folder in ("tone", "noise"):
         (source / folder).mkdir(parents=True)
     for index in range(3):
-        clip = wav_bytes(_tone_clip(TONES_HZ[index], 50 + index), sample_rate=SAMPLE_RATE)
+        clip = wav_bytes(tone_clip(TONES_HZ[index], 50 + index), sample_rate=SAMPLE_RATE)
         (source / "tone" / f"t{index}.wav").write_bytes(clip)
         (source / "noise" / f"n{index}.wav").write_bytes(noise_wav(1.5, seed=index))
     datasets = DatasetStore(settings.datasets_path)
     manifest = datasets.get(datasets.register_folder(source).id)
     store = ModelStore(settings.model_store_path)
-    trained = _model_with_novelty()  # fitted on tones: the noise recordings are foreign
+    trained = model_with_novelty()  # fitted on tones: the noise recordings are foreign
     with store.publish("scenes", metadata={"n_clusters": 3, "dataset": {"id": manifest.id}}) as (
         staging
     ):

@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from model_store import Corrupted, ModelStore, ModelVersion
 from service_config import Settings
-from tests.app.conftest import SAMPLE_RATE, TINY_FEATURES, tiny_trained_model
+from tests.app.conftest import SAMPLE_RATE
 from tests.app.helpers import assert_problem, noise_wav
+from tests.app.novelty_models import model_with_novelty, tone_clip
 from tests.audio_fixtures import silence, tone, wav_bytes
-from uvac.audio import Audio, FeatureExtractor, load_audio
-from uvac.novelty import fit_novelty, window_vectors
-from uvac.training import NOVELTY_JSON, TrainedModel, save_trained_model
-
-TONES_HZ = (300.0, 700.0, 1500.0)
-
-
-def _tone_clip(hz: float, index: int) -> np.ndarray:
-    rng = np.random.default_rng(index)
-    amplitude = float(rng.uniform(0.2, 0.6))
-    clip = tone(hz * float(rng.uniform(0.97, 1.03)), 1.0, sample_rate=SAMPLE_RATE)
-    # Through a 16-bit WAV, as an upload is: the score is fitted on what serving sees.
-    wav = wav_bytes(clip * amplitude / 0.5, sample_rate=SAMPLE_RATE)
-    return load_audio(io.BytesIO(wav), sample_rate=SAMPLE_RATE).samples
-
-
-def _model_with_novelty() -> TrainedModel:
-    """The tiny model with a novelty score fitted on windows of three tones."""
-    trained = tiny_trained_model()
-    extractor = FeatureExtractor(TINY_FEATURES, trained.norm_stats)
-    audios = [
-        Audio.from_samples(_tone_clip(hz, index), sample_rate=SAMPLE_RATE)
-        for hz in TONES_HZ
-        for index in range(12)
-    ]
-    windows, slices = extractor.windows_batch(audios)
-    clip_index = torch.cat([torch.full((s.stop - s.start,), i) for i, s in enumerate(slices)])
-    novelty = fit_novelty(window_vectors(windows.features, windows.mask), clip_index, n_clusters=3)
-    assert novelty is not None
-    return dataclasses.replace(trained, novelty=novelty)
+from uvac.training import NOVELTY_JSON, save_trained_model
 
 
 @pytest.fixture
 def novel_version(store: ModelStore) -> ModelVersion:
     with store.publish("scenes", metadata={"seed": 0}) as staging:
-        save_trained_model(Path(staging), _model_with_novelty())
+        save_trained_model(Path(staging), model_with_novelty())
     version = staging.version
     store.promote(version.ref, "production")
     return version
@@ -74,7 +42,7 @@ def _cluster(client: TestClient, data: bytes) -> dict:
 
 
 def test_a_known_tone_is_known_and_noise_is_unknown(novel_client: TestClient) -> None:
-    known = _cluster(novel_client, wav_bytes(_tone_clip(700.0, 99), sample_rate=SAMPLE_RATE))
+    known = _cluster(novel_client, wav_bytes(tone_clip(700.0, 99), sample_rate=SAMPLE_RATE))
     assert known["unknown"] is False and 0.0 <= known["novelty"] < 0.95
     unknown = _cluster(novel_client, noise_wav(1.2))
     assert unknown["unknown"] is True and unknown["novelty"] == 1.0

@@ -22,6 +22,7 @@ from model_store import ModelStore, ModelVersion
 from service_config import Settings
 from tests.app.conftest import SAMPLE_RATE, TINY_FEATURES, make_settings
 from tests.app.helpers import assert_problem
+from tests.app.novelty_models import TONES_HZ, model_with_novelty, tone_clip
 from tests.app.stream_helpers import (
     as_s16,
     pcm_bytes,
@@ -31,7 +32,6 @@ from tests.app.stream_helpers import (
     varied_audio,
     wait_until,
 )
-from tests.app.test_novelty import TONES_HZ, _model_with_novelty, _tone_clip
 from uvac.audio import LiveWindows
 from uvac.edge import smooth_timeline
 from uvac.training import save_trained_model
@@ -595,11 +595,11 @@ def test_decisions_carry_the_timelines_novelty_verdicts(
     """A model with a novelty score (fitted on tones): tones then noise, streamed, give each
     window the novelty and unknown verdict /v1/cluster's timeline gives it."""
     rng = np.random.default_rng(5)
-    tones = np.concatenate([_tone_clip(hz, index) for index, hz in enumerate(TONES_HZ)])
+    tones = np.concatenate([tone_clip(hz, index) for index, hz in enumerate(TONES_HZ)])
     noise = (0.3 * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32)
     samples = np.concatenate([tones, noise]).astype(np.float32)
     with store.publish("scenes", metadata={"seed": 0}) as staging:
-        save_trained_model(Path(staging), _model_with_novelty())
+        save_trained_model(Path(staging), model_with_novelty())
     store.promote(staging.version.ref, "production")
     with _client(settings) as client:
         upload = client.post("/v1/cluster", files={"file": ("a.wav", _wav(samples, "pcm_f32le"))})
