@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -70,7 +71,10 @@ def manifest(*, labelled: bool) -> DatasetManifest:
 
 
 def evaluated_on(
-    dataset: DatasetManifest, *, split: str | None, held_out: list[str] | None
+    dataset: DatasetManifest,
+    *,
+    split: Literal["held-out", "all"] | None,
+    held_out: list[str] | None,
 ) -> dict[str, object]:
     """What the evaluation job passes: the engine's description of the chosen recordings."""
     items = [DatasetItem(Path(f.path), f.label, f.path) for f in dataset.files]
@@ -79,7 +83,7 @@ def evaluated_on(
         split=split,
         dataset_id=dataset.id,
         own_dataset=True,
-        held_out_paths=held_out,  # type: ignore[arg-type]
+        held_out_paths=held_out,
     )
     return recordings.describe()
 
@@ -161,7 +165,7 @@ def test_projection_handles_degenerate_shapes(shape: tuple[int, int]) -> None:
 def test_user_text_is_drawn_and_written_as_text(text: str) -> None:
     """Labels are user text: "$5 and $10" is not mathtext, "<script>" is not markup."""
     row = model_row(labelled=True)
-    labels = [text] * 5 + ["high"] * 7
+    labels: list[str | None] = [*([text] * 5), *(["high"] * 7)]
     row = dataclasses.replace(row, labels=labels, cluster_to_label={0: text, 1: "high"})
 
     files = build_report(
@@ -216,7 +220,7 @@ def test_a_report_built_on_training_recordings_carries_the_warning() -> None:
 
 
 def test_the_run_warnings_and_held_out_figures_reach_the_page() -> None:
-    metadata = {
+    metadata: dict[str, object] = {
         "warnings": [{"code": "small-data", "message": "4 training recordings for 2 clusters"}],
         "held_out": {"share": 0.2, "stratified": True, "files": HELD_OUT,
                      "metrics": {"recordings": 2, "accuracy": 0.5, "nmi": 0.25,
@@ -294,6 +298,7 @@ def test_the_figures_that_name_clusters_label_them_by_the_names_given() -> None:
         },
     }
     legend = cluster_map_figure(cluster_map, names).axes[0].get_legend()
+    assert legend is not None
     assert _texts(legend.get_texts()) == ["foreign (1 windows)", "0", "1 Café <b> & $5"]
     # The report drew them with the names it was evaluated with.
     stored = cluster_sizes_figure(report["rows"], {"0": "Quiet"})
