@@ -119,9 +119,14 @@ def test_the_cli_streams_a_file(
     kinds = [line["type"] for line in lines]
     assert kinds[0] == "ready" and kinds[-1] == "final"
     assert kinds.count("decision") == 5  # (12000 - 3936) // 2000 + 1
+    assert all(line["speech"] is None for line in lines if line["type"] == "decision")
     plain = uvac_main(["stream", str(path), "--url", _ws_url(server), "--speed", "2"])
     assert plain == 0
     assert "whole stream (1.50 s): cluster" in capsys.readouterr().out
+    asked = uvac_main(["stream", str(path), "--url", _ws_url(server), "--speed", "2", "--speech"])
+    assert asked == 0
+    decisions = [line for line in capsys.readouterr().out.splitlines() if " s  cluster " in line]
+    assert len(decisions) == 5 and all("  speech " in line for line in decisions)
 
 
 def test_a_vanished_client_frees_its_slot(server: Server) -> None:

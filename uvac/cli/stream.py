@@ -9,7 +9,8 @@ heard, and print the environment it decides every hop.
 A file is decoded at the rate the server's ``ready`` message names and sent in frames of
 ``--frame-ms``, paced at real time (``--speed`` times it); stdin is raw mono PCM in
 ``--encoding`` at ``--sample-rate``, sent as it arrives and never faster than that pace.
-Each decision prints one line (``--json``: the server's messages as they are). Exit codes:
+Each decision prints one line, with silence, an unknown sound and (``--speech``) the speech
+share when there is any (``--json``: the server's messages as they are). Exit codes:
 0 when the server closed with 1000 after its ``final``, 1 when it refused the stream (its
 problem's detail on stderr), 2 bad usage.
 """
@@ -53,6 +54,9 @@ def add_stream_command(commands: Any, common: argparse.ArgumentParser) -> None:
     stream.add_argument("--frame-ms", type=float, default=100.0, help="audio per frame")
     stream.add_argument("--speed", type=float, default=1.0, help="multiple of real time")
     stream.add_argument("--json", action="store_true", help="print the server's messages")
+    stream.add_argument(
+        "--speech", action="store_true", help="ask for each window's speech share (costs CPU)"
+    )
 
 
 class StreamOutcome:
@@ -188,7 +192,7 @@ def _print_message(message: dict[str, Any], *, as_json: bool) -> None:
         print(
             f"{message['start_s']:8.2f}-{message['end_s']:.2f} s  cluster "
             f"{_label(message['assignment'], message['cluster_name'])} ({pi:.2f})  program "
-            f"{_label(message['program'], message['program_name'])}",
+            f"{_label(message['program'], message['program_name'])}{_sound_facts(message)}",
             flush=True,
         )
     elif kind == "final":
@@ -204,8 +208,20 @@ def _label(number: int, name: str | None) -> str:
     return f"{number} {name}" if name else str(number)
 
 
+def _sound_facts(decision: dict[str, Any]) -> str:
+    """What a person reads next to the cluster: silence, an unknown sound, speech."""
+    facts = []
+    if decision.get("silence"):
+        facts.append("silence")
+    if decision.get("unknown"):
+        facts.append(f"UNKNOWN sound (novelty {decision['novelty']:.2f})")
+    if decision.get("speech") is not None:
+        facts.append(f"speech {decision['speech']:.2f}")
+    return "  " + ", ".join(facts) if facts else ""
+
+
 def _stream_command(args: argparse.Namespace) -> int:
-    config: dict[str, Any] = {"encoding": args.encoding}
+    config: dict[str, Any] = {"encoding": args.encoding, "speech": args.speech}
     if args.model:
         config["model"] = args.model
     if args.source == "-":
