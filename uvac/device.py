@@ -8,8 +8,8 @@ processes on it (``processes``: the API and the workers), so each process's shar
 ``cores // processes`` (at least 1) and together they never ask for more threads than there are
 cores. Within that share, per workload:
 
-- ``encoder``: a pretrained encoder's pass over recordings (large matrix products) uses the
-  whole share;
+- ``encoder``: a pretrained encoder's pass over recordings, and other work made of large
+  matrix products (fitting the novelty score), uses the whole share;
 - ``network``: training or running a convolutional network on spectrograms uses the share;
 - ``small_network``: the perceptrons on embeddings train with ``SMALL_NETWORK_THREADS``, the
   count measured fastest (benchmarks/README.md, the busy-host figures): each of their

@@ -113,9 +113,12 @@ class NoveltyScore:
         shrinkage: float = DEFAULT_SHRINKAGE,
         seed: int = 0,
         background_weight: float = DEFAULT_BACKGROUND_WEIGHT,
+        start: Tensor | None = None,
     ) -> NoveltyScore:
         """Fit on training vectors ``(N, D)`` (N >= 2); ``background_weight=0`` leaves out the
-        background term (the plain distance to the nearest centre)."""
+        background term (the plain distance to the nearest centre). ``start`` ``(K, D)``:
+        centres (in the vectors' own units) that K-means starts from, once, instead of its
+        own four seeded starts (`centres_of` gives a fitted score's)."""
         if vectors.ndim != 2 or vectors.shape[0] < 2:
             raise ValueError(f"need at least two vectors (N, D), got {tuple(vectors.shape)}")
         if not 0.0 < shrinkage <= 1.0:
@@ -126,10 +129,17 @@ class NoveltyScore:
         mean = values.mean(dim=0)
         std = values.std(dim=0, correction=0)
         std = torch.where(std < _MIN_STD, torch.ones_like(std), std)
-        standard = (values - mean) / std  # (N, D)
+        # float32 from here: the matrix products and factorisations of (D, D) matrices are the
+        # cost, and the shrunk covariances are far too well conditioned to need float64.
+        standard = ((values - mean) / std).float()  # (N, D)
         k = max(1, min(n_clusters, standard.shape[0] - 1))
-        kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(standard.numpy())
-        centres = torch.from_numpy(kmeans.cluster_centers_).to(torch.float64)  # (K, D)
+        if start is not None and start.shape[0] == k:
+            initial = ((start.to(torch.float64) - mean) / std).float().numpy()
+            kmeans = KMeans(n_clusters=k, init=initial, n_init=1, random_state=seed)
+        else:
+            kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed)
+        kmeans.fit(standard.numpy())
+        centres = torch.from_numpy(kmeans.cluster_centers_).float()  # (K, D)
         labels = torch.from_numpy(kmeans.labels_).long()
         whitening = _shrunk_whitening(standard - centres[labels], shrinkage)
         # The standardised vectors have mean 0, so the background's centre is the origin.
@@ -137,12 +147,17 @@ class NoveltyScore:
         return cls(
             mean=mean.float(),
             std=std.float(),
-            centres=(centres @ whitening).float(),
-            whitening=whitening.float(),
+            centres=centres @ whitening,
+            whitening=whitening,
             shrinkage=float(shrinkage),
-            background_whitening=None if background is None else background.float(),
+            background_whitening=background,
             background_weight=float(background_weight) if background is not None else 0.0,
         )
+
+    def centres_of(self) -> Tensor:
+        """The K centres ``(K, D)`` in the vectors' own units (a start for another fit)."""
+        standard = torch.linalg.solve(self.whitening.T, self.centres.T).T  # undo the whitening
+        return standard * self.std + self.mean
 
     def scores(self, vectors: Tensor) -> Tensor:
         """``(N, D)`` -> ``(N,)``: the squared Mahalanobis distance to the nearest centre, less
@@ -212,11 +227,11 @@ class NoveltyScore:
 
 def _shrunk_whitening(residuals: Tensor, shrinkage: float) -> Tensor:
     """``(N, D)`` residuals -> W ``(D, D)`` with ``|r @ W|^2`` the squared distance under their
-    covariance shrunk towards its mean variance."""
+    covariance shrunk towards its mean variance (in the residuals' dtype)."""
     covariance = residuals.T @ residuals / residuals.shape[0]  # (D, D)
     scale = float(torch.trace(covariance)) / covariance.shape[0]
     scale = scale if scale > 0 else 1.0
-    identity = torch.eye(covariance.shape[0], dtype=torch.float64)
+    identity = torch.eye(covariance.shape[0], dtype=residuals.dtype)
     shrunk = (1.0 - shrinkage) * covariance + shrinkage * scale * identity
     # Sigma^-1 = W W^T with W = L^-T for Sigma = L L^T, so |(x - c) W|^2 is the distance.
     cholesky = torch.linalg.cholesky(shrunk)

@@ -124,7 +124,8 @@ def train_on_windows(
 ) -> TrainedModel:
     """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
     so that several runs on one data set (other seeds, say) decode the recordings once.
-    With ``threads``, the network trains with its workload's thread count."""
+    With ``threads``, the network trains with its workload's thread count and the novelty
+    score is fitted with the encoder's (its cost is large matrix products)."""
     with phase_threads(threads, training_workload(feature_config)):
         model, history = fit(
             data.features,
@@ -144,9 +145,10 @@ def train_on_windows(
         dataset_digest=dataset_digest,
         data_summary=data.summary(),
     )
-    novelty = fit_novelty(
-        window_vectors(data.features, data.mask), data.clip_index, n_clusters=model.n_clusters
-    )
+    with phase_threads(threads, "encoder"):  # large matrix products, as an encoder's pass
+        novelty = fit_novelty(
+            window_vectors(data.features, data.mask), data.clip_index, n_clusters=model.n_clusters
+        )
     return TrainedModel(
         model=model,
         feature_config=feature_config,

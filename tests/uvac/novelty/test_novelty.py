@@ -126,3 +126,16 @@ def test_each_false_alarm_rate_keeps_its_own_threshold_when_asked_again() -> Non
     again = [calibration.threshold(rate) for rate in (None, 0.2, 0.05)]
     assert first == [95.0, 80.0, 95.0] and again == [95.0, 80.0, 95.0]
     assert calibration.novelty(torch.tensor([50.0, 100.0])).tolist() == [0.5, 1.0]
+
+
+def test_a_fit_started_from_a_scores_centres_finds_those_centres_again() -> None:
+    vectors = torch.cat([_class(centre, 60, seed=centre) for centre in range(3)])
+    score = NoveltyScore.fit(vectors, n_clusters=3)
+    centres = score.centres_of()  # (3, D) in the vectors' units
+    means = torch.stack([vectors[i * 60 : (i + 1) * 60].mean(dim=0) for i in range(3)])
+    nearest = torch.cdist(means, centres).argmin(dim=1)
+    assert sorted(nearest.tolist()) == [0, 1, 2]  # one centre per class
+    assert torch.allclose(centres[nearest], means, atol=1e-3)
+    again = NoveltyScore.fit(vectors, n_clusters=3, start=centres)
+    assert torch.allclose(again.centres_of(), centres, atol=1e-3)
+    assert torch.allclose(again.scores(vectors), score.scores(vectors), rtol=1e-4, atol=1e-3)
