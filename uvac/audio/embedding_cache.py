@@ -18,6 +18,12 @@ writers of one key each rename a whole file and the last one stays. A reader ver
 checksum and the key; a corrupted or truncated entry is deleted and reported as a miss, so
 the caller recomputes it.
 
+Recent reads: one cache object (a job's) keeps the entries it read last in memory, at most
+``memory_bytes`` of tensors (least recently read dropped first), because a job reads each
+recording several times (training, held-out scoring, cluster matching, the map); entries are
+content-addressed, so a remembered entry is the one on disk. A read hands out its own copy of
+the tensors.
+
 Bound and eviction: the entries together stay under ``max_bytes``. A read refreshes an
 entry's modification time; when a write takes this process's running total over the bound,
 the folder is scanned and the least recently used entries (oldest modification time) are
@@ -29,11 +35,13 @@ they wrote in between.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +52,21 @@ from safetensors.torch import save_file
 
 from uvac.audio.windows import Windows
 
-__all__ = ["CACHE_FORMAT", "DEFAULT_MAX_BYTES", "EVICT_TO", "CachedEmbedding", "EmbeddingCache"]
+__all__ = [
+    "CACHE_FORMAT",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MEMORY_BYTES",
+    "EVICT_TO",
+    "CachedEmbedding",
+    "EmbeddingCache",
+]
 
 logger = logging.getLogger(__name__)
 
 # Part of every key: bump it when the code that cuts or embeds windows changes.
 CACHE_FORMAT = 1
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MEMORY_BYTES = 256 * 1024**2
 EVICT_TO = 0.9  # share of the bound left after an eviction, so that not every write evicts
 _SUFFIX = ".safetensors"
 _TENSOR_ORDER = ("features", "activity", "starts_s", "ends_s")
@@ -67,12 +83,21 @@ class CachedEmbedding:
 class EmbeddingCache:
     """Embeddings under ``root`` (a folder beside the data sets), at most ``max_bytes``."""
 
-    def __init__(self, root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    ) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.root = Path(root)
         self.max_bytes = max_bytes
         self._total_bytes: int | None = None  # this process's running estimate
+        self._memory_bytes = max(0, memory_bytes)
+        self._recent: OrderedDict[str, CachedEmbedding] = OrderedDict()  # oldest read first
+        self._recent_bytes = 0
 
     @staticmethod
     def key(content_sha256: str, settings: dict[str, Any]) -> str:
@@ -92,6 +117,16 @@ class EmbeddingCache:
 
     def load(self, key: str) -> CachedEmbedding | None:
         """The entry, verified; None when there is none or it was corrupt (then deleted)."""
+        remembered = self._recent.get(key)
+        if remembered is not None:
+            self._recent.move_to_end(key)
+            return _copy(remembered)
+        entry = self._read(key)
+        if entry is not None:
+            self._remember(key, entry)
+        return entry
+
+    def _read(self, key: str) -> CachedEmbedding | None:
         path = self.path(key)
         try:
             with safe_open(str(path), framework="pt") as entry_file:
@@ -119,10 +154,26 @@ class EmbeddingCache:
             duration_s=float(metadata["duration_s"]),
         )
 
+    def _remember(self, key: str, entry: CachedEmbedding) -> None:
+        size = _tensor_bytes(entry)
+        if size > self._memory_bytes:
+            return
+        self._recent[key] = _copy(entry)
+        self._recent_bytes += size
+        while self._recent_bytes > self._memory_bytes:
+            _, dropped = self._recent.popitem(last=False)
+            self._recent_bytes -= _tensor_bytes(dropped)
+
+    def _forget(self, key: str) -> None:
+        dropped = self._recent.pop(key, None)
+        if dropped is not None:
+            self._recent_bytes -= _tensor_bytes(dropped)
+
     # --- writing -----------------------------------------------------------------------
 
     def store(self, key: str, entry: CachedEmbedding) -> None:
         """Write the entry whole (temporary file, then rename); evict when over the bound."""
+        self._forget(key)
         windows = entry.windows
         tensors = {
             "features": windows.features[:, 0, 0, :].to(torch.float32).contiguous(),
@@ -181,6 +232,30 @@ class EmbeddingCache:
         logger.warning("embedding cache: dropping %s (%s)", path.name, reason)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _tensor_bytes(entry: CachedEmbedding) -> int:
+    windows = entry.windows
+    return sum(
+        tensor.numel() * tensor.element_size()
+        for tensor in (windows.features, windows.mask, windows.activity)
+    )
+
+
+def _copy(entry: CachedEmbedding) -> CachedEmbedding:
+    """The entry with tensors of its own, so that no caller changes what another reads."""
+    windows = entry.windows
+    return CachedEmbedding(
+        windows=dataclasses.replace(
+            windows,
+            features=windows.features.clone(),
+            mask=windows.mask.clone(),
+            starts_s=list(windows.starts_s),
+            ends_s=list(windows.ends_s),
+            activity=windows.activity.clone(),
+        ),
+        duration_s=entry.duration_s,
+    )
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:

@@ -227,3 +227,37 @@ def test_the_least_recently_used_entries_are_evicted_past_the_bound(tmp_path: Pa
     present = [key for key in keys if cache.path(key).is_file()]
     assert present == [keys[0], keys[2], keys[3], keys[4]]  # the oldest unread went first
     assert sum(cache.path(key).stat().st_size for key in present) <= 0.9 * cache.max_bytes
+
+
+def test_a_read_entry_is_read_again_from_memory_as_it_was(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    key = EmbeddingCache.key("a" * 64, {})
+    cache.store(key, _entry(0))
+    first = cache.load(key)
+    assert first is not None
+    first.windows.features.zero_()  # a caller changing its copy changes no later read
+    cache.path(key).unlink()  # the second read does not go to the disk
+
+    again = cache.load(key)
+
+    assert again is not None
+    assert torch.equal(again.windows.features, _entry(0).windows.features)
+    assert EmbeddingCache(tmp_path).load(key) is None  # another cache object remembers nothing
+
+
+def test_memory_keeps_the_most_recent_reads_within_its_bound_and_a_write_replaces_one(
+    tmp_path: Path,
+) -> None:
+    entry_bytes = _entry(0).windows.features.numel() * 4 + 3 * 4 + 3 * 4  # features, mask, activity
+    cache = EmbeddingCache(tmp_path, memory_bytes=2 * entry_bytes)
+    keys = [EmbeddingCache.key(f"{n:064x}", {}) for n in range(3)]
+    for seed, key in enumerate(keys):
+        cache.store(key, _entry(seed))
+        assert cache.load(key) is not None
+    cache.store(keys[2], _entry(7))  # a write forgets what was remembered of its key
+    for key in keys:
+        cache.path(key).unlink()
+
+    assert cache.load(keys[0]) is None  # the oldest read was dropped for the bound
+    assert cache.load(keys[1]) is not None
+    assert cache.load(keys[2]) is None  # the write forgot the old entry; the file is gone
