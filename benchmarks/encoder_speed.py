@@ -5,7 +5,9 @@ and median time of ``Encoder.embed`` on windows of a typical length (1 s for the
 encoder, the bundled model's short-clip case; 1.5 s, its fixed input, for the speech encoder),
 as milliseconds per window and as compute seconds per second of audio (below 1 is faster
 than real time). The sound encoder's FLOP utilisation is its convolution FLOPs (counted by
-``torch.utils.flop_counter``) per second against the matrix-multiply rate of the same run;
+``torch.utils.flop_counter``) per second against the matrix-multiply rate of the same run,
+at the same thread count and in the same number format (the bf16 rate for bf16 autocast,
+where the CPU has native bf16; else no bf16 row is timed);
 the speech encoder's graph runs in ONNX Runtime, where torch cannot count it, so it reports
 time only. bf16 autocast is timed for the sound encoder and the qint8 ONNX graph the package
 ships for the speech encoder. `benchmarks/training_speed.py` calls `measure_encoders`.
@@ -76,7 +78,7 @@ def _measure(
     threads: Sequence[int],
     batches: Sequence[int],
     seconds: float,
-    gemm_gflops: dict[int, float],
+    gemm_gflops: dict[int, float],  # at each thread count, in this variant's number format
     flops_per_window: float | None,
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> list[dict[str, Any]]:
@@ -118,17 +120,21 @@ def _measure(
 
 def measure_encoders(
     *,
-    gemm: Callable[[int], float],
+    gemm: Callable[[torch.dtype], float],
     threads: Sequence[int] = (1, 2),
     batches: Sequence[int] = (1, 16),
     seconds: float = 5.0,
 ) -> dict[str, Any]:
-    """Every encoder's cost (see the module docstring); ``gemm(threads)`` is the fp32
-    matrix-multiply rate in GFLOP/s at that thread count, measured by the caller."""
-    rates: dict[int, float] = {}
+    """Every encoder's cost (see the module docstring); ``gemm(dtype)`` is the
+    matrix-multiply rate in GFLOP/s in that format at the current thread count, measured by
+    the caller."""
+    native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    formats = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if native_bf16 else {})}
+    rates: dict[str, dict[int, float]] = {name: {} for name in formats}
     for thread_count in threads:
         configure_threads(thread_count)
-        rates[thread_count] = gemm(thread_count)
+        for name, dtype in formats.items():
+            rates[name][thread_count] = gemm(dtype)
     sound = load_encoder(SoundEncoder.name)
     assert isinstance(sound, SoundEncoder)
     flops = _sound_flops(sound, _windows(sound, 1)[0])
@@ -142,25 +148,30 @@ def measure_encoders(
         finally:
             configure_encoder_precision("fp32")
 
-    common: dict[str, Any] = {
-        "threads": threads, "batches": batches, "seconds": seconds, "gemm_gflops": rates,
-    }  # fmt: skip
-    rows = _measure(lambda _: sound, label="fp32", flops_per_window=flops, **common)
-    rows += _measure(
-        lambda _: sound, label="bf16-autocast", flops_per_window=flops, context=bf16, **common
-    )
+    common: dict[str, Any] = {"threads": threads, "batches": batches, "seconds": seconds}
+    fp32 = {**common, "gemm_gflops": rates["fp32"]}
+    rows = _measure(lambda _: sound, label="fp32", flops_per_window=flops, **fp32)
+    if native_bf16:
+        rows += _measure(
+            lambda _: sound,
+            label="bf16-autocast",
+            flops_per_window=flops,
+            context=bf16,
+            **common,
+            gemm_gflops=rates["bf16"],
+        )
     # ONNX Runtime fixes its thread pool when a session is made: one session per count.
     speech_rows = _measure(
-        lambda count: SpeechEncoder(threads=count), label="fp32", flops_per_window=None, **common
+        lambda count: SpeechEncoder(threads=count), label="fp32", flops_per_window=None, **fp32
     )
     speech_rows += _measure(
         lambda count: SpeechEncoder(threads=count, weights=WEIGHTS_QINT8),
         label="qint8-onnx",
         flops_per_window=None,
-        **common,
+        **fp32,
     )
     return {
-        "gemm_fp32_gflops_by_threads": rates,
+        "gemm_gflops_by_format_and_threads": rates,
         SoundEncoder.name: {"identity": sound.identity.to_dict(), "runs": rows},
         SpeechEncoder.name: {"identity": speech.identity.to_dict(), "runs": speech_rows},
         "note": "ms per window is the best call divided by the batch; compute_s_per_audio_s "

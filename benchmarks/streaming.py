@@ -157,20 +157,16 @@ def wire_frames(audio: np.ndarray, *, offset: int, n_frames: int, frame: int) ->
     ]
 
 
-async def one_stream(
-    url: str, audio: np.ndarray, *, offset: int, seconds: float, delay_s: float, rate: int
-) -> StreamRun:
+async def one_stream(url: str, wires: list[bytes], *, start_at: float, rate: int) -> StreamRun:
+    """Open a stream at ``start_at`` (``time.perf_counter()``) and send ``wires`` at real
+    time, one every `FRAME_S`."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
     from websockets.protocol import State
 
     run = StreamRun()
-    # Every frame is encoded and framed before any stream starts, so no stream's set-up
-    # delays another's, and sending one costs a socket write: the clients share the machine
-    # with the server, and the library's send path costs several times that per frame.
     frame = round(FRAME_S * rate)
-    wires = wire_frames(audio, offset=offset, n_frames=int(seconds / FRAME_S), frame=frame)
-    await asyncio.sleep(delay_s)
+    await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
     async with connect(url, max_size=None) as websocket:
         await websocket.send(json.dumps({"type": "config", "encoding": "pcm_s16le"}))
         ready = json.loads(await websocket.recv())
@@ -223,16 +219,23 @@ async def run_step(
     rate: int,
 ) -> list[StreamRun]:
     rng = random.Random(seed)
-    tasks = [
-        one_stream(
-            url,
-            audio,
-            offset=rng.randrange(len(audio)),
-            seconds=seconds,
-            delay_s=rng.uniform(0.0, hop_s),
-            rate=rate,
+    frame = round(FRAME_S * rate)
+    # Every stream's frames are encoded and framed before any stream starts, so that sending
+    # one costs a socket write (the clients share the machine with the server, and the
+    # library's send path costs several times that per frame); and each stream starts at its
+    # own phase from one time for all, so that the set-up of one stream delays no other's
+    # start (starts that slip to the end of the set-up would open streams in step, which
+    # then complete their windows at the same moment for the whole run).
+    wires = [
+        wire_frames(
+            audio, offset=rng.randrange(len(audio)), n_frames=int(seconds / FRAME_S), frame=frame
         )
         for _ in range(streams)
+    ]
+    begin = time.perf_counter()
+    tasks = [
+        one_stream(url, stream_wires, start_at=begin + rng.uniform(0.0, hop_s), rate=rate)
+        for stream_wires in wires
     ]
     return list(await asyncio.gather(*tasks))
 

@@ -378,8 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoders = None
         if not args.no_encoders:
             encoders = measure_encoders(
-                gemm=lambda threads: gemm_gflops(
-                    size=args.gemm_size, dtype=torch.float32, repeats=args.gemm_repeats
+                gemm=lambda dtype: gemm_gflops(
+                    size=args.gemm_size, dtype=dtype, repeats=args.gemm_repeats
                 )["best_gflops"],
                 seconds=args.encoder_seconds,
             )

@@ -170,7 +170,11 @@ class SoundEncoder(Encoder):
                 f"{DISTRIBUTION} {self.identity.version}: its weights do not fit the network: "
                 f"{error}"
             ) from error
-        self.network.eval().requires_grad_(False)
+        # Channels-last weights make every activation channels-last (the input has one
+        # channel, so both layouts are the same there): oneDNN's convolutions and pooling
+        # then skip a reorder of each activation, most of a bf16 pass's time (the same
+        # answers; benchmarks/README.md, "Channels-last").
+        self.network.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         # The network under bf16 autocast, its convolutions' weights in bf16 already: autocast
         # casts a weight that needs no gradient again on every call (the same bf16 values,
         # so the answers are the same); None in float32.
