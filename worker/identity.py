@@ -77,7 +77,8 @@ def _embedded_rows(
     pending: list[EmbeddedItem] = []
 
     def flush() -> None:
-        for clip, result in zip(pending, clusterer.cluster_embedded(pending), strict=True):
+        results = clusterer.cluster_embedded(pending, novelty=False)  # only pi is needed
+        for clip, result in zip(pending, results, strict=True):
             rows.append((_clip_id(clip.item), result.probabilities))
         pending.clear()
 

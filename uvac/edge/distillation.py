@@ -196,7 +196,8 @@ def embedded_teacher_targets(
 ) -> list[TeacherWindows]:
     """`teacher_targets` of recordings whose raw embeddings are known (a teacher on an
     encoder, its embeddings read through the cache, `uvac.audio.embed_items`)."""
-    return [_teacher_windows(result) for result in Clusterer(teacher).cluster_embedded(embedded)]
+    results = Clusterer(teacher).cluster_embedded(embedded, novelty=False)  # pi is the target
+    return [_teacher_windows(result) for result in results]
 
 
 def _teacher_windows(result: ClipResult) -> TeacherWindows:

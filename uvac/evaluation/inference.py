@@ -172,10 +172,13 @@ class Clusterer:
             for audio, clip, clip_shares in zip(audios, slices, shares, strict=True)
         ]
 
-    def cluster_embedded(self, embedded: Sequence[EmbeddedItem]) -> list[ClipResult]:
+    def cluster_embedded(
+        self, embedded: Sequence[EmbeddedItem], *, novelty: bool = True
+    ) -> list[ClipResult]:
         """Cluster clips whose raw embeddings are known (`uvac.audio.embed_items`, read
         through the embedding cache): standardised with the model's statistics, one pass.
-        Without the audio, the answers carry no level and no speech."""
+        Without the audio, the answers carry no level and no speech; with ``novelty`` False,
+        no novelty either (a caller that needs only pi spares the score's products)."""
         embedder = self.extractor.embedder
         if embedder is None:
             raise ValueError("cluster_embedded needs a model on an encoder front-end")
@@ -187,17 +190,24 @@ class Clusterer:
                 raise ValueError(f"{clip.item.relpath} has no embeddings: {clip.error}")
             parts.append(embedder.standardise(clip.windows))
         windows, slices = concatenate_windows(parts)
-        return self.cluster_windows(windows, slices, [clip.duration_s for clip in embedded])
+        durations = [clip.duration_s for clip in embedded]
+        return self.cluster_windows(windows, slices, durations, novelty=novelty)
 
     def cluster_windows(
-        self, windows: Windows, slices: Sequence[slice], durations_s: Sequence[float]
+        self,
+        windows: Windows,
+        slices: Sequence[slice],
+        durations_s: Sequence[float],
+        *,
+        novelty: bool = True,
     ) -> list[ClipResult]:
         """Cluster clips whose windows are cut and normalised already: each clip's slice of
-        ``windows`` and its duration (no audio: no level and no speech)."""
+        ``windows`` and its duration (no audio: no level and no speech; with ``novelty``
+        False, no novelty)."""
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
-        novelty = window_novelty(self.trained, windows)
+        scored = window_novelty(self.trained, windows) if novelty else None
         return [
-            self._clip_result(None, windows, clip, probabilities, novelty, duration_s=duration_s)
+            self._clip_result(None, windows, clip, probabilities, scored, duration_s=duration_s)
             for duration_s, clip in zip(durations_s, slices, strict=True)
         ]
 

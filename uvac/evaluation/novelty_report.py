@@ -17,20 +17,21 @@ import numpy as np
 from uvac.audio import (
     Audio,
     DatasetItem,
-    EmbeddedItem,
     EmbeddingCache,
     embed_items,
     level_of,
     load_audio,
 )
 from uvac.errors import AudioError, RunCancelled
-from uvac.evaluation.inference import Clusterer
+from uvac.evaluation.inference import ClipResult, Clusterer
 from uvac.evaluation.novelty import ClipVerdict, clip_verdict, separation
 from uvac.training import TrainedModel
 
 __all__ = ["novelty_evaluation", "unknown_share"]
 
 logger = logging.getLogger(__name__)
+
+_BATCH_CLIPS = 64
 
 
 def _clip_verdicts(
@@ -46,13 +47,17 @@ def _clip_verdicts(
     embedder = clusterer.extractor.embedder
     # An encoder's embeddings come through the cache; the audio is still decoded (cheap next
     # to the encoder) for each window's digital silence.
-    cached: dict[str, EmbeddedItem] = {}
+    cached: dict[str, ClipResult] = {}
     if embedder is not None and embedding_cache is not None:
-        cached = {
-            result.item.relpath: result
+        embedded = [
+            result
             for result in embed_items(items, embedder=embedder, cache=embedding_cache)
             if result.windows is not None
-        }
+        ]
+        for first in range(0, len(embedded), _BATCH_CLIPS):  # one pass per batch, not per clip
+            batch = embedded[first : first + _BATCH_CLIPS]
+            for one, result in zip(batch, clusterer.cluster_embedded(batch), strict=True):
+                cached[one.item.relpath] = result
     verdicts = []
     for done, item in enumerate(items, start=1):
         if should_stop is not None and should_stop():
@@ -63,7 +68,7 @@ def _clip_verdicts(
             logger.warning("novelty: %s skipped (%s)", item.path, error)
             continue
         if item.relpath in cached:
-            (clip,) = clusterer.cluster_embedded([cached[item.relpath]])
+            clip = cached[item.relpath]
             silence = [_silent(audio, window.start_s, window.end_s) for window in clip.windows]
         else:
             (clip,) = clusterer.cluster_batch([audio])
