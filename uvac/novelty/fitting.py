@@ -17,6 +17,7 @@ This split is local to the novelty score (a later held-out split of training may
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from torch import Tensor
 
+from uvac.errors import RunCancelled
 from uvac.novelty.calibration import DEFAULT_FALSE_ALARM_RATE, Calibration
 from uvac.novelty.score import DEFAULT_SHRINKAGE, NoveltyScore
 
@@ -84,9 +86,11 @@ def fit_novelty(
     shrinkage: float = DEFAULT_SHRINKAGE,
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
     folds: int = CALIBRATION_FOLDS,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FittedNovelty | None:
     """The score on all ``vectors`` ``(N, D)`` and its cross-fitted calibration; None when
-    fewer than two groups of clips (or too few windows) leave nothing to hold out."""
+    fewer than two groups of clips (or too few windows) leave nothing to hold out.
+    ``should_stop()`` is asked before each fit; True raises `uvac.errors.RunCancelled`."""
     if vectors.shape[0] < 4:
         return None
     groups = source_groups(vectors, clip_index)
@@ -94,6 +98,7 @@ def fit_novelty(
     if folds < 2:
         return None
     fold = calibration_folds(groups, folds=folds)
+    _check_stop(should_stop)
     score = NoveltyScore.fit(vectors, n_clusters=n_clusters, shrinkage=shrinkage)
     # Each fold's K-means starts from the whole fit's centres: four fifths of the same windows
     # settle near them in a few steps, where four fresh starts would each take many.
@@ -103,6 +108,7 @@ def fit_novelty(
         inside = fold != part
         if int(inside.sum()) < 2:
             return None
+        _check_stop(should_stop)
         fitted = NoveltyScore.fit(
             vectors[inside], n_clusters=n_clusters, shrinkage=shrinkage, start=start
         )
@@ -111,3 +117,8 @@ def fit_novelty(
         score=score,
         calibration=Calibration.from_scores(held_out, false_alarm_rate=false_alarm_rate),
     )
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise RunCancelled("the novelty fit was stopped")

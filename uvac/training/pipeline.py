@@ -7,8 +7,9 @@ the normalisation statistics it was trained with.
 - `train_on_windows(data, ...)`: the same from `TrainingWindows` already cut, so that several
   runs on one data set (other seeds, say) decode the recordings, or run an encoder, once.
 
-Both fit the model's novelty score (`uvac.novelty`) on the training windows once the model is
-trained, with the model's cluster count, and store it in the `TrainedModel`.
+Both fit the model's novelty score (`uvac.novelty`) on the training windows, with the model's
+cluster count, and store it in the `TrainedModel`: after the training, or beside it on a core
+the training leaves free (the fit reads only the windows).
 
 The loop itself, seeded, cancellable and resumable from checkpoints, is `uvac.training.trainer`.
 What a run is told to do is `uvac.training.config.TrainConfig`; what it reports is
@@ -18,11 +19,13 @@ What a run is told to do is `uvac.training.config.TrainConfig`; what it reports 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from uvac.novelty import fit_novelty, window_vectors
+from uvac.novelty import FittedNovelty, fit_novelty, window_vectors
 from uvac.training.artifact import TrainedModel, training_info
 from uvac.training.data import (
     HeldOutWindows,
@@ -125,19 +128,44 @@ def train_on_windows(
     """`train_model` on windows already cut with ``feature_config`` (`windows_for_training`),
     so that several runs on one data set (other seeds, say) decode the recordings once.
     With ``threads``, the network trains with its workload's thread count and the novelty
-    score is fitted with the encoder's (its cost is large matrix products)."""
-    with phase_threads(threads, training_workload(feature_config)):
-        model, history = fit(
-            data.features,
-            data.mask,
-            config=config,
-            labels=data.labels,
-            progress=progress,
-            should_stop=should_stop,
-            checkpoint_dir=checkpoint_dir,
-            held_out=held_out,
-            groups=data.clip_index,
+    score is fitted with the encoder's (its cost is large matrix products), or, when the
+    network trains on fewer threads than the process has cores (a small network), beside the
+    training on a thread of its own: the fit needs only the windows, not the model."""
+    workload = training_workload(feature_config)
+    beside = threads is not None and threads.threads(workload) < threads.encoder
+    stopped = threading.Event()  # the training failed or was cancelled: stop the fit too
+
+    def fit_score() -> FittedNovelty | None:
+        return fit_novelty(
+            window_vectors(data.features, data.mask),
+            data.clip_index,
+            n_clusters=config.n_clusters,
+            should_stop=stopped.is_set,
         )
+
+    # The fit starts inside the training's thread setting: torch's count is the process's, so
+    # the fit, too, runs on that one thread, and the two use a core each.
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvac-novelty") as pool,
+        phase_threads(threads, workload),
+    ):
+        fitting = pool.submit(fit_score) if beside else None
+        try:
+            model, history = fit(
+                data.features,
+                data.mask,
+                config=config,
+                labels=data.labels,
+                progress=progress,
+                should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir,
+                held_out=held_out,
+                groups=data.clip_index,
+            )
+            novelty = fitting.result() if fitting is not None else None
+        except BaseException:
+            stopped.set()
+            raise
     info = training_info(
         model=model,
         config=config,
@@ -145,10 +173,9 @@ def train_on_windows(
         dataset_digest=dataset_digest,
         data_summary=data.summary(),
     )
-    with phase_threads(threads, "encoder"):  # large matrix products, as an encoder's pass
-        novelty = fit_novelty(
-            window_vectors(data.features, data.mask), data.clip_index, n_clusters=model.n_clusters
-        )
+    if fitting is None:
+        with phase_threads(threads, "encoder"):  # large matrix products, as an encoder's pass
+            novelty = fit_score()
     return TrainedModel(
         model=model,
         feature_config=feature_config,
