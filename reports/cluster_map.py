@@ -23,7 +23,7 @@ the page reads it from the novelty route). A model without a score has ``novelty
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,10 @@ __all__ = [
     "NEIGHBOURS",
     "NO_NOVELTY_SCORE",
     "NoveltyThreshold",
+    "Projector",
     "WindowTable",
     "build_cluster_map",
+    "project_windows",
 ]
 
 CLUSTER_MAP_FILE = "cluster_map.json"
@@ -80,7 +82,14 @@ class NoveltyThreshold:
     threshold: float
 
 
-def _project(embeddings: np.ndarray, *, seed: int, n_jobs: int) -> tuple[np.ndarray, dict]:
+Projector = Callable[..., tuple[np.ndarray, dict[str, Any]]]
+"""``project(embeddings (N, D), *, seed, n_jobs) -> (points (N, 2), how they were made)``."""
+
+
+def project_windows(
+    embeddings: np.ndarray, *, seed: int, n_jobs: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The map's 2-D points of ``embeddings`` and a description of the projection."""
     n = embeddings.shape[0]
     dimensions = min(_PCA_DIMENSIONS, n, embeddings.shape[1])
     reduced = PCA(n_components=dimensions, random_state=seed).fit_transform(embeddings)
@@ -117,10 +126,12 @@ def build_cluster_map(
     n_jobs: int = 1,
     max_points: int = MAX_POINTS,
     novelty: NoveltyThreshold | None = None,
+    project: Projector = project_windows,
 ) -> dict:
     """The ``cluster_map.json`` document of ``table`` (the page's data, columnar). With
     ``novelty`` (and the table's scores), each point carries its novelty and whether it is
-    beyond the threshold."""
+    beyond the threshold. ``project`` places the windows (`project_windows`, or one that
+    remembers its results)."""
     n, k = table.probabilities.shape
     chosen = np.arange(n)
     if n > max_points:
@@ -128,7 +139,7 @@ def build_cluster_map(
     embeddings = np.asarray(table.embeddings[chosen], dtype=np.float64)
     pi = np.asarray(table.probabilities[chosen], dtype=np.float64)
     if len(chosen):
-        xy, projection = _project(embeddings, seed=seed, n_jobs=n_jobs)
+        xy, projection = project(embeddings, seed=seed, n_jobs=n_jobs)
         xy = _normalise(xy)
         count = min(NEIGHBOURS + 1, len(chosen))
         _, nearest = NearestNeighbors(n_neighbors=count).fit(embeddings).kneighbors(embeddings)

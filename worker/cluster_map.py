@@ -12,6 +12,7 @@ the version's false-alarm rate when it is drawn (the page greys the foreign wind
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,8 +23,10 @@ import numpy as np
 from reports.cluster_map import (
     CLUSTER_MAP_FILE,
     NoveltyThreshold,
+    Projector,
     WindowTable,
     build_cluster_map,
+    project_windows,
 )
 
 if TYPE_CHECKING:
@@ -33,7 +36,13 @@ if TYPE_CHECKING:
     from uvac.evaluation import Clusterer
     from uvac.training import TrainedModel
 
-__all__ = ["existing_map_files", "map_files", "novelty_threshold", "window_table"]
+__all__ = [
+    "existing_map_files",
+    "map_files",
+    "novelty_threshold",
+    "remembered_projection",
+    "window_table",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +185,73 @@ def map_files(
         dataset={"id": manifest.id, "digest": manifest.digest},
         n_jobs=n_jobs,
         novelty=novelty_threshold(trained, false_alarm_rate=false_alarm_rate),
+        project=(
+            remembered_projection(embedding_cache)
+            if embedding_cache is not None
+            else project_windows
+        ),
     )
     files = {CLUSTER_MAP_FILE: json.dumps(document, separators=(",", ":")).encode("utf-8")}
     sweep = sweep_chart(metadata.get("selection"))
     if sweep is not None:
         files["sweep.png"] = sweep
     return files
+
+
+def remembered_projection(cache: EmbeddingCache) -> Projector:
+    """`project_windows`, its results kept in the embedding cache under a digest of the
+    windows it placed: another job on the same recordings (another seed, a sweep's next K)
+    gives the map the same model inputs and finds their projection instead of running
+    t-SNE again."""
+
+    def project(embeddings: np.ndarray, *, seed: int, n_jobs: int) -> tuple[np.ndarray, dict]:
+        import openTSNE
+        import sklearn
+
+        settings = {
+            "result": "cluster-map-projection",
+            "seed": seed,
+            "openTSNE": openTSNE.__version__,
+            "scikit-learn": sklearn.__version__,
+        }
+        key = cache.key(_array_digest(embeddings), settings)
+        import torch
+
+        stored = cache.load_result(key)
+        remembered = _stored_projection(stored, rows=embeddings.shape[0]) if stored else None
+        if remembered is not None:
+            return remembered
+        points, projection = project_windows(embeddings, seed=seed, n_jobs=n_jobs)
+        cache.store_result(
+            key,
+            {"points": torch.from_numpy(np.ascontiguousarray(points, dtype=np.float64))},
+            {"projection": json.dumps(projection)},
+        )
+        return points, projection
+
+    return project
+
+
+def _stored_projection(
+    stored: tuple[dict[str, Any], dict[str, str]], *, rows: int
+) -> tuple[np.ndarray, dict] | None:
+    """A remembered projection of ``rows`` windows, or None when it does not fit them."""
+    tensors, info = stored
+    points = tensors.get("points")
+    try:
+        projection = json.loads(info["projection"])
+    except (KeyError, ValueError):
+        return None
+    if points is None or tuple(points.shape) != (rows, 2):
+        return None
+    return points.numpy(), projection
+
+
+def _array_digest(values: np.ndarray) -> str:
+    array = np.ascontiguousarray(values)
+    digest = hashlib.sha256(f"{array.dtype.str}:{array.shape};".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def existing_map_files(store: AnyModelStore, version: ModelVersion) -> dict[str, bytes]:

@@ -24,6 +24,11 @@ recording several times (training, held-out scoring, cluster matching, the map);
 content-addressed, so a remembered entry is the one on disk. A read hands out its own copy of
 the tensors.
 
+Results: an entry may also hold tensors computed from cached embeddings alone, which a
+second job on the same data would compute again (the cluster map's projection of a data
+set): `store_result` and `load_result`, under a key made the same way from a digest of the
+inputs and the computation's settings, with the same checks, the same bound and eviction.
+
 Bound and eviction: the entries together stay under ``max_bytes``. A read refreshes an
 entry's modification time; when a write takes this process's running total over the bound,
 the folder is scanned and the least recently used entries (oldest modification time) are
@@ -126,22 +131,16 @@ class EmbeddingCache:
             self._remember(key, entry)
         return entry
 
+    def load_result(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        """A result stored with `store_result`: its tensors and its info, verified; None when
+        there is none or it was corrupt (then deleted)."""
+        return self._read_file(key, names=None)
+
     def _read(self, key: str) -> CachedEmbedding | None:
-        path = self.path(key)
-        try:
-            with safe_open(str(path), framework="pt") as entry_file:
-                metadata = entry_file.metadata() or {}
-                tensors = {name: entry_file.get_tensor(name) for name in _TENSOR_ORDER}
-        except FileNotFoundError:
+        read = self._read_file(key, names=_TENSOR_ORDER)
+        if read is None:
             return None
-        except (SafetensorError, OSError, ValueError, KeyError) as error:
-            self._discard(path, f"unreadable: {error}")
-            return None
-        if metadata.get("key") != key or metadata.get("checksum") != _checksum(tensors):
-            self._discard(path, "checksum or key mismatch")
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # least recently used goes first
+        tensors, metadata = read
         features = tensors["features"]  # (W, D)
         return CachedEmbedding(
             windows=Windows(
@@ -153,6 +152,29 @@ class EmbeddingCache:
             ),
             duration_s=float(metadata["duration_s"]),
         )
+
+    def _read_file(
+        self, key: str, *, names: tuple[str, ...] | None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        """An entry's tensors (``names``, or all) and metadata, key and checksum verified."""
+        path = self.path(key)
+        try:
+            with safe_open(str(path), framework="pt") as entry_file:
+                metadata = entry_file.metadata() or {}
+                wanted = names if names is not None else tuple(sorted(entry_file.keys()))
+                tensors = {name: entry_file.get_tensor(name) for name in wanted}
+        except FileNotFoundError:
+            return None
+        except (SafetensorError, OSError, ValueError, KeyError) as error:
+            self._discard(path, f"unreadable: {error}")
+            return None
+        checksum = _checksum(tensors, wanted)
+        if metadata.get("key") != key or metadata.get("checksum") != checksum:
+            self._discard(path, "checksum or key mismatch")
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # least recently used goes first
+        return tensors, metadata
 
     def _remember(self, key: str, entry: CachedEmbedding) -> None:
         size = _tensor_bytes(entry)
@@ -172,7 +194,7 @@ class EmbeddingCache:
     # --- writing -----------------------------------------------------------------------
 
     def store(self, key: str, entry: CachedEmbedding) -> None:
-        """Write the entry whole (temporary file, then rename); evict when over the bound."""
+        """Write a recording's embedding entry (`_write_file`)."""
         self._forget(key)
         windows = entry.windows
         tensors = {
@@ -181,11 +203,26 @@ class EmbeddingCache:
             "starts_s": torch.tensor(windows.starts_s, dtype=torch.float64),
             "ends_s": torch.tensor(windows.ends_s, dtype=torch.float64),
         }
-        metadata = {
-            "key": key,
-            "checksum": _checksum(tensors),
-            "duration_s": repr(float(entry.duration_s)),
-        }
+        self._write_file(key, tensors, _TENSOR_ORDER, {"duration_s": repr(float(entry.duration_s))})
+
+    def store_result(
+        self, key: str, tensors: dict[str, torch.Tensor], info: dict[str, str] | None = None
+    ) -> None:
+        """Store a result computed from cached embeddings alone (the cluster map's projection
+        of a data set, say) under a key made as an embedding's is (`key`, from a digest of
+        its inputs and its settings), with string ``info``; same checks, same bound."""
+        tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
+        self._write_file(key, tensors, tuple(sorted(tensors)), dict(info or {}))
+
+    def _write_file(
+        self,
+        key: str,
+        tensors: dict[str, torch.Tensor],
+        names: tuple[str, ...],
+        info: dict[str, str],
+    ) -> None:
+        """Write the entry whole (temporary file, then rename); evict when over the bound."""
+        metadata = {**info, "key": key, "checksum": _checksum(tensors, names)}
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
@@ -258,9 +295,9 @@ def _copy(entry: CachedEmbedding) -> CachedEmbedding:
     )
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+def _checksum(tensors: dict[str, torch.Tensor], names: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for name in _TENSOR_ORDER:
+    for name in names:
         tensor = tensors[name]
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())

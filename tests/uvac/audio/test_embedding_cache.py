@@ -261,3 +261,26 @@ def test_memory_keeps_the_most_recent_reads_within_its_bound_and_a_write_replace
     assert cache.load(keys[0]) is None  # the oldest read was dropped for the bound
     assert cache.load(keys[1]) is not None
     assert cache.load(keys[2]) is None  # the write forgot the old entry; the file is gone
+
+
+def test_a_stored_result_reads_back_verified_and_a_damaged_one_is_dropped(
+    tmp_path: Path,
+) -> None:
+    cache = EmbeddingCache(tmp_path / "cache")
+    key = EmbeddingCache.key("ab" * 32, {"result": "a projection"})
+    points = torch.arange(12, dtype=torch.float64).view(6, 2)
+    cache.store_result(key, {"points": points, "order": torch.arange(6)}, {"how": "by hand"})
+
+    read = cache.load_result(key)
+    assert read is not None
+    tensors, info = read
+    assert torch.equal(tensors["points"], points) and torch.equal(tensors["order"], torch.arange(6))
+    assert info["how"] == "by hand" and info["key"] == key
+    assert cache.load_result(EmbeddingCache.key("ab" * 32, {"result": "another"})) is None
+
+    path = cache.path(key)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # a byte of the tensors
+    path.write_bytes(bytes(data))
+    assert cache.load_result(key) is None
+    assert not path.exists()  # dropped, so the next job computes it again
