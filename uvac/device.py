@@ -9,7 +9,9 @@ processes on it (``processes``: the API and the workers), so each process's shar
 cores. Within that share, per workload:
 
 - ``encoder``: a pretrained encoder's pass over recordings, and other work made of large
-  matrix products (fitting the novelty score), uses the whole share;
+  matrix products (fitting the novelty score), uses the whole share; when a small network's
+  training leaves part of the share free, the novelty fit runs beside it instead, on the
+  training's count (`uvac.training.pipeline`);
 - ``network``: training or running a convolutional network on spectrograms uses the share;
 - ``small_network``: the perceptrons on embeddings train with ``SMALL_NETWORK_THREADS``, the
   count measured fastest (benchmarks/README.md, the busy-host figures): each of their
