@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import Tensor
 
 from dataset_store import DatasetStore
@@ -53,6 +54,15 @@ def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def cache_entries(root: Path) -> dict[str, int]:
+    """The cache's entries by kind: recordings' embeddings and the map's projections."""
+    kinds = {"embeddings": 0, "projections": 0}
+    for path in root.glob("*/*.safetensors"):
+        with safe_open(str(path), framework="pt") as entry:
+            kinds["embeddings" if "features" in entry.keys() else "projections"] += 1
+    return kinds
+
+
 def test_a_second_job_on_an_embedded_data_set_makes_no_encoder_call(
     settings: Settings, tmp_path: Path, encoder_calls: list[int]
 ) -> None:
@@ -65,8 +75,9 @@ def test_a_second_job_on_an_embedded_data_set_makes_no_encoder_call(
     )
     assert first["model"] == "scenes:v1"
     assert encoder_calls  # the first job embedded the recordings
-    # Every recording, held-out ones included (training scores them each epoch).
-    assert len(list(datasets.embeddings_path.glob("*/*.safetensors"))) == 6
+    # Every recording, held-out ones included (training scores them each epoch), and the
+    # map's projection of the training windows.
+    assert cache_entries(datasets.embeddings_path) == {"embeddings": 6, "projections": 1}
 
     encoder_calls.clear()
     second = run_training(
@@ -83,6 +94,8 @@ def test_a_second_job_on_an_embedded_data_set_makes_no_encoder_call(
     )
 
     assert encoder_calls == []
+    # Another seed and the sweep's model placed the same training windows: no new projection.
+    assert cache_entries(datasets.embeddings_path) == {"embeddings": 6, "projections": 1}
     assert second["model"] == "scenes:v2"
     # v2 was matched to v1 on the training set: both models' embeddings came from the cache.
     identity = ModelStore(settings.model_store_path).get("scenes:v2").metadata["cluster_identity"]
