@@ -59,7 +59,8 @@ def cache_entries(root: Path) -> dict[str, int]:
     kinds = {"embeddings": 0, "projections": 0}
     for path in root.glob("*/*.safetensors"):
         with safe_open(str(path), framework="pt") as entry:
-            kinds["embeddings" if "features" in entry.keys() else "projections"] += 1
+            names = set(entry.keys())
+        kinds["embeddings" if "features" in names else "projections"] += 1
     return kinds
 
 
