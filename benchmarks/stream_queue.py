@@ -24,8 +24,9 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ideal_p95_s", "ideal_streams_held"]
+__all__ = ["ideal_latencies_s", "ideal_p95_s", "ideal_streams_held"]
 
 
 def _per_window_s(costs: Mapping[int, float], batch: int) -> float:
@@ -40,7 +41,7 @@ def _per_window_s(costs: Mapping[int, float], batch: int) -> float:
     return costs[sizes[-1]]
 
 
-def ideal_p95_s(
+def ideal_latencies_s(
     streams: int,
     *,
     costs_s: Mapping[int, float],
@@ -49,14 +50,15 @@ def ideal_p95_s(
     max_batch: int = 8,
     hops: int = 40,
     seed: int = 0,
-) -> float:
-    """The 95th percentile of decision latency (seconds from a window's end to its decision)
-    for ``streams`` streams over ``hops`` hops; ``costs_s`` maps batch size to seconds per
-    window."""
+) -> list[float]:
+    """Every decision's latency (seconds from its window's end), sorted, for ``streams``
+    streams over ``hops`` hops, each stream at its own random phase within a hop;
+    ``costs_s`` maps batch size to seconds per window."""
+    if streams < 1:
+        raise ValueError(f"need at least one stream, got {streams}")
     rng = random.Random(seed)
-    arrivals = sorted(
-        rng.uniform(0.0, hop_s) + hop * hop_s for _ in range(streams) for hop in range(hops)
-    )
+    phases = [rng.uniform(0.0, hop_s) for _ in range(streams)]
+    arrivals = sorted(phase + hop * hop_s for phase in phases for hop in range(hops))
     waiting: deque[float] = deque()
     free_at = [0.0] * lanes  # when each lane is next free
     heapq.heapify(free_at)
@@ -78,7 +80,12 @@ def ideal_p95_s(
         for _ in range(batch):
             latencies.append(done - waiting.popleft())
         heapq.heappush(free_at, done)
-    latencies.sort()
+    return sorted(latencies)
+
+
+def ideal_p95_s(streams: int, **simulation: Any) -> float:
+    """The 95th percentile of `ideal_latencies_s`."""
+    latencies = ideal_latencies_s(streams, **simulation)
     return latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)]
 
 

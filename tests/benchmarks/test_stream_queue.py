@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.stream_queue import ideal_p95_s, ideal_streams_held
+from benchmarks.stream_queue import ideal_latencies_s, ideal_p95_s, ideal_streams_held
 
 
 def test_a_window_that_costs_more_than_the_target_holds_no_stream() -> None:
@@ -13,8 +13,16 @@ def test_a_window_that_costs_more_than_the_target_holds_no_stream() -> None:
 
 
 def test_as_many_streams_as_lanes_never_wait() -> None:
-    # Two lanes, two streams: each window finds a lane free and costs exactly its time.
-    assert ideal_p95_s(2, costs_s={1: 0.2, 8: 0.2}, hop_s=2.5, lanes=2) == pytest.approx(0.2)
+    # Two lanes, two streams at fixed phases: every window finds a lane free.
+    latencies = ideal_latencies_s(2, costs_s={1: 0.2, 8: 0.2}, hop_s=2.5, lanes=2)
+    assert len(latencies) == 2 * 40
+    assert latencies[0] == pytest.approx(0.2) and latencies[-1] == pytest.approx(0.2)
+
+
+def test_a_stream_never_queues_behind_itself() -> None:
+    # One lane, one stream whose window takes most of a hop: a decision never waits.
+    latencies = ideal_latencies_s(1, costs_s={1: 2.0, 8: 2.0}, hop_s=2.5, lanes=1)
+    assert latencies[-1] == pytest.approx(2.0)
 
 
 def test_more_streams_wait_longer_and_cheaper_windows_hold_more() -> None:
