@@ -132,7 +132,12 @@ def train_on_windows(
     network trains on fewer threads than the process has cores (a small network), beside the
     training on a thread of its own: the fit needs only the windows, not the model."""
     workload = training_workload(feature_config)
-    beside = threads is not None and threads.threads(workload) < threads.encoder
+    # K-means "training" runs scikit-learn on every core: nothing is left beside it.
+    beside = (
+        threads is not None
+        and config.model_type != "kmeans"
+        and threads.threads(workload) < threads.encoder
+    )
     stopped = threading.Event()  # the training failed or was cancelled: stop the fit too
 
     def fit_score() -> FittedNovelty | None:
@@ -143,13 +148,22 @@ def train_on_windows(
             should_stop=stopped.is_set,
         )
 
+    def fit_score_beside() -> FittedNovelty | None:
+        # The fit's K-means has scikit-learn's own OpenMP pool, which torch's setting does not
+        # reach; limited here, for this thread only, to the training's count.
+        from threadpoolctl import threadpool_limits
+
+        assert threads is not None
+        with threadpool_limits(limits=threads.threads(workload), user_api="openmp"):
+            return fit_score()
+
     # The fit starts inside the training's thread setting: torch's count is the process's, so
     # the fit, too, runs on that one thread, and the two use a core each.
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvac-novelty") as pool,
         phase_threads(threads, workload),
     ):
-        fitting = pool.submit(fit_score) if beside else None
+        fitting = pool.submit(fit_score_beside) if beside else None
         try:
             model, history = fit(
                 data.features,
@@ -164,7 +178,7 @@ def train_on_windows(
             )
             novelty = fitting.result() if fitting is not None else None
         except BaseException:
-            stopped.set()
+            stopped.set()  # the fit stops at its next fold; leaving the block waits for it
             raise
     info = training_info(
         model=model,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from uvac.audio.datasets import DatasetItem
 from uvac.audio.feature_config import FeatureConfig
@@ -57,11 +59,13 @@ def three_classes(per_class: int = 30) -> TrainingWindows:
 
 
 def fits_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The thread each novelty fit of the pipeline runs on."""
+    """The thread each novelty fit of the pipeline runs on, and the OpenMP threads it may use
+    (scikit-learn's K-means): ``"<thread name> <count>"``."""
     threads: list[str] = []
 
     def recorded(*args, **kwargs):
-        threads.append(threading.current_thread().name)
+        openmp = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp"]
+        threads.append(f"{threading.current_thread().name} {min(openmp)}")
         return fit_novelty(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "fit_novelty", recorded)
@@ -77,8 +81,10 @@ def test_fit_beside_the_training_gives_the_score_fitted_after_it(monkeypatch) ->
     after = pipeline.train_on_windows(
         data, config=CONFIG, feature_config=ENCODER_FEATURES, threads=NO_SPARE_CORE
     )
-    assert threads[0].startswith("uvac-novelty")  # its own thread, beside the epochs
-    assert threads[1] == threading.main_thread().name  # no spare core: after the training
+    name, openmp = threads[0].split()
+    assert name.startswith("uvac-novelty")  # its own thread, beside the epochs...
+    assert openmp == "1"  # ...whose K-means uses one thread, as the training does
+    assert threads[1].split()[0] == threading.main_thread().name  # no spare core: after it
     assert beside.novelty is not None and after.novelty is not None
     torch.testing.assert_close(beside.novelty.score.whitening, after.novelty.score.whitening)
     torch.testing.assert_close(
@@ -95,7 +101,15 @@ def test_a_log_mel_network_fits_after_its_training(monkeypatch) -> None:
     log_mel = FeatureConfig(n_mels=DIM)  # a network that may use every core it is given
     pipeline.train_on_windows(three_classes(), config=CONFIG, feature_config=log_mel,
                               threads=SPARE_CORE)  # fmt: skip
-    assert threads == [threading.main_thread().name]
+    assert [seen.split()[0] for seen in threads] == [threading.main_thread().name]
+
+
+def test_k_means_on_embeddings_fits_after_its_training(monkeypatch) -> None:
+    threads = fits_seen(monkeypatch)
+    kmeans = dataclasses.replace(CONFIG, model_type="kmeans")
+    pipeline.train_on_windows(three_classes(), config=kmeans, feature_config=ENCODER_FEATURES,
+                              threads=SPARE_CORE)  # fmt: skip
+    assert [seen.split()[0] for seen in threads] == [threading.main_thread().name]
 
 
 def test_a_cancelled_training_stops_the_fit_beside_it(monkeypatch) -> None:
