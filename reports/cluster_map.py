@@ -37,6 +37,7 @@ __all__ = [
     "MAX_POINTS",
     "NEIGHBOURS",
     "NO_NOVELTY_SCORE",
+    "PROJECTION_FORMAT",
     "NoveltyThreshold",
     "Projector",
     "WindowTable",
@@ -49,6 +50,9 @@ CLUSTER_MAP_FORMAT = "uvac-cluster-map"
 MAX_POINTS = 12_000
 NEIGHBOURS = 5
 TYPICAL_WINDOWS = 5
+# Part of a remembered projection's key (`worker.cluster_map`): bump it when the way windows
+# are placed changes.
+PROJECTION_FORMAT = 1
 _PCA_DIMENSIONS = 50
 _MIN_TSNE_POINTS = 16
 NO_NOVELTY_SCORE = (

@@ -22,6 +22,7 @@ import numpy as np
 
 from reports.cluster_map import (
     CLUSTER_MAP_FILE,
+    PROJECTION_FORMAT,
     NoveltyThreshold,
     Projector,
     WindowTable,
@@ -210,6 +211,7 @@ def remembered_projection(cache: EmbeddingCache) -> Projector:
 
         settings = {
             "result": "cluster-map-projection",
+            "format": PROJECTION_FORMAT,
             "seed": seed,
             "openTSNE": openTSNE.__version__,
             "scikit-learn": sklearn.__version__,

@@ -7,10 +7,10 @@ changes the numbers) and the window settings (sample rate, window and hop second
 rule, the entry format). Any of these changing is another key, so an entry is never read for
 an encoder or a window cut it was not made with.
 
-Entry: one safetensors file ``<root>/<key[:2]>/<key>.safetensors`` holding one recording's
-raw windows: ``features`` (W, D) float32, ``activity`` (W,), ``starts_s`` and ``ends_s``
-(W,) float64, with the key, the clip's duration and a SHA-256 of the tensor bytes in the
-header's metadata. No pickles anywhere.
+Entry: one safetensors file ``<root>/<key[:2]>/<key>.safetensors``. An embedding entry
+holds one recording's raw windows: ``features`` (W, D) float32, ``activity`` (W,),
+``starts_s`` and ``ends_s`` (W,) float64, with the key, the clip's duration and a SHA-256 of
+the tensor bytes in the header's metadata. No pickles anywhere.
 
 Several workers at once: an entry is written to a temporary file in its folder and renamed
 into place (``os.replace``, atomic on POSIX), so a reader sees a whole entry or none; two
@@ -75,6 +75,8 @@ DEFAULT_MEMORY_BYTES = 256 * 1024**2
 EVICT_TO = 0.9  # share of the bound left after an eviction, so that not every write evicts
 _SUFFIX = ".safetensors"
 _TENSOR_ORDER = ("features", "activity", "starts_s", "ends_s")
+_RESULT = "result"  # an entry's "kind" in its metadata; an embedding's has none
+_OWN = ("key", "checksum", "kind")  # metadata the cache writes itself
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,11 @@ class EmbeddingCache:
     def load_result(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
         """A result stored with `store_result`: its tensors and its info, verified; None when
         there is none or it was corrupt (then deleted)."""
-        return self._read_file(key, names=None)
+        read = self._read_file(key, names=None)
+        if read is None:
+            return None
+        tensors, metadata = read
+        return tensors, {name: value for name, value in metadata.items() if name not in _OWN}
 
     def _read(self, key: str) -> CachedEmbedding | None:
         read = self._read_file(key, names=_TENSOR_ORDER)
@@ -156,11 +162,14 @@ class EmbeddingCache:
     def _read_file(
         self, key: str, *, names: tuple[str, ...] | None
     ) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
-        """An entry's tensors (``names``, or all) and metadata, key and checksum verified."""
+        """An entry's tensors (``names``: an embedding's; None: a result's, all of them) and
+        metadata, key and checksum verified. An entry of the other kind is left alone."""
         path = self.path(key)
         try:
             with safe_open(str(path), framework="pt") as entry_file:
                 metadata = entry_file.metadata() or {}
+                if (metadata.get("kind") == _RESULT) != (names is None):
+                    return None
                 wanted = names if names is not None else tuple(sorted(entry_file.keys()))
                 tensors = {name: entry_file.get_tensor(name) for name in wanted}
         except FileNotFoundError:
@@ -212,7 +221,7 @@ class EmbeddingCache:
         of a data set, say) under a key made as an embedding's is (`key`, from a digest of
         its inputs and its settings), with string ``info``; same checks, same bound."""
         tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
-        self._write_file(key, tensors, tuple(sorted(tensors)), dict(info or {}))
+        self._write_file(key, tensors, tuple(sorted(tensors)), {**(info or {}), "kind": _RESULT})
 
     def _write_file(
         self,

@@ -55,6 +55,8 @@ def _clip_verdicts(
             if result.windows is not None
         ]
         for first in range(0, len(embedded), _BATCH_CLIPS):  # one pass per batch, not per clip
+            if should_stop is not None and should_stop():
+                raise RunCancelled("cancelled while deciding which recordings are unknown")
             batch = embedded[first : first + _BATCH_CLIPS]
             for one, result in zip(batch, clusterer.cluster_embedded(batch), strict=True):
                 cached[one.item.relpath] = result

@@ -275,7 +275,7 @@ def test_a_stored_result_reads_back_verified_and_a_damaged_one_is_dropped(
     assert read is not None
     tensors, info = read
     assert torch.equal(tensors["points"], points) and torch.equal(tensors["order"], torch.arange(6))
-    assert info["how"] == "by hand" and info["key"] == key
+    assert info == {"how": "by hand"}
     assert cache.load_result(EmbeddingCache.key("ab" * 32, {"result": "another"})) is None
 
     path = cache.path(key)
@@ -284,3 +284,18 @@ def test_a_stored_result_reads_back_verified_and_a_damaged_one_is_dropped(
     path.write_bytes(bytes(data))
     assert cache.load_result(key) is None
     assert not path.exists()  # dropped, so the next job computes it again
+
+
+def test_an_entry_of_the_other_kind_is_a_miss_and_stays(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "cache")
+    embedding_key = EmbeddingCache.key("cd" * 32, {})
+    result_key = EmbeddingCache.key("cd" * 32, {"result": "a projection"})
+    cache.store(embedding_key, _entry(0))
+    cache.store_result(result_key, {"points": torch.zeros(3, 2)})
+
+    assert cache.load_result(embedding_key) is None  # an embedding is no result...
+    assert cache.load(result_key) is None  # ...and a result no embedding
+    assert cache.path(embedding_key).is_file() and cache.path(result_key).is_file()
+    assert cache.load(embedding_key) is not None
+    read = cache.load_result(result_key)
+    assert read is not None and read[1] == {}  # the cache's own metadata is not the result's

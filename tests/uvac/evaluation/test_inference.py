@@ -236,3 +236,25 @@ def test_clips_that_need_no_speech_skip_the_detector_and_keep_their_pi(
 def test_speech_flags_must_match_the_clips(trained: TrainedModel) -> None:
     with pytest.raises(ValueError, match="2 flags for 1 clips"):
         Clusterer(trained).cluster_batch([tone(300.0, 0.6)], speech=[True, False])
+
+
+def test_clusters_without_novelty_keep_their_pi_and_score_nothing() -> None:
+    from tests.app.novelty_models import model_with_novelty, tone_clip
+    from uvac.audio import Audio, FeatureExtractor
+
+    trained = model_with_novelty()
+    clusterer = Clusterer(trained)
+    extractor = FeatureExtractor(trained.feature_config, trained.norm_stats)
+    audios = [Audio.from_samples(tone_clip(hz, 0), sample_rate=trained.feature_config.sample_rate)
+              for hz in (300.0, 1500.0)]  # fmt: skip
+    windows, slices = extractor.windows_batch(audios)
+    durations = [audio.duration_s for audio in audios]
+
+    scored = clusterer.cluster_windows(windows, slices, durations)
+    plain = clusterer.cluster_windows(windows, slices, durations, novelty=False)
+
+    for with_scores, without in zip(scored, plain, strict=True):
+        assert with_scores.probabilities == without.probabilities
+        assert all(window.novelty_score is not None for window in with_scores.windows)
+        assert all(window.novelty_score is None and window.novelty is None
+                   for window in without.windows)  # fmt: skip
