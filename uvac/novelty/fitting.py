@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 from torch import Tensor
 
 from uvac.errors import RunCancelled
@@ -58,42 +58,15 @@ def source_groups(vectors: Tensor, clip_index: Tensor) -> Tensor:
     sums.index_add_(0, inverse, standard)
     means = sums / torch.bincount(inverse).to(torch.float64)[:, None]  # (C, D)
     directions = torch.nn.functional.normalize(means, dim=1).float()  # (C, D)
-    # Single linkage's merge heights are the edges of a minimum spanning tree, and its flat
-    # clusters at a height are the tree's components joined by edges no longer than it: the
-    # tree is grown one clip at a time (Prim), so memory stays linear in the clips where a
-    # distance matrix would be C x C.
-    joined, parents, lengths = _spanning_tree(directions)
-    threshold = float(np.percentile(lengths, SOURCE_LINK_PERCENTILE))
-    short = lengths <= threshold
-    links = coo_matrix(
-        (np.ones(int(short.sum())), (joined[short], parents[short])),
-        shape=(clips.shape[0], clips.shape[0]),
-    )
-    _, group_of_clip = connected_components(links, directed=False)
-    return torch.from_numpy(group_of_clip).long()[inverse]
-
-
-def _spanning_tree(directions: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A minimum spanning tree of unit vectors ``(C, D)`` under Euclidean distance, each
-    clip's distances from one matrix-vector product (``|a - b|^2 = 2 - 2 a.b``): its ``C - 1``
-    edges as (the clip joined, the tree's clip it joined, the length)."""
-    count = directions.shape[0]
-    joined = np.empty(count - 1, dtype=np.int64)
-    parents = np.empty(count - 1, dtype=np.int64)
-    lengths = np.empty(count - 1, dtype=np.float64)
-    best = torch.full((count,), float("inf"))  # each clip's distance to the tree so far
-    nearest = torch.zeros(count, dtype=torch.int64)  # the tree's clip at that distance
-    outside = torch.ones(count, dtype=torch.bool)
-    newest = 0
-    for step in range(count - 1):
-        outside[newest] = False
-        distances = (2.0 - 2.0 * (directions @ directions[newest])).clamp_min(0.0).sqrt()
-        closer = outside & (distances < best)
-        best = torch.where(closer, distances, best)
-        nearest = torch.where(closer, torch.tensor(newest), nearest)
-        newest = int(torch.where(outside, best, torch.tensor(float("inf"))).argmin())
-        joined[step], parents[step], lengths[step] = newest, int(nearest[newest]), best[newest]
-    return joined, parents, lengths
+    # Euclidean distances between unit vectors from one matrix product (|a - b|^2 = 2 - 2 a.b),
+    # far cheaper than pairwise loops over D dimensions.
+    cosines = directions @ directions.T  # (C, C)
+    distances = (2.0 - 2.0 * cosines).clamp_min(0.0).sqrt().numpy()
+    np.fill_diagonal(distances, 0.0)
+    merges = linkage(squareform(distances, checks=False), method="single")
+    threshold = float(np.percentile(merges[:, 2], SOURCE_LINK_PERCENTILE))
+    group_of_clip = torch.from_numpy(fcluster(merges, threshold, criterion="distance")).long()
+    return group_of_clip[inverse]
 
 
 def calibration_folds(groups: Tensor, *, folds: int = CALIBRATION_FOLDS) -> Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -73,34 +72,6 @@ def test_clips_cut_from_one_recording_share_a_calibration_fold() -> None:
     assert len(set(groups.tolist())) >= 6  # distinct clips are not all linked
     folds = calibration_folds(groups)
     assert all(folds[i] == folds[i + 12] for i in range(3))
-
-
-@pytest.mark.parametrize(("clips", "windows_per_clip"), [(40, 1), (300, 1), (200, 3)])
-def test_source_groups_are_single_linkage_at_the_percentile(
-    clips: int, windows_per_clip: int
-) -> None:
-    """The spanning tree gives scipy's single-linkage clusters on the full distance matrix."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
-
-    from uvac.novelty.fitting import SOURCE_LINK_PERCENTILE
-
-    generator = torch.Generator().manual_seed(clips)
-    centres = 3.0 * torch.randn(clips // 5, 16, generator=generator)
-    pick = torch.randint(0, clips // 5, (clips * windows_per_clip,), generator=generator)
-    vectors = centres[pick] + torch.randn(clips * windows_per_clip, 16, generator=generator)
-    clip_index = torch.arange(clips * windows_per_clip) // windows_per_clip
-
-    standard = (vectors - vectors.mean(dim=0)) / vectors.std(dim=0, correction=0)
-    means = torch.stack([standard[clip_index == c].mean(dim=0) for c in range(clips)])
-    directions = torch.nn.functional.normalize(means, dim=1).numpy()
-    merges = linkage(pdist(directions), method="single")
-    height = float(np.percentile(merges[:, 2], SOURCE_LINK_PERCENTILE))
-    expected = fcluster(merges, height, criterion="distance")[clip_index.numpy()]
-
-    groups = source_groups(vectors, clip_index).numpy()
-    pairs = set(zip(groups.tolist(), expected.tolist(), strict=True))
-    assert len(pairs) == len(set(groups.tolist())) == len(set(expected.tolist()))
 
 
 def test_too_little_data_gives_no_score() -> None:
