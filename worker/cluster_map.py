@@ -12,7 +12,6 @@ the version's false-alarm rate when it is drawn (the page greys the foreign wind
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -208,6 +207,9 @@ def remembered_projection(cache: EmbeddingCache) -> Projector:
     def project(embeddings: np.ndarray, *, seed: int, n_jobs: int) -> tuple[np.ndarray, dict]:
         import openTSNE
         import sklearn
+        import torch
+
+        from uvac.hashing import arrays_sha256
 
         settings = {
             "result": "cluster-map-projection",
@@ -216,9 +218,7 @@ def remembered_projection(cache: EmbeddingCache) -> Projector:
             "openTSNE": openTSNE.__version__,
             "scikit-learn": sklearn.__version__,
         }
-        key = cache.key(_array_digest(embeddings), settings)
-        import torch
-
+        key = cache.key(arrays_sha256([embeddings]), settings)
         stored = cache.load_result(key)
         remembered = _stored_projection(stored, rows=embeddings.shape[0]) if stored else None
         if remembered is not None:
@@ -247,13 +247,6 @@ def _stored_projection(
     if points is None or tuple(points.shape) != (rows, 2):
         return None
     return points.numpy(), projection
-
-
-def _array_digest(values: np.ndarray) -> str:
-    array = np.ascontiguousarray(values)
-    digest = hashlib.sha256(f"{array.dtype.str}:{array.shape};".encode())
-    digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def existing_map_files(store: AnyModelStore, version: ModelVersion) -> dict[str, bytes]:

@@ -23,7 +23,6 @@ cancelled run can also be resumed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from uvac.device import resolve_device
 from uvac.errors import DatasetError, RunCancelled
+from uvac.hashing import arrays_sha256
 from uvac.models import (
     ClusterModel,
     KMeansClusterer,
@@ -160,12 +160,9 @@ def _model_arguments(config: TrainConfig, features: Tensor) -> dict[str, Any]:
 
 def _data_fingerprint(features: Tensor, mask: Tensor) -> str:
     """SHA-256 of the training windows, so a checkpoint only resumes on the same data."""
-    digest = hashlib.sha256()
-    for tensor in (features, mask):
-        array = tensor.detach().to(torch.float32).contiguous().cpu().numpy()
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+    return arrays_sha256(
+        tensor.detach().to(torch.float32).cpu().numpy() for tensor in (features, mask)
+    )
 
 
 class Trainer:
