@@ -8,34 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from uvac.audio.datasets import DatasetItem
+from tests.uvac.embedding_windows import DIM, three_classes
 from uvac.audio.feature_config import FeatureConfig
 from uvac.errors import RunCancelled
 from uvac.selection.rule import Candidate, CandidateScores, candidate_grid, choose, score_candidate
 from uvac.selection.sweep import SweepProgress, run_sweep
 from uvac.training.config import TrainConfig
-from uvac.training.data import TrainingWindows, training_windows_from_embeddings
-
-DIM = 16
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-def three_classes(per_class: int = 30, seed: int = 0) -> TrainingWindows:
-    """Embedding-like windows (one per clip) around three well separated centres."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(3, DIM)) * 4.0
-    items, embeddings = [], []
-    for label in range(3):
-        for take in range(per_class):
-            vector = centres[label] + rng.normal(size=DIM)
-            embeddings.append(torch.tensor(vector, dtype=torch.float32).view(1, 1, 1, DIM))
-            items.append(DatasetItem(path=Path(f"{label}_{take}.wav"), label=str(label),
-                                     relpath=f"{label}_{take}.wav"))  # fmt: skip
-    return training_windows_from_embeddings(items, embeddings)
 
 
 FEATURES = FeatureConfig(n_mels=DIM)  # the artifact's feature bins; the windows are given

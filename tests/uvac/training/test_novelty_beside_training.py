@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_info
 
-from uvac.audio.datasets import DatasetItem
+from tests.uvac.embedding_windows import DIM, three_classes
 from uvac.audio.feature_config import FeatureConfig
 from uvac.device import ThreadPolicy
 from uvac.errors import RunCancelled
 from uvac.novelty import fit_novelty
 from uvac.training import pipeline
 from uvac.training.config import TrainConfig
-from uvac.training.data import TrainingWindows, training_windows_from_embeddings
 
-DIM = 16
 # An encoder front-end makes the training a small network's; the windows are given.
 ENCODER_FEATURES = FeatureConfig(frontend="speech-encoder")
 CONFIG = TrainConfig(
@@ -43,19 +39,6 @@ def _restore_threads():
     previous = torch.get_num_threads()
     yield
     torch.set_num_threads(previous)
-
-
-def three_classes(per_class: int = 30) -> TrainingWindows:
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(3, DIM)) * 4.0
-    items, embeddings = [], []
-    for label in range(3):
-        for take in range(per_class):
-            vector = centres[label] + rng.normal(size=DIM)
-            embeddings.append(torch.tensor(vector, dtype=torch.float32).view(1, 1, 1, DIM))
-            name = f"{label}_{take}.wav"
-            items.append(DatasetItem(path=Path(name), label=str(label), relpath=name))
-    return training_windows_from_embeddings(items, embeddings)
 
 
 def fits_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
