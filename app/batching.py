@@ -42,6 +42,13 @@ thread that waits for a descheduled partner burns CPU for nothing). A caller may
 for less per clip: ``submit(speech=False)`` leaves the speech fields out, which spares the
 speech detector's own pass over the clip (a large share of what the sound encoder costs);
 stream windows do unless their stream's config asks for speech.
+
+A live stream's window can be started before it is whole (`start_window`): the encoder's
+work on the samples heard so far (`Clusterer.start_window`) runs on a lane when no short clip
+waits, before long clips' steps, and the window, once whole, is submitted with its
+`EarlyStart` and finished from there. A start that no lane had taken by then is dropped (the
+whole pass costs no more than finishing it would), and a start that failed leaves the window
+to be embedded whole: starting early only ever saves work.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from app.problems import ApiProblem
 
 if TYPE_CHECKING:
-    from uvac.audio import Audio
+    from uvac.audio import Audio, WindowStart
     from uvac.evaluation import ClipResult
 
 logger = logging.getLogger(__name__)
@@ -78,8 +85,14 @@ class BatchModel(Protocol):
 
 class _ClusterBatch(Protocol):
     def cluster_batch(
-        self, audios: Sequence[Audio], *, speech: Sequence[bool] | None = None
+        self,
+        audios: Sequence[Audio],
+        *,
+        speech: Sequence[bool] | None = None,
+        started: Sequence[WindowStart | None] | None = None,
     ) -> list[ClipResult]: ...
+
+    def start_window(self, heard: Audio) -> WindowStart | None: ...
 
     def cluster_in_steps(
         self, audio: Audio, *, windows_per_step: int
@@ -92,6 +105,17 @@ class _Pending:
     audio: Audio
     future: asyncio.Future[ClipResult] = field(repr=False)
     speech: bool = True  # whether the answer needs the clip's speech fields
+    started: WindowStart | None = None  # the encoder's early start of the clip's window
+
+
+@dataclass(eq=False)
+class EarlyStart:
+    """A window's early start (`MicroBatcher.start_window`), to hand to `submit`."""
+
+    model: BatchModel
+    heard: Audio
+    future: asyncio.Future[WindowStart | None] = field(repr=False)
+    running: bool = False  # a lane has taken it
 
 
 @dataclass(eq=False)
@@ -138,6 +162,7 @@ class MicroBatcher:
         self._long_clip_seconds = long_clip_seconds
         self._windows_per_step = windows_per_step
         self._long: deque[_LongClip] = deque()
+        self._early: deque[EarlyStart] = deque()
         self._observer = observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._expected = 0  # requests decoding audio that they will submit next
@@ -173,6 +198,8 @@ class MicroBatcher:
             long_clip = self._long.popleft()
             if not long_clip.pending.future.done():
                 long_clip.pending.future.set_exception(_shutting_down())
+        while self._early:
+            self._early.popleft().future.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -201,16 +228,39 @@ class MicroBatcher:
         """Whether anyone holds `steady_load` now."""
         return self._steady > 0
 
-    async def submit(self, *, model: BatchModel, audio: Audio, speech: bool = True) -> ClipResult:
+    async def submit(
+        self,
+        *,
+        model: BatchModel,
+        audio: Audio,
+        speech: bool = True,
+        started: EarlyStart | None = None,
+    ) -> ClipResult:
         """Cluster one clip with `model`, batched with whatever else is waiting; with
         ``speech`` False the answer leaves the speech fields out (None); a long clip always
-        gets them."""
+        gets them. ``started``: the clip's window was started early (`start_window`)."""
         if self._closed or self._consumer is None:
             raise _shutting_down()
+        window_start = await _finished_start(started) if started is not None else None
         future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(model=model, audio=audio, future=future, speech=speech))
+        self._queue.put_nowait(
+            _Pending(model=model, audio=audio, future=future, speech=speech, started=window_start)
+        )
         self._changed.set()
         return await future
+
+    def start_window(self, *, model: BatchModel, heard: Audio) -> EarlyStart:
+        """Begin the encoder's work on a window's first samples ``heard`` on a lane that
+        nothing more urgent needs (module docstring); pass the result to `submit` with the
+        whole window."""
+        if self._closed or self._consumer is None:
+            raise _shutting_down()
+        early = EarlyStart(
+            model=model, heard=heard, future=asyncio.get_running_loop().create_future()
+        )
+        self._early.append(early)
+        self._changed.set()
+        return early
 
     async def _consume_forever(self) -> None:
         while True:
@@ -225,14 +275,14 @@ class MicroBatcher:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
-    async def _next_work(self) -> list[_Pending] | _LongClip | None:
-        """The next work for a free lane: a short batch when clips wait, else a long clip's
-        step; None when a batch turned out to hold nothing live."""
-        while self._queue.empty() and not self._long:
+    async def _next_work(self) -> list[_Pending] | _LongClip | EarlyStart | None:
+        """The next work for a free lane: a short batch when clips wait, else an early start,
+        else a long clip's step; None when a batch turned out to hold nothing live."""
+        while self._queue.empty() and not self._long and not self._early:
             self._changed.clear()
             await self._changed.wait()
         if self._queue.empty():
-            return self._long.popleft()
+            return self._early.popleft() if self._early else self._long.popleft()
         batch = await self._collect()
         short = []
         for pending in batch:
@@ -248,9 +298,11 @@ class MicroBatcher:
                 short.append(pending)
         return short or None
 
-    async def _on_lane(self, work: list[_Pending] | _LongClip) -> None:
+    async def _on_lane(self, work: list[_Pending] | _LongClip | EarlyStart) -> None:
         try:
-            if isinstance(work, _LongClip):
+            if isinstance(work, EarlyStart):
+                await self._start_early(work)
+            elif isinstance(work, _LongClip):
                 await self._step_long(work)
             else:
                 for group in _group_by_model(work):
@@ -291,6 +343,24 @@ class MicroBatcher:
             assert result is not None
             future.set_result(result)
 
+    async def _start_early(self, early: EarlyStart) -> None:
+        assert self._executor is not None
+        if early.future.done():  # dropped: its window was whole before a lane was free
+            return
+        early.running = True
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._executor, early.model.clusterer.start_window, early.heard
+            )
+        except asyncio.CancelledError:
+            early.future.cancel()
+            raise
+        except Exception:
+            logger.exception("an early start failed: its window will be embedded whole")
+            result = None
+        if not early.future.done():
+            early.future.set_result(result)
+
     async def _collect(self) -> list[_Pending]:
         loop = asyncio.get_running_loop()
         first = await self._queue.get()
@@ -322,7 +392,12 @@ class MicroBatcher:
         clusterer = group[0].model.clusterer
         audios = [pending.audio for pending in group]
         speech = [pending.speech for pending in group]
+        early = [pending.started for pending in group]
         cluster = functools.partial(clusterer.cluster_batch, audios, speech=speech)
+        if any(start is not None for start in early):  # only streams' windows have them
+            cluster = functools.partial(
+                clusterer.cluster_batch, audios, speech=speech, started=early
+            )
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
@@ -361,6 +436,16 @@ class MicroBatcher:
         finally:
             if self._lane_setup is not None:
                 self._lane_setup()
+
+
+async def _finished_start(early: EarlyStart) -> WindowStart | None:
+    """What an early start gives its whole window: its result once a lane has taken it,
+    else nothing (it is dropped); a start cancelled at shutdown gives nothing either."""
+    if not early.running:
+        early.future.cancel()
+        return None
+    await asyncio.wait([early.future])  # its own outcome is read below, never raised here
+    return None if early.future.cancelled() else early.future.result()
 
 
 def _fail(pendings: Sequence[_Pending], error: BaseException) -> None:

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     stream_idle_seconds: float = Field(default=15.0, gt=0)
     stream_max_speed: float = Field(default=2.0, ge=1)
     stream_burst_seconds: float = Field(default=10.0, gt=0)
+    # A window is started this long before its last sample arrives: the encoder works on what
+    # was heard, leaving less to do once the window is whole (app.streaming; 0: never).
+    stream_early_start_seconds: float = Field(default=0.5, ge=0)
 
     # Model serving.
     model_poll_seconds: float = Field(default=2.0, gt=0)

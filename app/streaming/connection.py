@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from starlette.types import Message
 
 from app.auth import authenticate, presented_key
+from app.batching import EarlyStart
 from app.logging import stream_id_var
 from app.page_sessions import page_session
 from app.problems import PROBLEM_MEDIA_TYPE, ApiProblem, problem_document, problem_from_exception
@@ -192,6 +193,12 @@ class _Connection:
         # Windows cut but not yet decided, at most about UVAC_STREAM_BURST_SECONDS of audio.
         depth = max(1, int(self.settings.stream_burst_seconds / windows.hop_s))
         self.pending: asyncio.Queue[list[Window] | None] = asyncio.Queue(maxsize=depth)
+        # Windows started before they were whole (`StreamSession.heard_early`), by index.
+        self.early: dict[int, EarlyStart] = {}
+        # Only an encoder's windows are worth starting early; a log-mel window costs little.
+        lead = round(self.settings.stream_early_start_seconds * windows.sample_rate)
+        uses_encoder = model.clusterer.trained.feature_config.uses_encoder
+        self.early_lead = lead if uses_encoder and lead < windows.window_samples else 0
         self._waiting_since: float | None = None  # the receiver waits for a frame since
 
     async def serve(self) -> None:
@@ -206,6 +213,8 @@ class _Connection:
             for task in (receiver, decider):
                 task.cancel()
             await asyncio.gather(receiver, decider, return_exceptions=True)
+            for early in self.early.values():  # windows the stream ended inside
+                early.future.cancel()
         await self._finish()
 
     async def _receive(self) -> None:
@@ -236,6 +245,7 @@ class _Connection:
                 received += samples.shape[0]
                 _check_pace(received / rate, settings, ready_at=self.ready_at)
                 windows = self.session.add(samples, arrived_at=arrived)
+                self._start_early()
                 if windows:
                     await self.pending.put(windows)
                 continue
@@ -271,18 +281,30 @@ class _Connection:
             due = (now if waiting_since is None else waiting_since) + idle
             await asyncio.sleep(min(due, ends_at) - now)
 
+    def _start_early(self) -> None:
+        rate = self.session.windows.sample_rate
+        for index, heard in self.session.heard_early(self.early_lead):
+            self.early[index] = self.services.batcher.start_window(
+                model=self.model, heard=Audio.from_samples(heard, sample_rate=rate)
+            )
+
     async def _decide(self) -> None:
         while True:
             windows = await self.pending.get()
             if windows is None:
                 return
-            results = await asyncio.gather(*(self._cluster(window.samples) for window in windows))
+            results = await asyncio.gather(*(self._cluster(window) for window in windows))
             for window, result in zip(windows, results, strict=True):
                 await self._send_decision(self.session.decide(window, result))
 
-    async def _cluster(self, samples: Any) -> ClipResult:
-        audio = Audio.from_samples(samples, sample_rate=self.session.windows.sample_rate)
-        return await self.services.batcher.submit(model=self.model, audio=audio, speech=self.speech)
+    async def _cluster(self, window: Window) -> ClipResult:
+        audio = Audio.from_samples(window.samples, sample_rate=self.session.windows.sample_rate)
+        return await self.services.batcher.submit(
+            model=self.model,
+            audio=audio,
+            speech=self.speech,
+            started=self.early.pop(window.index, None),
+        )
 
     async def _send_decision(self, decision: Decision) -> None:
         await self.websocket.send_text(decision_message(self.model, decision).model_dump_json())

@@ -8,6 +8,10 @@ stream: the activity-weighted mean of every window it would cut, which is each d
 the window it aligns to the recording's end (every full window counts once: the features
 of a streamable model have no activity threshold); a stream shorter than one window is
 clustered whole, as `/v1/cluster` clusters a short clip.
+
+A window can also be started before it is whole (`heard_early`): once all but its last
+``lead`` samples have arrived, its samples so far go to the encoder, which does most of its
+work on them while the rest is still being heard.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class StreamSession:
         self._offset = 0  # stream sample index of _data[0]
         self._next_start = 0  # first sample of the next decision window
         self._next_index = 0
+        self._early_index = 0  # the next window `heard_early` may give
         self._pi_sum: np.ndarray | None = None  # (K,) float64 sum of the decisions' pi
 
     @property
@@ -101,6 +106,23 @@ class StreamSession:
             self._next_start += self.windows.hop_samples
             self._next_index += 1
         return ready
+
+    def heard_early(self, lead_samples: int) -> list[tuple[int, np.ndarray]]:
+        """The windows not yet whole of which all but at most the last ``lead_samples``
+        have arrived, each once: (its index, its samples so far)."""
+        if lead_samples <= 0:
+            return []
+        heard: list[tuple[int, np.ndarray]] = []
+        window_samples = self.windows.window_samples
+        # A window `add` gave whole needs no early start.
+        self._early_index = max(self._early_index, self._next_index)
+        while True:
+            start = self._early_index * self.windows.hop_samples
+            if start + window_samples - lead_samples > self.received_samples:
+                return heard
+            begin = start - self._offset
+            heard.append((self._early_index, self._data[begin : self._length].copy()))
+            self._early_index += 1
 
     def decide(self, window: Window, result: ClipResult) -> Decision:
         """Smooth the next window's pi (call in window order)."""

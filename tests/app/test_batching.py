@@ -27,14 +27,35 @@ class FakeClusterer:
     step_s: float = 0.05
     steps: list[float] = field(default_factory=list)
     speech: list[list[bool] | None] = field(default_factory=list)  # the flags of each batch
+    started: list[list[Any] | None] = field(default_factory=list)  # the starts of each batch
+    batch_s: float = 0.0  # how long a batch takes
+    fail_start: bool = False
+    events: list[tuple[str, list[float]]] = field(default_factory=list)  # batches and starts
 
-    def cluster_batch(self, audios: list[Audio], *, speech: list[bool] | None = None) -> list[Any]:
+    def cluster_batch(
+        self,
+        audios: list[Audio],
+        *,
+        speech: list[bool] | None = None,
+        started: list[Any] | None = None,
+    ) -> list[Any]:
         self.threads.add(threading.current_thread().name)
         self.speech.append(speech)
+        self.started.append(started)
         self.batches.append([float(audio.samples[0]) for audio in audios])
+        self.events.append(("batch", self.batches[-1]))
+        time.sleep(self.batch_s)
         if self.fail:
             raise RuntimeError("boom")
         return [(self.name, float(audio.samples[0])) for audio in audios]
+
+    def start_window(self, heard: Audio) -> Any:
+        """("started", the first sample) after `batch_s`; fails with `fail_start`."""
+        self.events.append(("start", [float(heard.samples[0])]))
+        time.sleep(self.batch_s)
+        if self.fail_start:
+            raise RuntimeError("the start failed")
+        return ("started", float(heard.samples[0]))
 
     def cluster_in_steps(self, audio: Audio, *, windows_per_step: int) -> Any:
         """Ten steps of `step_s` each, then the answer cluster_batch would give."""
@@ -513,3 +534,88 @@ def test_a_free_lane_leaves_the_busy_lane_its_share_of_a_backlog() -> None:
     *backlog, held = model.clusterer.batches  # the held pass records its clip last
     assert held == [pytest.approx(0.9)]
     assert [len(batch) for batch in backlog] == [2, 1, 1]
+
+
+def _with_busy_lane(model: FakeModel, then: Any) -> Any:
+    """One lane, busy with a first clip (answer 1.0) while ``then(batcher)`` runs; the first
+    clip's result and what ``then`` returned."""
+
+    async def scenario() -> Any:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(1.0)))
+            await asyncio.sleep(0.05)  # the first clip is in the lane
+            later = await then(batcher)
+            return await first, later
+        finally:
+            await batcher.close()
+
+    return run(scenario())
+
+
+def test_an_early_start_waits_for_short_clips_and_its_result_reaches_the_window() -> None:
+    """A start queued behind short clips runs after them; the window submitted with it is
+    clustered with the start's result."""
+    model = _model("a")
+    model.clusterer.batch_s = 0.2
+
+    async def then(batcher: MicroBatcher) -> Any:
+        early = batcher.start_window(model=model, heard=_audio(9.0))
+        clips = [
+            asyncio.ensure_future(batcher.submit(model=model, audio=_audio(v))) for v in (2.0, 3.0)
+        ]
+        await asyncio.gather(*clips)
+        await asyncio.sleep(0.05)  # the start is in the lane
+        return await batcher.submit(model=model, audio=_audio(9.5), started=early)
+
+    _, window = _with_busy_lane(model, then)
+    assert window == ("a", 9.5)
+    assert model.clusterer.events == [
+        ("batch", [1.0]),
+        ("batch", [2.0, 3.0]),
+        ("start", [9.0]),
+        ("batch", [9.5]),
+    ]
+    assert model.clusterer.started[-1] == [("started", 9.0)]
+    assert model.clusterer.started[:-1] == [None, None]
+
+
+def test_a_start_no_lane_took_is_dropped_when_its_window_is_whole() -> None:
+    """The window comes while its start still waits for a lane: the start never runs and the
+    window is clustered whole."""
+    model = _model("a")
+    model.clusterer.batch_s = 0.2
+
+    async def then(batcher: MicroBatcher) -> Any:
+        early = batcher.start_window(model=model, heard=_audio(9.0))
+        result = await batcher.submit(model=model, audio=_audio(9.5), started=early)
+        return result, early.future.cancelled()
+
+    _, (window, dropped) = _with_busy_lane(model, then)
+    assert window == ("a", 9.5)
+    assert dropped
+    assert ("start", [9.0]) not in model.clusterer.events
+    assert model.clusterer.started == [None, None]
+
+
+def test_a_failed_start_leaves_its_window_to_be_clustered_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = _model("a")
+    model.clusterer.fail_start = True
+
+    async def scenario() -> Any:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            early = batcher.start_window(model=model, heard=_audio(9.0))
+            await asyncio.sleep(0.05)  # the start ran and failed
+            return await batcher.submit(model=model, audio=_audio(9.5), started=early)
+        finally:
+            await batcher.close()
+
+    assert run(scenario()) == ("a", 9.5)
+    assert ("start", [9.0]) in model.clusterer.events
+    assert model.clusterer.started == [None]
+    assert "an early start failed" in caplog.text

@@ -544,6 +544,55 @@ def test_an_encoder_model_streams_its_cluster_timeline(
     np.testing.assert_allclose(messages[-1]["probabilities"], expected["probabilities"], atol=1e-4)
 
 
+def test_windows_started_early_decide_as_the_cluster_timeline(
+    tmp_path, redis_db, store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream pauses after all but the last UVAC_STREAM_EARLY_START_SECONDS of each
+    window: the encoder starts the window on what was heard, finishes it once it is whole,
+    and the decisions are still /v1/cluster's windows."""
+    from tests.app.test_encoder_models import _publish
+    from uvac.audio.encoders import sound
+
+    _publish(store)
+    finished: list[int] = []  # windows the sound encoder finished from an early start
+    finish_rows = sound.finish_rows
+
+    def counted(*args: Any) -> Any:
+        finished.append(1)
+        return finish_rows(*args)
+
+    monkeypatch.setattr(sound, "finish_rows", counted)
+    rate = 44100
+    samples = 0.5 * varied_audio(8.0, seed=5, sample_rate=rate)
+    for click_s in (0.1, 2.6):  # each window's loudest sample is in its heard part
+        samples[int(click_s * rate)] = 0.99
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="FLOAT")
+    settings = make_settings(tmp_path, stream_burst_seconds=60.0, stream_early_start_seconds=0.5)
+    payload = pcm_bytes(samples, "pcm_f32le")
+    with _client(settings) as client:
+        expected = client.post("/v1/cluster", files={"file": ("a.wav", buffer.getvalue())}).json()
+        with client.websocket_connect("/v1/stream") as websocket:
+            websocket.send_json({"type": "config", "encoding": "pcm_f32le"})
+            assert websocket.receive_json()["type"] == "ready"
+            sent = 0
+            for pause_s in (4.6, 7.1):  # past each window's early start, before its end
+                until = 4 * int(pause_s * rate)
+                websocket.send_bytes(payload[sent:until])
+                sent = until
+                time.sleep(1.0)  # the early start runs on a lane meanwhile
+            websocket.send_bytes(payload[sent:])
+            websocket.send_json({"type": "eof"})
+            messages, code = read_to_close(websocket)
+    assert code == 1000
+    assert len(finished) == 2
+    decisions = [message for message in messages if message["type"] == "decision"]
+    assert [d["start_s"] for d in decisions] == [0.0, 2.5]
+    for decision, window in zip(decisions, expected["windows"], strict=False):
+        np.testing.assert_allclose(decision["probabilities"], window["probabilities"], atol=1e-4)
+        _assert_same_sound_facts(decision, window, speech=False)
+
+
 def test_stream_windows_skip_speech_unless_asked_and_an_open_stream_holds_steady_load(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

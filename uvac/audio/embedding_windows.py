@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from uvac.audio.decoding import Audio
-from uvac.audio.encoders import Encoder, load_encoder
+from uvac.audio.encoders import Encoder, WindowStart, load_encoder
 from uvac.audio.feature_config import FeatureConfig
 from uvac.audio.windows import NormStats, Windows
 
@@ -76,16 +76,23 @@ class EmbeddingWindower:
             "tail_samples": self._tail_samples,
         }
 
-    def raw_windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
-        """Every window of every clip with its raw embedding, one encoder call for all."""
+    def raw_windows_batch(
+        self, audios: Sequence[Audio], *, started: Sequence[WindowStart | None] | None = None
+    ) -> tuple[Windows, list[slice]]:
+        """Every window of every clip with its raw embedding, one encoder call for all;
+        ``started`` (one per clip): the encoder's start on each clip's first window
+        (`Encoder.start_window`), or None."""
         if not audios:
             raise ValueError("windows_batch needs at least one clip")
+        if started is not None and len(started) != len(audios):
+            raise ValueError(f"{len(started)} starts for {len(audios)} clips")
         pieces: list[Tensor] = []
+        starts: list[WindowStart | None] = []
         starts_s: list[float] = []
         ends_s: list[float] = []
         activity: list[float] = []
         slices: list[slice] = []
-        for audio in audios:
+        for clip_index, audio in enumerate(audios):
             if audio.sample_rate != self.config.sample_rate:
                 raise ValueError(
                     f"audio is at {audio.sample_rate} Hz, the {self.config.frontend} expects "
@@ -96,11 +103,15 @@ class EmbeddingWindower:
             for start in self.window_starts(samples.shape[0]):
                 piece = samples[start : start + self._window_samples]
                 pieces.append(piece)
+                starts.append(started[clip_index] if started and start == 0 else None)
                 starts_s.append(start / audio.sample_rate)
                 ends_s.append(min(audio.duration_s, (start + piece.shape[0]) / audio.sample_rate))
                 activity.append(min(1.0, piece.shape[0] / self._window_samples))
             slices.append(slice(first, len(pieces)))
-        embeddings = self.encoder.embed(pieces)  # (W, D)
+        if any(start is not None for start in starts):
+            embeddings = self.encoder.embed_started(pieces, starts)  # (W, D)
+        else:
+            embeddings = self.encoder.embed(pieces)
         windows = Windows(
             features=embeddings[:, None, None, :],  # (W, 1, 1, D)
             mask=torch.ones(len(pieces), 1),
@@ -136,9 +147,11 @@ class EmbeddingWindower:
         )
         return self.standardise(raw)
 
-    def windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
+    def windows_batch(
+        self, audios: Sequence[Audio], *, started: Sequence[WindowStart | None] | None = None
+    ) -> tuple[Windows, list[slice]]:
         """`raw_windows_batch`, standardised with the training statistics."""
-        raw, slices = self.raw_windows_batch(audios)
+        raw, slices = self.raw_windows_batch(audios, started=started)
         return self.standardise(raw), slices
 
     @staticmethod

@@ -67,6 +67,7 @@ import torch
 
 from uvac.audio.decoding import Audio
 from uvac.audio.embedding_windows import EmbeddingWindower
+from uvac.audio.encoders import WindowStart
 from uvac.audio.feature_config import FeatureConfig, frame_count
 from uvac.audio.log_mel import LogMel, check_log_mel, fit_time, prepare_clip, prepare_clip_at
 from uvac.audio.windows import NormStats, Windows, concatenate_windows
@@ -160,13 +161,25 @@ class FeatureExtractor:
         """One clip's windows (see the module docstring for the rules)."""
         return self.windows_batch([audio])[0]
 
-    def windows_batch(self, audios: Sequence[Audio]) -> tuple[Windows, list[slice]]:
-        """All windows of all clips in one ``Windows``, and each clip's slice of it."""
+    def windows_batch(
+        self, audios: Sequence[Audio], *, started: Sequence[WindowStart | None] | None = None
+    ) -> tuple[Windows, list[slice]]:
+        """All windows of all clips in one ``Windows``, and each clip's slice of it;
+        ``started``: an encoder's early start of each clip's first window (`start_window`),
+        which a log-mel front-end never has."""
         if self.embedder is not None:
-            return self.embedder.windows_batch(audios)
+            return self.embedder.windows_batch(audios, started=started)
         if not audios:
             raise ValueError("windows_batch needs at least one clip")
         return concatenate_windows([self._clip_windows(audio) for audio in audios])
+
+    def start_window(self, heard: Audio) -> WindowStart | None:
+        """The encoder's work on a window's first samples ``heard``, done before the rest
+        arrives (`Encoder.start_window`); None for a log-mel front-end (its windows cost
+        little) or an encoder that cannot start early."""
+        if self.embedder is None:
+            return None
+        return self.embedder.encoder.start_window(torch.from_numpy(heard.samples))
 
     def _clip_windows(self, audio: Audio) -> Windows:
         if self.config.time_fit:

@@ -38,6 +38,7 @@ from uvac.audio import (
     Level,
     SpeechDetector,
     Windows,
+    WindowStart,
     concatenate_windows,
     level_of,
     load_speech_detector,
@@ -142,22 +143,34 @@ class Clusterer:
             probabilities = self.model.cluster_probabilities(x, m)  # (B, K)
         return probabilities.float().cpu()
 
+    def start_window(self, heard: Audio) -> WindowStart | None:
+        """Begin a window's embedding on its first samples ``heard`` (at `sample_rate`), for
+        `cluster_batch` to finish once the window is whole (``started``); None when the
+        front-end cannot start early (`FeatureExtractor.start_window`)."""
+        with self._inference():
+            return self.extractor.start_window(heard)
+
     def cluster_batch(
-        self, audios: Sequence[Audio], *, speech: Sequence[bool] | None = None
+        self,
+        audios: Sequence[Audio],
+        *,
+        speech: Sequence[bool] | None = None,
+        started: Sequence[WindowStart | None] | None = None,
     ) -> list[ClipResult]:
         """Cluster clips (at `sample_rate`); all their windows go through one forward pass.
 
         ``speech`` says, clip by clip, whether to detect its speech (default: every clip, when
         the clusterer detects speech at all). A caller that never reads the speech fields
         (a live stream that did not ask for them) leaves them out: the detector costs a good
-        share of the encoder's time.
+        share of the encoder's time. ``started``, clip by clip: the `start_window` of the
+        clip's first window, or None (a live stream's window, begun before it was whole).
         """
         if not audios:
             return []
         wanted = [True] * len(audios) if speech is None else list(speech)
         if len(wanted) != len(audios):
             raise ValueError(f"speech has {len(wanted)} flags for {len(audios)} clips")
-        windows, slices = self.extractor.windows_batch(audios)
+        windows, slices = self.extractor.windows_batch(audios, started=started)
         probabilities = self.cluster_features(windows.features, windows.mask)  # (W_all, K)
         novelty = window_novelty(self.trained, windows)
         chosen = [index for index, detect in enumerate(wanted) if detect]

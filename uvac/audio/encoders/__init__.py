@@ -15,7 +15,7 @@ import threading
 
 import torch
 
-from uvac.audio.encoders.base import Encoder, EncoderIdentity
+from uvac.audio.encoders.base import Encoder, EncoderIdentity, WindowStart
 from uvac.audio.encoders.sound import SoundEncoder
 from uvac.audio.encoders.speech import SpeechEncoder
 from uvac.errors import EncoderMismatchError
@@ -26,6 +26,7 @@ __all__ = [
     "EncoderIdentity",
     "SoundEncoder",
     "SpeechEncoder",
+    "WindowStart",
     "check_encoder_identity",
     "configure_encoder_precision",
     "load_encoder",

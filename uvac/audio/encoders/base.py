@@ -21,7 +21,7 @@ from torch import Tensor
 from uvac.errors import EncoderUnavailableError
 from uvac.hashing import file_sha256
 
-__all__ = ["Encoder", "EncoderIdentity", "package_file"]
+__all__ = ["Encoder", "EncoderIdentity", "WindowStart", "package_file"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,15 @@ class EncoderIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class WindowStart:
+    """An encoder's work on the first ``heard_samples`` samples of a window, done before the
+    rest of it arrived (`Encoder.start_window`); each encoder that can start early keeps its
+    own state in a subclass."""
+
+    heard_samples: int
 
 
 def package_file(distribution: str, module: str, relative: str) -> tuple[Path, str]:
@@ -97,6 +106,20 @@ class Encoder(abc.ABC):
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         """One embedding per window: ``W`` tensors ``(N_w,)`` at ``sample_rate`` -> ``(W, D)``
         float32. Deterministic; safe to call from several threads."""
+
+    def start_window(self, heard: Tensor) -> WindowStart | None:
+        """Work on a window's first samples ``heard (N,)`` while the rest is still to come, for
+        `embed_started` to finish; None when this encoder cannot (the default)."""
+        return None
+
+    def embed_started(
+        self, windows: Sequence[Tensor], started: Sequence[WindowStart | None]
+    ) -> Tensor:
+        """`embed`, for windows some of which `start_window` began (``started``, one entry per
+        window): the same embeddings, with less work left once the windows are whole."""
+        if len(started) != len(windows):
+            raise ValueError(f"{len(started)} starts for {len(windows)} windows")
+        return self.embed(windows)
 
     @staticmethod
     def _check_windows(windows: Sequence[Tensor]) -> None:

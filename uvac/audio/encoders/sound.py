@@ -19,6 +19,12 @@ How a window of a recording becomes one embedding (the same in training and infe
   fraction of the cost of overlapping blocks, and a short clip is embedded on its real frames
   instead of on padding.
 
+A live stream can start a window early (`SoundEncoder.start_window`): the frames its heard
+samples complete go through the network as far as they decide it
+(`uvac.audio.encoders.early_start`), normalised by the heard samples' peak. Once the window is
+whole, `embed_started` computes the rest, unless a later sample is louder than that peak: the
+whole window is then normalised otherwise, and embedded from the start.
+
 The weights are the package's ``models/checkpoint.pth``, a pickle of ``(state_dict,
 dataset_dict)`` holding numpy scalars; it is read with ``torch.load(weights_only=True)`` and an
 allow-list of exactly the two numpy globals it needs, so no other object can be built from it.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +47,8 @@ import torchaudio
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from uvac.audio.encoders.base import Encoder
+from uvac.audio.encoders.base import Encoder, WindowStart
+from uvac.audio.encoders.early_start import ConvLayer, RowsStarted, finish_rows, start_rows
 from uvac.errors import EncoderUnavailableError
 from uvac.tensor_bytes import TensorBytesCounter
 
@@ -89,6 +97,19 @@ class _EmbeddingNet(nn.Module):
         self.conv_block3 = _ConvBlock(CHANNELS[1], CHANNELS[2])
         self.conv_block4 = _ConvBlock(CHANNELS[2], CHANNELS[3])
 
+    def layers(self) -> list[ConvLayer]:
+        """The network as the convolution stack `uvac.audio.encoders.early_start` runs."""
+        layers = []
+        for block, pool in (
+            (self.conv_block1, 2),
+            (self.conv_block2, 2),
+            (self.conv_block3, 2),
+            (self.conv_block4, 1),
+        ):
+            layers.append(ConvLayer(block.conv1, block.bn1, 1))
+            layers.append(ConvLayer(block.conv2, block.bn2, pool))
+        return layers
+
     def forward(self, spectrogram: Tensor) -> Tensor:
         x = spectrogram.unsqueeze(1)  # (B, 1, T, F)
         x = self.conv_block1(x, pool=2)  # (B, 64, T/2, 48)
@@ -96,6 +117,15 @@ class _EmbeddingNet(nn.Module):
         x = self.conv_block3(x, pool=2)  # (B, 256, T/8, 12)
         x = self.conv_block4(x, pool=1)  # (B, 512, T/8, 12)
         return x.mean(dim=3).amax(dim=2)  # (B, 512): mean over frequency, max over time
+
+
+@dataclass(frozen=True)
+class _SoundWindowStart(WindowStart):
+    """A window started on its first samples: their peak and the network's rows so far."""
+
+    peak: Tensor  # 0-d, the heard samples' peak
+    bf16: bool  # whether the network ran under bf16 autocast
+    rows: RowsStarted
 
 
 def _mel_filterbank() -> Tensor:
@@ -211,9 +241,11 @@ class SoundEncoder(Encoder):
         embeddings = max(1, windows) * cls.embedding_dim * 4
         return _network_bytes(frames) + spectrograms + spectrum + embeddings
 
-    def spectrogram(self, samples: Tensor) -> Tensor:
-        """The network's input for one window: ``(N,)`` -> ``(T, 96)``, T >= 8 frames."""
-        peak = samples.abs().max()
+    def spectrogram(self, samples: Tensor, *, peak: Tensor | None = None) -> Tensor:
+        """The network's input for one window: ``(N,)`` -> ``(T, 96)``, T >= 8 frames;
+        normalised by ``peak`` (a 0-d tensor), by default the window's own."""
+        if peak is None:
+            peak = samples.abs().max()
         if float(peak) > 0:
             samples = samples / peak
         spectrum = torch.stft(
@@ -229,6 +261,59 @@ class SoundEncoder(Encoder):
         mel = power.T @ self._filterbank  # (T, 96)
         spectrogram = torch.log10(1.0 + LOG_SCALE * mel) / LOG_MAXIMUM
         return F.pad(spectrogram, (0, 0, 0, max(0, MIN_FRAMES - spectrogram.shape[0])))
+
+    def start_window(self, heard: Tensor) -> WindowStart | None:
+        heard = heard.to(torch.float32)
+        frames = heard.shape[0] // HOP  # the centred frames that end within the heard samples
+        if heard.ndim != 1 or frames == 0 or not bool(torch.isfinite(heard).all()):
+            return None
+        bf16_network = self._bf16_network
+        network = bf16_network if bf16_network is not None else self.network
+        peak = heard.abs().max()
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None),
+        ):
+            spectrogram = self.spectrogram(heard, peak=peak)[:frames]  # (frames, 96)
+            rows = start_rows(network.layers(), spectrogram[None, None])
+        return _SoundWindowStart(
+            heard_samples=heard.shape[0], peak=peak, bf16=bf16_network is not None, rows=rows
+        )
+
+    def embed_started(
+        self, windows: Sequence[Tensor], started: Sequence[WindowStart | None]
+    ) -> Tensor:
+        """`embed`; a window whose first samples `start_window` saw (the caller's promise:
+        they are the same samples) is finished from there, unless its rest is louder than
+        they were, or it is shorter than the network's smallest input."""
+        if len(started) != len(windows):
+            raise ValueError(f"{len(started)} starts for {len(windows)} windows")
+        self._check_windows(windows)
+        bf16_network = self._bf16_network
+        network = bf16_network if bf16_network is not None else self.network
+        embeddings: dict[int, Tensor] = {}
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None),
+        ):
+            for index, (window, start) in enumerate(zip(windows, started, strict=True)):
+                window = window.to(torch.float32)
+                if not isinstance(start, _SoundWindowStart) or not _finishes(window, start):
+                    continue
+                if start.bf16 != (bf16_network is not None):
+                    continue
+                spectrogram = self.spectrogram(window, peak=start.peak)  # (T, 96)
+                rest = spectrogram[start.rows.heard_rows :]
+                embeddings[index] = finish_rows(network.layers(), start.rows, rest[None, None])[
+                    0
+                ].float()
+        others = [index for index in range(len(windows)) if index not in embeddings]
+        if others:
+            for index, embedding in zip(
+                others, self.embed([windows[i] for i in others]), strict=True
+            ):
+                embeddings[index] = embedding
+        return torch.stack([embeddings[index] for index in range(len(windows))])  # (W, 512)
 
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
@@ -253,3 +338,15 @@ class SoundEncoder(Encoder):
                     for row, index in enumerate(chunk):
                         embeddings[index] = result[row]
             return torch.stack([value for value in embeddings if value is not None])  # (W, 512)
+
+
+def _finishes(window: Tensor, start: _SoundWindowStart) -> bool:
+    """Whether ``window``, begun by ``start``, can be finished from it: it goes on past the
+    heard samples, needs no padding to the network's smallest input, and nothing after them
+    is louder (else the window's normalisation is not the one the start used)."""
+    heard = start.heard_samples
+    return (
+        window.shape[0] > heard
+        and 1 + window.shape[0] // HOP >= MIN_FRAMES
+        and float(window[heard:].abs().max()) <= float(start.peak)
+    )
