@@ -1,5 +1,7 @@
 """What an ideal server could hold: live streams through two inference lanes that cost nothing
-but the measured encoder time, simulated.
+but the measured encoder time, simulated. Each window is embedded whole once its last sample
+has arrived: the server's early starts (`app.batching`, `start_window`), which do most of a
+window's work before then, are outside this model, so the service can hold more than it.
 
 The encoder-bound limit (``cores x hop / CPU seconds per window``) counts throughput only. A
 decision must also come within the latency target of its window's end, and a window that
