@@ -45,10 +45,10 @@ stream windows do unless their stream's config asks for speech.
 
 A live stream's window can be started before it is whole (`start_window`): the encoder's
 work on the samples heard so far (`Clusterer.start_window`) runs on a lane when no short clip
-waits, before long clips' steps, and the window, once whole, is submitted with its
-`EarlyStart` and finished from there. A start that no lane had taken by then is dropped (the
-whole pass costs no more than finishing it would), and a start that failed leaves the window
-to be embedded whole: starting early only ever saves work.
+waits and no upload is announced, before long clips' steps, and the window, once whole, is
+submitted with its `EarlyStart` and finished from there. A start that no lane had taken by
+then is dropped (the whole pass costs no more than finishing it would), and a start that
+failed leaves the window to be embedded whole: starting early only ever saves work.
 """
 
 from __future__ import annotations
@@ -241,7 +241,9 @@ class MicroBatcher:
         gets them. ``started``: the clip's window was started early (`start_window`)."""
         if self._closed or self._consumer is None:
             raise _shutting_down()
-        window_start = await _finished_start(started) if started is not None else None
+        window_start = await self._finished_start(started) if started is not None else None
+        if self._closed:  # closed while the start ran
+            raise _shutting_down()
         future: asyncio.Future[ClipResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(
             _Pending(model=model, audio=audio, future=future, speech=speech, started=window_start)
@@ -262,6 +264,22 @@ class MicroBatcher:
         self._changed.set()
         return early
 
+    def drop_start(self, early: EarlyStart) -> None:
+        """Forget a start whose window will not come (its stream ended); one a lane is
+        running finishes, unread."""
+        early.future.cancel()
+        with contextlib.suppress(ValueError):  # a lane took it, or it was dropped already
+            self._early.remove(early)
+
+    async def _finished_start(self, early: EarlyStart) -> WindowStart | None:
+        """What an early start gives its whole window: its result once a lane has taken it,
+        else nothing (it is dropped); a start cancelled at shutdown gives nothing either."""
+        if not early.running:
+            self.drop_start(early)
+            return None
+        await asyncio.wait([early.future])  # its own outcome is read below, never raised here
+        return None if early.future.cancelled() else early.future.result()
+
     async def _consume_forever(self) -> None:
         while True:
             while self._free_lanes == 0:
@@ -278,11 +296,11 @@ class MicroBatcher:
     async def _next_work(self) -> list[_Pending] | _LongClip | EarlyStart | None:
         """The next work for a free lane: a short batch when clips wait, else an early start,
         else a long clip's step; None when a batch turned out to hold nothing live."""
-        while self._queue.empty() and not self._long and not self._early:
+        while self._queue.empty() and not self._long and not self._startable():
             self._changed.clear()
             await self._changed.wait()
         if self._queue.empty():
-            return self._early.popleft() if self._early else self._long.popleft()
+            return self._early.popleft() if self._startable() else self._long.popleft()
         batch = await self._collect()
         short = []
         for pending in batch:
@@ -297,6 +315,11 @@ class MicroBatcher:
             else:
                 short.append(pending)
         return short or None
+
+    def _startable(self) -> bool:
+        """Whether an early start may take a lane: one waits and no upload is on its way
+        (a start cannot be interrupted, and the upload's clip would wait for it)."""
+        return bool(self._early) and self._expected == 0
 
     async def _on_lane(self, work: list[_Pending] | _LongClip | EarlyStart) -> None:
         try:
@@ -393,11 +416,12 @@ class MicroBatcher:
         audios = [pending.audio for pending in group]
         speech = [pending.speech for pending in group]
         early = [pending.started for pending in group]
-        cluster = functools.partial(clusterer.cluster_batch, audios, speech=speech)
-        if any(start is not None for start in early):  # only streams' windows have them
-            cluster = functools.partial(
-                clusterer.cluster_batch, audios, speech=speech, started=early
-            )
+        cluster = functools.partial(
+            clusterer.cluster_batch,
+            audios,
+            speech=speech,
+            started=early if any(start is not None for start in early) else None,
+        )
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
@@ -436,16 +460,6 @@ class MicroBatcher:
         finally:
             if self._lane_setup is not None:
                 self._lane_setup()
-
-
-async def _finished_start(early: EarlyStart) -> WindowStart | None:
-    """What an early start gives its whole window: its result once a lane has taken it,
-    else nothing (it is dropped); a start cancelled at shutdown gives nothing either."""
-    if not early.running:
-        early.future.cancel()
-        return None
-    await asyncio.wait([early.future])  # its own outcome is read below, never raised here
-    return None if early.future.cancelled() else early.future.result()
 
 
 def _fail(pendings: Sequence[_Pending], error: BaseException) -> None:

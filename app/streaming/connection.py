@@ -195,10 +195,10 @@ class _Connection:
         self.pending: asyncio.Queue[list[Window] | None] = asyncio.Queue(maxsize=depth)
         # Windows started before they were whole (`StreamSession.heard_early`), by index.
         self.early: dict[int, EarlyStart] = {}
-        # Only an encoder's windows are worth starting early; a log-mel window costs little.
+        # Only an encoder that can start early does (a log-mel window costs little anyway).
         lead = round(self.settings.stream_early_start_seconds * windows.sample_rate)
-        uses_encoder = model.clusterer.trained.feature_config.uses_encoder
-        self.early_lead = lead if uses_encoder and lead < windows.window_samples else 0
+        starts_early = model.clusterer.starts_early
+        self.early_lead = lead if starts_early and lead < windows.window_samples else 0
         self._waiting_since: float | None = None  # the receiver waits for a frame since
 
     async def serve(self) -> None:
@@ -214,7 +214,7 @@ class _Connection:
                 task.cancel()
             await asyncio.gather(receiver, decider, return_exceptions=True)
             for early in self.early.values():  # windows the stream ended inside
-                early.future.cancel()
+                self.services.batcher.drop_start(early)
         await self._finish()
 
     async def _receive(self) -> None:

@@ -590,11 +590,12 @@ def test_a_start_no_lane_took_is_dropped_when_its_window_is_whole() -> None:
     async def then(batcher: MicroBatcher) -> Any:
         early = batcher.start_window(model=model, heard=_audio(9.0))
         result = await batcher.submit(model=model, audio=_audio(9.5), started=early)
-        return result, early.future.cancelled()
+        return result, early.future.cancelled(), len(batcher._early)
 
-    _, (window, dropped) = _with_busy_lane(model, then)
+    _, (window, dropped, still_queued) = _with_busy_lane(model, then)
     assert window == ("a", 9.5)
     assert dropped
+    assert still_queued == 0
     assert ("start", [9.0]) not in model.clusterer.events
     assert model.clusterer.started == [None, None]
 
@@ -619,3 +620,45 @@ def test_a_failed_start_leaves_its_window_to_be_clustered_whole(
     assert ("start", [9.0]) in model.clusterer.events
     assert model.clusterer.started == [None]
     assert "an early start failed" in caplog.text
+
+
+def test_no_start_takes_a_lane_while_an_upload_is_announced() -> None:
+    """An upload still decoding will submit its clip next: a start, which cannot be
+    interrupted, waits until it has."""
+    model = _model("a")
+
+    async def scenario() -> Any:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            with batcher.expecting():
+                early = batcher.start_window(model=model, heard=_audio(9.0))
+                await asyncio.sleep(0.1)
+                waited = not early.running
+                clip = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(2.0)))
+                await asyncio.sleep(0)  # the clip is queued before the announcement ends
+            await clip
+            await asyncio.wait([early.future], timeout=5)
+            return waited, early.future.result()
+        finally:
+            await batcher.close()
+
+    waited, started = run(scenario())
+    assert waited
+    assert started == ("started", 9.0)
+    assert model.clusterer.events == [("batch", [2.0]), ("start", [9.0])]
+
+
+def test_a_stream_s_dropped_start_leaves_the_queue() -> None:
+    """`drop_start` (a stream ended inside the window) takes a waiting start off the queue."""
+    model = _model("a")
+    model.clusterer.batch_s = 0.2
+
+    async def then(batcher: MicroBatcher) -> Any:
+        early = batcher.start_window(model=model, heard=_audio(9.0))
+        batcher.drop_start(early)
+        return early.future.cancelled(), len(batcher._early)
+
+    _, (cancelled, queued) = _with_busy_lane(model, then)
+    assert cancelled and queued == 0
+    assert ("start", [9.0]) not in model.clusterer.events

@@ -554,21 +554,33 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
     from uvac.audio.encoders import sound
 
     _publish(store)
-    finished: list[int] = []  # windows the sound encoder finished from an early start
-    finish_rows = sound.finish_rows
+    started: list[int] = []  # windows the sound encoder started early
+    finished: list[int] = []  # and finished from there
+    start_rows, finish_rows = sound.start_rows, sound.finish_rows
 
-    def counted(*args: Any) -> Any:
+    def counted_start(*args: Any) -> Any:
+        rows = start_rows(*args)
+        started.append(1)
+        return rows
+
+    def counted_finish(*args: Any) -> Any:
         finished.append(1)
         return finish_rows(*args)
 
-    monkeypatch.setattr(sound, "finish_rows", counted)
+    monkeypatch.setattr(sound, "start_rows", counted_start)
+    monkeypatch.setattr(sound, "finish_rows", counted_finish)
     rate = 44100
     samples = 0.5 * varied_audio(8.0, seed=5, sample_rate=rate)
     for click_s in (0.1, 2.6):  # each window's loudest sample is in its heard part
         samples[int(click_s * rate)] = 0.99
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV", subtype="FLOAT")
-    settings = make_settings(tmp_path, stream_burst_seconds=60.0, stream_early_start_seconds=0.5)
+    settings = make_settings(
+        tmp_path,
+        stream_burst_seconds=60.0,
+        stream_early_start_seconds=0.5,
+        encoder_precision="fp32",  # the same on every CPU (the bf16 case: the encoder's tests)
+    )
     payload = pcm_bytes(samples, "pcm_f32le")
     with _client(settings) as client:
         expected = client.post("/v1/cluster", files={"file": ("a.wav", buffer.getvalue())}).json()
@@ -576,14 +588,16 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
             websocket.send_json({"type": "config", "encoding": "pcm_f32le"})
             assert websocket.receive_json()["type"] == "ready"
             sent = 0
-            for pause_s in (4.6, 7.1):  # past each window's early start, before its end
+            # Past each window's early start, before its end; the start runs on a lane.
+            for count, pause_s in enumerate((4.6, 7.1), start=1):
                 until = 4 * int(pause_s * rate)
                 websocket.send_bytes(payload[sent:until])
                 sent = until
-                time.sleep(1.0)  # the early start runs on a lane meanwhile
+                assert wait_until(lambda count=count: len(started) == count, timeout_s=30)
             websocket.send_bytes(payload[sent:])
             websocket.send_json({"type": "eof"})
             messages, code = read_to_close(websocket)
+        assert not client.app.state.services.batcher._early  # type: ignore[attr-defined]
     assert code == 1000
     assert len(finished) == 2
     decisions = [message for message in messages if message["type"] == "decision"]

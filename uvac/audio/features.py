@@ -173,6 +173,11 @@ class FeatureExtractor:
             raise ValueError("windows_batch needs at least one clip")
         return concatenate_windows([self._clip_windows(audio) for audio in audios])
 
+    @property
+    def starts_early(self) -> bool:
+        """Whether `start_window` can begin a window (an encoder that can)."""
+        return self.embedder is not None and self.embedder.encoder.starts_early
+
     def start_window(self, heard: Audio) -> WindowStart | None:
         """The encoder's work on a window's first samples ``heard``, done before the rest
         arrives (`Encoder.start_window`); None for a log-mel front-end (its windows cost

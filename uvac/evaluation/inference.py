@@ -147,8 +147,12 @@ class Clusterer:
         """Begin a window's embedding on its first samples ``heard`` (at `sample_rate`), for
         `cluster_batch` to finish once the window is whole (``started``); None when the
         front-end cannot start early (`FeatureExtractor.start_window`)."""
-        with self._inference():
-            return self.extractor.start_window(heard)
+        return self.extractor.start_window(heard)
+
+    @property
+    def starts_early(self) -> bool:
+        """Whether `start_window` can begin a window (the front-end's encoder can)."""
+        return self.extractor.starts_early
 
     def cluster_batch(
         self,

@@ -66,8 +66,14 @@ def _window(seed: int, *, loud_at: float) -> torch.Tensor:
     return torch.from_numpy(samples)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("heard_share", [0.005, 0.3, 0.9, 0.999])
-def test_a_sound_window_started_early_embeds_as_the_whole_window(heard_share: float) -> None:
+def test_a_sound_window_started_early_embeds_as_the_whole_window(
+    heard_share: float, precision: str
+) -> None:
+    """In bf16 too (the API's precision on CPUs with bf16 units): the spectrogram is made in
+    float32 and only the network runs under autocast, in the start as in a whole pass."""
+    configure_encoder_precision(precision)
     encoder = load_encoder(SoundEncoder.name)
     window = _window(3, loud_at=0.002)
     heard = int(heard_share * window.shape[0])
@@ -121,3 +127,29 @@ def test_a_clip_s_first_window_started_early_is_the_windows_embedding() -> None:
     started, same_slices = windower.raw_windows_batch(audios, started=[start, start])
     assert slices == same_slices
     torch.testing.assert_close(started.features, plain.features, rtol=1e-5, atol=1e-5)
+
+
+def test_a_finish_that_fails_leaves_its_window_to_a_whole_pass(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from uvac.audio.encoders import sound
+
+    encoder = load_encoder(SoundEncoder.name)
+    window = _window(7, loud_at=0.01)
+    start = encoder.start_window(window[:150_000])
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the finish")
+
+    monkeypatch.setattr(sound, "finish_rows", broken)
+    assert torch.equal(encoder.embed_started([window], [start]), encoder.embed([window]))
+    assert "embedding it whole" in caplog.text
+
+
+def test_a_start_from_another_precision_is_set_aside() -> None:
+    """The precision switched between the start and the finish: the window goes whole."""
+    encoder = load_encoder(SoundEncoder.name)
+    window = _window(8, loud_at=0.01)
+    start = encoder.start_window(window[:150_000])
+    configure_encoder_precision("bf16")
+    assert torch.equal(encoder.embed_started([window], [start]), encoder.embed([window]))

@@ -79,6 +79,9 @@ class Encoder(abc.ABC):
     # the network takes any length.
     max_window_seconds: ClassVar[float | None]
 
+    # Whether `start_window` can begin a window before it is whole (else it gives None).
+    starts_early: ClassVar[bool] = False
+
     identity: EncoderIdentity  # set by each encoder once its weight file is found and hashed
 
     def _find_weights(self, distribution: str, module: str, weights: str, licence: str) -> Path:
@@ -117,9 +120,13 @@ class Encoder(abc.ABC):
     ) -> Tensor:
         """`embed`, for windows some of which `start_window` began (``started``, one entry per
         window): the same embeddings, with less work left once the windows are whole."""
+        self._check_started(windows, started)
+        return self.embed(windows)
+
+    @staticmethod
+    def _check_started(windows: Sequence[Tensor], started: Sequence[WindowStart | None]) -> None:
         if len(started) != len(windows):
             raise ValueError(f"{len(started)} starts for {len(windows)} windows")
-        return self.embed(windows)
 
     @staticmethod
     def _check_windows(windows: Sequence[Tensor]) -> None:

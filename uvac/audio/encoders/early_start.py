@@ -80,7 +80,8 @@ def start_rows(layers: Sequence[ConvLayer], heard: Tensor) -> RowsStarted:
     rows = heard
     for layer in layers:
         unfinished = _first_unfinished(rows.shape[2], layer.pool)
-        carried.append(rows[:, :, max(0, unfinished - 1) :])
+        # A copy: a view would keep the layer's whole activation alive until the finish.
+        carried.append(rows[:, :, max(0, unfinished - 1) :].clone())
         # Input rows 0 .. unfinished, the top padded as in the full pass: outputs up to
         # unfinished - 1.
         rows = _layer(layer, rows[:, :, : unfinished + 1], pad_top=1, pad_bottom=0)

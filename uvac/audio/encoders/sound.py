@@ -33,8 +33,10 @@ Only the embedding network is kept (the package's per-data-set classifier heads 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,6 +55,8 @@ from uvac.errors import EncoderUnavailableError
 from uvac.tensor_bytes import TensorBytesCounter
 
 __all__ = ["SoundEncoder"]
+
+logger = logging.getLogger(__name__)
 
 DISTRIBUTION = "aisfx"
 WEIGHTS = "models/checkpoint.pth"
@@ -124,7 +128,7 @@ class _SoundWindowStart(WindowStart):
     """A window started on its first samples: their peak and the network's rows so far."""
 
     peak: Tensor  # 0-d, the heard samples' peak
-    bf16: bool  # whether the network ran under bf16 autocast
+    network: _EmbeddingNet  # the network it ran (float32 or bf16)
     rows: RowsStarted
 
 
@@ -189,6 +193,7 @@ class SoundEncoder(Encoder):
     sample_rate = SAMPLE_RATE
     embedding_dim = CHANNELS[-1]
     max_window_seconds = None
+    starts_early = True
 
     def __init__(self) -> None:
         path = self._find_weights(DISTRIBUTION, "aisfx", WEIGHTS, LICENCE)
@@ -262,22 +267,26 @@ class SoundEncoder(Encoder):
         spectrogram = torch.log10(1.0 + LOG_SCALE * mel) / LOG_MAXIMUM
         return F.pad(spectrogram, (0, 0, 0, max(0, MIN_FRAMES - spectrogram.shape[0])))
 
+    def _network_now(self) -> tuple[_EmbeddingNet, contextlib.AbstractContextManager[Any]]:
+        """The network a pass uses now and the autocast it runs under (bf16 or none); the
+        spectrogram is made outside it, in float32, as `embed` makes it."""
+        bf16_network = self._bf16_network
+        network = bf16_network if bf16_network is not None else self.network
+        return network, torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None)
+
     def start_window(self, heard: Tensor) -> WindowStart | None:
         heard = heard.to(torch.float32)
         frames = heard.shape[0] // HOP  # the centred frames that end within the heard samples
         if heard.ndim != 1 or frames == 0 or not bool(torch.isfinite(heard).all()):
             return None
-        bf16_network = self._bf16_network
-        network = bf16_network if bf16_network is not None else self.network
+        network, autocast = self._network_now()
         peak = heard.abs().max()
-        with (
-            torch.inference_mode(),
-            torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None),
-        ):
+        with torch.inference_mode():
             spectrogram = self.spectrogram(heard, peak=peak)[:frames]  # (frames, 96)
-            rows = start_rows(network.layers(), spectrogram[None, None])
+            with autocast:
+                rows = start_rows(network.layers(), spectrogram[None, None])
         return _SoundWindowStart(
-            heard_samples=heard.shape[0], peak=peak, bf16=bf16_network is not None, rows=rows
+            heard_samples=heard.shape[0], peak=peak, network=network, rows=rows
         )
 
     def embed_started(
@@ -285,28 +294,21 @@ class SoundEncoder(Encoder):
     ) -> Tensor:
         """`embed`; a window whose first samples `start_window` saw (the caller's promise:
         they are the same samples) is finished from there, unless its rest is louder than
-        they were, or it is shorter than the network's smallest input."""
-        if len(started) != len(windows):
-            raise ValueError(f"{len(started)} starts for {len(windows)} windows")
-        self._check_windows(windows)
-        bf16_network = self._bf16_network
-        network = bf16_network if bf16_network is not None else self.network
+        they were, it is shorter than the network's smallest input, or the network changed
+        (the precision was switched) since."""
+        self._check_started(windows, started)
+        network, autocast = self._network_now()
         embeddings: dict[int, Tensor] = {}
-        with (
-            torch.inference_mode(),
-            torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None),
-        ):
-            for index, (window, start) in enumerate(zip(windows, started, strict=True)):
-                window = window.to(torch.float32)
-                if not isinstance(start, _SoundWindowStart) or not _finishes(window, start):
-                    continue
-                if start.bf16 != (bf16_network is not None):
-                    continue
-                spectrogram = self.spectrogram(window, peak=start.peak)  # (T, 96)
-                rest = spectrogram[start.rows.heard_rows :]
-                embeddings[index] = finish_rows(network.layers(), start.rows, rest[None, None])[
-                    0
-                ].float()
+        for index, (window, start) in enumerate(zip(windows, started, strict=True)):
+            window = window.to(torch.float32)
+            if not isinstance(start, _SoundWindowStart) or start.network is not network:
+                continue
+            if not _finishes(window, start):
+                continue
+            try:
+                embeddings[index] = self._finish(window, start, autocast)
+            except Exception:  # a bug here must not fail the batch: the window goes whole
+                logger.exception("finishing a window started early failed; embedding it whole")
         others = [index for index in range(len(windows)) if index not in embeddings]
         if others:
             for index, embedding in zip(
@@ -315,10 +317,28 @@ class SoundEncoder(Encoder):
                 embeddings[index] = embedding
         return torch.stack([embeddings[index] for index in range(len(windows))])  # (W, 512)
 
+    def _finish(
+        self,
+        window: Tensor,
+        start: _SoundWindowStart,
+        autocast: contextlib.AbstractContextManager[Any],
+    ) -> Tensor:
+        """The embedding ``(512,)`` of ``window`` from ``start``: only the frames after the
+        heard ones are made. Frame ``t`` reads samples ``(t - 1) * HOP`` to ``(t + 1) * HOP``,
+        so the samples from frame ``heard_rows - 1``'s first one give frames ``heard_rows``
+        on as their frames 1 on (their frame 0, and any padding, are dropped)."""
+        heard_rows = start.rows.heard_rows
+        total_frames = 1 + window.shape[0] // HOP
+        with torch.inference_mode():
+            tail = self.spectrogram(window[(heard_rows - 1) * HOP :], peak=start.peak)
+            rest = tail[1 : 1 + total_frames - heard_rows]  # (T - heard_rows, 96)
+            with autocast:
+                embedding = finish_rows(start.network.layers(), start.rows, rest[None, None])
+        return embedding[0].float()
+
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
-        bf16_network = self._bf16_network
-        network = bf16_network if bf16_network is not None else self.network
+        network, autocast = self._network_now()
         with torch.inference_mode():
             spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
             embeddings: list[Tensor | None] = [None] * len(spectrograms)
@@ -333,7 +353,7 @@ class SoundEncoder(Encoder):
                 for start in range(0, len(indices), per_call):
                     chunk = indices[start : start + per_call]
                     batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
-                    with torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None):
+                    with autocast:
                         result = network(batch).float()  # (B, 512)
                     for row, index in enumerate(chunk):
                         embeddings[index] = result[row]
