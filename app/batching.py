@@ -129,6 +129,11 @@ T = TypeVar("T")
 BatchObserver = Callable[[int, float], None]
 """Called with (clips in the forward pass, seconds it took) after every forward pass."""
 
+StartObserver = Callable[[str], None]
+"""Called with what became of each early start whose window was submitted: ``"used"`` (the
+window is finished from it), ``"dropped"`` (no lane took it in time) or ``"unusable"`` (it
+failed, or the samples could not start one)."""
+
 
 class MicroBatcher:
     """Collects concurrent clips into batches; see the module docstring."""
@@ -142,6 +147,7 @@ class MicroBatcher:
         long_clip_seconds: float | None = None,
         windows_per_step: int = 32,
         observer: BatchObserver | None = None,
+        start_observer: StartObserver | None = None,
         lanes: int = 1,
         lane_setup: Callable[[], None] | None = None,
         alone_setup: Callable[[], None] | None = None,
@@ -164,6 +170,7 @@ class MicroBatcher:
         self._long: deque[_LongClip] = deque()
         self._early: deque[EarlyStart] = deque()
         self._observer = observer
+        self._start_observer = start_observer
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._expected = 0  # requests decoding audio that they will submit next
         self._steady = 0  # open live streams (`steady_load`)
@@ -274,11 +281,16 @@ class MicroBatcher:
     async def _finished_start(self, early: EarlyStart) -> WindowStart | None:
         """What an early start gives its whole window: its result once a lane has taken it,
         else nothing (it is dropped); a start cancelled at shutdown gives nothing either."""
-        if not early.running:
+        result = None
+        if early.running:
+            await asyncio.wait([early.future])  # its outcome is read here, never raised
+            result = None if early.future.cancelled() else early.future.result()
+        else:
             self.drop_start(early)
-            return None
-        await asyncio.wait([early.future])  # its own outcome is read below, never raised here
-        return None if early.future.cancelled() else early.future.result()
+        if self._start_observer is not None:
+            outcome = "dropped" if not early.running else "unusable" if result is None else "used"
+            self._start_observer(outcome)
+        return result
 
     async def _consume_forever(self) -> None:
         while True:

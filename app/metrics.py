@@ -9,7 +9,10 @@
 - `uvac_jobs_submitted_total{kind}`: jobs this process enqueued;
 - `uvac_streams_open`, `uvac_stream_decision_latency_seconds` (from the arrival of a
   window's last sample to its decision being sent) and `uvac_streams_closed_total{code}`:
-  live streams (`WS /v1/stream`).
+  live streams (`WS /v1/stream`);
+- `uvac_stream_early_starts_total{outcome}`: stream windows started before they were whole,
+  by what became of the start (`used`; `dropped`: no inference lane was free in time, a sign
+  of a host near its limit; `unusable`).
 """
 
 from __future__ import annotations
@@ -91,6 +94,15 @@ class AppMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.stream_early_starts = Counter(
+            "uvac_stream_early_starts",
+            "Stream windows started before they were whole, by what became of the start",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_early_start(self, outcome: str) -> None:
+        self.stream_early_starts.labels(outcome=outcome).inc()
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.inference_batch_size.observe(size)

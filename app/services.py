@@ -97,6 +97,7 @@ async def open_services(settings: Settings, *, metrics: AppMetrics) -> AsyncIter
         long_clip_seconds=settings.inference_long_clip_seconds,
         windows_per_step=settings.inference_windows_per_step,
         observer=metrics.observe_batch,
+        start_observer=metrics.observe_early_start,
     )
     client = connect_redis(settings)
     decode_slots = DecodeSlots(settings.max_concurrent_decodes)

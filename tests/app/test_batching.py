@@ -536,12 +536,13 @@ def test_a_free_lane_leaves_the_busy_lane_its_share_of_a_backlog() -> None:
     assert [len(batch) for batch in backlog] == [2, 1, 1]
 
 
-def _with_busy_lane(model: FakeModel, then: Any) -> Any:
+def _with_busy_lane(model: FakeModel, then: Any, outcomes: list[str] | None = None) -> Any:
     """One lane, busy with a first clip (answer 1.0) while ``then(batcher)`` runs; the first
-    clip's result and what ``then`` returned."""
+    clip's result and what ``then`` returned. ``outcomes`` collects the starts' outcomes."""
 
     async def scenario() -> Any:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        observer = outcomes.append if outcomes is not None else None
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=observer)
         await batcher.start()
         try:
             first = asyncio.ensure_future(batcher.submit(model=model, audio=_audio(1.0)))
@@ -569,8 +570,10 @@ def test_an_early_start_waits_for_short_clips_and_its_result_reaches_the_window(
         await asyncio.sleep(0.05)  # the start is in the lane
         return await batcher.submit(model=model, audio=_audio(9.5), started=early)
 
-    _, window = _with_busy_lane(model, then)
+    outcomes: list[str] = []
+    _, window = _with_busy_lane(model, then, outcomes)
     assert window == ("a", 9.5)
+    assert outcomes == ["used"]
     assert model.clusterer.events == [
         ("batch", [1.0]),
         ("batch", [2.0, 3.0]),
@@ -592,8 +595,10 @@ def test_a_start_no_lane_took_is_dropped_when_its_window_is_whole() -> None:
         result = await batcher.submit(model=model, audio=_audio(9.5), started=early)
         return result, early.future.cancelled(), len(batcher._early)
 
-    _, (window, dropped, still_queued) = _with_busy_lane(model, then)
+    outcomes: list[str] = []
+    _, (window, dropped, still_queued) = _with_busy_lane(model, then, outcomes)
     assert window == ("a", 9.5)
+    assert outcomes == ["dropped"]
     assert dropped
     assert still_queued == 0
     assert ("start", [9.0]) not in model.clusterer.events
@@ -606,8 +611,10 @@ def test_a_failed_start_leaves_its_window_to_be_clustered_whole(
     model = _model("a")
     model.clusterer.fail_start = True
 
+    outcomes: list[str] = []
+
     async def scenario() -> Any:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=outcomes.append)
         await batcher.start()
         try:
             early = batcher.start_window(model=model, heard=_audio(9.0))
@@ -617,6 +624,7 @@ def test_a_failed_start_leaves_its_window_to_be_clustered_whole(
             await batcher.close()
 
     assert run(scenario()) == ("a", 9.5)
+    assert outcomes == ["unusable"]
     assert ("start", [9.0]) in model.clusterer.events
     assert model.clusterer.started == [None]
     assert "an early start failed" in caplog.text

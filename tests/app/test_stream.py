@@ -598,6 +598,8 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
             websocket.send_json({"type": "eof"})
             messages, code = read_to_close(websocket)
         assert not client.app.state.services.batcher._early  # type: ignore[attr-defined]
+        metrics = client.get("/metrics").text
+    assert 'uvac_stream_early_starts_total{outcome="used"} 2.0' in metrics
     assert code == 1000
     assert len(finished) == 2
     decisions = [message for message in messages if message["type"] == "decision"]

@@ -154,3 +154,66 @@ def test_a_vanished_client_frees_its_slot(server: Server) -> None:
         )
     )
     assert outcome.code == 1000
+
+
+@pytest.fixture(scope="module")
+def encoder_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the bundled model's kind (sound encoder, 5 s windows every 2.5 s)."""
+    from tests.app.test_encoder_models import _publish
+
+    data_dir = tmp_path_factory.mktemp("stream-e2e-encoder")
+    _publish(ModelStore(data_dir / "models"))
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    server = _start_server(
+        data_dir,
+        redis_url=REDIS_TEST_URL,
+        log_path=data_dir / "api.log",
+        extra_environment={
+            "UVAC_MAX_UPLOAD_BYTES": str(4_000_000),
+            "UVAC_ENCODER_PRECISION": "fp32",  # the same answers on every CPU
+            "UVAC_STREAM_EARLY_START_SECONDS": "0.5",
+        },
+    )
+    try:
+        yield server
+    finally:
+        _stop(server)
+        client.flushdb()
+        client.close()
+
+
+def _metric(server: Server, prefix: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_real_time_encoder_stream_starts_its_windows_early(encoder_server: Server) -> None:
+    """Paced at real time, each window is started on its first 4.5 s by the server and
+    finished once whole, and the decisions are still /v1/cluster's windows."""
+    rate = 44100
+    samples = as_s16(0.5 * varied_audio(8.0, seed=23, sample_rate=rate))
+    buffer = io.BytesIO()
+    sf.write(buffer, np.round(samples * 32768).astype(np.int16), rate, format="WAV")
+    expected = httpx.post(
+        f"{encoder_server.url}/v1/cluster", files={"file": ("a.wav", buffer.getvalue())}
+    )
+    assert expected.status_code == 200, expected.text
+    messages: list[dict[str, Any]] = []
+    outcome = asyncio.run(
+        stream_audio(
+            _ws_url(encoder_server),
+            _frames(samples, frame_s=0.1),
+            config={"encoding": "pcm_s16le", "sample_rate": rate},
+            on_message=messages.append,
+        )
+    )
+    assert outcome.code == 1000 and outcome.problem is None
+    decisions = [message for message in messages if message["type"] == "decision"]
+    assert [decision["start_s"] for decision in decisions] == [0.0, 2.5]
+    for decision, window in zip(decisions, expected.json()["windows"], strict=False):
+        np.testing.assert_allclose(decision["probabilities"], window["probabilities"], atol=1e-4)
+    prefix = "uvac_stream_early_starts_total"
+    assert _metric(encoder_server, prefix + '{outcome="used"}') == 2.0
+    assert _metric(encoder_server, prefix + '{outcome="dropped"}') == 0.0
