@@ -3,6 +3,7 @@ the real Redis (database 12) and a model store on disk shared with this test pro
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -127,17 +128,29 @@ def store(data_dir: Path) -> ModelStore:
     return store
 
 
-@pytest.fixture(scope="module")
-def server(data_dir: Path, store: ModelStore) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(data_dir: Path, *, extra_environment: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server of ``data_dir`` on the test Redis database, which is empty before and after."""
     client = redis.Redis.from_url(REDIS_TEST_URL)
     client.flushdb()
-    server = _start_server(data_dir, redis_url=REDIS_TEST_URL, log_path=data_dir / "api.log")
+    server = _start_server(
+        data_dir,
+        redis_url=REDIS_TEST_URL,
+        log_path=data_dir / "api.log",
+        extra_environment=extra_environment,
+    )
     try:
         yield server
     finally:
         _stop(server)
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path, store: ModelStore) -> Iterator[Server]:
+    with serving(data_dir) as server:
+        yield server
 
 
 def _cluster(server: Server, data: bytes, **kwargs) -> httpx.Response:

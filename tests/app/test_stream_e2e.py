@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import redis
 import soundfile as sf
 
 from model_store import ModelStore
-from tests.app.conftest import REDIS_TEST_URL, SAMPLE_RATE
+from tests.app.conftest import SAMPLE_RATE
 from tests.app.stream_helpers import as_s16, publish_kmeans_model, varied_audio
-from tests.app.test_e2e_server import Server, _start_server, _stop
+from tests.app.test_e2e_server import Server, serving
 from uvac.cli import main as uvac_main
 from uvac.cli.stream import encode_pcm, paced, stream_audio
 
@@ -32,16 +31,8 @@ pytestmark = pytest.mark.e2e
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("stream-e2e")
     publish_kmeans_model(ModelStore(data_dir / "models"))
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    with pytest.MonkeyPatch.context() as environment:
-        environment.setenv("UVAC_MAX_STREAMS", "1")
-        server = _start_server(data_dir, redis_url=REDIS_TEST_URL, log_path=data_dir / "api.log")
-    try:
+    with serving(data_dir, extra_environment={"UVAC_MAX_STREAMS": "1"}) as server:
         yield server
-    finally:
-        _stop(server)
-        client.flushdb()
-        client.close()
 
 
 def _ws_url(server: Server) -> str:
@@ -163,23 +154,13 @@ def encoder_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
     data_dir = tmp_path_factory.mktemp("stream-e2e-encoder")
     _publish(ModelStore(data_dir / "models"))
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    server = _start_server(
-        data_dir,
-        redis_url=REDIS_TEST_URL,
-        log_path=data_dir / "api.log",
-        extra_environment={
-            "UVAC_MAX_UPLOAD_BYTES": str(4_000_000),
-            "UVAC_ENCODER_PRECISION": "fp32",  # the same answers on every CPU
-            "UVAC_STREAM_EARLY_START_SECONDS": "0.5",
-        },
-    )
-    try:
+    environment = {
+        "UVAC_MAX_UPLOAD_BYTES": str(4_000_000),
+        "UVAC_ENCODER_PRECISION": "fp32",  # the same answers on every CPU
+        "UVAC_STREAM_EARLY_START_SECONDS": "0.5",
+    }
+    with serving(data_dir, extra_environment=environment) as server:
         yield server
-    finally:
-        _stop(server)
-        client.flushdb()
-        client.close()
 
 
 def _metric(server: Server, prefix: str) -> float:
