@@ -91,6 +91,18 @@ def configure_threads(n_threads: int, *, interop_threads: int | None = None) -> 
         logger.debug("inter-op thread count left unchanged: %s", error)
 
 
+@contextlib.contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Leave torch's intra-op thread count as the block found it: a third-party package may
+    set it when imported (silero-vad sets one thread), and every later torch call of the
+    process would run on that count."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 Workload = Literal["encoder", "network", "small_network", "serving"]
 WORKLOADS: tuple[Workload, ...] = ("encoder", "network", "small_network", "serving")
 SMALL_NETWORK_THREADS = 1

@@ -76,3 +76,27 @@ def test_starting_from_the_lead_state_equals_running_the_silent_lead() -> None:
     ]
     shares = detector.speech_shares(audio, each_chunk)
     assert shares == [float(p > SPEECH_PROBABILITY) for p in with_lead]
+
+
+def test_loading_the_speech_detector_keeps_torch_s_thread_count() -> None:
+    """silero-vad sets torch to one thread when imported; a fresh process that loads the
+    detector keeps the count it had (every later encoder pass would run on one thread)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import torch; torch.set_num_threads(2); "
+        "from uvac.audio import load_speech_detector; load_speech_detector(); "
+        "print(torch.get_num_threads())"
+    )
+    repository = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.split()[-1] == "2"

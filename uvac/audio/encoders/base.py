@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from uvac.device import keep_torch_threads
 from uvac.errors import EncoderUnavailableError
 from uvac.hashing import file_sha256
 
@@ -59,7 +60,8 @@ def package_file(distribution: str, module: str, relative: str) -> tuple[Path, s
     )
     try:
         version = metadata.version(distribution)
-        path = Path(str(resources.files(module) / relative))
+        with keep_torch_threads():  # importing the package may set torch's thread count
+            path = Path(str(resources.files(module) / relative))
     except (metadata.PackageNotFoundError, ModuleNotFoundError) as error:
         raise EncoderUnavailableError(
             f"the package {distribution} is not installed: {hint}"
