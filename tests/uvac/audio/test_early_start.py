@@ -98,6 +98,7 @@ def test_too_little_heard_or_unusable_samples_start_nothing() -> None:
     encoder = load_encoder(SoundEncoder.name)
     assert encoder.start_window(torch.zeros(1000)) is None  # no frame ends within them
     assert encoder.start_window(torch.full((50_000,), float("nan"))) is None
+    assert encoder.start_window(torch.zeros(2, 50_000)) is None  # not mono
     with pytest.raises(ValueError, match="starts for"):
         encoder.embed_started([torch.zeros(RATE)], [])
 

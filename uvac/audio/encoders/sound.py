@@ -275,9 +275,11 @@ class SoundEncoder(Encoder):
         return network, torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None)
 
     def start_window(self, heard: Tensor) -> WindowStart | None:
+        if heard.ndim != 1:
+            return None
         heard = heard.to(torch.float32)
         frames = heard.shape[0] // HOP  # the centred frames that end within the heard samples
-        if heard.ndim != 1 or frames == 0 or not bool(torch.isfinite(heard).all()):
+        if frames == 0 or not bool(torch.isfinite(heard).all()):
             return None
         network, autocast = self._network_now()
         peak = heard.abs().max()
