@@ -45,10 +45,11 @@ stream windows do unless their stream's config asks for speech.
 
 A live stream's window can be started before it is whole (`start_window`): the encoder's
 work on the samples heard so far (`Clusterer.start_window`) runs on a lane when no short clip
-waits and no upload is announced, before long clips' steps, and the window, once whole, is
-submitted with its `EarlyStart` and finished from there. A start that no lane had taken by
-then is dropped (the whole pass costs no more than finishing it would), and a start that
-failed leaves the window to be embedded whole: starting early only ever saves work.
+waits and no upload is announced, before long clips' steps, one step (a layer of the network)
+at a time, so that a window that comes whole waits for a lane at most a step. The window,
+once whole, is submitted with its `EarlyStart` and finished from there. A start that no lane
+had taken by then is dropped (the whole pass costs no more than finishing it would), and a
+start that failed leaves the window to be embedded whole: starting early only ever saves work.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class _ClusterBatch(Protocol):
         started: Sequence[WindowStart | None] | None = None,
     ) -> list[ClipResult]: ...
 
-    def start_window(self, heard: Audio) -> WindowStart | None: ...
+    def start_window(self, heard: Audio) -> Generator[None, None, WindowStart | None]: ...
 
     def cluster_in_steps(
         self, audio: Audio, *, windows_per_step: int
@@ -116,6 +117,7 @@ class EarlyStart:
     heard: Audio
     future: asyncio.Future[WindowStart | None] = field(repr=False)
     running: bool = False  # a lane has taken it
+    steps: Generator[None, None, WindowStart | None] | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -379,21 +381,31 @@ class MicroBatcher:
             future.set_result(result)
 
     async def _start_early(self, early: EarlyStart) -> None:
+        """One step of an early start, which then goes back to the front of the starts' line:
+        a lane is never held by a start for longer than a step, so a window that comes whole
+        meanwhile waits at most that long."""
         assert self._executor is not None
         if early.future.done():  # dropped: its window was whole before a lane was free
+            if early.steps is not None:
+                early.steps.close()
             return
+        if early.steps is None:
+            early.steps = early.model.clusterer.start_window(early.heard)
         early.running = True
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._executor, early.model.clusterer.start_window, early.heard
+            finished, result = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _next_step, early.steps
             )
         except asyncio.CancelledError:
             early.future.cancel()
             raise
         except Exception:
             logger.exception("an early start failed: its window will be embedded whole")
-            result = None
-        if not early.future.done():
+            finished, result = True, None
+        if not finished:
+            self._early.appendleft(early)
+            self._changed.set()
+        elif not early.future.done():
             early.future.set_result(result)
 
     async def _collect(self) -> list[_Pending]:
@@ -480,7 +492,7 @@ def _fail(pendings: Sequence[_Pending], error: BaseException) -> None:
             pending.future.set_exception(error)
 
 
-def _next_step(steps: Generator[None, None, ClipResult]) -> tuple[bool, ClipResult | None]:
+def _next_step(steps: Generator[None, None, T]) -> tuple[bool, T | None]:
     """Run one step: (False, None) while there are more, (True, result) at the end."""
     try:
         next(steps)

@@ -50,12 +50,16 @@ class FakeClusterer:
         return [(self.name, float(audio.samples[0])) for audio in audios]
 
     def start_window(self, heard: Audio) -> Any:
-        """("started", the first sample) after `batch_s`; fails with `fail_start`."""
-        self.events.append(("start", [float(heard.samples[0])]))
-        time.sleep(self.batch_s)
-        if self.fail_start:
-            raise RuntimeError("the start failed")
-        return ("started", float(heard.samples[0]))
+        """Three steps of `batch_s` each, then ("started", the first sample); fails with
+        `fail_start` in its first step."""
+        value = float(heard.samples[0])
+        for step in range(3):
+            self.events.append(("start", [value]) if step == 0 else ("start step", [value]))
+            time.sleep(self.batch_s)
+            if self.fail_start:
+                raise RuntimeError("the start failed")
+            yield
+        return ("started", value)
 
     def cluster_in_steps(self, audio: Audio, *, windows_per_step: int) -> Any:
         """Ten steps of `step_s` each, then the answer cluster_batch would give."""
@@ -578,6 +582,8 @@ def test_an_early_start_waits_for_short_clips_and_its_result_reaches_the_window(
         ("batch", [1.0]),
         ("batch", [2.0, 3.0]),
         ("start", [9.0]),
+        ("start step", [9.0]),
+        ("start step", [9.0]),
         ("batch", [9.5]),
     ]
     assert model.clusterer.started[-1] == [("started", 9.0)]
@@ -654,7 +660,12 @@ def test_no_start_takes_a_lane_while_an_upload_is_announced() -> None:
     waited, started = run(scenario())
     assert waited
     assert started == ("started", 9.0)
-    assert model.clusterer.events == [("batch", [2.0]), ("start", [9.0])]
+    assert model.clusterer.events == [
+        ("batch", [2.0]),
+        ("start", [9.0]),
+        ("start step", [9.0]),
+        ("start step", [9.0]),
+    ]
 
 
 def test_a_stream_s_dropped_start_leaves_the_queue() -> None:
@@ -670,3 +681,30 @@ def test_a_stream_s_dropped_start_leaves_the_queue() -> None:
     _, (cancelled, queued) = _with_busy_lane(model, then)
     assert cancelled and queued == 0
     assert ("start", [9.0]) not in model.clusterer.events
+
+
+def test_a_clip_that_comes_during_a_start_runs_between_its_steps() -> None:
+    """A start holds a lane for one step at a time: a clip submitted meanwhile waits for the
+    step, not for the whole start."""
+    model = _model("a")
+    model.clusterer.batch_s = 0.1
+
+    async def scenario() -> Any:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            early = batcher.start_window(model=model, heard=_audio(9.0))
+            await asyncio.sleep(0.05)  # inside the start's first step
+            clip = await batcher.submit(model=model, audio=_audio(5.0))
+            await asyncio.wait([early.future], timeout=5)
+            return clip, early.future.result()
+        finally:
+            await batcher.close()
+
+    assert run(scenario()) == (("a", 5.0), ("started", 9.0))
+    assert model.clusterer.events == [
+        ("start", [9.0]),
+        ("batch", [5.0]),
+        ("start step", [9.0]),
+        ("start step", [9.0]),
+    ]

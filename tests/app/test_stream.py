@@ -558,8 +558,8 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
     finished: list[int] = []  # and finished from there
     start_rows, finish_rows = sound.start_rows, sound.finish_rows
 
-    def counted_start(*args: Any) -> Any:
-        rows = start_rows(*args)
+    def counted_start(*args: Any, **options: Any) -> Any:
+        rows = yield from start_rows(*args, **options)
         started.append(1)
         return rows
 

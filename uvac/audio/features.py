@@ -61,7 +61,7 @@ inference code weights window results by it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 
 import torch
 
@@ -178,13 +178,14 @@ class FeatureExtractor:
         """Whether `start_window` can begin a window (an encoder that can)."""
         return self.embedder is not None and self.embedder.encoder.starts_early
 
-    def start_window(self, heard: Audio) -> WindowStart | None:
-        """The encoder's work on a window's first samples ``heard``, done before the rest
-        arrives (`Encoder.start_window`); None for a log-mel front-end (its windows cost
-        little) or an encoder that cannot start early."""
+    def start_window(self, heard: Audio) -> Generator[None, None, WindowStart | None]:
+        """The encoder's work on a window's first samples ``heard``, done in steps before
+        the rest arrives (`Encoder.start_window`); it gives None for a log-mel front-end
+        (its windows cost little) or an encoder that cannot start early."""
         if self.embedder is None:
+            yield from ()
             return None
-        return self.embedder.encoder.start_window(torch.from_numpy(heard.samples))
+        return (yield from self.embedder.encoder.start_window(torch.from_numpy(heard.samples)))
 
     def _clip_windows(self, audio: Audio) -> Windows:
         if self.config.time_fit:

@@ -143,10 +143,10 @@ class Clusterer:
             probabilities = self.model.cluster_probabilities(x, m)  # (B, K)
         return probabilities.float().cpu()
 
-    def start_window(self, heard: Audio) -> WindowStart | None:
-        """Begin a window's embedding on its first samples ``heard`` (at `sample_rate`), for
-        `cluster_batch` to finish once the window is whole (``started``); None when the
-        front-end cannot start early (`FeatureExtractor.start_window`)."""
+    def start_window(self, heard: Audio) -> Generator[None, None, WindowStart | None]:
+        """Begin a window's embedding on its first samples ``heard`` (at `sample_rate`), in
+        steps, for `cluster_batch` to finish once the window is whole (``started``); it gives
+        None when the front-end cannot start early (`FeatureExtractor.start_window`)."""
         return self.extractor.start_window(heard)
 
     @property

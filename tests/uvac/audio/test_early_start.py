@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch.nn import functional as F
 from tests.audio_fixtures import noise
 from uvac.audio import Audio, configure_encoder_precision, load_encoder
 from uvac.audio.encoders import SoundEncoder, SpeechEncoder
-from uvac.audio.encoders.early_start import ConvLayer, finish_rows, start_rows
+from uvac.audio.encoders.early_start import ConvLayer, finish_rows, run_steps, start_rows
 
 RATE = SoundEncoder.sample_rate
 
@@ -54,9 +56,14 @@ def test_a_started_stack_finishes_as_the_whole_pass_at_every_cut(rows: int) -> N
     with torch.inference_mode():
         whole = _whole_pass(layers, x)
         for cut in range(1, rows):
-            started = start_rows(layers, x[:, :, :cut])
+            started = run_steps(start_rows(layers, x[:, :, :cut]))
             finished = finish_rows(layers, started, x[:, :, cut:])
             torch.testing.assert_close(finished, whole, rtol=1e-5, atol=1e-5, msg=f"cut {cut}")
+
+
+def _start(encoder: Any, heard: torch.Tensor) -> Any:
+    """The encoder's early start on ``heard``, all its steps run."""
+    return run_steps(encoder.start_window(heard))
 
 
 def _window(seed: int, *, loud_at: float) -> torch.Tensor:
@@ -77,7 +84,7 @@ def test_a_sound_window_started_early_embeds_as_the_whole_window(
     encoder = load_encoder(SoundEncoder.name)
     window = _window(3, loud_at=0.002)
     heard = int(heard_share * window.shape[0])
-    start = encoder.start_window(window[:heard])
+    start = _start(encoder, window[:heard])
     assert start is not None and start.heard_samples == heard
     finished = encoder.embed_started([window], [start])
     torch.testing.assert_close(finished, encoder.embed([window]), rtol=1e-5, atol=1e-5)
@@ -88,7 +95,7 @@ def test_a_rest_louder_than_the_heard_samples_is_embedded_whole() -> None:
     encoder = load_encoder(SoundEncoder.name)
     window = _window(4, loud_at=0.95)
     other = _window(5, loud_at=0.001)
-    starts = [encoder.start_window(window[:200_000]), encoder.start_window(other[:200_000])]
+    starts = [_start(encoder, window[:200_000]), _start(encoder, other[:200_000])]
     finished = encoder.embed_started([window, other], starts)
     assert torch.equal(finished[0], encoder.embed([window])[0])
     torch.testing.assert_close(finished[1], encoder.embed([other])[0], rtol=1e-5, atol=1e-5)
@@ -96,9 +103,9 @@ def test_a_rest_louder_than_the_heard_samples_is_embedded_whole() -> None:
 
 def test_too_little_heard_or_unusable_samples_start_nothing() -> None:
     encoder = load_encoder(SoundEncoder.name)
-    assert encoder.start_window(torch.zeros(1000)) is None  # no frame ends within them
-    assert encoder.start_window(torch.full((50_000,), float("nan"))) is None
-    assert encoder.start_window(torch.zeros(2, 50_000)) is None  # not mono
+    assert _start(encoder, torch.zeros(1000)) is None  # no frame ends within them
+    assert _start(encoder, torch.full((50_000,), float("nan"))) is None
+    assert _start(encoder, torch.zeros(2, 50_000)) is None  # not mono
     with pytest.raises(ValueError, match="starts for"):
         encoder.embed_started([torch.zeros(RATE)], [])
 
@@ -106,7 +113,7 @@ def test_too_little_heard_or_unusable_samples_start_nothing() -> None:
 def test_an_encoder_that_cannot_start_early_embeds_as_usual() -> None:
     encoder = load_encoder(SpeechEncoder.name)
     window = torch.from_numpy(noise(1.5, sample_rate=SpeechEncoder.sample_rate, seed=2))
-    assert encoder.start_window(window[:10_000]) is None
+    assert _start(encoder, window[:10_000]) is None
     assert torch.equal(encoder.embed_started([window], [None]), encoder.embed([window]))
 
 
@@ -123,7 +130,7 @@ def test_a_clip_s_first_window_started_early_is_the_windows_embedding() -> None:
         Audio.from_samples(window, sample_rate=RATE),
         Audio.from_samples(longer, sample_rate=RATE),
     ]
-    start = windower.encoder.start_window(torch.from_numpy(window[:150_000]))
+    start = _start(windower.encoder, torch.from_numpy(window[:150_000]))
     plain, slices = windower.raw_windows_batch(audios)
     started, same_slices = windower.raw_windows_batch(audios, started=[start, start])
     assert slices == same_slices
@@ -137,7 +144,7 @@ def test_a_finish_that_fails_leaves_its_window_to_a_whole_pass(
 
     encoder = load_encoder(SoundEncoder.name)
     window = _window(7, loud_at=0.01)
-    start = encoder.start_window(window[:150_000])
+    start = _start(encoder, window[:150_000])
 
     def broken(*args: object) -> None:
         raise RuntimeError("a bug in the finish")
@@ -151,6 +158,6 @@ def test_a_start_from_another_precision_is_set_aside() -> None:
     """The precision switched between the start and the finish: the window goes whole."""
     encoder = load_encoder(SoundEncoder.name)
     window = _window(8, loud_at=0.01)
-    start = encoder.start_window(window[:150_000])
+    start = _start(encoder, window[:150_000])
     configure_encoder_precision("bf16")
     assert torch.equal(encoder.embed_started([window], [start]), encoder.embed([window]))

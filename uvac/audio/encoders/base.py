@@ -9,7 +9,7 @@ the weight file, so that a model trained on one encoder's embeddings can refuse 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -112,9 +112,12 @@ class Encoder(abc.ABC):
         """One embedding per window: ``W`` tensors ``(N_w,)`` at ``sample_rate`` -> ``(W, D)``
         float32. Deterministic; safe to call from several threads."""
 
-    def start_window(self, heard: Tensor) -> WindowStart | None:
+    def start_window(self, heard: Tensor) -> Generator[None, None, WindowStart | None]:
         """Work on a window's first samples ``heard (N,)`` while the rest is still to come, for
-        `embed_started` to finish; None when this encoder cannot (the default)."""
+        `embed_started` to finish, in steps (``next()``) short enough that a caller can serve
+        more urgent work between them; the start is the generator's return value, None when
+        this encoder cannot start early (the default)."""
+        yield from ()
         return None
 
     def embed_started(

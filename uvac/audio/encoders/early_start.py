@@ -20,14 +20,18 @@ the pooling takes whole groups of ``p``. The first unfinished output row is ther
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ConvLayer", "RowsStarted", "finish_rows", "start_rows"]
+__all__ = ["ConvLayer", "RowsStarted", "finish_rows", "run_steps", "start_rows"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,20 +78,39 @@ def _time_maximum(rows: Tensor) -> Tensor | None:
     return rows.mean(dim=3).amax(dim=2) if rows.shape[2] else None
 
 
-def start_rows(layers: Sequence[ConvLayer], heard: Tensor) -> RowsStarted:
-    """The stack's work on the first rows of its input, ``heard (B, 1, R, F)``."""
+def start_rows(
+    layers: Sequence[ConvLayer],
+    heard: Tensor,
+    *,
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> Generator[None, None, RowsStarted]:
+    """The stack's work on the first rows of its input, ``heard (B, 1, R, F)``, one layer per
+    step (``next()``), so that a caller can serve more urgent work between layers; the
+    result is the generator's return value (`run_steps` runs them all). Each step runs
+    inside a fresh ``context()``: the next step may run on another thread."""
     carried = []
     rows = heard
-    for layer in layers:
-        unfinished = _first_unfinished(rows.shape[2], layer.pool)
-        # A copy: a view would keep the layer's whole activation alive until the finish.
-        carried.append(rows[:, :, max(0, unfinished - 1) :].clone())
-        # Input rows 0 .. unfinished, the top padded as in the full pass: outputs up to
-        # unfinished - 1.
-        rows = _layer(layer, rows[:, :, : unfinished + 1], pad_top=1, pad_bottom=0)
-    return RowsStarted(
-        heard_rows=heard.shape[2], carried=tuple(carried), maximum=_time_maximum(rows)
-    )
+    maximum: Tensor | None = None
+    for index, layer in enumerate(layers):
+        with context():
+            unfinished = _first_unfinished(rows.shape[2], layer.pool)
+            # A copy: a view would keep the layer's whole activation alive until the finish.
+            carried.append(rows[:, :, max(0, unfinished - 1) :].clone())
+            # Input rows 0 .. unfinished, the top padded as in the full pass: outputs up to
+            # unfinished - 1.
+            rows = _layer(layer, rows[:, :, : unfinished + 1], pad_top=1, pad_bottom=0)
+            maximum = _time_maximum(rows) if index == len(layers) - 1 else None
+        yield
+    return RowsStarted(heard_rows=heard.shape[2], carried=tuple(carried), maximum=maximum)
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Every step of ``steps``; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return cast(T, stop.value)
 
 
 def finish_rows(layers: Sequence[ConvLayer], started: RowsStarted, rest: Tensor) -> Tensor:

@@ -37,7 +37,7 @@ import contextlib
 import copy
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -267,26 +267,37 @@ class SoundEncoder(Encoder):
         spectrogram = torch.log10(1.0 + LOG_SCALE * mel) / LOG_MAXIMUM
         return F.pad(spectrogram, (0, 0, 0, max(0, MIN_FRAMES - spectrogram.shape[0])))
 
-    def _network_now(self) -> tuple[_EmbeddingNet, contextlib.AbstractContextManager[Any]]:
-        """The network a pass uses now and the autocast it runs under (bf16 or none); the
-        spectrogram is made outside it, in float32, as `embed` makes it."""
+    def _network_now(self) -> tuple[_EmbeddingNet, bool]:
+        """The network a pass uses now, and whether it runs under bf16 autocast; the
+        spectrogram is made outside the autocast, in float32, as `embed` makes it."""
         bf16_network = self._bf16_network
         network = bf16_network if bf16_network is not None else self.network
-        return network, torch.autocast("cpu", torch.bfloat16, enabled=bf16_network is not None)
+        return network, bf16_network is not None
 
-    def start_window(self, heard: Tensor) -> WindowStart | None:
+    @staticmethod
+    def _network_context(bf16: bool) -> contextlib.AbstractContextManager[Any]:
+        """Where the network runs: inference mode, under bf16 autocast when ``bf16``."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(torch.autocast("cpu", torch.bfloat16, enabled=bf16))
+        return stack
+
+    def start_window(self, heard: Tensor) -> Generator[None, None, WindowStart | None]:
+        """One step for the spectrogram, then one per layer (`start_rows`)."""
         if heard.ndim != 1:
             return None
         heard = heard.to(torch.float32)
         frames = heard.shape[0] // HOP  # the centred frames that end within the heard samples
         if frames == 0 or not bool(torch.isfinite(heard).all()):
             return None
-        network, autocast = self._network_now()
+        network, bf16 = self._network_now()
         peak = heard.abs().max()
         with torch.inference_mode():
             spectrogram = self.spectrogram(heard, peak=peak)[:frames]  # (frames, 96)
-            with autocast:
-                rows = start_rows(network.layers(), spectrogram[None, None])
+        yield
+        rows = yield from start_rows(
+            network.layers(), spectrogram[None, None], context=lambda: self._network_context(bf16)
+        )
         return _SoundWindowStart(
             heard_samples=heard.shape[0], peak=peak, network=network, rows=rows
         )
@@ -299,7 +310,7 @@ class SoundEncoder(Encoder):
         they were, it is shorter than the network's smallest input, or the network changed
         (the precision was switched) since."""
         self._check_started(windows, started)
-        network, autocast = self._network_now()
+        network, bf16 = self._network_now()
         embeddings: dict[int, Tensor] = {}
         for index, (window, start) in enumerate(zip(windows, started, strict=True)):
             window = window.to(torch.float32)
@@ -308,7 +319,7 @@ class SoundEncoder(Encoder):
             if not _finishes(window, start):
                 continue
             try:
-                embeddings[index] = self._finish(window, start, autocast)
+                embeddings[index] = self._finish(window, start, bf16)
             except Exception:  # a bug here must not fail the batch: the window goes whole
                 logger.exception("finishing a window started early failed; embedding it whole")
         others = [index for index in range(len(windows)) if index not in embeddings]
@@ -319,12 +330,7 @@ class SoundEncoder(Encoder):
                 embeddings[index] = embedding
         return torch.stack([embeddings[index] for index in range(len(windows))])  # (W, 512)
 
-    def _finish(
-        self,
-        window: Tensor,
-        start: _SoundWindowStart,
-        autocast: contextlib.AbstractContextManager[Any],
-    ) -> Tensor:
+    def _finish(self, window: Tensor, start: _SoundWindowStart, bf16: bool) -> Tensor:
         """The embedding ``(512,)`` of ``window`` from ``start``: only the frames after the
         heard ones are made. Frame ``t`` reads samples ``(t - 1) * HOP`` to ``(t + 1) * HOP``,
         so the samples from frame ``heard_rows - 1``'s first one give frames ``heard_rows``
@@ -334,13 +340,13 @@ class SoundEncoder(Encoder):
         with torch.inference_mode():
             tail = self.spectrogram(window[(heard_rows - 1) * HOP :], peak=start.peak)
             rest = tail[1 : 1 + total_frames - heard_rows]  # (T - heard_rows, 96)
-            with autocast:
-                embedding = finish_rows(start.network.layers(), start.rows, rest[None, None])
+        with self._network_context(bf16):
+            embedding = finish_rows(start.network.layers(), start.rows, rest[None, None])
         return embedding[0].float()
 
     def embed(self, windows: Sequence[Tensor]) -> Tensor:
         self._check_windows(windows)
-        network, autocast = self._network_now()
+        network, bf16 = self._network_now()
         with torch.inference_mode():
             spectrograms = [self.spectrogram(window.to(torch.float32)) for window in windows]
             embeddings: list[Tensor | None] = [None] * len(spectrograms)
@@ -355,7 +361,7 @@ class SoundEncoder(Encoder):
                 for start in range(0, len(indices), per_call):
                     chunk = indices[start : start + per_call]
                     batch = torch.stack([spectrograms[i] for i in chunk])  # (B, T, 96)
-                    with autocast:
+                    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                         result = network(batch).float()  # (B, 512)
                     for row, index in enumerate(chunk):
                         embeddings[index] = result[row]
