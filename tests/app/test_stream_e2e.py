@@ -39,12 +39,29 @@ def _ws_url(server: Server) -> str:
     return f"ws://127.0.0.1:{server.port}/v1/stream"
 
 
-def _wav(samples: np.ndarray) -> bytes:
+def _wav(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """16-bit PCM (the server caps uploads at 100 kB here) of samples `as_s16` made."""
     buffer = io.BytesIO()
     data = np.round(samples * 32768).astype(np.int16)
-    sf.write(buffer, data, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    sf.write(buffer, data, sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
+
+
+def _stream_paced(
+    server: Server, samples: np.ndarray, *, sample_rate: int, frame_s: float
+) -> tuple[Any, list[dict[str, Any]]]:
+    """``samples`` streamed as 16-bit PCM at real time in ``frame_s`` frames: the outcome
+    and every message."""
+    messages: list[dict[str, Any]] = []
+    outcome = asyncio.run(
+        stream_audio(
+            _ws_url(server),
+            _frames(samples, frame_s=frame_s),
+            config={"encoding": "pcm_s16le", "sample_rate": sample_rate},
+            on_message=messages.append,
+        )
+    )
+    return outcome, messages
 
 
 def _open_streams(server: Server) -> float:
@@ -72,16 +89,8 @@ def test_a_real_time_stream_gets_the_cluster_timeline(server: Server) -> None:
     expected = httpx.post(f"{server.url}/v1/cluster", files={"file": ("a.wav", _wav(samples))})
     assert expected.status_code == 200, expected.text
     timeline = expected.json()["windows"]
-    messages: list[dict[str, Any]] = []
     started = time.monotonic()
-    outcome = asyncio.run(
-        stream_audio(
-            _ws_url(server),
-            _frames(samples, frame_s=0.05),
-            config={"encoding": "pcm_s16le", "sample_rate": SAMPLE_RATE},
-            on_message=messages.append,
-        )
-    )
+    outcome, messages = _stream_paced(server, samples, sample_rate=SAMPLE_RATE, frame_s=0.05)
     assert time.monotonic() - started >= 3.3 * 0.95, "the client paces at real time"
     assert outcome.code == 1000 and outcome.problem is None
     decisions = [message for message in messages if message["type"] == "decision"]
@@ -175,21 +184,11 @@ def test_a_real_time_encoder_stream_starts_its_windows_early(encoder_server: Ser
     finished once whole, and the decisions are still /v1/cluster's windows."""
     rate = 44100
     samples = as_s16(0.5 * varied_audio(8.0, seed=23, sample_rate=rate))
-    buffer = io.BytesIO()
-    sf.write(buffer, np.round(samples * 32768).astype(np.int16), rate, format="WAV")
     expected = httpx.post(
-        f"{encoder_server.url}/v1/cluster", files={"file": ("a.wav", buffer.getvalue())}
+        f"{encoder_server.url}/v1/cluster", files={"file": ("a.wav", _wav(samples, rate))}
     )
     assert expected.status_code == 200, expected.text
-    messages: list[dict[str, Any]] = []
-    outcome = asyncio.run(
-        stream_audio(
-            _ws_url(encoder_server),
-            _frames(samples, frame_s=0.1),
-            config={"encoding": "pcm_s16le", "sample_rate": rate},
-            on_message=messages.append,
-        )
-    )
+    outcome, messages = _stream_paced(encoder_server, samples, sample_rate=rate, frame_s=0.1)
     assert outcome.code == 1000 and outcome.problem is None
     decisions = [message for message in messages if message["type"] == "decision"]
     assert [decision["start_s"] for decision in decisions] == [0.0, 2.5]
