@@ -134,7 +134,8 @@ BatchObserver = Callable[[int, float], None]
 StartObserver = Callable[[str], None]
 """Called with what became of each early start whose window was submitted: ``"used"`` (the
 window is finished from it), ``"dropped"`` (no lane took it in time) or ``"unusable"`` (it
-failed, or the samples could not start one)."""
+failed, or the samples could not start one); and of each start dropped before its window was
+whole because its later samples showed it could not finish it: ``"superseded"``."""
 
 
 class MicroBatcher:
@@ -273,12 +274,15 @@ class MicroBatcher:
         self._changed.set()
         return early
 
-    def drop_start(self, early: EarlyStart) -> None:
-        """Forget a start whose window will not come (its stream ended); one a lane is
-        running finishes, unread."""
+    def drop_start(self, early: EarlyStart, *, outcome: str | None = None) -> None:
+        """Forget a start whose window will not come (its stream ended) or that could not
+        finish it (``outcome`` ``"superseded"``, reported to the start observer); one a lane
+        is running stops after its current step."""
         early.future.cancel()
         with contextlib.suppress(ValueError):  # a lane took it, or it was dropped already
             self._early.remove(early)
+        if outcome is not None and self._start_observer is not None:
+            self._start_observer(outcome)
 
     async def _finished_start(self, early: EarlyStart) -> WindowStart | None:
         """What an early start gives its whole window: its result once a lane has taken it,

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -195,6 +196,7 @@ class _Connection:
         self.pending: asyncio.Queue[list[Window] | None] = asyncio.Queue(maxsize=depth)
         # Windows started before they were whole (`StreamSession.heard_early`), by index.
         self.early: dict[int, EarlyStart] = {}
+        self.begun_again: set[int] = set()  # windows whose first start was superseded
         # Only an encoder that can start early does (a log-mel window costs little anyway).
         lead = round(self.settings.stream_early_start_seconds * windows.sample_rate)
         starts_early = model.clusterer.starts_early
@@ -245,6 +247,7 @@ class _Connection:
                 received += samples.shape[0]
                 _check_pace(received / rate, settings, ready_at=self.ready_at)
                 windows = self.session.add(samples, arrived_at=arrived)
+                self._check_early_starts(samples)
                 self._start_early()
                 if windows:
                     await self.pending.put(windows)
@@ -288,6 +291,31 @@ class _Connection:
                 model=self.model, heard=Audio.from_samples(heard, sample_rate=rate)
             )
 
+    def _check_early_starts(self, samples: np.ndarray) -> None:
+        """Drop each start that the just-added ``samples`` show cannot finish its window (for
+        the sound encoder, a sample louder than the heard peak it normalised by), and begin
+        that window once more on all it has heard: its embedding then still starts before the
+        window is whole. A window is begun again at most once, so a rising sound costs at
+        most two starts before its whole pass."""
+        if not self.early:
+            return
+        windows, clusterer = self.session.windows, self.model.clusterer
+        first = self.session.received_samples - samples.shape[0]  # the stream sample of [0]
+        for index, early in list(self.early.items()):
+            begin = index * windows.hop_samples - first
+            later = samples[max(0, begin) : max(0, begin + windows.window_samples)]
+            if later.size == 0 or clusterer.start_holds(early.heard, later):
+                continue
+            del self.early[index]
+            self.services.batcher.drop_start(early, outcome="superseded")
+            heard = self.session.heard_of(index)
+            if heard is None or index in self.begun_again:
+                continue
+            self.begun_again.add(index)
+            self.early[index] = self.services.batcher.start_window(
+                model=self.model, heard=Audio.from_samples(heard, sample_rate=windows.sample_rate)
+            )
+
     async def _decide(self) -> None:
         while True:
             windows = await self.pending.get()
@@ -298,6 +326,7 @@ class _Connection:
                 await self._send_decision(self.session.decide(window, result))
 
     async def _cluster(self, window: Window) -> ClipResult:
+        self.begun_again.discard(window.index)
         audio = Audio.from_samples(window.samples, sample_rate=self.session.windows.sample_rate)
         return await self.services.batcher.submit(
             model=self.model,

@@ -124,6 +124,13 @@ class StreamSession:
             heard.append((self._early_index, self._data[begin : self._length].copy()))
             self._early_index += 1
 
+    def heard_of(self, index: int) -> np.ndarray | None:
+        """The samples of window ``index`` heard so far; None once it is whole."""
+        start = index * self.windows.hop_samples
+        if index < self._next_index or start < self._offset or start > self.received_samples:
+            return None
+        return self._data[start - self._offset : self._length].copy()
+
     def decide(self, window: Window, result: ClipResult) -> Decision:
         """Smooth the next window's pi (call in window order)."""
         pi = np.asarray(result.windows[0].probabilities, dtype=np.float64)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -544,18 +544,13 @@ def test_an_encoder_model_streams_its_cluster_timeline(
     np.testing.assert_allclose(messages[-1]["probabilities"], expected["probabilities"], atol=1e-4)
 
 
-def test_windows_started_early_decide_as_the_cluster_timeline(
-    tmp_path, redis_db, store: ModelStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The stream pauses after all but the last UVAC_STREAM_EARLY_START_SECONDS of each
-    window: the encoder starts the window on what was heard, finishes it once it is whole,
-    and the decisions are still /v1/cluster's windows."""
-    from tests.app.test_encoder_models import _publish
+def _count_early_starts(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """Publishing the sound-encoder model aside: the windows the sound encoder starts early
+    and those it finishes from a start, counted as they happen."""
     from uvac.audio.encoders import sound
 
-    _publish(store)
-    started: list[int] = []  # windows the sound encoder started early
-    finished: list[int] = []  # and finished from there
+    started: list[int] = []
+    finished: list[int] = []
     start_rows, finish_rows = sound.start_rows, sound.finish_rows
 
     def counted_start(*args: Any, **options: Any) -> Any:
@@ -569,10 +564,16 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
 
     monkeypatch.setattr(sound, "start_rows", counted_start)
     monkeypatch.setattr(sound, "finish_rows", counted_finish)
+    return started, finished
+
+
+def _stream_with_pauses(
+    tmp_path, samples: np.ndarray, pauses_s: Sequence[float], started: list[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]], int, str]:
+    """/v1/cluster's answer for ``samples`` (44.1 kHz), then the stream's messages and close
+    code, the stream pausing at each of ``pauses_s`` until one more early start has run on
+    a lane; and the metrics after."""
     rate = 44100
-    samples = 0.5 * varied_audio(8.0, seed=5, sample_rate=rate)
-    for click_s in (0.1, 2.6):  # each window's loudest sample is in its heard part
-        samples[int(click_s * rate)] = 0.99
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV", subtype="FLOAT")
     settings = make_settings(
@@ -588,8 +589,7 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
             websocket.send_json({"type": "config", "encoding": "pcm_f32le"})
             assert websocket.receive_json()["type"] == "ready"
             sent = 0
-            # Past each window's early start, before its end; the start runs on a lane.
-            for count, pause_s in enumerate((4.6, 7.1), start=1):
+            for count, pause_s in enumerate(pauses_s, start=1):
                 until = 4 * int(pause_s * rate)
                 websocket.send_bytes(payload[sent:until])
                 sent = until
@@ -599,14 +599,80 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
             messages, code = read_to_close(websocket)
         assert not client.app.state.services.batcher._early  # type: ignore[attr-defined]
         metrics = client.get("/metrics").text
-    assert 'uvac_stream_early_starts_total{outcome="used"} 2.0' in metrics
-    assert code == 1000
-    assert len(finished) == 2
+    return expected, messages, code, metrics
+
+
+def _assert_decisions_are_the_timeline(
+    messages: list[dict[str, Any]], expected: dict[str, Any], starts_s: list[float]
+) -> None:
     decisions = [message for message in messages if message["type"] == "decision"]
-    assert [d["start_s"] for d in decisions] == [0.0, 2.5]
+    assert [d["start_s"] for d in decisions] == starts_s
     for decision, window in zip(decisions, expected["windows"], strict=False):
         np.testing.assert_allclose(decision["probabilities"], window["probabilities"], atol=1e-4)
         _assert_same_sound_facts(decision, window, speech=False)
+
+
+def test_windows_started_early_decide_as_the_cluster_timeline(
+    tmp_path, redis_db, store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream pauses after all but the last UVAC_STREAM_EARLY_START_SECONDS of each
+    window: the encoder starts the window on what was heard, finishes it once it is whole,
+    and the decisions are still /v1/cluster's windows."""
+    from tests.app.test_encoder_models import _publish
+
+    _publish(store)
+    started, finished = _count_early_starts(monkeypatch)
+    rate = 44100
+    samples = 0.5 * varied_audio(8.0, seed=5, sample_rate=rate)
+    for click_s in (0.1, 2.6):  # each window's loudest sample is in its heard part
+        samples[int(click_s * rate)] = 0.99
+    # Past each window's early start, before its end; the start runs on a lane.
+    expected, messages, code, metrics = _stream_with_pauses(tmp_path, samples, (4.6, 7.1), started)
+    assert 'uvac_stream_early_starts_total{outcome="used"} 2.0' in metrics
+    assert code == 1000
+    assert len(finished) == 2
+    _assert_decisions_are_the_timeline(messages, expected, [0.0, 2.5])
+
+
+@pytest.mark.parametrize(
+    ("louder", "superseded", "used", "finished"),
+    [
+        # once: window 0 is begun again on its 4.9 s heard and finished from there
+        ({4.8: 0.99}, 1, 2, 2),
+        # twice (a rising sound): the second start is dropped too, window 0 goes whole
+        ({4.8: 0.9, 4.95: 0.99}, 2, 1, 1),
+    ],
+)
+def test_a_start_a_louder_sample_supersedes_is_begun_again_once(
+    tmp_path,
+    redis_db,
+    store: ModelStore,
+    monkeypatch: pytest.MonkeyPatch,
+    louder: dict[float, float],
+    superseded: int,
+    used: int,
+    finished: int,
+) -> None:
+    """Window 0 is started on its first 4.5 s; a louder sample then arrives before it is
+    whole: that start is dropped and the window begun again on all it has heard, at most
+    once; the decisions are still /v1/cluster's windows."""
+    from tests.app.test_encoder_models import _publish
+
+    _publish(store)
+    started, finishes = _count_early_starts(monkeypatch)
+    rate = 44100
+    samples = 0.5 * varied_audio(8.0, seed=5, sample_rate=rate)
+    samples[int(0.1 * rate)] = 0.7  # window 0's peak in its first 4.5 s
+    for at_s, value in louder.items():  # after that start; in window 1's heard part
+        samples[int(at_s * rate)] = value
+    expected, messages, code, metrics = _stream_with_pauses(
+        tmp_path, samples, (4.6, 4.9, 7.1), started
+    )
+    assert f'uvac_stream_early_starts_total{{outcome="superseded"}} {superseded:.1f}' in metrics
+    assert f'uvac_stream_early_starts_total{{outcome="used"}} {used:.1f}' in metrics
+    assert code == 1000
+    assert len(started) == 3 and len(finishes) == finished
+    _assert_decisions_are_the_timeline(messages, expected, [0.0, 2.5])
 
 
 def test_stream_windows_skip_speech_unless_asked_and_an_open_stream_holds_steady_load(

@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from uvac.audio.decoding import Audio
@@ -186,6 +187,14 @@ class FeatureExtractor:
             yield from ()
             return None
         return (yield from self.embedder.encoder.start_window(torch.from_numpy(heard.samples)))
+
+    def start_holds(self, heard: Audio, later: np.ndarray) -> bool:
+        """Whether a `start_window` on ``heard`` can still be finished once the window's
+        ``later`` samples have arrived after them (`Encoder.start_holds`)."""
+        if self.embedder is None:
+            return True
+        encoder = self.embedder.encoder
+        return encoder.start_holds(torch.from_numpy(heard.samples), torch.from_numpy(later))
 
     def _clip_windows(self, audio: Audio) -> Windows:
         if self.config.time_fit:

@@ -28,6 +28,7 @@ import math
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -153,6 +154,11 @@ class Clusterer:
     def starts_early(self) -> bool:
         """Whether `start_window` can begin a window (the front-end's encoder can)."""
         return self.extractor.starts_early
+
+    def start_holds(self, heard: Audio, later: np.ndarray) -> bool:
+        """Whether a `start_window` on ``heard`` can still be finished once the window's
+        ``later`` samples have arrived (`FeatureExtractor.start_holds`)."""
+        return self.extractor.start_holds(heard, later)
 
     def cluster_batch(
         self,

@@ -120,6 +120,13 @@ class Encoder(abc.ABC):
         yield from ()
         return None
 
+    def start_holds(self, heard: Tensor, later: Tensor) -> bool:
+        """Whether a `start_window` on ``heard (N,)`` can still be finished once ``later``
+        samples of the same window have arrived after them. A stream asks as they arrive,
+        so that a start that cannot is dropped, or begun again, before the window is whole;
+        always True here."""
+        return True
+
     def embed_started(
         self, windows: Sequence[Tensor], started: Sequence[WindowStart | None]
     ) -> Tensor:

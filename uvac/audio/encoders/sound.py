@@ -302,6 +302,13 @@ class SoundEncoder(Encoder):
             heard_samples=heard.shape[0], peak=peak, network=network, rows=rows
         )
 
+    def start_holds(self, heard: Tensor, later: Tensor) -> bool:
+        """Whether no ``later`` sample is louder than the ``heard`` ones' peak, by which the
+        start normalised the window."""
+        if later.numel() == 0:
+            return True
+        return float(later.abs().max()) <= float(heard.abs().max())
+
     def embed_started(
         self, windows: Sequence[Tensor], started: Sequence[WindowStart | None]
     ) -> Tensor:
