@@ -97,6 +97,8 @@ class RunningServer(Protocol):
 
     def batch_counters(self) -> tuple[float, float]: ...
 
+    def early_start_counters(self) -> dict[str, float]: ...
+
 
 @dataclass
 class ServerProcess:
@@ -117,6 +119,12 @@ class ServerProcess:
             match = re.search(rf"^uvac_inference_batch_size_{suffix} (\S+)$", text, re.M)
             values[suffix] = float(match.group(1)) if match else 0.0
         return values["sum"], values["count"]
+
+    def early_start_counters(self) -> dict[str, float]:
+        """The server's ``uvac_stream_early_starts_total``, by outcome."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        pattern = r'^uvac_stream_early_starts_total\{outcome="(\w+)"\} (\S+)$'
+        return {outcome: float(value) for outcome, value in re.findall(pattern, text, re.M)}
 
 
 @contextlib.contextmanager

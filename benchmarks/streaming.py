@@ -25,7 +25,8 @@ What it does, in one run:
    seconds per second of stream. Then steps the number of concurrent streams up (`StepSearch`:
    doubling, then bisecting); a step is held when every stream ends with 1000 and the p95
    decision latency is at most 250 ms. The clients share the machine's two cores with the
-   server (on uvloop where installed); each step records their CPU share beside the server's.
+   server (on uvloop where installed); each step records their CPU share beside the server's,
+   and what became of the server's early starts (``early_starts``, by outcome).
 
 A decision's latency is from the send of the frame that holds its window's last sample to
 the decision's arrival at the client. Writes ``benchmarks/results/streaming.json``.
@@ -402,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             search = StepSearch(limit=limit, quick=args.quick, budget_s=args.budget_seconds)
             while (count := search.next_count()) is not None:
                 batches_before = server.batch_counters()
+                starts_before = server.early_start_counters()
                 cpu_before, started = server.cpu_seconds(), time.monotonic()
                 runs, client_cpu_s = run_clients(
                     run_step(
@@ -426,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for after, before in zip(server.batch_counters(), batches_before, strict=True)
                 )
                 step["mean_batch_size"] = round(clips / batches, 2) if batches else None
+                step["early_starts"] = {
+                    outcome: int(count - starts_before.get(outcome, 0.0))
+                    for outcome, count in server.early_start_counters().items()
+                }
                 logger.info("step: %s", step)
                 steps.append(step)
                 search.record(count, held=step["held"])
