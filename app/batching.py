@@ -50,6 +50,8 @@ at a time, so that a window that comes whole waits for a lane at most a step. Th
 once whole, is submitted with its `EarlyStart` and finished from there. A start that no lane
 had taken by then is dropped (the whole pass costs no more than finishing it would), and a
 start that failed leaves the window to be embedded whole: starting early only ever saves work.
+A stream also drops a start (`drop_start`) as soon as a later sample shows it cannot finish
+its window; one a lane is running stops after its current step.
 """
 
 from __future__ import annotations

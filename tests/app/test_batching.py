@@ -683,6 +683,30 @@ def test_a_stream_s_dropped_start_leaves_the_queue() -> None:
     assert ("start", [9.0]) not in model.clusterer.events
 
 
+def test_a_superseded_start_stops_after_its_step_and_is_reported() -> None:
+    """A stream drops a start a lane is running (a louder sample came): it runs no step
+    after the current one, and the observer hears ``superseded``."""
+    model = _model("a")
+    model.clusterer.batch_s = 0.1
+    outcomes: list[str] = []
+
+    async def scenario() -> bool:
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=outcomes.append)
+        await batcher.start()
+        try:
+            early = batcher.start_window(model=model, heard=_audio(9.0))
+            await asyncio.sleep(0.05)  # inside the start's first step
+            batcher.drop_start(early, outcome="superseded")
+            await asyncio.sleep(0.4)  # time for the two steps it would have run
+            return not batcher._early
+        finally:
+            await batcher.close()
+
+    assert run(scenario())
+    assert model.clusterer.events == [("start", [9.0])]
+    assert outcomes == ["superseded"]
+
+
 def test_a_clip_that_comes_during_a_start_runs_between_its_steps() -> None:
     """A start holds a lane for one step at a time: a clip submitted meanwhile waits for the
     step, not for the whole start."""
