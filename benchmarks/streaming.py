@@ -13,7 +13,8 @@ What it does, in one run:
    h; decode-free, the windows are arrays), at batches of 1 and 8 windows, with 1 torch thread
    (no OpenMP spin-waiting in the CPU time) and with 2. The limit is
    ``cores x hop / CPU seconds per window`` with the cheapest of those per-window costs (the
-   highest, strictest limit; ``encoder_cost.limit_from`` names which). The server runs its
+   highest, strictest limit; ``encoder_cost.limit_from`` names which), each setting the
+   cheapest of three interleaved rounds. The server runs its
    default inference lanes (one per serving thread, each with one intra-op thread).
 3. Starts the production uvicorn command and streams ESC-10 recordings (one clip of every
    class after another, each stream from its own place in that loop) to ``WS /v1/stream`` as
@@ -82,6 +83,7 @@ ESC10_DIR = REPO_ROOT.parent / "shared" / "data" / "esc10"
 TARGET_P95_MS = 250.0
 FRAME_S = 0.1
 CORES = 2
+COST_ROUNDS = 3  # rounds of the encoder-cost measurement, the cheapest kept per setting
 _WRITE_BUFFER_BYTES = 64 * 1024  # a client's unsent bytes before it waits for the socket
 
 
@@ -112,21 +114,33 @@ def encoder_cost(trained: TrainedModel, audio: np.ndarray, windows: LiveWindows)
         for start in range(0, 8 * windows.hop_samples, windows.hop_samples)
     ]
     results: dict[str, Any] = {}
-    for threads in (1, SERVER_TORCH_THREADS):
-        configure_threads(threads)
-        for batch in (1, 8):
-            group = clips[:batch]
-            no_speech = [False] * batch  # as the streams ask (their config leaves speech out)
-            clusterer.cluster_batch(group, speech=no_speech)  # warm-up
-            repeats = max(2, 16 // batch)
-            cpu_started, wall_started = time.process_time(), time.perf_counter()
-            for _ in range(repeats):
-                clusterer.cluster_batch(group, speech=no_speech)
-            windows_done = repeats * batch
-            results[f"threads_{threads}_batch_{batch}"] = {
-                "cpu_s_per_window": round((time.process_time() - cpu_started) / windows_done, 4),
-                "wall_s_per_window": round((time.perf_counter() - wall_started) / windows_done, 4),
-            }
+    # Each setting is timed in COST_ROUNDS interleaved rounds and keeps its cheapest: a
+    # moment's slowdown of the host during one round would otherwise lower the limit.
+    for _ in range(COST_ROUNDS):
+        for threads in (1, SERVER_TORCH_THREADS):
+            configure_threads(threads)
+            for batch in (1, 8):
+                group = clips[:batch]
+                no_speech = [False] * batch  # as the streams ask (their config leaves speech out)
+                clusterer.cluster_batch(group, speech=no_speech)  # warm-up
+                repeats = max(2, 16 // batch)
+                cpu_started, wall_started = time.process_time(), time.perf_counter()
+                for _ in range(repeats):
+                    clusterer.cluster_batch(group, speech=no_speech)
+                windows_done = repeats * batch
+                key = f"threads_{threads}_batch_{batch}"
+                measured = {
+                    "cpu_s_per_window": round(
+                        (time.process_time() - cpu_started) / windows_done, 4
+                    ),
+                    "wall_s_per_window": round(
+                        (time.perf_counter() - wall_started) / windows_done, 4
+                    ),
+                }
+                if key not in results or (
+                    measured["cpu_s_per_window"] < results[key]["cpu_s_per_window"]
+                ):
+                    results[key] = measured
     limit_from = min(results, key=lambda key: results[key]["cpu_s_per_window"])
     cheapest = results[limit_from]["cpu_s_per_window"]
     return {
