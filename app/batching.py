@@ -115,8 +115,8 @@ class _Pending:
 class EarlyStart:
     """A window's early start (`MicroBatcher.start_window`), to hand to `submit`."""
 
-    model: BatchModel
-    heard: Audio
+    model: BatchModel = field(repr=False)
+    heard: Audio = field(repr=False)
     future: asyncio.Future[WindowStart | None] = field(repr=False)
     running: bool = False  # a lane has taken it
     steps: Generator[None, None, WindowStart | None] | None = field(default=None, repr=False)
@@ -281,7 +281,8 @@ class MicroBatcher:
         finish it (``outcome`` ``"superseded"``, reported to the start observer); one a lane
         is running stops after its current step."""
         early.future.cancel()
-        with contextlib.suppress(ValueError):  # a lane took it, or it was dropped already
+        # Not remove()'s ValueError: its message is built from the start's repr.
+        if early in self._early:  # else a lane took it, or it was dropped already
             self._early.remove(early)
         if outcome is not None and self._start_observer is not None:
             self._start_observer(outcome)
