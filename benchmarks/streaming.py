@@ -333,8 +333,9 @@ def summarise(
 
 class StepSearch:
     """The stream counts to try: doubling from 2 while they hold, then halving the gap
-    between the most held and the fewest not held, until it is within 10 % (or 2 streams),
-    the counts pass twice the encoder-bound limit, or the time budget is spent."""
+    between the most held and the fewest not held until they are neighbours (one stream is
+    about 2 % of the limit here, near the 70 % line), the counts pass twice the
+    encoder-bound limit, or the time budget is spent."""
 
     def __init__(self, *, limit: float, quick: bool, budget_s: float) -> None:
         self.limit = limit
@@ -352,7 +353,7 @@ class StepSearch:
         if self.failed is None:
             count = 2 if not self.tried else 2 * self.held
             return count if count <= 2 * self.limit else None
-        if self.failed - self.held <= max(2, round(0.1 * self.failed)):
+        if self.failed - self.held <= 1:
             return None
         return (self.held + self.failed) // 2
 
@@ -372,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "streaming.json")
     parser.add_argument("--data", type=Path, default=ESC10_DIR)
     parser.add_argument(
-        "--budget-seconds", type=float, default=330.0, help="no new step after this long"
+        "--budget-seconds", type=float, default=400.0, help="no new step after this long"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
