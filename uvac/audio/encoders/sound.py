@@ -304,10 +304,12 @@ class SoundEncoder(Encoder):
 
     def start_holds(self, heard: Tensor, later: Tensor) -> bool:
         """Whether no ``later`` sample is louder than the ``heard`` ones' peak, by which the
-        start normalised the window."""
+        start normalised the window. In numpy: a stream asks on its event loop's thread for
+        every frame, and a torch reduction over a window's samples there would wake that
+        thread's intra-op pool, whose threads then spin for milliseconds of CPU each time."""
         if later.numel() == 0:
             return True
-        return float(later.abs().max()) <= float(heard.abs().max())
+        return float(np.abs(later.numpy()).max()) <= float(np.abs(heard.numpy()).max())
 
     def embed_started(
         self, windows: Sequence[Tensor], started: Sequence[WindowStart | None]
