@@ -7,7 +7,10 @@ and passes it to every path that decodes (single clips, batches, data set ingest
 The decodes run on the slots' own threads, as many as there are slots: besides the cap, this
 keeps the large, short-lived buffers of decoding in the same few threads, so the C allocator
 reuses their memory instead of keeping a copy of it in the arena of every thread that ever
-decoded.
+decoded. Each slot runs torch on one intra-op thread: resampling is many short operations,
+and with a pool of several each one wakes the pool, whose threads then spin on after it,
+costing the machine several times the decode's own CPU, and the decode its latency too
+(benchmarks/README.md, serving). Several uploads decode side by side instead.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import ParamSpec, TypeVar
+
+import torch
 
 __all__ = ["DecodeSlots"]
 
@@ -85,7 +90,12 @@ class DecodeSlots:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
-        self._executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="uvac-decode")
+        self._executor = ThreadPoolExecutor(
+            max_workers=limit,
+            thread_name_prefix="uvac-decode",
+            initializer=torch.set_num_threads,
+            initargs=(1,),
+        )
 
     def call(self, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``function`` in a slot and wait for it (from a thread that is not a slot's)."""

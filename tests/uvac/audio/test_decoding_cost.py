@@ -14,6 +14,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 from tests.audio_fixtures import encode, patch_flac_total_samples, silence, tone
 from uvac.audio import DecodeSlots, decode_slots
@@ -122,6 +123,20 @@ def test_decode_slots_run_waits_on_the_loop_for_a_slot() -> None:
     # One at a time: every start is followed by its own end.
     assert order[0].split()[1] == order[1].split()[1]
     assert order[2].split()[1] == order[3].split()[1]
+
+
+def test_decode_slots_run_torch_on_one_intra_op_thread() -> None:
+    """A slot's resampling must not wake a pool of intra-op threads that then spin, whatever
+    the process's own setting (a new thread starts from the machine's core count)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    slots = DecodeSlots(2)
+    try:
+        counts = {slots.call(torch.get_num_threads) for _ in range(4)}
+    finally:
+        slots.close()
+        torch.set_num_threads(previous)
+    assert counts == {1}
 
 
 def test_decode_slots_refuse_a_zero_limit() -> None:
