@@ -136,8 +136,9 @@ BatchObserver = Callable[[int, float], None]
 StartObserver = Callable[[str], None]
 """Called with what became of each early start whose window was submitted: ``"used"`` (the
 window is finished from it), ``"dropped"`` (no lane took it in time) or ``"unusable"`` (it
-failed, or the samples could not start one); and of each start dropped before its window was
-whole because its later samples showed it could not finish it: ``"superseded"``."""
+failed, or the samples could not start one); and of each start dropped because a later
+sample of its window showed it could not finish it: ``"superseded"`` (a window may count two,
+its first start and the one it was begun again with)."""
 
 
 class MicroBatcher:
@@ -409,7 +410,9 @@ class MicroBatcher:
         except Exception:
             logger.exception("an early start failed: its window will be embedded whole")
             finished, result = True, None
-        if not finished:
+        if not finished and early.future.done():  # dropped during its step: stop here
+            early.steps.close()
+        elif not finished:
             self._early.appendleft(early)
             self._changed.set()
         elif not early.future.done():

@@ -12,8 +12,9 @@
   live streams (`WS /v1/stream`);
 - `uvac_stream_early_starts_total{outcome}`: stream windows started before they were whole,
   by what became of the start (`used`; `dropped`: no inference lane was free in time, a sign
-  of a host near its limit; `unusable`; `superseded`: a later sample showed the start could
-  not finish its window, which was begun again on all it had heard, once).
+  of a host near its limit; `unusable`; `superseded`: a later sample of the window showed the
+  start could not finish it; a window not yet whole is then begun again on all it has heard,
+  once, so it may count two).
 """
 
 from __future__ import annotations

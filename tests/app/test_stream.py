@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -568,11 +569,11 @@ def _count_early_starts(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], lis
 
 
 def _stream_with_pauses(
-    tmp_path, samples: np.ndarray, pauses_s: Sequence[float], started: list[int]
+    tmp_path, samples: np.ndarray, pauses: Sequence[tuple[float, int]], started: list[int]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int, str]:
     """/v1/cluster's answer for ``samples`` (44.1 kHz), then the stream's messages and close
-    code, the stream pausing at each of ``pauses_s`` until one more early start has run on
-    a lane; and the metrics after."""
+    code, the stream pausing at each ``(seconds, starts)`` of ``pauses`` until that many early
+    starts have run on a lane; and the metrics after."""
     rate = 44100
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="WAV", subtype="FLOAT")
@@ -589,7 +590,7 @@ def _stream_with_pauses(
             websocket.send_json({"type": "config", "encoding": "pcm_f32le"})
             assert websocket.receive_json()["type"] == "ready"
             sent = 0
-            for count, pause_s in enumerate(pauses_s, start=1):
+            for pause_s, count in pauses:
                 until = 4 * int(pause_s * rate)
                 websocket.send_bytes(payload[sent:until])
                 sent = until
@@ -627,20 +628,32 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
     for click_s in (0.1, 2.6):  # each window's loudest sample is in its heard part
         samples[int(click_s * rate)] = 0.99
     # Past each window's early start, before its end; the start runs on a lane.
-    expected, messages, code, metrics = _stream_with_pauses(tmp_path, samples, (4.6, 7.1), started)
+    expected, messages, code, metrics = _stream_with_pauses(
+        tmp_path, samples, ((4.6, 1), (7.1, 2)), started
+    )
     assert 'uvac_stream_early_starts_total{outcome="used"} 2.0' in metrics
     assert code == 1000
     assert len(finished) == 2
     _assert_decisions_are_the_timeline(messages, expected, [0.0, 2.5])
 
 
+def _early_starts(metrics: str, outcome: str) -> int:
+    name = re.escape(f'uvac_stream_early_starts_total{{outcome="{outcome}"}}')
+    found = re.search(rf"^{name} (\S+)$", metrics, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
 @pytest.mark.parametrize(
-    ("louder", "superseded", "used", "finished"),
+    ("louder", "pauses", "superseded", "used", "finished"),
     [
-        # once: window 0 is begun again on its 4.9 s heard and finished from there
-        ({4.8: 0.99}, 1, 2, 2),
+        # once: window 0 is begun again on its 4.7 s heard and finished from there
+        ({4.65: 0.99}, ((4.6, 1), (4.7, 2), (7.1, 3)), 1, 2, 2),
         # twice (a rising sound): the second start is dropped too, window 0 goes whole
-        ({4.8: 0.9, 4.95: 0.99}, 2, 1, 1),
+        ({4.65: 0.9, 4.72: 0.99}, ((4.6, 1), (4.7, 2), (7.1, 3)), 2, 1, 1),
+        # too late to begin again (less than half the 0.5 s lead to come): window 0 goes whole
+        ({4.85: 0.99}, ((4.6, 1), (4.9, 1), (7.1, 2)), 1, 1, 1),
+        # louder, but after window 0's end, in the frame that completes it: the start holds
+        ({5.05: 0.99}, ((4.6, 1), (7.1, 2)), 0, 2, 2),
     ],
 )
 def test_a_start_a_louder_sample_supersedes_is_begun_again_once(
@@ -649,13 +662,14 @@ def test_a_start_a_louder_sample_supersedes_is_begun_again_once(
     store: ModelStore,
     monkeypatch: pytest.MonkeyPatch,
     louder: dict[float, float],
+    pauses: tuple[tuple[float, int], ...],
     superseded: int,
     used: int,
     finished: int,
 ) -> None:
-    """Window 0 is started on its first 4.5 s; a louder sample then arrives before it is
-    whole: that start is dropped and the window begun again on all it has heard, at most
-    once; the decisions are still /v1/cluster's windows."""
+    """Window 0 is started on its first 4.5 s; a louder sample of it then arrives before it
+    is whole: that start is dropped and the window begun again on all it has heard, at most
+    once and while enough of it is still to come; the decisions are still /v1/cluster's."""
     from tests.app.test_encoder_models import _publish
 
     _publish(store)
@@ -665,13 +679,11 @@ def test_a_start_a_louder_sample_supersedes_is_begun_again_once(
     samples[int(0.1 * rate)] = 0.7  # window 0's peak in its first 4.5 s
     for at_s, value in louder.items():  # after that start; in window 1's heard part
         samples[int(at_s * rate)] = value
-    expected, messages, code, metrics = _stream_with_pauses(
-        tmp_path, samples, (4.6, 4.9, 7.1), started
-    )
-    assert f'uvac_stream_early_starts_total{{outcome="superseded"}} {superseded:.1f}' in metrics
-    assert f'uvac_stream_early_starts_total{{outcome="used"}} {used:.1f}' in metrics
+    expected, messages, code, metrics = _stream_with_pauses(tmp_path, samples, pauses, started)
+    assert _early_starts(metrics, "superseded") == superseded
+    assert _early_starts(metrics, "used") == used
     assert code == 1000
-    assert len(started) == 3 and len(finishes) == finished
+    assert len(started) == pauses[-1][1] and len(finishes) == finished
     _assert_decisions_are_the_timeline(messages, expected, [0.0, 2.5])
 
 

@@ -127,7 +127,7 @@ def test_decode_slots_run_waits_on_the_loop_for_a_slot() -> None:
 
 def test_decode_slots_run_torch_on_one_intra_op_thread() -> None:
     """A slot's resampling must not wake a pool of intra-op threads that then spin, whatever
-    the process's own setting (a new thread starts from the machine's core count)."""
+    the process's own setting."""
     previous = torch.get_num_threads()
     torch.set_num_threads(4)
     slots = DecodeSlots(2)
