@@ -296,9 +296,8 @@ class _Connection:
         the sound encoder, a sample louder than the heard peak it normalised by), and begin
         that window once more on all it has heard: its embedding then still starts before the
         window is whole. A window is begun again at most once, so a rising sound costs at
-        most two starts before its whole pass, and only while at least half the early-start
-        lead is still to come: a start taken just before its window is whole would hold the
-        window for all its steps, where a whole pass goes straight to the front of the line."""
+        most two starts before its whole pass. A window begun again late in its lead still
+        gains, against a whole pass after its end (benchmarks/README.md, live streams)."""
         if not self.early:
             return
         windows, clusterer = self.session.windows, self.model.clusterer
@@ -312,8 +311,6 @@ class _Connection:
             self.services.batcher.drop_start(early, outcome="superseded")
             heard = self.session.heard_of(index)
             if heard is None or index in self.begun_again:
-                continue
-            if windows.window_samples - heard.shape[0] < self.early_lead // 2:
                 continue
             self.begun_again.add(index)
             self.early[index] = self.services.batcher.start_window(

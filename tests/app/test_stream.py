@@ -650,8 +650,8 @@ def _early_starts(metrics: str, outcome: str) -> int:
         ({4.65: 0.99}, ((4.6, 1), (4.7, 2), (7.1, 3)), 1, 2, 2),
         # twice (a rising sound): the second start is dropped too, window 0 goes whole
         ({4.65: 0.9, 4.72: 0.99}, ((4.6, 1), (4.7, 2), (7.1, 3)), 2, 1, 1),
-        # too late to begin again (less than half the 0.5 s lead to come): window 0 goes whole
-        ({4.85: 0.99}, ((4.6, 1), (4.9, 1), (7.1, 2)), 1, 1, 1),
+        # late in the lead (0.1 s to come): still begun again, finished from the new start
+        ({4.85: 0.99}, ((4.6, 1), (4.9, 2), (7.1, 3)), 1, 2, 2),
         # louder, but after window 0's end, in the frame that completes it: the start holds
         ({5.05: 0.99}, ((4.6, 1), (7.1, 2)), 0, 2, 2),
     ],
@@ -669,7 +669,7 @@ def test_a_start_a_louder_sample_supersedes_is_begun_again_once(
 ) -> None:
     """Window 0 is started on its first 4.5 s; a louder sample of it then arrives before it
     is whole: that start is dropped and the window begun again on all it has heard, at most
-    once and while enough of it is still to come; the decisions are still /v1/cluster's."""
+    once; the decisions are still /v1/cluster's."""
     from tests.app.test_encoder_models import _publish
 
     _publish(store)
