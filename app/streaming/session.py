@@ -120,8 +120,9 @@ class StreamSession:
             start = self._early_index * self.windows.hop_samples
             if start + window_samples - lead_samples > self.received_samples:
                 return heard
-            begin = start - self._offset
-            heard.append((self._early_index, self._data[begin : self._length].copy()))
+            samples = self.heard_of(self._early_index)
+            assert samples is not None  # not yet whole, so its first samples are kept
+            heard.append((self._early_index, samples))
             self._early_index += 1
 
     def heard_of(self, index: int) -> np.ndarray | None:

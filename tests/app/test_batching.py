@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batching import MicroBatcher
+from app.batching import EarlyStart, MicroBatcher
 from app.problems import ApiProblem
 from uvac.audio.decoding import Audio
 
@@ -559,6 +559,25 @@ def _with_busy_lane(model: FakeModel, then: Any, outcomes: list[str] | None = No
     return run(scenario())
 
 
+def _with_started_window(model: FakeModel, then: Any, outcomes: list[str] | None = None) -> Any:
+    """A window started on heard audio (first sample 9.0) on an idle batcher; 50 ms later,
+    inside the start's first step, what ``then(batcher, early)`` returns. ``outcomes``
+    collects the starts' outcomes."""
+
+    async def scenario() -> Any:
+        observer = outcomes.append if outcomes is not None else None
+        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=observer)
+        await batcher.start()
+        try:
+            early = batcher.start_window(model=model, heard=_audio(9.0))
+            await asyncio.sleep(0.05)
+            return await then(batcher, early)
+        finally:
+            await batcher.close()
+
+    return run(scenario())
+
+
 def test_an_early_start_waits_for_short_clips_and_its_result_reaches_the_window() -> None:
     """A start queued behind short clips runs after them; the window submitted with it is
     clustered with the start's result."""
@@ -619,17 +638,10 @@ def test_a_failed_start_leaves_its_window_to_be_clustered_whole(
 
     outcomes: list[str] = []
 
-    async def scenario() -> Any:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=outcomes.append)
-        await batcher.start()
-        try:
-            early = batcher.start_window(model=model, heard=_audio(9.0))
-            await asyncio.sleep(0.05)  # the start ran and failed
-            return await batcher.submit(model=model, audio=_audio(9.5), started=early)
-        finally:
-            await batcher.close()
+    async def then(batcher: MicroBatcher, early: EarlyStart) -> Any:  # the start failed
+        return await batcher.submit(model=model, audio=_audio(9.5), started=early)
 
-    assert run(scenario()) == ("a", 9.5)
+    assert _with_started_window(model, then, outcomes) == ("a", 9.5)
     assert outcomes == ["unusable"]
     assert ("start", [9.0]) in model.clusterer.events
     assert model.clusterer.started == [None]
@@ -690,19 +702,12 @@ def test_a_superseded_start_stops_after_its_step_and_is_reported() -> None:
     model.clusterer.batch_s = 0.1
     outcomes: list[str] = []
 
-    async def scenario() -> bool:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0, start_observer=outcomes.append)
-        await batcher.start()
-        try:
-            early = batcher.start_window(model=model, heard=_audio(9.0))
-            await asyncio.sleep(0.05)  # inside the start's first step
-            batcher.drop_start(early, outcome="superseded")
-            await asyncio.sleep(0.4)  # time for the two steps it would have run
-            return not batcher._early
-        finally:
-            await batcher.close()
+    async def then(batcher: MicroBatcher, early: EarlyStart) -> bool:
+        batcher.drop_start(early, outcome="superseded")
+        await asyncio.sleep(0.4)  # time for the two steps it would have run
+        return not batcher._early
 
-    assert run(scenario())
+    assert _with_started_window(model, then, outcomes)
     assert model.clusterer.events == [("start", [9.0])]
     assert outcomes == ["superseded"]
 
@@ -713,19 +718,12 @@ def test_a_clip_that_comes_during_a_start_runs_between_its_steps() -> None:
     model = _model("a")
     model.clusterer.batch_s = 0.1
 
-    async def scenario() -> Any:
-        batcher = MicroBatcher(max_batch=64, max_wait_s=0.0)
-        await batcher.start()
-        try:
-            early = batcher.start_window(model=model, heard=_audio(9.0))
-            await asyncio.sleep(0.05)  # inside the start's first step
-            clip = await batcher.submit(model=model, audio=_audio(5.0))
-            await asyncio.wait([early.future], timeout=5)
-            return clip, early.future.result()
-        finally:
-            await batcher.close()
+    async def then(batcher: MicroBatcher, early: EarlyStart) -> Any:
+        clip = await batcher.submit(model=model, audio=_audio(5.0))
+        await asyncio.wait([early.future], timeout=5)
+        return clip, early.future.result()
 
-    assert run(scenario()) == (("a", 5.0), ("started", 9.0))
+    assert _with_started_window(model, then) == (("a", 5.0), ("started", 9.0))
     assert model.clusterer.events == [
         ("start", [9.0]),
         ("batch", [5.0]),
