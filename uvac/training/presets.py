@@ -120,12 +120,7 @@ _EMBEDDING_TRAINING: dict[str, Any] = {
     # The partition settles within a few epochs; training on moves no window and tightens h's
     # fit to the training windows (the held-out comparison: benchmarks/README.md).
     "stop_after_stable_epochs": 5,
-    # The consistency and balance terms are statistics of the batch (a K x K joint, a mean
-    # pi): estimated from 256 windows rather than 64 they let h move whole groups of windows
-    # off the start; the learning rate grows with the square root of the batch (the
-    # ablation: benchmarks/README.md, "The start alone").
-    "batch_size": 256,
-    "learning_rate": 1e-3,
+    "batch_size": 64,
     "lambda_kl": 0.05,
     "init_epochs": 5,
     "init_clustering": "kmeans",
