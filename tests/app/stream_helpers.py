@@ -1,5 +1,5 @@
 """Helpers for the live-stream tests: a model whose windows differ, audio cut into random
-frames, and reading a stream's messages up to its close."""
+frames, reading a stream's messages up to its close, and a metric's value."""
 
 from __future__ import annotations
 
@@ -105,3 +105,13 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float = 5.0) -> bool
             return True
         time.sleep(0.02)
     return condition()
+
+
+def metric_sample(text: str, sample: str) -> float | None:
+    """The value of ``sample`` (a metric's name with its labels, as exposed, e.g.
+    ``uvac_stream_early_starts_total{outcome="used"}``) in Prometheus text; None if absent."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return None

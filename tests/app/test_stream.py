@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.app.helpers import assert_problem
 from tests.app.novelty_models import TONES_HZ, model_with_novelty, tone_clip
 from tests.app.stream_helpers import (
     as_s16,
+    metric_sample,
     pcm_bytes,
     publish_kmeans_model,
     random_frames,
@@ -60,10 +60,9 @@ def _open_streams(client: TestClient) -> int:
 
 
 def _gauge(client: TestClient) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("uvac_streams_open "):
-            return float(line.split()[1])
-    raise AssertionError("no uvac_streams_open gauge")
+    value = metric_sample(client.get("/metrics").text, "uvac_streams_open")
+    assert value is not None, "no uvac_streams_open gauge"
+    return value
 
 
 def _assert_none_open(client: TestClient) -> None:
@@ -487,12 +486,8 @@ def test_stream_metrics_count_decisions_and_closes(client: TestClient) -> None:
     _stream(client, [pcm_bytes(varied_audio(1.0), "pcm_s16le")])
     _refused(client, "not json")
     text = client.get("/metrics").text
-    count = [
-        line
-        for line in text.splitlines()
-        if line.startswith("uvac_stream_decision_latency_seconds_count")
-    ]
-    assert count and float(count[0].split()[1]) == len(WINDOWS.decision_starts(SAMPLE_RATE))
+    count = metric_sample(text, "uvac_stream_decision_latency_seconds_count")
+    assert count == len(WINDOWS.decision_starts(SAMPLE_RATE))
     assert 'uvac_streams_closed_total{code="1000"} 1.0' in text
     assert 'uvac_streams_closed_total{code="4400"} 1.0' in text
 
@@ -638,9 +633,8 @@ def test_windows_started_early_decide_as_the_cluster_timeline(
 
 
 def _early_starts(metrics: str, outcome: str) -> int:
-    name = re.escape(f'uvac_stream_early_starts_total{{outcome="{outcome}"}}')
-    found = re.search(rf"^{name} (\S+)$", metrics, re.M)
-    return int(float(found.group(1))) if found else 0
+    sample = f'uvac_stream_early_starts_total{{outcome="{outcome}"}}'
+    return int(metric_sample(metrics, sample) or 0)
 
 
 @pytest.mark.parametrize(

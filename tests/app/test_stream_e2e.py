@@ -19,7 +19,7 @@ import soundfile as sf
 
 from model_store import ModelStore
 from tests.app.conftest import SAMPLE_RATE
-from tests.app.stream_helpers import as_s16, publish_kmeans_model, varied_audio
+from tests.app.stream_helpers import as_s16, metric_sample, publish_kmeans_model, varied_audio
 from tests.app.test_e2e_server import Server, serving
 from uvac.cli import main as uvac_main
 from uvac.cli.stream import encode_pcm, paced, stream_audio
@@ -65,10 +65,9 @@ def _stream_paced(
 
 
 def _open_streams(server: Server) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith("uvac_streams_open "):
-            return float(line.split()[1])
-    raise AssertionError("no uvac_streams_open gauge")
+    value = metric_sample(httpx.get(f"{server.url}/metrics").text, "uvac_streams_open")
+    assert value is not None, "no uvac_streams_open gauge"
+    return value
 
 
 def _frames(samples: np.ndarray, *, frame_s: float) -> Any:
@@ -172,11 +171,8 @@ def encoder_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         yield server
 
 
-def _metric(server: Server, prefix: str) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith(prefix):
-            return float(line.split()[-1])
-    return 0.0
+def _metric(server: Server, sample: str) -> float:
+    return metric_sample(httpx.get(f"{server.url}/metrics").text, sample) or 0.0
 
 
 def test_a_real_time_encoder_stream_starts_its_windows_early(encoder_server: Server) -> None:
